@@ -1,0 +1,372 @@
+//! Types shared by the kernel programs (`monitor-ebpf`) and the daemon (`monitor`).
+//!
+//! Everything here is `#[repr(C)]`, `Copy`, and laid out with explicit padding
+//! so that both sides agree byte for byte; `monitor/src/sensor/layout_tests.rs`
+//! pins every size and offset. Flags are `u32`, never `bool`.
+//!
+//! One kernel record is a [`RawEvent`]: a fixed [`EventHeader`], a
+//! kind-specific [`EventBody`], up to [`MAX_STRS`] [`StrRef`]s describing
+//! strings, and a data area holding those strings. Only
+//! `RAW_EVENT_FIXED_LEN + data_len` bytes cross the ring buffer.
+#![no_std]
+
+/// Length of a task's `comm`, including the terminating NUL.
+pub const COMM_LEN: usize = 16;
+/// Bytes read per path component (NAME_MAX + NUL).
+pub const NAME_READ: usize = 256;
+/// Strings start below this offset in the data area; one string read is at most this long.
+pub const DATA_HALF: usize = 4096;
+/// Size of the data area: twice [`DATA_HALF`] so that a read of up to
+/// `DATA_HALF` bytes at any start offset below `DATA_HALF` stays inside it
+/// (the shape the verifier can prove).
+pub const DATA_CAP: usize = 2 * DATA_HALF;
+/// Maximum number of path components walked for one path.
+pub const MAX_COMPONENTS: u32 = 48;
+/// Bytes of a new process's argument block read at exec.
+pub const ARGV_READ: usize = 1024;
+/// How many strings one event can carry.
+pub const MAX_STRS: usize = 4;
+
+/// What a [`RawEvent`] reports; stored in [`EventHeader::kind`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// A file syscall; the body is [`FileBody`].
+    File = 1,
+    /// A socket connect or accept; the body is [`NetBody`].
+    Net = 2,
+    /// A successful exec; the body is [`ExecBody`].
+    Exec = 3,
+    /// A new process (not a thread); the body is [`ForkBody`].
+    Fork = 4,
+    /// A process exit; the body is [`ExitBody`].
+    Exit = 5,
+}
+
+impl EventKind {
+    /// Decodes a raw `kind` value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::File,
+            2 => Self::Net,
+            3 => Self::Exec,
+            4 => Self::Fork,
+            5 => Self::Exit,
+            _ => return None,
+        })
+    }
+}
+
+/// Which file syscall a [`FileBody`] describes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOp {
+    /// `openat(dfd, path, flags, mode)`.
+    Openat = 1,
+    /// `openat2(dfd, path, how, size)`.
+    Openat2 = 2,
+    /// `unlinkat(dfd, path, flags)`.
+    Unlinkat = 3,
+    /// `renameat2(olddfd, old, newdfd, new, flags)`.
+    Renameat2 = 4,
+    /// `truncate(path, length)`.
+    Truncate = 5,
+    /// `ftruncate(fd, length)`.
+    Ftruncate = 6,
+}
+
+impl FileOp {
+    /// Decodes a raw `op` value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Openat,
+            2 => Self::Openat2,
+            3 => Self::Unlinkat,
+            4 => Self::Renameat2,
+            5 => Self::Truncate,
+            6 => Self::Ftruncate,
+            _ => return None,
+        })
+    }
+}
+
+/// Which socket syscall a [`NetBody`] describes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetOp {
+    /// `connect(fd, addr, len)`: `addr` is the remote end.
+    Connect = 1,
+    /// `accept`/`accept4(fd, addr, len)`: `addr` is the peer, `ret` the new fd.
+    Accept = 2,
+}
+
+impl NetOp {
+    /// Decodes a raw `op` value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Connect,
+            2 => Self::Accept,
+            _ => return None,
+        })
+    }
+}
+
+/// [`EventHeader::flags`]: a string was cut short (path too deep or too long).
+pub const FLAG_TRUNCATED: u32 = 1 << 0;
+
+/// Common fields of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`].
+    pub kind: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// `CLOCK_MONOTONIC` nanoseconds (`bpf_ktime_get_ns`).
+    pub ktime_ns: u64,
+    /// Thread id.
+    pub pid: u32,
+    /// Process id (thread-group id).
+    pub tgid: u32,
+    /// Process id of the parent (`real_parent->tgid`).
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// Task name, NUL padded.
+    pub comm: [u8; COMM_LEN],
+}
+
+/// Body of a file event ([`EventKind::File`]).
+///
+/// Strings: `strs[0]` is the first path's directory or (for a successful
+/// open, `ftruncate`) the file itself, `strs[1]` the first path as the
+/// caller passed it; `strs[2]`/`strs[3]` the same for the rename target.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FileBody {
+    /// A [`FileOp`].
+    pub op: u32,
+    /// The directory fd the path is relative to (`AT_FDCWD` = -100), or the fd for `ftruncate`.
+    pub dfd: i32,
+    /// Syscall result: an fd or 0, or a negative errno.
+    pub ret: i64,
+    /// Open flags, unlink flags or rename flags.
+    pub flags: u64,
+    /// Creation mode for opens; new length for truncates.
+    pub mode: u64,
+    /// The rename target's directory fd.
+    pub dfd2: i32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Body of a socket event ([`EventKind::Net`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetBody {
+    /// A [`NetOp`].
+    pub op: u32,
+    /// The socket fd the call was made on.
+    pub fd: i32,
+    /// Syscall result: 0 or a new fd, or a negative errno.
+    pub ret: i64,
+    /// Address family (`AF_INET` = 2, `AF_INET6` = 10, others carry no address).
+    pub family: u16,
+    /// Port, host byte order.
+    pub port: u16,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// IPv4 address in the first four bytes, or the IPv6 address.
+    pub addr: [u8; 16],
+}
+
+/// Body of an exec event ([`EventKind::Exec`]).
+///
+/// Strings: `strs[0]` the executable (`mm->exe_file`, resolved), `strs[1]` the
+/// filename as passed to exec, `strs[2]` the argument block (NUL separated).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecBody {
+    /// The thread id that called exec (differs from `tgid` for a non-leader thread).
+    pub old_pid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Body of a fork event ([`EventKind::Fork`]); the header describes the parent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkBody {
+    /// Process id of the new process.
+    pub child_pid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// `clone` flags.
+    pub clone_flags: u64,
+}
+
+/// Body of an exit event ([`EventKind::Exit`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitBody {
+    /// `task->exit_code`: exit status in bits 8..16, signal in bits 0..7.
+    pub exit_code: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Kind-specific fields; [`EventHeader::kind`] says which one is set.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union EventBody {
+    /// For [`EventKind::File`].
+    pub file: FileBody,
+    /// For [`EventKind::Net`].
+    pub net: NetBody,
+    /// For [`EventKind::Exec`].
+    pub exec: ExecBody,
+    /// For [`EventKind::Fork`].
+    pub fork: ForkBody,
+    /// For [`EventKind::Exit`].
+    pub exit: ExitBody,
+    /// Pins the union's size.
+    pub raw: [u64; 5],
+}
+
+/// How the bytes a [`StrRef`] points at are to be read.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StrKind {
+    /// No string.
+    None = 0,
+    /// Bytes as read, one NUL-terminated string.
+    Raw = 1,
+    /// Path components walked up from a dentry: NUL-terminated names, leaf first.
+    /// An empty list means the root directory.
+    Components = 2,
+    /// Several NUL-terminated strings (an argument vector).
+    List = 3,
+}
+
+/// One string in the data area of a [`RawEvent`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct StrRef {
+    /// Start offset in [`RawEvent::data`].
+    pub off: u16,
+    /// Length in bytes, NULs included.
+    pub len: u16,
+    /// A [`StrKind`].
+    pub kind: u16,
+    /// Explicit padding.
+    pub _pad: u16,
+}
+
+/// One record as the kernel builds it (in a per-CPU scratch slot).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RawEvent {
+    /// Common fields.
+    pub header: EventHeader,
+    /// Kind-specific fields.
+    pub body: EventBody,
+    /// Strings in `data`.
+    pub strs: [StrRef; MAX_STRS],
+    /// String bytes.
+    pub data: [u8; DATA_CAP],
+}
+
+/// Bytes of a [`RawEvent`] before its data area; a record on the ring is this
+/// many bytes plus the used part of `data`.
+pub const RAW_EVENT_FIXED_LEN: usize = core::mem::size_of::<RawEvent>() - DATA_CAP;
+
+/// Index in the `COUNTERS` per-CPU array: records sent to the ring buffer.
+pub const COUNTER_EMITTED: u32 = 0;
+/// Records lost because the ring buffer was full.
+pub const COUNTER_RINGBUF_FULL: u32 = 1;
+/// Records sent with [`FLAG_TRUNCATED`].
+pub const COUNTER_TRUNCATED: u32 = 2;
+/// Syscall exits seen without their entry arguments (entry missed or evicted).
+pub const COUNTER_ARGS_MISSING: u32 = 3;
+/// Number of counters.
+pub const COUNTER_COUNT: u32 = 4;
+
+/// Byte offsets of kernel struct members, read from the kernel's BTF at start-up
+/// and handed to the programs as a global. rustc emits no CO-RE relocations,
+/// so this is how the programs walk `task_struct`, `dentry` and `mount`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct KernelOffsets {
+    /// `task_struct.real_parent`
+    pub task_real_parent: u32,
+    /// `task_struct.tgid`
+    pub task_tgid: u32,
+    /// `task_struct.fs`
+    pub task_fs: u32,
+    /// `task_struct.files`
+    pub task_files: u32,
+    /// `task_struct.mm`
+    pub task_mm: u32,
+    /// `task_struct.exit_code`
+    pub task_exit_code: u32,
+    /// `fs_struct.root`
+    pub fs_root: u32,
+    /// `fs_struct.pwd`
+    pub fs_pwd: u32,
+    /// `path.mnt`
+    pub path_mnt: u32,
+    /// `path.dentry`
+    pub path_dentry: u32,
+    /// `files_struct.fdt`
+    pub files_fdt: u32,
+    /// `fdtable.max_fds`
+    pub fdt_max_fds: u32,
+    /// `fdtable.fd`
+    pub fdt_fd: u32,
+    /// `file.f_path`
+    pub file_f_path: u32,
+    /// `dentry.d_parent`
+    pub dentry_d_parent: u32,
+    /// `dentry.d_name` + `qstr.name`
+    pub dentry_d_name_name: u32,
+    /// `mount.mnt` (the embedded `vfsmount`)
+    pub mount_mnt: u32,
+    /// `mount.mnt_parent`
+    pub mount_mnt_parent: u32,
+    /// `mount.mnt_mountpoint`
+    pub mount_mnt_mountpoint: u32,
+    /// `vfsmount.mnt_root`
+    pub vfsmount_mnt_root: u32,
+    /// `mm_struct.arg_start`
+    pub mm_arg_start: u32,
+    /// `mm_struct.arg_end`
+    pub mm_arg_end: u32,
+    /// `mm_struct.exe_file`
+    pub mm_exe_file: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+/// Settings the daemon hands the programs as a global at load time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SensorConfig {
+    /// The daemon's own process id; its activity is never reported.
+    pub self_tgid: u32,
+    /// Explicit padding.
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain `#[repr(C)]` integers with explicit padding; every bit pattern is valid.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SensorConfig {}
+}

@@ -1,0 +1,149 @@
+//! The sensor benchmark behind `cargo xtask bench sensor`.
+//!
+//! The parent loads the real sensor and runs the real decode and enrich
+//! stages; a child process (this binary again, `bench-child`) opens one file
+//! `opens` times, as fast as it can or paced to `rate` per second. The report
+//! says how many of the child's opens arrived as events, how fast, and what
+//! the kernel counted as lost.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::enrich::Enricher;
+use crate::event::Detail;
+use crate::sensor::decode::decode;
+use crate::sensor::{Sensor, SensorSettings};
+
+/// What one run measured.
+#[derive(Debug, Serialize)]
+pub struct SensorBenchReport {
+    /// Opens the child made.
+    pub opens: u64,
+    /// The pace asked for (0: as fast as possible).
+    pub target_rate: u64,
+    /// The pace the child achieved, opens per second.
+    pub child_rate: f64,
+    /// The child's open events received and enriched.
+    pub received: u64,
+    /// Received events per second, from the child's start to the last event.
+    pub delivered_per_sec: f64,
+    /// Opens that never arrived.
+    pub missing: u64,
+    /// Records the kernel could not queue during the run (ring buffer full).
+    pub ringbuf_full: u64,
+    /// Records decoded that were not the child's opens (other activity).
+    pub other_events: u64,
+}
+
+/// Runs one benchmark round.
+pub fn run_sensor_bench(opens: u64, rate: u64, ring_mib: u32) -> anyhow::Result<SensorBenchReport> {
+    let target = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
+    std::fs::write(&target, b"x").context("creating the benchmark file")?;
+    let target_str = target.to_string_lossy().into_owned();
+
+    let mut sensor = Sensor::start(&SensorSettings {
+        ring_bytes: ring_mib << 20,
+        ..SensorSettings::default()
+    })
+    .context("starting the sensor")?;
+    let mut enricher = Enricher::new();
+
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([
+            "bench-child",
+            "--opens",
+            &opens.to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .arg(&target)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawning the benchmark child")?;
+    let child_pid = child.id();
+    // Let the sensor drain the child's start-up before the measured run.
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_millis(300) {
+        sensor.wait(Duration::from_millis(20))?;
+        sensor.drain(usize::MAX, |_| {});
+    }
+    let before = sensor.kernel_counters();
+
+    let start = Instant::now();
+    child
+        .stdin
+        .take()
+        .context("child stdin")?
+        .write_all(b"go\n")?;
+    let mut received = 0u64;
+    let mut other = 0u64;
+    let mut last_event = start;
+    let mut exited_at: Option<Instant> = None;
+    loop {
+        sensor.wait(Duration::from_millis(50))?;
+        let n = sensor.drain(usize::MAX, |bytes| {
+            let Ok(rec) = decode(bytes) else { return };
+            let ev = enricher.enrich(&rec);
+            match &ev.detail {
+                Detail::File(f) if ev.process.pid == child_pid && f.path == target_str => {
+                    received += 1;
+                }
+                _ => other += 1,
+            }
+        });
+        if n > 0 {
+            last_event = Instant::now();
+        }
+        if exited_at.is_none() && child.try_wait()?.is_some() {
+            exited_at = Some(Instant::now());
+        }
+        // Done when everything arrived, or nothing more came for a while after the child exited.
+        if received >= opens
+            || exited_at.is_some_and(|t| t.elapsed() > Duration::from_millis(500) && n == 0)
+        {
+            break;
+        }
+    }
+    let after = sensor.kernel_counters();
+    child.wait()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut line)?;
+    let child_secs: f64 = line.trim().parse().context("child's elapsed time")?;
+    std::fs::remove_file(&target).ok();
+
+    let elapsed = last_event.duration_since(start).as_secs_f64().max(1e-9);
+    Ok(SensorBenchReport {
+        opens,
+        target_rate: rate,
+        child_rate: opens as f64 / child_secs.max(1e-9),
+        received,
+        delivered_per_sec: received as f64 / elapsed,
+        missing: opens.saturating_sub(received),
+        ringbuf_full: after.ringbuf_full - before.ringbuf_full,
+        other_events: other,
+    })
+}
+
+/// The child's side: waits for a line on stdin, then opens `path` `opens`
+/// times (paced to `rate` per second unless 0), then prints the seconds taken.
+pub fn run_bench_child(opens: u64, rate: u64, path: &std::path::Path) -> anyhow::Result<()> {
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go)?;
+    let start = Instant::now();
+    for i in 0..opens {
+        if rate > 0 && i % 64 == 0 {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            while start.elapsed() < due {
+                std::hint::spin_loop();
+            }
+        }
+        drop(std::fs::File::open(path)?);
+    }
+    println!("{}", start.elapsed().as_secs_f64());
+    Ok(())
+}

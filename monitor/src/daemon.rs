@@ -1,0 +1,153 @@
+//! `monitor run`: starts the sensor, runs the pipeline on its own thread,
+//! reports readiness to systemd, logs and publishes stats periodically, and
+//! shuts down cleanly on SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context as _;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::enrich::Enricher;
+use crate::notify::notify;
+use crate::output::{EventSink, JsonLines};
+use crate::pipeline::{Counters, Pipeline};
+use crate::sensor::{Sensor, SensorSettings};
+use crate::status::Status;
+
+/// Options of `monitor run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Print every event as a JSON line on stdout.
+    pub events_stdout: bool,
+    /// Ring buffer size in MiB (a power of two).
+    pub ring_mib: u32,
+    /// How often stats are logged and the status file rewritten.
+    pub stats_interval: Duration,
+    /// Where the status snapshot is written.
+    pub status_file: PathBuf,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
+}
+
+fn refresh(status: &mut Status, counters: &Counters) {
+    status.updated = now();
+    status.kernel = counters.kernel;
+    status.pipeline = counters.pipeline;
+    status.processes_tracked = counters.processes_tracked;
+}
+
+/// Runs the daemon until a termination signal.
+pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        opts.ring_mib.is_power_of_two(),
+        "--ring-mib must be a power of two, got {}",
+        opts.ring_mib
+    );
+    let settings = SensorSettings {
+        ring_bytes: opts.ring_mib << 20,
+        ..SensorSettings::default()
+    };
+    let ring_bytes = settings.ring_bytes;
+    let sensor = tokio::task::spawn_blocking(move || Sensor::start(&settings))
+        .await?
+        .context("starting the sensor")?;
+    let attached = sensor.attached().to_vec();
+    let enricher = tokio::task::spawn_blocking(Enricher::new).await?;
+
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if opts.events_stdout {
+        sinks.push(Box::new(JsonLines::new(std::io::stdout())));
+    }
+    let pipeline = Pipeline::new(sensor, enricher, sinks);
+    let counters = pipeline.counters();
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn({
+            let stop = stop.clone();
+            move || pipeline.run(&stop)
+        })
+        .context("starting the pipeline thread")?;
+
+    let mut status = Status {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started: now(),
+        updated: now(),
+        attached,
+        ring_bytes,
+        ..Status::default()
+    };
+    if let Err(e) = status.write(&opts.status_file) {
+        tracing::warn!(path = %opts.status_file.display(), error = %e, "cannot write status file");
+    }
+    tracing::info!(
+        probes = status.attached.len(),
+        ring_mib = opts.ring_mib,
+        "sensor attached; monitoring"
+    );
+    notify("READY=1").context("notifying the service manager")?;
+
+    let mut tick = tokio::time::interval(opts.stats_interval);
+    tick.tick().await;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut last_dropped = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let snapshot = *counters.lock().expect("counters lock");
+                refresh(&mut status, &snapshot);
+                log_stats(&status, &mut last_dropped);
+                if let Err(e) = status.write(&opts.status_file) {
+                    tracing::warn!(error = %e, "cannot write status file");
+                }
+                if worker.is_finished() {
+                    break;
+                }
+            }
+            _ = sigterm.recv() => break,
+            _ = sigint.recv() => break,
+        }
+    }
+
+    let _ = notify("STOPPING=1");
+    stop.store(true, Ordering::Relaxed);
+    let result = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
+    let final_counters = result.context("pipeline stopped")?;
+    refresh(&mut status, &final_counters);
+    log_stats(&status, &mut last_dropped);
+    status.write(&opts.status_file).ok();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_stats(status: &Status, last_dropped: &mut u64) {
+    let dropped = status.dropped();
+    tracing::info!(
+        received = status.pipeline.received,
+        emitted = status.kernel.emitted,
+        dropped,
+        ringbuf_full = status.kernel.ringbuf_full,
+        decode_errors = status.pipeline.decode_errors,
+        sink_errors = status.pipeline.sink_errors,
+        truncated = status.kernel.truncated,
+        processes = status.processes_tracked,
+        "stats"
+    );
+    if dropped > *last_dropped {
+        tracing::warn!(
+            new = dropped - *last_dropped,
+            total = dropped,
+            "records were DROPPED since the last report; see `monitor status`"
+        );
+    }
+    *last_dropped = dropped;
+}

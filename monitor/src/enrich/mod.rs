@@ -1,0 +1,299 @@
+//! Enrich stage: turns a decoded kernel [`Record`] into an [`Event`] with
+//! absolute paths, the process's executable and command line, user and
+//! group names, cgroup path and systemd unit, and wall-clock time.
+
+pub mod cgroups;
+pub mod names;
+pub mod paths;
+pub mod process;
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use monitor_common::{FileOp, NetOp, COMM_LEN};
+use nix::time::{clock_gettime, ClockId};
+
+use crate::event::{
+    Detail, Event, ExecInfo, ExitInfo, FileAccess, FileOpName, ForkInfo, NetConn, Process,
+};
+use crate::sensor::decode::{Body, Record};
+use cgroups::CgroupCache;
+use names::NameCache;
+use process::ProcessTable;
+
+/// Converts `CLOCK_MONOTONIC` readings to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    /// `CLOCK_REALTIME - CLOCK_MONOTONIC`, in nanoseconds.
+    offset_ns: i128,
+}
+
+impl WallClock {
+    /// Reads both clocks now.
+    pub fn now() -> Self {
+        let ns = |id| {
+            clock_gettime(id)
+                .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
+                .unwrap_or(0)
+        };
+        Self {
+            offset_ns: ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_MONOTONIC),
+        }
+    }
+
+    /// The wall-clock time of a monotonic reading, RFC 3339 UTC.
+    pub fn format(&self, mono_ns: u64) -> String {
+        let unix_ns = (mono_ns as i128 + self.offset_ns).max(0) as u128;
+        let t = UNIX_EPOCH + Duration::from_nanos(unix_ns as u64);
+        humantime::format_rfc3339_nanos(t).to_string()
+    }
+
+    /// The wall-clock time of a monotonic reading.
+    pub fn system_time(&self, mono_ns: u64) -> SystemTime {
+        let unix_ns = (mono_ns as i128 + self.offset_ns).max(0) as u64;
+        UNIX_EPOCH + Duration::from_nanos(unix_ns)
+    }
+}
+
+/// The enrich stage's state.
+pub struct Enricher {
+    procs: ProcessTable,
+    names: NameCache,
+    cgroups: CgroupCache,
+    clock: WallClock,
+}
+
+impl Enricher {
+    /// Seeds the process table from `/proc` and scans the cgroup hierarchy.
+    pub fn new() -> Self {
+        Self {
+            procs: ProcessTable::from_proc(Path::new("/proc")),
+            names: NameCache::default(),
+            cgroups: CgroupCache::new(cgroups::CGROUP_ROOT),
+            clock: WallClock::now(),
+        }
+    }
+
+    /// Re-reads the clocks (call periodically: wall time may be stepped).
+    pub fn resync_clock(&mut self) {
+        self.clock = WallClock::now();
+    }
+
+    /// Live processes in the table.
+    pub fn process_count(&self) -> usize {
+        self.procs.len()
+    }
+
+    /// Enriches one record, updating the process table from lifecycle events.
+    pub fn enrich(&mut self, rec: &Record<'_>) -> Event {
+        let h = &rec.header;
+        let mut detail_exe = None;
+        let mut argv: Arc<[String]> = Arc::from(Vec::new());
+        match rec.body {
+            Body::Exec(_) => {
+                if !rec.strs[0].is_none() {
+                    detail_exe = Some(Arc::from(paths::from_components(&rec.strs[0])));
+                }
+                argv = process::split_args(rec.strs[2].bytes).into();
+                self.procs
+                    .on_exec(h.tgid, h.ppid, detail_exe.clone(), argv.clone());
+            }
+            Body::Fork(f) => self.procs.on_fork(h.tgid, f.child_pid),
+            _ => {}
+        }
+        let process = self.process(rec);
+        let detail = match rec.body {
+            Body::File(f) => Detail::File(file_access(rec, &f)),
+            Body::Net(n) => {
+                let conn = net_conn(&n);
+                match NetOp::from_u32(n.op) {
+                    Some(NetOp::Accept) => Detail::Accept(conn),
+                    _ => Detail::Connect(conn),
+                }
+            }
+            Body::Exec(_) => Detail::Exec(ExecInfo {
+                exe: detail_exe,
+                filename: rec.strs[1].parts().next().map(paths::text),
+                argv,
+            }),
+            Body::Fork(f) => Detail::Fork(ForkInfo {
+                child_pid: f.child_pid,
+            }),
+            Body::Exit(x) => {
+                self.procs.on_exit(h.tgid);
+                let signal = x.exit_code & 0x7f;
+                Detail::Exit(ExitInfo {
+                    exit_status: (signal == 0).then_some((x.exit_code >> 8) & 0xff),
+                    signal: (signal != 0).then_some(signal),
+                })
+            }
+        };
+        Event {
+            time: self.clock.format(h.ktime_ns),
+            mono_ns: h.ktime_ns,
+            process,
+            detail,
+            truncated: h.flags & monitor_common::FLAG_TRUNCATED != 0,
+        }
+    }
+
+    fn process(&mut self, rec: &Record<'_>) -> Process {
+        let h = &rec.header;
+        let known = self.procs.get(h.tgid);
+        let (exe, cmdline) = known
+            .map(|p| (p.exe.clone(), p.cmdline.clone()))
+            .unwrap_or_else(|| (None, Arc::from(Vec::new())));
+        let cgroup = self.cgroups.get(h.cgroup_id);
+        let comm_len = h.comm.iter().position(|&c| c == 0).unwrap_or(COMM_LEN);
+        Process {
+            pid: h.tgid,
+            tid: h.pid,
+            ppid: h.ppid,
+            uid: h.uid,
+            gid: h.gid,
+            user: self.names.user(h.uid),
+            group: self.names.group(h.gid),
+            comm: paths::text(&h.comm[..comm_len]),
+            exe,
+            cmdline,
+            cgroup_id: h.cgroup_id,
+            unit: cgroup.as_ref().and_then(|c| c.unit.clone()),
+            cgroup: cgroup.map(|c| c.path),
+        }
+    }
+}
+
+impl Default for Enricher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn errno_name(result: i64) -> Option<String> {
+    (result < 0).then(|| format!("{:?}", nix::errno::Errno::from_raw((-result) as i32)))
+}
+
+fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
+    let op = FileOp::from_u32(f.op);
+    // A successful open and ftruncate carry the file itself (symlinks resolved);
+    // everything else carries the caller's path and the directory it is relative to.
+    let whole_file = match op {
+        Some(FileOp::Openat | FileOp::Openat2) => f.ret >= 0,
+        Some(FileOp::Ftruncate) => true,
+        _ => false,
+    } && (rec.strs[0].parts().next().is_some() || rec.strs[1].is_none());
+    let path = if whole_file {
+        paths::from_components(&rec.strs[0])
+    } else {
+        paths::resolve(&rec.strs[0], &rec.strs[1])
+    };
+    let (op_name, is_open) = match op {
+        Some(FileOp::Openat | FileOp::Openat2) => (FileOpName::Open, true),
+        Some(FileOp::Unlinkat) => (FileOpName::Unlink, false),
+        Some(FileOp::Renameat2) => (FileOpName::Rename, false),
+        Some(FileOp::Truncate | FileOp::Ftruncate) | None => (FileOpName::Truncate, false),
+    };
+    let creates = f.flags & (libc::O_CREAT as u64 | libc::O_TMPFILE as u64) != 0;
+    FileAccess {
+        op: op_name,
+        path,
+        new_path: (op_name == FileOpName::Rename)
+            .then(|| paths::resolve(&rec.strs[2], &rec.strs[3])),
+        flags: f.flags,
+        flag_names: if is_open {
+            open_flag_names(f.flags)
+        } else {
+            Vec::new()
+        },
+        mode: (is_open && creates).then_some(f.mode as u32),
+        length: (op_name == FileOpName::Truncate).then_some(f.mode),
+        result: f.ret,
+        errno: errno_name(f.ret),
+    }
+}
+
+/// Names of the open flags in `flags`, access mode first.
+pub fn open_flag_names(flags: u64) -> Vec<String> {
+    let flags = flags as i32;
+    let access = match flags & libc::O_ACCMODE {
+        libc::O_WRONLY => "O_WRONLY",
+        libc::O_RDWR => "O_RDWR",
+        _ => "O_RDONLY",
+    };
+    let mut names = vec![access.to_owned()];
+    let known = [
+        (libc::O_CREAT, "O_CREAT"),
+        (libc::O_EXCL, "O_EXCL"),
+        (libc::O_NOCTTY, "O_NOCTTY"),
+        (libc::O_TRUNC, "O_TRUNC"),
+        (libc::O_APPEND, "O_APPEND"),
+        (libc::O_NONBLOCK, "O_NONBLOCK"),
+        (libc::O_DSYNC, "O_DSYNC"),
+        (libc::O_DIRECT, "O_DIRECT"),
+        (libc::O_DIRECTORY, "O_DIRECTORY"),
+        (libc::O_NOFOLLOW, "O_NOFOLLOW"),
+        (libc::O_NOATIME, "O_NOATIME"),
+        (libc::O_CLOEXEC, "O_CLOEXEC"),
+        (libc::O_PATH, "O_PATH"),
+    ];
+    for (bit, name) in known {
+        if flags & bit == bit {
+            names.push(name.to_owned());
+        }
+    }
+    if flags & libc::O_TMPFILE == libc::O_TMPFILE {
+        names.push("O_TMPFILE".to_owned());
+    }
+    names
+}
+
+fn net_conn(n: &monitor_common::NetBody) -> NetConn {
+    let (family, remote_addr) = if n.family == libc::AF_INET6 as u16 {
+        ("ipv6", Ipv6Addr::from(n.addr).to_string())
+    } else {
+        let a = &n.addr;
+        ("ipv4", Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string())
+    };
+    NetConn {
+        family: family.to_owned(),
+        remote_addr,
+        remote_port: n.port,
+        fd: n.fd,
+        result: n.ret,
+        errno: errno_name(n.ret),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_flags_are_named() {
+        let f = (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u64;
+        assert_eq!(
+            open_flag_names(f),
+            ["O_WRONLY", "O_CREAT", "O_TRUNC", "O_CLOEXEC"]
+        );
+        assert_eq!(open_flag_names(0), ["O_RDONLY"]);
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(-2).as_deref(), Some("ENOENT"));
+        assert_eq!(errno_name(3), None);
+    }
+
+    #[test]
+    fn wall_clock_is_close_to_now() {
+        let clock = WallClock::now();
+        let mono = clock_gettime(ClockId::CLOCK_MONOTONIC).unwrap();
+        let mono_ns = mono.tv_sec() as u64 * 1_000_000_000 + mono.tv_nsec() as u64;
+        let t = clock.system_time(mono_ns);
+        let skew = SystemTime::now().duration_since(t).unwrap_or_default();
+        assert!(skew < Duration::from_secs(1), "skew {skew:?}");
+        assert!(clock.format(mono_ns).ends_with('Z'));
+    }
+}

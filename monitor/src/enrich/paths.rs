@@ -1,0 +1,107 @@
+//! Turning the kernel's path pieces into absolute path strings.
+
+use crate::sensor::decode::RawStr;
+
+/// Bytes as text: valid UTF-8 kept, each invalid byte written as `\xNN`,
+/// so a hostile name cannot disguise itself as another by lossy replacement.
+pub fn text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The absolute path named by components written leaf first.
+pub fn from_components(components: &RawStr<'_>) -> String {
+    let parts: Vec<&[u8]> = components.parts().collect();
+    if parts.is_empty() {
+        return "/".to_owned();
+    }
+    let mut out = String::new();
+    for part in parts.iter().rev() {
+        out.push('/');
+        out.push_str(&text(part));
+    }
+    out
+}
+
+/// The caller's `raw` path made absolute against `dir` (components of the
+/// directory it is relative to), then normalized lexically.
+pub fn resolve(dir: &RawStr<'_>, raw: &RawStr<'_>) -> String {
+    let raw_text = raw.parts().next().map(text).unwrap_or_default();
+    if raw_text.starts_with('/') || dir.is_none() {
+        return normalize(&raw_text);
+    }
+    let base = from_components(dir);
+    normalize(&format!("{base}/{raw_text}"))
+}
+
+/// Removes empty, `.` and `..` components. `..` at the root stays at the root.
+pub fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return "/".to_owned();
+    }
+    let mut out = String::with_capacity(path.len());
+    for p in parts {
+        out.push('/');
+        out.push_str(p);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monitor_common::StrKind;
+
+    fn comps(bytes: &[u8]) -> RawStr<'_> {
+        RawStr {
+            kind: StrKind::Components,
+            bytes,
+        }
+    }
+
+    fn raw(bytes: &[u8]) -> RawStr<'_> {
+        RawStr {
+            kind: StrKind::Raw,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn components_are_reversed() {
+        assert_eq!(from_components(&comps(b"c\0b\0a\0")), "/a/b/c");
+        assert_eq!(from_components(&comps(b"")), "/");
+    }
+
+    #[test]
+    fn relative_paths_join_their_directory() {
+        assert_eq!(resolve(&comps(b"tmp\0"), &raw(b"x.txt\0")), "/tmp/x.txt");
+        assert_eq!(resolve(&comps(b"b\0a\0"), &raw(b"../c/./d\0")), "/a/c/d");
+        assert_eq!(
+            resolve(&comps(b"ignored\0"), &raw(b"/etc//hosts\0")),
+            "/etc/hosts"
+        );
+        assert_eq!(normalize("/../../x"), "/x");
+    }
+
+    #[test]
+    fn invalid_utf8_is_escaped_not_replaced() {
+        assert_eq!(text(b"a\xffb"), "a\\xffb");
+        assert_eq!(from_components(&comps(b"\xfe\0dir\0")), "/dir/\\xfe");
+    }
+}

@@ -1,0 +1,170 @@
+//! The enriched event: what the sensor saw, attributed to a process, a user
+//! and a cgroup. This is the JSON printed by `monitor run --events-stdout`
+//! (one object per line); `docs/events.md` documents every field, and the
+//! field names are stable.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// One observed action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Event {
+    /// Wall-clock time, RFC 3339 with nanoseconds, UTC.
+    pub time: String,
+    /// `CLOCK_MONOTONIC` nanoseconds when the kernel saw it.
+    pub mono_ns: u64,
+    /// Who did it.
+    pub process: Process,
+    /// What was done.
+    #[serde(flatten)]
+    pub detail: Detail,
+    /// A path or argument list was cut short in the kernel.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// The acting process, as known when the event happened.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Process {
+    /// Process id.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// Real group id.
+    pub gid: u32,
+    /// User name, when the id resolves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Arc<str>>,
+    /// Group name, when the id resolves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Arc<str>>,
+    /// Task name (at most 15 bytes).
+    pub comm: String,
+    /// Executable path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<Arc<str>>,
+    /// Command line.
+    #[serde(default, skip_serializing_if = "<[String]>::is_empty")]
+    pub cmdline: Arc<[String]>,
+    /// cgroup v2 id.
+    pub cgroup_id: u64,
+    /// cgroup v2 path, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<Arc<str>>,
+    /// systemd unit (the cgroup's last `.service` or `.scope`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Arc<str>>,
+}
+
+/// What was done; serialized with a `kind` tag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Detail {
+    /// A file was opened, deleted, renamed or truncated.
+    File(FileAccess),
+    /// An outbound connection was attempted.
+    Connect(NetConn),
+    /// An inbound connection was accepted.
+    Accept(NetConn),
+    /// A program was executed.
+    Exec(ExecInfo),
+    /// A process started another.
+    Fork(ForkInfo),
+    /// A process ended.
+    Exit(ExitInfo),
+}
+
+/// The file operations reported.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOpName {
+    /// `open`, `openat`, `openat2`.
+    Open,
+    /// `unlink`, `unlinkat`.
+    Unlink,
+    /// `rename`, `renameat`, `renameat2`.
+    Rename,
+    /// `truncate`, `ftruncate`.
+    Truncate,
+}
+
+/// A file syscall.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileAccess {
+    /// Which operation.
+    pub op: FileOpName,
+    /// Absolute path: the file actually opened for a successful open (symlinks
+    /// resolved), otherwise the caller's path made absolute.
+    pub path: String,
+    /// The rename target, absolute.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new_path: Option<String>,
+    /// Raw flags (open flags, `AT_REMOVEDIR`, `RENAME_*`).
+    pub flags: u64,
+    /// Names of the open flags set (`O_WRONLY`, `O_CREAT`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flag_names: Vec<String>,
+    /// Creation mode for an open with `O_CREAT`/`O_TMPFILE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    /// New length for a truncate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// Syscall result: the new fd for an open, 0, or a negative errno.
+    pub result: i64,
+    /// Error name when it failed (`ENOENT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+}
+
+/// A connect or accept on an IPv4/IPv6 socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetConn {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// The other end's address: the destination of a connect, the peer of an accept.
+    pub remote_addr: String,
+    /// The other end's port.
+    pub remote_port: u16,
+    /// The socket fd the call was made on (the listener for accept).
+    pub fd: i32,
+    /// Syscall result: 0 or the new fd for accept, or a negative errno.
+    pub result: i64,
+    /// Error name when it failed (`ECONNREFUSED`, `EINPROGRESS`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+}
+
+/// A successful exec.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExecInfo {
+    /// The executable, absolute.
+    pub exe: Option<Arc<str>>,
+    /// The file name as passed to exec.
+    pub filename: Option<String>,
+    /// The argument vector.
+    pub argv: Arc<[String]>,
+}
+
+/// A new process (threads are not reported).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ForkInfo {
+    /// The new process's id.
+    pub child_pid: u32,
+}
+
+/// A process exit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExitInfo {
+    /// Exit status, when it exited normally.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_status: Option<u32>,
+    /// The signal that ended it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<u32>,
+}

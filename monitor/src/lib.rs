@@ -1,0 +1,26 @@
+//! monitor: a host data-access monitor.
+//!
+//! The daemon reads what the kernel programs (`monitor-ebpf`) report and moves
+//! it through one pipeline, one module per stage:
+//!
+//! - [`sensor`]: loads and attaches the programs, reads the ring buffer,
+//!   decodes records ([`sensor::decode`]).
+//! - [`enrich`]: attributes each record to a process, user, cgroup and unit,
+//!   and makes paths absolute ([`event::Event`]).
+//! - [`output`]: event sinks (JSON lines for now).
+//! - [`pipeline`]: composes the stages; [`daemon`] runs it as a service.
+//!
+//! Supporting modules: [`btf`] (kernel struct offsets), [`status`] (the
+//! self-report behind `monitor status`), [`notify`] (systemd readiness),
+//! [`bench`] (the sensor benchmark driven by `cargo xtask bench`).
+
+pub mod bench;
+pub mod btf;
+pub mod daemon;
+pub mod enrich;
+pub mod event;
+pub mod notify;
+pub mod output;
+pub mod pipeline;
+pub mod sensor;
+pub mod status;

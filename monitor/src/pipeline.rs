@@ -1,0 +1,130 @@
+//! The pipeline: owns the stages and moves records through them, left to
+//! right (sensor → decode → enrich → sinks). No stage knows another; this is
+//! the one place they are composed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::enrich::Enricher;
+use crate::output::EventSink;
+use crate::sensor::decode::decode;
+use crate::sensor::{KernelCounters, Sensor, SensorError};
+use crate::status::PipelineCounters;
+
+/// How long one wait on the ring buffer lasts (bounds shutdown latency).
+const WAIT: Duration = Duration::from_millis(100);
+/// Records handled between sink flushes.
+const BATCH: usize = 4096;
+/// How often the shared counters are refreshed.
+const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+
+/// Counters the pipeline publishes for the status report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counters {
+    /// Kernel-side counters.
+    pub kernel: KernelCounters,
+    /// Userspace counters.
+    pub pipeline: PipelineCounters,
+    /// Processes in the process table.
+    pub processes_tracked: usize,
+}
+
+/// The stages, composed.
+pub struct Pipeline {
+    sensor: Sensor,
+    enricher: Enricher,
+    sinks: Vec<Box<dyn EventSink>>,
+    counters: PipelineCounters,
+    shared: Arc<Mutex<Counters>>,
+}
+
+impl Pipeline {
+    /// A pipeline over a started sensor.
+    pub fn new(sensor: Sensor, enricher: Enricher, sinks: Vec<Box<dyn EventSink>>) -> Self {
+        Self {
+            sensor,
+            enricher,
+            sinks,
+            counters: PipelineCounters::default(),
+            shared: Arc::default(),
+        }
+    }
+
+    /// The counters this pipeline publishes while it runs.
+    pub fn counters(&self) -> Arc<Mutex<Counters>> {
+        self.shared.clone()
+    }
+
+    /// Runs until `stop` is set, then drains what is left and flushes.
+    pub fn run(mut self, stop: &AtomicBool) -> Result<Counters, SensorError> {
+        let mut last_publish = Instant::now();
+        let mut last_clock = Instant::now();
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            if !stopping {
+                self.sensor.wait(WAIT)?;
+            }
+            while self.step() == BATCH {}
+            if last_publish.elapsed() >= PUBLISH_EVERY || stopping {
+                self.publish();
+                last_publish = Instant::now();
+            }
+            if last_clock.elapsed() >= Duration::from_secs(60) {
+                self.enricher.resync_clock();
+                last_clock = Instant::now();
+            }
+            if stopping {
+                return Ok(self.publish());
+            }
+        }
+    }
+
+    /// Handles up to one batch of records; returns how many.
+    fn step(&mut self) -> usize {
+        let Self {
+            sensor,
+            enricher,
+            sinks,
+            counters,
+            ..
+        } = self;
+        let n = sensor.drain(BATCH, |bytes| {
+            counters.received += 1;
+            match decode(bytes) {
+                Ok(record) => {
+                    let event = enricher.enrich(&record);
+                    for sink in sinks.iter_mut() {
+                        if sink.handle(&event).is_err() {
+                            counters.sink_errors += 1;
+                        }
+                    }
+                }
+                Err(e) => {
+                    counters.decode_errors += 1;
+                    tracing::warn!(error = %e, "dropped an undecodable record");
+                }
+            }
+        });
+        if n > 0 {
+            for sink in sinks.iter_mut() {
+                if let Err(e) = sink.flush() {
+                    tracing::warn!(error = %e, "sink flush failed");
+                }
+            }
+        }
+        n
+    }
+
+    fn publish(&mut self) -> Counters {
+        let snapshot = Counters {
+            kernel: self.sensor.kernel_counters(),
+            pipeline: self.counters,
+            processes_tracked: self.enricher.process_count(),
+        };
+        if let Ok(mut shared) = self.shared.lock() {
+            *shared = snapshot;
+        }
+        snapshot
+    }
+}

@@ -1,0 +1,52 @@
+//! The kernel and the daemon must agree on every byte of the shared types.
+//! These sizes and offsets are what `monitor-ebpf` compiles against; a change
+//! to `monitor-common` that moves them must be deliberate.
+
+use std::mem::{offset_of, size_of};
+
+use monitor_common::*;
+
+#[test]
+fn header_layout() {
+    assert_eq!(size_of::<EventHeader>(), 64);
+    assert_eq!(offset_of!(EventHeader, ktime_ns), 8);
+    assert_eq!(offset_of!(EventHeader, pid), 16);
+    assert_eq!(offset_of!(EventHeader, tgid), 20);
+    assert_eq!(offset_of!(EventHeader, ppid), 24);
+    assert_eq!(offset_of!(EventHeader, cgroup_id), 40);
+    assert_eq!(offset_of!(EventHeader, comm), 48);
+}
+
+#[test]
+fn body_layouts() {
+    assert_eq!(size_of::<FileBody>(), 40);
+    assert_eq!(offset_of!(FileBody, ret), 8);
+    assert_eq!(offset_of!(FileBody, dfd2), 32);
+    assert_eq!(size_of::<NetBody>(), 40);
+    assert_eq!(offset_of!(NetBody, family), 16);
+    assert_eq!(offset_of!(NetBody, port), 18);
+    assert_eq!(offset_of!(NetBody, addr), 24);
+    assert_eq!(size_of::<ExecBody>(), 8);
+    assert_eq!(size_of::<ForkBody>(), 16);
+    assert_eq!(size_of::<ExitBody>(), 8);
+    assert_eq!(size_of::<EventBody>(), 40);
+}
+
+#[test]
+fn record_layout() {
+    assert_eq!(size_of::<StrRef>(), 8);
+    assert_eq!(offset_of!(RawEvent, body), 64);
+    assert_eq!(offset_of!(RawEvent, strs), 104);
+    assert_eq!(offset_of!(RawEvent, data), 136);
+    assert_eq!(RAW_EVENT_FIXED_LEN, 136);
+    assert_eq!(size_of::<RawEvent>(), 136 + DATA_CAP);
+    // A full path read (DATA_HALF) at the last start offset still fits.
+    assert!(DATA_HALF - 1 + DATA_HALF <= DATA_CAP);
+    assert!(ARGV_READ <= DATA_HALF && NAME_READ <= DATA_HALF);
+}
+
+#[test]
+fn globals_layout() {
+    assert_eq!(size_of::<KernelOffsets>(), 24 * 4);
+    assert_eq!(size_of::<SensorConfig>(), 8);
+}

@@ -1,0 +1,275 @@
+//! Sensor stage: loads the kernel programs, attaches them to their
+//! tracepoints, and hands raw records from the ring buffer to the pipeline.
+//!
+//! The programs are embedded in this binary at build time (see `build.rs`).
+//! Kernel struct offsets come from the kernel's BTF ([`crate::btf`]).
+
+pub mod decode;
+#[cfg(test)]
+mod layout_tests;
+
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use monitor_common::{
+    SensorConfig, COUNTER_ARGS_MISSING, COUNTER_EMITTED, COUNTER_RINGBUF_FULL, COUNTER_TRUNCATED,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::btf::{Btf, BtfError};
+
+/// The kernel programs, built from `monitor-ebpf` for the BPF target.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
+
+/// Syscalls whose entry is stashed and whose exit produces a record.
+const SYSCALLS: &[&str] = &[
+    "open",
+    "openat",
+    "openat2",
+    "unlink",
+    "unlinkat",
+    "rename",
+    "renameat",
+    "renameat2",
+    "truncate",
+    "ftruncate",
+    "connect",
+    "accept",
+    "accept4",
+];
+
+/// Process lifecycle programs: (program, tracepoint category, tracepoint).
+const LIFECYCLE: &[(&str, &str, &str)] = &[
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("task_newtask", "task", "task_newtask"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+];
+
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Why the sensor could not start or read.
+#[derive(Debug, thiserror::Error)]
+pub enum SensorError {
+    /// Kernel offsets could not be read from BTF.
+    #[error("reading kernel struct offsets from BTF")]
+    Btf(#[source] BtfError),
+    /// The eBPF object could not be loaded (permissions, verifier).
+    #[error("loading the eBPF object (needs root and a kernel with BPF ring buffers)")]
+    Load(#[source] Box<aya::EbpfError>),
+    /// A program could not be loaded or attached.
+    #[error("program `{program}` on tracepoint {category}:{name}")]
+    Attach {
+        /// The program.
+        program: String,
+        /// The tracepoint category.
+        category: String,
+        /// The tracepoint name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// A map the programs define is missing or of the wrong type.
+    #[error("map `{name}`")]
+    Map {
+        /// The map.
+        name: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    /// tracefs is not mounted and could not be mounted.
+    #[error("mounting tracefs at {TRACEFS}")]
+    Tracefs(#[source] std::io::Error),
+    /// Waiting on the ring buffer failed.
+    #[error("polling the ring buffer")]
+    Poll(#[source] std::io::Error),
+}
+
+/// What the sensor is started with.
+#[derive(Debug, Clone)]
+pub struct SensorSettings {
+    /// Ring buffer size in bytes (a power of two, a multiple of the page size).
+    pub ring_bytes: u32,
+    /// A process whose activity is never reported (the daemon itself).
+    pub self_tgid: u32,
+    /// The kernel's BTF.
+    pub btf_path: PathBuf,
+}
+
+impl Default for SensorSettings {
+    fn default() -> Self {
+        Self {
+            ring_bytes: 32 << 20,
+            self_tgid: std::process::id(),
+            btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
+        }
+    }
+}
+
+/// Counters kept by the kernel programs, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelCounters {
+    /// Records written to the ring buffer.
+    pub emitted: u64,
+    /// Records lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Records sent with a string cut short.
+    pub truncated: u64,
+    /// Syscall exits seen without their entry (attached mid-call, or evicted).
+    pub args_missing: u64,
+}
+
+/// The loaded and attached kernel programs and their ring buffer.
+pub struct Sensor {
+    ring: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    attached: Vec<String>,
+    // Dropping this detaches and unloads everything; it must outlive the maps above.
+    _ebpf: Ebpf,
+}
+
+impl Sensor {
+    /// Loads the programs, attaches every one, and returns once all are live.
+    pub fn start(settings: &SensorSettings) -> Result<Self, SensorError> {
+        ensure_tracefs()?;
+        let offsets = Btf::from_file(&settings.btf_path)
+            .and_then(|btf| btf.kernel_offsets())
+            .map_err(SensorError::Btf)?;
+        let config = SensorConfig {
+            self_tgid: settings.self_tgid,
+            _pad: 0,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("CONFIG", &config, true)
+            .map_max_entries("EVENTS", settings.ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|e| SensorError::Load(Box::new(e)))?;
+
+        let mut attached = Vec::new();
+        for syscall in SYSCALLS {
+            let enter = format!("sys_enter_{syscall}");
+            attach(&mut ebpf, &enter, "syscalls", &enter)?;
+            attach(
+                &mut ebpf,
+                "sys_exit",
+                "syscalls",
+                &format!("sys_exit_{syscall}"),
+            )?;
+            attached.push(format!("syscalls:{syscall}"));
+        }
+        for (program, category, name) in LIFECYCLE {
+            attach(&mut ebpf, program, category, name)?;
+            attached.push(format!("{category}:{name}"));
+        }
+
+        let ring = take_map(&mut ebpf, "EVENTS")
+            .and_then(|m| RingBuf::try_from(m).map_err(|e| map_err("EVENTS", e)))?;
+        let counters = take_map(&mut ebpf, "COUNTERS")
+            .and_then(|m| PerCpuArray::try_from(m).map_err(|e| map_err("COUNTERS", e)))?;
+        Ok(Self {
+            ring,
+            counters,
+            attached,
+            _ebpf: ebpf,
+        })
+    }
+
+    /// The tracepoints the sensor is attached to.
+    pub fn attached(&self) -> &[String] {
+        &self.attached
+    }
+
+    /// Waits up to `timeout` for records; true when some are ready.
+    pub fn wait(&self, timeout: Duration) -> Result<bool, SensorError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
+            .unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(n) => Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => Ok(false),
+            Err(e) => Err(SensorError::Poll(e.into())),
+        }
+    }
+
+    /// Hands every record now in the ring buffer to `f`, at most `max`; returns how many.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        let mut n = 0;
+        while n < max {
+            let Some(item) = self.ring.next() else { break };
+            f(&item);
+            n += 1;
+        }
+        n
+    }
+
+    /// The kernel's counters, summed over CPUs.
+    pub fn kernel_counters(&self) -> KernelCounters {
+        let read = |index: u32| -> u64 {
+            self.counters
+                .get(&index, 0)
+                .map(|per_cpu| per_cpu.iter().sum())
+                .unwrap_or(0)
+        };
+        KernelCounters {
+            emitted: read(COUNTER_EMITTED),
+            ringbuf_full: read(COUNTER_RINGBUF_FULL),
+            truncated: read(COUNTER_TRUNCATED),
+            args_missing: read(COUNTER_ARGS_MISSING),
+        }
+    }
+}
+
+fn map_err(name: &'static str, e: aya::maps::MapError) -> SensorError {
+    SensorError::Map {
+        name,
+        source: Box::new(e),
+    }
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, SensorError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| map_err(name, aya::maps::MapError::InvalidName { name: name.into() }))
+}
+
+fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<(), SensorError> {
+    let err = |source: aya::programs::ProgramError| SensorError::Attach {
+        program: program.to_owned(),
+        category: category.to_owned(),
+        name: name.to_owned(),
+        source: Box::new(source),
+    };
+    let prog: &mut TracePoint = ebpf
+        .program_mut(program)
+        .ok_or_else(|| err(aya::programs::ProgramError::UnexpectedProgramType))?
+        .try_into()
+        .map_err(err)?;
+    if prog.fd().is_err() {
+        tracing::debug!(program, "loading");
+        prog.load().map_err(err)?;
+    }
+    prog.attach(category, name).map_err(err)?;
+    Ok(())
+}
+
+/// aya finds tracepoint ids under tracefs; mount it if the host has not.
+fn ensure_tracefs() -> Result<(), SensorError> {
+    let tracefs = Path::new(TRACEFS);
+    if tracefs.join("events").is_dir() || Path::new("/sys/kernel/debug/tracing/events").is_dir() {
+        return Ok(());
+    }
+    nix::mount::mount(
+        Some("nodev"),
+        tracefs,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| SensorError::Tracefs(e.into()))
+}

@@ -1,0 +1,151 @@
+//! The daemon's self-report: what is attached and every counter of work
+//! done and records lost. The daemon rewrites it periodically (atomically)
+//! and `monitor status` reads it.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sensor::KernelCounters;
+
+/// Default location of the status file.
+pub const DEFAULT_STATUS_FILE: &str = "/run/monitor/status.json";
+
+/// Counters kept by the userspace pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineCounters {
+    /// Records read from the ring buffer.
+    pub received: u64,
+    /// Records that could not be decoded (dropped).
+    pub decode_errors: u64,
+    /// Events a sink failed to take (dropped for that sink).
+    pub sink_errors: u64,
+}
+
+/// A snapshot of the daemon's state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The daemon's pid.
+    pub pid: u32,
+    /// The daemon's version.
+    pub version: String,
+    /// When it started (RFC 3339).
+    pub started: String,
+    /// When this snapshot was taken (RFC 3339).
+    pub updated: String,
+    /// The tracepoints attached.
+    pub attached: Vec<String>,
+    /// Ring buffer size in bytes.
+    pub ring_bytes: u32,
+    /// Processes in the process table.
+    pub processes_tracked: usize,
+    /// Kernel-side counters.
+    pub kernel: KernelCounters,
+    /// Userspace counters.
+    pub pipeline: PipelineCounters,
+}
+
+impl Status {
+    /// Records lost anywhere: ring buffer full, undecodable, or refused by a sink.
+    pub fn dropped(&self) -> u64 {
+        self.kernel.ringbuf_full + self.pipeline.decode_errors + self.pipeline.sink_errors
+    }
+
+    /// Writes the snapshot to `path` atomically (temp file + rename), mode 0644.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp: PathBuf = path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, self)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    }
+
+    /// Reads a snapshot.
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        let bytes = std::fs::read(path)?;
+        serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+    }
+
+    /// Whether the daemon that wrote this is still running.
+    pub fn daemon_alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// A short human-readable report.
+    pub fn render(&self) -> String {
+        let state = if self.daemon_alive() {
+            "running"
+        } else {
+            "NOT RUNNING (stale status)"
+        };
+        let k = &self.kernel;
+        let p = &self.pipeline;
+        format!(
+            "monitor {version}: {state}, pid {pid}, started {started}\n\
+             updated:            {updated}\n\
+             probes attached:    {n} ({attached})\n\
+             ring buffer:        {ring} MiB\n\
+             processes tracked:  {procs}\n\
+             records emitted:    {emitted}\n\
+             records received:   {received}\n\
+             DROPPED total:      {dropped}\n\
+             \x20 ring buffer full: {full}\n\
+             \x20 decode errors:    {dec}\n\
+             \x20 sink errors:      {sink}\n\
+             truncated strings:  {trunc}\n\
+             exits without args: {missing}\n",
+            version = self.version,
+            pid = self.pid,
+            started = self.started,
+            updated = self.updated,
+            n = self.attached.len(),
+            attached = self.attached.join(", "),
+            ring = self.ring_bytes >> 20,
+            procs = self.processes_tracked,
+            emitted = k.emitted,
+            received = p.received,
+            dropped = self.dropped(),
+            full = k.ringbuf_full,
+            dec = p.decode_errors,
+            sink = p.sink_errors,
+            trunc = k.truncated,
+            missing = k.args_missing,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_file() {
+        let dir = std::env::temp_dir().join(format!("monitor-status-{}", std::process::id()));
+        let path = dir.join("status.json");
+        let status = Status {
+            pid: std::process::id(),
+            version: "0.1.0".into(),
+            kernel: KernelCounters {
+                ringbuf_full: 3,
+                ..Default::default()
+            },
+            pipeline: PipelineCounters {
+                decode_errors: 2,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        status.write(&path).unwrap();
+        let back = Status::read(&path).unwrap();
+        assert_eq!(back, status);
+        assert_eq!(back.dropped(), 5);
+        assert!(back.daemon_alive());
+        assert!(back.render().contains("DROPPED total:      5"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
