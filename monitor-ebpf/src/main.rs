@@ -60,6 +60,11 @@ static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
 const AT_FDCWD: i32 = -100;
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Pending bytes at which a record wakes the reader.
+const WAKEUP_BYTES: u64 = 64 * 1024;
 const AF_INET: u16 = 2;
 const AF_INET6: u16 = 10;
 const CLONE_THREAD: u64 = 0x0001_0000;
@@ -263,7 +268,14 @@ fn submit(ev: &mut RawEvent, cur: &Cursor) {
             RAW_EVENT_FIXED_LEN + used,
         )
     };
-    match EVENTS.output::<[u8]>(bytes, 0) {
+    // Waking the reader costs more than building the record; wake it only
+    // once a batch is waiting. The reader also polls on a short timeout.
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    match EVENTS.output::<[u8]>(bytes, flags) {
         Ok(()) => count(COUNTER_EMITTED),
         Err(_) => count(COUNTER_RINGBUF_FULL),
     }
@@ -554,8 +566,8 @@ fn on_file_exit(a: &SyscallArgs, ret: i64) {
     let mut cur = Cursor { off: 0 };
     let opened = matches!(op, FileOp::Openat | FileOp::Openat2) && ret >= 0;
     if opened {
+        // The file actually opened, symlinks resolved: the caller's spelling adds nothing.
         ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, ret);
-        ev.strs[1] = push_user_str(ev, &mut cur, path);
     } else if matches!(op, FileOp::Ftruncate) {
         ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, dfd as i64);
     } else {

@@ -12,8 +12,9 @@ use crate::sensor::decode::decode;
 use crate::sensor::{KernelCounters, Sensor, SensorError};
 use crate::status::PipelineCounters;
 
-/// How long one wait on the ring buffer lasts (bounds shutdown latency).
-const WAIT: Duration = Duration::from_millis(100);
+/// How long one wait on the ring buffer lasts. The kernel wakes the reader
+/// only once a batch is pending, so this bounds the delay of a lone event.
+const WAIT: Duration = Duration::from_millis(20);
 /// Records handled between sink flushes.
 const BATCH: usize = 4096;
 /// How often the shared counters are refreshed.

@@ -1,1 +1,98 @@
-fn main() {}
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! - `setup`: install what the eBPF build needs (idempotent).
+//! - `run`: set up, build, and run the daemon on its embedded defaults.
+//! - `test`: set up, then format check, clippy, and the whole test suite.
+//! - `bench sensor`: the sensor throughput and loss benchmark.
+
+mod bench;
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Project tasks for monitor")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the eBPF toolchain pieces (nightly rust-src, bpf-linker). Idempotent.
+    Setup,
+    /// Set up, build (release), and run `monitor run` with the given arguments.
+    Run {
+        /// Arguments for `monitor run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then check formatting and lints and run every test.
+    Test {
+        /// Skip the format and clippy checks.
+        #[arg(long)]
+        no_lint: bool,
+    },
+    /// Run a benchmark.
+    Bench {
+        #[command(subcommand)]
+        which: bench::Which,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::run(),
+        Task::Run { args } => {
+            setup::run()?;
+            cargo(&["build", "--release", "-p", "monitor"])?;
+            let status = Command::new(workspace_root().join("target/release/monitor"))
+                .arg("run")
+                .args(args)
+                .status()
+                .context("starting monitor")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test { no_lint } => {
+            setup::run()?;
+            if !no_lint {
+                cargo(&["fmt", "--all", "--", "--check"])?;
+                cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+            }
+            cargo(&["test", "--workspace"])
+        }
+        Task::Bench { which } => {
+            setup::run()?;
+            bench::run(which)
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs cargo in the workspace root with the bootstrap's PATH.
+pub fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new(env_or("CARGO", "cargo"))
+        .args(args)
+        .current_dir(workspace_root())
+        .env("PATH", setup::path_with_cargo_bin())
+        .status()
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    if !status.success() {
+        bail!("cargo {} failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| default.to_owned())
+}

@@ -1,0 +1,98 @@
+//! `cargo xtask bench …`: benchmarks that print measured numbers against the goals.
+
+use std::process::Command;
+
+use anyhow::{bail, Context as _};
+use clap::Subcommand;
+
+use serde::Deserialize;
+
+use crate::{cargo, workspace_root};
+
+/// The fields of `monitor bench-sensor`'s report this task prints.
+#[derive(Deserialize)]
+struct Report {
+    opens: u64,
+    child_rate: f64,
+    received: u64,
+    delivered_per_sec: f64,
+    missing: u64,
+    ringbuf_full: u64,
+}
+
+/// Which benchmark.
+#[derive(Subcommand)]
+pub enum Which {
+    /// Sensor throughput: a child opens a file as fast as it can, then at a
+    /// fixed pace; prints events/s delivered and records lost.
+    Sensor {
+        /// Opens in the as-fast-as-possible round.
+        #[arg(long, default_value_t = 2_000_000)]
+        opens: u64,
+        /// The fixed pace of the second round, opens per second.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        /// Seconds the paced round lasts.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
+}
+
+/// Runs a benchmark.
+pub fn run(which: Which) -> anyhow::Result<()> {
+    match which {
+        Which::Sensor {
+            opens,
+            rate,
+            seconds,
+        } => sensor(opens, rate, seconds),
+    }
+}
+
+fn sensor_round(opens: u64, rate: u64) -> anyhow::Result<Report> {
+    let out = Command::new(workspace_root().join("target/release/monitor"))
+        .args([
+            "bench-sensor",
+            "--opens",
+            &opens.to_string(),
+            "--rate",
+            &rate.to_string(),
+        ])
+        .output()
+        .context("running monitor bench-sensor")?;
+    if !out.status.success() {
+        bail!(
+            "monitor bench-sensor failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing the bench report")
+}
+
+fn sensor(opens: u64, rate: u64, seconds: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    println!("sensor benchmark: open() events from one child process, real probes, 2 cores\n");
+    let max = sensor_round(opens, 0)?;
+    let paced = sensor_round(rate * seconds, rate)?;
+    println!(
+        "{:<22} {:>10} {:>12} {:>10} {:>14} {:>9} {:>13}",
+        "round", "opens", "child op/s", "received", "delivered ev/s", "missing", "ringbuf_full"
+    );
+    for (name, r) in [("as fast as possible", &max), ("paced", &paced)] {
+        println!(
+            "{:<22} {:>10} {:>12.0} {:>10} {:>14.0} {:>9} {:>13}",
+            name, r.opens, r.child_rate, r.received, r.delivered_per_sec, r.missing, r.ringbuf_full
+        );
+    }
+    println!();
+    println!(
+        "goal: >= 300000 events/s delivered: measured {:.0} ({:.2}x the goal)",
+        max.delivered_per_sec,
+        max.delivered_per_sec / 300_000.0
+    );
+    println!(
+        "goal: zero drops at {rate} events/s: measured {} missing, {} ring-buffer drops (child paced at {:.0}/s)",
+        paced.missing, paced.ringbuf_full, paced.child_rate
+    );
+    Ok(())
+}
