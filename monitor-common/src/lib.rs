@@ -282,6 +282,13 @@ pub struct RawEvent {
     pub data: [u8; DATA_CAP],
 }
 
+// Every string read is at most DATA_HALF bytes at a start offset below
+// DATA_HALF; the data area must hold the largest such read.
+const _: () = assert!(DATA_HALF - 1 + DATA_HALF <= DATA_CAP);
+const _: () = assert!(ARGV_READ * 2 <= DATA_HALF && NAME_READ <= DATA_HALF);
+// String offsets and lengths are u16.
+const _: () = assert!(DATA_CAP <= u16::MAX as usize);
+
 /// Bytes of a [`RawEvent`] before its data area; a record on the ring is this
 /// many bytes plus the used part of `data`.
 pub const RAW_EVENT_FIXED_LEN: usize = core::mem::size_of::<RawEvent>() - DATA_CAP;

@@ -12,7 +12,7 @@
 //!
 //! Supporting modules: [`btf`] (kernel struct offsets), [`status`] (the
 //! self-report behind `monitor status`), [`notify`] (systemd readiness),
-//! [`bench`] (the sensor benchmark driven by `cargo xtask bench`).
+//! [`bench`](mod@bench) (the sensor benchmark driven by `cargo xtask bench`).
 
 pub mod bench;
 pub mod btf;

@@ -1,0 +1,46 @@
+//! The command line without the kernel: bad input gets a clear error.
+
+mod common;
+
+use std::process::Command;
+
+use common::{monitor_bin, TempDir};
+
+#[test]
+fn status_without_a_daemon_says_so() {
+    let dir = TempDir::new("cli");
+    let out = Command::new(monitor_bin())
+        .args(["status", "--status-file"])
+        .arg(dir.path().join("absent.json"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is the daemon running?"), "{err}");
+}
+
+#[test]
+fn stale_status_is_reported_as_not_running() {
+    let dir = TempDir::new("cli");
+    let path = dir.path().join("status.json");
+    // A pid that cannot exist (above pid_max).
+    std::fs::write(&path, r#"{"pid":4194305,"version":"0.1.0","started":"","updated":"","attached":[],"ring_bytes":0,"processes_tracked":0,"kernel":{"emitted":0,"ringbuf_full":0,"truncated":0,"args_missing":0},"pipeline":{"received":0,"decode_errors":0,"sink_errors":0}}"#).unwrap();
+    let out = Command::new(monitor_bin())
+        .args(["status", "--status-file"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT RUNNING"));
+}
+
+#[test]
+fn ring_size_must_be_a_power_of_two() {
+    let out = Command::new(monitor_bin())
+        .args(["run", "--ring-mib", "3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("power of two"), "{err}");
+}

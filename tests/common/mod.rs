@@ -1,0 +1,180 @@
+//! Shared harness for the end-to-end tests: starts the real daemon with its
+//! real probes, collects its JSON event stream, and finds events in it.
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `monitor` binary under test.
+pub fn monitor_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_monitor")
+}
+
+/// True when running in CI, where a test that cannot load BPF must fail.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether root-only tests can run here. In CI, not being root is a failure.
+pub fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    assert!(!in_ci(), "{test}: CI=true but not running as root");
+    eprintln!("\n*** SKIPPED {test}: needs root to load BPF programs ***\n");
+    false
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after `tag`.
+    pub fn new(tag: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("monitor-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Canonical, so it compares with the kernel's resolved paths.
+        Self(dir.canonicalize().unwrap())
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running daemon and the events it has printed.
+pub struct Daemon {
+    child: Child,
+    events: Arc<Mutex<Vec<Value>>>,
+    pub dir: TempDir,
+}
+
+impl Daemon {
+    /// Starts `monitor run --events-stdout` and waits until it reports ready
+    /// (sd_notify READY=1). Panics, with the daemon's stderr, if it cannot
+    /// load or attach its programs.
+    pub fn start() -> Self {
+        let dir = TempDir::new("daemon");
+        let notify_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut child = Command::new(monitor_bin())
+            .args(["run", "--events-stdout", "--stats-interval", "1"])
+            .arg("--status-file")
+            .arg(dir.path().join("status.json"))
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn monitor");
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = events.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("daemon printed non-JSON {line:?}: {e}"));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut buf = [0u8; 256];
+        loop {
+            if let Ok(n) = notify.recv(&mut buf) {
+                if buf[..n].windows(7).any(|w| w == b"READY=1") {
+                    break;
+                }
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read as _;
+                child.stderr.take().unwrap().read_to_string(&mut err).ok();
+                panic!("monitor exited before attaching its probes ({status}):\n{err}");
+            }
+            assert!(Instant::now() < deadline, "monitor not ready after 60 s");
+        }
+        // Keep draining stderr so the daemon never blocks on it.
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("monitor: {line}");
+                }
+            }
+        });
+        Self { child, events, dir }
+    }
+
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The status file the daemon writes.
+    pub fn status_file(&self) -> PathBuf {
+        self.dir.path().join("status.json")
+    }
+
+    /// A copy of every event so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 10 s) for an event matching `pred`.
+    pub fn wait_for(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = self.events.lock().unwrap().iter().find(|v| pred(v)) {
+                return v.clone();
+            }
+            if Instant::now() > deadline {
+                let n = self.events.lock().unwrap().len();
+                panic!("no event {what} among {n} events");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// The event's pid.
+pub fn pid_of(v: &Value) -> u64 {
+    v["process"]["pid"].as_u64().unwrap_or(0)
+}
+
+/// Debian's own Python (not a version-manager shim that would exec through a shell).
+pub fn python() -> &'static str {
+    if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
