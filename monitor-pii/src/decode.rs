@@ -1,0 +1,200 @@
+//! Decoded views of the input, so values hidden by URL-encoding, JSON
+//! `\u` escapes or base64 are seen too. Every view maps its bytes back to
+//! offsets in the original, so findings are always reported there.
+
+use base64::Engine as _;
+
+/// A decoded copy and, for each byte, the original span it came from.
+pub struct View {
+    /// Decoded bytes.
+    pub bytes: Vec<u8>,
+    /// Original start offset of each decoded byte.
+    pub starts: Vec<u32>,
+    /// Original end offset of each decoded byte.
+    pub ends: Vec<u32>,
+}
+
+impl View {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(n),
+            starts: Vec::with_capacity(n),
+            ends: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, b: u8, start: usize, end: usize) {
+        self.bytes.push(b);
+        self.starts.push(start as u32);
+        self.ends.push(end as u32);
+    }
+
+    /// The original span of decoded bytes `start..end`.
+    pub fn original(&self, start: usize, end: usize) -> (usize, usize) {
+        (self.starts[start] as usize, self.ends[end - 1] as usize)
+    }
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `%XX` decoding (and `+` as space), when the input has any `%XX`.
+pub fn url_decoded(text: &[u8]) -> Option<View> {
+    let has = memchr::memchr_iter(b'%', text)
+        .any(|p| text.len() > p + 2 && hex(text[p + 1]).is_some() && hex(text[p + 2]).is_some());
+    if !has {
+        return None;
+    }
+    let mut v = View::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let c = text[i];
+        if c == b'%' && i + 2 < text.len() {
+            if let (Some(h), Some(l)) = (hex(text[i + 1]), hex(text[i + 2])) {
+                v.push(h << 4 | l, i, i + 3);
+                i += 3;
+                continue;
+            }
+        }
+        v.push(if c == b'+' { b' ' } else { c }, i, i + 1);
+        i += 1;
+    }
+    Some(v)
+}
+
+/// JSON string escapes decoded (`\uXXXX` to UTF-8, `\n`, `\"`, ...), when the input has `\u`.
+pub fn json_unescaped(text: &[u8]) -> Option<View> {
+    memchr::memmem::find(text, b"\\u")?;
+    let mut v = View::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'\\' && i + 1 < text.len() {
+            let simple = match text[i + 1] {
+                b'n' => Some(b'\n'),
+                b't' => Some(b'\t'),
+                b'r' => Some(b'\r'),
+                b'"' => Some(b'"'),
+                b'\\' => Some(b'\\'),
+                b'/' => Some(b'/'),
+                _ => None,
+            };
+            if let Some(b) = simple {
+                v.push(b, i, i + 2);
+                i += 2;
+                continue;
+            }
+            if text[i + 1] == b'u' && i + 6 <= text.len() {
+                let code = text[i + 2..i + 6]
+                    .iter()
+                    .try_fold(0u32, |a, &c| hex(c).map(|h| a << 4 | u32::from(h)));
+                if let Some(ch) = code.and_then(char::from_u32) {
+                    let mut buf = [0u8; 4];
+                    for &b in ch.encode_utf8(&mut buf).as_bytes() {
+                        v.push(b, i, i + 6);
+                    }
+                    i += 6;
+                    continue;
+                }
+            }
+        }
+        v.push(text[i], i, i + 1);
+        i += 1;
+    }
+    Some(v)
+}
+
+/// Shortest base64 run worth decoding.
+pub const MIN_BASE64: usize = 16;
+
+/// Runs of base64 (standard or URL-safe) characters at least [`MIN_BASE64`] long
+/// that mix cases or digits (so plain long words are not decoded).
+pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut i = 0;
+    let n = text.len();
+    while i < n {
+        // Jump over bytes that cannot be base64 quickly.
+        if !is_b64(text[i]) {
+            i += 1;
+            continue;
+        }
+        let s = i;
+        let (mut upper, mut lower, mut digit) = (false, false, false);
+        while i < n && is_b64(text[i]) {
+            let c = text[i];
+            upper |= c.is_ascii_uppercase();
+            lower |= c.is_ascii_lowercase();
+            digit |= c.is_ascii_digit();
+            i += 1;
+        }
+        let mut e = i;
+        while e < n && text[e] == b'=' && e - i < 2 {
+            e += 1;
+        }
+        if e - s >= MIN_BASE64 && upper && lower && (digit || e - s >= 24) {
+            runs.push((s, e));
+        }
+        i = e.max(i);
+    }
+    runs
+}
+
+#[inline]
+fn is_b64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
+}
+
+/// Decodes a base64 run if it decodes (either alphabet) to mostly printable text.
+pub fn base64_text(run: &[u8]) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let trimmed = run
+        .strip_suffix(b"==")
+        .or_else(|| run.strip_suffix(b"="))
+        .unwrap_or(run);
+    let decoded = STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
+        .or_else(|_| STANDARD_NO_PAD.decode(&trimmed[..trimmed.len() / 4 * 4]))
+        .ok()?;
+    let printable = decoded
+        .iter()
+        .filter(|&&c| c.is_ascii_graphic() || c == b' ' || c == b'\n' || c == b'\t' || c >= 0x80)
+        .count();
+    (decoded.len() >= 8 && printable * 10 >= decoded.len() * 9).then_some(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_view_maps_back() {
+        let v = url_decoded(b"card=4111%201111+1111").unwrap();
+        assert_eq!(v.bytes, b"card=4111 1111 1111");
+        assert_eq!(v.original(5, 19), (5, 21));
+        assert!(url_decoded(b"100% sure").is_none());
+    }
+
+    #[test]
+    fn json_view_decodes_unicode_escapes() {
+        let v = json_unescaped(br#"{"t":"\u0034111 1111"}"#).unwrap();
+        assert_eq!(v.bytes, br#"{"t":"4111 1111"}"#);
+        assert_eq!(v.original(6, 7), (6, 12));
+    }
+
+    #[test]
+    fn base64_runs_and_text() {
+        let enc = "NDExMSAxMTExIDExMTEgMTExMQ==";
+        let text = format!("data {enc} end");
+        let runs = base64_runs(text.as_bytes());
+        assert_eq!(runs, vec![(5, 5 + enc.len())]);
+        assert_eq!(base64_text(enc.as_bytes()).unwrap(), b"4111 1111 1111 1111");
+        assert!(base64_runs(b"internationalization is long").is_empty());
+    }
+}

@@ -1,0 +1,395 @@
+//! The PII and secret detector.
+//!
+//! One engine serves the daemon's payload streams and `monitor scan`:
+//!
+//! - [`scan`] finds candidates (numeric groups, `@`, literal triggers) in
+//!   one view of the input; [`validate`] holds the checksums and structural
+//!   rules; [`context`] the hotwords that raise or lower a score;
+//! - [`decode`] makes URL-decoded, JSON-unescaped and base64-decoded views,
+//!   mapped back to offsets in the original bytes;
+//! - [`mask`] turns a value into what may leave the detector: a mask and a
+//!   keyed fingerprint. **No raw value leaves this crate**: [`Finding`] has
+//!   no field that holds it;
+//! - [`rules`] reads thresholds and custom detectors (`rules/pii.toml`);
+//! - [`stream`] scans a stream chunk by chunk.
+
+pub mod context;
+pub mod decode;
+pub mod mask;
+pub mod rules;
+pub mod scan;
+pub mod stream;
+pub mod types;
+pub mod validate;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+pub use mask::FingerprintKey;
+pub use rules::{PiiRules, RulesError};
+pub use stream::StreamScanner;
+pub use types::PiiType;
+
+use scan::{Candidate, Scanner};
+
+/// How many base64 layers are looked inside.
+const MAX_DEPTH: usize = 3;
+
+/// What kind of data a finding is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A built-in type.
+    Builtin(PiiType),
+    /// A custom detector from the rules.
+    Custom(Arc<str>),
+}
+
+impl Kind {
+    /// The type name (`CREDIT_CARD`, or the custom detector's name).
+    pub fn name(&self) -> &str {
+        match self {
+            Kind::Builtin(t) => t.name(),
+            Kind::Custom(n) => n,
+        }
+    }
+}
+
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// One finding. It holds no raw value: only where it is, how sure the
+/// detector is, a mask and a keyed fingerprint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// The type.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Byte offset of the start, in the input as given.
+    pub start: usize,
+    /// Byte offset of the end (exclusive).
+    pub end: usize,
+    /// Confidence, 0 to 1.
+    pub score: f32,
+    /// The value masked (cards: at most the first 6 and last 4 digits).
+    pub masked: String,
+    /// HMAC-SHA256 of the normalized value under the host key (hex, 128 bits).
+    pub fingerprint: String,
+}
+
+/// The detector: compiled triggers, rules, and the fingerprint key.
+pub struct Detector {
+    scanner: Scanner,
+    rules: PiiRules,
+    key: FingerprintKey,
+}
+
+impl Detector {
+    /// A detector with the given rules and key.
+    pub fn new(rules: PiiRules, key: FingerprintKey) -> Self {
+        Self {
+            scanner: Scanner::new(),
+            rules,
+            key,
+        }
+    }
+
+    /// A new stream over this detector.
+    pub fn stream(&self) -> StreamScanner<'_> {
+        StreamScanner::new(self)
+    }
+
+    /// The fingerprint `value` would have as a finding of type `kind`: lets an
+    /// analyst ask where a value went without the store ever holding it.
+    pub fn fingerprint_of(&self, kind: &Kind, value: &[u8]) -> String {
+        let builtin = match kind {
+            Kind::Builtin(t) => Some(*t),
+            Kind::Custom(_) => None,
+        };
+        let norm = mask::normalize(builtin, value);
+        self.key.fingerprint(kind.name(), &norm)
+    }
+
+    /// Every finding in `text`, ordered by offset.
+    pub fn scan(&self, text: &[u8]) -> Vec<Finding> {
+        let mut cands = Vec::new();
+        self.candidates(text, 0, &mut cands);
+        cands.retain(|c| match c.kind {
+            Some(t) => self.rules.enabled(t) && c.score >= self.rules.threshold(t),
+            None => c.score >= self.rules.custom[c.custom as usize].threshold,
+        });
+        let chosen = resolve(cands);
+        chosen.into_iter().map(|c| self.finding(text, &c)).collect()
+    }
+
+    fn finding(&self, text: &[u8], c: &Candidate) -> Finding {
+        let kind = match c.kind {
+            Some(t) => Kind::Builtin(t),
+            None => Kind::Custom(self.rules.custom[c.custom as usize].name.clone()),
+        };
+        // A finding from a decoded view spans encoded bytes; mask what it decodes to.
+        let raw = &text[c.start..c.end];
+        let decoded = reveal(raw);
+        let value = decoded.as_deref().unwrap_or(raw);
+        let norm = mask::normalize(c.kind, value);
+        Finding {
+            masked: mask::mask(c.kind, value, &norm),
+            fingerprint: self.key.fingerprint(kind.name(), &norm),
+            kind,
+            start: c.start,
+            end: c.end,
+            score: c.score,
+        }
+    }
+
+    fn candidates(&self, text: &[u8], depth: usize, out: &mut Vec<Candidate>) {
+        self.scanner.scan(text, out);
+        self.custom(text, out);
+        if depth > 0 {
+            return self.base64(text, depth, out);
+        }
+        for view in [decode::url_decoded(text), decode::json_unescaped(text)]
+            .into_iter()
+            .flatten()
+        {
+            let mut inner = Vec::new();
+            self.scanner.scan(&view.bytes, &mut inner);
+            self.custom(&view.bytes, &mut inner);
+            for mut c in inner {
+                (c.start, c.end) = view.original(c.start, c.end);
+                out.push(c);
+            }
+        }
+        self.base64(text, depth, out);
+    }
+
+    fn base64(&self, text: &[u8], depth: usize, out: &mut Vec<Candidate>) {
+        if depth >= MAX_DEPTH {
+            return;
+        }
+        for (s, e) in decode::base64_runs(text) {
+            let Some(decoded) = decode::base64_text(&text[s..e]) else {
+                continue;
+            };
+            let mut inner = Vec::new();
+            self.candidates(&decoded, depth + 1, &mut inner);
+            for mut c in inner {
+                // The whole encoded run is the finding's extent in the original.
+                c.start = s;
+                c.end = e;
+                out.push(c);
+            }
+        }
+    }
+
+    fn custom(&self, text: &[u8], out: &mut Vec<Candidate>) {
+        for (i, d) in self.rules.custom.iter().enumerate() {
+            for m in d.pattern.find_iter(text) {
+                if m.is_empty() || !d.validator.check(m.as_bytes()) {
+                    continue;
+                }
+                let near = [
+                    context::before(text, m.start(), context::BEFORE),
+                    context::after(text, m.end(), context::AFTER),
+                ];
+                let hot = d
+                    .hotwords
+                    .iter()
+                    .any(|w| near.iter().any(|t| context::contains_ci(t, w.as_bytes())));
+                out.push(Candidate {
+                    kind: None,
+                    custom: i as u16,
+                    start: m.start(),
+                    end: m.end(),
+                    score: (d.score + if hot { 0.3 } else { 0.0 }).min(1.0),
+                });
+            }
+        }
+    }
+}
+
+/// The decoded text of an encoded span (base64, `%XX`, `\u`), if it is one.
+fn reveal(raw: &[u8]) -> Option<Vec<u8>> {
+    if let Some(v) = decode::url_decoded(raw) {
+        return Some(v.bytes);
+    }
+    if let Some(v) = decode::json_unescaped(raw) {
+        return Some(v.bytes);
+    }
+    if raw.len() >= decode::MIN_BASE64
+        && raw
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'-' | b'_'))
+    {
+        let mut inner = decode::base64_text(raw)?;
+        // Nested layers: keep decoding while it still looks like base64.
+        for _ in 1..MAX_DEPTH {
+            let runs = decode::base64_runs(&inner);
+            match runs.as_slice() {
+                [(0, e)] if *e == inner.len() => match decode::base64_text(&inner) {
+                    Some(next) => inner = next,
+                    None => break,
+                },
+                _ => break,
+            }
+        }
+        return Some(inner);
+    }
+    None
+}
+
+/// Chooses among overlapping candidates: within each cluster of overlapping
+/// spans, the highest-priority type wins, then the higher score, then the
+/// longer span. Identical duplicates (a value seen raw and decoded) collapse.
+fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
+    cands.sort_by_key(|c| (c.start, std::cmp::Reverse(c.end)));
+    let mut out = Vec::with_capacity(cands.len());
+    let mut i = 0;
+    while i < cands.len() {
+        let mut j = i + 1;
+        let mut reach = cands[i].end;
+        while j < cands.len() && cands[j].start < reach {
+            reach = reach.max(cands[j].end);
+            j += 1;
+        }
+        let cluster = &mut cands[i..j];
+        if cluster.len() == 1 {
+            out.push(cluster[0].clone());
+        } else {
+            cluster.sort_by(|a, b| {
+                let pa = a.kind.map_or(usize::MAX - 1, PiiType::priority);
+                let pb = b.kind.map_or(usize::MAX - 1, PiiType::priority);
+                pa.cmp(&pb)
+                    .then(b.score.total_cmp(&a.score))
+                    .then((b.end - b.start).cmp(&(a.end - a.start)))
+            });
+            let mut kept: Vec<Candidate> = Vec::new();
+            for c in cluster.iter() {
+                if kept.iter().all(|k| c.end <= k.start || c.start >= k.end) {
+                    kept.push(c.clone());
+                }
+            }
+            kept.sort_by_key(|c| c.start);
+            out.extend(kept);
+        }
+        i = j;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detector() -> Detector {
+        Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[7; 32]))
+    }
+
+    fn found(text: &str) -> Vec<(String, String, String)> {
+        detector()
+            .scan(text.as_bytes())
+            .into_iter()
+            .map(|f| {
+                (
+                    f.kind.name().to_owned(),
+                    text[f.start..f.end].to_owned(),
+                    f.masked,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn raw_values_never_appear_in_findings() {
+        let text = "card 4111 1111 1111 1111, ssn 123-45-6789, jane@example.com";
+        for f in detector().scan(text.as_bytes()) {
+            let json = serde_json::to_string(&f).unwrap();
+            assert!(!json.contains("4111 1111 1111 1111") && !json.contains("4111111111111111"));
+            assert!(!json.contains("123-45-6789") && !json.contains("jane@"));
+        }
+    }
+
+    #[test]
+    fn decoded_views_report_original_offsets() {
+        let text = "q=card%3A%204111%201111%201111%201111&x=1";
+        let f = found(text);
+        assert_eq!(f[0].0, "CREDIT_CARD");
+        assert_eq!(f[0].1, "4111%201111%201111%201111");
+        assert_eq!(f[0].2, "411111******1111");
+
+        let json = r#"{"msg":"my card is \u0034111111111111111"}"#;
+        let f = found(json);
+        assert_eq!(f[0].1, r"\u0034111111111111111");
+
+        use base64::Engine as _;
+        let inner = base64::engine::general_purpose::STANDARD.encode("ssn: 123-45-6789 thanks");
+        let outer = base64::engine::general_purpose::STANDARD.encode(&inner);
+        let text = format!("blob={outer};");
+        let f = found(&text);
+        assert_eq!(f[0].0, "US_SSN");
+        assert_eq!(f[0].1, outer);
+        assert_eq!(f[0].2, "***-**-6789");
+    }
+
+    #[test]
+    fn overlaps_keep_the_highest_priority() {
+        // 16 digits that pass Luhn are a card, not a phone or account number.
+        let f = found("account number 4111111111111111");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].0, "CREDIT_CARD");
+    }
+
+    #[test]
+    fn custom_detectors_from_rules() {
+        let rules = PiiRules::parse(
+            "[[custom]]\nname = \"EMPLOYEE_ID\"\npattern = 'EMP-[0-9]{4}'\nhotwords = [\"employee\"]\nscore = 0.3\n",
+            "t.toml",
+        )
+        .unwrap();
+        let d = Detector::new(rules, FingerprintKey::from_bytes(&[7; 32]));
+        let f =
+            d.scan(b"employee EMP-1234; the rest of this note is about something else: EMP-9999");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].kind.name(), "EMPLOYEE_ID");
+        assert_eq!(f[0].start, 9);
+    }
+
+    #[test]
+    fn fingerprint_of_matches_findings() {
+        let d = detector();
+        let f = &d.scan(b"pay 4111-1111-1111-1111 now")[0];
+        assert_eq!(
+            d.fingerprint_of(&Kind::Builtin(PiiType::CreditCard), b"4111111111111111"),
+            f.fingerprint
+        );
+    }
+
+    #[test]
+    fn streams_find_split_values_once_with_absolute_offsets() {
+        let d = detector();
+        let text = b"hello there, my card is 4111 1111 1111 1111 and that is all";
+        for split in 1..text.len() {
+            let mut s = d.stream();
+            let mut all = s.feed(&text[..split]);
+            all.extend(s.feed(&text[split..]));
+            all.extend(s.finish());
+            assert_eq!(all.len(), 1, "split at {split}: {all:?}");
+            assert_eq!((all[0].start, all[0].end), (24, 43));
+        }
+    }
+
+    #[test]
+    fn stream_memory_is_bounded() {
+        let d = detector();
+        let mut s = d.stream();
+        let chunk = vec![b'a'; 10_000];
+        for _ in 0..20 {
+            s.feed(&chunk);
+        }
+        assert!(s.carry_len() <= stream::OVERLAP);
+        assert_eq!(s.position(), 200_000);
+    }
+}

@@ -1,0 +1,1116 @@
+//! Candidate finding over one view of the input (the raw bytes, or a decoded
+//! copy). Three cheap passes feed the validators:
+//!
+//! - numeric groups: digit runs joined by single separators (SWAR skips
+//!   eight bytes at a time to the next digit), tried against card, SSN,
+//!   ITIN, routing, account, phone, IP, date, CVV, street-address and IBAN
+//!   shapes;
+//! - `@` (memchr) for e-mail addresses;
+//! - literal triggers (one Aho-Corasick pass) for secrets and name hotwords.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use regex::bytes::Regex;
+
+use crate::context::{self, words};
+use crate::types::PiiType;
+use crate::validate;
+
+/// A possible finding before thresholds and overlap resolution.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Built-in type, or `None` for a custom detector (see `custom`).
+    pub kind: Option<PiiType>,
+    /// Index of the custom detector.
+    pub custom: u16,
+    /// Byte offsets in the view.
+    pub start: usize,
+    /// End offset (exclusive).
+    pub end: usize,
+    /// Confidence 0..=1.
+    pub score: f32,
+}
+
+impl Candidate {
+    fn new(kind: PiiType, start: usize, end: usize, score: f32) -> Self {
+        Self {
+            kind: Some(kind),
+            custom: 0,
+            start,
+            end,
+            score: score.clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// Literal triggers, in pattern order (earlier wins at the same position).
+const TRIGGERS: &[&str] = &[
+    "AKIA",
+    "ASIA",
+    "github_pat_",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "xoxb-",
+    "xoxp-",
+    "xoxa-",
+    "xoxr-",
+    "xoxs-",
+    "xoxe-",
+    "sk-",
+    "eyJ",
+    "-----BEGIN ",
+    // Name fields and hotwords.
+    "first_name",
+    "last_name",
+    "full_name",
+    "customer_name",
+    "firstName",
+    "lastName",
+    "fullName",
+    "customerName",
+    "cardholder",
+    "Cardholder",
+    "name",
+    "Name",
+    "NAME",
+    "Mr.",
+    "Mrs.",
+    "Ms.",
+    "Mr ",
+    "Mrs ",
+    "Ms ",
+    "customer",
+    "Customer",
+    "caller",
+    "Caller",
+];
+const SECRET_TRIGGERS: usize = 17;
+
+/// Compiled pieces shared by every scan.
+pub struct Scanner {
+    triggers: AhoCorasick,
+    street: Regex,
+}
+
+impl Scanner {
+    /// Builds the automaton and the address grammar.
+    pub fn new() -> Self {
+        let triggers = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(TRIGGERS)
+            .expect("static trigger set");
+        let street = Regex::new(concat!(
+            r"^[0-9]{1,6}[A-Z]?\s(?:[NSEW]\.?\s)?(?:[A-Z][a-z'.-]*\s){0,3}?[A-Z][A-Za-z'.-]*\s",
+            r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl",
+            r"|Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl)\b\.?",
+            r"(?:,?\s(?:Apt|Apartment|Suite|Ste|Unit|#)\.?\s?[A-Za-z0-9-]{1,6})?",
+            r"(?:,\s[A-Z][A-Za-z .'-]{1,30},\s[A-Z]{2}\s[0-9]{5}(?:-[0-9]{4})?)?"
+        ))
+        .expect("static address grammar");
+        Self { triggers, street }
+    }
+
+    /// Appends every candidate in `text` to `out`.
+    pub fn scan(&self, text: &[u8], out: &mut Vec<Candidate>) {
+        numeric_groups(self, text, out);
+        emails(text, out);
+        for m in self.triggers.find_iter(text) {
+            if m.pattern().as_usize() < SECRET_TRIGGERS {
+                secret(text, m.start(), m.end(), out);
+            } else {
+                person(text, m.start(), m.end(), out);
+            }
+        }
+    }
+}
+
+impl Default for Scanner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[inline]
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Index of the next ASCII digit at or after `i`, eight bytes at a time.
+#[inline]
+fn next_digit(text: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while i + 8 <= text.len() {
+        let w = u64::from_le_bytes(text[i..i + 8].try_into().unwrap());
+        // Bytes 0x30..=0x39 become 0..=9; "has a byte < 10" flags candidates
+        // (bytes >= 0x80 can flag too; the byte loop below sorts them out).
+        let x = w ^ (0x30 * ONES);
+        if (x.wrapping_sub(10 * ONES) & !x & HIGHS) != 0 {
+            break;
+        }
+        i += 8;
+    }
+    text[i..].iter().position(u8::is_ascii_digit).map(|p| p + i)
+}
+
+/// Up to this many digit blocks form one group.
+const MAX_BLOCKS: usize = 8;
+
+/// A run of digit blocks joined by single separators.
+struct Group {
+    blocks: [(usize, usize); MAX_BLOCKS],
+    seps: [u8; MAX_BLOCKS],
+    n: usize,
+}
+
+impl Group {
+    fn len(&self, a: usize, b: usize) -> usize {
+        (a..=b).map(|k| self.blocks[k].1 - self.blocks[k].0).sum()
+    }
+    fn digits(&self, text: &[u8], a: usize, b: usize, out: &mut [u8; 32]) -> usize {
+        let mut n = 0;
+        for k in a..=b {
+            for &d in &text[self.blocks[k].0..self.blocks[k].1] {
+                if n < 32 {
+                    out[n] = d;
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+    fn block_len(&self, k: usize) -> usize {
+        self.blocks[k].1 - self.blocks[k].0
+    }
+    /// The separator before block `k` (for k > 0).
+    fn sep(&self, k: usize) -> u8 {
+        self.seps[k]
+    }
+    fn uniform(&self, a: usize, b: usize) -> Option<u8> {
+        if a == b {
+            return Some(0);
+        }
+        let s = self.sep(a + 1);
+        (a + 2..=b).all(|k| self.sep(k) == s).then_some(s)
+    }
+}
+
+fn parse_group(text: &[u8], start: usize) -> (Group, usize) {
+    let mut g = Group {
+        blocks: [(0, 0); MAX_BLOCKS],
+        seps: [0; MAX_BLOCKS],
+        n: 0,
+    };
+    let mut i = start;
+    loop {
+        let s = i;
+        while i < text.len() && text[i].is_ascii_digit() {
+            i += 1;
+        }
+        g.blocks[g.n] = (s, i);
+        g.n += 1;
+        if g.n == MAX_BLOCKS || i >= text.len() {
+            break;
+        }
+        // ") " and ")" join an area code in parentheses; other separators are single bytes.
+        let (sep, skip) = match text[i] {
+            b')' if text.get(i + 1) == Some(&b' ') => (b')', 2),
+            c @ (b' ' | b'-' | b'.' | b'/' | b':' | b')') => (c, 1),
+            _ => break,
+        };
+        if !text.get(i + skip).is_some_and(u8::is_ascii_digit) {
+            break;
+        }
+        g.seps[g.n] = sep;
+        i += skip;
+    }
+    let end = g.blocks[g.n - 1].1;
+    (g, end)
+}
+
+fn numeric_groups(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
+    let mut i = 0;
+    while let Some(j) = next_digit(text, i) {
+        i = j;
+        if i > 0 && is_alnum(text[i - 1]) {
+            // Digits inside a word: an IBAN starts with two capitals, anything else is an identifier.
+            if i >= 2
+                && text[i - 1].is_ascii_uppercase()
+                && text[i - 2].is_ascii_uppercase()
+                && (i == 2 || !is_alnum(text[i - 3]))
+            {
+                if let Some(end) = iban(text, i - 2, out) {
+                    i = end;
+                    continue;
+                }
+            }
+            while i < text.len() && is_alnum(text[i]) {
+                i += 1;
+            }
+            continue;
+        }
+        let (g, end) = parse_group(text, i);
+        // Digits running into letters are an identifier ("123abc"), except a house number.
+        let glued = text
+            .get(end)
+            .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_');
+        if !glued {
+            classify(sc, text, &g, out);
+        } else if g.n == 1 {
+            street_address(sc, text, g.blocks[0].0, out);
+        }
+        i = end;
+        while i < text.len() && is_alnum(text[i]) {
+            i += 1;
+        }
+    }
+}
+
+fn score_context(
+    text: &[u8],
+    start: usize,
+    end: usize,
+    base: f32,
+    boost: f32,
+    hot: &[&str],
+) -> f32 {
+    let before = context::before(text, start, context::BEFORE);
+    let after = context::after(text, end, context::AFTER);
+    let mut score = base;
+    if context::contains_any(before, hot) || context::contains_any(after, hot) {
+        score += boost;
+    }
+    if context::contains_any(context::before(text, start, 16), words::REFERENCE) {
+        score -= 0.4;
+    }
+    score
+}
+
+fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
+    let mut d = [0u8; 32];
+    for a in 0..g.n {
+        for b in a..g.n {
+            let Some(sep) = g.uniform(a, b) else { break };
+            let start = g.blocks[a].0;
+            let end = g.blocks[b].1;
+            let total = g.len(a, b);
+            let nb = b - a + 1;
+            let n = g.digits(text, a, b, &mut d);
+            let digits = &d[..n];
+            card(text, g, a, b, sep, start, end, digits, out);
+            if total == 9 {
+                ssn_like(text, g, a, b, sep, start, end, digits, out);
+            }
+            if nb == 1 {
+                single_block(sc, text, start, end, digits, out);
+            }
+            phone(text, g, a, b, sep, start, end, digits, out);
+            if nb == 4 && sep == b'.' {
+                ipv4(text, g, a, start, end, out);
+            }
+            if nb == 3 && matches!(sep, b'/' | b'-' | b'.') {
+                date_of_birth(text, g, a, start, end, out);
+            }
+            if total > 19 {
+                break;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn card(
+    text: &[u8],
+    g: &Group,
+    a: usize,
+    b: usize,
+    sep: u8,
+    start: usize,
+    end: usize,
+    digits: &[u8],
+    out: &mut Vec<Candidate>,
+) {
+    let n = digits.len();
+    if !(12..=19).contains(&n) || !matches!(sep, 0 | b' ' | b'-') {
+        return;
+    }
+    // Grouped numbers must look like card groupings: 4-4-4-4(-3), 4-6-5, 4-6-4.
+    let nb = b - a + 1;
+    if nb > 1 {
+        let lens: Vec<usize> = (a..=b).map(|k| g.block_len(k)).collect();
+        let fours = lens[..nb - 1].iter().all(|&l| l == 4) && (1..=4).contains(&lens[nb - 1]);
+        let amex = lens == [4, 6, 5] || lens == [4, 6, 4];
+        if !(fours || amex) {
+            return;
+        }
+    }
+    if !validate::luhn(digits) || digits.iter().all(|&c| c == digits[0]) {
+        return;
+    }
+    // Track data: ";PAN=..." (track 2) or "%BPAN^NAME^..." (track 1).
+    if nb == 1 {
+        let before = if start > 0 { text[start - 1] } else { 0 };
+        let after = text.get(end).copied().unwrap_or(0);
+        let t1 = before == b'B' && start >= 2 && text[start - 2] == b'%' && after == b'^';
+        let t2 = before == b';' && after == b'=';
+        if t1 || t2 {
+            let s = if t1 { start - 2 } else { start - 1 };
+            let limit = (s + 80).min(text.len());
+            let e = text[end..limit]
+                .iter()
+                .position(|&c| c == b'?')
+                .map(|p| end + p + 1)
+                .unwrap_or_else(|| {
+                    end + text[end..limit]
+                        .iter()
+                        .position(|c| c.is_ascii_whitespace() || *c == b'"')
+                        .unwrap_or(limit - end)
+                });
+            out.push(Candidate::new(PiiType::CardTrackData, s, e, 0.99));
+            return;
+        }
+    }
+    let base = if validate::card_issuer(digits).is_some() {
+        0.85
+    } else {
+        0.35
+    };
+    let score = score_context(text, start, end, base, 0.3, words::CARD);
+    out.push(Candidate::new(PiiType::CreditCard, start, end, score));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ssn_like(
+    text: &[u8],
+    g: &Group,
+    a: usize,
+    b: usize,
+    sep: u8,
+    start: usize,
+    end: usize,
+    digits: &[u8],
+    out: &mut Vec<Candidate>,
+) {
+    let nb = b - a + 1;
+    let shaped = nb == 3
+        && matches!(sep, b'-' | b' ')
+        && g.block_len(a) == 3
+        && g.block_len(a + 1) == 2
+        && g.block_len(a + 2) == 4;
+    if nb != 1 && !shaped {
+        return;
+    }
+    let (base, boost) = if shaped { (0.6, 0.35) } else { (0.2, 0.45) };
+    if validate::itin(digits) {
+        let score = score_context(text, start, end, base + 0.05, boost, words::SSN);
+        out.push(Candidate::new(PiiType::UsItin, start, end, score));
+    } else if validate::ssn(digits) {
+        let score = score_context(text, start, end, base, boost, words::SSN);
+        out.push(Candidate::new(PiiType::UsSsn, start, end, score));
+    }
+    if nb == 1 && validate::aba_routing(digits) {
+        let score = score_context(text, start, end, 0.2, 0.6, words::ROUTING);
+        out.push(Candidate::new(PiiType::UsBankRouting, start, end, score));
+    }
+}
+
+fn single_block(
+    sc: &Scanner,
+    text: &[u8],
+    start: usize,
+    end: usize,
+    digits: &[u8],
+    out: &mut Vec<Candidate>,
+) {
+    let n = digits.len();
+    let near = context::before(text, start, 24);
+    if (3..=4).contains(&n) && context::contains_any(near, words::CVV) {
+        out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
+    }
+    if (6..=17).contains(&n)
+        && context::contains_any(context::before(text, start, 32), words::ACCOUNT)
+    {
+        out.push(Candidate::new(PiiType::BankAccount, start, end, 0.75));
+    }
+    if n <= 6 {
+        street_address(sc, text, start, out);
+    }
+}
+
+fn street_address(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candidate>) {
+    // Cheap gate: "<digits> <Capital>" before running the grammar.
+    let tail = &text[start..(start + 160).min(text.len())];
+    let Some(sp) = tail.iter().position(|c| !c.is_ascii_alphanumeric()) else {
+        return;
+    };
+    if tail[sp] != b' ' || !tail.get(sp + 1).is_some_and(u8::is_ascii_uppercase) {
+        return;
+    }
+    if let Some(m) = sc.street.find(tail) {
+        out.push(Candidate::new(
+            PiiType::StreetAddress,
+            start,
+            start + m.end(),
+            0.7,
+        ));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn phone(
+    text: &[u8],
+    g: &Group,
+    a: usize,
+    b: usize,
+    sep: u8,
+    start: usize,
+    end: usize,
+    digits: &[u8],
+    out: &mut Vec<Candidate>,
+) {
+    let nb = b - a + 1;
+    let n = digits.len();
+    let plus = start > 0 && text[start - 1] == b'+';
+    if plus {
+        // E.164: +CC and 7 to 12 more digits.
+        if !(8..=15).contains(&n) || !matches!(sep, 0 | b' ' | b'-' | b'.' | b')') {
+            return;
+        }
+        if let Some(cc) = validate::e164_country_code(digits) {
+            if cc == 1 && !validate::nanp(&digits[1..]) {
+                return;
+            }
+            let score = score_context(text, start - 1, end, 0.7, 0.2, words::PHONE);
+            out.push(Candidate::new(PiiType::PhoneNumber, start - 1, end, score));
+        }
+        return;
+    }
+    // NANP: (AAA) EEE-NNNN, AAA-EEE-NNNN, AAA.EEE.NNNN, optional leading 1.
+    let lens: Vec<usize> = (a..=b).map(|k| g.block_len(k)).collect();
+    let (nanp_digits, shaped) = match (nb, lens.as_slice()) {
+        (1, [10]) => (digits, false),
+        (1, [11]) if digits[0] == b'1' => (&digits[1..], false),
+        (3, [3, 3, 4]) => (digits, true),
+        (4, [1, 3, 3, 4]) if digits[0] == b'1' => (&digits[1..], true),
+        _ => {
+            // "(202) 555-0143": ')' then '-' are not uniform; accept that exact shape.
+            if nb == 2 && lens == [3, 3] && start > 0 && text[start - 1] == b'(' {
+                phone_paren(text, g, a, start, out);
+            }
+            return;
+        }
+    };
+    if !validate::nanp(nanp_digits) || (shaped && !matches!(sep, b'-' | b'.' | b' ')) {
+        return;
+    }
+    let (base, boost) = if shaped { (0.6, 0.3) } else { (0.25, 0.4) };
+    let score = score_context(text, start, end, base, boost, words::PHONE);
+    out.push(Candidate::new(PiiType::PhoneNumber, start, end, score));
+}
+
+/// `(AAA) EEE-NNNN`: the group parser stops at the mixed separators.
+fn phone_paren(text: &[u8], g: &Group, a: usize, start: usize, out: &mut Vec<Candidate>) {
+    let exch_end = g.blocks[a + 1].1;
+    if text.get(exch_end) != Some(&b'-') {
+        return;
+    }
+    let rest = &text[exch_end + 1..];
+    let k = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if k != 4 || rest.get(4).is_some_and(|&c| is_alnum(c)) {
+        return;
+    }
+    let mut d = Vec::with_capacity(10);
+    d.extend_from_slice(&text[g.blocks[a].0..g.blocks[a].1]);
+    d.extend_from_slice(&text[g.blocks[a + 1].0..exch_end]);
+    d.extend_from_slice(&rest[..4]);
+    if validate::nanp(&d) {
+        let end = exch_end + 5;
+        let score = score_context(text, start - 1, end, 0.65, 0.3, words::PHONE);
+        out.push(Candidate::new(PiiType::PhoneNumber, start - 1, end, score));
+    }
+}
+
+fn ipv4(text: &[u8], g: &Group, a: usize, start: usize, end: usize, out: &mut Vec<Candidate>) {
+    let mut octets = [0u32; 4];
+    for (k, o) in octets.iter_mut().enumerate() {
+        let (s, e) = g.blocks[a + k];
+        if e - s > 3 || (e - s > 1 && text[s] == b'0') {
+            return;
+        }
+        *o = validate::num(&text[s..e]);
+        if *o > 255 {
+            return;
+        }
+    }
+    if octets == [0, 0, 0, 0] || octets == [255, 255, 255, 255] {
+        return;
+    }
+    // A fifth dotted part means a version or OID, not an address.
+    if text.get(end) == Some(&b'.') && text.get(end + 1).is_some_and(u8::is_ascii_digit) {
+        return;
+    }
+    let score = score_context(text, start, end, 0.6, 0.2, words::IP);
+    out.push(Candidate::new(PiiType::IpAddress, start, end, score));
+}
+
+fn date_of_birth(
+    text: &[u8],
+    g: &Group,
+    a: usize,
+    start: usize,
+    end: usize,
+    out: &mut Vec<Candidate>,
+) {
+    let part = |k: usize| {
+        let (s, e) = g.blocks[a + k];
+        (e - s, validate::num(&text[s..e]))
+    };
+    let (p0, p1, p2) = (part(0), part(1), part(2));
+    let valid = match (p0.0, p1.0, p2.0) {
+        (4, 1..=2, 1..=2) => validate::date(p0.1, p1.1, p2.1),
+        (1..=2, 1..=2, 4) => validate::date(p2.1, p0.1, p1.1) || validate::date(p2.1, p1.1, p0.1),
+        _ => false,
+    };
+    if !valid {
+        return;
+    }
+    let before = context::before(text, start, 32);
+    if context::contains_any(before, words::BIRTH) {
+        out.push(Candidate::new(PiiType::DateOfBirth, start, end, 0.85));
+    }
+}
+
+/// An IBAN starting at `start` (two capitals, two check digits, then the
+/// BBAN, optionally in groups of four separated by single spaces).
+fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
+    let mut chars = Vec::with_capacity(34);
+    let mut i = start;
+    let mut end = start;
+    while i < text.len() && chars.len() < 34 {
+        let c = text[i];
+        if c.is_ascii_uppercase() || c.is_ascii_digit() {
+            chars.push(c);
+            i += 1;
+            end = i;
+        } else if c == b' '
+            && chars.len() % 4 == 0
+            && text
+                .get(i + 1)
+                .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let want = validate::iban_length(&chars[..2])?;
+    if chars.len() < want {
+        return None;
+    }
+    chars.truncate(want);
+    // Recompute the end for exactly `want` characters.
+    let mut seen = 0;
+    let mut e = start;
+    while seen < want && e < end {
+        if text[e] != b' ' {
+            seen += 1;
+        }
+        e += 1;
+    }
+    if text.get(e).is_some_and(|&c| is_alnum(c)) || !validate::iban(&chars) {
+        return None;
+    }
+    out.push(Candidate::new(PiiType::IbanCode, start, e, 0.95));
+    Some(e)
+}
+
+fn emails(text: &[u8], out: &mut Vec<Candidate>) {
+    let local_ok =
+        |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
+    let domain_ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
+    for at in memchr::memchr_iter(b'@', text) {
+        let mut s = at;
+        while s > 0 && local_ok(text[s - 1]) && at - s < 64 {
+            s -= 1;
+        }
+        while s < at && matches!(text[s], b'.' | b'-' | b'+') {
+            s += 1;
+        }
+        let mut e = at + 1;
+        while e < text.len() && domain_ok(text[e]) && e - at < 255 {
+            e += 1;
+        }
+        while e > at + 1 && matches!(text[e - 1], b'.' | b'-') {
+            e -= 1;
+        }
+        if s == at || e <= at + 1 {
+            continue;
+        }
+        let domain = &text[at + 1..e];
+        let Some(dot) = domain.iter().rposition(|&c| c == b'.') else {
+            continue;
+        };
+        let tld = &domain[dot + 1..];
+        if tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) || domain.contains(&b'@') {
+            continue;
+        }
+        if text[s..at].ends_with(b".") || domain.windows(2).any(|w| w == b"..") {
+            continue;
+        }
+        out.push(Candidate::new(PiiType::EmailAddress, s, e, 0.9));
+    }
+}
+
+/// Length of the run of bytes satisfying `ok` from `i`.
+fn run(text: &[u8], i: usize, ok: impl Fn(u8) -> bool, max: usize) -> usize {
+    text[i..].iter().take(max).take_while(|&&c| ok(c)).count()
+}
+
+fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
+    if start > 0 && is_alnum(text[start - 1]) && text[start] != b'-' {
+        return;
+    }
+    let trigger = &text[start..tend];
+    let word = |c: u8| c.is_ascii_alphanumeric();
+    let token = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    let bounded = |e: usize| !text.get(e).is_some_and(|&c| token(c));
+    match trigger {
+        b"AKIA" | b"ASIA" => {
+            let k = run(
+                text,
+                tend,
+                |c| c.is_ascii_uppercase() || c.is_ascii_digit(),
+                17,
+            );
+            let e = tend + k;
+            let body = &text[tend..e];
+            if k == 16 && bounded(e) && !body.ends_with(b"EXAMPLE") && validate::entropy(body) > 2.5
+            {
+                out.push(Candidate::new(PiiType::AwsAccessKey, start, e, 0.9));
+            }
+        }
+        b"github_pat_" => {
+            let k = run(text, tend, |c| word(c) || c == b'_', 90);
+            let e = tend + k;
+            if (70..=90).contains(&k) && bounded(e) && validate::entropy(&text[tend..e]) > 3.5 {
+                out.push(Candidate::new(PiiType::GithubToken, start, e, 0.95));
+            }
+        }
+        b"ghp_" | b"gho_" | b"ghu_" | b"ghs_" | b"ghr_" => {
+            let k = run(text, tend, word, 41);
+            let e = tend + k;
+            if (36..=40).contains(&k) && bounded(e) && validate::entropy(&text[tend..e]) > 3.5 {
+                out.push(Candidate::new(PiiType::GithubToken, start, e, 0.95));
+            }
+        }
+        t if t.starts_with(b"xox") => {
+            let k = run(text, tend, |c| word(c) || c == b'-', 120);
+            let e = tend + k;
+            let body = &text[tend..e];
+            let digits = body.iter().filter(|c| c.is_ascii_digit()).count();
+            if k >= 20 && bounded(e) && digits >= 6 && validate::entropy(body) > 3.0 {
+                out.push(Candidate::new(PiiType::SlackToken, start, e, 0.9));
+            }
+        }
+        b"sk-" => {
+            let k = run(text, tend, token, 200);
+            let e = tend + k;
+            let body = &text[tend..e];
+            let has_digit = body.iter().any(u8::is_ascii_digit);
+            let has_upper = body.iter().any(u8::is_ascii_uppercase);
+            let has_lower = body.iter().any(u8::is_ascii_lowercase);
+            if k >= 20
+                && bounded(e)
+                && has_digit
+                && has_upper
+                && has_lower
+                && validate::entropy(body) > 4.0
+            {
+                out.push(Candidate::new(PiiType::ApiKey, start, e, 0.85));
+            }
+        }
+        b"eyJ" => jwt(text, start, out),
+        _ => private_key(text, start, tend, out),
+    }
+}
+
+fn jwt(text: &[u8], start: usize, out: &mut Vec<Candidate>) {
+    use base64::Engine as _;
+    let b64u = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    let h = run(text, start, b64u, 2048);
+    let p_start = start + h + 1;
+    if text.get(start + h) != Some(&b'.') || p_start >= text.len() {
+        return;
+    }
+    let p = run(text, p_start, b64u, 16384);
+    let s_start = p_start + p + 1;
+    if p < 4 || text.get(p_start + p) != Some(&b'.') {
+        return;
+    }
+    let s = if s_start < text.len() {
+        run(text, s_start, b64u, 1024)
+    } else {
+        0
+    };
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&text[start..start + h])
+        .unwrap_or_default();
+    if header.starts_with(b"{") && context::contains_ci(&header, b"\"alg\"") {
+        out.push(Candidate::new(PiiType::Jwt, start, s_start + s, 0.95));
+    }
+}
+
+fn private_key(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
+    let head_end = (tend + 40).min(text.len());
+    let Some(dash) = memchr::memmem::find(&text[tend..head_end], b"-----") else {
+        return;
+    };
+    let label = &text[tend..tend + dash];
+    if !label.ends_with(b"PRIVATE KEY") {
+        return;
+    }
+    let body_start = tend + dash + 5;
+    let limit = (body_start + 16 * 1024).min(text.len());
+    let end = match memchr::memmem::find(&text[body_start..limit], b"-----END ") {
+        Some(p) => {
+            let tail = body_start + p + 9;
+            memchr::memmem::find(&text[tail..limit], b"-----")
+                .map(|q| tail + q + 5)
+                .unwrap_or(limit)
+        }
+        None => {
+            body_start
+                + run(
+                    text,
+                    body_start,
+                    |c| {
+                        c.is_ascii_alphanumeric()
+                            || matches!(c, b'+' | b'/' | b'=' | b'\n' | b'\r' | b'\\')
+                    },
+                    16 * 1024,
+                )
+        }
+    };
+    out.push(Candidate::new(PiiType::PrivateKey, start, end, 0.99));
+}
+
+/// Words that follow a name hotword but are not names.
+const NOT_NAMES: &[&str] = &[
+    "The",
+    "This",
+    "That",
+    "Customer",
+    "Service",
+    "Support",
+    "Account",
+    "Card",
+    "Number",
+    "Please",
+    "Null",
+    "None",
+    "Unknown",
+    "Agent",
+    "Manager",
+    "Name",
+    "Team",
+    "Department",
+    "Care",
+    "Id",
+    "ID",
+    "Is",
+    "Was",
+    "And",
+    "Or",
+    "Of",
+    "On",
+    "In",
+    "At",
+    "To",
+    "For",
+    "With",
+    "Your",
+    "My",
+    "Our",
+    "Their",
+    "Here",
+    "There",
+    "Yes",
+    "No",
+    "Thank",
+    "Thanks",
+    "Hello",
+    "Hi",
+    "Dear",
+    "Field",
+    "Value",
+    "String",
+    "Type",
+    "Test",
+    "User",
+    "Admin",
+    "Email",
+    "Phone",
+    "Address",
+    "Bot",
+    "Assistant",
+    "Sir",
+    "Madam",
+];
+
+fn person(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
+    let trigger = &text[start..tend];
+    let is_title = trigger.starts_with(b"M");
+    let is_field = trigger.iter().any(|c| c.is_ascii_lowercase())
+        && context::contains_ci(trigger, b"name")
+        || trigger.eq_ignore_ascii_case(b"name")
+        || trigger.eq_ignore_ascii_case(b"cardholder");
+    if start > 0 && text[start - 1].is_ascii_alphabetic() {
+        return; // "username", "filename", "Smr."
+    }
+    if !is_title && text.get(tend).is_some_and(|c| c.is_ascii_alphabetic()) {
+        return; // "names", "customers"
+    }
+    let mut i = tend;
+    let limit = (tend + 12).min(text.len());
+    if is_field {
+        // `name: X`, `name = X`, `"name": "X"`, `name is X`
+        while i < limit && matches!(text[i], b'"' | b'\'' | b':' | b'=' | b' ' | b'\t') {
+            i += 1;
+        }
+        if text[i.min(text.len())..].starts_with(b"is ") {
+            i += 3;
+        }
+        if i == tend {
+            return;
+        }
+    } else if is_title {
+        if text.get(i) == Some(&b'.') {
+            i += 1;
+        }
+        while i < limit && text[i] == b' ' {
+            i += 1;
+        }
+    } else {
+        // "customer John Smith", "caller Jane Doe"
+        while i < limit && matches!(text[i], b' ' | b':') {
+            i += 1;
+        }
+    }
+    let (end, words) = capitalized_words(text, i, 3);
+    let need = if is_field || is_title { 1 } else { 2 };
+    if words < need {
+        return;
+    }
+    let score = if is_title {
+        0.75
+    } else if is_field {
+        0.7
+    } else {
+        0.6
+    };
+    out.push(Candidate::new(PiiType::Person, i, end, score));
+}
+
+/// Up to `max` capitalized words (Unicode letters) from `i`, separated by single spaces.
+fn capitalized_words(text: &[u8], mut i: usize, max: usize) -> (usize, usize) {
+    let mut end = i;
+    let mut count = 0;
+    while count < max && i < text.len() {
+        let rest = &text[i..(i + 40).min(text.len())];
+        let s = match std::str::from_utf8(rest) {
+            Ok(s) => s,
+            Err(e) => std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or(""),
+        };
+        let mut chars = s.char_indices();
+        let Some((_, first)) = chars.next() else {
+            break;
+        };
+        if !first.is_uppercase() {
+            break;
+        }
+        let mut wend = first.len_utf8();
+        for (p, c) in chars {
+            if c.is_alphabetic() || c == '\'' || c == '’' || c == '-' {
+                wend = p + c.len_utf8();
+            } else {
+                break;
+            }
+        }
+        let word = &s[..wend];
+        if wend < 2 && count == 0
+            || NOT_NAMES.contains(&word)
+            || word.chars().all(char::is_uppercase) && wend > 1
+        {
+            break;
+        }
+        count += 1;
+        end = i + wend;
+        i = end;
+        if text.get(i) == Some(&b' ') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    (end, count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(text: &str) -> Vec<(PiiType, String)> {
+        let mut out = Vec::new();
+        Scanner::new().scan(text.as_bytes(), &mut out);
+        out.iter()
+            .filter(|c| c.score >= 0.5)
+            .map(|c| (c.kind.unwrap(), text[c.start..c.end].to_owned()))
+            .collect()
+    }
+
+    fn has(text: &str, kind: PiiType, value: &str) -> bool {
+        kinds(text).iter().any(|(k, v)| *k == kind && v == value)
+    }
+
+    #[test]
+    fn cards_in_common_shapes() {
+        assert!(has(
+            "card 4111 1111 1111 1111 exp",
+            PiiType::CreditCard,
+            "4111 1111 1111 1111"
+        ));
+        assert!(has(
+            "pay with 4111-1111-1111-1111.",
+            PiiType::CreditCard,
+            "4111-1111-1111-1111"
+        ));
+        assert!(has(
+            "{\"pan\":\"4111111111111111\"}",
+            PiiType::CreditCard,
+            "4111111111111111"
+        ));
+        assert!(has(
+            "amex 3782 822463 10005",
+            PiiType::CreditCard,
+            "3782 822463 10005"
+        ));
+        assert!(!has(
+            "4111 1111 1111 1112",
+            PiiType::CreditCard,
+            "4111 1111 1111 1112"
+        ));
+        assert!(kinds("order 1234-5678-9012-3456").is_empty());
+    }
+
+    #[test]
+    fn track_data_and_cvv() {
+        let t = kinds(";4111111111111111=25121010000012300000?");
+        assert_eq!(t[0].0, PiiType::CardTrackData);
+        assert!(has("cvv: 123", PiiType::Cvv, "123"));
+        assert!(!has("we have 123 apples", PiiType::Cvv, "123"));
+    }
+
+    #[test]
+    fn ssn_needs_shape_or_hotword() {
+        assert!(has("SSN 123-45-6789", PiiType::UsSsn, "123-45-6789"));
+        assert!(has("my ssn is 123456789", PiiType::UsSsn, "123456789"));
+        assert!(!has("id 123456789", PiiType::UsSsn, "123456789"));
+        assert!(kinds("123-45 6789")
+            .iter()
+            .all(|(k, _)| *k != PiiType::UsSsn));
+        assert!(!has("000-12-3456", PiiType::UsSsn, "000-12-3456"));
+        assert!(has("ITIN 912-70-1234", PiiType::UsItin, "912-70-1234"));
+    }
+
+    #[test]
+    fn phones_not_in_identifiers() {
+        assert!(has(
+            "call me at (202) 555-0143",
+            PiiType::PhoneNumber,
+            "(202) 555-0143"
+        ));
+        assert!(has(
+            "phone: 202-555-0143",
+            PiiType::PhoneNumber,
+            "202-555-0143"
+        ));
+        assert!(has(
+            "+44 7911 123456",
+            PiiType::PhoneNumber,
+            "+44 7911 123456"
+        ));
+        assert!(kinds("id 550e8400-e29b-41d4-a716-446655440000").is_empty());
+        assert!(kinds("at 2024-01-15T10:30:00Z").is_empty());
+    }
+
+    #[test]
+    fn other_types() {
+        assert!(has(
+            "mail jane.doe@example.com now",
+            PiiType::EmailAddress,
+            "jane.doe@example.com"
+        ));
+        assert!(has("from 10.1.2.3 ok", PiiType::IpAddress, "10.1.2.3"));
+        assert!(kinds("version 1.2.3.4.5").is_empty());
+        assert!(has("DOB: 03/15/1985", PiiType::DateOfBirth, "03/15/1985"));
+        assert!(!has("on 03/15/1985", PiiType::DateOfBirth, "03/15/1985"));
+        assert!(has(
+            "IBAN GB82 WEST 1234 5698 7654 32",
+            PiiType::IbanCode,
+            "GB82 WEST 1234 5698 7654 32"
+        ));
+        assert!(has(
+            "routing number 021000021",
+            PiiType::UsBankRouting,
+            "021000021"
+        ));
+        assert!(has(
+            "account number 12345678901",
+            PiiType::BankAccount,
+            "12345678901"
+        ));
+        assert!(has(
+            "lives at 1600 Pennsylvania Avenue, Washington, DC 20500",
+            PiiType::StreetAddress,
+            "1600 Pennsylvania Avenue, Washington, DC 20500"
+        ));
+        assert!(has("name: John Smith", PiiType::Person, "John Smith"));
+        assert!(has("{\"first_name\": \"María\"}", PiiType::Person, "María"));
+        assert!(has(
+            "spoke with Mrs. Jane Doe today",
+            PiiType::Person,
+            "Jane Doe"
+        ));
+        assert!(!has("the filename: Report", PiiType::Person, "Report"));
+    }
+
+    #[test]
+    fn secrets_with_entropy_gates() {
+        assert!(has(
+            "key=AKIAZ4X7QPLM2NB8KD5R;",
+            PiiType::AwsAccessKey,
+            "AKIAZ4X7QPLM2NB8KD5R"
+        ));
+        assert!(!has(
+            "AKIAIOSFODNN7EXAMPLE",
+            PiiType::AwsAccessKey,
+            "AKIAIOSFODNN7EXAMPLE"
+        ));
+        assert!(kinds("AKIAAAAAAAAAAAAAAAAA").is_empty());
+        let gh = "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8";
+        assert!(has(&format!("token {gh}"), PiiType::GithubToken, gh));
+        let sk = "sk-proj-Q7b9Xk2LmN4pR8sT1vW3yZ6aC0dF5gH";
+        assert!(has(
+            &format!("Authorization: Bearer {sk}"),
+            PiiType::ApiKey,
+            sk
+        ));
+        assert!(kinds("pip install sk-learn-toolkit-aaaaaaaaaaaa").is_empty());
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl";
+        assert!(has(jwt, PiiType::Jwt, jwt));
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY-----";
+        assert!(has(pem, PiiType::PrivateKey, pem));
+    }
+}

@@ -1,0 +1,87 @@
+//! Streaming: feed the chunks of one stream in order; findings carry
+//! absolute offsets, a value split across chunks is found once, and the
+//! memory kept per stream is bounded by the overlap window.
+
+use crate::{Detector, Finding};
+
+/// Bytes of the previous chunks kept for values that straddle a boundary
+/// (and their context). Findings longer than this are not joined across chunks.
+pub const OVERLAP: usize = 4096;
+/// Findings ending this close to the end of what has been seen so far may
+/// still grow (more digits, a closing sentinel); they wait for the next chunk.
+pub const HOLD: usize = 64;
+
+/// The state of one stream.
+pub struct StreamScanner<'d> {
+    detector: &'d Detector,
+    /// The tail of the stream kept for the next chunk.
+    carry: Vec<u8>,
+    /// Absolute offset of `carry[0]`.
+    carry_start: u64,
+    /// Findings ending at or before this absolute offset were already reported.
+    reported_until: u64,
+}
+
+impl<'d> StreamScanner<'d> {
+    /// A new stream.
+    pub fn new(detector: &'d Detector) -> Self {
+        Self {
+            detector,
+            carry: Vec::new(),
+            carry_start: 0,
+            reported_until: 0,
+        }
+    }
+
+    /// Bytes held for the next chunk (at most [`OVERLAP`] between calls).
+    pub fn carry_len(&self) -> usize {
+        self.carry.len()
+    }
+
+    /// Bytes seen so far.
+    pub fn position(&self) -> u64 {
+        self.carry_start + self.carry.len() as u64
+    }
+
+    /// Feeds the next chunk; returns the findings now complete, with absolute offsets.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<Finding> {
+        self.carry.extend_from_slice(chunk);
+        let found = self.scan(false);
+        // Keep the tail: everything not yet final plus context before it.
+        if self.carry.len() > OVERLAP {
+            let drop = self.carry.len() - OVERLAP;
+            self.carry.drain(..drop);
+            self.carry_start += drop as u64;
+        }
+        found
+    }
+
+    /// Ends the stream: reports what was held back at the end.
+    pub fn finish(mut self) -> Vec<Finding> {
+        self.scan(true)
+    }
+
+    fn scan(&mut self, last: bool) -> Vec<Finding> {
+        let end = self.position();
+        let settled = if last {
+            end
+        } else {
+            end.saturating_sub(HOLD as u64)
+        };
+        let mut out = Vec::new();
+        for mut f in self.detector.scan(&self.carry) {
+            let (s, e) = (
+                self.carry_start + f.start as u64,
+                self.carry_start + f.end as u64,
+            );
+            if e <= self.reported_until || e > settled {
+                continue;
+            }
+            f.start = s as usize;
+            f.end = e as usize;
+            out.push(f);
+        }
+        self.reported_until = self.reported_until.max(settled);
+        out
+    }
+}
