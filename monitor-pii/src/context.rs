@@ -6,9 +6,72 @@ pub const BEFORE: usize = 48;
 /// How far after a candidate hotwords are looked for, in bytes.
 pub const AFTER: usize = 24;
 
-/// Whether any of `words` occurs (ASCII case-insensitive) in `hay`.
-pub fn contains_any(hay: &[u8], words: &[&str]) -> bool {
-    words.iter().any(|w| contains_ci(hay, w.as_bytes()))
+/// A set of hotwords, matched ASCII case-insensitively in one pass.
+pub struct WordSet(aho_corasick::AhoCorasick);
+
+impl WordSet {
+    /// Compiles `words` (lowercase).
+    pub fn new(words: &[&str]) -> Self {
+        Self(
+            aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                // Windows are tens of bytes: a DFA without prefilter start-up is fastest.
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build(words)
+                .expect("static word list"),
+        )
+    }
+
+    /// Whether any word occurs in `hay`.
+    pub fn found_in(&self, hay: &[u8]) -> bool {
+        self.0.is_match(hay)
+    }
+}
+
+/// The compiled hotword sets of [`words`].
+pub struct Hotwords {
+    /// [`words::CARD`]
+    pub card: WordSet,
+    /// [`words::CVV`]
+    pub cvv: WordSet,
+    /// [`words::SSN`]
+    pub ssn: WordSet,
+    /// [`words::ROUTING`]
+    pub routing: WordSet,
+    /// [`words::ACCOUNT`]
+    pub account: WordSet,
+    /// [`words::PHONE`]
+    pub phone: WordSet,
+    /// [`words::BIRTH`]
+    pub birth: WordSet,
+    /// [`words::REFERENCE`]
+    pub reference: WordSet,
+    /// [`words::IP`]
+    pub ip: WordSet,
+}
+
+impl Hotwords {
+    /// Compiles every set.
+    pub fn new() -> Self {
+        Self {
+            card: WordSet::new(words::CARD),
+            cvv: WordSet::new(words::CVV),
+            ssn: WordSet::new(words::SSN),
+            routing: WordSet::new(words::ROUTING),
+            account: WordSet::new(words::ACCOUNT),
+            phone: WordSet::new(words::PHONE),
+            birth: WordSet::new(words::BIRTH),
+            reference: WordSet::new(words::REFERENCE),
+            ip: WordSet::new(words::IP),
+        }
+    }
+}
+
+impl Default for Hotwords {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// ASCII case-insensitive substring test; `needle` is lowercase.

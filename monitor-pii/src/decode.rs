@@ -114,33 +114,46 @@ pub const MIN_BASE64: usize = 16;
 
 /// Runs of base64 (standard or URL-safe) characters at least [`MIN_BASE64`] long
 /// that mix cases or digits (so plain long words are not decoded).
+///
+/// A run of 16 or more bytes always contains a whole aligned 8-byte block, so
+/// blocks holding a byte below `+` (space, newline, quotes, parentheses) are
+/// skipped eight bytes at a time; only blocks that could be inside a run are
+/// looked at byte by byte.
 pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut runs = Vec::new();
-    let mut i = 0;
     let n = text.len();
-    while i < n {
-        // Jump over bytes that cannot be base64 quickly.
-        if !is_b64(text[i]) {
-            i += 1;
+    let mut block = 0;
+    while block + 8 <= n {
+        let w = u64::from_le_bytes(text[block..block + 8].try_into().unwrap());
+        // Any byte < 0x2B, or any byte >= 0x80, rules the block out.
+        if (w.wrapping_sub(0x2B * ONES) | w) & HIGHS != 0
+            || !text[block..block + 8].iter().all(|&c| is_b64(c))
+        {
+            block += 8;
             continue;
         }
-        let s = i;
-        let (mut upper, mut lower, mut digit) = (false, false, false);
+        let mut s = block;
+        while s > 0 && is_b64(text[s - 1]) {
+            s -= 1;
+        }
+        let mut i = block + 8;
         while i < n && is_b64(text[i]) {
-            let c = text[i];
-            upper |= c.is_ascii_uppercase();
-            lower |= c.is_ascii_lowercase();
-            digit |= c.is_ascii_digit();
             i += 1;
         }
         let mut e = i;
         while e < n && text[e] == b'=' && e - i < 2 {
             e += 1;
         }
+        let run = &text[s..i];
+        let upper = run.iter().any(u8::is_ascii_uppercase);
+        let lower = run.iter().any(u8::is_ascii_lowercase);
+        let digit = run.iter().any(u8::is_ascii_digit);
         if e - s >= MIN_BASE64 && upper && lower && (digit || e - s >= 24) {
             runs.push((s, e));
         }
-        i = e.max(i);
+        block = (e + 7) & !7;
     }
     runs
 }

@@ -11,7 +11,8 @@
 //!   keyed fingerprint. **No raw value leaves this crate**: [`Finding`] has
 //!   no field that holds it;
 //! - [`rules`] reads thresholds and custom detectors (`rules/pii.toml`);
-//! - [`stream`] scans a stream chunk by chunk.
+//! - [`stream`] scans a stream chunk by chunk;
+//! - [`synth`] makes labeled synthetic text for the benchmarks and the evaluation corpus.
 
 pub mod context;
 pub mod decode;
@@ -19,6 +20,7 @@ pub mod mask;
 pub mod rules;
 pub mod scan;
 pub mod stream;
+pub mod synth;
 pub mod types;
 pub mod validate;
 
@@ -72,12 +74,17 @@ pub struct Finding {
     pub start: usize,
     /// Byte offset of the end (exclusive).
     pub end: usize,
-    /// Confidence, 0 to 1.
+    /// Confidence, 0 to 1 (two decimals in JSON).
+    #[serde(serialize_with = "two_decimals")]
     pub score: f32,
     /// The value masked (cards: at most the first 6 and last 4 digits).
     pub masked: String,
     /// HMAC-SHA256 of the normalized value under the host key (hex, 128 bits).
     pub fingerprint: String,
+}
+
+fn two_decimals<S: serde::Serializer>(score: &f32, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((f64::from(*score) * 100.0).round() / 100.0)
 }
 
 /// The detector: compiled triggers, rules, and the fingerprint key.

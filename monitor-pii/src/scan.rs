@@ -11,7 +11,7 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
 
-use crate::context::{self, words};
+use crate::context::{self, WordSet};
 use crate::types::PiiType;
 use crate::validate;
 
@@ -43,6 +43,7 @@ impl Candidate {
 }
 
 /// Literal triggers, in pattern order (earlier wins at the same position).
+/// Few and short, so one SIMD (Teddy) pass finds them.
 const TRIGGERS: &[&str] = &[
     "AKIA",
     "ASIA",
@@ -61,30 +62,20 @@ const TRIGGERS: &[&str] = &[
     "sk-",
     "eyJ",
     "-----BEGIN ",
-    // Name fields and hotwords.
-    "first_name",
-    "last_name",
-    "full_name",
-    "customer_name",
-    "firstName",
-    "lastName",
-    "fullName",
-    "customerName",
-    "cardholder",
-    "Cardholder",
+    // Name fields (`name`, `first_name`, `lastName`, ...), titles and hotwords.
+    // At least three bytes each: shorter ones make the SIMD pass stop on every letter pair.
     "name",
     "Name",
     "NAME",
     "Mr.",
-    "Mrs.",
-    "Ms.",
     "Mr ",
-    "Mrs ",
+    "Mrs",
+    "Ms.",
     "Ms ",
     "customer",
     "Customer",
-    "caller",
-    "Caller",
+    "cardholder",
+    "Cardholder",
 ];
 const SECRET_TRIGGERS: usize = 17;
 
@@ -92,6 +83,7 @@ const SECRET_TRIGGERS: usize = 17;
 pub struct Scanner {
     triggers: AhoCorasick,
     street: Regex,
+    words: context::Hotwords,
 }
 
 impl Scanner {
@@ -109,7 +101,11 @@ impl Scanner {
             r"(?:,\s[A-Z][A-Za-z .'-]{1,30},\s[A-Z]{2}\s[0-9]{5}(?:-[0-9]{4})?)?"
         ))
         .expect("static address grammar");
-        Self { triggers, street }
+        Self {
+            triggers,
+            street,
+            words: context::Hotwords::new(),
+        }
     }
 
     /// Appends every candidate in `text` to `out`.
@@ -180,6 +176,14 @@ impl Group {
             }
         }
         n
+    }
+    /// Lengths of blocks `a..=b`, in the first `b - a + 1` slots.
+    fn lens(&self, a: usize, b: usize) -> [usize; MAX_BLOCKS] {
+        let mut out = [0; MAX_BLOCKS];
+        for k in a..=b {
+            out[k - a] = self.block_len(k);
+        }
+        out
     }
     fn block_len(&self, k: usize) -> usize {
         self.blocks[k].1 - self.blocks[k].0
@@ -269,20 +273,25 @@ fn numeric_groups(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
 }
 
 fn score_context(
+    sc: &Scanner,
     text: &[u8],
     start: usize,
     end: usize,
     base: f32,
     boost: f32,
-    hot: &[&str],
+    hot: &WordSet,
 ) -> f32 {
     let before = context::before(text, start, context::BEFORE);
     let after = context::after(text, end, context::AFTER);
     let mut score = base;
-    if context::contains_any(before, hot) || context::contains_any(after, hot) {
+    if hot.found_in(before) || hot.found_in(after) {
         score += boost;
     }
-    if context::contains_any(context::before(text, start, 16), words::REFERENCE) {
+    if sc
+        .words
+        .reference
+        .found_in(context::before(text, start, 16))
+    {
         score -= 0.4;
     }
     score
@@ -299,19 +308,19 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
             let nb = b - a + 1;
             let n = g.digits(text, a, b, &mut d);
             let digits = &d[..n];
-            card(text, g, a, b, sep, start, end, digits, out);
+            card(sc, text, g, a, b, sep, start, end, digits, out);
             if total == 9 {
-                ssn_like(text, g, a, b, sep, start, end, digits, out);
+                ssn_like(sc, text, g, a, b, sep, start, end, digits, out);
             }
             if nb == 1 {
                 single_block(sc, text, start, end, digits, out);
             }
-            phone(text, g, a, b, sep, start, end, digits, out);
+            phone(sc, text, g, a, b, sep, start, end, digits, out);
             if nb == 4 && sep == b'.' {
-                ipv4(text, g, a, start, end, out);
+                ipv4(sc, text, g, a, start, end, out);
             }
             if nb == 3 && matches!(sep, b'/' | b'-' | b'.') {
-                date_of_birth(text, g, a, start, end, out);
+                date_of_birth(sc, text, g, a, start, end, out);
             }
             if total > 19 {
                 break;
@@ -322,6 +331,7 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
 
 #[allow(clippy::too_many_arguments)]
 fn card(
+    sc: &Scanner,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -339,7 +349,8 @@ fn card(
     // Grouped numbers must look like card groupings: 4-4-4-4(-3), 4-6-5, 4-6-4.
     let nb = b - a + 1;
     if nb > 1 {
-        let lens: Vec<usize> = (a..=b).map(|k| g.block_len(k)).collect();
+        let lens = g.lens(a, b);
+        let lens = &lens[..nb];
         let fours = lens[..nb - 1].iter().all(|&l| l == 4) && (1..=4).contains(&lens[nb - 1]);
         let amex = lens == [4, 6, 5] || lens == [4, 6, 4];
         if !(fours || amex) {
@@ -377,12 +388,13 @@ fn card(
     } else {
         0.35
     };
-    let score = score_context(text, start, end, base, 0.3, words::CARD);
+    let score = score_context(sc, text, start, end, base, 0.3, &sc.words.card);
     out.push(Candidate::new(PiiType::CreditCard, start, end, score));
 }
 
 #[allow(clippy::too_many_arguments)]
 fn ssn_like(
+    sc: &Scanner,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -404,14 +416,14 @@ fn ssn_like(
     }
     let (base, boost) = if shaped { (0.6, 0.35) } else { (0.2, 0.45) };
     if validate::itin(digits) {
-        let score = score_context(text, start, end, base + 0.05, boost, words::SSN);
+        let score = score_context(sc, text, start, end, base + 0.05, boost, &sc.words.ssn);
         out.push(Candidate::new(PiiType::UsItin, start, end, score));
     } else if validate::ssn(digits) {
-        let score = score_context(text, start, end, base, boost, words::SSN);
+        let score = score_context(sc, text, start, end, base, boost, &sc.words.ssn);
         out.push(Candidate::new(PiiType::UsSsn, start, end, score));
     }
     if nb == 1 && validate::aba_routing(digits) {
-        let score = score_context(text, start, end, 0.2, 0.6, words::ROUTING);
+        let score = score_context(sc, text, start, end, 0.2, 0.6, &sc.words.routing);
         out.push(Candidate::new(PiiType::UsBankRouting, start, end, score));
     }
 }
@@ -426,12 +438,10 @@ fn single_block(
 ) {
     let n = digits.len();
     let near = context::before(text, start, 24);
-    if (3..=4).contains(&n) && context::contains_any(near, words::CVV) {
+    if (3..=4).contains(&n) && sc.words.cvv.found_in(near) {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
-    if (6..=17).contains(&n)
-        && context::contains_any(context::before(text, start, 32), words::ACCOUNT)
-    {
+    if (6..=17).contains(&n) && sc.words.account.found_in(context::before(text, start, 32)) {
         out.push(Candidate::new(PiiType::BankAccount, start, end, 0.75));
     }
     if n <= 6 {
@@ -460,6 +470,7 @@ fn street_address(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candida
 
 #[allow(clippy::too_many_arguments)]
 fn phone(
+    sc: &Scanner,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -482,14 +493,15 @@ fn phone(
             if cc == 1 && !validate::nanp(&digits[1..]) {
                 return;
             }
-            let score = score_context(text, start - 1, end, 0.7, 0.2, words::PHONE);
+            let score = score_context(sc, text, start - 1, end, 0.7, 0.2, &sc.words.phone);
             out.push(Candidate::new(PiiType::PhoneNumber, start - 1, end, score));
         }
         return;
     }
     // NANP: (AAA) EEE-NNNN, AAA-EEE-NNNN, AAA.EEE.NNNN, optional leading 1.
-    let lens: Vec<usize> = (a..=b).map(|k| g.block_len(k)).collect();
-    let (nanp_digits, shaped) = match (nb, lens.as_slice()) {
+    let lens = g.lens(a, b);
+    let lens = &lens[..nb];
+    let (nanp_digits, shaped) = match (nb, lens) {
         (1, [10]) => (digits, false),
         (1, [11]) if digits[0] == b'1' => (&digits[1..], false),
         (3, [3, 3, 4]) => (digits, true),
@@ -497,7 +509,7 @@ fn phone(
         _ => {
             // "(202) 555-0143": ')' then '-' are not uniform; accept that exact shape.
             if nb == 2 && lens == [3, 3] && start > 0 && text[start - 1] == b'(' {
-                phone_paren(text, g, a, start, out);
+                phone_paren(sc, text, g, a, start, out);
             }
             return;
         }
@@ -506,12 +518,19 @@ fn phone(
         return;
     }
     let (base, boost) = if shaped { (0.6, 0.3) } else { (0.25, 0.4) };
-    let score = score_context(text, start, end, base, boost, words::PHONE);
+    let score = score_context(sc, text, start, end, base, boost, &sc.words.phone);
     out.push(Candidate::new(PiiType::PhoneNumber, start, end, score));
 }
 
 /// `(AAA) EEE-NNNN`: the group parser stops at the mixed separators.
-fn phone_paren(text: &[u8], g: &Group, a: usize, start: usize, out: &mut Vec<Candidate>) {
+fn phone_paren(
+    sc: &Scanner,
+    text: &[u8],
+    g: &Group,
+    a: usize,
+    start: usize,
+    out: &mut Vec<Candidate>,
+) {
     let exch_end = g.blocks[a + 1].1;
     if text.get(exch_end) != Some(&b'-') {
         return;
@@ -527,12 +546,20 @@ fn phone_paren(text: &[u8], g: &Group, a: usize, start: usize, out: &mut Vec<Can
     d.extend_from_slice(&rest[..4]);
     if validate::nanp(&d) {
         let end = exch_end + 5;
-        let score = score_context(text, start - 1, end, 0.65, 0.3, words::PHONE);
+        let score = score_context(sc, text, start - 1, end, 0.65, 0.3, &sc.words.phone);
         out.push(Candidate::new(PiiType::PhoneNumber, start - 1, end, score));
     }
 }
 
-fn ipv4(text: &[u8], g: &Group, a: usize, start: usize, end: usize, out: &mut Vec<Candidate>) {
+fn ipv4(
+    sc: &Scanner,
+    text: &[u8],
+    g: &Group,
+    a: usize,
+    start: usize,
+    end: usize,
+    out: &mut Vec<Candidate>,
+) {
     let mut octets = [0u32; 4];
     for (k, o) in octets.iter_mut().enumerate() {
         let (s, e) = g.blocks[a + k];
@@ -551,11 +578,12 @@ fn ipv4(text: &[u8], g: &Group, a: usize, start: usize, end: usize, out: &mut Ve
     if text.get(end) == Some(&b'.') && text.get(end + 1).is_some_and(u8::is_ascii_digit) {
         return;
     }
-    let score = score_context(text, start, end, 0.6, 0.2, words::IP);
+    let score = score_context(sc, text, start, end, 0.6, 0.2, &sc.words.ip);
     out.push(Candidate::new(PiiType::IpAddress, start, end, score));
 }
 
 fn date_of_birth(
+    sc: &Scanner,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -577,7 +605,7 @@ fn date_of_birth(
         return;
     }
     let before = context::before(text, start, 32);
-    if context::contains_any(before, words::BIRTH) {
+    if sc.words.birth.found_in(before) {
         out.push(Candidate::new(PiiType::DateOfBirth, start, end, 0.85));
     }
 }
@@ -861,16 +889,46 @@ const NOT_NAMES: &[&str] = &[
 
 fn person(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
     let trigger = &text[start..tend];
+    let prev = if start > 0 { text[start - 1] } else { b' ' };
+    let is_field = trigger.eq_ignore_ascii_case(b"name");
+    let mut tend = tend;
     let is_title = trigger.starts_with(b"M");
-    let is_field = trigger.iter().any(|c| c.is_ascii_lowercase())
-        && context::contains_ci(trigger, b"name")
-        || trigger.eq_ignore_ascii_case(b"name")
-        || trigger.eq_ignore_ascii_case(b"cardholder");
-    if start > 0 && text[start - 1].is_ascii_alphabetic() {
-        return; // "username", "filename", "Smr."
-    }
-    if !is_title && text.get(tend).is_some_and(|c| c.is_ascii_alphabetic()) {
-        return; // "names", "customers"
+    if is_title {
+        // Mr, Mrs, Ms, optionally with a period; the trigger may hold the space already.
+        tend = start + 2;
+        if text.get(tend) == Some(&b's') {
+            tend += 1;
+        }
+        if text.get(tend) == Some(&b'.') {
+            tend += 1;
+        }
+        if text.get(tend) != Some(&b' ') || prev.is_ascii_alphanumeric() {
+            return;
+        }
+    } else if is_field {
+        // `name`, `first_name`, `lastName`, `customer_name`; not `username`, `filename`.
+        let field_prefix = [&b"first"[..], b"last", b"full", b"customer", b"card_holder"]
+            .iter()
+            .any(|p| {
+                text[..start]
+                    .strip_suffix(&b"_"[..])
+                    .unwrap_or(&text[..start])
+                    .ends_with(p)
+            });
+        if prev.is_ascii_alphabetic() && !field_prefix {
+            return;
+        }
+        if text.get(tend).is_some_and(|c| c.is_ascii_alphabetic()) {
+            return; // "names"
+        }
+    } else {
+        if prev.is_ascii_alphabetic() || text.get(tend).is_some_and(|c| c.is_ascii_alphabetic()) {
+            return; // "customers"
+        }
+        // "customer_name": the name field decides.
+        if text.get(tend) == Some(&b'_') {
+            return;
+        }
     }
     let mut i = tend;
     let limit = (tend + 12).min(text.len());

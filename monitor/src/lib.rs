@@ -12,7 +12,8 @@
 //!
 //! Supporting modules: [`btf`] (kernel struct offsets), [`status`] (the
 //! self-report behind `monitor status`), [`notify`] (systemd readiness),
-//! [`bench`](mod@bench) (the sensor benchmark driven by `cargo xtask bench`).
+//! [`bench`](mod@bench) (the sensor benchmark driven by `cargo xtask bench`),
+//! [`scan_cli`] (`monitor scan`, the detector from `monitor-pii` over files).
 
 pub mod bench;
 pub mod btf;
@@ -22,5 +23,6 @@ pub mod event;
 pub mod notify;
 pub mod output;
 pub mod pipeline;
+pub mod scan_cli;
 pub mod sensor;
 pub mod status;
