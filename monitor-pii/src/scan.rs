@@ -11,7 +11,7 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
 
-use crate::context::{self, WordSet};
+use crate::context::{self, Cat, LazyNear as Near};
 use crate::types::PiiType;
 use crate::validate;
 
@@ -272,32 +272,20 @@ fn numeric_groups(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
     }
 }
 
-fn score_context(
-    sc: &Scanner,
-    text: &[u8],
-    start: usize,
-    end: usize,
-    base: f32,
-    boost: f32,
-    hot: &WordSet,
-) -> f32 {
-    let before = context::before(text, start, context::BEFORE);
-    let after = context::after(text, end, context::AFTER);
+fn score_context(cx: &Near<'_>, base: f32, boost: f32, cat: Cat) -> f32 {
     let mut score = base;
-    if hot.found_in(before) || hot.found_in(after) {
+    if cx.around(cat) {
         score += boost;
     }
-    if sc
-        .words
-        .reference
-        .found_in(context::before(text, start, 16))
-    {
+    if cx.before(Cat::Reference, 16) {
         score -= 0.4;
     }
     score
 }
 
 fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
+    // One pass over the group's context serves every shape tried below.
+    let cx = &Near::new(&sc.words, text, g.blocks[0].0, g.blocks[g.n - 1].1);
     let mut d = [0u8; 32];
     for a in 0..g.n {
         for b in a..g.n {
@@ -308,19 +296,19 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
             let nb = b - a + 1;
             let n = g.digits(text, a, b, &mut d);
             let digits = &d[..n];
-            card(sc, text, g, a, b, sep, start, end, digits, out);
+            card(cx, text, g, a, b, sep, start, end, digits, out);
             if total == 9 {
-                ssn_like(sc, text, g, a, b, sep, start, end, digits, out);
+                ssn_like(cx, g, a, b, sep, start, end, digits, out);
             }
             if nb == 1 {
-                single_block(sc, text, start, end, digits, out);
+                single_block(sc, cx, text, start, end, digits, out);
             }
-            phone(sc, text, g, a, b, sep, start, end, digits, out);
+            phone(cx, text, g, a, b, sep, start, end, digits, out);
             if nb == 4 && sep == b'.' {
-                ipv4(sc, text, g, a, start, end, out);
+                ipv4(cx, text, g, a, start, end, out);
             }
             if nb == 3 && matches!(sep, b'/' | b'-' | b'.') {
-                date_of_birth(sc, text, g, a, start, end, out);
+                date_of_birth(cx, text, g, a, start, end, out);
             }
             if total > 19 {
                 break;
@@ -331,7 +319,7 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
 
 #[allow(clippy::too_many_arguments)]
 fn card(
-    sc: &Scanner,
+    cx: &Near<'_>,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -388,14 +376,13 @@ fn card(
     } else {
         0.35
     };
-    let score = score_context(sc, text, start, end, base, 0.3, &sc.words.card);
+    let score = score_context(cx, base, 0.3, Cat::Card);
     out.push(Candidate::new(PiiType::CreditCard, start, end, score));
 }
 
 #[allow(clippy::too_many_arguments)]
 fn ssn_like(
-    sc: &Scanner,
-    text: &[u8],
+    cx: &Near<'_>,
     g: &Group,
     a: usize,
     b: usize,
@@ -416,20 +403,21 @@ fn ssn_like(
     }
     let (base, boost) = if shaped { (0.6, 0.35) } else { (0.2, 0.45) };
     if validate::itin(digits) {
-        let score = score_context(sc, text, start, end, base + 0.05, boost, &sc.words.ssn);
+        let score = score_context(cx, base + 0.05, boost, Cat::Ssn);
         out.push(Candidate::new(PiiType::UsItin, start, end, score));
     } else if validate::ssn(digits) {
-        let score = score_context(sc, text, start, end, base, boost, &sc.words.ssn);
+        let score = score_context(cx, base, boost, Cat::Ssn);
         out.push(Candidate::new(PiiType::UsSsn, start, end, score));
     }
     if nb == 1 && validate::aba_routing(digits) {
-        let score = score_context(sc, text, start, end, 0.2, 0.6, &sc.words.routing);
+        let score = score_context(cx, 0.2, 0.6, Cat::Routing);
         out.push(Candidate::new(PiiType::UsBankRouting, start, end, score));
     }
 }
 
 fn single_block(
     sc: &Scanner,
+    cx: &Near<'_>,
     text: &[u8],
     start: usize,
     end: usize,
@@ -437,11 +425,14 @@ fn single_block(
     out: &mut Vec<Candidate>,
 ) {
     let n = digits.len();
-    let near = context::before(text, start, 24);
-    if (3..=4).contains(&n) && sc.words.cvv.found_in(near) {
+    // Every CVV hotword has a 'c': skip the context lookup when the window has none.
+    if (3..=4).contains(&n)
+        && memchr::memchr2(b'c', b'C', context::before(text, start, 24)).is_some()
+        && cx.before(Cat::Cvv, 24)
+    {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
-    if (6..=17).contains(&n) && sc.words.account.found_in(context::before(text, start, 32)) {
+    if (6..=17).contains(&n) && cx.before(Cat::Account, 32) {
         out.push(Candidate::new(PiiType::BankAccount, start, end, 0.75));
     }
     if n <= 6 {
@@ -470,7 +461,7 @@ fn street_address(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candida
 
 #[allow(clippy::too_many_arguments)]
 fn phone(
-    sc: &Scanner,
+    cx: &Near<'_>,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -493,7 +484,7 @@ fn phone(
             if cc == 1 && !validate::nanp(&digits[1..]) {
                 return;
             }
-            let score = score_context(sc, text, start - 1, end, 0.7, 0.2, &sc.words.phone);
+            let score = score_context(cx, 0.7, 0.2, Cat::Phone);
             out.push(Candidate::new(PiiType::PhoneNumber, start - 1, end, score));
         }
         return;
@@ -509,7 +500,7 @@ fn phone(
         _ => {
             // "(202) 555-0143": ')' then '-' are not uniform; accept that exact shape.
             if nb == 2 && lens == [3, 3] && start > 0 && text[start - 1] == b'(' {
-                phone_paren(sc, text, g, a, start, out);
+                phone_paren(cx, text, g, a, start, out);
             }
             return;
         }
@@ -518,13 +509,13 @@ fn phone(
         return;
     }
     let (base, boost) = if shaped { (0.6, 0.3) } else { (0.25, 0.4) };
-    let score = score_context(sc, text, start, end, base, boost, &sc.words.phone);
+    let score = score_context(cx, base, boost, Cat::Phone);
     out.push(Candidate::new(PiiType::PhoneNumber, start, end, score));
 }
 
 /// `(AAA) EEE-NNNN`: the group parser stops at the mixed separators.
 fn phone_paren(
-    sc: &Scanner,
+    cx: &Near<'_>,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -546,13 +537,13 @@ fn phone_paren(
     d.extend_from_slice(&rest[..4]);
     if validate::nanp(&d) {
         let end = exch_end + 5;
-        let score = score_context(sc, text, start - 1, end, 0.65, 0.3, &sc.words.phone);
+        let score = score_context(cx, 0.65, 0.3, Cat::Phone);
         out.push(Candidate::new(PiiType::PhoneNumber, start - 1, end, score));
     }
 }
 
 fn ipv4(
-    sc: &Scanner,
+    cx: &Near<'_>,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -578,12 +569,12 @@ fn ipv4(
     if text.get(end) == Some(&b'.') && text.get(end + 1).is_some_and(u8::is_ascii_digit) {
         return;
     }
-    let score = score_context(sc, text, start, end, 0.6, 0.2, &sc.words.ip);
+    let score = score_context(cx, 0.6, 0.2, Cat::Ip);
     out.push(Candidate::new(PiiType::IpAddress, start, end, score));
 }
 
 fn date_of_birth(
-    sc: &Scanner,
+    cx: &Near<'_>,
     text: &[u8],
     g: &Group,
     a: usize,
@@ -604,8 +595,7 @@ fn date_of_birth(
     if !valid {
         return;
     }
-    let before = context::before(text, start, 32);
-    if sc.words.birth.found_in(before) {
+    if cx.before(Cat::Birth, 32) {
         out.push(Candidate::new(PiiType::DateOfBirth, start, end, 0.85));
     }
 }

@@ -34,6 +34,11 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 
+    /// One of `words`.
+    pub fn word<'a>(&mut self, words: &[&'a str]) -> &'a str {
+        self.pick(words)
+    }
+
     /// `n` random decimal digits.
     pub fn digits(&mut self, n: usize) -> String {
         (0..n)
@@ -203,7 +208,7 @@ const WORDS: &[&str] = &[
 
 /// A valid card number of a random issuer, formatted one of the common ways.
 pub fn card(rng: &mut Rng) -> String {
-    let (prefix, len): (&str, usize) = *rng.pick(&[
+    let (prefix, len): (&str, usize) = rng.word(&[
         ("4", 16),
         ("51", 16),
         ("55", 16),
@@ -214,7 +219,7 @@ pub fn card(rng: &mut Rng) -> String {
     ]);
     let mut d = format!("{prefix}{}", rng.digits(len - prefix.len() - 1));
     d.push(luhn_digit(&d));
-    let sep = *rng.pick(&["", " ", "-"]);
+    let sep = rng.word(&["", " ", "-"]);
     if sep.is_empty() || len == 19 {
         return d;
     }
@@ -283,13 +288,13 @@ pub fn bad_ssn(rng: &mut Rng) -> String {
 
 /// A valid ITIN.
 pub fn itin(rng: &mut Rng) -> String {
-    let group = *rng.pick(&[50u64, 57, 65, 70, 78, 88, 90, 92, 94, 99]);
+    let group = rng.word(&[50u64, 57, 65, 70, 78, 88, 90, 92, 94, 99]);
     format!("9{}-{group:02}-{:04}", rng.digits(2), 1 + rng.below(9999))
 }
 
 /// A valid ABA routing number.
 pub fn routing(rng: &mut Rng) -> String {
-    let prefix = *rng.pick(&[1u64, 2, 5, 11, 12, 21, 26, 31, 61, 65, 71, 72]);
+    let prefix = rng.word(&[1u64, 2, 5, 11, 12, 21, 26, 31, 61, 65, 71, 72]);
     let mut d = format!("{prefix:02}{}", rng.digits(6));
     let w = [3u32, 7, 1];
     let sum: u32 = d
@@ -373,7 +378,7 @@ pub fn phone(rng: &mut Rng) -> String {
 pub fn email(rng: &mut Rng) -> String {
     let f = rng.pick(FIRST).to_lowercase();
     let l = rng.pick(LAST).to_lowercase();
-    let sep = *rng.pick(&[".", "_", ""]);
+    let sep = rng.word(&[".", "_", ""]);
     format!("{f}{sep}{l}{}@{}", rng.below(100), rng.pick(DOMAINS))
 }
 
@@ -456,7 +461,7 @@ pub fn filler(rng: &mut Rng, words: usize) -> String {
         if i > 0 {
             s.push(' ');
         }
-        s.push_str(*rng.pick(WORDS));
+        s.push_str(rng.word(WORDS));
     }
     s
 }
@@ -509,12 +514,12 @@ pub fn negative(rng: &mut Rng) -> String {
 pub fn sentence_with_pii(rng: &mut Rng, out: &mut Labeled) {
     match rng.below(14) {
         0 | 1 => {
-            out.push(*rng.pick(&["my card number is ", "card: ", "charge it to ", "Visa "]));
+            out.push(rng.word(&["my card number is ", "card: ", "charge it to ", "Visa "]));
             let v = card(rng);
             out.pii("CREDIT_CARD", &v);
         }
         2 => {
-            out.push(*rng.pick(&["SSN ", "my social is ", "social security number: "]));
+            out.push(rng.word(&["SSN ", "my social is ", "social security number: "]));
             let v = ssn(rng);
             out.pii("US_SSN", &v);
         }
@@ -524,37 +529,37 @@ pub fn sentence_with_pii(rng: &mut Rng, out: &mut Labeled) {
             out.pii("IBAN_CODE", &v);
         }
         4 => {
-            out.push(*rng.pick(&["routing number ", "ABA ", "routing: "]));
+            out.push(rng.word(&["routing number ", "ABA ", "routing: "]));
             let v = routing(rng);
             out.pii("US_BANK_ROUTING", &v);
         }
         5 => {
-            out.push(*rng.pick(&["email me at ", "email: ", "contact "]));
+            out.push(rng.word(&["email me at ", "email: ", "contact "]));
             let v = email(rng);
             out.pii("EMAIL_ADDRESS", &v);
         }
         6 | 7 => {
-            out.push(*rng.pick(&["call me at ", "phone: ", "my number is ", "reach me on "]));
+            out.push(rng.word(&["call me at ", "phone: ", "my number is ", "reach me on "]));
             let v = phone(rng);
             out.pii("PHONE_NUMBER", &v);
         }
         8 => {
-            out.push(*rng.pick(&["DOB ", "date of birth: ", "I was born on "]));
+            out.push(rng.word(&["DOB ", "date of birth: ", "I was born on "]));
             let v = date(rng);
             out.pii("DATE_OF_BIRTH", &v);
         }
         9 => {
-            out.push(*rng.pick(&["I live at ", "ship to ", "address: "]));
+            out.push(rng.word(&["I live at ", "ship to ", "address: "]));
             let v = address(rng);
             out.pii("STREET_ADDRESS", &v);
         }
         10 => {
-            out.push(*rng.pick(&["name: ", "Mr. ", "Mrs. ", "customer name is "]));
+            out.push(rng.word(&["name: ", "Mr. ", "Mrs. ", "customer name is "]));
             let v = name(rng);
             out.pii("PERSON", &v);
         }
         11 => {
-            out.push(*rng.pick(&["cvv ", "security code: ", "CVC "]));
+            out.push(rng.word(&["cvv ", "security code: ", "CVC "]));
             let v = rng.digits(3);
             out.pii("CVV", &v);
         }
@@ -565,7 +570,7 @@ pub fn sentence_with_pii(rng: &mut Rng, out: &mut Labeled) {
         }
         _ => {
             let (k, v) = secret(rng);
-            out.push(*rng.pick(&["token ", "key=", "Authorization: Bearer "]));
+            out.push(rng.word(&["token ", "key=", "Authorization: Bearer "]));
             out.pii(k, &v);
         }
     }
@@ -619,8 +624,10 @@ pub fn record(rng: &mut Rng, pii: usize, negatives: usize) -> Labeled {
     out
 }
 
-/// About `bytes` of text of a benchmark kind: `"clean"` (no PII),
-/// `"contact"` (contact-center traffic: one value per ~600 bytes), `"dense"`.
+/// About `bytes` of text of a benchmark kind: `"clean"` (prose with ordinary
+/// numbers, no PII), `"contact"` (chat, CRM, JSON and log records with a
+/// sensitive value about every 1 KB and a look-alike about every 500 bytes),
+/// `"dense"` (six values and a look-alike in every ~400-byte record).
 pub fn corpus_text(kind: &str, bytes: usize, seed: u64) -> String {
     let mut rng = Rng::new(seed);
     let mut text = String::with_capacity(bytes + 1024);
@@ -642,8 +649,10 @@ pub fn corpus_text(kind: &str, bytes: usize, seed: u64) -> String {
             }
             "dense" => record(&mut rng, 6, 1),
             _ => {
-                let pii = usize::from(rng.chance(0.6));
-                record(&mut rng, pii, 1)
+                // Records are ~250 bytes: a value about every 1 KB, a look-alike every 500 bytes.
+                let pii = usize::from(rng.chance(0.25));
+                let negatives = usize::from(rng.chance(0.5));
+                record(&mut rng, pii, negatives)
             }
         };
         text.push_str(&rec.text);
