@@ -295,7 +295,7 @@ pub fn itin(rng: &mut Rng) -> String {
 
 /// A valid ABA routing number.
 pub fn routing(rng: &mut Rng) -> String {
-    let prefix = rng.word(&[1u64, 2, 5, 11, 12, 21, 26, 31, 61, 65, 71, 72]);
+    let prefix = *rng.pick(&[1u64, 2, 5, 11, 12, 21, 26, 31, 61, 65, 71, 72]);
     let mut d = format!("{prefix:02}{}", rng.digits(6));
     let w = [3u32, 7, 1];
     let sum: u32 = d
