@@ -158,6 +158,10 @@ impl Hotwords {
         for m in self.ac.find_overlapping_iter(&text[lo..hi]) {
             let cat = self.cat_of[m.pattern().as_usize()] as usize;
             let (ms, me) = (lo + m.start(), lo + m.end());
+            // Hotwords start a word: "tin" is not in "routing", "cid" not in "decide".
+            if ms > 0 && text[ms - 1].is_ascii_alphanumeric() {
+                continue;
+            }
             if me <= start {
                 near.before[cat] = near.before[cat].min((start - me) as u16);
             } else if ms >= end {
@@ -279,6 +283,14 @@ mod tests {
     fn every_cvv_hotword_has_a_c() {
         // The scanner skips the CVV context lookup when the window has no 'c'.
         assert!(words::CVV.iter().all(|w| w.contains('c')));
+    }
+
+    #[test]
+    fn hotwords_start_at_a_word_boundary() {
+        let hot = Hotwords::new();
+        let text = b"routing 021000021";
+        assert!(!hot.near(text, 8, 17).around(Cat::Ssn));
+        assert!(hot.near(text, 8, 17).around(Cat::Routing));
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //!   no field that holds it;
 //! - [`rules`] reads thresholds and custom detectors (`rules/pii.toml`);
 //! - [`stream`] scans a stream chunk by chunk;
-//! - [`synth`] makes labeled synthetic text for the benchmarks and the evaluation corpus.
+//! - [`synth`] makes labeled synthetic text for the benchmarks and the evaluation corpus;
+//!   [`eval`] scores findings against labels.
 
 pub mod context;
 pub mod decode;
+pub mod eval;
 pub mod mask;
 pub mod rules;
 pub mod scan;

@@ -662,6 +662,23 @@ pub fn corpus_text(kind: &str, bytes: usize, seed: u64) -> String {
     text
 }
 
+/// The evaluation corpus: `records` labeled records of every kind, with zero
+/// to three values and zero to two look-alikes each. One JSON object per line:
+/// `{"id", "text", "labels": [{"type", "start", "end"}]}`.
+pub fn eval_corpus(records: usize, seed: u64) -> String {
+    let mut rng = Rng::new(seed);
+    let mut out = String::new();
+    for id in 0..records {
+        let pii = rng.below(4) as usize;
+        let negatives = rng.below(3) as usize;
+        let rec = record(&mut rng, pii, negatives);
+        let line = serde_json::json!({ "id": id, "text": rec.text, "labels": rec.labels });
+        out.push_str(&line.to_string());
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,10 @@
 //! - `run`: set up, build, and run the daemon on its embedded defaults.
 //! - `test`: set up, then format check, clippy, and the whole test suite.
 //! - `bench sensor`: the sensor throughput and loss benchmark.
+//! - `gen-pii-corpus`, `eval-pii`: the detector's labeled corpus and its scores.
 
 mod bench;
+mod pii;
 mod setup;
 
 use std::process::Command;
@@ -36,6 +38,10 @@ enum Task {
         #[arg(long)]
         no_lint: bool,
     },
+    /// Regenerate the PII detector's labeled evaluation corpus.
+    GenPiiCorpus,
+    /// Precision, recall and F1 per PII type on the labeled corpus.
+    EvalPii,
     /// Run a benchmark.
     Bench {
         #[command(subcommand)]
@@ -64,6 +70,11 @@ fn main() -> anyhow::Result<()> {
             }
             // Default members only: `monitor-ebpf` has no host build.
             cargo(&["test"])
+        }
+        Task::GenPiiCorpus => pii::generate(),
+        Task::EvalPii => {
+            setup::run()?;
+            pii::evaluate()
         }
         Task::Bench { which } => {
             setup::run()?;
