@@ -41,6 +41,9 @@ pub enum EventKind {
     Fork = 4,
     /// A process exit; the body is [`ExitBody`].
     Exit = 5,
+    /// Bytes a process sent or received on a socket, or through TLS: a
+    /// [`PayloadEvent`], not a [`RawEvent`].
+    Payload = 6,
 }
 
 impl EventKind {
@@ -52,6 +55,7 @@ impl EventKind {
             3 => Self::Exec,
             4 => Self::Fork,
             5 => Self::Exit,
+            6 => Self::Payload,
             _ => return None,
         })
     }
@@ -293,6 +297,100 @@ const _: () = assert!(DATA_CAP <= u16::MAX as usize);
 /// many bytes plus the used part of `data`.
 pub const RAW_EVENT_FIXED_LEN: usize = core::mem::size_of::<RawEvent>() - DATA_CAP;
 
+/// Most bytes captured from one call; the daemon's limit can only lower it.
+pub const PAYLOAD_MAX: usize = 16384;
+/// Size of a payload record's data area: twice [`PAYLOAD_MAX`] so that a copy
+/// of up to `PAYLOAD_MAX` bytes at any offset below `PAYLOAD_MAX` fits.
+pub const PAYLOAD_AREA: usize = 2 * PAYLOAD_MAX;
+/// Most iovecs walked for one `writev`/`sendmsg`.
+pub const MAX_IOVECS: u32 = 16;
+
+/// Which call a [`PayloadBody`] describes.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadOp {
+    /// `write(fd, buf, n)` on a socket.
+    Write = 1,
+    /// `writev(fd, iov, n)` on a socket.
+    Writev = 2,
+    /// `sendto(fd, buf, n, flags, addr, len)`.
+    Sendto = 3,
+    /// `sendmsg(fd, msg, flags)`.
+    Sendmsg = 4,
+    /// OpenSSL `SSL_write` / `SSL_write_ex` (plaintext).
+    SslWrite = 5,
+}
+
+impl PayloadOp {
+    /// Decodes a raw `op` value.
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Write,
+            2 => Self::Writev,
+            3 => Self::Sendto,
+            4 => Self::Sendmsg,
+            5 => Self::SslWrite,
+            _ => return None,
+        })
+    }
+}
+
+/// [`PayloadBody::flags`]: plaintext taken from the TLS library.
+pub const PAYLOAD_TLS: u32 = 1 << 0;
+/// [`PayloadBody::flags`]: fewer bytes captured than the call moved.
+pub const PAYLOAD_TRUNCATED: u32 = 1 << 1;
+/// [`PayloadBody::flags`]: the socket behind a TLS connection is not known yet.
+pub const PAYLOAD_FD_UNKNOWN: u32 = 1 << 2;
+
+/// What the kernel knows of a socket, by `(tgid << 32) | fd`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockInfo {
+    /// Address family (`AF_INET`, `AF_INET6`).
+    pub family: u16,
+    /// Remote port, host byte order (0 until connected).
+    pub port: u16,
+    /// Explicit padding.
+    pub _pad: u32,
+    /// Remote address.
+    pub addr: [u8; 16],
+    /// Distinguishes connections that reuse an fd number (`bpf_ktime_get_ns` at creation).
+    pub conn_id: u64,
+}
+
+/// Body of a payload record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct PayloadBody {
+    /// A [`PayloadOp`].
+    pub op: u32,
+    /// The socket fd (-1 when unknown).
+    pub fd: i32,
+    /// Bytes the call moved.
+    pub size: i64,
+    /// Bytes captured in the data area.
+    pub captured: u32,
+    /// `PAYLOAD_*` bits.
+    pub flags: u32,
+    /// The socket's remote end.
+    pub sock: SockInfo,
+}
+
+/// A payload record: header, body, then `captured` bytes of data.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PayloadEvent {
+    /// Common fields; `kind` is [`EventKind::Payload`].
+    pub header: EventHeader,
+    /// Payload fields.
+    pub body: PayloadBody,
+    /// The bytes.
+    pub data: [u8; PAYLOAD_AREA],
+}
+
+/// Bytes of a [`PayloadEvent`] before its data.
+pub const PAYLOAD_FIXED_LEN: usize = core::mem::size_of::<PayloadEvent>() - PAYLOAD_AREA;
+
 /// Index in the `COUNTERS` per-CPU array: records sent to the ring buffer.
 pub const COUNTER_EMITTED: u32 = 0;
 /// Records lost because the ring buffer was full.
@@ -301,8 +399,10 @@ pub const COUNTER_RINGBUF_FULL: u32 = 1;
 pub const COUNTER_TRUNCATED: u32 = 2;
 /// Syscall exits seen without their entry arguments (entry missed or evicted).
 pub const COUNTER_ARGS_MISSING: u32 = 3;
+/// Payload records whose bytes were cut at the capture limit.
+pub const COUNTER_PAYLOAD_TRUNCATED: u32 = 4;
 /// Number of counters.
-pub const COUNTER_COUNT: u32 = 4;
+pub const COUNTER_COUNT: u32 = 5;
 
 /// Byte offsets of kernel struct members, read from the kernel's BTF at start-up
 /// and handed to the programs as a global. rustc emits no CO-RE relocations,
@@ -366,8 +466,8 @@ pub struct KernelOffsets {
 pub struct SensorConfig {
     /// The daemon's own process id; its activity is never reported.
     pub self_tgid: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// Most payload bytes captured per call (at most [`PAYLOAD_MAX`]).
+    pub payload_limit: u32,
 }
 
 #[cfg(feature = "user")]

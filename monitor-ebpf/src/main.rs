@@ -24,15 +24,17 @@ use aya_ebpf::{
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
         generated as raw,
     },
-    macros::{map, tracepoint},
-    maps::{LruHashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    macros::{map, tracepoint, uprobe, uretprobe},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
 use monitor_common::{
-    EventKind, ExecBody, ExitBody, FileBody, FileOp, ForkBody, KernelOffsets, NetBody, NetOp,
-    RawEvent, SensorConfig, StrKind, StrRef, ARGV_READ, COUNTER_ARGS_MISSING, COUNTER_COUNT,
-    COUNTER_EMITTED, COUNTER_RINGBUF_FULL, COUNTER_TRUNCATED, DATA_CAP, DATA_HALF, FLAG_TRUNCATED,
-    MAX_COMPONENTS, MAX_STRS, NAME_READ, RAW_EVENT_FIXED_LEN,
+    EventHeader, EventKind, ExecBody, ExitBody, FileBody, FileOp, ForkBody, KernelOffsets, NetBody,
+    NetOp, PayloadBody, PayloadEvent, PayloadOp, RawEvent, SensorConfig, SockInfo, StrKind, StrRef,
+    ARGV_READ, COUNTER_ARGS_MISSING, COUNTER_COUNT, COUNTER_EMITTED, COUNTER_PAYLOAD_TRUNCATED,
+    COUNTER_RINGBUF_FULL, COUNTER_TRUNCATED, DATA_CAP, DATA_HALF, FLAG_TRUNCATED, MAX_COMPONENTS,
+    MAX_IOVECS, MAX_STRS, NAME_READ, PAYLOAD_FD_UNKNOWN, PAYLOAD_FIXED_LEN, PAYLOAD_MAX,
+    PAYLOAD_TLS, PAYLOAD_TRUNCATED, RAW_EVENT_FIXED_LEN,
 };
 
 /// Kernel struct offsets, set by the daemon at load time.
@@ -54,6 +56,25 @@ static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(1, 0);
 /// Syscall arguments between entry and exit, by thread.
 #[map]
 static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// Sockets by `(tgid << 32) | fd`: payload capture looks here first, so
+/// writes to files cost one lookup.
+#[map]
+static SOCKETS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65536, 0);
+
+/// Arguments of an `SSL_write` in progress, by thread. While present, the
+/// thread's socket writes are ciphertext: they teach `SSL_FD` and are not captured.
+#[map]
+static SSL_ARGS: LruHashMap<u64, SslArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// The socket fd behind an `SSL*`, learnt from the ciphertext write.
+#[map]
+static SSL_FD: LruHashMap<u64, i32> = LruHashMap::with_max_entries(65536, 0);
+
+/// One payload record under construction per CPU (too large for a per-CPU
+/// map); indexed by CPU id, sized by the daemon to the number of CPUs.
+#[map]
+static PAYLOAD_SCRATCH: Array<PayloadEvent> = Array::with_max_entries(1, 0);
 
 /// `COUNTER_*` counts, per CPU.
 #[map]
@@ -85,6 +106,20 @@ enum Call {
     Ftruncate,
     Connect,
     Accept,
+    Socket,
+    Write,
+    Writev,
+    Sendto,
+    Sendmsg,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct SslArgs {
+    ssl: u64,
+    buf: u64,
+    written: u64,
+    ex: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -213,17 +248,11 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The per-CPU record, headed for `kind`.
+/// Fills the fields every record has, for the current task.
 #[inline(always)]
-fn begin(kind: EventKind) -> Option<(&'static mut RawEvent, *const u8)> {
-    let ev = SCRATCH.get_ptr_mut(0)?;
-    // SAFETY: per-CPU slot; programs do not nest on one CPU for these hooks.
-    let ev = unsafe { &mut *ev };
-    // SAFETY: helper without preconditions.
-    let task = unsafe { bpf_get_current_task() } as *const u8;
+fn fill_header(h: &mut EventHeader, task: *const u8, kind: EventKind) {
     let id = bpf_get_current_pid_tgid();
     let ug = bpf_get_current_uid_gid();
-    let h = &mut ev.header;
     h.kind = kind as u32;
     h.flags = 0;
     // SAFETY: helpers without preconditions.
@@ -238,6 +267,23 @@ fn begin(kind: EventKind) -> Option<(&'static mut RawEvent, *const u8)> {
     // SAFETY: as above.
     h.cgroup_id = unsafe { raw::bpf_get_current_cgroup_id() };
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
+/// The current task.
+#[inline(always)]
+fn current_task() -> *const u8 {
+    // SAFETY: helper without preconditions.
+    unsafe { bpf_get_current_task() as *const u8 }
+}
+
+/// The per-CPU record, headed for `kind`.
+#[inline(always)]
+fn begin(kind: EventKind) -> Option<(&'static mut RawEvent, *const u8)> {
+    let ev = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: per-CPU slot; programs do not nest on one CPU for these hooks.
+    let ev = unsafe { &mut *ev };
+    let task = current_task();
+    fill_header(&mut ev.header, task, kind);
     let mut i = 0;
     while i < MAX_STRS {
         ev.strs[i] = StrRef {
@@ -619,7 +665,336 @@ fn on_net_exit(a: &SyscallArgs, ret: i64, op: NetOp) {
         _pad: 0,
         addr,
     };
+    let tgid = ev.header.tgid;
     submit(ev, &Cursor { off: 0 });
+    // Remember the connection for payload capture: a connected (or connecting) fd, an accepted fd.
+    let fd = match op {
+        NetOp::Connect if ret == 0 || ret == -EINPROGRESS => a.args[0] as i64,
+        NetOp::Accept if ret >= 0 => ret,
+        _ => return,
+    };
+    let info = SockInfo {
+        family,
+        port,
+        _pad: 0,
+        addr,
+        // SAFETY: helper without preconditions.
+        conn_id: unsafe { bpf_ktime_get_ns() },
+    };
+    let _ = SOCKETS.insert(&sock_key(tgid, fd as i32), &info, 0);
+}
+
+const EINPROGRESS: i64 = 115;
+
+#[inline(always)]
+fn sock_key(tgid: u32, fd: i32) -> u64 {
+    ((tgid as u64) << 32) | (fd as u32 as u64)
+}
+
+enter_probe!(sys_enter_socket, Call::Socket, 1);
+
+macro_rules! payload_probe {
+    ($name:ident, $call:expr, $nargs:expr) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            payload_enter(&ctx, $call, $nargs);
+            0
+        }
+    };
+}
+
+payload_probe!(sys_enter_write, Call::Write, 3);
+payload_probe!(sys_enter_writev, Call::Writev, 3);
+payload_probe!(sys_enter_sendto, Call::Sendto, 6);
+payload_probe!(sys_enter_sendmsg, Call::Sendmsg, 2);
+
+/// `close(fd)`: the socket is gone.
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: the fd argument of sys_enter_close.
+    let fd = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0);
+    let _ = SOCKETS.remove(&sock_key((id >> 32) as u32, fd as i32));
+    0
+}
+
+/// Exit of `socket` and the payload syscalls. Unlike `sys_exit`, a missing
+/// stash is normal here (a write to a file was never stashed).
+#[tracepoint]
+pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let stash = match ARGS.get_ptr(&id) {
+        // SAFETY: valid until removed below.
+        Some(p) => unsafe { *p },
+        None => return 0,
+    };
+    let _ = ARGS.remove(&id);
+    // SAFETY: `ret` sits at offset 16 in every sys_exit record.
+    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0);
+    let tgid = (id >> 32) as u32;
+    let x = &stash.args;
+    if stash.call == Call::Socket as u32 {
+        let family = x[0] as u16;
+        if ret >= 0 && (family == AF_INET || family == AF_INET6) {
+            let info = SockInfo {
+                family,
+                // SAFETY: helper without preconditions.
+                conn_id: unsafe { bpf_ktime_get_ns() },
+                ..SockInfo::default()
+            };
+            let _ = SOCKETS.insert(&sock_key(tgid, ret as i32), &info, 0);
+        }
+        return 0;
+    }
+    if ret <= 0 {
+        return 0;
+    }
+    let fd = x[0] as i32;
+    let Some(sock) = SOCKETS.get_ptr(&sock_key(tgid, fd)) else {
+        return 0;
+    };
+    // SAFETY: map value pointer, copied out at once.
+    let sock = unsafe { *sock };
+    let (op, src) = match stash.call {
+        c if c == Call::Write as u32 => (PayloadOp::Write, Source::Buf(x[1])),
+        c if c == Call::Sendto as u32 => (PayloadOp::Sendto, Source::Buf(x[1])),
+        c if c == Call::Writev as u32 => (PayloadOp::Writev, Source::Iov(x[1], x[2])),
+        c if c == Call::Sendmsg as u32 => {
+            // struct msghdr { void *name; int namelen; struct iovec *iov; size_t iovlen; ... }
+            // SAFETY: user memory read by helper.
+            let hdr =
+                unsafe { bpf_probe_read_user((x[1] + 16) as *const [u64; 2]) }.unwrap_or([0, 0]);
+            (PayloadOp::Sendmsg, Source::Iov(hdr[0], hdr[1]))
+        }
+        _ => return 0,
+    };
+    emit_payload(op, fd, ret, 0, sock, src);
+    0
+}
+
+/// Where payload bytes are in user memory.
+#[derive(Clone, Copy)]
+enum Source {
+    /// One buffer.
+    Buf(u64),
+    /// An iovec array and its length.
+    Iov(u64, u64),
+}
+
+/// Stashes a payload syscall's arguments if `fd` is a socket; inside an
+/// `SSL_write` it only learns which socket the `SSL*` writes to.
+#[inline(always)]
+fn payload_enter(ctx: &TracePointContext, call: Call, nargs: usize) {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if tgid == self_tgid() {
+        return;
+    }
+    // SAFETY: the fd argument of every payload syscall.
+    let fd = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0) as i32;
+    if SOCKETS.get_ptr(&sock_key(tgid, fd)).is_none() {
+        return;
+    }
+    if let Some(ssl) = SSL_ARGS.get_ptr(&id) {
+        // SAFETY: map value pointer.
+        let ssl = unsafe { (*ssl).ssl };
+        let _ = SSL_FD.insert(&ssl, &fd, 0);
+        return;
+    }
+    stash_args(ctx, call, nargs);
+}
+
+/// Copies up to `want` bytes described by `src` into the payload slot; returns how many.
+#[inline(always)]
+fn copy_payload(ev: &mut PayloadEvent, src: Source, want: usize) -> usize {
+    match src {
+        Source::Buf(buf) => {
+            let mut n = core::hint::black_box(want);
+            if n > PAYLOAD_MAX {
+                n = PAYLOAD_MAX;
+            }
+            if n == 0 {
+                return 0;
+            }
+            // SAFETY: `n <= PAYLOAD_MAX <= PAYLOAD_AREA` bytes into the data area.
+            let r = unsafe {
+                raw::bpf_probe_read_user(ev.data.as_mut_ptr().cast(), n as u32, buf as _)
+            };
+            if r == 0 {
+                n
+            } else {
+                0
+            }
+        }
+        Source::Iov(iov, count) => {
+            let mut off = 0usize;
+            let mut i = 0u32;
+            while i < MAX_IOVECS && (i as u64) < count && off < want {
+                // struct iovec { void *base; size_t len; }
+                // SAFETY: user memory read by helper.
+                let v = unsafe { bpf_probe_read_user((iov + 16 * i as u64) as *const [u64; 2]) }
+                    .unwrap_or([0, 0]);
+                i += 1;
+                let mut take = core::hint::black_box(v[1] as usize);
+                if take > want - off {
+                    take = want - off;
+                }
+                if take > PAYLOAD_MAX {
+                    take = PAYLOAD_MAX;
+                }
+                if take == 0 {
+                    continue;
+                }
+                let at = off & (PAYLOAD_MAX - 1);
+                // SAFETY: `at < PAYLOAD_MAX` and `take <= PAYLOAD_MAX`: inside the data area.
+                let r = unsafe {
+                    raw::bpf_probe_read_user(
+                        ev.data.as_mut_ptr().wrapping_add(at).cast(),
+                        take as u32,
+                        v[0] as _,
+                    )
+                };
+                if r != 0 {
+                    break;
+                }
+                off += take;
+            }
+            off
+        }
+    }
+}
+
+/// Builds and sends one payload record.
+#[inline(always)]
+fn emit_payload(op: PayloadOp, fd: i32, size: i64, flags: u32, sock: SockInfo, src: Source) {
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { raw::bpf_get_smp_processor_id() };
+    let Some(ev) = PAYLOAD_SCRATCH.get_ptr_mut(cpu) else {
+        return;
+    };
+    // SAFETY: this CPU's slot.
+    let ev = unsafe { &mut *ev };
+    fill_header(&mut ev.header, current_task(), EventKind::Payload);
+    // SAFETY: as in `offset!`.
+    let limit = unsafe { core::ptr::read_volatile(addr_of!(CONFIG.payload_limit)) } as usize;
+    let want = if (size as usize) < limit {
+        size as usize
+    } else {
+        limit
+    };
+    let captured = copy_payload(ev, src, want);
+    let mut flags = flags;
+    if (captured as i64) < size {
+        flags |= PAYLOAD_TRUNCATED;
+        count(COUNTER_PAYLOAD_TRUNCATED);
+    }
+    ev.body = PayloadBody {
+        op: op as u32,
+        fd,
+        size,
+        captured: captured as u32,
+        flags,
+        sock,
+    };
+    let mut used = captured;
+    if used > PAYLOAD_MAX {
+        used = PAYLOAD_MAX;
+    }
+    // SAFETY: `PAYLOAD_FIXED_LEN + used` is within the slot.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            ev as *const PayloadEvent as *const u8,
+            PAYLOAD_FIXED_LEN + used,
+        )
+    };
+    let wake = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    match EVENTS.output::<[u8]>(bytes, wake) {
+        Ok(()) => count(COUNTER_EMITTED),
+        Err(_) => count(COUNTER_RINGBUF_FULL),
+    }
+}
+
+#[inline(always)]
+fn ssl_enter(ctx: &ProbeContext, ex: bool) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if (id >> 32) as u32 == self_tgid() {
+        return 0;
+    }
+    let args = SslArgs {
+        ssl: ctx.arg::<u64>(0).unwrap_or(0),
+        buf: ctx.arg::<u64>(1).unwrap_or(0),
+        written: if ex {
+            ctx.arg::<u64>(3).unwrap_or(0)
+        } else {
+            0
+        },
+        ex: ex as u64,
+    };
+    let _ = SSL_ARGS.insert(&id, &args, 0);
+    0
+}
+
+/// `int SSL_write(SSL *ssl, const void *buf, int num)`.
+#[uprobe]
+pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, false)
+}
+
+/// `int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)`.
+#[uprobe]
+pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, true)
+}
+
+/// Return of `SSL_write` and `SSL_write_ex`: the plaintext that was accepted.
+#[uretprobe]
+pub fn ssl_write_ret(ctx: RetProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let args = match SSL_ARGS.get_ptr(&id) {
+        // SAFETY: valid until removed below.
+        Some(p) => unsafe { *p },
+        None => return 0,
+    };
+    let _ = SSL_ARGS.remove(&id);
+    let ret = ctx.ret::<i64>();
+    let size = if args.ex != 0 {
+        if ret != 1 {
+            return 0;
+        }
+        // SAFETY: user memory read by helper.
+        unsafe { bpf_probe_read_user(args.written as *const u64) }.unwrap_or(0) as i64
+    } else {
+        ret as i32 as i64
+    };
+    if size <= 0 {
+        return 0;
+    }
+    let tgid = (id >> 32) as u32;
+    let (fd, sock, flags) = match SSL_FD.get_ptr(&args.ssl) {
+        Some(fd) => {
+            // SAFETY: map value pointer.
+            let fd = unsafe { *fd };
+            let sock = SOCKETS
+                .get_ptr(&sock_key(tgid, fd))
+                .map(|s| unsafe { *s })
+                .unwrap_or_default();
+            (fd, sock, PAYLOAD_TLS)
+        }
+        None => (-1, SockInfo::default(), PAYLOAD_TLS | PAYLOAD_FD_UNKNOWN),
+    };
+    emit_payload(
+        PayloadOp::SslWrite,
+        fd,
+        size,
+        flags,
+        sock,
+        Source::Buf(args.buf),
+    );
+    0
 }
 
 /// `sched_process_exec`: `__data_loc char[] filename` at 8, `old_pid` at 16.

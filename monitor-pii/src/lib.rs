@@ -106,9 +106,15 @@ impl Detector {
         }
     }
 
-    /// A new stream over this detector.
-    pub fn stream(&self) -> StreamScanner<'_> {
-        StreamScanner::new(self)
+    /// A new stream (feed it with this detector).
+    pub fn stream(&self) -> StreamScanner {
+        StreamScanner::new()
+    }
+
+    /// A keyed digest of arbitrary bytes (e.g. a whole payload), so equal
+    /// payloads correlate without being stored.
+    pub fn digest(&self, bytes: &[u8]) -> String {
+        self.key.fingerprint("PAYLOAD", bytes)
     }
 
     /// The fingerprint `value` would have as a finding of type `kind`: lets an
@@ -382,9 +388,9 @@ mod tests {
         let text = b"hello there, my card is 4111 1111 1111 1111 and that is all";
         for split in 1..text.len() {
             let mut s = d.stream();
-            let mut all = s.feed(&text[..split]);
-            all.extend(s.feed(&text[split..]));
-            all.extend(s.finish());
+            let mut all = s.feed(&d, &text[..split]);
+            all.extend(s.feed(&d, &text[split..]));
+            all.extend(s.finish(&d));
             assert_eq!(all.len(), 1, "split at {split}: {all:?}");
             assert_eq!((all[0].start, all[0].end), (24, 43));
         }
@@ -396,7 +402,7 @@ mod tests {
         let mut s = d.stream();
         let chunk = vec![b'a'; 10_000];
         for _ in 0..20 {
-            s.feed(&chunk);
+            s.feed(&d, &chunk);
         }
         assert!(s.carry_len() <= stream::OVERLAP);
         assert_eq!(s.position(), 200_000);

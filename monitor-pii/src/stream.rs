@@ -7,13 +7,15 @@ use crate::{Detector, Finding};
 /// Bytes of the previous chunks kept for values that straddle a boundary
 /// (and their context). Findings longer than this are not joined across chunks.
 pub const OVERLAP: usize = 4096;
-/// Findings ending this close to the end of what has been seen so far may
-/// still grow (more digits, a closing sentinel); they wait for the next chunk.
-pub const HOLD: usize = 64;
+/// Findings ending this close to the end of what has been seen wait for the
+/// next chunk. Zero: a payload stream may never send another chunk, so a
+/// value is reported as soon as its last byte arrives (a value that a later
+/// chunk extends is then reported again, longer).
+pub const HOLD: usize = 0;
 
 /// The state of one stream.
-pub struct StreamScanner<'d> {
-    detector: &'d Detector,
+#[derive(Debug, Default)]
+pub struct StreamScanner {
     /// The tail of the stream kept for the next chunk.
     carry: Vec<u8>,
     /// Absolute offset of `carry[0]`.
@@ -22,11 +24,10 @@ pub struct StreamScanner<'d> {
     reported_until: u64,
 }
 
-impl<'d> StreamScanner<'d> {
+impl StreamScanner {
     /// A new stream.
-    pub fn new(detector: &'d Detector) -> Self {
+    pub fn new() -> Self {
         Self {
-            detector,
             carry: Vec::new(),
             carry_start: 0,
             reported_until: 0,
@@ -44,9 +45,9 @@ impl<'d> StreamScanner<'d> {
     }
 
     /// Feeds the next chunk; returns the findings now complete, with absolute offsets.
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<Finding> {
+    pub fn feed(&mut self, detector: &Detector, chunk: &[u8]) -> Vec<Finding> {
         self.carry.extend_from_slice(chunk);
-        let found = self.scan(false);
+        let found = self.scan(detector, false);
         // Keep the tail: everything not yet final plus context before it.
         if self.carry.len() > OVERLAP {
             let drop = self.carry.len() - OVERLAP;
@@ -57,11 +58,11 @@ impl<'d> StreamScanner<'d> {
     }
 
     /// Ends the stream: reports what was held back at the end.
-    pub fn finish(mut self) -> Vec<Finding> {
-        self.scan(true)
+    pub fn finish(mut self, detector: &Detector) -> Vec<Finding> {
+        self.scan(detector, true)
     }
 
-    fn scan(&mut self, last: bool) -> Vec<Finding> {
+    fn scan(&mut self, detector: &Detector, last: bool) -> Vec<Finding> {
         let end = self.position();
         let settled = if last {
             end
@@ -69,7 +70,7 @@ impl<'d> StreamScanner<'d> {
             end.saturating_sub(HOLD as u64)
         };
         let mut out = Vec::new();
-        for mut f in self.detector.scan(&self.carry) {
+        for mut f in detector.scan(&self.carry) {
             let (s, e) = (
                 self.carry_start + f.start as u64,
                 self.carry_start + f.end as u64,

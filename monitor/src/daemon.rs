@@ -28,6 +28,12 @@ pub struct RunOptions {
     pub stats_interval: Duration,
     /// Where the status snapshot is written.
     pub status_file: PathBuf,
+    /// Most payload bytes captured per call.
+    pub payload_limit: u32,
+    /// OpenSSL libraries to hook, besides the system's.
+    pub tls_libraries: Vec<PathBuf>,
+    /// The fingerprint key (created 0600 on first run).
+    pub key_file: PathBuf,
 }
 
 fn now() -> String {
@@ -48,22 +54,45 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         "--ring-mib must be a power of two, got {}",
         opts.ring_mib
     );
-    let settings = SensorSettings {
+    anyhow::ensure!(
+        (1..=monitor_common::PAYLOAD_MAX as u32).contains(&opts.payload_limit),
+        "--payload-limit must be 1..={} bytes, got {}",
+        monitor_common::PAYLOAD_MAX,
+        opts.payload_limit
+    );
+    let key = monitor_pii::FingerprintKey::load_or_create(&opts.key_file)
+        .context("loading the fingerprint key")?;
+    let detector = monitor_pii::Detector::new(monitor_pii::PiiRules::defaults(), key);
+    let mut settings = SensorSettings {
         ring_bytes: opts.ring_mib << 20,
+        payload_limit: opts.payload_limit,
         ..SensorSettings::default()
     };
+    for lib in &opts.tls_libraries {
+        let real =
+            std::fs::canonicalize(lib).with_context(|| format!("--tls-lib {}", lib.display()))?;
+        if !settings.tls_libraries.contains(&real) {
+            settings.tls_libraries.push(real);
+        }
+    }
     let ring_bytes = settings.ring_bytes;
     let sensor = tokio::task::spawn_blocking(move || Sensor::start(&settings))
         .await?
         .context("starting the sensor")?;
     let attached = sensor.attached().to_vec();
+    let tls_libraries = sensor.tls_attached().to_vec();
     let enricher = tokio::task::spawn_blocking(Enricher::new).await?;
 
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     if opts.events_stdout {
         sinks.push(Box::new(JsonLines::new(std::io::stdout())));
     }
-    let pipeline = Pipeline::new(sensor, enricher, sinks);
+    let pipeline = Pipeline::new(
+        sensor,
+        enricher,
+        crate::payload::PayloadStage::new(detector),
+        sinks,
+    );
     let counters = pipeline.counters();
     let stop = Arc::new(AtomicBool::new(false));
     let worker = std::thread::Builder::new()
@@ -81,6 +110,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         updated: now(),
         attached,
         ring_bytes,
+        tls_libraries,
+        tls_not_covered: crate::sensor::TLS_NOT_COVERED.to_owned(),
         ..Status::default()
     };
     if let Err(e) = status.write(&opts.status_file) {

@@ -77,6 +77,78 @@ pub enum Detail {
     Fork(ForkInfo),
     /// A process ended.
     Exit(ExitInfo),
+    /// Bytes went out on a socket, or into the TLS library.
+    Payload(PayloadInfo),
+}
+
+/// Bytes a process sent: never the bytes themselves, only their size, a
+/// keyed digest, and what the PII detector found in them (masked).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PayloadInfo {
+    /// `write`, `writev`, `sendto`, `sendmsg`, or `ssl_write` (TLS plaintext).
+    pub op: String,
+    /// `out` (inbound capture is not built yet).
+    pub direction: String,
+    /// Plaintext taken from the TLS library.
+    pub tls: bool,
+    /// The socket fd (-1 when a TLS connection's socket is not known).
+    pub fd: i32,
+    /// Bytes the call moved.
+    pub bytes: i64,
+    /// Bytes captured (at most the capture limit).
+    pub captured: u32,
+    /// Fewer bytes captured than moved.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+    /// The remote address, when the socket is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+    /// The remote port, when the socket is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u16>,
+    /// The destination's name: TLS SNI, or the HTTP Host header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_host: Option<String>,
+    /// Distinguishes connections that reuse an fd number.
+    pub conn_id: u64,
+    /// Offset of these bytes in the connection's outbound stream.
+    pub stream_offset: u64,
+    /// Keyed digest (HMAC-SHA256, host key) of the captured bytes.
+    pub digest: String,
+    /// PII found, offsets in the stream; values masked and fingerprinted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<PiiFinding>,
+}
+
+/// A detector finding as it appears in events and records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PiiFinding {
+    /// The PII type (`CREDIT_CARD`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Start offset.
+    pub start: u64,
+    /// End offset.
+    pub end: u64,
+    /// Confidence.
+    pub score: f32,
+    /// The value masked.
+    pub masked: String,
+    /// Keyed fingerprint of the value.
+    pub fingerprint: String,
+}
+
+impl From<monitor_pii::Finding> for PiiFinding {
+    fn from(f: monitor_pii::Finding) -> Self {
+        Self {
+            kind: f.kind.name().to_owned(),
+            start: f.start as u64,
+            end: f.end as u64,
+            score: (f.score * 100.0).round() / 100.0,
+            masked: f.masked,
+            fingerprint: f.fingerprint,
+        }
+    }
 }
 
 /// The file operations reported.

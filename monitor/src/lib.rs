@@ -7,6 +7,8 @@
 //!   decodes records ([`sensor::decode`]).
 //! - [`enrich`]: attributes each record to a process, user, cgroup and unit,
 //!   and makes paths absolute ([`event::Event`]).
+//! - [`payload`]: per-connection payload streams handed to the PII detector
+//!   (`monitor-pii`), destinations named from TLS SNI or HTTP `Host`.
 //! - [`output`]: event sinks (JSON lines for now).
 //! - [`pipeline`]: composes the stages; [`daemon`] runs it as a service.
 //!
@@ -22,6 +24,7 @@ pub mod enrich;
 pub mod event;
 pub mod notify;
 pub mod output;
+pub mod payload;
 pub mod pipeline;
 pub mod scan_cli;
 pub mod sensor;

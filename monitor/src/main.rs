@@ -33,6 +33,15 @@ enum Command {
         /// Where the status snapshot is written.
         #[arg(long, default_value = DEFAULT_STATUS_FILE)]
         status_file: PathBuf,
+        /// Most payload bytes captured per send (1 to 16384).
+        #[arg(long, default_value_t = 16384)]
+        payload_limit: u32,
+        /// An OpenSSL library to hook besides the system's (repeatable).
+        #[arg(long = "tls-lib")]
+        tls_libraries: Vec<PathBuf>,
+        /// The fingerprint key (created, mode 0600, if absent).
+        #[arg(long, default_value = monitor::scan_cli::DEFAULT_KEY_FILE)]
+        key_file: PathBuf,
     },
     /// Show the running daemon's status: probes, counters, drops.
     Status {
@@ -116,12 +125,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             ring_mib,
             stats_interval,
             status_file,
+            payload_limit,
+            tls_libraries,
+            key_file,
         } => {
             let opts = monitor::daemon::RunOptions {
                 events_stdout,
                 ring_mib,
                 stats_interval: Duration::from_secs(stats_interval.max(1)),
                 status_file,
+                payload_limit,
+                tls_libraries,
+                key_file,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)

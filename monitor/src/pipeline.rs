@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::enrich::Enricher;
 use crate::output::EventSink;
-use crate::sensor::decode::decode;
+use crate::payload::PayloadStage;
+use crate::sensor::decode::{decode, Body};
 use crate::sensor::{KernelCounters, Sensor, SensorError};
 use crate::status::PipelineCounters;
 
@@ -35,6 +36,7 @@ pub struct Counters {
 pub struct Pipeline {
     sensor: Sensor,
     enricher: Enricher,
+    payload: PayloadStage,
     sinks: Vec<Box<dyn EventSink>>,
     counters: PipelineCounters,
     shared: Arc<Mutex<Counters>>,
@@ -42,10 +44,16 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline over a started sensor.
-    pub fn new(sensor: Sensor, enricher: Enricher, sinks: Vec<Box<dyn EventSink>>) -> Self {
+    pub fn new(
+        sensor: Sensor,
+        enricher: Enricher,
+        payload: PayloadStage,
+        sinks: Vec<Box<dyn EventSink>>,
+    ) -> Self {
         Self {
             sensor,
             enricher,
+            payload,
             sinks,
             counters: PipelineCounters::default(),
             shared: Arc::default(),
@@ -86,6 +94,7 @@ impl Pipeline {
         let Self {
             sensor,
             enricher,
+            payload,
             sinks,
             counters,
             ..
@@ -94,7 +103,14 @@ impl Pipeline {
             counters.received += 1;
             match decode(bytes) {
                 Ok(record) => {
-                    let event = enricher.enrich(&record);
+                    let mut event = enricher.enrich(&record);
+                    match record.body {
+                        Body::Payload(_) => payload.process(&record, &mut event),
+                        Body::Exit(_) if !payload.is_empty() => {
+                            payload.forget_process(record.header.tgid)
+                        }
+                        _ => {}
+                    }
                     for sink in sinks.iter_mut() {
                         if sink.handle(&event).is_err() {
                             counters.sink_errors += 1;
@@ -118,6 +134,7 @@ impl Pipeline {
     }
 
     fn publish(&mut self) -> Counters {
+        self.counters.streams_evicted = self.payload.evicted();
         let snapshot = Counters {
             kernel: self.sensor.kernel_counters(),
             pipeline: self.counters,

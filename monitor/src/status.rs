@@ -21,6 +21,9 @@ pub struct PipelineCounters {
     pub decode_errors: u64,
     /// Events a sink failed to take (dropped for that sink).
     pub sink_errors: u64,
+    /// Payload streams dropped because too many were open.
+    #[serde(default)]
+    pub streams_evicted: u64,
 }
 
 /// A snapshot of the daemon's state.
@@ -44,6 +47,12 @@ pub struct Status {
     pub kernel: KernelCounters,
     /// Userspace counters.
     pub pipeline: PipelineCounters,
+    /// OpenSSL libraries hooked for TLS plaintext.
+    #[serde(default)]
+    pub tls_libraries: Vec<String>,
+    /// What TLS capture does not see.
+    #[serde(default)]
+    pub tls_not_covered: String,
 }
 
 impl Status {
@@ -98,7 +107,11 @@ impl Status {
              \x20 decode errors:    {dec}\n\
              \x20 sink errors:      {sink}\n\
              truncated strings:  {trunc}\n\
-             exits without args: {missing}\n",
+             truncated payloads: {ptrunc}\n\
+             streams evicted:    {evicted}\n\
+             exits without args: {missing}\n\
+             TLS hooked:         {tls}\n\
+             TLS not covered:    {uncovered}\n",
             version = self.version,
             pid = self.pid,
             started = self.started,
@@ -115,6 +128,14 @@ impl Status {
             sink = p.sink_errors,
             trunc = k.truncated,
             missing = k.args_missing,
+            ptrunc = k.payload_truncated,
+            evicted = p.streams_evicted,
+            tls = if self.tls_libraries.is_empty() {
+                "none found".to_owned()
+            } else {
+                self.tls_libraries.join(", ")
+            },
+            uncovered = self.tls_not_covered,
         )
     }
 }

@@ -20,9 +20,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let split = data.first().map_or(0, |&b| usize::from(b)).min(data.len());
     let mut s = d.stream();
-    let mut all = s.feed(&data[..split]);
-    all.extend(s.feed(&data[split..]));
-    all.extend(s.finish());
+    let mut all = s.feed(d, &data[..split]);
+    all.extend(s.feed(d, &data[split..]));
+    all.extend(s.finish(d));
     for f in all {
         assert!(f.start < f.end && f.end <= data.len());
     }

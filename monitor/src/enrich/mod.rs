@@ -16,7 +16,8 @@ use monitor_common::{FileOp, NetOp, COMM_LEN};
 use nix::time::{clock_gettime, ClockId};
 
 use crate::event::{
-    Detail, Event, ExecInfo, ExitInfo, FileAccess, FileOpName, ForkInfo, NetConn, Process,
+    Detail, Event, ExecInfo, ExitInfo, FileAccess, FileOpName, ForkInfo, NetConn, PayloadInfo,
+    Process,
 };
 use crate::sensor::decode::{Body, Record};
 use cgroups::CgroupCache;
@@ -121,6 +122,7 @@ impl Enricher {
             Body::Fork(f) => Detail::Fork(ForkInfo {
                 child_pid: f.child_pid,
             }),
+            Body::Payload(p) => Detail::Payload(payload_info(&p)),
             Body::Exit(x) => {
                 self.procs.on_exit(h.tgid);
                 let signal = x.exit_code & 0x7f;
@@ -249,13 +251,46 @@ pub fn open_flag_names(flags: u64) -> Vec<String> {
     names
 }
 
-fn net_conn(n: &monitor_common::NetBody) -> NetConn {
-    let (family, remote_addr) = if n.family == libc::AF_INET6 as u16 {
-        ("ipv6", Ipv6Addr::from(n.addr).to_string())
-    } else {
-        let a = &n.addr;
-        ("ipv4", Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string())
+fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
+    use monitor_common::{PayloadOp, PAYLOAD_TLS, PAYLOAD_TRUNCATED};
+    let op = match PayloadOp::from_u32(p.op) {
+        Some(PayloadOp::Write) => "write",
+        Some(PayloadOp::Writev) => "writev",
+        Some(PayloadOp::Sendto) => "sendto",
+        Some(PayloadOp::Sendmsg) => "sendmsg",
+        Some(PayloadOp::SslWrite) => "ssl_write",
+        None => "unknown",
     };
+    let known = p.sock.family != 0 && p.sock.port != 0;
+    let (_, addr) = ip_of(p.sock.family, &p.sock.addr);
+    PayloadInfo {
+        op: op.to_owned(),
+        direction: "out".to_owned(),
+        tls: p.flags & PAYLOAD_TLS != 0,
+        fd: p.fd,
+        bytes: p.size,
+        captured: p.captured,
+        truncated: p.flags & PAYLOAD_TRUNCATED != 0,
+        remote_addr: known.then_some(addr),
+        remote_port: known.then_some(p.sock.port),
+        dest_host: None,
+        conn_id: p.sock.conn_id,
+        stream_offset: 0,
+        digest: String::new(),
+        findings: Vec::new(),
+    }
+}
+
+fn ip_of(family: u16, a: &[u8; 16]) -> (&'static str, String) {
+    if family == libc::AF_INET6 as u16 {
+        ("ipv6", Ipv6Addr::from(*a).to_string())
+    } else {
+        ("ipv4", Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string())
+    }
+}
+
+fn net_conn(n: &monitor_common::NetBody) -> NetConn {
+    let (family, remote_addr) = ip_of(n.family, &n.addr);
     NetConn {
         family: family.to_owned(),
         remote_addr,

@@ -2,8 +2,9 @@
 //! [`Record`]s that borrow their strings from the ring buffer.
 
 use monitor_common::{
-    EventHeader, EventKind, ExecBody, ExitBody, FileBody, ForkBody, NetBody, RawEvent, StrKind,
-    StrRef, DATA_CAP, MAX_STRS, RAW_EVENT_FIXED_LEN,
+    EventHeader, EventKind, ExecBody, ExitBody, FileBody, ForkBody, NetBody, PayloadBody,
+    PayloadEvent, RawEvent, StrKind, StrRef, DATA_CAP, MAX_STRS, PAYLOAD_FIXED_LEN,
+    RAW_EVENT_FIXED_LEN,
 };
 
 /// Why a record could not be decoded. Each one is counted, never fatal.
@@ -42,6 +43,8 @@ pub enum Body {
     Fork(ForkBody),
     /// A process exit.
     Exit(ExitBody),
+    /// Bytes sent on a socket or through TLS; the bytes are [`Record::payload`].
+    Payload(PayloadBody),
 }
 
 /// One string of a record, as the kernel wrote it.
@@ -80,10 +83,17 @@ pub struct Record<'a> {
     pub body: Body,
     /// Strings; unused ones have kind [`StrKind::None`].
     pub strs: [RawStr<'a>; MAX_STRS],
+    /// Captured payload bytes (payload records only).
+    pub payload: &'a [u8],
 }
 
 /// Decodes one record as read from the ring buffer.
 pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
+    if bytes.len() >= std::mem::size_of::<EventHeader>()
+        && u32::from_ne_bytes(bytes[..4].try_into().unwrap()) == EventKind::Payload as u32
+    {
+        return decode_payload(bytes);
+    }
     if bytes.len() < RAW_EVENT_FIXED_LEN {
         return Err(DecodeError::Short(bytes.len()));
     }
@@ -106,13 +116,47 @@ pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
         Some(EventKind::Exec) => Body::Exec(unsafe { body.exec }),
         Some(EventKind::Fork) => Body::Fork(unsafe { body.fork }),
         Some(EventKind::Exit) => Body::Exit(unsafe { body.exit }),
-        None => return Err(DecodeError::UnknownKind(header.kind)),
+        Some(EventKind::Payload) | None => return Err(DecodeError::UnknownKind(header.kind)),
     };
     let mut strs = [RawStr::NONE; MAX_STRS];
     for (index, r) in refs.iter().enumerate() {
         strs[index] = string(index, r, data)?;
     }
-    Ok(Record { header, body, strs })
+    Ok(Record {
+        header,
+        body,
+        strs,
+        payload: &[],
+    })
+}
+
+fn decode_payload(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
+    if bytes.len() < PAYLOAD_FIXED_LEN {
+        return Err(DecodeError::Short(bytes.len()));
+    }
+    let base = bytes.as_ptr().cast::<PayloadEvent>();
+    // SAFETY: PAYLOAD_FIXED_LEN bytes are present; plain integers read unaligned.
+    let (header, body) = unsafe {
+        (
+            std::ptr::addr_of!((*base).header).read_unaligned(),
+            std::ptr::addr_of!((*base).body).read_unaligned(),
+        )
+    };
+    let data = &bytes[PAYLOAD_FIXED_LEN..];
+    let payload = data
+        .get(..body.captured as usize)
+        .ok_or(DecodeError::StringOutOfRange {
+            index: 0,
+            off: 0,
+            len: body.captured.min(u32::from(u16::MAX)) as u16,
+            data_len: data.len(),
+        })?;
+    Ok(Record {
+        header,
+        body: Body::Payload(body),
+        strs: [RawStr::NONE; MAX_STRS],
+        payload,
+    })
 }
 
 fn string<'a>(index: usize, r: &StrRef, data: &'a [u8]) -> Result<RawStr<'a>, DecodeError> {

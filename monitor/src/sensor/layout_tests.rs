@@ -43,6 +43,16 @@ fn record_layout() {
 }
 
 #[test]
+fn payload_layout() {
+    assert_eq!(size_of::<SockInfo>(), 32);
+    assert_eq!(size_of::<PayloadBody>(), 56);
+    assert_eq!(offset_of!(PayloadBody, sock), 24);
+    assert_eq!(offset_of!(PayloadEvent, body), 64);
+    assert_eq!(offset_of!(PayloadEvent, data), 120);
+    assert_eq!(PAYLOAD_FIXED_LEN, 120);
+}
+
+#[test]
 fn globals_layout() {
     assert_eq!(size_of::<KernelOffsets>(), 24 * 4);
     assert_eq!(size_of::<SensorConfig>(), 8);

@@ -42,6 +42,46 @@ const SYSCALLS: &[&str] = &[
     "accept4",
 ];
 
+/// Syscalls whose bytes are captured when the fd is a socket (and `socket`,
+/// which makes one); their exits go to `sys_exit_payload`.
+const PAYLOAD_SYSCALLS: &[&str] = &["socket", "write", "writev", "sendto", "sendmsg"];
+
+/// OpenSSL entry points: (program, symbol, is a return probe).
+const TLS_PROBES: &[(&str, &str, bool)] = &[
+    ("ssl_write", "SSL_write", false),
+    ("ssl_write_ex", "SSL_write_ex", false),
+    ("ssl_write_ret", "SSL_write", true),
+    ("ssl_write_ret", "SSL_write_ex", true),
+];
+
+/// Where distributions keep the system OpenSSL.
+const LIBSSL_CANDIDATES: &[&str] = &[
+    "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+    "/lib/x86_64-linux-gnu/libssl.so.3",
+    "/usr/lib/aarch64-linux-gnu/libssl.so.3",
+    "/usr/lib64/libssl.so.3",
+    "/usr/lib/libssl.so.3",
+    "/usr/lib/x86_64-linux-gnu/libssl.so.1.1",
+    "/usr/lib64/libssl.so.1.1",
+];
+
+/// What TLS capture cannot see, for `monitor status`.
+pub const TLS_NOT_COVERED: &str = "TLS not through a hooked libssl: statically linked TLS \
+(Go crypto/tls, rustls, BoringSSL in browsers, Node's bundled OpenSSL) is seen only as ciphertext";
+
+/// The system's OpenSSL libraries, one path per distinct file.
+pub fn find_libssl() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    for c in LIBSSL_CANDIDATES {
+        if let Ok(real) = std::fs::canonicalize(c) {
+            if !found.contains(&real) {
+                found.push(real);
+            }
+        }
+    }
+    found
+}
+
 /// Process lifecycle programs: (program, tracepoint category, tracepoint).
 const LIFECYCLE: &[(&str, &str, &str)] = &[
     ("sched_process_exec", "sched", "sched_process_exec"),
@@ -99,6 +139,10 @@ pub struct SensorSettings {
     pub self_tgid: u32,
     /// The kernel's BTF.
     pub btf_path: PathBuf,
+    /// Most payload bytes captured per call (at most `PAYLOAD_MAX`).
+    pub payload_limit: u32,
+    /// OpenSSL libraries to hook for TLS plaintext.
+    pub tls_libraries: Vec<PathBuf>,
 }
 
 impl Default for SensorSettings {
@@ -107,6 +151,8 @@ impl Default for SensorSettings {
             ring_bytes: 32 << 20,
             self_tgid: std::process::id(),
             btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
+            payload_limit: monitor_common::PAYLOAD_MAX as u32,
+            tls_libraries: find_libssl(),
         }
     }
 }
@@ -122,6 +168,9 @@ pub struct KernelCounters {
     pub truncated: u64,
     /// Syscall exits seen without their entry (attached mid-call, or evicted).
     pub args_missing: u64,
+    /// Payloads cut at the capture limit.
+    #[serde(default)]
+    pub payload_truncated: u64,
 }
 
 /// The loaded and attached kernel programs and their ring buffer.
@@ -129,6 +178,7 @@ pub struct Sensor {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     attached: Vec<String>,
+    tls_attached: Vec<String>,
     // Dropping this detaches and unloads everything; it must outlive the maps above.
     _ebpf: Ebpf,
 }
@@ -142,12 +192,16 @@ impl Sensor {
             .map_err(SensorError::Btf)?;
         let config = SensorConfig {
             self_tgid: settings.self_tgid,
-            _pad: 0,
+            payload_limit: settings
+                .payload_limit
+                .min(monitor_common::PAYLOAD_MAX as u32),
         };
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| SensorError::Tracefs(e))? as u32;
         let mut ebpf = EbpfLoader::new()
             .override_global("OFFSETS", &offsets, true)
             .override_global("CONFIG", &config, true)
             .map_max_entries("EVENTS", settings.ring_bytes)
+            .map_max_entries("PAYLOAD_SCRATCH", cpus)
             .load(EBPF_OBJECT)
             .map_err(|e| SensorError::Load(Box::new(e)))?;
 
@@ -163,9 +217,29 @@ impl Sensor {
             )?;
             attached.push(format!("syscalls:{syscall}"));
         }
+        for syscall in PAYLOAD_SYSCALLS {
+            let enter = format!("sys_enter_{syscall}");
+            attach(&mut ebpf, &enter, "syscalls", &enter)?;
+            attach(
+                &mut ebpf,
+                "sys_exit_payload",
+                "syscalls",
+                &format!("sys_exit_{syscall}"),
+            )?;
+            attached.push(format!("syscalls:{syscall}"));
+        }
+        attach(&mut ebpf, "sys_enter_close", "syscalls", "sys_enter_close")?;
+        attached.push("syscalls:close".to_owned());
         for (program, category, name) in LIFECYCLE {
             attach(&mut ebpf, program, category, name)?;
             attached.push(format!("{category}:{name}"));
+        }
+        let mut tls_attached = Vec::new();
+        for lib in &settings.tls_libraries {
+            for (program, symbol, _ret) in TLS_PROBES {
+                attach_uprobe(&mut ebpf, program, symbol, lib)?;
+            }
+            tls_attached.push(lib.display().to_string());
         }
 
         let ring = take_map(&mut ebpf, "EVENTS")
@@ -176,6 +250,7 @@ impl Sensor {
             ring,
             counters,
             attached,
+            tls_attached,
             _ebpf: ebpf,
         })
     }
@@ -183,6 +258,11 @@ impl Sensor {
     /// The tracepoints the sensor is attached to.
     pub fn attached(&self) -> &[String] {
         &self.attached
+    }
+
+    /// The TLS libraries hooked.
+    pub fn tls_attached(&self) -> &[String] {
+        &self.tls_attached
     }
 
     /// Waits up to `timeout` for records; true when some are ready.
@@ -222,6 +302,7 @@ impl Sensor {
             ringbuf_full: read(COUNTER_RINGBUF_FULL),
             truncated: read(COUNTER_TRUNCATED),
             args_missing: read(COUNTER_ARGS_MISSING),
+            payload_truncated: read(monitor_common::COUNTER_PAYLOAD_TRUNCATED),
         }
     }
 }
@@ -255,6 +336,35 @@ fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<
         prog.load().map_err(err)?;
     }
     prog.attach(category, name).map_err(err)?;
+    Ok(())
+}
+
+fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    program: &str,
+    symbol: &str,
+    lib: &Path,
+) -> Result<(), SensorError> {
+    let err = |source: aya::programs::ProgramError| SensorError::Attach {
+        program: program.to_owned(),
+        category: lib.display().to_string(),
+        name: symbol.to_owned(),
+        source: Box::new(source),
+    };
+    let prog: &mut aya::programs::UProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| err(aya::programs::ProgramError::UnexpectedProgramType))?
+        .try_into()
+        .map_err(err)?;
+    if prog.fd().is_err() {
+        prog.load().map_err(err)?;
+    }
+    prog.attach(
+        symbol,
+        lib,
+        aya::programs::uprobe::UProbeScope::AllProcesses,
+    )
+    .map_err(err)?;
     Ok(())
 }
 

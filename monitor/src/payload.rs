@@ -1,0 +1,297 @@
+//! Payload stage: per-connection outbound streams. Each payload event's
+//! bytes are handed, in order, to a [`StreamConsumer`] (the PII detector),
+//! so a value split across two sends is seen whole; the destination is
+//! named from the TLS ClientHello (SNI) or the HTTP `Host` header; the event
+//! gets a keyed digest and the findings, never the bytes.
+
+use std::collections::HashMap;
+
+use monitor_pii::{Detector, Finding, StreamScanner};
+
+use crate::event::{Detail, Event, PiiFinding};
+use crate::sensor::decode::{Body, Record};
+
+/// Most streams kept; the least recently used is dropped (and counted) past this.
+pub const MAX_STREAMS: usize = 16384;
+
+/// One connection of one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    /// Process.
+    pub tgid: u32,
+    /// Socket fd.
+    pub fd: i32,
+    /// Distinguishes connections that reuse the fd number.
+    pub conn_id: u64,
+}
+
+/// One direction of bytes on a connection: the socket's own bytes
+/// (ciphertext for TLS, plaintext otherwise), or the TLS plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StreamKey {
+    /// The connection.
+    pub conn: ConnKey,
+    /// Plaintext from the TLS library.
+    pub tls: bool,
+}
+
+/// Receives each stream's bytes in order and reports what it finds, with
+/// offsets counted from the first byte it was given.
+pub trait StreamConsumer {
+    /// Per-stream state.
+    type State: Default;
+    /// Takes the next bytes of a stream.
+    fn consume(&self, state: &mut Self::State, bytes: &[u8]) -> Vec<Finding>;
+    /// A keyed digest of one payload.
+    fn digest(&self, bytes: &[u8]) -> String;
+}
+
+impl StreamConsumer for Detector {
+    type State = StreamScanner;
+
+    fn consume(&self, state: &mut StreamScanner, bytes: &[u8]) -> Vec<Finding> {
+        state.feed(self, bytes)
+    }
+
+    fn digest(&self, bytes: &[u8]) -> String {
+        Detector::digest(self, bytes)
+    }
+}
+
+struct Stream<S> {
+    state: S,
+    /// Bytes sent on the stream so far.
+    offset: u64,
+    /// Stream offset of the first byte `state` was given.
+    base: u64,
+    last_used: u64,
+}
+
+/// The payload stage's state.
+pub struct PayloadStage<C: StreamConsumer = Detector> {
+    consumer: C,
+    streams: HashMap<StreamKey, Stream<C::State>>,
+    hosts: HashMap<ConnKey, String>,
+    tick: u64,
+    evicted: u64,
+}
+
+impl<C: StreamConsumer> PayloadStage<C> {
+    /// A stage handing stream bytes to `consumer`.
+    pub fn new(consumer: C) -> Self {
+        Self {
+            consumer,
+            streams: HashMap::new(),
+            hosts: HashMap::new(),
+            tick: 0,
+            evicted: 0,
+        }
+    }
+
+    /// Streams dropped because there were too many.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Streams kept.
+    pub fn len(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// True when no stream is kept.
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// Fills in the payload fields of `event` from `record`'s bytes.
+    pub fn process(&mut self, record: &Record<'_>, event: &mut Event) {
+        let (Body::Payload(body), Detail::Payload(info)) = (&record.body, &mut event.detail) else {
+            return;
+        };
+        self.tick += 1;
+        let conn = ConnKey {
+            tgid: record.header.tgid,
+            fd: body.fd,
+            conn_id: body.sock.conn_id,
+        };
+        let key = StreamKey {
+            conn,
+            tls: info.tls,
+        };
+        let bytes = record.payload;
+        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
+            self.evict_oldest();
+        }
+        let tick = self.tick;
+        let stream = self.streams.entry(key).or_insert_with(|| Stream {
+            state: C::State::default(),
+            offset: 0,
+            base: 0,
+            last_used: tick,
+        });
+        // The first bytes of a connection name its destination.
+        if stream.offset == 0 {
+            if let Some(host) = tls_sni(bytes).or_else(|| http_host(bytes)) {
+                self.hosts.entry(conn).or_insert(host);
+            }
+        }
+        stream.last_used = tick;
+        info.stream_offset = stream.offset;
+        let base = stream.base;
+        let findings = self.consumer.consume(&mut stream.state, bytes);
+        stream.offset += body.size.max(0) as u64;
+        if i64::from(body.captured) < body.size {
+            // Bytes past the capture limit were not seen: the next bytes start a new window.
+            stream.state = C::State::default();
+            stream.base = stream.offset;
+        }
+        info.findings = findings
+            .into_iter()
+            .map(|f| {
+                let mut f = PiiFinding::from(f);
+                f.start += base;
+                f.end += base;
+                f
+            })
+            .collect();
+        info.dest_host = self.hosts.get(&conn).cloned();
+        info.digest = self.consumer.digest(bytes);
+    }
+
+    /// Forgets a process's streams (it exited).
+    pub fn forget_process(&mut self, tgid: u32) {
+        self.streams.retain(|k, _| k.conn.tgid != tgid);
+        self.hosts.retain(|k, _| k.tgid != tgid);
+    }
+
+    fn evict_oldest(&mut self) {
+        if let Some(key) = self
+            .streams
+            .iter()
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(k, _)| *k)
+        {
+            self.streams.remove(&key);
+            self.evicted += 1;
+        }
+    }
+}
+
+/// The server name from a TLS ClientHello (RFC 8446 §4.1.2, RFC 6066 §3).
+pub fn tls_sni(b: &[u8]) -> Option<String> {
+    // Record header: type 22 (handshake), version, length; handshake type 1 (ClientHello).
+    if b.len() < 43 || b[0] != 0x16 || b[5] != 0x01 {
+        return None;
+    }
+    let mut p = 5 + 4 + 2 + 32; // handshake header, client_version, random
+    let sid = *b.get(p)? as usize;
+    p += 1 + sid;
+    let suites = u16::from_be_bytes([*b.get(p)?, *b.get(p + 1)?]) as usize;
+    p += 2 + suites;
+    let comp = *b.get(p)? as usize;
+    p += 1 + comp;
+    let ext_len = u16::from_be_bytes([*b.get(p)?, *b.get(p + 1)?]) as usize;
+    p += 2;
+    let end = (p + ext_len).min(b.len());
+    while p + 4 <= end {
+        let ty = u16::from_be_bytes([b[p], b[p + 1]]);
+        let len = u16::from_be_bytes([b[p + 2], b[p + 3]]) as usize;
+        let data = b.get(p + 4..p + 4 + len)?;
+        if ty == 0 {
+            // server_name_list: length, then (type 0 = host_name, length, name).
+            if data.len() >= 5 && data[2] == 0 {
+                let n = u16::from_be_bytes([data[3], data[4]]) as usize;
+                let name = data.get(5..5 + n)?;
+                if name
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+                {
+                    return Some(String::from_utf8_lossy(name).to_ascii_lowercase());
+                }
+            }
+            return None;
+        }
+        p += 4 + len;
+    }
+    None
+}
+
+/// The `Host` header of an HTTP/1 request, without the port.
+pub fn http_host(b: &[u8]) -> Option<String> {
+    const METHODS: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"PATCH ",
+        b"DELETE ",
+        b"HEAD ",
+        b"OPTIONS ",
+    ];
+    if !METHODS.iter().any(|m| b.starts_with(m)) {
+        return None;
+    }
+    let head = &b[..b.len().min(8192)];
+    let head_end = memchr_find(head, b"\r\n\r\n").unwrap_or(head.len());
+    for line in head[..head_end].split(|&c| c == b'\n').skip(1) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > 5 && line[..5].eq_ignore_ascii_case(b"host:") {
+            let value = String::from_utf8_lossy(&line[5..])
+                .trim()
+                .to_ascii_lowercase();
+            let host = match value.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or("").to_owned(),
+                None => value.split(':').next().unwrap_or("").to_owned(),
+            };
+            return (!host.is_empty()).then_some(host);
+        }
+    }
+    None
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_host_header() {
+        assert_eq!(
+            http_host(b"POST /v1/chat HTTP/1.1\r\nHost: api.example.com:8443\r\n\r\n").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(http_host(b"HTTP/1.1 200 OK\r\nHost: x\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn sni_from_a_client_hello() {
+        // A minimal ClientHello carrying server_name "api.example.com".
+        let name = b"api.example.com";
+        let mut sni = vec![0, 0]; // extension type server_name
+        let list_len = (name.len() + 3) as u16;
+        let ext_len = list_len + 2;
+        sni.extend_from_slice(&ext_len.to_be_bytes());
+        sni.extend_from_slice(&list_len.to_be_bytes());
+        sni.push(0);
+        sni.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        sni.extend_from_slice(name);
+        let mut hello = vec![0x03, 0x03];
+        hello.extend_from_slice(&[7; 32]);
+        hello.push(0); // session id
+        hello.extend_from_slice(&[0, 2, 0x13, 0x01]); // one cipher suite
+        hello.extend_from_slice(&[1, 0]); // null compression
+        hello.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+        hello.extend_from_slice(&sni);
+        let mut hs = vec![0x01, 0];
+        hs.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+        hs.extend_from_slice(&hello);
+        let mut rec = vec![0x16, 0x03, 0x01];
+        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hs);
+        assert_eq!(tls_sni(&rec).as_deref(), Some("api.example.com"));
+        assert_eq!(tls_sni(&rec[..50]), None);
+        assert_eq!(tls_sni(b"GET / HTTP/1.1\r\n"), None);
+    }
+}
