@@ -80,6 +80,8 @@ impl Daemon {
             .args(["run", "--events-stdout", "--stats-interval", "1"])
             .arg("--status-file")
             .arg(dir.path().join("status.json"))
+            .arg("--key-file")
+            .arg(dir.path().join("fingerprint.key"))
             .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -132,6 +134,14 @@ impl Daemon {
     /// The status file the daemon writes.
     pub fn status_file(&self) -> PathBuf {
         self.dir.path().join("status.json")
+    }
+
+    /// The digest the daemon gives `bytes` (same host key).
+    pub fn digest(&self, bytes: &[u8]) -> String {
+        let key =
+            monitor_pii::FingerprintKey::load_or_create(&self.dir.path().join("fingerprint.key"))
+                .unwrap();
+        key.fingerprint("PAYLOAD", bytes)
     }
 
     /// A copy of every event so far.

@@ -1,0 +1,260 @@
+//! End-to-end tests of payload capture: real sockets, real TLS (OpenSSL's
+//! s_server and clients linked to the system libssl), 127.0.0.1 only.
+//! The daemon never prints payload bytes; exact capture is proven by the
+//! keyed digest of the expected bytes.
+
+mod common;
+
+use std::io::Read as _;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{pid_of, python, root_or_skip, Daemon, TempDir};
+use serde_json::Value;
+
+/// Accepts connections on a loopback port and reads everything sent.
+fn drain_listener() -> (u16, std::thread::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        l.set_nonblocking(false).unwrap();
+        if let Ok((mut s, _)) = l.accept() {
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+    });
+    (port, h)
+}
+
+fn run_python(script: &str) -> u64 {
+    let mut child = Command::new(python()).args(["-c", script]).spawn().unwrap();
+    assert!(child.wait().unwrap().success());
+    child.id() as u64
+}
+
+fn payloads(daemon: &Daemon, pid: u64) -> Vec<Value> {
+    daemon
+        .events()
+        .into_iter()
+        .filter(|v| pid_of(v) == pid && v["kind"] == "payload")
+        .collect()
+}
+
+#[test]
+fn sendmsg_with_three_iovecs_is_one_payload() {
+    if !root_or_skip("sendmsg_with_three_iovecs_is_one_payload") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let (port, h) = drain_listener();
+    let pid = run_python(&format!(
+        "import socket\ns = socket.create_connection(('127.0.0.1', {port}))\ns.sendmsg([b'alpha-', b'bravo-', b'charlie'])\ns.close()"
+    ));
+    h.join().unwrap();
+    let ev = daemon.wait_for("sendmsg payload", |v| {
+        pid_of(v) == pid && v["kind"] == "payload" && v["op"] == "sendmsg"
+    });
+    assert_eq!(ev["bytes"], 19);
+    assert_eq!(ev["captured"], 19);
+    assert_eq!(ev["tls"], false);
+    assert_eq!(ev["remote_port"], port);
+    assert_eq!(ev["digest"], daemon.digest(b"alpha-bravo-charlie"));
+}
+
+#[test]
+fn large_send_is_truncated_at_the_limit_and_counted() {
+    if !root_or_skip("large_send_is_truncated_at_the_limit_and_counted") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let (port, h) = drain_listener();
+    // 100 KiB of a pattern, so the digest proves which bytes were kept.
+    let pid = run_python(&format!(
+        "import socket\ns = socket.create_connection(('127.0.0.1', {port}))\ndata = bytes(i % 251 for i in range(102400))\nn = s.send(data)\ns.sendall(data[n:])\ns.close()"
+    ));
+    h.join().unwrap();
+    let ev = daemon.wait_for("large payload", |v| {
+        pid_of(v) == pid && v["kind"] == "payload" && v["stream_offset"] == 0
+    });
+    assert_eq!(ev["captured"], 16384);
+    assert_eq!(ev["truncated"], true);
+    assert!(ev["bytes"].as_i64().unwrap() > 16384);
+    let expected: Vec<u8> = (0..16384u32).map(|i| (i % 251) as u8).collect();
+    assert_eq!(ev["digest"], daemon.digest(&expected));
+    // The kernel counted it, and `monitor status` shows it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let status: Value =
+        serde_json::from_slice(&std::fs::read(daemon.status_file()).unwrap()).unwrap();
+    assert!(status["kernel"]["payload_truncated"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn value_split_across_two_writes_is_found_once_whole() {
+    if !root_or_skip("value_split_across_two_writes_is_found_once_whole") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let (port, h) = drain_listener();
+    let pid = run_python(&format!(
+        "import socket, time\ns = socket.create_connection(('127.0.0.1', {port}))\ns.send(b'pay with card 4111 1111 ')\ntime.sleep(0.05)\ns.send(b'1111 1111 thanks')\ns.close()"
+    ));
+    h.join().unwrap();
+    daemon.wait_for("second write", |v| {
+        pid_of(v) == pid && v["kind"] == "payload" && v["stream_offset"] == 24
+    });
+    let found: Vec<Value> = payloads(&daemon, pid)
+        .iter()
+        .flat_map(|v| v["findings"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["type"], "CREDIT_CARD");
+    assert_eq!(
+        (found[0]["start"].as_u64(), found[0]["end"].as_u64()),
+        (Some(14), Some(33))
+    );
+    assert_eq!(found[0]["masked"], "411111******1111");
+    // No event carries the number itself.
+    let all = serde_json::to_string(&daemon.events()).unwrap();
+    assert!(!all.contains("4111 1111 1111 1111"));
+}
+
+struct TlsServer {
+    child: Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl TlsServer {
+    /// `openssl s_server` on a free loopback port with a throwaway certificate.
+    fn start() -> Self {
+        let dir = TempDir::new("tls");
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let ok = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl is installed");
+        assert!(ok.success());
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("openssl")
+            .args([
+                "s_server",
+                "-quiet",
+                "-accept",
+                &format!("127.0.0.1:{port}"),
+                "-cert",
+            ])
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s_server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_plaintext_with_destination_from_sni() {
+    if !root_or_skip("tls_plaintext_with_destination_from_sni") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let server = TlsServer::start();
+    let port = server.port;
+    let host = "llm-api.monitor-test.internal";
+    let body =
+        r#"{"model":"m","messages":[{"role":"user","content":"my card is 4111 1111 1111 1111"}]}"#;
+    let request = format!(
+        "POST /v1/chat HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Python's ssl module (SSL_write_ex), one write of the whole request.
+    let script = format!(
+        "import socket, ssl\nctx = ssl.create_default_context()\nctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\ns = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})), server_hostname='{host}')\ns.sendall({request:?}.encode())\ns.close()"
+    );
+    let pid = run_python(&script);
+    let ev = daemon.wait_for("TLS plaintext from python", |v| {
+        pid_of(v) == pid && v["kind"] == "payload" && v["tls"] == true
+    });
+    assert_eq!(ev["op"], "ssl_write");
+    assert_eq!(
+        ev["digest"],
+        daemon.digest(request.as_bytes()),
+        "captured plaintext is the request exactly"
+    );
+    assert_eq!(ev["remote_port"], port);
+    assert_eq!(ev["remote_addr"], "127.0.0.1");
+    assert_eq!(ev["dest_host"], host);
+    let f = &ev["findings"][0];
+    assert_eq!(f["type"], "CREDIT_CARD");
+    assert_eq!(f["masked"], "411111******1111");
+    let at = request.find("4111").unwrap() as u64;
+    assert_eq!(f["start"], at);
+
+    // curl (SSL_write) against the same server.
+    let curl_host = "chat.monitor-test.internal";
+    let mut curl = Command::new("curl")
+        .args(["-sk", "--max-time", "3", "--resolve"])
+        .arg(format!("{curl_host}:{port}:127.0.0.1"))
+        .args(["-H", "Content-Type: application/json", "--data", body])
+        .arg(format!("https://{curl_host}:{port}/v1/chat"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("curl is installed");
+    let _ = curl.wait();
+    let cpid = curl.id() as u64;
+    let ev = daemon.wait_for("TLS plaintext from curl", |v| {
+        pid_of(v) == cpid
+            && v["kind"] == "payload"
+            && v["tls"] == true
+            && v["findings"].as_array().is_some_and(|f| !f.is_empty())
+    });
+    assert_eq!(ev["dest_host"], curl_host);
+    assert_eq!(ev["remote_port"], port);
+    assert_eq!(ev["findings"][0]["masked"], "411111******1111");
+    let status: Value =
+        serde_json::from_slice(&std::fs::read(daemon.status_file()).unwrap()).unwrap();
+    assert!(!status["tls_libraries"].as_array().unwrap().is_empty());
+}
