@@ -50,7 +50,7 @@ pub fn run_sensor_bench(opens: u64, rate: u64, ring_mib: u32) -> anyhow::Result<
         ..SensorSettings::default()
     })
     .context("starting the sensor")?;
-    let mut enricher = Enricher::new();
+    let mut enricher = Enricher::new(None);
 
     let mut child = Command::new(std::env::current_exe()?)
         .args([

@@ -62,7 +62,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     );
     let key = monitor_pii::FingerprintKey::load_or_create(&opts.key_file)
         .context("loading the fingerprint key")?;
-    let detector = monitor_pii::Detector::new(monitor_pii::PiiRules::defaults(), key);
+    let detector = Arc::new(monitor_pii::Detector::new(
+        monitor_pii::PiiRules::defaults(),
+        key,
+    ));
     let mut settings = SensorSettings {
         ring_bytes: opts.ring_mib << 20,
         payload_limit: opts.payload_limit,
@@ -81,7 +84,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .context("starting the sensor")?;
     let attached = sensor.attached().to_vec();
     let tls_libraries = sensor.tls_attached().to_vec();
-    let enricher = tokio::task::spawn_blocking(Enricher::new).await?;
+    let scrubber = detector.clone();
+    let enricher = tokio::task::spawn_blocking(move || Enricher::new(Some(scrubber))).await?;
 
     let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
     if opts.events_stdout {

@@ -58,6 +58,18 @@ impl StreamConsumer for Detector {
     }
 }
 
+impl StreamConsumer for std::sync::Arc<Detector> {
+    type State = StreamScanner;
+
+    fn consume(&self, state: &mut StreamScanner, bytes: &[u8]) -> Vec<Finding> {
+        state.feed(self, bytes)
+    }
+
+    fn digest(&self, bytes: &[u8]) -> String {
+        Detector::digest(self, bytes)
+    }
+}
+
 struct Stream<S> {
     state: S,
     /// Bytes sent on the stream so far.
@@ -68,7 +80,7 @@ struct Stream<S> {
 }
 
 /// The payload stage's state.
-pub struct PayloadStage<C: StreamConsumer = Detector> {
+pub struct PayloadStage<C: StreamConsumer = std::sync::Arc<Detector>> {
     consumer: C,
     streams: HashMap<StreamKey, Stream<C::State>>,
     hosts: HashMap<ConnKey, String>,

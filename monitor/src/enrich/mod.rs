@@ -58,22 +58,51 @@ impl WallClock {
     }
 }
 
+/// Replaces every sensitive value the detector finds in `arg` by its mask:
+/// command lines carry card numbers (`curl -d card=...`) as often as payloads do.
+pub fn scrub(detector: &monitor_pii::Detector, arg: &str) -> String {
+    let findings = detector.scan(arg.as_bytes());
+    if findings.is_empty() {
+        return arg.to_owned();
+    }
+    let mut out = String::with_capacity(arg.len());
+    let mut at = 0;
+    for f in findings {
+        if f.start < at || !arg.is_char_boundary(f.start) || !arg.is_char_boundary(f.end) {
+            continue;
+        }
+        out.push_str(&arg[at..f.start]);
+        out.push_str(&f.masked);
+        at = f.end;
+    }
+    out.push_str(&arg[at..]);
+    out
+}
+
 /// The enrich stage's state.
 pub struct Enricher {
     procs: ProcessTable,
     names: NameCache,
     cgroups: CgroupCache,
     clock: WallClock,
+    scrubber: Option<Arc<monitor_pii::Detector>>,
 }
 
 impl Enricher {
     /// Seeds the process table from `/proc` and scans the cgroup hierarchy.
-    pub fn new() -> Self {
+    /// With a `scrubber`, command lines are stored and reported with
+    /// sensitive values masked.
+    pub fn new(scrubber: Option<Arc<monitor_pii::Detector>>) -> Self {
+        let mut procs = ProcessTable::from_proc(Path::new("/proc"));
+        if let Some(d) = &scrubber {
+            procs.scrub_cmdlines(|a| scrub(d, a));
+        }
         Self {
-            procs: ProcessTable::from_proc(Path::new("/proc")),
+            procs,
             names: NameCache::default(),
             cgroups: CgroupCache::new(cgroups::CGROUP_ROOT),
             clock: WallClock::now(),
+            scrubber,
         }
     }
 
@@ -97,7 +126,13 @@ impl Enricher {
                 if !rec.strs[0].is_none() {
                     detail_exe = Some(Arc::from(paths::from_components(&rec.strs[0])));
                 }
-                argv = process::split_args(rec.strs[2].bytes).into();
+                let mut args = process::split_args(rec.strs[2].bytes);
+                if let Some(d) = &self.scrubber {
+                    for a in &mut args {
+                        *a = scrub(d, a);
+                    }
+                }
+                argv = args.into();
                 self.procs
                     .on_exec(h.tgid, h.ppid, detail_exe.clone(), argv.clone());
             }
@@ -169,7 +204,7 @@ impl Enricher {
 
 impl Default for Enricher {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
@@ -304,6 +339,19 @@ fn net_conn(n: &monitor_common::NetBody) -> NetConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_masks_values_in_arguments() {
+        let d = monitor_pii::Detector::new(
+            monitor_pii::PiiRules::defaults(),
+            monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
+        );
+        assert_eq!(
+            scrub(&d, "card=4111 1111 1111 1111&ssn=123-45-6789"),
+            "card=411111******1111&ssn=***-**-6789"
+        );
+        assert_eq!(scrub(&d, "--verbose"), "--verbose");
+    }
 
     #[test]
     fn open_flags_are_named() {

@@ -51,6 +51,13 @@ impl ProcessTable {
         table
     }
 
+    /// Rewrites every known command line (to mask sensitive values).
+    pub fn scrub_cmdlines(&mut self, f: impl Fn(&str) -> String) {
+        for info in self.live.values_mut() {
+            info.cmdline = info.cmdline.iter().map(|a| f(a)).collect::<Vec<_>>().into();
+        }
+    }
+
     /// Number of live processes known.
     pub fn len(&self) -> usize {
         self.live.len()
