@@ -4,9 +4,12 @@
 
 use crate::{Detector, Finding};
 
-/// Bytes of the previous chunks kept for values that straddle a boundary
-/// (and their context). Findings longer than this are not joined across chunks.
-pub const OVERLAP: usize = 4096;
+/// Bytes of the previous chunks kept for values that straddle a boundary,
+/// with their hotword context. Every feed rescans this tail, so it is kept
+/// small: payload sends are often a few hundred bytes. A value longer than
+/// this split across chunks (a long JWT) is found only if its head validates
+/// on its own (a PEM block is, from its BEGIN line).
+pub const OVERLAP: usize = 256;
 /// Findings ending this close to the end of what has been seen wait for the
 /// next chunk. Zero: a payload stream may never send another chunk, so a
 /// value is reported as soon as its last byte arrives (a value that a later

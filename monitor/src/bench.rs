@@ -147,3 +147,164 @@ pub fn run_bench_child(opens: u64, rate: u64, path: &std::path::Path) -> anyhow:
     println!("{}", start.elapsed().as_secs_f64());
     Ok(())
 }
+
+/// What one payload benchmark round measured.
+#[derive(Debug, Serialize)]
+pub struct PayloadBenchReport {
+    /// Whether the sensor and pipeline ran during the round.
+    pub with_sensor: bool,
+    /// Sends the child made.
+    pub sends: u64,
+    /// Bytes per send.
+    pub size: usize,
+    /// The pace asked for (0: as fast as possible).
+    pub target_rate: u64,
+    /// Seconds the child took.
+    pub child_secs: f64,
+    /// Sends per second the child achieved.
+    pub child_rate: f64,
+    /// The child's sends captured as payload events.
+    pub captured: u64,
+    /// PII findings the detector reported in them.
+    pub findings: u64,
+    /// Records the kernel could not queue during the round.
+    pub ringbuf_full: u64,
+}
+
+/// Loopback sends of `size` bytes from a child, with or without the sensor and
+/// the whole payload path (decode, enrich, PII streams) running.
+pub fn run_payload_bench(
+    sends: u64,
+    size: usize,
+    rate: u64,
+    with_sensor: bool,
+) -> anyhow::Result<PayloadBenchReport> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let drain = std::thread::spawn(move || {
+        use std::io::Read as _;
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = vec![0u8; 1 << 16];
+            while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    let mut sensor = if with_sensor {
+        Some(Sensor::start(&SensorSettings::default()).context("starting the sensor")?)
+    } else {
+        None
+    };
+    let detector = std::sync::Arc::new(monitor_pii::Detector::new(
+        monitor_pii::PiiRules::defaults(),
+        monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
+    ));
+    let mut enricher = Enricher::new(None);
+    let mut payloads = crate::payload::PayloadStage::new(detector);
+
+    let mut child = Command::new(std::env::current_exe()?)
+        .args([
+            "bench-payload-child",
+            "--port",
+            &port.to_string(),
+            "--sends",
+            &sends.to_string(),
+        ])
+        .args(["--size", &size.to_string(), "--rate", &rate.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawning the payload child")?;
+    let child_pid = child.id();
+    let before = sensor
+        .as_ref()
+        .map(Sensor::kernel_counters)
+        .unwrap_or_default();
+    std::thread::sleep(Duration::from_millis(300));
+    if let Some(s) = sensor.as_mut() {
+        s.drain(usize::MAX, |_| {});
+    }
+    child
+        .stdin
+        .take()
+        .context("child stdin")?
+        .write_all(b"go\n")?;
+    let (mut captured, mut findings) = (0u64, 0u64);
+    let mut exited_at: Option<Instant> = None;
+    loop {
+        let n = match sensor.as_mut() {
+            Some(s) => {
+                s.wait(Duration::from_millis(20))?;
+                s.drain(usize::MAX, |bytes| {
+                    let Ok(rec) = decode(bytes) else { return };
+                    let mut ev = enricher.enrich(&rec);
+                    if let crate::sensor::decode::Body::Payload(_) = rec.body {
+                        payloads.process(&rec, &mut ev);
+                        if let Detail::Payload(p) = &ev.detail {
+                            if ev.process.pid == child_pid && !p.tls {
+                                captured += 1;
+                                findings += p.findings.len() as u64;
+                            }
+                        }
+                    }
+                })
+            }
+            None => {
+                std::thread::sleep(Duration::from_millis(20));
+                0
+            }
+        };
+        if exited_at.is_none() && child.try_wait()?.is_some() {
+            exited_at = Some(Instant::now());
+        }
+        if exited_at.is_some_and(|t| {
+            (t.elapsed() > Duration::from_millis(300) && n == 0) || sensor.is_none()
+        }) {
+            break;
+        }
+    }
+    let after = sensor
+        .as_ref()
+        .map(Sensor::kernel_counters)
+        .unwrap_or_default();
+    drop(sensor);
+    child.wait()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut line)?;
+    drain.join().ok();
+    let child_secs: f64 = line.trim().parse().context("child's elapsed time")?;
+    Ok(PayloadBenchReport {
+        with_sensor,
+        sends,
+        size,
+        target_rate: rate,
+        child_secs,
+        child_rate: sends as f64 / child_secs.max(1e-9),
+        captured,
+        findings,
+        ringbuf_full: after.ringbuf_full - before.ringbuf_full,
+    })
+}
+
+/// The payload benchmark's sender: connects, waits for a line on stdin, then
+/// sends `sends` slices of contact-center text of `size` bytes, paced to
+/// `rate` per second unless 0; prints the seconds taken.
+pub fn run_payload_child(port: u16, sends: u64, size: usize, rate: u64) -> anyhow::Result<()> {
+    let text = monitor_pii::synth::corpus_text("contact", size * 256, 7).into_bytes();
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    sock.set_nodelay(true)?;
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go)?;
+    let chunks = text.len() / size;
+    let start = Instant::now();
+    for i in 0..sends {
+        if rate > 0 && i % 64 == 0 {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            while start.elapsed() < due {
+                std::hint::spin_loop();
+            }
+        }
+        let k = (i as usize % chunks) * size;
+        sock.write_all(&text[k..k + size])?;
+    }
+    println!("{}", start.elapsed().as_secs_f64());
+    Ok(())
+}

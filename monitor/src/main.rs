@@ -89,6 +89,34 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         ring_mib: u32,
     },
+    /// Benchmark payload capture (used by `cargo xtask bench payload`).
+    #[command(hide = true)]
+    BenchPayload {
+        /// How many sends the child makes.
+        #[arg(long, default_value_t = 500_000)]
+        sends: u64,
+        /// Bytes per send.
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+        /// Sends per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Run without the sensor (the baseline).
+        #[arg(long)]
+        baseline: bool,
+    },
+    /// The payload benchmark's sender.
+    #[command(hide = true)]
+    BenchPayloadChild {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        sends: u64,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        rate: u64,
+    },
     /// The benchmark's load generator.
     #[command(hide = true)]
     BenchChild {
@@ -192,6 +220,25 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let report = monitor::bench::run_sensor_bench(opens, rate, ring_mib)?;
             println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchPayload {
+            sends,
+            size,
+            rate,
+            baseline,
+        } => {
+            let report = monitor::bench::run_payload_bench(sends, size, rate, !baseline)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchPayloadChild {
+            port,
+            sends,
+            size,
+            rate,
+        } => {
+            monitor::bench::run_payload_child(port, sends, size, rate)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::BenchChild { opens, rate, path } => {

@@ -36,6 +36,16 @@ pub enum Which {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Payload capture: 200-byte loopback sends with and without the daemon,
+    /// then paced; prints the sender's slowdown and captured/sent.
+    Payload {
+        /// Sends in the max-rate rounds.
+        #[arg(long, default_value_t = 500_000)]
+        sends: u64,
+        /// The pace of the last round, sends per second (it lasts 5 s).
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+    },
 }
 
 /// Runs a benchmark.
@@ -46,7 +56,73 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             rate,
             seconds,
         } => sensor(opens, rate, seconds),
+        Which::Payload { sends, rate } => payload(sends, rate),
     }
+}
+
+/// The fields of `monitor bench-payload`'s report this task prints.
+#[derive(Deserialize)]
+struct PayloadReport {
+    sends: u64,
+    child_secs: f64,
+    child_rate: f64,
+    captured: u64,
+    findings: u64,
+    ringbuf_full: u64,
+}
+
+fn payload_round(sends: u64, rate: u64, baseline: bool) -> anyhow::Result<PayloadReport> {
+    let mut cmd = Command::new(workspace_root().join("target/release/monitor"));
+    cmd.args([
+        "bench-payload",
+        "--sends",
+        &sends.to_string(),
+        "--rate",
+        &rate.to_string(),
+    ]);
+    if baseline {
+        cmd.arg("--baseline");
+    }
+    let out = cmd.output().context("running monitor bench-payload")?;
+    if !out.status.success() {
+        bail!(
+            "monitor bench-payload failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing the payload bench report")
+}
+
+fn payload(sends: u64, rate: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    println!("payload benchmark: 200-byte loopback sends from one child, real probes, detector on every stream\n");
+    let base = payload_round(sends, 0, true)?;
+    let with = payload_round(sends, 0, false)?;
+    let paced = payload_round(rate * 5, rate, false)?;
+    println!(
+        "{:<34} {:>9} {:>10} {:>12} {:>9} {:>9} {:>13}",
+        "round", "sends", "seconds", "sends/s", "captured", "findings", "ringbuf_full"
+    );
+    for (name, r) in [
+        ("without the daemon, max rate", &base),
+        ("with the daemon, max rate", &with),
+        ("with the daemon, paced", &paced),
+    ] {
+        println!(
+            "{:<34} {:>9} {:>10.3} {:>12.0} {:>9} {:>9} {:>13}",
+            name, r.sends, r.child_secs, r.child_rate, r.captured, r.findings, r.ringbuf_full
+        );
+    }
+    println!();
+    println!(
+        "slowdown of the sender at max rate: {:.1}% (goal < 10%)",
+        (with.child_secs / base.child_secs - 1.0) * 100.0
+    );
+    println!(
+        "goal: every send captured at {rate} sends/s: {} of {} captured (child paced at {:.0}/s)",
+        paced.captured, paced.sends, paced.child_rate
+    );
+    Ok(())
 }
 
 fn sensor_round(opens: u64, rate: u64) -> anyhow::Result<Report> {
