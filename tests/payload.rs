@@ -258,3 +258,57 @@ fn tls_plaintext_with_destination_from_sni() {
         serde_json::from_slice(&std::fs::read(daemon.status_file()).unwrap()).unwrap();
     assert!(!status["tls_libraries"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn inbound_capture_plain_and_tls() {
+    if !root_or_skip("inbound_capture_plain_and_tls") {
+        return;
+    }
+    let daemon = Daemon::start_with(&["--capture-inbound"]);
+
+    // Plain TCP: this process sends, a python child receives.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut child = Command::new(python())
+        .args(["-c", &format!(
+            "import socket\ns = socket.create_connection(('127.0.0.1', {port}))\ngot = b''\nwhile b'\\n' not in got:\n    got += s.recv(100)\n"
+        )])
+        .spawn()
+        .unwrap();
+    let (mut conn, _) = l.accept().unwrap();
+    std::io::Write::write_all(&mut conn, b"your ssn on file is 123-45-6789\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let pid = child.id() as u64;
+    let ev = daemon.wait_for("inbound recv", |v| {
+        pid_of(v) == pid && v["kind"] == "payload" && v["direction"] == "in"
+    });
+    assert_eq!(ev["op"], "recvfrom");
+    assert_eq!(ev["findings"][0]["type"], "US_SSN");
+    assert_eq!(ev["findings"][0]["masked"], "***-**-6789");
+
+    // TLS: s_server forwards its stdin to the client, which reads it with SSL_read_ex.
+    let mut server = TlsServer::start();
+    let port = server.port;
+    let script = format!(
+        "import socket, ssl\nctx = ssl.create_default_context()\nctx.check_hostname = False\nctx.verify_mode = ssl.CERT_NONE\ns = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})), server_hostname='inbound.monitor-test.internal')\ns.sendall(b'hello\\n')\ns.settimeout(10)\ngot = b''\nwhile b'\\n' not in got:\n    got += s.recv(100)\n"
+    );
+    let mut client = Command::new(python())
+        .args(["-c", &script])
+        .spawn()
+        .unwrap();
+    let cpid = client.id() as u64;
+    daemon.wait_for("TLS client's hello", |v| {
+        pid_of(v) == cpid && v["kind"] == "payload" && v["tls"] == true && v["direction"] == "out"
+    });
+    let stdin = server.child.stdin.as_mut().unwrap();
+    std::io::Write::write_all(stdin, b"card 4111 1111 1111 1111 is on file\n").unwrap();
+    assert!(client.wait().unwrap().success());
+    let ev = daemon.wait_for("TLS plaintext read", |v| {
+        pid_of(v) == cpid && v["kind"] == "payload" && v["op"] == "ssl_read"
+    });
+    assert_eq!(ev["tls"], true);
+    assert_eq!(ev["direction"], "in");
+    assert_eq!(ev["remote_port"], port);
+    assert_eq!(ev["dest_host"], "inbound.monitor-test.internal");
+    assert_eq!(ev["findings"][0]["masked"], "411111******1111");
+}

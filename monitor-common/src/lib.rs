@@ -319,6 +319,16 @@ pub enum PayloadOp {
     Sendmsg = 4,
     /// OpenSSL `SSL_write` / `SSL_write_ex` (plaintext).
     SslWrite = 5,
+    /// `read(fd, buf, n)` on a socket (inbound).
+    Read = 6,
+    /// `readv(fd, iov, n)` on a socket (inbound).
+    Readv = 7,
+    /// `recvfrom(fd, buf, n, flags, addr, len)` (inbound).
+    Recvfrom = 8,
+    /// `recvmsg(fd, msg, flags)` (inbound).
+    Recvmsg = 9,
+    /// OpenSSL `SSL_read` / `SSL_read_ex` (plaintext, inbound).
+    SslRead = 10,
 }
 
 impl PayloadOp {
@@ -330,6 +340,11 @@ impl PayloadOp {
             3 => Self::Sendto,
             4 => Self::Sendmsg,
             5 => Self::SslWrite,
+            6 => Self::Read,
+            7 => Self::Readv,
+            8 => Self::Recvfrom,
+            9 => Self::Recvmsg,
+            10 => Self::SslRead,
             _ => return None,
         })
     }
@@ -341,6 +356,8 @@ pub const PAYLOAD_TLS: u32 = 1 << 0;
 pub const PAYLOAD_TRUNCATED: u32 = 1 << 1;
 /// [`PayloadBody::flags`]: the socket behind a TLS connection is not known yet.
 pub const PAYLOAD_FD_UNKNOWN: u32 = 1 << 2;
+/// [`PayloadBody::flags`]: bytes the process received, not sent.
+pub const PAYLOAD_INBOUND: u32 = 1 << 3;
 
 /// What the kernel knows of a socket, by `(tgid << 32) | fd`.
 #[repr(C)]

@@ -33,8 +33,8 @@ use monitor_common::{
     NetOp, PayloadBody, PayloadEvent, PayloadOp, RawEvent, SensorConfig, SockInfo, StrKind, StrRef,
     ARGV_READ, COUNTER_ARGS_MISSING, COUNTER_COUNT, COUNTER_EMITTED, COUNTER_PAYLOAD_TRUNCATED,
     COUNTER_RINGBUF_FULL, COUNTER_TRUNCATED, DATA_CAP, DATA_HALF, FLAG_TRUNCATED, MAX_COMPONENTS,
-    MAX_IOVECS, MAX_STRS, NAME_READ, PAYLOAD_FD_UNKNOWN, PAYLOAD_FIXED_LEN, PAYLOAD_MAX,
-    PAYLOAD_TLS, PAYLOAD_TRUNCATED, RAW_EVENT_FIXED_LEN,
+    MAX_IOVECS, MAX_STRS, NAME_READ, PAYLOAD_FD_UNKNOWN, PAYLOAD_FIXED_LEN, PAYLOAD_INBOUND,
+    PAYLOAD_MAX, PAYLOAD_TLS, PAYLOAD_TRUNCATED, RAW_EVENT_FIXED_LEN,
 };
 
 /// Kernel struct offsets, set by the daemon at load time.
@@ -111,6 +111,10 @@ enum Call {
     Writev,
     Sendto,
     Sendmsg,
+    Read,
+    Readv,
+    Recvfrom,
+    Recvmsg,
 }
 
 #[derive(Clone, Copy)]
@@ -714,6 +718,10 @@ payload_probe!(sys_enter_write, Call::Write, 3);
 payload_probe!(sys_enter_writev, Call::Writev, 3);
 payload_probe!(sys_enter_sendto, Call::Sendto, 6);
 payload_probe!(sys_enter_sendmsg, Call::Sendmsg, 2);
+payload_probe!(sys_enter_read, Call::Read, 3);
+payload_probe!(sys_enter_readv, Call::Readv, 3);
+payload_probe!(sys_enter_recvfrom, Call::Recvfrom, 6);
+payload_probe!(sys_enter_recvmsg, Call::Recvmsg, 2);
 
 /// `close(fd)`: the socket is gone.
 #[tracepoint]
@@ -766,20 +774,28 @@ pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
     };
     // SAFETY: map value pointer, copied out at once.
     let sock = unsafe { *sock };
-    let (op, src) = match stash.call {
-        c if c == Call::Write as u32 => (PayloadOp::Write, Source::Buf(x[1])),
-        c if c == Call::Sendto as u32 => (PayloadOp::Sendto, Source::Buf(x[1])),
-        c if c == Call::Writev as u32 => (PayloadOp::Writev, Source::Iov(x[1], x[2])),
-        c if c == Call::Sendmsg as u32 => {
-            // struct msghdr { void *name; int namelen; struct iovec *iov; size_t iovlen; ... }
-            // SAFETY: user memory read by helper.
-            let hdr =
-                unsafe { bpf_probe_read_user((x[1] + 16) as *const [u64; 2]) }.unwrap_or([0, 0]);
-            (PayloadOp::Sendmsg, Source::Iov(hdr[0], hdr[1]))
+    // struct msghdr { void *name; int namelen; struct iovec *iov; size_t iovlen; ... }
+    let msg_iov = |msg: u64| {
+        // SAFETY: user memory read by helper.
+        let hdr = unsafe { bpf_probe_read_user((msg + 16) as *const [u64; 2]) }.unwrap_or([0, 0]);
+        Source::Iov(hdr[0], hdr[1])
+    };
+    let (op, src, flags) = match stash.call {
+        c if c == Call::Write as u32 => (PayloadOp::Write, Source::Buf(x[1]), 0),
+        c if c == Call::Sendto as u32 => (PayloadOp::Sendto, Source::Buf(x[1]), 0),
+        c if c == Call::Writev as u32 => (PayloadOp::Writev, Source::Iov(x[1], x[2]), 0),
+        c if c == Call::Sendmsg as u32 => (PayloadOp::Sendmsg, msg_iov(x[1]), 0),
+        c if c == Call::Read as u32 => (PayloadOp::Read, Source::Buf(x[1]), PAYLOAD_INBOUND),
+        c if c == Call::Recvfrom as u32 => {
+            (PayloadOp::Recvfrom, Source::Buf(x[1]), PAYLOAD_INBOUND)
         }
+        c if c == Call::Readv as u32 => {
+            (PayloadOp::Readv, Source::Iov(x[1], x[2]), PAYLOAD_INBOUND)
+        }
+        c if c == Call::Recvmsg as u32 => (PayloadOp::Recvmsg, msg_iov(x[1]), PAYLOAD_INBOUND),
         _ => return 0,
     };
-    emit_payload(op, fd, ret, 0, sock, src);
+    emit_payload(op, fd, ret, flags, sock, src);
     0
 }
 
@@ -956,9 +972,32 @@ pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
     ssl_enter(&ctx, true)
 }
 
+/// `int SSL_read(SSL *ssl, void *buf, int num)`.
+#[uprobe]
+pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, false)
+}
+
+/// `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`.
+#[uprobe]
+pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, true)
+}
+
 /// Return of `SSL_write` and `SSL_write_ex`: the plaintext that was accepted.
 #[uretprobe]
 pub fn ssl_write_ret(ctx: RetProbeContext) -> u32 {
+    ssl_return(&ctx, PayloadOp::SslWrite, PAYLOAD_TLS)
+}
+
+/// Return of `SSL_read` and `SSL_read_ex`: the plaintext now in the caller's buffer.
+#[uretprobe]
+pub fn ssl_read_ret(ctx: RetProbeContext) -> u32 {
+    ssl_return(&ctx, PayloadOp::SslRead, PAYLOAD_TLS | PAYLOAD_INBOUND)
+}
+
+#[inline(always)]
+fn ssl_return(ctx: &RetProbeContext, op: PayloadOp, flags: u32) -> u32 {
     let id = bpf_get_current_pid_tgid();
     let args = match SSL_ARGS.get_ptr(&id) {
         // SAFETY: valid until removed below.
@@ -988,18 +1027,11 @@ pub fn ssl_write_ret(ctx: RetProbeContext) -> u32 {
                 .get_ptr(&sock_key(tgid, fd))
                 .map(|s| unsafe { *s })
                 .unwrap_or_default();
-            (fd, sock, PAYLOAD_TLS)
+            (fd, sock, flags)
         }
-        None => (-1, SockInfo::default(), PAYLOAD_TLS | PAYLOAD_FD_UNKNOWN),
+        None => (-1, SockInfo::default(), flags | PAYLOAD_FD_UNKNOWN),
     };
-    emit_payload(
-        PayloadOp::SslWrite,
-        fd,
-        size,
-        flags,
-        sock,
-        Source::Buf(args.buf),
-    );
+    emit_payload(op, fd, size, flags, sock, Source::Buf(args.buf));
     0
 }
 

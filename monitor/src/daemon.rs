@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub tls_libraries: Vec<PathBuf>,
     /// The fingerprint key (created 0600 on first run).
     pub key_file: PathBuf,
+    /// Also capture received bytes.
+    pub capture_inbound: bool,
 }
 
 fn now() -> String {
@@ -69,6 +71,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let mut settings = SensorSettings {
         ring_bytes: opts.ring_mib << 20,
         payload_limit: opts.payload_limit,
+        capture_inbound: opts.capture_inbound,
         ..SensorSettings::default()
     };
     for lib in &opts.tls_libraries {

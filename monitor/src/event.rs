@@ -81,13 +81,14 @@ pub enum Detail {
     Payload(PayloadInfo),
 }
 
-/// Bytes a process sent: never the bytes themselves, only their size, a
+/// Bytes a process sent or received: never the bytes themselves, only their size, a
 /// keyed digest, and what the PII detector found in them (masked).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PayloadInfo {
-    /// `write`, `writev`, `sendto`, `sendmsg`, or `ssl_write` (TLS plaintext).
+    /// `write`, `writev`, `sendto`, `sendmsg`, `ssl_write` (TLS plaintext);
+    /// inbound: `read`, `readv`, `recvfrom`, `recvmsg`, `ssl_read`.
     pub op: String,
-    /// `out` (inbound capture is not built yet).
+    /// `out` (sent) or `in` (received; with `--capture-inbound`).
     pub direction: String,
     /// Plaintext taken from the TLS library.
     pub tls: bool,

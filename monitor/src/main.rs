@@ -42,6 +42,9 @@ enum Command {
         /// The fingerprint key (created, mode 0600, if absent).
         #[arg(long, default_value = monitor::scan_cli::DEFAULT_KEY_FILE)]
         key_file: PathBuf,
+        /// Also capture bytes received on sockets and from TLS (`read`, `recv*`, `SSL_read`).
+        #[arg(long)]
+        capture_inbound: bool,
     },
     /// Show the running daemon's status: probes, counters, drops.
     Status {
@@ -156,6 +159,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             payload_limit,
             tls_libraries,
             key_file,
+            capture_inbound,
         } => {
             let opts = monitor::daemon::RunOptions {
                 events_stdout,
@@ -165,6 +169,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 payload_limit,
                 tls_libraries,
                 key_file,
+                capture_inbound,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)

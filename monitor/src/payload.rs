@@ -33,6 +33,8 @@ pub struct StreamKey {
     pub conn: ConnKey,
     /// Plaintext from the TLS library.
     pub tls: bool,
+    /// Received rather than sent.
+    pub inbound: bool,
 }
 
 /// Receives each stream's bytes in order and reports what it finds, with
@@ -129,6 +131,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
         let key = StreamKey {
             conn,
             tls: info.tls,
+            inbound: info.direction == "in",
         };
         let bytes = record.payload;
         if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
@@ -141,8 +144,8 @@ impl<C: StreamConsumer> PayloadStage<C> {
             base: 0,
             last_used: tick,
         });
-        // The first bytes of a connection name its destination.
-        if stream.offset == 0 {
+        // The first bytes a connection sends name its destination.
+        if stream.offset == 0 && !key.inbound {
             if let Some(host) = tls_sni(bytes).or_else(|| http_host(bytes)) {
                 self.hosts.entry(conn).or_insert(host);
             }

@@ -70,6 +70,11 @@ impl Daemon {
     /// (sd_notify READY=1). Panics, with the daemon's stderr, if it cannot
     /// load or attach its programs.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// As [`Daemon::start`], with extra `monitor run` arguments.
+    pub fn start_with(extra: &[&str]) -> Self {
         let dir = TempDir::new("daemon");
         let notify_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -82,6 +87,7 @@ impl Daemon {
             .arg(dir.path().join("status.json"))
             .arg("--key-file")
             .arg(dir.path().join("fingerprint.key"))
+            .args(extra)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

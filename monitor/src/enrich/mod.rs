@@ -287,20 +287,30 @@ pub fn open_flag_names(flags: u64) -> Vec<String> {
 }
 
 fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
-    use monitor_common::{PayloadOp, PAYLOAD_TLS, PAYLOAD_TRUNCATED};
+    use monitor_common::{PayloadOp, PAYLOAD_INBOUND, PAYLOAD_TLS, PAYLOAD_TRUNCATED};
     let op = match PayloadOp::from_u32(p.op) {
         Some(PayloadOp::Write) => "write",
         Some(PayloadOp::Writev) => "writev",
         Some(PayloadOp::Sendto) => "sendto",
         Some(PayloadOp::Sendmsg) => "sendmsg",
         Some(PayloadOp::SslWrite) => "ssl_write",
+        Some(PayloadOp::Read) => "read",
+        Some(PayloadOp::Readv) => "readv",
+        Some(PayloadOp::Recvfrom) => "recvfrom",
+        Some(PayloadOp::Recvmsg) => "recvmsg",
+        Some(PayloadOp::SslRead) => "ssl_read",
         None => "unknown",
     };
     let known = p.sock.family != 0 && p.sock.port != 0;
     let (_, addr) = ip_of(p.sock.family, &p.sock.addr);
     PayloadInfo {
         op: op.to_owned(),
-        direction: "out".to_owned(),
+        direction: if p.flags & PAYLOAD_INBOUND != 0 {
+            "in"
+        } else {
+            "out"
+        }
+        .to_owned(),
         tls: p.flags & PAYLOAD_TLS != 0,
         fd: p.fd,
         bytes: p.size,

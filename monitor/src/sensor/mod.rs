@@ -46,12 +46,23 @@ const SYSCALLS: &[&str] = &[
 /// which makes one); their exits go to `sys_exit_payload`.
 const PAYLOAD_SYSCALLS: &[&str] = &["socket", "write", "writev", "sendto", "sendmsg"];
 
-/// OpenSSL entry points: (program, symbol, is a return probe).
-const TLS_PROBES: &[(&str, &str, bool)] = &[
-    ("ssl_write", "SSL_write", false),
-    ("ssl_write_ex", "SSL_write_ex", false),
-    ("ssl_write_ret", "SSL_write", true),
-    ("ssl_write_ret", "SSL_write_ex", true),
+/// Inbound payload syscalls, attached only with inbound capture on.
+const INBOUND_SYSCALLS: &[&str] = &["read", "readv", "recvfrom", "recvmsg"];
+
+/// OpenSSL entry points: (program, symbol).
+const TLS_PROBES: &[(&str, &str)] = &[
+    ("ssl_write", "SSL_write"),
+    ("ssl_write_ex", "SSL_write_ex"),
+    ("ssl_write_ret", "SSL_write"),
+    ("ssl_write_ret", "SSL_write_ex"),
+];
+
+/// OpenSSL read entry points, attached only with inbound capture on.
+const TLS_INBOUND_PROBES: &[(&str, &str)] = &[
+    ("ssl_read", "SSL_read"),
+    ("ssl_read_ex", "SSL_read_ex"),
+    ("ssl_read_ret", "SSL_read"),
+    ("ssl_read_ret", "SSL_read_ex"),
 ];
 
 /// Where distributions keep the system OpenSSL.
@@ -143,6 +154,8 @@ pub struct SensorSettings {
     pub payload_limit: u32,
     /// OpenSSL libraries to hook for TLS plaintext.
     pub tls_libraries: Vec<PathBuf>,
+    /// Also capture what processes receive (off by default: reads are frequent).
+    pub capture_inbound: bool,
 }
 
 impl Default for SensorSettings {
@@ -153,6 +166,7 @@ impl Default for SensorSettings {
             btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
             payload_limit: monitor_common::PAYLOAD_MAX as u32,
             tls_libraries: find_libssl(),
+            capture_inbound: false,
         }
     }
 }
@@ -217,7 +231,12 @@ impl Sensor {
             )?;
             attached.push(format!("syscalls:{syscall}"));
         }
-        for syscall in PAYLOAD_SYSCALLS {
+        let inbound: &[&str] = if settings.capture_inbound {
+            INBOUND_SYSCALLS
+        } else {
+            &[]
+        };
+        for syscall in PAYLOAD_SYSCALLS.iter().chain(inbound) {
             let enter = format!("sys_enter_{syscall}");
             attach(&mut ebpf, &enter, "syscalls", &enter)?;
             attach(
@@ -235,8 +254,13 @@ impl Sensor {
             attached.push(format!("{category}:{name}"));
         }
         let mut tls_attached = Vec::new();
+        let tls_inbound: &[(&str, &str)] = if settings.capture_inbound {
+            TLS_INBOUND_PROBES
+        } else {
+            &[]
+        };
         for lib in &settings.tls_libraries {
-            for (program, symbol, _ret) in TLS_PROBES {
+            for (program, symbol) in TLS_PROBES.iter().chain(tls_inbound) {
                 attach_uprobe(&mut ebpf, program, symbol, lib)?;
             }
             tls_attached.push(lib.display().to_string());
