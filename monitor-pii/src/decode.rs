@@ -128,8 +128,12 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
     while block + 8 <= n {
         let w = u64::from_le_bytes(text[block..block + 8].try_into().unwrap());
         // Any byte < 0x2B, or any byte >= 0x80, rules the block out.
+        // Encoded text has a capital, digit, '+' or '/' in nearly every eight
+        // bytes; an all-lowercase block is part of a long word.
+        let bytes = &text[block..block + 8];
         if (w.wrapping_sub(0x2B * ONES) | w) & HIGHS != 0
-            || !text[block..block + 8].iter().all(|&c| is_b64(c))
+            || bytes.iter().all(u8::is_ascii_lowercase)
+            || !bytes.iter().all(|&c| is_b64(c))
         {
             block += 8;
             continue;

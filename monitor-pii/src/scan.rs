@@ -62,7 +62,7 @@ const TRIGGERS: &[&str] = &[
     "sk-",
     "eyJ",
     "-----BEGIN ",
-    // Name fields (`name`, `first_name`, `lastName`, ...), titles and hotwords.
+    // Name fields (`name`, `first_name`, `lastName`, `cardholder_name`, ...) and titles.
     // At least three bytes each: shorter ones make the SIMD pass stop on every letter pair.
     "name",
     "Name",
@@ -72,10 +72,6 @@ const TRIGGERS: &[&str] = &[
     "Mrs",
     "Ms.",
     "Ms ",
-    "customer",
-    "Customer",
-    "cardholder",
-    "Cardholder",
 ];
 const SECRET_TRIGGERS: usize = 17;
 
@@ -912,13 +908,7 @@ fn person(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
             return; // "names"
         }
     } else {
-        if prev.is_ascii_alphabetic() || text.get(tend).is_some_and(|c| c.is_ascii_alphabetic()) {
-            return; // "customers"
-        }
-        // "customer_name": the name field decides.
-        if text.get(tend) == Some(&b'_') {
-            return;
-        }
+        return;
     }
     let mut i = tend;
     let limit = (tend + 12).min(text.len());
@@ -933,31 +923,19 @@ fn person(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
         if i == tend {
             return;
         }
-    } else if is_title {
+    } else {
         if text.get(i) == Some(&b'.') {
             i += 1;
         }
         while i < limit && text[i] == b' ' {
             i += 1;
         }
-    } else {
-        // "customer John Smith", "caller Jane Doe"
-        while i < limit && matches!(text[i], b' ' | b':') {
-            i += 1;
-        }
     }
     let (end, words) = capitalized_words(text, i, 3);
-    let need = if is_field || is_title { 1 } else { 2 };
-    if words < need {
+    if words == 0 {
         return;
     }
-    let score = if is_title {
-        0.75
-    } else if is_field {
-        0.7
-    } else {
-        0.6
-    };
+    let score = if is_title { 0.75 } else { 0.7 };
     out.push(Candidate::new(PiiType::Person, i, end, score));
 }
 
