@@ -297,13 +297,7 @@ pub fn itin(rng: &mut Rng) -> String {
 pub fn routing(rng: &mut Rng) -> String {
     let prefix = *rng.pick(&[1u64, 2, 5, 11, 12, 21, 26, 31, 61, 65, 71, 72]);
     let mut d = format!("{prefix:02}{}", rng.digits(6));
-    let w = [3u32, 7, 1];
-    let sum: u32 = d
-        .bytes()
-        .enumerate()
-        .map(|(i, c)| u32::from(c - b'0') * w[i % 3])
-        .sum();
-    d.push(char::from(b'0' + ((10 - sum % 10) % 10) as u8));
+    d.push(char::from(crate::validate::aba_check_digit(d.as_bytes())));
     d
 }
 

@@ -107,13 +107,18 @@ pub fn aba_routing(digits: &[u8]) -> bool {
     if !matches!(prefix, 0..=12 | 21..=32 | 61..=72 | 80) || num(digits) == 0 {
         return false;
     }
+    aba_check_digit(&digits[..8]) == digits[8]
+}
+
+/// The ABA check digit (ASCII) that completes eight routing digits.
+pub fn aba_check_digit(first8: &[u8]) -> u8 {
     let w = [3u32, 7, 1];
-    let sum: u32 = digits
+    let sum: u32 = first8
         .iter()
         .enumerate()
         .map(|(i, d)| u32::from(d - b'0') * w[i % 3])
         .sum();
-    sum.is_multiple_of(10)
+    b'0' + ((10 - sum % 10) % 10) as u8
 }
 
 /// IBAN length for a country code, for the countries in the SWIFT registry.

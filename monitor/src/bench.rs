@@ -129,6 +129,17 @@ pub fn run_sensor_bench(opens: u64, rate: u64, ring_mib: u32) -> anyhow::Result<
     })
 }
 
+/// Holds a load generator to `rate` operations per second (0: no limit):
+/// before operation `i`, spins until its due time.
+fn pace(start: Instant, i: u64, rate: u64) {
+    if rate > 0 && i % 64 == 0 {
+        let due = Duration::from_secs_f64(i as f64 / rate as f64);
+        while start.elapsed() < due {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// The child's side: waits for a line on stdin, then opens `path` `opens`
 /// times (paced to `rate` per second unless 0), then prints the seconds taken.
 pub fn run_bench_child(opens: u64, rate: u64, path: &std::path::Path) -> anyhow::Result<()> {
@@ -136,12 +147,7 @@ pub fn run_bench_child(opens: u64, rate: u64, path: &std::path::Path) -> anyhow:
     std::io::stdin().read_line(&mut go)?;
     let start = Instant::now();
     for i in 0..opens {
-        if rate > 0 && i % 64 == 0 {
-            let due = Duration::from_secs_f64(i as f64 / rate as f64);
-            while start.elapsed() < due {
-                std::hint::spin_loop();
-            }
-        }
+        pace(start, i, rate);
         drop(std::fs::File::open(path)?);
     }
     println!("{}", start.elapsed().as_secs_f64());
@@ -296,12 +302,7 @@ pub fn run_payload_child(port: u16, sends: u64, size: usize, rate: u64) -> anyho
     let chunks = text.len() / size;
     let start = Instant::now();
     for i in 0..sends {
-        if rate > 0 && i % 64 == 0 {
-            let due = Duration::from_secs_f64(i as f64 / rate as f64);
-            while start.elapsed() < due {
-                std::hint::spin_loop();
-            }
-        }
+        pace(start, i, rate);
         let k = (i as usize % chunks) * size;
         sock.write_all(&text[k..k + size])?;
     }
