@@ -132,7 +132,7 @@ pub fn run_sensor_bench(opens: u64, rate: u64, ring_mib: u32) -> anyhow::Result<
 /// Holds a load generator to `rate` operations per second (0: no limit):
 /// before operation `i`, spins until its due time.
 fn pace(start: Instant, i: u64, rate: u64) {
-    if rate > 0 && i % 64 == 0 {
+    if rate > 0 && i.is_multiple_of(64) {
         let due = Duration::from_secs_f64(i as f64 / rate as f64);
         while start.elapsed() < due {
             std::hint::spin_loop();
