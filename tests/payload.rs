@@ -312,3 +312,42 @@ fn inbound_capture_plain_and_tls() {
     assert_eq!(ev["dest_host"], "inbound.monitor-test.internal");
     assert_eq!(ev["findings"][0]["masked"], "411111******1111");
 }
+
+#[test]
+fn accept_without_an_address_buffer_is_still_tracked() {
+    if !root_or_skip("accept_without_an_address_buffer_is_still_tracked") {
+        return;
+    }
+    let daemon = Daemon::start();
+    // A server that calls accept(fd, NULL, NULL), then sends on the accepted socket.
+    let script = "import ctypes, os, socket, sys\nlibc = ctypes.CDLL(None, use_errno=True)\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen(1)\nprint(s.getsockname()[1], flush=True)\nfd = libc.accept(s.fileno(), None, None)\nassert fd >= 0\nos.write(fd, b'card 4111 1111 1111 1111 on file')\nos.close(fd)\n";
+    let mut child = Command::new(python())
+        .args(["-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let local = client.local_addr().unwrap().port();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert!(child.wait().unwrap().success());
+    let pid = child.id() as u64;
+    let accept = daemon.wait_for("accept with NULL address", |v| {
+        pid_of(v) == pid && v["kind"] == "accept"
+    });
+    assert_eq!(accept["remote_addr"], "127.0.0.1");
+    assert_eq!(accept["remote_port"], local);
+    let sent = daemon.wait_for("payload on the accepted socket", |v| {
+        pid_of(v) == pid && v["kind"] == "payload" && v["op"] == "write"
+    });
+    assert_eq!(sent["remote_port"], local);
+    assert_eq!(sent["conn_id"], accept["conn_id"]);
+    assert_eq!(sent["findings"][0]["masked"], "411111******1111");
+}

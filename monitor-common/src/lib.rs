@@ -188,6 +188,8 @@ pub struct NetBody {
     pub _pad: u32,
     /// IPv4 address in the first four bytes, or the IPv6 address.
     pub addr: [u8; 16],
+    /// The connection's id, as payload records carry it (`SockInfo::conn_id`).
+    pub conn_id: u64,
 }
 
 /// Body of an exec event ([`EventKind::Exec`]).
@@ -240,7 +242,7 @@ pub union EventBody {
     /// For [`EventKind::Exit`].
     pub exit: ExitBody,
     /// Pins the union's size.
-    pub raw: [u64; 5],
+    pub raw: [u64; 6],
 }
 
 /// How the bytes a [`StrRef`] points at are to be read.
@@ -473,8 +475,18 @@ pub struct KernelOffsets {
     pub mm_arg_end: u32,
     /// `mm_struct.exe_file`
     pub mm_exe_file: u32,
-    /// Explicit padding.
-    pub _pad: u32,
+    /// `file.private_data` (the `struct socket` of a socket file)
+    pub file_private_data: u32,
+    /// `socket.sk`
+    pub socket_sk: u32,
+    /// `sock.__sk_common.skc_family`
+    pub sock_family: u32,
+    /// `sock.__sk_common.skc_dport`
+    pub sock_dport: u32,
+    /// `sock.__sk_common.skc_daddr`
+    pub sock_daddr: u32,
+    /// `sock.__sk_common.skc_v6_daddr`
+    pub sock_v6_daddr: u32,
 }
 
 /// Settings the daemon hands the programs as a global at load time.

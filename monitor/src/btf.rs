@@ -272,7 +272,12 @@ impl Btf {
             mm_arg_start: self.offset_of("mm_struct", "arg_start")?,
             mm_arg_end: self.offset_of("mm_struct", "arg_end")?,
             mm_exe_file: self.offset_of("mm_struct", "exe_file")?,
-            _pad: 0,
+            file_private_data: self.offset_of("file", "private_data")?,
+            socket_sk: self.offset_of("socket", "sk")?,
+            sock_family: self.offset_of("sock", "__sk_common.skc_family")?,
+            sock_dport: self.offset_of("sock", "__sk_common.skc_dport")?,
+            sock_daddr: self.offset_of("sock", "__sk_common.skc_daddr")?,
+            sock_v6_daddr: self.offset_of("sock", "__sk_common.skc_v6_daddr")?,
         })
     }
 }

@@ -211,6 +211,8 @@ pub struct NetConn {
     /// Error name when it failed (`ECONNREFUSED`, `EINPROGRESS`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<String>,
+    /// The connection's id: payload events on it carry the same `conn_id`.
+    pub conn_id: u64,
 }
 
 /// A successful exec.

@@ -343,6 +343,7 @@ fn net_conn(n: &monitor_common::NetBody) -> NetConn {
         fd: n.fd,
         result: n.ret,
         errno: errno_name(n.ret),
+        conn_id: n.conn_id,
     }
 }
 

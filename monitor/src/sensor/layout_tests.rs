@@ -22,24 +22,25 @@ fn body_layouts() {
     assert_eq!(size_of::<FileBody>(), 40);
     assert_eq!(offset_of!(FileBody, ret), 8);
     assert_eq!(offset_of!(FileBody, dfd2), 32);
-    assert_eq!(size_of::<NetBody>(), 40);
+    assert_eq!(size_of::<NetBody>(), 48);
+    assert_eq!(offset_of!(NetBody, conn_id), 40);
     assert_eq!(offset_of!(NetBody, family), 16);
     assert_eq!(offset_of!(NetBody, port), 18);
     assert_eq!(offset_of!(NetBody, addr), 24);
     assert_eq!(size_of::<ExecBody>(), 8);
     assert_eq!(size_of::<ForkBody>(), 16);
     assert_eq!(size_of::<ExitBody>(), 8);
-    assert_eq!(size_of::<EventBody>(), 40);
+    assert_eq!(size_of::<EventBody>(), 48);
 }
 
 #[test]
 fn record_layout() {
     assert_eq!(size_of::<StrRef>(), 8);
     assert_eq!(offset_of!(RawEvent, body), 64);
-    assert_eq!(offset_of!(RawEvent, strs), 104);
-    assert_eq!(offset_of!(RawEvent, data), 136);
-    assert_eq!(RAW_EVENT_FIXED_LEN, 136);
-    assert_eq!(size_of::<RawEvent>(), 136 + DATA_CAP);
+    assert_eq!(offset_of!(RawEvent, strs), 112);
+    assert_eq!(offset_of!(RawEvent, data), 144);
+    assert_eq!(RAW_EVENT_FIXED_LEN, 144);
+    assert_eq!(size_of::<RawEvent>(), 144 + DATA_CAP);
 }
 
 #[test]
@@ -54,6 +55,6 @@ fn payload_layout() {
 
 #[test]
 fn globals_layout() {
-    assert_eq!(size_of::<KernelOffsets>(), 24 * 4);
+    assert_eq!(size_of::<KernelOffsets>(), 29 * 4);
     assert_eq!(size_of::<SensorConfig>(), 8);
 }
