@@ -351,3 +351,22 @@ fn accept_without_an_address_buffer_is_still_tracked() {
     assert_eq!(sent["conn_id"], accept["conn_id"]);
     assert_eq!(sent["findings"][0]["masked"], "411111******1111");
 }
+
+#[test]
+fn udp_sendto_names_its_destination() {
+    if !root_or_skip("udp_sendto_names_its_destination") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = rx.local_addr().unwrap().port();
+    let pid = run_python(&format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.sendto(b'ssn 123-45-6789', ('127.0.0.1', {port}))"
+    ));
+    let ev = daemon.wait_for("UDP sendto", |v| {
+        pid_of(v) == pid && v["kind"] == "payload" && v["op"] == "sendto"
+    });
+    assert_eq!(ev["remote_addr"], "127.0.0.1");
+    assert_eq!(ev["remote_port"], port);
+    assert_eq!(ev["findings"][0]["type"], "US_SSN");
+}

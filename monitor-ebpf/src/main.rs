@@ -803,7 +803,16 @@ pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
         return 0;
     };
     // SAFETY: map value pointer, copied out at once.
-    let sock = unsafe { *sock };
+    let mut sock = unsafe { *sock };
+    // An unconnected (UDP) socket names its destination per call.
+    if stash.call == Call::Sendto as u32 && x[4] != 0 {
+        let (family, port, addr) = user_sockaddr(x[4]);
+        if family == AF_INET || family == AF_INET6 {
+            sock.family = family;
+            sock.port = port;
+            sock.addr = addr;
+        }
+    }
     // struct msghdr { void *name; int namelen; struct iovec *iov; size_t iovlen; ... }
     let msg_iov = |msg: u64| {
         // SAFETY: user memory read by helper.
