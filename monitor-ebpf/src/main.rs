@@ -179,11 +179,15 @@ fn kptr(base: *const u8, off: usize) -> *const u8 {
     kread::<usize>(base, off) as *const u8
 }
 
+/// A `sys_enter_*` program that hands its context to `$handler`.
 macro_rules! enter_probe {
     ($name:ident, $call:expr, $nargs:expr) => {
+        enter_probe!($name, $call, $nargs, stash_args);
+    };
+    ($name:ident, $call:expr, $nargs:expr, $handler:ident) => {
         #[tracepoint]
         pub fn $name(ctx: TracePointContext) -> u32 {
-            stash_args(&ctx, $call, $nargs);
+            $handler(&ctx, $call, $nargs);
             0
         }
     };
@@ -734,24 +738,14 @@ fn sock_key(tgid: u32, fd: i32) -> u64 {
 
 enter_probe!(sys_enter_socket, Call::Socket, 1);
 
-macro_rules! payload_probe {
-    ($name:ident, $call:expr, $nargs:expr) => {
-        #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
-            payload_enter(&ctx, $call, $nargs);
-            0
-        }
-    };
-}
-
-payload_probe!(sys_enter_write, Call::Write, 3);
-payload_probe!(sys_enter_writev, Call::Writev, 3);
-payload_probe!(sys_enter_sendto, Call::Sendto, 6);
-payload_probe!(sys_enter_sendmsg, Call::Sendmsg, 2);
-payload_probe!(sys_enter_read, Call::Read, 3);
-payload_probe!(sys_enter_readv, Call::Readv, 3);
-payload_probe!(sys_enter_recvfrom, Call::Recvfrom, 6);
-payload_probe!(sys_enter_recvmsg, Call::Recvmsg, 2);
+enter_probe!(sys_enter_write, Call::Write, 3, payload_enter);
+enter_probe!(sys_enter_writev, Call::Writev, 3, payload_enter);
+enter_probe!(sys_enter_sendto, Call::Sendto, 6, payload_enter);
+enter_probe!(sys_enter_sendmsg, Call::Sendmsg, 2, payload_enter);
+enter_probe!(sys_enter_read, Call::Read, 3, payload_enter);
+enter_probe!(sys_enter_readv, Call::Readv, 3, payload_enter);
+enter_probe!(sys_enter_recvfrom, Call::Recvfrom, 6, payload_enter);
+enter_probe!(sys_enter_recvmsg, Call::Recvmsg, 2, payload_enter);
 
 /// `close(fd)`: the socket is gone.
 #[tracepoint]

@@ -56,29 +56,7 @@ enum Command {
         status_file: PathBuf,
     },
     /// Find PII and secrets in a file or stdin; prints only masked values and fingerprints.
-    Scan {
-        /// The input file, or `-` for stdin.
-        #[arg(default_value = "-")]
-        input: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = monitor::scan_cli::Format::Text)]
-        format: monitor::scan_cli::Format,
-        /// Read JSON lines; print `{"id": ..., "findings": [...]}` per line, offsets into the text field (UTF-8 bytes).
-        #[arg(long)]
-        jsonl: bool,
-        /// With --jsonl: the field holding the text.
-        #[arg(long, default_value = "text")]
-        text_field: String,
-        /// With --jsonl: the field holding the record id.
-        #[arg(long, default_value = "id")]
-        id_field: String,
-        /// A detector rules file to use instead of the shipped one.
-        #[arg(long)]
-        rules: Option<PathBuf>,
-        /// The fingerprint key (created, mode 0600, if absent).
-        #[arg(long, default_value = monitor::scan_cli::DEFAULT_KEY_FILE)]
-        key_file: PathBuf,
-    },
+    Scan(monitor::scan_cli::ScanOptions),
     /// Benchmark the sensor (used by `cargo xtask bench sensor`).
     #[command(hide = true)]
     BenchSensor {
@@ -193,24 +171,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(3)
             })
         }
-        Command::Scan {
-            input,
-            format,
-            jsonl,
-            text_field,
-            id_field,
-            rules,
-            key_file,
-        } => {
-            let bad = monitor::scan_cli::run(&monitor::scan_cli::ScanOptions {
-                input,
-                format,
-                jsonl,
-                text_field,
-                id_field,
-                rules,
-                key_file,
-            })?;
+        Command::Scan(opts) => {
+            let bad = monitor::scan_cli::run(&opts)?;
             Ok(if bad == 0 {
                 ExitCode::SUCCESS
             } else {

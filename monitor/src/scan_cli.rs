@@ -20,21 +20,28 @@ pub enum Format {
 }
 
 /// Options of `monitor scan`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ScanOptions {
     /// The input file, or `-` for stdin.
+    #[arg(default_value = "-")]
     pub input: PathBuf,
-    /// Output format for plain input.
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
-    /// Read JSON lines and report per record.
+    /// Read JSON lines; print `{"id": ..., "findings": [...]}` per line, offsets into the text field (UTF-8 bytes).
+    #[arg(long)]
     pub jsonl: bool,
-    /// The field holding each record's text.
+    /// With --jsonl: the field holding the text.
+    #[arg(long, default_value = "text")]
     pub text_field: String,
-    /// The field holding each record's id.
+    /// With --jsonl: the field holding the record id.
+    #[arg(long, default_value = "id")]
     pub id_field: String,
-    /// A rules file replacing the shipped detector rules.
+    /// A detector rules file to use instead of the shipped one.
+    #[arg(long)]
     pub rules: Option<PathBuf>,
-    /// The fingerprint key file.
+    /// The fingerprint key (created, mode 0600, if absent).
+    #[arg(long, default_value = DEFAULT_KEY_FILE)]
     pub key_file: PathBuf,
 }
 
