@@ -322,6 +322,12 @@ fn submit(ev: &mut RawEvent, cur: &Cursor) {
             RAW_EVENT_FIXED_LEN + used,
         )
     };
+    output(bytes);
+}
+
+/// Copies one record to the ring buffer, counting it as sent or lost.
+#[inline(always)]
+fn output(bytes: &[u8]) {
     match EVENTS.output::<[u8]>(bytes, wake_flags(bytes.len())) {
         Ok(()) => count(COUNTER_EMITTED),
         Err(_) => count(COUNTER_RINGBUF_FULL),
@@ -967,10 +973,7 @@ fn emit_payload(op: PayloadOp, fd: i32, size: i64, flags: u32, sock: SockInfo, s
             PAYLOAD_FIXED_LEN + used,
         )
     };
-    match EVENTS.output::<[u8]>(bytes, wake_flags(bytes.len())) {
-        Ok(()) => count(COUNTER_EMITTED),
-        Err(_) => count(COUNTER_RINGBUF_FULL),
-    }
+    output(bytes);
 }
 
 #[inline(always)]

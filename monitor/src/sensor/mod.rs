@@ -221,14 +221,7 @@ impl Sensor {
 
         let mut attached = Vec::new();
         for syscall in SYSCALLS {
-            let enter = format!("sys_enter_{syscall}");
-            attach(&mut ebpf, &enter, "syscalls", &enter)?;
-            attach(
-                &mut ebpf,
-                "sys_exit",
-                "syscalls",
-                &format!("sys_exit_{syscall}"),
-            )?;
+            attach_syscall(&mut ebpf, syscall, "sys_exit")?;
             attached.push(format!("syscalls:{syscall}"));
         }
         let inbound: &[&str] = if settings.capture_inbound {
@@ -237,14 +230,7 @@ impl Sensor {
             &[]
         };
         for syscall in PAYLOAD_SYSCALLS.iter().chain(inbound) {
-            let enter = format!("sys_enter_{syscall}");
-            attach(&mut ebpf, &enter, "syscalls", &enter)?;
-            attach(
-                &mut ebpf,
-                "sys_exit_payload",
-                "syscalls",
-                &format!("sys_exit_{syscall}"),
-            )?;
+            attach_syscall(&mut ebpf, syscall, "sys_exit_payload")?;
             attached.push(format!("syscalls:{syscall}"));
         }
         attach(&mut ebpf, "sys_enter_close", "syscalls", "sys_enter_close")?;
@@ -361,6 +347,18 @@ fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<
     }
     prog.attach(category, name).map_err(err)?;
     Ok(())
+}
+
+/// Attaches `sys_enter_<syscall>` and `exit_program` to the syscall's two tracepoints.
+fn attach_syscall(ebpf: &mut Ebpf, syscall: &str, exit_program: &str) -> Result<(), SensorError> {
+    let enter = format!("sys_enter_{syscall}");
+    attach(ebpf, &enter, "syscalls", &enter)?;
+    attach(
+        ebpf,
+        exit_program,
+        "syscalls",
+        &format!("sys_exit_{syscall}"),
+    )
 }
 
 fn attach_uprobe(
