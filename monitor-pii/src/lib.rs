@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use mask::FingerprintKey;
+pub use mask::{load_or_create_key, FingerprintKey, KeyError};
 pub use rules::{PiiRules, RulesError};
 pub use stream::StreamScanner;
 pub use types::PiiType;

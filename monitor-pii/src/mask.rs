@@ -58,33 +58,45 @@ impl FingerprintKey {
 
     /// Loads the key at `path`, creating it (mode 0600, 32 random bytes) on first use.
     pub fn load_or_create(path: &Path) -> Result<Self, KeyError> {
-        let io = |source| KeyError::Io {
-            path: path.display().to_string(),
-            source,
-        };
-        match std::fs::read(path) {
-            Ok(bytes) if bytes.len() == 32 => return Ok(Self::from_bytes(&bytes)),
-            Ok(_) => return Err(KeyError::BadLength(path.display().to_string())),
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            Err(_) => {}
-        }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
-        let mut k = [0u8; 32];
-        SystemRandom::new()
-            .fill(&mut k)
-            .map_err(|_| KeyError::Random)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        f.write_all(&k).and_then(|_| f.sync_all()).map_err(io)?;
-        Ok(Self::from_bytes(&k))
+        load_or_create_key(path).map(|k| Self::from_bytes(&k))
     }
+}
 
+/// Reads the 32-byte secret key at `path`, creating it (mode 0600, from the
+/// system's random generator) on first use. Shared by every keyed MAC on the host.
+pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == 32 => {
+            let mut k = [0u8; 32];
+            k.copy_from_slice(&bytes);
+            return Ok(k);
+        }
+        Ok(_) => return Err(KeyError::BadLength(path.display().to_string())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        Err(_) => {}
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut k = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut k)
+        .map_err(|_| KeyError::Random)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(&k).and_then(|_| f.sync_all()).map_err(io)?;
+    Ok(k)
+}
+
+impl FingerprintKey {
     /// Hex of the first 16 bytes of HMAC-SHA256(type name, 0, normalized value).
     pub fn fingerprint(&self, type_name: &str, normalized: &[u8]) -> String {
         let mut ctx = hmac::Context::with_key(&self.0);

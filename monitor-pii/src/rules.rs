@@ -25,6 +25,24 @@ pub struct RulesError {
     pub message: String,
 }
 
+impl RulesError {
+    /// An error at byte `offset` of `src` (the text of `file`).
+    pub fn at(src: &str, file: &str, offset: usize, message: impl Into<String>) -> Self {
+        let (line, col) = position(src, offset);
+        Self {
+            file: file.to_owned(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    /// A TOML syntax or shape error, positioned.
+    pub fn from_toml(src: &str, file: &str, e: &toml::de::Error) -> Self {
+        Self::at(src, file, e.span().map_or(0, |s| s.start), e.message())
+    }
+}
+
 /// Named checks a custom detector can require.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Validator {
@@ -149,17 +167,9 @@ fn position(src: &str, offset: usize) -> (usize, usize) {
 impl PiiRules {
     /// Parses and validates one rules file's text.
     pub fn parse(src: &str, file: &str) -> Result<Self, RulesError> {
-        let err = |offset: usize, message: String| {
-            let (line, col) = position(src, offset);
-            RulesError {
-                file: file.to_owned(),
-                line,
-                col,
-                message,
-            }
-        };
-        let raw: RawRules = toml::from_str(src)
-            .map_err(|e| err(e.span().map_or(0, |s| s.start), e.message().to_owned()))?;
+        let err = |offset: usize, message: String| RulesError::at(src, file, offset, message);
+        let raw: RawRules =
+            toml::from_str(src).map_err(|e| RulesError::from_toml(src, file, &e))?;
         let mut rules = PiiRules::default();
         for (name, t) in &raw.types {
             let Some(kind) = PiiType::from_name(name.get_ref()) else {
@@ -251,6 +261,11 @@ impl PiiRules {
     /// The shipped defaults.
     pub fn defaults() -> Self {
         Self::parse(DEFAULT_RULES, "rules/pii.toml").expect("shipped rules are valid")
+    }
+
+    /// True when `name` is a built-in type or one of these rules' custom detectors.
+    pub fn knows_type(&self, name: &str) -> bool {
+        PiiType::from_name(name).is_some() || self.custom.iter().any(|d| &*d.name == name)
     }
 
     /// The reporting threshold for `kind`.

@@ -10,11 +10,20 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::sync::mpsc::Sender;
+
+use crate::classify::Action;
 use crate::enrich::Enricher;
 use crate::notify::notify;
 use crate::output::{EventSink, JsonLines};
+use crate::pipeline::Recording;
 use crate::pipeline::{Counters, Pipeline};
+use crate::policy::{Alert, Severity};
+use crate::record::writer::{self, RecordSender, WriterCounters};
+use crate::record::{Outcome, Record, Store};
+use crate::rules::RuleSet;
 use crate::sensor::{Sensor, SensorSettings};
+use crate::server::{self, Server};
 use crate::status::Status;
 
 /// Options of `monitor run`.
@@ -36,7 +45,20 @@ pub struct RunOptions {
     pub key_file: PathBuf,
     /// Also capture received bytes.
     pub capture_inbound: bool,
+    /// Where the record (`record/`) and its chain key (`record.key`) live.
+    pub state_dir: PathBuf,
+    /// Rule overrides.
+    pub rules_dir: PathBuf,
+    /// The analysts' query socket.
+    pub socket: PathBuf,
+    /// The analysts' group.
+    pub analyst_group: String,
+    /// How long records are kept.
+    pub retention: Duration,
 }
+
+/// Where state lives by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/monitor";
 
 fn now() -> String {
     humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
@@ -62,12 +84,76 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         monitor_common::PAYLOAD_MAX,
         opts.payload_limit
     );
+    let rules = RuleSet::load(Some(&opts.rules_dir))
+        .map_err(|e| anyhow::anyhow!("refusing to start: invalid rules\n{e}"))?;
     let key = monitor_pii::FingerprintKey::load_or_create(&opts.key_file)
         .context("loading the fingerprint key")?;
-    let detector = Arc::new(monitor_pii::Detector::new(
-        monitor_pii::PiiRules::defaults(),
-        key,
-    ));
+    let detector = Arc::new(monitor_pii::Detector::new(rules.pii.clone(), key));
+    let store = Arc::new(
+        Store::open(
+            &opts.state_dir.join("record"),
+            &opts.state_dir.join("record.key"),
+        )
+        .context("opening the access record")?,
+    );
+    let host: Arc<str> = Arc::from(
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into()),
+    );
+    let template = Record {
+        seq: 0,
+        time: String::new(),
+        time_ns: 0,
+        host: host.clone(),
+        pid: std::process::id(),
+        exe: std::env::current_exe()
+            .ok()
+            .map(|p| Arc::from(p.to_string_lossy().as_ref())),
+        comm: "monitor".into(),
+        uid: nix::unistd::getuid().as_raw(),
+        user: Some(Arc::from("root")),
+        role: Arc::from("monitor"),
+        action: Action::Start,
+        object: String::new(),
+        dest_host: None,
+        class: None,
+        bytes: None,
+        findings: Vec::new(),
+        outcome: Outcome::Allowed,
+        errno: None,
+        alert: None,
+    };
+    let writer_counters = Arc::new(WriterCounters::default());
+    let (records, writer) = writer::spawn(
+        store.clone(),
+        opts.retention,
+        writer_counters.clone(),
+        template.clone(),
+    )
+    .context("starting the record writer")?;
+    let sources: Vec<String> = rules.sources.iter().map(|(_, f)| f.clone()).collect();
+    let _ = records.send(Record {
+        object: format!(
+            "monitor {} rules {}",
+            env!("CARGO_PKG_VERSION"),
+            sources.join(",")
+        ),
+        ..writer::stamped(&template)
+    });
+    let listener = server::bind(&opts.socket)
+        .with_context(|| format!("binding the query socket {}", opts.socket.display()))?;
+    let server = tokio::spawn(
+        Arc::new(Server {
+            store: store.clone(),
+            records: records.clone(),
+            detector: detector.clone(),
+            analyst_group: opts.analyst_group.clone(),
+            template: template.clone(),
+        })
+        .serve(listener),
+    );
+    let (reload_tx, reloads) = std::sync::mpsc::channel();
     let mut settings = SensorSettings {
         ring_bytes: opts.ring_mib << 20,
         payload_limit: opts.payload_limit,
@@ -99,6 +185,12 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         enricher,
         crate::payload::PayloadStage::new(detector),
         sinks,
+        Recording {
+            rules,
+            records: records.clone(),
+            host,
+            reloads,
+        },
     );
     let counters = pipeline.counters();
     let stop = Arc::new(AtomicBool::new(false));
@@ -135,12 +227,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     tick.tick().await;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let mut last_dropped = 0;
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let snapshot = *counters.lock().expect("counters lock");
                 refresh(&mut status, &snapshot);
+                status.record = writer_counters.snapshot();
                 log_stats(&status, &mut last_dropped);
                 if let Err(e) = status.write(&opts.status_file) {
                     tracing::warn!(error = %e, "cannot write status file");
@@ -149,6 +243,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
                     break;
                 }
             }
+            _ = sighup.recv() => reload(&opts.rules_dir, &reload_tx, &records, &template),
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
         }
@@ -160,11 +255,59 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         .join()
         .map_err(|_| anyhow::anyhow!("pipeline thread panicked"))?;
     let final_counters = result.context("pipeline stopped")?;
+    server.abort();
+    let _ = records.send(Record {
+        action: Action::Stop,
+        object: format!("monitor {}", env!("CARGO_PKG_VERSION")),
+        ..writer::stamped(&template)
+    });
+    drop(records);
+    tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("record writer panicked"))?;
     refresh(&mut status, &final_counters);
+    status.record = writer_counters.snapshot();
     log_stats(&status, &mut last_dropped);
     status.write(&opts.status_file).ok();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reloads the rules (SIGHUP): a valid set replaces the running one; an
+/// invalid one is refused and the running policy stays. Either way it is recorded.
+fn reload(
+    dir: &std::path::Path,
+    to_pipeline: &Sender<RuleSet>,
+    records: &RecordSender,
+    template: &Record,
+) {
+    let (outcome, errno, alert) = match RuleSet::load(Some(dir)) {
+        Ok(rules) => {
+            let _ = to_pipeline.send(rules);
+            tracing::info!("rules reloaded (PII detector settings apply at the next start)");
+            (Outcome::Allowed, None, None)
+        }
+        Err(e) => {
+            tracing::error!("rules reload REFUSED, keeping the running policy:\n{e}");
+            (
+                Outcome::Failed,
+                Some(e.to_string()),
+                Some(Alert {
+                    severity: Severity::Medium,
+                    rule: "rules-reload".into(),
+                    message: "a rules reload was refused; the running policy stays".into(),
+                }),
+            )
+        }
+    };
+    let _ = records.send(Record {
+        action: Action::Reload,
+        object: dir.display().to_string(),
+        outcome,
+        errno,
+        alert,
+        ..writer::stamped(template)
+    });
 }
 
 fn log_stats(status: &Status, last_dropped: &mut u64) {

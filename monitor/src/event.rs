@@ -59,6 +59,9 @@ pub struct Process {
     /// systemd unit (the cgroup's last `.service` or `.scope`), when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unit: Option<Arc<str>>,
+    /// The role it acts for (`rules/roles.toml`), once resolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<Arc<str>>,
 }
 
 /// What was done; serialized with a `kind` tag.

@@ -17,8 +17,10 @@
 //! [`bench`](mod@bench) (the sensor benchmark driven by `cargo xtask bench`),
 //! [`scan_cli`] (`monitor scan`, the detector from `monitor-pii` over files).
 
+pub mod analyst;
 pub mod bench;
 pub mod btf;
+pub mod classify;
 pub mod daemon;
 pub mod enrich;
 pub mod event;
@@ -26,6 +28,11 @@ pub mod notify;
 pub mod output;
 pub mod payload;
 pub mod pipeline;
+pub mod policy;
+pub mod record;
+pub mod roles;
+pub mod rules;
 pub mod scan_cli;
 pub mod sensor;
+pub mod server;
 pub mod status;

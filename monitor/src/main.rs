@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use monitor::analyst;
+use monitor::server::Request;
 use monitor::status::{Status, DEFAULT_STATUS_FILE};
 
 /// Host data-access monitor.
@@ -45,6 +47,82 @@ enum Command {
         /// Also capture bytes received on sockets and from TLS (`read`, `recv*`, `SSL_read`).
         #[arg(long)]
         capture_inbound: bool,
+        /// Where the access record and its chain key live.
+        #[arg(long, default_value = monitor::daemon::DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Rule files here replace the shipped ones of the same name.
+        #[arg(long, default_value = monitor::rules::DEFAULT_RULES_DIR)]
+        rules_dir: PathBuf,
+        /// The analysts' query socket.
+        #[arg(long, default_value = monitor::server::DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Members of this group (and root) may query the record.
+        #[arg(long, default_value = monitor::server::DEFAULT_ANALYST_GROUP)]
+        analyst_group: String,
+        /// Days records are kept.
+        #[arg(long, default_value_t = 365)]
+        retention_days: u64,
+    },
+    /// Records matching the filters, newest first.
+    Events {
+        #[command(flatten)]
+        filter: monitor::analyst::FilterArgs,
+        #[command(flatten)]
+        common: monitor::analyst::Common,
+    },
+    /// Policy violations and other alerts, newest first.
+    Alerts {
+        #[command(flatten)]
+        filter: monitor::analyst::FilterArgs,
+        #[command(flatten)]
+        common: monitor::analyst::Common,
+    },
+    /// Who touched a file (or anything under a directory given with a trailing `/`).
+    WhoAccessed {
+        /// The path.
+        path: String,
+        #[command(flatten)]
+        filter: monitor::analyst::FilterArgs,
+        #[command(flatten)]
+        common: monitor::analyst::Common,
+    },
+    /// What a role touched, summarised.
+    Role {
+        /// The role.
+        role: String,
+        #[command(flatten)]
+        filter: monitor::analyst::FilterArgs,
+        #[command(flatten)]
+        common: monitor::analyst::Common,
+    },
+    /// Where a PII value went. Give `-` to read it from stdin (keeps it out of
+    /// the process list); it is fingerprinted by the daemon and never stored.
+    TracePii {
+        /// The value, or `-` for stdin.
+        value: String,
+        /// Its PII type (`CREDIT_CARD`), when the detector cannot tell.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        #[command(flatten)]
+        filter: monitor::analyst::FilterArgs,
+        #[command(flatten)]
+        common: monitor::analyst::Common,
+    },
+    /// Walk the record's MAC chain and name the first bad record.
+    Verify {
+        /// Verify this store directly instead of asking the daemon (it must be stopped).
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// The chain key, with `--store`.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        #[command(flatten)]
+        common: monitor::analyst::Common,
+    },
+    /// Check rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
     },
     /// Show the running daemon's status: probes, counters, drops.
     Status {
@@ -109,6 +187,16 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate the shipped rules with the overrides in DIR; prints `file:line:col: message`.
+    Check {
+        /// The override directory.
+        #[arg(default_value = monitor::rules::DEFAULT_RULES_DIR)]
+        dir: PathBuf,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -138,8 +226,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             tls_libraries,
             key_file,
             capture_inbound,
+            state_dir,
+            rules_dir,
+            socket,
+            analyst_group,
+            retention_days,
         } => {
             let opts = monitor::daemon::RunOptions {
+                state_dir,
+                rules_dir,
+                socket,
+                analyst_group,
+                retention: Duration::from_secs(retention_days.max(1) * 86_400),
                 events_stdout,
                 ring_mib,
                 stats_interval: Duration::from_secs(stats_interval.max(1)),
@@ -171,6 +269,111 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(3)
             })
         }
+        Command::Events { filter, common } => {
+            let req = Request::Events {
+                filter: filter.filter()?,
+            };
+            show_records(&common, &req, false)
+        }
+        Command::Alerts { filter, common } => {
+            let req = Request::Alerts {
+                filter: filter.filter()?,
+            };
+            show_records(&common, &req, true)
+        }
+        Command::WhoAccessed {
+            path,
+            filter,
+            common,
+        } => {
+            let req = Request::WhoAccessed {
+                path,
+                filter: filter.filter()?,
+            };
+            show_records(&common, &req, false)
+        }
+        Command::Role {
+            role,
+            filter,
+            common,
+        } => {
+            let req = Request::Role {
+                role,
+                filter: filter.filter()?,
+            };
+            let answer = analyst::ask(&common.socket, &req)?;
+            let summary = answer.summary.unwrap_or_default();
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", analyst::summary_text(&summary));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TracePii {
+            value,
+            kind,
+            filter,
+            common,
+        } => {
+            let value = if value == "-" {
+                let mut v = String::new();
+                std::io::stdin().read_line(&mut v)?;
+                v.trim_end_matches(['\r', '\n']).to_owned()
+            } else {
+                value
+            };
+            let req = Request::TracePii {
+                value,
+                kind,
+                filter: filter.filter()?,
+            };
+            show_records(&common, &req, false)
+        }
+        Command::Verify {
+            store,
+            key_file,
+            common,
+        } => {
+            let report = match store {
+                Some(dir) => {
+                    let key =
+                        key_file.unwrap_or_else(|| dir.parent().unwrap_or(&dir).join("record.key"));
+                    anyhow::ensure!(key.exists(), "no chain key at {}", key.display());
+                    monitor::record::Store::open(&dir, &key)
+                        .with_context(|| format!("opening {}", dir.display()))?
+                        .verify()?
+                }
+                None => analyst::ask(&common.socket, &Request::Verify)?
+                    .verify
+                    .context("the daemon sent no report")?,
+            };
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", analyst::verify_text(&report));
+            }
+            Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => match monitor::rules::RuleSet::load(Some(&dir)) {
+            Ok(rules) => {
+                for (name, from) in &rules.sources {
+                    println!("{name}: {from}");
+                }
+                println!("rules OK");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Scan(opts) => {
             let bad = monitor::scan_cli::run(&opts)?;
             Ok(if bad == 0 {
@@ -213,4 +416,14 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn show_records(common: &analyst::Common, req: &Request, alerts: bool) -> anyhow::Result<ExitCode> {
+    let answer = analyst::ask(&common.socket, req)?;
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&answer.records)?);
+    } else {
+        print!("{}", analyst::records_table(&answer.records, alerts));
+    }
+    Ok(ExitCode::SUCCESS)
 }

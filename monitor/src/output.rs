@@ -62,6 +62,7 @@ mod tests {
                 cgroup_id: 1,
                 cgroup: None,
                 unit: None,
+                role: None,
             },
             detail: Detail::Fork(ForkInfo { child_pid: 2 }),
             truncated: false,

@@ -1,14 +1,23 @@
 //! The pipeline: owns the stages and moves records through them, left to
-//! right (sensor → decode → enrich → sinks). No stage knows another; this is
+//! right (sensor → decode → enrich → role → payload detection → classify →
+//! policy → record, and the event sinks). No stage knows another; this is
 //! the one place they are composed.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::sync::mpsc::Receiver;
+
 use crate::enrich::Enricher;
+use crate::event::{Detail, Event};
 use crate::output::EventSink;
 use crate::payload::PayloadStage;
+use crate::policy::worst;
+use crate::record::writer::RecordSender;
+use crate::record::Record;
+use crate::roles::RoleResolver;
+use crate::rules::RuleSet;
 use crate::sensor::decode::{decode, Body};
 use crate::sensor::{KernelCounters, Sensor, SensorError};
 use crate::status::PipelineCounters;
@@ -32,12 +41,27 @@ pub struct Counters {
     pub processes_tracked: usize,
 }
 
+/// The stages after detection: roles, classes and policy from the rules,
+/// and the record writer's queue.
+pub struct Recording {
+    /// The rules in force.
+    pub rules: RuleSet,
+    /// The record writer's queue.
+    pub records: RecordSender,
+    /// This host's name, stamped on every record.
+    pub host: Arc<str>,
+    /// New rule sets (validated) from reloads.
+    pub reloads: Receiver<RuleSet>,
+}
+
 /// The stages, composed.
 pub struct Pipeline {
     sensor: Sensor,
     enricher: Enricher,
     payload: PayloadStage,
     sinks: Vec<Box<dyn EventSink>>,
+    roles: RoleResolver,
+    recording: Recording,
     counters: PipelineCounters,
     shared: Arc<Mutex<Counters>>,
 }
@@ -49,12 +73,15 @@ impl Pipeline {
         enricher: Enricher,
         payload: PayloadStage,
         sinks: Vec<Box<dyn EventSink>>,
+        recording: Recording,
     ) -> Self {
         Self {
             sensor,
             enricher,
             payload,
             sinks,
+            roles: RoleResolver::new(recording.rules.roles.clone()),
+            recording,
             counters: PipelineCounters::default(),
             shared: Arc::default(),
         }
@@ -81,7 +108,12 @@ impl Pipeline {
             }
             if last_clock.elapsed() >= Duration::from_secs(60) {
                 self.enricher.resync_clock();
+                self.roles.forget_all();
                 last_clock = Instant::now();
+            }
+            while let Ok(rules) = self.recording.reloads.try_recv() {
+                self.roles.set_rules(rules.roles.clone());
+                self.recording.rules = rules;
             }
             if stopping {
                 return Ok(self.publish());
@@ -96,6 +128,8 @@ impl Pipeline {
             enricher,
             payload,
             sinks,
+            roles,
+            recording,
             counters,
             ..
         } = self;
@@ -104,12 +138,23 @@ impl Pipeline {
             match decode(bytes) {
                 Ok(record) => {
                     let mut event = enricher.enrich(&record);
+                    let pid = event.process.pid;
+                    event.process.role =
+                        Some(roles.role_of(&event.process, || enricher.ancestors(pid)));
                     match record.body {
                         Body::Payload(_) => payload.process(&record, &mut event),
-                        Body::Exit(_) if !payload.is_empty() => {
-                            payload.forget_process(record.header.tgid)
+                        Body::Exit(_) => {
+                            roles.forget(pid);
+                            if !payload.is_empty() {
+                                payload.forget_process(record.header.tgid)
+                            }
                         }
                         _ => {}
+                    }
+                    if let Some(rec) = judge(recording, &event) {
+                        if recording.records.send(rec).is_err() {
+                            counters.record_errors += 1;
+                        }
                     }
                     for sink in sinks.iter_mut() {
                         if sink.handle(&event).is_err() {
@@ -145,4 +190,25 @@ impl Pipeline {
         }
         snapshot
     }
+}
+
+/// Classifies `event`, asks the policy, and returns what the record keeps:
+/// accesses to classified data, payloads with findings, and violations.
+fn judge(recording: &Recording, event: &Event) -> Option<Record> {
+    let rules = &recording.rules;
+    let access = rules.classes.classify(event)?;
+    let findings = match &event.detail {
+        Detail::Payload(p) => p.findings.as_slice(),
+        _ => &[],
+    };
+    let role = event
+        .process
+        .role
+        .as_deref()
+        .unwrap_or(crate::roles::UNASSIGNED);
+    let alert = worst(rules.policy.judge(role, &access, findings));
+    if access.class.is_none() && findings.is_empty() && alert.is_none() {
+        return None;
+    }
+    Some(Record::of_access(&recording.host, event, access, alert))
 }

@@ -24,6 +24,20 @@ pub struct PipelineCounters {
     /// Payload streams dropped because too many were open.
     #[serde(default)]
     pub streams_evicted: u64,
+    /// Records that could not be handed to the record writer (dropped).
+    #[serde(default)]
+    pub record_errors: u64,
+}
+
+/// The access record's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordCounters {
+    /// Records stored.
+    pub stored: u64,
+    /// Records the store failed to write (dropped).
+    pub failed: u64,
+    /// Records removed by retention.
+    pub expired: u64,
 }
 
 /// A snapshot of the daemon's state.
@@ -53,12 +67,19 @@ pub struct Status {
     /// What TLS capture does not see.
     #[serde(default)]
     pub tls_not_covered: String,
+    /// The access record.
+    #[serde(default)]
+    pub record: RecordCounters,
 }
 
 impl Status {
     /// Records lost anywhere: ring buffer full, undecodable, or refused by a sink.
     pub fn dropped(&self) -> u64 {
-        self.kernel.ringbuf_full + self.pipeline.decode_errors + self.pipeline.sink_errors
+        self.kernel.ringbuf_full
+            + self.pipeline.decode_errors
+            + self.pipeline.sink_errors
+            + self.pipeline.record_errors
+            + self.record.failed
     }
 
     /// Writes the snapshot to `path` atomically (temp file + rename), mode 0644.
@@ -106,6 +127,8 @@ impl Status {
              \x20 ring buffer full: {full}\n\
              \x20 decode errors:    {dec}\n\
              \x20 sink errors:      {sink}\n\
+             \x20 record errors:    {recerr}\n\
+             records stored:     {stored} (expired {expired})\n\
              truncated strings:  {trunc}\n\
              truncated payloads: {ptrunc}\n\
              streams evicted:    {evicted}\n\
@@ -126,6 +149,9 @@ impl Status {
             full = k.ringbuf_full,
             dec = p.decode_errors,
             sink = p.sink_errors,
+            recerr = p.record_errors + self.record.failed,
+            stored = self.record.stored,
+            expired = self.record.expired,
             trunc = k.truncated,
             missing = k.args_missing,
             ptrunc = k.payload_truncated,

@@ -111,6 +111,18 @@ impl Enricher {
         self.clock = WallClock::now();
     }
 
+    /// Executables of `pid`'s ancestors, parent first (at most 64 steps).
+    pub fn ancestors(&self, pid: u32) -> impl Iterator<Item = Arc<str>> + '_ {
+        let mut next = self.procs.get(pid).map(|p| p.ppid);
+        std::iter::from_fn(move || {
+            let pid = next.filter(|&p| p > 1)?;
+            let info = self.procs.get(pid)?;
+            next = Some(info.ppid).filter(|&pp| pp != pid);
+            Some(info.exe.clone().unwrap_or_else(|| Arc::from("")))
+        })
+        .take(64)
+    }
+
     /// Live processes in the table.
     pub fn process_count(&self) -> usize {
         self.procs.len()
@@ -197,6 +209,7 @@ impl Enricher {
             cmdline,
             cgroup_id: h.cgroup_id,
             unit: cgroup.as_ref().and_then(|c| c.unit.clone()),
+            role: None,
             cgroup: cgroup.map(|c| c.path),
         }
     }

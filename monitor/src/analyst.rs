@@ -1,0 +1,251 @@
+//! The analyst's commands (`monitor events`, `alerts`, `who-accessed`,
+//! `role`, `trace-pii`, `verify`): send one request to the daemon's query
+//! socket and print the answer as a table, or as JSON with `--json`.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use crate::classify::Action;
+use crate::policy::Severity;
+use crate::record::query::{Filter, RoleSummary};
+use crate::record::{Record, VerifyReport};
+use crate::server::{Request, Response, DEFAULT_SOCKET};
+
+/// Options every analyst command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The daemon's query socket.
+    #[arg(long, default_value = DEFAULT_SOCKET, global = true)]
+    pub socket: PathBuf,
+    /// Print JSON (one object) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Filters: times are RFC 3339 (`2026-11-22T10:00:00Z`) or an age (`2h`, `7d`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only records at or after this time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records before this time.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Only this role.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Only this user name.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only this data class.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Only this path (or everything under it, with a trailing `/`).
+    #[arg(long)]
+    pub path: Option<String>,
+    /// Only alerts of at least this severity (low, medium, high, critical).
+    #[arg(long)]
+    pub severity: Option<Severity>,
+    /// Only this action (read, write, delete, rename, connect, send, query, ...).
+    #[arg(long, value_parser = parse_action)]
+    pub action: Option<Action>,
+    /// At most this many records, newest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+fn parse_action(s: &str) -> Result<Action, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("unknown action `{s}`"))
+}
+
+/// A time given on the command line, as ns since the epoch.
+pub fn parse_time(s: &str) -> anyhow::Result<u64> {
+    let t = match humantime::parse_rfc3339_weak(s) {
+        Ok(t) => t,
+        Err(_) => {
+            let age = humantime::parse_duration(s)
+                .with_context(|| format!("`{s}` is neither an RFC 3339 time nor an age like 2h"))?;
+            SystemTime::now()
+                .checked_sub(age)
+                .context("age reaches before the epoch")?
+        }
+    };
+    Ok(t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64))
+}
+
+impl FilterArgs {
+    /// The filter these options describe.
+    pub fn filter(&self) -> anyhow::Result<Filter> {
+        Ok(Filter {
+            since_ns: self.since.as_deref().map(parse_time).transpose()?,
+            until_ns: self.until.as_deref().map(parse_time).transpose()?,
+            role: self.role.clone(),
+            user: self.user.clone(),
+            class: self.class.clone(),
+            path: self.path.clone(),
+            severity: self.severity,
+            action: self.action,
+            limit: self.limit,
+        })
+    }
+}
+
+/// Sends `req` to the daemon and returns its answer (an error if refused).
+pub fn ask(socket: &Path, req: &Request) -> anyhow::Result<Response> {
+    let mut stream = UnixStream::connect(socket).with_context(|| {
+        format!(
+            "connecting to {} (is the daemon running?)",
+            socket.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut line = serde_json::to_vec(req)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer)?;
+    if answer.is_empty() {
+        bail!("the daemon closed the connection without answering");
+    }
+    let response: Response = serde_json::from_str(&answer).context("decoding the answer")?;
+    if let Some(e) = &response.error {
+        bail!("{e}");
+    }
+    Ok(response)
+}
+
+fn cell(s: &str, width: usize) -> String {
+    let mut out: String = s.chars().take(width).collect();
+    let n = out.chars().count();
+    if n < width {
+        out.extend(std::iter::repeat_n(' ', width - n));
+    }
+    out
+}
+
+/// Renders records as a table for people.
+pub fn records_table(records: &[Record], alerts: bool) -> String {
+    let mut out = String::new();
+    if alerts {
+        out.push_str(&format!(
+            "{} {} {} {} {} {}\n",
+            cell("TIME", 30),
+            cell("SEVERITY", 8),
+            cell("USER", 12),
+            cell("ROLE", 14),
+            cell("RULE", 12),
+            "MESSAGE / FINDINGS"
+        ));
+    } else {
+        out.push_str(&format!(
+            "{} {} {} {} {} {} {}\n",
+            cell("TIME", 30),
+            cell("USER", 12),
+            cell("ROLE", 14),
+            cell("ACTION", 8),
+            cell("CLASS", 16),
+            cell("OUTCOME", 9),
+            "OBJECT"
+        ));
+    }
+    for r in records {
+        let user = r
+            .user
+            .as_deref()
+            .map_or_else(|| r.uid.to_string(), str::to_owned);
+        let findings: Vec<String> = r
+            .findings
+            .iter()
+            .map(|f| format!("{} {}", f.kind, f.masked))
+            .collect();
+        if alerts {
+            let (sev, rule, msg) = r.alert.as_ref().map_or(("", "", ""), |a| {
+                (a.severity.name(), a.rule.as_str(), a.message.as_str())
+            });
+            out.push_str(&format!(
+                "{} {} {} {} {} {}{}\n",
+                cell(&r.time, 30),
+                cell(sev, 8),
+                cell(&user, 12),
+                cell(&r.role, 14),
+                cell(rule, 12),
+                msg,
+                if findings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", findings.join(", "))
+                }
+            ));
+        } else {
+            let outcome = match r.outcome {
+                crate::record::Outcome::Allowed => "allowed",
+                crate::record::Outcome::Violation => "VIOLATION",
+                crate::record::Outcome::Failed => "failed",
+                crate::record::Outcome::Refused => "REFUSED",
+            };
+            out.push_str(&format!(
+                "{} {} {} {} {} {} {}{}\n",
+                cell(&r.time, 30),
+                cell(&user, 12),
+                cell(&r.role, 14),
+                cell(r.action.name(), 8),
+                cell(r.class.as_deref().unwrap_or("-"), 16),
+                cell(outcome, 9),
+                r.object,
+                if findings.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", findings.join(", "))
+                }
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "({} record{})\n",
+        records.len(),
+        if records.len() == 1 { "" } else { "s" }
+    ));
+    out
+}
+
+/// Renders a role summary for people.
+pub fn summary_text(s: &RoleSummary) -> String {
+    let mut out = format!(
+        "role {}: {} records, {} alerts\n",
+        s.role, s.records, s.alerts
+    );
+    out.push_str("by action and class:\n");
+    for (k, n) in &s.by_action_class {
+        out.push_str(&format!("  {n:>8}  {k}\n"));
+    }
+    out.push_str("by user:\n");
+    for (k, n) in &s.by_user {
+        out.push_str(&format!("  {n:>8}  {k}\n"));
+    }
+    out.push_str("most touched:\n");
+    for (k, n) in &s.top_objects {
+        out.push_str(&format!("  {n:>8}  {k}\n"));
+    }
+    out
+}
+
+/// Renders a verification report for people.
+pub fn verify_text(v: &VerifyReport) -> String {
+    match &v.first_bad {
+        None => format!(
+            "record chain OK: {} records verified (seq {}..={})\n",
+            v.checked, v.first, v.last
+        ),
+        Some((seq, why)) => format!(
+            "record chain BROKEN at record {seq}: {why} ({} records verified before it)\n",
+            v.checked
+        ),
+    }
+}

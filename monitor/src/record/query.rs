@@ -1,0 +1,313 @@
+//! Queries over the record, newest first, each answered from an index:
+//! by time, by role, by object (path), by fingerprint, or alerts only.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{join, seq_of_key, time_seq, Record, Store, StoreError};
+use crate::classify::Action;
+use crate::policy::Severity;
+
+/// Filters shared by every query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Filter {
+    /// Only records at or after this time (ns since the epoch).
+    pub since_ns: Option<u64>,
+    /// Only records before this time (ns since the epoch).
+    pub until_ns: Option<u64>,
+    /// Only this role.
+    pub role: Option<String>,
+    /// Only this user name.
+    pub user: Option<String>,
+    /// Only this data class.
+    pub class: Option<String>,
+    /// Only objects equal to this path, or under it when it ends in `/`.
+    pub path: Option<String>,
+    /// Only alerts of at least this severity.
+    pub severity: Option<Severity>,
+    /// Only this action.
+    pub action: Option<Action>,
+    /// At most this many records (newest first).
+    pub limit: usize,
+}
+
+/// A role's activity, summarised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleSummary {
+    /// The role.
+    pub role: String,
+    /// Records considered.
+    pub records: u64,
+    /// Of which alerts.
+    pub alerts: u64,
+    /// Counts by action and class (`read cardholder-data`).
+    pub by_action_class: BTreeMap<String, u64>,
+    /// Counts by user.
+    pub by_user: BTreeMap<String, u64>,
+    /// The most touched objects, with counts (at most 20).
+    pub top_objects: Vec<(String, u64)>,
+}
+
+/// Where a query's candidates come from.
+enum Source<'a> {
+    Prefix(&'a sled::Tree, Vec<u8>),
+    Time(&'a sled::Tree),
+}
+
+impl Filter {
+    fn time_range(&self) -> (u64, u64) {
+        (
+            self.since_ns.unwrap_or(0),
+            self.until_ns.unwrap_or(u64::MAX),
+        )
+    }
+
+    fn admits(&self, r: &Record) -> bool {
+        let (since, until) = self.time_range();
+        r.time_ns >= since
+            && r.time_ns < until
+            && self.role.as_deref().is_none_or(|x| x == &*r.role)
+            && self
+                .user
+                .as_deref()
+                .is_none_or(|x| r.user.as_deref() == Some(x))
+            && self
+                .class
+                .as_deref()
+                .is_none_or(|x| r.class.as_deref() == Some(x))
+            && self.action.is_none_or(|a| a == r.action)
+            && self
+                .path
+                .as_deref()
+                .is_none_or(|p| object_matches(p, &r.object))
+            && self
+                .severity
+                .is_none_or(|s| r.alert.as_ref().is_some_and(|a| a.severity >= s))
+    }
+}
+
+fn object_matches(path: &str, object: &str) -> bool {
+    if path.ends_with('/') {
+        object.starts_with(path)
+    } else {
+        object == path
+    }
+}
+
+impl Store {
+    /// Records matching `f`, newest first. With `alerts_only`, only records
+    /// that raised an alert.
+    pub fn events(&self, f: &Filter, alerts_only: bool) -> Result<Vec<Record>, StoreError> {
+        let t = self.trees();
+        let source = if let Some(path) = &f.path {
+            let prefix = if path.ends_with('/') {
+                path.as_bytes().to_vec()
+            } else {
+                join(path, &[])
+            };
+            Source::Prefix(t.by_object, prefix)
+        } else if let Some(role) = &f.role {
+            Source::Prefix(t.by_role, join(role, &[]))
+        } else if alerts_only || f.severity.is_some() {
+            Source::Time(t.alerts)
+        } else {
+            Source::Time(t.by_time)
+        };
+        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        let mut out = Vec::new();
+        let mut take = |key: &[u8]| -> Result<bool, StoreError> {
+            if let Some(r) = self.get(seq_of_key(key))? {
+                if f.admits(&r) && (!alerts_only || r.alert.is_some()) {
+                    out.push(r);
+                }
+            }
+            Ok(out.len() < limit)
+        };
+        let (since, until) = f.time_range();
+        match source {
+            Source::Time(tree) => {
+                for item in tree.range(time_seq(since, 0)..time_seq(until, 0)).rev() {
+                    if !take(&item?.0)? {
+                        break;
+                    }
+                }
+            }
+            Source::Prefix(tree, prefix) if prefix.last() == Some(&0) => {
+                // One object or role: its keys sort by time after the prefix.
+                let lo = [prefix.as_slice(), &time_seq(since, 0)].concat();
+                let hi = [prefix.as_slice(), &time_seq(until, 0)].concat();
+                for item in tree.range(lo..hi).rev() {
+                    if !take(&item?.0)? {
+                        break;
+                    }
+                }
+            }
+            Source::Prefix(tree, prefix) => {
+                // A directory: every object under it; order by time afterwards.
+                let mut keys: Vec<(u64, u64)> = Vec::new();
+                for item in tree.scan_prefix(&prefix) {
+                    let (k, _) = item?;
+                    let ts = &k[k.len() - 16..];
+                    let time = seq_of_key(&ts[..8]);
+                    if time >= since && time < until {
+                        keys.push((time, seq_of_key(&k)));
+                    }
+                }
+                keys.sort_unstable_by(|a, b| b.cmp(a));
+                for (time, seq) in keys {
+                    if !take(&time_seq(time, seq))? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who touched `path` (or anything under it, when it ends in `/`).
+    pub fn who_accessed(&self, path: &str, f: &Filter) -> Result<Vec<Record>, StoreError> {
+        let f = Filter {
+            path: Some(path.to_owned()),
+            ..f.clone()
+        };
+        self.events(&f, false)
+    }
+
+    /// Where a value with this fingerprint was seen, newest first.
+    pub fn trace(&self, fingerprint: &str, f: &Filter) -> Result<Vec<Record>, StoreError> {
+        let prefix = join(fingerprint, &[]);
+        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        let mut out = Vec::new();
+        for item in self.trees().by_fingerprint.scan_prefix(&prefix).rev() {
+            if let Some(r) = self.get(seq_of_key(&item?.0))? {
+                if f.admits(&r) {
+                    out.push(r);
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// What `role` did, summarised.
+    pub fn role_summary(&self, role: &str, f: &Filter) -> Result<RoleSummary, StoreError> {
+        let f = Filter {
+            role: Some(role.to_owned()),
+            limit: 0,
+            ..f.clone()
+        };
+        let mut s = RoleSummary {
+            role: role.to_owned(),
+            ..RoleSummary::default()
+        };
+        let mut objects: BTreeMap<String, u64> = BTreeMap::new();
+        for r in self.events(&f, false)? {
+            s.records += 1;
+            s.alerts += u64::from(r.alert.is_some());
+            let class = r.class.as_deref().unwrap_or("unclassified");
+            *s.by_action_class
+                .entry(format!("{} {class}", r.action.name()))
+                .or_default() += 1;
+            *s.by_user
+                .entry(
+                    r.user
+                        .as_deref()
+                        .map_or_else(|| r.uid.to_string(), str::to_owned),
+                )
+                .or_default() += 1;
+            *objects.entry(r.object).or_default() += 1;
+        }
+        let mut top: Vec<(String, u64)> = objects.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top.truncate(20);
+        s.top_objects = top;
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::record;
+    use super::super::Store;
+    use super::*;
+    use crate::event::PiiFinding;
+    use crate::policy::Alert;
+
+    fn store() -> (Store, std::path::PathBuf) {
+        let d = std::env::temp_dir().join(format!(
+            "monitor-query-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&d);
+        (Store::open(&d.join("db"), &d.join("k")).unwrap(), d)
+    }
+
+    #[test]
+    fn queries_use_their_index_and_filters() {
+        let (s, dir) = store();
+        let mut batch = vec![
+            record(10, "billing-agent", "/srv/cardholder/a.csv"),
+            record(20, "support-agent", "/srv/cardholder/b.csv"),
+            record(30, "billing-agent", "/srv/cardholder/a.csv"),
+            record(40, "chatbot", "127.0.0.1:9000"),
+        ];
+        batch[1].alert = Some(Alert {
+            severity: Severity::High,
+            rule: "class-read".into(),
+            message: "m".into(),
+        });
+        batch[3].findings = vec![PiiFinding {
+            kind: "CREDIT_CARD".into(),
+            start: 0,
+            end: 16,
+            score: 1.0,
+            masked: "411111******1111".into(),
+            fingerprint: "abc123".into(),
+        }];
+        batch[3].action = Action::Send;
+        s.append(&mut batch).unwrap();
+        let all = Filter::default();
+        let who = s.who_accessed("/srv/cardholder/a.csv", &all).unwrap();
+        assert_eq!(who.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 1]);
+        let dir_hits = s.who_accessed("/srv/cardholder/", &all).unwrap();
+        assert_eq!(
+            dir_hits.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![3, 2, 1]
+        );
+        let since = Filter {
+            since_ns: Some(15),
+            ..Filter::default()
+        };
+        assert_eq!(
+            s.who_accessed("/srv/cardholder/a.csv", &since)
+                .unwrap()
+                .len(),
+            1
+        );
+        let alerts = s.events(&all, true).unwrap();
+        assert_eq!(alerts.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2]);
+        let crit = Filter {
+            severity: Some(Severity::Critical),
+            ..Filter::default()
+        };
+        assert!(s.events(&crit, true).unwrap().is_empty());
+        let by_role = Filter {
+            role: Some("billing-agent".into()),
+            limit: 1,
+            ..Filter::default()
+        };
+        assert_eq!(s.events(&by_role, false).unwrap()[0].seq, 3);
+        assert_eq!(s.trace("abc123", &all).unwrap()[0].seq, 4);
+        assert!(s.trace("abc12", &all).unwrap().is_empty());
+        let sum = s.role_summary("billing-agent", &all).unwrap();
+        assert_eq!(sum.records, 2);
+        assert_eq!(sum.by_action_class["read cardholder-data"], 2);
+        assert_eq!(sum.top_objects[0], ("/srv/cardholder/a.csv".to_owned(), 2));
+        drop(s);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,160 @@
+//! The one writer of the record: takes records from a bounded queue,
+//! appends them in batches (one chain, one flush per batch), and runs the
+//! retention task. A full queue blocks its producer rather than dropping,
+//! so backpressure reaches the kernel ring buffer, where drops are counted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{Outcome, Record, Store};
+use crate::classify::Action;
+
+/// Records queued for the writer at most.
+pub const QUEUE: usize = 65_536;
+/// Records appended per batch at most.
+pub const BATCH: usize = 8192;
+/// How often the retention task runs.
+const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+
+/// What the writer has done, for the status report.
+#[derive(Debug, Default)]
+pub struct WriterCounters {
+    /// Records stored.
+    pub stored: AtomicU64,
+    /// Records lost because the store failed to write them.
+    pub failed: AtomicU64,
+    /// Records removed by retention.
+    pub expired: AtomicU64,
+}
+
+impl WriterCounters {
+    /// A copy for the status report.
+    pub fn snapshot(&self) -> crate::status::RecordCounters {
+        crate::status::RecordCounters {
+            stored: self.stored.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            expired: self.expired.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Hands records to the writer.
+pub type RecordSender = SyncSender<Record>;
+
+/// Starts the writer thread. It runs until every sender is dropped, or
+/// until it has stored the daemon's own `stop` record.
+pub fn spawn(
+    store: Arc<Store>,
+    retention: Duration,
+    counters: Arc<WriterCounters>,
+    template: Record,
+) -> std::io::Result<(RecordSender, JoinHandle<()>)> {
+    let (tx, rx) = sync_channel(QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("record".into())
+        .spawn(move || run(&store, &rx, retention, &counters, &template))?;
+    Ok((tx, handle))
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn run(
+    store: &Store,
+    rx: &Receiver<Record>,
+    retention: Duration,
+    counters: &WriterCounters,
+    template: &Record,
+) {
+    let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
+    let mut last_retention: Option<Instant> = None;
+    loop {
+        let open = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(r) => {
+                batch.push(r);
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => true,
+            Err(RecvTimeoutError::Disconnected) => false,
+        };
+        let stopping = batch
+            .iter()
+            .any(|r| r.action == Action::Stop && r.pid == template.pid);
+        if !batch.is_empty() {
+            write(store, &mut batch, counters);
+        }
+        if stopping {
+            return;
+        }
+        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+            last_retention = Some(Instant::now());
+            expire(store, retention, counters, template);
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+fn write(store: &Store, batch: &mut Vec<Record>, counters: &WriterCounters) {
+    match store.append(batch) {
+        Ok(_) => {
+            counters
+                .stored
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
+        Err(e) => {
+            counters
+                .failed
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            tracing::error!(error = %e, lost = batch.len(), "records could NOT be stored");
+        }
+    }
+    batch.clear();
+}
+
+/// Removes records older than `retention` and records that it did.
+fn expire(store: &Store, retention: Duration, counters: &WriterCounters, template: &Record) {
+    let cutoff = now_ns().saturating_sub(retention.as_nanos() as u64);
+    match store.trim_before(cutoff) {
+        Ok((0, _)) => {}
+        Ok((n, last)) => {
+            counters.expired.fetch_add(n, Ordering::Relaxed);
+            let mut rec = Record {
+                action: Action::Retention,
+                object: format!("records up to {last}"),
+                bytes: Some(n as i64),
+                outcome: Outcome::Allowed,
+                ..stamped(template)
+            };
+            rec.seq = 0;
+            write(store, &mut vec![rec], counters);
+            tracing::info!(removed = n, through = last, "retention removed old records");
+        }
+        Err(e) => tracing::error!(error = %e, "retention failed"),
+    }
+}
+
+/// `template` (the daemon's own identity) stamped with the current time.
+pub fn stamped(template: &Record) -> Record {
+    let now = SystemTime::now();
+    Record {
+        time: humantime::format_rfc3339_nanos(now).to_string(),
+        time_ns: now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
+        ..template.clone()
+    }
+}

@@ -1,0 +1,405 @@
+//! The query API: the daemon answers analysts on a Unix socket, one JSON
+//! request and one JSON response per connection. The caller's credentials
+//! come from the kernel (`SO_PEERCRED`, `SO_PEERGROUPS`): root and members
+//! of the analyst group are answered, anyone else is refused. Every query,
+//! answered or refused, is itself a record.
+
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::classify::Action;
+use crate::policy::{Alert, Severity};
+use crate::record::query::{Filter, RoleSummary};
+use crate::record::writer::{stamped, RecordSender};
+use crate::record::{Outcome, Record, Store, VerifyReport};
+
+/// Where the daemon listens by default.
+pub const DEFAULT_SOCKET: &str = "/run/monitor/query.sock";
+/// The group whose members may query, by default.
+pub const DEFAULT_ANALYST_GROUP: &str = "monitor-analysts";
+/// The longest request accepted.
+const MAX_REQUEST: usize = 64 * 1024;
+/// The most records one answer carries.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// One analyst request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "query", rename_all = "kebab-case")]
+pub enum Request {
+    /// Records matching the filter.
+    Events {
+        /// Filters.
+        filter: Filter,
+    },
+    /// Records that raised alerts.
+    Alerts {
+        /// Filters.
+        filter: Filter,
+    },
+    /// Who touched a path (or anything under a directory ending in `/`).
+    WhoAccessed {
+        /// The path.
+        path: String,
+        /// Filters.
+        filter: Filter,
+    },
+    /// A role's activity, summarised.
+    Role {
+        /// The role.
+        role: String,
+        /// Filters.
+        filter: Filter,
+    },
+    /// Where a value went: the daemon fingerprints it and looks the
+    /// fingerprint up; the value is never stored or logged.
+    TracePii {
+        /// The value.
+        value: String,
+        /// Its PII type, when the detector cannot tell on its own.
+        kind: Option<String>,
+        /// Filters.
+        filter: Filter,
+    },
+    /// Walk the record's MAC chain.
+    Verify,
+}
+
+impl Request {
+    /// How the query is written in the record (never the traced value).
+    fn describe(&self, fingerprints: &[(String, String)]) -> String {
+        let f = |f: &Filter| serde_json::to_string(f).unwrap_or_default();
+        match self {
+            Request::Events { filter } => format!("events {}", f(filter)),
+            Request::Alerts { filter } => format!("alerts {}", f(filter)),
+            Request::WhoAccessed { path, filter } => format!("who-accessed {path} {}", f(filter)),
+            Request::Role { role, filter } => format!("role {role} {}", f(filter)),
+            Request::TracePii { .. } => {
+                let fps: Vec<String> = fingerprints
+                    .iter()
+                    .map(|(k, fp)| format!("{k}:{fp}"))
+                    .collect();
+                format!("trace-pii {}", fps.join(","))
+            }
+            Request::Verify => "verify".into(),
+        }
+    }
+}
+
+/// The daemon's answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Response {
+    /// Why the request failed or was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Matching records, newest first.
+    #[serde(default)]
+    pub records: Vec<Record>,
+    /// For `role`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<RoleSummary>,
+    /// For `verify`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyReport>,
+    /// For `trace-pii`: the types and fingerprints looked up.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fingerprints: Vec<(String, String)>,
+}
+
+/// Who is asking, from the kernel.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Process id.
+    pub pid: u32,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+/// What the server needs.
+pub struct Server {
+    /// The record, for reading.
+    pub store: Arc<Store>,
+    /// The record writer, for recording queries.
+    pub records: RecordSender,
+    /// The detector, for `trace-pii`.
+    pub detector: Arc<monitor_pii::Detector>,
+    /// The analyst group's name.
+    pub analyst_group: String,
+    /// A template record with this host's name.
+    pub template: Record,
+}
+
+/// Binds the socket (mode 0666: access is decided per caller, not by the file).
+pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+/// The peer's supplementary groups (`SO_PEERGROUPS`).
+fn peer_groups(stream: &UnixStream) -> Vec<u32> {
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut len = (groups.len() * std::mem::size_of::<libc::gid_t>()) as libc::socklen_t;
+    // SAFETY: the buffer is valid for `len` bytes; the kernel writes at most that.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERGROUPS,
+            groups.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Vec::new();
+    }
+    groups.truncate(len as usize / std::mem::size_of::<libc::gid_t>());
+    groups
+}
+
+impl Server {
+    /// Serves until the listener fails.
+    pub async fn serve(self: Arc<Self>, listener: UnixListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.handle(stream).await {
+                            tracing::warn!(error = %e, "query connection failed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "query socket accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    fn allowed(&self, peer: &Peer) -> bool {
+        if peer.uid == 0 {
+            return true;
+        }
+        let Ok(Some(group)) = nix::unistd::Group::from_name(&self.analyst_group) else {
+            return false;
+        };
+        let gid = group.gid.as_raw();
+        peer.gid == gid || peer.groups.contains(&gid)
+    }
+
+    async fn handle(&self, stream: UnixStream) -> std::io::Result<()> {
+        let cred = stream.peer_cred()?;
+        let peer = Peer {
+            pid: cred.pid().unwrap_or(0) as u32,
+            uid: cred.uid(),
+            gid: cred.gid(),
+            groups: peer_groups(&stream),
+        };
+        let (read, mut write) = stream.into_split();
+        let mut line = String::new();
+        let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
+        reader.read_line(&mut line).await?;
+        let response = if !self.allowed(&peer) {
+            self.record(&peer, Action::QueryRefused, "query refused".into());
+            Response {
+                error: Some(format!(
+                    "permission denied: uid {} is not root and not in group {}",
+                    peer.uid, self.analyst_group
+                )),
+                ..Response::default()
+            }
+        } else {
+            match serde_json::from_str::<Request>(&line) {
+                Err(e) => Response {
+                    error: Some(format!("bad request: {e}")),
+                    ..Response::default()
+                },
+                Ok(req) => {
+                    let store = self.store.clone();
+                    let detector = self.detector.clone();
+                    let r = req.clone();
+                    let answer = tokio::task::spawn_blocking(move || answer(&store, &detector, r))
+                        .await
+                        .unwrap_or_else(|e| Response {
+                            error: Some(format!("query failed: {e}")),
+                            ..Response::default()
+                        });
+                    self.record(&peer, Action::Query, req.describe(&answer.fingerprints));
+                    answer
+                }
+            }
+        };
+        let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
+        out.push(b'\n');
+        write.write_all(&out).await?;
+        write.shutdown().await
+    }
+
+    /// Records a query (or its refusal) by `peer`.
+    fn record(&self, peer: &Peer, action: Action, object: String) {
+        let proc_dir = PathBuf::from(format!("/proc/{}", peer.pid));
+        let refused = action == Action::QueryRefused;
+        let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(peer.uid))
+            .ok()
+            .flatten()
+            .map(|u| Arc::from(u.name));
+        let rec = Record {
+            pid: peer.pid,
+            exe: std::fs::read_link(proc_dir.join("exe"))
+                .ok()
+                .map(|p| Arc::from(p.to_string_lossy().as_ref())),
+            comm: std::fs::read_to_string(proc_dir.join("comm"))
+                .map(|c| c.trim_end().to_owned())
+                .unwrap_or_default(),
+            uid: peer.uid,
+            user: user.clone(),
+            role: Arc::from(if refused {
+                crate::roles::UNASSIGNED
+            } else {
+                "analyst"
+            }),
+            action,
+            object,
+            outcome: if refused {
+                Outcome::Refused
+            } else {
+                Outcome::Allowed
+            },
+            alert: refused.then(|| Alert {
+                severity: Severity::Medium,
+                rule: "query-refused".into(),
+                message: format!(
+                    "uid {}{} asked the record without being an analyst",
+                    peer.uid,
+                    user.map(|u| format!(" ({u})")).unwrap_or_default()
+                ),
+            }),
+            ..stamped(&self.template)
+        };
+        if self.records.send(rec).is_err() {
+            tracing::error!("the record writer is gone; a query was NOT recorded");
+        }
+    }
+}
+
+/// Answers one request from the store.
+fn answer(store: &Store, detector: &monitor_pii::Detector, req: Request) -> Response {
+    let clamp = |mut f: Filter| {
+        f.limit = if f.limit == 0 {
+            MAX_LIMIT
+        } else {
+            f.limit.min(MAX_LIMIT)
+        };
+        f
+    };
+    let result = match req {
+        Request::Events { filter } => store.events(&clamp(filter), false).map(|records| Response {
+            records,
+            ..Response::default()
+        }),
+        Request::Alerts { filter } => store.events(&clamp(filter), true).map(|records| Response {
+            records,
+            ..Response::default()
+        }),
+        Request::WhoAccessed { path, filter } => {
+            store
+                .who_accessed(&path, &clamp(filter))
+                .map(|records| Response {
+                    records,
+                    ..Response::default()
+                })
+        }
+        Request::Role { role, filter } => store.role_summary(&role, &filter).map(|s| Response {
+            summary: Some(s),
+            ..Response::default()
+        }),
+        Request::TracePii {
+            value,
+            kind,
+            filter,
+        } => {
+            let fingerprints = fingerprints(detector, &value, kind.as_deref());
+            if fingerprints.is_empty() {
+                return Response {
+                    error: Some(
+                        "the detector does not recognise this value; give its type with --type"
+                            .into(),
+                    ),
+                    ..Response::default()
+                };
+            }
+            let filter = clamp(filter);
+            let mut records = Vec::new();
+            for (_, fp) in &fingerprints {
+                match store.trace(fp, &filter) {
+                    Ok(r) => records.extend(r),
+                    Err(e) => {
+                        return Response {
+                            error: Some(e.to_string()),
+                            ..Response::default()
+                        }
+                    }
+                }
+            }
+            records.sort_by_key(|r| std::cmp::Reverse(r.seq));
+            records.dedup_by_key(|r| r.seq);
+            Ok(Response {
+                records,
+                fingerprints,
+                ..Response::default()
+            })
+        }
+        Request::Verify => store.verify().map(|v| Response {
+            verify: Some(v),
+            ..Response::default()
+        }),
+    };
+    result.unwrap_or_else(|e| Response {
+        error: Some(e.to_string()),
+        ..Response::default()
+    })
+}
+
+/// The (type, fingerprint) pairs `value` would be recorded under: the
+/// detector's own findings in it, or the given type.
+pub fn fingerprints(
+    detector: &monitor_pii::Detector,
+    value: &str,
+    kind: Option<&str>,
+) -> Vec<(String, String)> {
+    if let Some(k) = kind {
+        let kind = match monitor_pii::PiiType::from_name(k) {
+            Some(t) => monitor_pii::Kind::Builtin(t),
+            None => monitor_pii::Kind::Custom(Arc::from(k)),
+        };
+        return vec![(
+            k.to_owned(),
+            detector.fingerprint_of(&kind, value.as_bytes()),
+        )];
+    }
+    let mut out: Vec<(String, String)> = detector
+        .scan(value.as_bytes())
+        .into_iter()
+        .map(|f| (f.kind.name().to_owned(), f.fingerprint))
+        .collect();
+    out.dedup();
+    out
+}
