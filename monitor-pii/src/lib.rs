@@ -147,7 +147,7 @@ impl Detector {
         };
         // A finding from a decoded view spans encoded bytes; mask what it decodes to.
         let raw = &text[c.start..c.end];
-        let decoded = reveal(raw);
+        let decoded = if c.decoded { reveal(raw) } else { None };
         let value = decoded.as_deref().unwrap_or(raw);
         let norm = mask::normalize(c.kind, value);
         Finding {
@@ -175,6 +175,7 @@ impl Detector {
             self.custom(&view.bytes, &mut inner);
             for mut c in inner {
                 (c.start, c.end) = view.original(c.start, c.end);
+                c.decoded = true;
                 out.push(c);
             }
         }
@@ -195,6 +196,7 @@ impl Detector {
                 // The whole encoded run is the finding's extent in the original.
                 c.start = s;
                 c.end = e;
+                c.decoded = true;
                 out.push(c);
             }
         }
@@ -220,6 +222,7 @@ impl Detector {
                     start: m.start(),
                     end: m.end(),
                     score: (d.score + if hot { 0.3 } else { 0.0 }).min(1.0),
+                    decoded: false,
                 });
             }
         }
@@ -280,6 +283,7 @@ fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
                 pa.cmp(&pb)
                     .then(b.score.total_cmp(&a.score))
                     .then((b.end - b.start).cmp(&(a.end - a.start)))
+                    .then(a.decoded.cmp(&b.decoded))
             });
             let mut kept: Vec<Candidate> = Vec::new();
             for c in cluster.iter() {
@@ -301,6 +305,28 @@ mod tests {
 
     fn detector() -> Detector {
         Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[7; 32]))
+    }
+
+    #[test]
+    fn a_value_fingerprints_the_same_in_every_written_form() {
+        // A bare digit run is also valid base64; it must not be "revealed".
+        let d = detector();
+        let forms = [
+            "4111111111111111",
+            "card 4111 1111 1111 1111",
+            "card=4111-1111-1111-1111",
+        ];
+        let fps: Vec<(String, String)> = forms
+            .iter()
+            .map(|t| {
+                let f = d.scan(t.as_bytes()).remove(0);
+                (f.masked, f.fingerprint)
+            })
+            .collect();
+        assert!(fps.iter().all(|f| *f == fps[0]), "{fps:?}");
+        assert_eq!(fps[0].0, "411111******1111");
+        let kind = Kind::Builtin(PiiType::CreditCard);
+        assert_eq!(d.fingerprint_of(&kind, b"4111 1111 1111 1111"), fps[0].1);
     }
 
     fn found(text: &str) -> Vec<(String, String, String)> {

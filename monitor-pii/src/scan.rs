@@ -28,6 +28,9 @@ pub struct Candidate {
     pub end: usize,
     /// Confidence 0..=1.
     pub score: f32,
+    /// Found in a decoded view (URL, JSON escapes, base64): the span holds
+    /// the encoded form.
+    pub decoded: bool,
 }
 
 impl Candidate {
@@ -38,6 +41,7 @@ impl Candidate {
             start,
             end,
             score: score.clamp(0.0, 1.0),
+            decoded: false,
         }
     }
 }

@@ -121,40 +121,48 @@ pub fn ask(socket: &Path, req: &Request) -> anyhow::Result<Response> {
     Ok(response)
 }
 
-fn cell(s: &str, width: usize) -> String {
-    let mut out: String = s.chars().take(width).collect();
-    let n = out.chars().count();
-    if n < width {
-        out.extend(std::iter::repeat_n(' ', width - n));
+/// Lays out rows as aligned columns (the last column is not padded).
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        for (c, v) in row.iter().enumerate() {
+            out.push_str(v);
+            if c + 1 < cols {
+                out.extend(std::iter::repeat_n(' ', widths[c] - v.chars().count() + 2));
+            }
+        }
+        out.push('\n');
     }
     out
 }
 
 /// Renders records as a table for people.
 pub fn records_table(records: &[Record], alerts: bool) -> String {
-    let mut out = String::new();
-    if alerts {
-        out.push_str(&format!(
-            "{} {} {} {} {} {}\n",
-            cell("TIME", 30),
-            cell("SEVERITY", 8),
-            cell("USER", 12),
-            cell("ROLE", 14),
-            cell("RULE", 12),
-            "MESSAGE / FINDINGS"
-        ));
+    let header: &[&str] = if alerts {
+        &[
+            "TIME",
+            "SEVERITY",
+            "USER",
+            "ROLE",
+            "RULE",
+            "MESSAGE / FINDINGS",
+        ]
     } else {
-        out.push_str(&format!(
-            "{} {} {} {} {} {} {}\n",
-            cell("TIME", 30),
-            cell("USER", 12),
-            cell("ROLE", 14),
-            cell("ACTION", 8),
-            cell("CLASS", 16),
-            cell("OUTCOME", 9),
-            "OBJECT"
-        ));
-    }
+        &[
+            "TIME",
+            "USER",
+            "ROLE",
+            "ACTION",
+            "CLASS",
+            "OUTCOME",
+            "OBJECT / FINDINGS",
+        ]
+    };
+    let mut rows = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
     for r in records {
         let user = r
             .user
@@ -165,24 +173,23 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
             .iter()
             .map(|f| format!("{} {}", f.kind, f.masked))
             .collect();
-        if alerts {
+        let findings = if findings.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", findings.join(", "))
+        };
+        rows.push(if alerts {
             let (sev, rule, msg) = r.alert.as_ref().map_or(("", "", ""), |a| {
                 (a.severity.name(), a.rule.as_str(), a.message.as_str())
             });
-            out.push_str(&format!(
-                "{} {} {} {} {} {}{}\n",
-                cell(&r.time, 30),
-                cell(sev, 8),
-                cell(&user, 12),
-                cell(&r.role, 14),
-                cell(rule, 12),
-                msg,
-                if findings.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", findings.join(", "))
-                }
-            ));
+            vec![
+                r.time.clone(),
+                sev.to_owned(),
+                user,
+                r.role.to_string(),
+                rule.to_owned(),
+                format!("{msg}{findings}"),
+            ]
         } else {
             let outcome = match r.outcome {
                 crate::record::Outcome::Allowed => "allowed",
@@ -190,23 +197,18 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
                 crate::record::Outcome::Failed => "failed",
                 crate::record::Outcome::Refused => "REFUSED",
             };
-            out.push_str(&format!(
-                "{} {} {} {} {} {} {}{}\n",
-                cell(&r.time, 30),
-                cell(&user, 12),
-                cell(&r.role, 14),
-                cell(r.action.name(), 8),
-                cell(r.class.as_deref().unwrap_or("-"), 16),
-                cell(outcome, 9),
-                r.object,
-                if findings.is_empty() {
-                    String::new()
-                } else {
-                    format!(" [{}]", findings.join(", "))
-                }
-            ));
-        }
+            vec![
+                r.time.clone(),
+                user,
+                r.role.to_string(),
+                r.action.name().to_owned(),
+                r.class.as_deref().unwrap_or("-").to_owned(),
+                outcome.to_owned(),
+                format!("{}{findings}", r.object),
+            ]
+        });
     }
+    let mut out = table(&rows);
     out.push_str(&format!(
         "({} record{})\n",
         records.len(),

@@ -189,6 +189,11 @@ impl ClassRules {
         self.names.iter().any(|n| &**n == name)
     }
 
+    /// The class names defined.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(|n| &**n)
+    }
+
     /// The class of `path` (first matching rule), if any.
     pub fn of_path(&self, path: &str) -> Option<Arc<str>> {
         if self.path_class.is_empty() {

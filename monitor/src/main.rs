@@ -80,6 +80,7 @@ enum Command {
     /// Who touched a file (or anything under a directory given with a trailing `/`).
     WhoAccessed {
         /// The path.
+        #[arg(id = "target_path", value_name = "PATH")]
         path: String,
         #[command(flatten)]
         filter: monitor::analyst::FilterArgs,
@@ -89,6 +90,7 @@ enum Command {
     /// What a role touched, summarised.
     Role {
         /// The role.
+        #[arg(id = "role_name", value_name = "ROLE")]
         role: String,
         #[command(flatten)]
         filter: monitor::analyst::FilterArgs,

@@ -141,7 +141,14 @@ impl Policy {
                     if classes.knows(c.get_ref()) {
                         Ok(c.get_ref().clone())
                     } else {
-                        Err(at(c, format!("unknown data class `{}`", c.get_ref())))
+                        Err(at(
+                            c,
+                            format!(
+                                "unknown data class `{}` (classes.toml defines: {})",
+                                c.get_ref(),
+                                classes.names().collect::<Vec<_>>().join(", ")
+                            ),
+                        ))
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()

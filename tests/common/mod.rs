@@ -75,7 +75,13 @@ impl Daemon {
 
     /// As [`Daemon::start`], with extra `monitor run` arguments.
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = TempDir::new("daemon");
+        Self::start_in(TempDir::new("daemon"), extra)
+    }
+
+    /// As [`Daemon::start_with`], with its state in `dir`: rule overrides
+    /// are read from `dir/rules`, the record is kept in `dir/state`, the
+    /// query socket is `dir/query.sock`.
+    pub fn start_in(dir: TempDir, extra: &[&str]) -> Self {
         let notify_path = dir.path().join("notify.sock");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
@@ -87,6 +93,12 @@ impl Daemon {
             .arg(dir.path().join("status.json"))
             .arg("--key-file")
             .arg(dir.path().join("fingerprint.key"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .arg("--rules-dir")
+            .arg(dir.path().join("rules"))
+            .arg("--socket")
+            .arg(dir.path().join("query.sock"))
             .args(extra)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::piped())
@@ -137,6 +149,26 @@ impl Daemon {
         self.child.id()
     }
 
+    /// The analysts' query socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("query.sock")
+    }
+
+    /// The state directory (record and chain key).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Stops the daemon (SIGTERM) and waits for it; its directory stays.
+    pub fn stop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "monitor exited with {status}");
+    }
+
     /// The status file the daemon writes.
     pub fn status_file(&self) -> PathBuf {
         self.dir.path().join("status.json")
@@ -173,11 +205,13 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -11,22 +11,31 @@ use crate::policy::Severity;
 
 /// Filters shared by every query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Filter {
     /// Only records at or after this time (ns since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub since_ns: Option<u64>,
     /// Only records before this time (ns since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until_ns: Option<u64>,
     /// Only this role.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Only this user name.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Only this data class.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub class: Option<String>,
     /// Only objects equal to this path, or under it when it ends in `/`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Only alerts of at least this severity.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub severity: Option<Severity>,
     /// Only this action.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
     /// At most this many records (newest first).
     pub limit: usize,

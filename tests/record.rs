@@ -1,0 +1,399 @@
+//! The access record end to end, as root, with the real probes: a billing
+//! agent's read of cardholder data, a chatbot sending a card number, the
+//! analyst CLI over the query socket, refusal of a non-analyst, and the MAC
+//! chain catching a flipped byte.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{monitor_bin, python, root_or_skip, Daemon, TempDir};
+use serde_json::Value;
+
+const CARD: &str = "4111111111111111";
+const CARD_SPACED: &str = "4111 1111 1111 1111";
+const USER: &str = "montest-agent";
+const GROUP: &str = "billing";
+
+/// A system account in group `billing`, removed (with the group, if this
+/// test created it) on drop.
+struct TestUser {
+    uid: u32,
+    gid: u32,
+    created_group: bool,
+}
+
+impl TestUser {
+    fn create() -> Self {
+        let created_group = nix::unistd::Group::from_name(GROUP).unwrap().is_none();
+        if created_group {
+            run_ok(Command::new("groupadd").args(["--system", GROUP]));
+        }
+        let _ = Command::new("userdel").arg(USER).output();
+        run_ok(Command::new("useradd").args([
+            "--system",
+            "--no-create-home",
+            "--gid",
+            GROUP,
+            "--shell",
+            "/usr/sbin/nologin",
+            USER,
+        ]));
+        let user = nix::unistd::User::from_name(USER).unwrap().unwrap();
+        Self {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+            created_group,
+        }
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(USER).output();
+        if self.created_group {
+            let _ = Command::new("groupdel").arg(GROUP).output();
+        }
+    }
+}
+
+fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `monitor ARGS --socket SOCK`.
+fn cli(daemon: &Daemon, args: &[&str]) -> Output {
+    Command::new(monitor_bin())
+        .args(args)
+        .arg("--socket")
+        .arg(daemon.socket())
+        .output()
+        .unwrap()
+}
+
+/// Runs a CLI query with `--json` and parses the records.
+fn query(daemon: &Daemon, args: &[&str]) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = cli(daemon, &all);
+    assert!(
+        out.status.success(),
+        "monitor {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls a query until a record matches (records are written in batches).
+fn wait_record(daemon: &Daemon, args: &[&str], pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(r) = query(daemon, args).into_iter().find(&pred) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no matching record for monitor {args:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Rule overrides: the shipped files, with the cardholder-data path pointed
+/// at `cards` and the chatbot recognised by its task name (no systemd unit here).
+fn write_rules(dir: &Path, cards: &Path) {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let classes = format!(
+        "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
+        cards.display(),
+        include_str!("../rules/classes.toml")
+    );
+    std::fs::write(rules.join("classes.toml"), classes).unwrap();
+    let roles = include_str!("../rules/roles.toml").replace(
+        "units = [\"chatbot.service\", \"chatbot@*.service\"]",
+        "comm = [\"chatbot\"]",
+    );
+    assert!(roles.contains("comm = [\"chatbot\"]"));
+    std::fs::write(rules.join("roles.toml"), roles).unwrap();
+}
+
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn roles_record_alerts_trace_and_verify() {
+    if !root_or_skip("roles_record_alerts_trace_and_verify") {
+        return;
+    }
+    let user = TestUser::create();
+    let dir = TempDir::new("record");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cards = dir.path().join("cardholder");
+    std::fs::create_dir_all(&cards).unwrap();
+    std::fs::set_permissions(&cards, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = cards.join("disputes.csv");
+    std::fs::write(&file, "dispute,amount\n1,20.00\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    write_rules(dir.path(), &cards);
+    let mut daemon = Daemon::start_in(dir, &[]);
+    let file_s = file.to_str().unwrap();
+
+    // A billing agent reads cardholder data.
+    let status = Command::new("cat")
+        .arg(&file)
+        .uid(user.uid)
+        .gid(user.gid)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rec = wait_record(&daemon, &["who-accessed", file_s], |r| r["user"] == USER);
+    assert_eq!(rec["role"], "billing-agent", "{rec}");
+    assert_eq!(rec["class"], "cardholder-data", "{rec}");
+    assert_eq!(rec["action"], "read", "{rec}");
+    assert_eq!(rec["outcome"], "allowed", "{rec}");
+    assert_eq!(rec["comm"], "cat", "{rec}");
+    assert!(rec["time"].as_str().unwrap().starts_with("20"), "{rec}");
+    let read_seq = rec["seq"].as_u64().unwrap();
+    let table = cli(&daemon, &["who-accessed", file_s]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(USER)
+            && table.contains("billing-agent")
+            && table.contains("cardholder-data"),
+        "{table}"
+    );
+
+    // A chatbot sends a card number to a local listener.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        got
+    });
+    let bot = daemon.dir.path().join("chatbot");
+    std::fs::write(
+        &bot,
+        format!(
+            "#!{}\nimport socket, sys\ns = socket.create_connection(('127.0.0.1', {port}))\n\
+             s.sendall(sys.stdin.buffer.read())\ns.close()\n",
+            python()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&bot, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut child = Command::new(&bot).stdin(Stdio::piped()).spawn().unwrap();
+    let message = format!("customer asked to update their card {CARD_SPACED} exp 04/29");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(reader.join().unwrap(), message.as_bytes());
+    let alert = wait_record(&daemon, &["alerts"], |r| {
+        r["role"] == "chatbot" && r["alert"]["rule"] == "pii-egress"
+    });
+    assert_eq!(alert["action"], "send", "{alert}");
+    assert_eq!(alert["outcome"], "violation", "{alert}");
+    assert_eq!(alert["object"], format!("127.0.0.1:{port}"), "{alert}");
+    assert_eq!(alert["class"], "cardholder-data", "{alert}");
+    assert_eq!(alert["findings"][0]["type"], "CREDIT_CARD", "{alert}");
+    assert_eq!(
+        alert["findings"][0]["masked"], "411111******1111",
+        "{alert}"
+    );
+    assert!(
+        alert["alert"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("CREDIT_CARD"),
+        "{alert}"
+    );
+    let table = cli(&daemon, &["alerts", "--severity", "high"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("pii-egress") && table.contains("411111******1111"),
+        "{table}"
+    );
+    // Connecting outside the chatbot's egress list is itself an alert.
+    wait_record(&daemon, &["alerts", "--role", "chatbot"], |r| {
+        r["alert"]["rule"] == "egress"
+    });
+
+    // trace-pii finds the card from its value (read from stdin, sent to the
+    // daemon, fingerprinted, never stored).
+    let mut trace = Command::new(monitor_bin())
+        .args(["trace-pii", "-", "--json", "--socket"])
+        .arg(daemon.socket())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    trace
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(CARD.as_bytes())
+        .unwrap();
+    let out = trace.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let traced: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        traced.iter().any(|r| r["seq"] == alert["seq"]),
+        "{traced:?}"
+    );
+
+    // A user outside the analyst group is refused, and the refusal is recorded.
+    let refused = Command::new(monitor_bin())
+        .args(["alerts", "--socket"])
+        .arg(daemon.socket())
+        .uid(user.uid)
+        .gid(user.gid)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("permission denied"), "{err}");
+    let rec = wait_record(&daemon, &["events", "--action", "query_refused"], |r| {
+        r["user"] == USER
+    });
+    assert_eq!(rec["outcome"], "refused", "{rec}");
+    assert_eq!(rec["alert"]["rule"], "query-refused", "{rec}");
+    // Analyst queries are recorded too (including the trace, by fingerprint only).
+    let queries = query(&daemon, &["events", "--action", "query", "--limit", "0"]);
+    assert!(queries.iter().any(|r| r["object"]
+        .as_str()
+        .unwrap()
+        .starts_with("trace-pii CREDIT_CARD:")));
+    assert!(queries
+        .iter()
+        .any(|r| r["object"].as_str().unwrap().starts_with("who-accessed ")));
+
+    // The untouched chain verifies, through the daemon and offline.
+    let out = cli(&daemon, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    daemon.stop();
+    let store = daemon.state_dir().join("record");
+    let verify = |store: &Path| {
+        Command::new(monitor_bin())
+            .args(["verify", "--store"])
+            .arg(store)
+            .output()
+            .unwrap()
+    };
+    let out = verify(&store);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("record chain OK"),
+        "{text}"
+    );
+
+    // Nowhere in the state directory is the raw card number.
+    let mut files = Vec::new();
+    files_under(&daemon.state_dir(), &mut files);
+    assert!(!files.is_empty());
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for needle in [CARD, CARD_SPACED] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                "{} holds the raw card number",
+                f.display()
+            );
+        }
+    }
+
+    // Flip one byte of the billing agent's read record: verify names it.
+    {
+        let db = sled::open(&store).unwrap();
+        let records = db.open_tree("records").unwrap();
+        let mut v = records
+            .get(read_seq.to_be_bytes())
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let at = v.len() - 2;
+        v[at] ^= 0x01;
+        records.insert(read_seq.to_be_bytes(), v).unwrap();
+        db.flush().unwrap();
+    }
+    let out = verify(&store);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("BROKEN at record {read_seq}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn invalid_rules_stop_the_daemon_with_a_position() {
+    let dir = TempDir::new("rules");
+    std::fs::write(
+        dir.path().join("policy.toml"),
+        "[role.chatbot]\ndeny_pii = [\"CARD\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(monitor_bin())
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want = format!(
+        "{}:2:13: unknown PII type `CARD`",
+        dir.path().join("policy.toml").display()
+    );
+    assert!(err.contains(&want), "{err}");
+    // A file name that is no rules file is refused rather than ignored.
+    std::fs::remove_file(dir.path().join("policy.toml")).unwrap();
+    std::fs::write(dir.path().join("role.toml"), "").unwrap();
+    let out = Command::new(monitor_bin())
+        .args(["rules", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown rules file"));
+    // The daemon refuses to start on them (before it touches the kernel).
+    let out = Command::new(monitor_bin())
+        .args(["run", "--rules-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to start: invalid rules"));
+}
