@@ -340,14 +340,20 @@ fn roles_record_alerts_trace_and_verify() {
     {
         let db = sled::open(&store).unwrap();
         let records = db.open_tree("records").unwrap();
-        let mut v = records
-            .get(read_seq.to_be_bytes())
+        // Records are stored in chunks keyed by their first seq.
+        let (key, chunk) = records
+            .range(..=read_seq.to_be_bytes())
+            .next_back()
             .unwrap()
-            .unwrap()
-            .to_vec();
-        let at = v.len() - 2;
-        v[at] ^= 0x01;
-        records.insert(read_seq.to_be_bytes(), v).unwrap();
+            .unwrap();
+        let mut chunk = chunk.to_vec();
+        let needle = format!("{{\"seq\":{read_seq},");
+        let at = chunk
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .expect("the record's JSON in its chunk");
+        chunk[at + needle.len() + 3] ^= 0x01;
+        records.insert(key, chunk).unwrap();
         db.flush().unwrap();
     }
     let out = verify(&store);

@@ -309,3 +309,217 @@ pub fn run_payload_child(port: u16, sends: u64, size: usize, rate: u64) -> anyho
     println!("{}", start.elapsed().as_secs_f64());
     Ok(())
 }
+
+/// What the record benchmark measured.
+#[derive(Debug, Serialize)]
+pub struct StoreBenchReport {
+    /// Records stored.
+    pub records: u64,
+    /// Records per append (one chain step and one flush each).
+    pub batch: usize,
+    /// Average stored record size (JSON), bytes.
+    pub record_bytes: usize,
+    /// Ingest rate, records per second, flushes included.
+    pub ingest_per_sec: f64,
+    /// Distinct paths in the record.
+    pub paths: u64,
+    /// `who-accessed PATH` (newest 100): median, 99th percentile and worst, ms.
+    pub who_accessed_ms: [f64; 3],
+    /// `who-accessed DIR/` over a directory holding 1/50 of the records (newest 100), ms.
+    pub who_accessed_dir_ms: [f64; 3],
+    /// `alerts` (newest 100), ms.
+    pub alerts_ms: [f64; 3],
+    /// `trace-pii` by fingerprint, ms.
+    pub trace_ms: [f64; 3],
+    /// `verify` of the whole chain, seconds.
+    pub verify_secs: f64,
+    /// Size of the store on disk, MiB.
+    pub disk_mib: f64,
+}
+
+/// Median, 99th percentile and worst of `samples` (ms).
+fn spread(mut samples: Vec<f64>) -> [f64; 3] {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    [at(0.5), at(0.99), at(1.0)]
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t = Instant::now();
+    let v = f();
+    (v, t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Fills a fresh store with `records` synthetic records (the daemon's
+/// writer batch size), then times the analyst queries over it.
+pub fn run_store_bench(records: u64, paths: u64) -> anyhow::Result<StoreBenchReport> {
+    use crate::classify::Action;
+    use crate::event::PiiFinding;
+    use crate::policy::{Alert, Severity};
+    use crate::record::query::Filter;
+    use crate::record::writer::BATCH;
+    use crate::record::{Outcome, Record, Store};
+    use std::sync::Arc;
+
+    let dir = std::env::temp_dir().join(format!("monitor-store-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = Store::open(&dir.join("record"), &dir.join("record.key"))?;
+    let host: Arc<str> = Arc::from("bench-host");
+    let roles: Vec<Arc<str>> = [
+        "billing-agent",
+        "support-agent",
+        "chatbot",
+        "ai-assistant",
+        "crm-service",
+        "admin",
+    ]
+    .into_iter()
+    .map(Arc::from)
+    .collect();
+    let users: Vec<Arc<str>> = (0..200)
+        .map(|i| Arc::from(format!("agent{i:03}")))
+        .collect();
+    let classes: Vec<Arc<str>> = ["cardholder-data", "customer-profile", "call-recording"]
+        .into_iter()
+        .map(Arc::from)
+        .collect();
+    let path = |i: u64| {
+        format!(
+            "/srv/cardholder/dept{:02}/customer-{i:06}.json",
+            (i / 1000) % 50
+        )
+    };
+    let fingerprint = |i: u64| format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let exe: Arc<str> = Arc::from("/usr/bin/python3.11");
+    let base = 1_700_000_000_000_000_000u64;
+    let make = |i: u64| {
+        let send = i.is_multiple_of(10);
+        Record {
+            seq: 0,
+            time: humantime::format_rfc3339_nanos(
+                std::time::UNIX_EPOCH + Duration::from_nanos(base + i * 1000),
+            )
+            .to_string(),
+            time_ns: base + i * 1000,
+            host: host.clone(),
+            pid: 1000 + (i % 30_000) as u32,
+            exe: Some(exe.clone()),
+            comm: "python3".into(),
+            uid: 2000 + (i % 200) as u32,
+            user: Some(users[(i % 200) as usize].clone()),
+            role: roles[(i % 6) as usize].clone(),
+            action: if send { Action::Send } else { Action::Read },
+            object: if send {
+                "203.0.113.9:443".into()
+            } else {
+                path((i * 7919) % paths)
+            },
+            dest_host: send.then(|| "api.model.example".into()),
+            class: Some(classes[(i % 3) as usize].clone()),
+            bytes: send.then_some(512),
+            findings: if send {
+                vec![PiiFinding {
+                    kind: "CREDIT_CARD".into(),
+                    start: 40,
+                    end: 59,
+                    score: 1.0,
+                    masked: "411111******1111".into(),
+                    fingerprint: fingerprint(i / 10),
+                }]
+            } else {
+                Vec::new()
+            },
+            outcome: if i.is_multiple_of(50) {
+                Outcome::Violation
+            } else {
+                Outcome::Allowed
+            },
+            errno: None,
+            alert: i.is_multiple_of(50).then(|| Alert {
+                severity: Severity::High,
+                rule: "pii-egress".into(),
+                message: "role chatbot sent CREDIT_CARD to 203.0.113.9:443".into(),
+            }),
+        }
+    };
+    let sample_bytes =
+        serde_json::to_vec(&make(10))?.len() + serde_json::to_vec(&make(11))?.len() * 9;
+
+    let start = Instant::now();
+    let mut i = 0;
+    while i < records {
+        let n = (records - i).min(BATCH as u64);
+        let mut batch: Vec<Record> = (i..i + n).map(make).collect();
+        store.append(&mut batch)?;
+        i += n;
+    }
+    let ingest = start.elapsed().as_secs_f64();
+
+    let all = Filter {
+        limit: 100,
+        ..Filter::default()
+    };
+    let mut who = Vec::new();
+    let mut who_dir = Vec::new();
+    let mut alerts = Vec::new();
+    let mut trace = Vec::new();
+    for q in 0..200u64 {
+        // A path that read records have (sends go to the network).
+        let i = q * 37 + 1 + u64::from((q * 37 + 1) % 10 == 0);
+        let p = path((i * 7919) % paths);
+        let (hits, ms) = timed(|| store.who_accessed(&p, &all));
+        anyhow::ensure!(!hits?.is_empty(), "no records for {p}");
+        who.push(ms);
+        let (hits, ms) = timed(|| store.events(&all, true));
+        anyhow::ensure!(hits?.len() == 100, "alerts query came back short");
+        alerts.push(ms);
+        let fp = fingerprint((q * 7) % (records / 10).max(1));
+        let (hits, ms) = timed(|| store.trace(&fp, &all));
+        anyhow::ensure!(!hits?.is_empty(), "no records for a fingerprint");
+        trace.push(ms);
+    }
+    for q in 0..10u64 {
+        let d = format!("/srv/cardholder/dept{:02}/", q * 5);
+        let (hits, ms) = timed(|| store.who_accessed(&d, &all));
+        let hits = hits?;
+        anyhow::ensure!(
+            hits.len() == 100,
+            "directory query {d} came back with {}",
+            hits.len()
+        );
+        who_dir.push(ms);
+    }
+    let (report, verify_ms) = timed(|| store.verify());
+    anyhow::ensure!(report?.ok(), "the benchmark's chain does not verify");
+    drop(store);
+    let disk = dir_size(&dir);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(StoreBenchReport {
+        records,
+        batch: BATCH,
+        record_bytes: sample_bytes / 10,
+        ingest_per_sec: records as f64 / ingest,
+        paths,
+        who_accessed_ms: spread(who),
+        who_accessed_dir_ms: spread(who_dir),
+        alerts_ms: spread(alerts),
+        trace_ms: spread(trace),
+        verify_secs: verify_ms / 1e3,
+        disk_mib: disk as f64 / (1 << 20) as f64,
+    })
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -166,6 +166,16 @@ enum Command {
         #[arg(long)]
         baseline: bool,
     },
+    /// Benchmark the record (used by `cargo xtask bench store`).
+    #[command(hide = true)]
+    BenchStore {
+        /// Records to store.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Distinct file paths among them.
+        #[arg(long, default_value_t = 50_000)]
+        paths: u64,
+    },
     /// The payload benchmark's sender.
     #[command(hide = true)]
     BenchPayloadChild {
@@ -401,6 +411,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             baseline,
         } => {
             let report = monitor::bench::run_payload_bench(sends, size, rate, !baseline)?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::BenchStore { records, paths } => {
+            let report = monitor::bench::run_store_bench(records, paths)?;
             println!("{}", serde_json::to_string(&report)?);
             Ok(ExitCode::SUCCESS)
         }

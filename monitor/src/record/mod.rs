@@ -3,8 +3,9 @@
 //! with HMAC-SHA256 so that any change, removal or reordering is found by
 //! [`Store::verify`].
 //!
-//! Trees: `records` (seq → MAC ‖ JSON), and the indexes `by_time`,
-//! `by_role`, `by_object`, `by_fingerprint`, `alerts` (keys only). The
+//! Trees: `records` (first seq → up to 32 entries of seq ‖ length ‖ MAC ‖
+//! JSON) and `index` (posting lists of time ‖ seq pairs, one per batch and
+//! name: all records, alerts, by role, by object, by fingerprint). The
 //! chain: `mac[n] = HMAC(key, mac[n-1] ‖ seq ‖ json)`, starting from 32 zero
 //! bytes, or from the anchor the retention task leaves when it removes the
 //! oldest records (the removal is itself a record in the chain).
@@ -12,6 +13,7 @@
 pub mod query;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -186,11 +188,7 @@ struct Head {
 pub struct Store {
     db: sled::Db,
     records: sled::Tree,
-    by_time: sled::Tree,
-    by_role: sled::Tree,
-    by_object: sled::Tree,
-    by_fingerprint: sled::Tree,
-    alerts: sled::Tree,
+    index: sled::Tree,
     meta: sled::Tree,
     key: hmac::Key,
     head: Mutex<Head>,
@@ -198,28 +196,72 @@ pub struct Store {
     trim: RwLock<()>,
 }
 
-/// `a ‖ 0 ‖ b`: the key layout of the string indexes.
-fn join(a: &str, rest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(a.len() + 1 + rest.len());
-    k.extend_from_slice(a.as_bytes());
+/// Records per value in the `records` tree.
+const CHUNK: usize = 32;
+/// Bytes before an entry's JSON: seq, JSON length, MAC.
+const ENTRY_HEAD: usize = 8 + 4 + MAC_LEN;
+
+/// The posting lists in the `index` tree, by their key's first byte.
+pub(crate) mod posting {
+    /// Every record (time queries).
+    pub const ALL: u8 = b't';
+    /// Records with an alert.
+    pub const ALERT: u8 = b'a';
+    /// By role name.
+    pub const ROLE: u8 = b'r';
+    /// By object (path or destination).
+    pub const OBJECT: u8 = b'o';
+    /// By finding fingerprint.
+    pub const FINGERPRINT: u8 = b'f';
+}
+
+/// `kind ‖ name ‖ 0`: the key prefix of one posting list.
+pub(crate) fn posting_prefix(kind: u8, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 10 + 8);
+    k.push(kind);
+    k.extend_from_slice(name.as_bytes());
     k.push(0);
-    k.extend_from_slice(rest);
     k
 }
 
-/// `time ‖ seq`, big-endian, so keys sort by time.
-fn time_seq(time_ns: u64, seq: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k[..8].copy_from_slice(&time_ns.to_be_bytes());
-    k[8..].copy_from_slice(&seq.to_be_bytes());
-    k
-}
-
-/// The seq at the end of an index key.
-fn seq_of_key(k: &[u8]) -> u64 {
+fn be(bytes: &[u8]) -> u64 {
     let mut b = [0u8; 8];
-    b.copy_from_slice(&k[k.len() - 8..]);
+    b.copy_from_slice(&bytes[..8]);
     u64::from_be_bytes(b)
+}
+
+/// One stored record inside a chunk.
+struct Entry<'a> {
+    seq: u64,
+    mac: &'a [u8],
+    json: &'a [u8],
+}
+
+/// The entries of a chunk; `None` marks a malformed remainder.
+fn entries(mut chunk: &[u8]) -> impl Iterator<Item = Option<Entry<'_>>> {
+    let mut broken = false;
+    std::iter::from_fn(move || {
+        if chunk.is_empty() || broken {
+            return None;
+        }
+        if chunk.len() < ENTRY_HEAD {
+            broken = true;
+            return Some(None);
+        }
+        let seq = be(chunk);
+        let len = u32::from_be_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]) as usize;
+        if chunk.len() < ENTRY_HEAD + len {
+            broken = true;
+            return Some(None);
+        }
+        let e = Entry {
+            seq,
+            mac: &chunk[12..ENTRY_HEAD],
+            json: &chunk[ENTRY_HEAD..ENTRY_HEAD + len],
+        };
+        chunk = &chunk[ENTRY_HEAD + len..];
+        Some(Some(e))
+    })
 }
 
 fn chain_mac(key: &hmac::Key, prev: &[u8], seq: u64, json: &[u8]) -> [u8; MAC_LEN] {
@@ -243,26 +285,18 @@ impl Store {
             .open()?;
         let records = db.open_tree("records")?;
         let meta = db.open_tree("meta")?;
-        let head = match records.last()? {
-            Some((k, v)) => {
-                let mut mac = [0u8; MAC_LEN];
-                mac.copy_from_slice(&v[..MAC_LEN.min(v.len())]);
-                Head {
-                    seq: seq_of_key(&k),
-                    mac,
-                }
-            }
-            None => {
-                let (seq, mac) = anchor(&meta)?;
-                Head { seq, mac }
-            }
+        let mut head = {
+            let (seq, mac) = anchor(&meta)?;
+            Head { seq, mac }
         };
+        if let Some((_, v)) = records.last()? {
+            if let Some(Some(e)) = entries(&v).last() {
+                head.seq = e.seq;
+                head.mac.copy_from_slice(e.mac);
+            }
+        }
         Ok(Self {
-            by_time: db.open_tree("by_time")?,
-            by_role: db.open_tree("by_role")?,
-            by_object: db.open_tree("by_object")?,
-            by_fingerprint: db.open_tree("by_fingerprint")?,
-            alerts: db.open_tree("alerts")?,
+            index: db.open_tree("index")?,
             records,
             meta,
             db,
@@ -274,43 +308,67 @@ impl Store {
 
     /// Appends `batch` in order: assigns each its seq, chains it, indexes it,
     /// and flushes to disk once. Returns the last seq.
+    ///
+    /// Records are stored 32 to a value, and each index gets one posting
+    /// list per batch and name (pairs of time and seq), so a batch costs
+    /// sled a few writes per distinct object rather than six per record.
     pub fn append(&self, batch: &mut [Record]) -> Result<u64, StoreError> {
         let mut head = self.head.lock().expect("head lock");
+        let first = head.seq + 1;
         let mut records = sled::Batch::default();
-        let mut by_time = sled::Batch::default();
-        let mut by_role = sled::Batch::default();
-        let mut by_object = sled::Batch::default();
-        let mut by_fingerprint = sled::Batch::default();
-        let mut alerts = sled::Batch::default();
         let (mut seq, mut prev) = (head.seq, head.mac);
-        for rec in batch.iter_mut() {
+        let mut chunk: Vec<u8> = Vec::new();
+        let mut chunk_first = first;
+        for (i, rec) in batch.iter_mut().enumerate() {
             seq += 1;
             rec.seq = seq;
             let json =
                 serde_json::to_vec(rec).map_err(|source| StoreError::Json { seq, source })?;
             let mac = chain_mac(&self.key, &prev, seq, &json);
-            let mut value = Vec::with_capacity(MAC_LEN + json.len());
-            value.extend_from_slice(&mac);
-            value.extend_from_slice(&json);
-            records.insert(&seq.to_be_bytes(), value);
-            let ts = time_seq(rec.time_ns, seq);
-            by_time.insert(&ts, &[]);
-            by_role.insert(join(&rec.role, &ts), &[]);
-            by_object.insert(join(&rec.object, &ts), &[]);
-            for f in &rec.findings {
-                by_fingerprint.insert(join(&f.fingerprint, &ts), &[]);
+            if i % CHUNK == 0 && !chunk.is_empty() {
+                records.insert(&chunk_first.to_be_bytes(), std::mem::take(&mut chunk));
             }
-            if rec.alert.is_some() {
-                alerts.insert(&ts, &[]);
+            if chunk.is_empty() {
+                chunk_first = seq;
             }
+            chunk.extend_from_slice(&seq.to_be_bytes());
+            chunk.extend_from_slice(&(json.len() as u32).to_be_bytes());
+            chunk.extend_from_slice(&mac);
+            chunk.extend_from_slice(&json);
             prev = mac;
         }
+        if !chunk.is_empty() {
+            records.insert(&chunk_first.to_be_bytes(), chunk);
+        }
+        let mut lists: HashMap<(u8, &str), Vec<u8>> = HashMap::new();
+        for rec in batch.iter() {
+            let mut pair = [0u8; 16];
+            pair[..8].copy_from_slice(&rec.time_ns.to_be_bytes());
+            pair[8..].copy_from_slice(&rec.seq.to_be_bytes());
+            let mut post = |kind, name| {
+                lists
+                    .entry((kind, name))
+                    .or_default()
+                    .extend_from_slice(&pair)
+            };
+            post(posting::ALL, "");
+            post(posting::ROLE, &rec.role);
+            post(posting::OBJECT, &rec.object);
+            for f in &rec.findings {
+                post(posting::FINGERPRINT, &f.fingerprint);
+            }
+            if rec.alert.is_some() {
+                post(posting::ALERT, "");
+            }
+        }
+        let mut index = sled::Batch::default();
+        for ((kind, name), pairs) in lists {
+            let mut key = posting_prefix(kind, name);
+            key.extend_from_slice(&first.to_be_bytes());
+            index.insert(key, pairs);
+        }
         self.records.apply_batch(records)?;
-        self.by_time.apply_batch(by_time)?;
-        self.by_role.apply_batch(by_role)?;
-        self.by_object.apply_batch(by_object)?;
-        self.by_fingerprint.apply_batch(by_fingerprint)?;
-        self.alerts.apply_batch(alerts)?;
+        self.index.apply_batch(index)?;
         self.db.flush()?;
         head.seq = seq;
         head.mac = prev;
@@ -319,22 +377,29 @@ impl Store {
 
     /// The record `seq`, if stored.
     pub fn get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
-        match self.records.get(seq.to_be_bytes())? {
-            None => Ok(None),
-            Some(v) => serde_json::from_slice(&v[MAC_LEN.min(v.len())..])
-                .map(Some)
-                .map_err(|source| StoreError::Json { seq, source }),
+        let Some(item) = self.records.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (_, chunk) = item?;
+        for e in entries(&chunk).flatten() {
+            if e.seq == seq {
+                return serde_json::from_slice(e.json)
+                    .map(Some)
+                    .map_err(|source| StoreError::Json { seq, source });
+            }
         }
+        Ok(None)
     }
 
     /// Number of records stored.
-    pub fn len(&self) -> usize {
-        self.records.len()
+    pub fn len(&self) -> u64 {
+        let head = self.head.lock().expect("head lock").seq;
+        head - anchor(&self.meta).map_or(0, |a| a.0)
     }
 
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
     }
 
     /// Walks the chain from its anchor and names the first record that is
@@ -348,98 +413,110 @@ impl Store {
             last: anchor_seq,
             first_bad: None,
         };
-        for (expect, item) in (anchor_seq + 1..).zip(self.records.iter()) {
-            let (k, v) = item?;
-            let seq = if k.len() == 8 { seq_of_key(&k) } else { 0 };
-            let bad = |why: String| Some((expect.max(seq), why));
-            if k.len() != 8 || seq != expect {
-                report.first_bad = if seq > expect {
-                    Some((
+        let mut expect = anchor_seq + 1;
+        'chunks: for item in self.records.iter() {
+            let (k, chunk) = item?;
+            if k.len() != 8 || be(&k) != expect {
+                report.first_bad = Some(if k.len() == 8 && be(&k) > expect {
+                    (
                         expect,
-                        format!("record {expect} is missing (next stored is {seq})"),
-                    ))
+                        format!("record {expect} is missing (next stored is {})", be(&k)),
+                    )
                 } else {
-                    bad(format!("unexpected key {k:?} in the record tree"))
+                    (
+                        expect,
+                        format!("record {expect} is out of place (key {k:?})"),
+                    )
+                });
+                break;
+            }
+            for e in entries(&chunk) {
+                let Some(e) = e else {
+                    report.first_bad = Some((expect, format!("record {expect} does not decode")));
+                    break 'chunks;
                 };
-                break;
-            }
-            if v.len() < MAC_LEN || chain_mac(&self.key, &prev, seq, &v[MAC_LEN..]) != v[..MAC_LEN]
-            {
-                report.first_bad =
-                    bad(format!("record {seq} was altered (its MAC does not match)"));
-                break;
-            }
-            match serde_json::from_slice::<Record>(&v[MAC_LEN..]) {
-                Ok(r) if r.seq == seq => {}
-                _ => {
-                    report.first_bad = bad(format!("record {seq} does not decode"));
-                    break;
+                if e.seq != expect {
+                    report.first_bad =
+                        Some((expect, format!("record {expect} is missing or moved")));
+                    break 'chunks;
                 }
+                if chain_mac(&self.key, &prev, e.seq, e.json) != e.mac {
+                    report.first_bad = Some((
+                        expect,
+                        format!("record {expect} was altered (its MAC does not match)"),
+                    ));
+                    break 'chunks;
+                }
+                if !serde_json::from_slice::<Record>(e.json).is_ok_and(|r| r.seq == e.seq) {
+                    report.first_bad = Some((expect, format!("record {expect} does not decode")));
+                    break 'chunks;
+                }
+                prev.copy_from_slice(e.mac);
+                report.checked += 1;
+                report.last = expect;
+                expect += 1;
             }
-            prev.copy_from_slice(&v[..MAC_LEN]);
-            report.checked += 1;
-            report.last = seq;
         }
         Ok(report)
     }
 
-    /// Removes the oldest records, in chain order, while older than
-    /// `cutoff_ns`; moves the anchor past them. Returns (count, last removed seq).
+    /// Removes the oldest records, whole chunks at a time, while every record
+    /// in the chunk is older than `cutoff_ns`; moves the anchor past them and
+    /// drops their postings. Returns (count, last removed seq).
     pub fn trim_before(&self, cutoff_ns: u64) -> Result<(u64, u64), StoreError> {
         let _guard = self.trim.write().expect("trim lock");
         let mut removed = 0;
         let mut last = 0;
-        let mut last_mac = [0u8; MAC_LEN];
         for item in self.records.iter() {
-            let (k, v) = item?;
-            let seq = seq_of_key(&k);
-            let rec: Record = serde_json::from_slice(&v[MAC_LEN.min(v.len())..])
-                .map_err(|source| StoreError::Json { seq, source })?;
-            if rec.time_ns >= cutoff_ns {
-                break;
+            let (k, chunk) = item?;
+            let mut end: Option<(u64, Vec<u8>)> = None;
+            let mut n = 0;
+            for e in entries(&chunk).flatten() {
+                let time = serde_json::from_slice::<Record>(e.json)
+                    .map_err(|source| StoreError::Json { seq: e.seq, source })?
+                    .time_ns;
+                if time >= cutoff_ns {
+                    end = None;
+                    break;
+                }
+                n += 1;
+                end = Some((e.seq, e.mac.to_vec()));
             }
-            let ts = time_seq(rec.time_ns, seq);
-            self.by_time.remove(ts)?;
-            self.by_role.remove(join(&rec.role, &ts))?;
-            self.by_object.remove(join(&rec.object, &ts))?;
-            for f in &rec.findings {
-                self.by_fingerprint.remove(join(&f.fingerprint, &ts))?;
-            }
-            self.alerts.remove(ts)?;
-            last_mac.copy_from_slice(&v[..MAC_LEN]);
-            // The anchor moves before the record goes, so a crash in between
+            let Some((seq, mac)) = end else { break };
+            // The anchor moves before the records go, so a crash in between
             // leaves a chain that still verifies.
             let mut a = Vec::with_capacity(8 + MAC_LEN);
             a.extend_from_slice(&seq.to_be_bytes());
-            a.extend_from_slice(&last_mac);
+            a.extend_from_slice(&mac);
             self.meta.insert("anchor", a)?;
             self.records.remove(k)?;
-            removed += 1;
+            removed += n;
             last = seq;
+        }
+        if removed > 0 {
+            for item in self.index.iter() {
+                let (k, pairs) = item?;
+                let keep: Vec<u8> = pairs
+                    .chunks_exact(16)
+                    .filter(|p| be(&p[8..]) > last)
+                    .flatten()
+                    .copied()
+                    .collect();
+                if keep.is_empty() {
+                    self.index.remove(k)?;
+                } else if keep.len() != pairs.len() {
+                    self.index.insert(k, keep)?;
+                }
+            }
         }
         self.db.flush()?;
         Ok((removed, last))
     }
 
-    /// The sled trees, for the query module.
-    pub(crate) fn trees(&self) -> Trees<'_> {
-        Trees {
-            by_time: &self.by_time,
-            by_role: &self.by_role,
-            by_object: &self.by_object,
-            by_fingerprint: &self.by_fingerprint,
-            alerts: &self.alerts,
-        }
+    /// The posting lists, for the query module.
+    pub(crate) fn index(&self) -> &sled::Tree {
+        &self.index
     }
-}
-
-/// The index trees.
-pub(crate) struct Trees<'a> {
-    pub by_time: &'a sled::Tree,
-    pub by_role: &'a sled::Tree,
-    pub by_object: &'a sled::Tree,
-    pub by_fingerprint: &'a sled::Tree,
-    pub alerts: &'a sled::Tree,
 }
 
 fn anchor(meta: &sled::Tree) -> Result<(u64, [u8; MAC_LEN]), StoreError> {
@@ -447,7 +524,7 @@ fn anchor(meta: &sled::Tree) -> Result<(u64, [u8; MAC_LEN]), StoreError> {
     Ok(match meta.get("anchor")? {
         Some(v) if v.len() == 8 + MAC_LEN => {
             mac.copy_from_slice(&v[8..]);
-            (seq_of_key(&v[..8]), mac)
+            (be(&v[..8]), mac)
         }
         _ => (0, mac),
     })
@@ -501,22 +578,42 @@ mod tests {
             assert!(report.ok(), "{report:?}");
             assert_eq!((report.checked, report.first, report.last), (10, 1, 10));
             // Flip one byte of record 4's JSON.
-            let mut v = store
+            let chunk = store
                 .records
-                .get(4u64.to_be_bytes())
+                .get(1u64.to_be_bytes())
                 .unwrap()
                 .unwrap()
                 .to_vec();
-            let i = v.len() - 3;
-            v[i] ^= 1;
-            store.records.insert(4u64.to_be_bytes(), v).unwrap();
+            let at = chunk.windows(9).position(|w| w == b"{\"seq\":4,").unwrap();
+            let mut flipped = chunk.clone();
+            flipped[at + 12] ^= 1;
+            store.records.insert(1u64.to_be_bytes(), flipped).unwrap();
             let report = store.verify().unwrap();
             assert_eq!(report.first_bad.as_ref().unwrap().0, 4, "{report:?}");
             assert!(report.first_bad.unwrap().1.contains("altered"));
+            assert_eq!(report.checked, 3);
             // Removing a record is found too.
-            store.records.remove(4u64.to_be_bytes()).unwrap();
+            let without_4: Vec<u8> = entries(&chunk)
+                .flatten()
+                .filter(|e| e.seq != 4)
+                .flat_map(|e| {
+                    let mut v = e.seq.to_be_bytes().to_vec();
+                    v.extend_from_slice(&(e.json.len() as u32).to_be_bytes());
+                    v.extend_from_slice(e.mac);
+                    v.extend_from_slice(e.json);
+                    v
+                })
+                .collect();
+            store.records.insert(1u64.to_be_bytes(), without_4).unwrap();
             let report = store.verify().unwrap();
             assert!(report.first_bad.unwrap().1.contains("record 4 is missing"));
+            // So is a cut-off chunk.
+            store
+                .records
+                .insert(1u64.to_be_bytes(), &chunk[..chunk.len() - 5])
+                .unwrap();
+            let report = store.verify().unwrap();
+            assert_eq!(report.first_bad.unwrap().0, 10);
         }
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -538,11 +635,15 @@ mod tests {
         let store = Store::open(&dir.join("db"), &key).unwrap();
         store.append(&mut [record(100, "r", "/p")]).unwrap();
         assert!(store.verify().unwrap().ok());
-        assert_eq!(store.trim_before(25).unwrap(), (3, 3));
+        // Retention removes whole chunks: records 1-5 share one with a
+        // record at time 40, so nothing goes before 45.
+        assert_eq!(store.trim_before(25).unwrap(), (0, 0));
+        assert_eq!(store.trim_before(45).unwrap(), (5, 5));
         let report = store.verify().unwrap();
         assert!(report.ok(), "{report:?}");
-        assert_eq!((report.first, report.last, report.checked), (4, 6, 3));
+        assert_eq!((report.first, report.last, report.checked), (6, 6, 1));
         assert!(store.get(2).unwrap().is_none());
+        assert_eq!(store.get(6).unwrap().unwrap().time_ns, 100);
         drop(store);
         // Reopened after retention removed everything but the anchor.
         let store = Store::open(&dir.join("db"), &key).unwrap();
@@ -551,6 +652,7 @@ mod tests {
         let store = Store::open(&dir.join("db"), &key).unwrap();
         assert_eq!(store.append(&mut [record(200, "r", "/p")]).unwrap(), 7);
         assert!(store.verify().unwrap().ok());
+        assert_eq!(store.len(), 1);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{join, seq_of_key, time_seq, Record, Store, StoreError};
+use super::{be, posting, posting_prefix, Record, Store, StoreError};
 use crate::classify::Action;
 use crate::policy::Severity;
 
@@ -58,12 +58,6 @@ pub struct RoleSummary {
     pub top_objects: Vec<(String, u64)>,
 }
 
-/// Where a query's candidates come from.
-enum Source<'a> {
-    Prefix(&'a sled::Tree, Vec<u8>),
-    Time(&'a sled::Tree),
-}
-
 impl Filter {
     fn time_range(&self) -> (u64, u64) {
         (
@@ -105,71 +99,65 @@ fn object_matches(path: &str, object: &str) -> bool {
 }
 
 impl Store {
+    /// Visits the (time, seq) pairs of one posting list, newest first, until
+    /// `visit` says stop.
+    fn newest(
+        &self,
+        kind: u8,
+        name: &str,
+        mut visit: impl FnMut(u64, u64) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        for item in self.index().scan_prefix(posting_prefix(kind, name)).rev() {
+            let (_, pairs) = item?;
+            for p in pairs.chunks_exact(16).rev() {
+                if !visit(be(p), be(&p[8..]))? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Records matching `f`, newest first. With `alerts_only`, only records
     /// that raised an alert.
     pub fn events(&self, f: &Filter, alerts_only: bool) -> Result<Vec<Record>, StoreError> {
-        let t = self.trees();
-        let source = if let Some(path) = &f.path {
-            let prefix = if path.ends_with('/') {
-                path.as_bytes().to_vec()
-            } else {
-                join(path, &[])
-            };
-            Source::Prefix(t.by_object, prefix)
-        } else if let Some(role) = &f.role {
-            Source::Prefix(t.by_role, join(role, &[]))
-        } else if alerts_only || f.severity.is_some() {
-            Source::Time(t.alerts)
-        } else {
-            Source::Time(t.by_time)
-        };
         let limit = if f.limit == 0 { usize::MAX } else { f.limit };
+        let (since, until) = f.time_range();
         let mut out = Vec::new();
-        let mut take = |key: &[u8]| -> Result<bool, StoreError> {
-            if let Some(r) = self.get(seq_of_key(key))? {
+        let mut take = |time: u64, seq: u64| -> Result<bool, StoreError> {
+            if time < since || time >= until {
+                return Ok(true);
+            }
+            if let Some(r) = self.get(seq)? {
                 if f.admits(&r) && (!alerts_only || r.alert.is_some()) {
                     out.push(r);
                 }
             }
             Ok(out.len() < limit)
         };
-        let (since, until) = f.time_range();
-        match source {
-            Source::Time(tree) => {
-                for item in tree.range(time_seq(since, 0)..time_seq(until, 0)).rev() {
-                    if !take(&item?.0)? {
+        match (&f.path, &f.role) {
+            (Some(dir), _) if dir.ends_with('/') => {
+                // A directory: every object under it, merged newest first.
+                let mut pairs: Vec<(u64, u64)> = Vec::new();
+                let mut prefix = vec![posting::OBJECT];
+                prefix.extend_from_slice(dir.as_bytes());
+                for item in self.index().scan_prefix(prefix) {
+                    let (_, list) = item?;
+                    pairs.extend(list.chunks_exact(16).map(|p| (be(&p[8..]), be(p))));
+                }
+                pairs.sort_unstable_by(|a, b| b.cmp(a));
+                for (seq, time) in pairs {
+                    if !take(time, seq)? {
                         break;
                     }
                 }
             }
-            Source::Prefix(tree, prefix) if prefix.last() == Some(&0) => {
-                // One object or role: its keys sort by time after the prefix.
-                let lo = [prefix.as_slice(), &time_seq(since, 0)].concat();
-                let hi = [prefix.as_slice(), &time_seq(until, 0)].concat();
-                for item in tree.range(lo..hi).rev() {
-                    if !take(&item?.0)? {
-                        break;
-                    }
-                }
+            (Some(path), _) => self.newest(posting::OBJECT, path, take)?,
+            (None, Some(role)) => self.newest(posting::ROLE, role, take)?,
+            (None, None) if alerts_only || f.severity.is_some() => {
+                self.newest(posting::ALERT, "", take)?
             }
-            Source::Prefix(tree, prefix) => {
-                // A directory: every object under it; order by time afterwards.
-                let mut keys: Vec<(u64, u64)> = Vec::new();
-                for item in tree.scan_prefix(&prefix) {
-                    let (k, _) = item?;
-                    let ts = &k[k.len() - 16..];
-                    let time = seq_of_key(&ts[..8]);
-                    if time >= since && time < until {
-                        keys.push((time, seq_of_key(&k)));
-                    }
-                }
-                keys.sort_unstable_by(|a, b| b.cmp(a));
-                for (time, seq) in keys {
-                    if !take(&time_seq(time, seq))? {
-                        break;
-                    }
-                }
-            }
+            (None, None) => self.newest(posting::ALL, "", take)?,
         }
         Ok(out)
     }
@@ -185,19 +173,19 @@ impl Store {
 
     /// Where a value with this fingerprint was seen, newest first.
     pub fn trace(&self, fingerprint: &str, f: &Filter) -> Result<Vec<Record>, StoreError> {
-        let prefix = join(fingerprint, &[]);
         let limit = if f.limit == 0 { usize::MAX } else { f.limit };
-        let mut out = Vec::new();
-        for item in self.trees().by_fingerprint.scan_prefix(&prefix).rev() {
-            if let Some(r) = self.get(seq_of_key(&item?.0))? {
+        let mut out: Vec<Record> = Vec::new();
+        self.newest(posting::FINGERPRINT, fingerprint, |_, seq| {
+            if out.last().is_some_and(|r| r.seq == seq) {
+                return Ok(true);
+            }
+            if let Some(r) = self.get(seq)? {
                 if f.admits(&r) {
                     out.push(r);
-                    if out.len() >= limit {
-                        break;
-                    }
                 }
             }
-        }
+            Ok(out.len() < limit)
+        })?;
         Ok(out)
     }
 
