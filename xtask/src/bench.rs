@@ -46,6 +46,16 @@ pub enum Which {
         #[arg(long, default_value_t = 50_000)]
         rate: u64,
     },
+    /// The access record: ingest rate (batched, flushed) into a fresh store,
+    /// then analyst query latency over it.
+    Store {
+        /// Records stored.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Distinct file paths among them.
+        #[arg(long, default_value_t = 50_000)]
+        paths: u64,
+    },
 }
 
 /// Runs a benchmark.
@@ -57,6 +67,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             seconds,
         } => sensor(opens, rate, seconds),
         Which::Payload { sends, rate } => payload(sends, rate),
+        Which::Store { records, paths } => store(records, paths),
     }
 }
 
@@ -169,6 +180,58 @@ fn sensor(opens: u64, rate: u64, seconds: u64) -> anyhow::Result<()> {
     println!(
         "goal: zero drops at {rate} events/s: measured {} missing, {} ring-buffer drops (child paced at {:.0}/s)",
         paced.missing, paced.ringbuf_full, paced.child_rate
+    );
+    Ok(())
+}
+
+fn store(records: u64, paths: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    let out = Command::new(workspace_root().join("target/release/monitor"))
+        .args([
+            "bench-store",
+            "--records",
+            &records.to_string(),
+            "--paths",
+            &paths.to_string(),
+        ])
+        .output()
+        .context("running monitor bench-store")?;
+    if !out.status.success() {
+        bail!(
+            "monitor bench-store failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing the store bench report")?;
+    let ms = |k: &str| {
+        let v = &r[k];
+        format!(
+            "median {:.2} ms, p99 {:.2} ms, worst {:.2} ms",
+            v[0].as_f64().unwrap_or(0.0),
+            v[1].as_f64().unwrap_or(0.0),
+            v[2].as_f64().unwrap_or(0.0)
+        )
+    };
+    println!(
+        "record benchmark: {} records (~{} B of JSON each) over {} paths, batches of {}",
+        r["records"], r["record_bytes"], r["paths"], r["batch"]
+    );
+    println!(
+        "ingest:                 {:.0} records/s (goal >= 100000)",
+        r["ingest_per_sec"].as_f64().unwrap_or(0.0)
+    );
+    println!("who-accessed PATH:      {} (goal <= 100 ms)", ms("who_accessed_ms"));
+    println!("who-accessed DIR/:      {}", ms("who_accessed_dir_ms"));
+    println!("alerts:                 {}", ms("alerts_ms"));
+    println!("trace-pii:              {}", ms("trace_ms"));
+    println!(
+        "verify (whole chain):   {:.2} s",
+        r["verify_secs"].as_f64().unwrap_or(0.0)
+    );
+    println!(
+        "store on disk:          {:.0} MiB",
+        r["disk_mib"].as_f64().unwrap_or(0.0)
     );
     Ok(())
 }
