@@ -221,7 +221,10 @@ fn store(records: u64, paths: u64) -> anyhow::Result<()> {
         "ingest:                 {:.0} records/s (goal >= 100000)",
         r["ingest_per_sec"].as_f64().unwrap_or(0.0)
     );
-    println!("who-accessed PATH:      {} (goal <= 100 ms)", ms("who_accessed_ms"));
+    println!(
+        "who-accessed PATH:      {} (goal <= 100 ms)",
+        ms("who_accessed_ms")
+    );
     println!("who-accessed DIR/:      {}", ms("who_accessed_dir_ms"));
     println!("alerts:                 {}", ms("alerts_ms"));
     println!("trace-pii:              {}", ms("trace_ms"));

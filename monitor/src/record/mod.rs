@@ -192,8 +192,62 @@ pub struct Store {
     meta: sled::Tree,
     key: hmac::Key,
     head: Mutex<Head>,
+    /// Postings not yet in the `index` tree (see [`Pending`]).
+    pending: Mutex<Pending>,
     /// Retention (write) excludes verification (read).
     trim: RwLock<()>,
+}
+
+/// Posting lists gathered in memory over several batches before they go to
+/// the `index` tree as one list per name: sled pays per key written, so a
+/// path touched many times costs one write per flush, not one per batch.
+/// The records are the truth: after a crash, postings past the index's
+/// `indexed` mark are rebuilt from them on open.
+#[derive(Default)]
+struct Pending {
+    lists: HashMap<(u8, Box<str>), Vec<u8>>,
+    first: u64,
+    pairs: usize,
+    since: Option<std::time::Instant>,
+}
+
+/// Pairs held in memory before the postings are written.
+const PENDING_PAIRS: usize = 1 << 21;
+/// Age at which held postings are written regardless.
+const PENDING_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+/// The index key holding the last seq whose postings are written.
+const INDEXED: &[u8] = b"\xffindexed";
+
+impl Pending {
+    fn add(&mut self, rec: &Record) {
+        if self.pairs == 0 {
+            self.first = rec.seq;
+            self.since = Some(std::time::Instant::now());
+        }
+        let mut pair = [0u8; 16];
+        pair[..8].copy_from_slice(&rec.time_ns.to_be_bytes());
+        pair[8..].copy_from_slice(&rec.seq.to_be_bytes());
+        let mut post = |kind: u8, name: &str| {
+            self.lists
+                .entry((kind, Box::from(name)))
+                .or_default()
+                .extend_from_slice(&pair);
+            self.pairs += 1;
+        };
+        post(posting::ALL, "");
+        post(posting::ROLE, &rec.role);
+        post(posting::OBJECT, &rec.object);
+        for f in &rec.findings {
+            post(posting::FINGERPRINT, &f.fingerprint);
+        }
+        if rec.alert.is_some() {
+            post(posting::ALERT, "");
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.pairs >= PENDING_PAIRS || self.since.is_some_and(|t| t.elapsed() >= PENDING_AGE)
+    }
 }
 
 /// Records per value in the `records` tree.
@@ -295,8 +349,20 @@ impl Store {
                 head.mac.copy_from_slice(e.mac);
             }
         }
+        let index = db.open_tree("index")?;
+        let indexed = index.get(INDEXED)?.map_or(0, |v| be(&v));
+        let mut pending = Pending::default();
+        for item in records.range((indexed + 1).to_be_bytes()..) {
+            let (_, chunk) = item?;
+            for e in entries(&chunk).flatten() {
+                if let Ok(rec) = serde_json::from_slice::<Record>(e.json) {
+                    pending.add(&rec);
+                }
+            }
+        }
         Ok(Self {
-            index: db.open_tree("index")?,
+            index,
+            pending: Mutex::new(pending),
             records,
             meta,
             db,
@@ -340,39 +406,79 @@ impl Store {
         if !chunk.is_empty() {
             records.insert(&chunk_first.to_be_bytes(), chunk);
         }
-        let mut lists: HashMap<(u8, &str), Vec<u8>> = HashMap::new();
-        for rec in batch.iter() {
-            let mut pair = [0u8; 16];
-            pair[..8].copy_from_slice(&rec.time_ns.to_be_bytes());
-            pair[8..].copy_from_slice(&rec.seq.to_be_bytes());
-            let mut post = |kind, name| {
-                lists
-                    .entry((kind, name))
-                    .or_default()
-                    .extend_from_slice(&pair)
-            };
-            post(posting::ALL, "");
-            post(posting::ROLE, &rec.role);
-            post(posting::OBJECT, &rec.object);
-            for f in &rec.findings {
-                post(posting::FINGERPRINT, &f.fingerprint);
-            }
-            if rec.alert.is_some() {
-                post(posting::ALERT, "");
-            }
-        }
-        let mut index = sled::Batch::default();
-        for ((kind, name), pairs) in lists {
-            let mut key = posting_prefix(kind, name);
-            key.extend_from_slice(&first.to_be_bytes());
-            index.insert(key, pairs);
-        }
         self.records.apply_batch(records)?;
-        self.index.apply_batch(index)?;
+        let mut pending = self.pending.lock().expect("pending lock");
+        for rec in batch.iter() {
+            pending.add(rec);
+        }
+        if pending.due() {
+            self.write_postings(&mut pending, seq)?;
+        }
         self.db.flush()?;
         head.seq = seq;
         head.mac = prev;
         Ok(seq)
+    }
+
+    /// Writes the held postings to the `index` tree, with the mark `through`.
+    fn write_postings(&self, pending: &mut Pending, through: u64) -> Result<(), StoreError> {
+        let mut index = sled::Batch::default();
+        for ((kind, name), pairs) in pending.lists.drain() {
+            let mut key = posting_prefix(kind, &name);
+            key.extend_from_slice(&pending.first.to_be_bytes());
+            index.insert(key, pairs);
+        }
+        index.insert(INDEXED, &through.to_be_bytes());
+        self.index.apply_batch(index)?;
+        pending.pairs = 0;
+        pending.since = None;
+        Ok(())
+    }
+
+    /// Writes held postings once they are old enough (the writer calls this when idle).
+    pub fn maintain(&self) -> Result<(), StoreError> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        if pending.pairs > 0 && pending.due() {
+            let through = self.head.lock().expect("head lock").seq;
+            self.write_postings(&mut pending, through)?;
+            self.db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every held posting and flushes (on shutdown).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let mut pending = self.pending.lock().expect("pending lock");
+        if pending.pairs > 0 {
+            let through = self.head.lock().expect("head lock").seq;
+            self.write_postings(&mut pending, through)?;
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// The held pairs of one posting list (newest last).
+    pub(crate) fn pending_pairs(&self, kind: u8, name: &str, prefix_match: bool) -> Vec<u8> {
+        let pending = self.pending.lock().expect("pending lock");
+        if !prefix_match {
+            return pending
+                .lists
+                .get(&(kind, Box::from(name)))
+                .cloned()
+                .unwrap_or_default();
+        }
+        let mut out = Vec::new();
+        for ((k, n), pairs) in &pending.lists {
+            let hit = if prefix_match {
+                n.starts_with(name)
+            } else {
+                **n == *name
+            };
+            if *k == kind && hit {
+                out.extend_from_slice(pairs);
+            }
+        }
+        out
     }
 
     /// The record `seq`, if stored.
@@ -464,6 +570,7 @@ impl Store {
     /// in the chunk is older than `cutoff_ns`; moves the anchor past them and
     /// drops their postings. Returns (count, last removed seq).
     pub fn trim_before(&self, cutoff_ns: u64) -> Result<(u64, u64), StoreError> {
+        self.sync()?;
         let _guard = self.trim.write().expect("trim lock");
         let mut removed = 0;
         let mut last = 0;
@@ -496,6 +603,9 @@ impl Store {
         if removed > 0 {
             for item in self.index.iter() {
                 let (k, pairs) = item?;
+                if &*k == INDEXED {
+                    continue;
+                }
                 let keep: Vec<u8> = pairs
                     .chunks_exact(16)
                     .filter(|p| be(&p[8..]) > last)
@@ -516,6 +626,14 @@ impl Store {
     /// The posting lists, for the query module.
     pub(crate) fn index(&self) -> &sled::Tree {
         &self.index
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::error!(error = %e, "record index not written at close (rebuilt at next open)");
+        }
     }
 }
 

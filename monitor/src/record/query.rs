@@ -107,6 +107,11 @@ impl Store {
         name: &str,
         mut visit: impl FnMut(u64, u64) -> Result<bool, StoreError>,
     ) -> Result<(), StoreError> {
+        for p in self.pending_pairs(kind, name, false).chunks_exact(16).rev() {
+            if !visit(be(p), be(&p[8..]))? {
+                return Ok(());
+            }
+        }
         for item in self.index().scan_prefix(posting_prefix(kind, name)).rev() {
             let (_, pairs) = item?;
             for p in pairs.chunks_exact(16).rev() {
@@ -138,7 +143,11 @@ impl Store {
         match (&f.path, &f.role) {
             (Some(dir), _) if dir.ends_with('/') => {
                 // A directory: every object under it, merged newest first.
-                let mut pairs: Vec<(u64, u64)> = Vec::new();
+                let held = self.pending_pairs(posting::OBJECT, dir, true);
+                let mut pairs: Vec<(u64, u64)> = held
+                    .chunks_exact(16)
+                    .map(|p| (be(&p[8..]), be(p)))
+                    .collect();
                 let mut prefix = vec![posting::OBJECT];
                 prefix.extend_from_slice(dir.as_bytes());
                 for item in self.index().scan_prefix(prefix) {

@@ -94,16 +94,18 @@ fn run(
             .any(|r| r.action == Action::Stop && r.pid == template.pid);
         if !batch.is_empty() {
             write(store, &mut batch, counters);
+        } else if let Err(e) = store.maintain() {
+            tracing::error!(error = %e, "writing the record index failed");
         }
-        if stopping {
+        if stopping || !open {
+            if let Err(e) = store.sync() {
+                tracing::error!(error = %e, "writing the record index failed");
+            }
             return;
         }
         if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(Instant::now());
             expire(store, retention, counters, template);
-        }
-        if !open {
-            return;
         }
     }
 }
