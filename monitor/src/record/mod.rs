@@ -519,51 +519,54 @@ impl Store {
             last: anchor_seq,
             first_bad: None,
         };
-        let mut expect = anchor_seq + 1;
-        'chunks: for item in self.records.iter() {
+        for item in self.records.iter() {
             let (k, chunk) = item?;
-            if k.len() != 8 || be(&k) != expect {
-                report.first_bad = Some(if k.len() == 8 && be(&k) > expect {
-                    (
-                        expect,
-                        format!("record {expect} is missing (next stored is {})", be(&k)),
-                    )
-                } else {
-                    (
-                        expect,
-                        format!("record {expect} is out of place (key {k:?})"),
-                    )
-                });
+            if let Err(why) = self.verify_chunk(&k, &chunk, &mut prev, &mut report) {
+                report.first_bad = Some((report.last + 1, why));
                 break;
-            }
-            for e in entries(&chunk) {
-                let Some(e) = e else {
-                    report.first_bad = Some((expect, format!("record {expect} does not decode")));
-                    break 'chunks;
-                };
-                if e.seq != expect {
-                    report.first_bad =
-                        Some((expect, format!("record {expect} is missing or moved")));
-                    break 'chunks;
-                }
-                if chain_mac(&self.key, &prev, e.seq, e.json) != e.mac {
-                    report.first_bad = Some((
-                        expect,
-                        format!("record {expect} was altered (its MAC does not match)"),
-                    ));
-                    break 'chunks;
-                }
-                if !serde_json::from_slice::<Record>(e.json).is_ok_and(|r| r.seq == e.seq) {
-                    report.first_bad = Some((expect, format!("record {expect} does not decode")));
-                    break 'chunks;
-                }
-                prev.copy_from_slice(e.mac);
-                report.checked += 1;
-                report.last = expect;
-                expect += 1;
             }
         }
         Ok(report)
+    }
+
+    /// Checks one chunk, continuing the chain from `prev`; counts what
+    /// verifies into `report` and says why the first bad record is bad.
+    fn verify_chunk(
+        &self,
+        key: &[u8],
+        chunk: &[u8],
+        prev: &mut [u8; MAC_LEN],
+        report: &mut VerifyReport,
+    ) -> Result<(), String> {
+        let expect = report.last + 1;
+        if key.len() != 8 || be(key) < expect {
+            return Err(format!("record {expect} is out of place (key {key:?})"));
+        }
+        if be(key) > expect {
+            return Err(format!(
+                "record {expect} is missing (next stored is {})",
+                be(key)
+            ));
+        }
+        for e in entries(chunk) {
+            let expect = report.last + 1;
+            let e = e.ok_or_else(|| format!("record {expect} does not decode"))?;
+            if e.seq != expect {
+                return Err(format!("record {expect} is missing or moved"));
+            }
+            if chain_mac(&self.key, prev, e.seq, e.json) != e.mac {
+                return Err(format!(
+                    "record {expect} was altered (its MAC does not match)"
+                ));
+            }
+            if !serde_json::from_slice::<Record>(e.json).is_ok_and(|r| r.seq == e.seq) {
+                return Err(format!("record {expect} does not decode"));
+            }
+            prev.copy_from_slice(e.mac);
+            report.checked += 1;
+            report.last = expect;
+        }
+        Ok(())
     }
 
     /// Removes the oldest records, whole chunks at a time, while every record
