@@ -437,22 +437,22 @@ impl Store {
 
     /// Writes held postings once they are old enough (the writer calls this when idle).
     pub fn maintain(&self) -> Result<(), StoreError> {
-        let mut pending = self.pending.lock().expect("pending lock");
-        if pending.pairs > 0 && pending.due() {
-            let through = self.head.lock().expect("head lock").seq;
-            self.write_postings(&mut pending, through)?;
-            self.db.flush()?;
-        }
-        Ok(())
+        self.write_held(false)
     }
 
     /// Writes every held posting and flushes (on shutdown).
     pub fn sync(&self) -> Result<(), StoreError> {
+        self.write_held(true)
+    }
+
+    /// Writes the held postings (all of them, or only when due) and flushes.
+    fn write_held(&self, all: bool) -> Result<(), StoreError> {
         let mut pending = self.pending.lock().expect("pending lock");
-        if pending.pairs > 0 {
-            let through = self.head.lock().expect("head lock").seq;
-            self.write_postings(&mut pending, through)?;
+        if pending.pairs == 0 || !(all || pending.due()) {
+            return Ok(());
         }
+        let through = self.head.lock().expect("head lock").seq;
+        self.write_postings(&mut pending, through)?;
         self.db.flush()?;
         Ok(())
     }

@@ -134,14 +134,13 @@ fn expire(store: &Store, retention: Duration, counters: &WriterCounters, templat
         Ok((0, _)) => {}
         Ok((n, last)) => {
             counters.expired.fetch_add(n, Ordering::Relaxed);
-            let mut rec = Record {
+            let rec = Record {
                 action: Action::Retention,
                 object: format!("records up to {last}"),
                 bytes: Some(n as i64),
                 outcome: Outcome::Allowed,
                 ..stamped(template)
             };
-            rec.seq = 0;
             write(store, &mut vec![rec], counters);
             tracing::info!(removed = n, through = last, "retention removed old records");
         }
