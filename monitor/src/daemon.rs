@@ -112,7 +112,10 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             .map(|p| Arc::from(p.to_string_lossy().as_ref())),
         comm: "monitor".into(),
         uid: nix::unistd::getuid().as_raw(),
-        user: Some(Arc::from("root")),
+        user: nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| Arc::from(u.name)),
         role: Arc::from("monitor"),
         action: Action::Start,
         object: String::new(),
