@@ -54,10 +54,87 @@ pub enum Cat {
 
 const CATS: usize = 9;
 
-/// Every hotword of every category in one automaton.
+/// Each category's word list.
+const LISTS: [(Cat, &[&str]); CATS] = [
+    (Cat::Card, words::CARD),
+    (Cat::Cvv, words::CVV),
+    (Cat::Ssn, words::SSN),
+    (Cat::Routing, words::ROUTING),
+    (Cat::Account, words::ACCOUNT),
+    (Cat::Phone, words::PHONE),
+    (Cat::Birth, words::BIRTH),
+    (Cat::Reference, words::REFERENCE),
+    (Cat::Ip, words::IP),
+];
+
+/// Every hotword of every category, looked up by the first two bytes of
+/// each word in a window.
+///
+/// A hotword matches where a word starts (the byte before is not a letter or
+/// digit), case-insensitively, and may run on into the word ("card" in
+/// "cardholder"). Windows are short and hold a dozen word starts, so a
+/// table lookup per start beats running an automaton over every byte.
 pub struct Hotwords {
-    ac: aho_corasick::AhoCorasick,
-    cat_of: Vec<Cat>,
+    /// Hotwords sorted by bucket.
+    words: Vec<Hotword>,
+    /// For each bucket (see [`bucket`]), its range in `words`.
+    ranges: Vec<(u16, u16)>,
+}
+
+/// One hotword, with its first eight bytes ready for a one-load compare.
+struct Hotword {
+    word: &'static [u8],
+    cat: Cat,
+    /// The first (up to) eight bytes, little-endian.
+    head: u64,
+    /// 0xFF for each byte of `head` in use.
+    mask: u64,
+    /// 0x20 for each letter of `head`: or-ing it into text folds case.
+    fold: u64,
+}
+
+impl Hotword {
+    fn new(word: &'static str, cat: Cat) -> Self {
+        let (mut head, mut mask, mut fold) = (0, 0, 0);
+        for (k, &c) in word.as_bytes().iter().take(8).enumerate() {
+            head |= u64::from(c) << (8 * k);
+            mask |= 0xFF << (8 * k);
+            if c.is_ascii_alphabetic() {
+                fold |= 0x20 << (8 * k);
+            }
+        }
+        Self {
+            word: word.as_bytes(),
+            cat,
+            head,
+            mask,
+            fold,
+        }
+    }
+
+    /// Whether the hotword is at `text[ms..]` (ASCII case folded).
+    #[inline]
+    fn is_at(&self, text: &[u8], ms: usize) -> bool {
+        let Some(eight) = text.get(ms..ms + 8) else {
+            return text[ms..]
+                .get(..self.word.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(self.word));
+        };
+        let x = u64::from_le_bytes(eight.try_into().expect("eight bytes"));
+        (x | self.fold) & self.mask == self.head
+            && (self.word.len() <= 8
+                || text[ms + 8..]
+                    .get(..self.word.len() - 8)
+                    .is_some_and(|t| t.eq_ignore_ascii_case(&self.word[8..])))
+    }
+}
+
+/// The table slot of a word starting with bytes `a`, `b`: five bits of each,
+/// which folds ASCII case. Other bytes can share a slot; matches are checked
+/// in full.
+#[inline]
+fn bucket(a: u8, b: u8) -> usize {
+    usize::from(a & 31) << 5 | usize::from(b & 31)
 }
 
 /// For each category, how far before the start and after the end of a span
@@ -81,12 +158,14 @@ impl Near {
     }
 }
 
-/// A [`Near`] computed on first use: most numeric groups never need one.
+/// A [`Near`] computed on first use, each side separately: most numeric
+/// groups never need context, and most that do look only before.
 pub struct LazyNear<'a> {
     hot: &'a Hotwords,
     text: &'a [u8],
     span: (usize, usize),
-    near: std::cell::OnceCell<Near>,
+    before: std::cell::OnceCell<[u16; CATS]>,
+    after: std::cell::OnceCell<[u16; CATS]>,
 }
 
 impl<'a> LazyNear<'a> {
@@ -96,80 +175,150 @@ impl<'a> LazyNear<'a> {
             hot,
             text,
             span: (start, end),
-            near: std::cell::OnceCell::new(),
+            before: std::cell::OnceCell::new(),
+            after: std::cell::OnceCell::new(),
         }
     }
 
-    fn get(&self) -> &Near {
-        self.near
-            .get_or_init(|| self.hot.near(self.text, self.span.0, self.span.1))
+    fn distance_before(&self, cat: Cat) -> usize {
+        let d = self
+            .before
+            .get_or_init(|| self.hot.before(self.text, self.span.0));
+        usize::from(d[cat as usize])
+    }
+
+    fn distance_after(&self, cat: Cat) -> usize {
+        let d = self
+            .after
+            .get_or_init(|| self.hot.after(self.text, self.span.1));
+        usize::from(d[cat as usize])
     }
 
     /// See [`Near::before`].
     pub fn before(&self, cat: Cat, dist: usize) -> bool {
-        self.get().before(cat, dist)
+        self.distance_before(cat) <= dist
     }
 
     /// See [`Near::around`].
     pub fn around(&self, cat: Cat) -> bool {
-        self.get().around(cat)
+        self.distance_before(cat) <= BEFORE || self.distance_after(cat) <= AFTER
     }
 }
 
 impl Hotwords {
     /// Compiles every category.
     pub fn new() -> Self {
-        let lists: [(Cat, &[&str]); CATS] = [
-            (Cat::Card, words::CARD),
-            (Cat::Cvv, words::CVV),
-            (Cat::Ssn, words::SSN),
-            (Cat::Routing, words::ROUTING),
-            (Cat::Account, words::ACCOUNT),
-            (Cat::Phone, words::PHONE),
-            (Cat::Birth, words::BIRTH),
-            (Cat::Reference, words::REFERENCE),
-            (Cat::Ip, words::IP),
-        ];
-        let mut patterns = Vec::new();
-        let mut cat_of = Vec::new();
-        for (cat, list) in lists {
-            for w in list {
-                patterns.push(*w);
-                cat_of.push(cat);
+        let mut words: Vec<Hotword> = LISTS
+            .iter()
+            .flat_map(|(cat, list)| list.iter().map(move |w| Hotword::new(w, *cat)))
+            .collect();
+        words.sort_by_key(|h| bucket(h.word[0], h.word[1]));
+        let mut ranges = vec![(0u16, 0u16); 1 << 10];
+        for (i, h) in words.iter().enumerate() {
+            let r = &mut ranges[bucket(h.word[0], h.word[1])];
+            if r.0 == r.1 {
+                r.0 = i as u16;
             }
+            r.1 = i as u16 + 1;
         }
-        let ac = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .prefilter(false)
-            .build(&patterns)
-            .expect("static word lists");
-        Self { ac, cat_of }
+        Self { words, ranges }
     }
 
-    /// One pass over the context window around `text[start..end]`.
+    /// The hotwords around `text[start..end]`: those ending within
+    /// [`BEFORE`] bytes before it and those starting within [`AFTER`] bytes
+    /// after it. A hotword overlapping the span counts on neither side.
     pub fn near(&self, text: &[u8], start: usize, end: usize) -> Near {
-        let lo = start.saturating_sub(BEFORE);
-        let hi = (end + AFTER).min(text.len());
-        let mut near = Near {
-            before: [u16::MAX; CATS],
-            after: [u16::MAX; CATS],
-        };
-        for m in self.ac.find_overlapping_iter(&text[lo..hi]) {
-            let cat = self.cat_of[m.pattern().as_usize()] as usize;
-            let (ms, me) = (lo + m.start(), lo + m.end());
-            // Hotwords start a word: "tin" is not in "routing", "cid" not in "decide".
-            if ms > 0 && text[ms - 1].is_ascii_alphanumeric() {
-                continue;
-            }
-            if me <= start {
-                near.before[cat] = near.before[cat].min((start - me) as u16);
-            } else if ms >= end {
-                near.after[cat] = near.after[cat].min((ms - end) as u16);
-            }
+        Near {
+            before: self.before(text, start),
+            after: self.after(text, end),
         }
-        near
     }
+
+    /// Per category, the distance from the end of the nearest hotword in
+    /// the [`BEFORE`] bytes before `start` to `start`.
+    pub fn before(&self, text: &[u8], start: usize) -> [u16; CATS] {
+        let mut dist = [u16::MAX; CATS];
+        self.each_in(text, start.saturating_sub(BEFORE), start, |_, me, cat| {
+            dist[cat] = dist[cat].min((start - me) as u16);
+        });
+        dist
+    }
+
+    /// Per category, the distance from `end` to the start of the nearest
+    /// hotword in the [`AFTER`] bytes after it.
+    pub fn after(&self, text: &[u8], end: usize) -> [u16; CATS] {
+        let mut dist = [u16::MAX; CATS];
+        let hi = (end + AFTER).min(text.len());
+        self.each_in(text, end, hi, |ms, _, cat| {
+            dist[cat] = dist[cat].min((ms - end) as u16);
+        });
+        dist
+    }
+
+    /// Calls `found(start, end, category)` for every hotword lying wholly in
+    /// `text[lo..hi]` and starting a word.
+    fn each_in(
+        &self,
+        text: &[u8],
+        lo: usize,
+        hi: usize,
+        mut found: impl FnMut(usize, usize, usize),
+    ) {
+        let mut carry = u64::from(lo > 0 && text[lo - 1].is_ascii_alphanumeric());
+        let mut base = lo;
+        while base + 1 < hi {
+            let (alpha, alnum) = letter_masks(&text[base..hi.min(base + 64)]);
+            // A word starts at a letter whose previous byte is no letter or digit.
+            let mut starts = alpha & !(alnum << 1 | carry);
+            carry = alnum >> 63;
+            while starts != 0 {
+                let ms = base + starts.trailing_zeros() as usize;
+                starts &= starts - 1;
+                if ms + 1 >= hi {
+                    break;
+                }
+                let (first, last) = self.ranges[bucket(text[ms], text[ms + 1])];
+                for h in &self.words[usize::from(first)..usize::from(last)] {
+                    let me = ms + h.word.len();
+                    if me <= hi && h.is_at(text, ms) {
+                        found(ms, me, h.cat as usize);
+                    }
+                }
+            }
+            base += 64;
+        }
+    }
+}
+
+/// For up to 64 bytes, bit masks of the ASCII letters and of the ASCII
+/// letters and digits (bit k: byte k), eight bytes at a time.
+fn letter_masks(chunk: &[u8]) -> (u64, u64) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // Each byte's high bit, gathered into bit k for byte k.
+    let gather = |v: u64| ((v >> 7) & ONES).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+    let (mut alpha, mut alnum) = (0u64, 0u64);
+    let mut words = chunk.chunks_exact(8);
+    let mut k = 0;
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        let ascii = !w & HIGHS;
+        let low = w & !HIGHS;
+        // In 7 bits, x >= c is the high bit of (x | 0x80) - c, and x <= c
+        // that of (0x80 + c) - x: no borrow crosses a byte either way.
+        let folded = low | (0x20 * ONES);
+        let letter = ((folded | HIGHS) - 0x61 * ONES) & ((0xFA * ONES) - folded);
+        let digit = ((low | HIGHS) - 0x30 * ONES) & ((0xB9 * ONES) - low);
+        alpha |= gather(letter & ascii) << k;
+        alnum |= gather((letter | digit) & ascii) << k;
+        k += 8;
+    }
+    for &c in words.remainder() {
+        alpha |= u64::from(c.is_ascii_alphabetic()) << k;
+        alnum |= u64::from(c.is_ascii_alphanumeric()) << k;
+        k += 1;
+    }
+    (alpha, alnum)
 }
 
 impl Default for Hotwords {
@@ -285,12 +434,94 @@ mod tests {
         assert!(words::CVV.iter().all(|w| w.contains('c')));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn letter_masks_agree_with_the_byte_tests(chunk in proptest::collection::vec(proptest::num::u8::ANY, 0..=64)) {
+            let (alpha, alnum) = letter_masks(&chunk);
+            for (k, c) in chunk.iter().enumerate() {
+                proptest::prop_assert_eq!(alpha >> k & 1 == 1, c.is_ascii_alphabetic(), "byte {:#x}", c);
+                proptest::prop_assert_eq!(alnum >> k & 1 == 1, c.is_ascii_alphanumeric(), "byte {:#x}", c);
+            }
+        }
+    }
+
+    #[test]
+    fn letter_masks_at_range_edges() {
+        let edges = b"/09:@AZ[`az{\x7f\x80\xc1\xfa/09:@AZ[`az{";
+        let (alpha, alnum) = letter_masks(edges);
+        for (k, c) in edges.iter().enumerate() {
+            assert_eq!(alpha >> k & 1 == 1, c.is_ascii_alphabetic(), "{c:#x}");
+            assert_eq!(alnum >> k & 1 == 1, c.is_ascii_alphanumeric(), "{c:#x}");
+        }
+    }
+
+    #[test]
+    fn every_hotword_is_lowercase_and_starts_with_a_letter() {
+        // The lookup keys on the first two bytes of a word start.
+        for w in LISTS.iter().flat_map(|(_, l)| l.iter()) {
+            assert!(w.len() >= 2 && w.as_bytes()[0].is_ascii_lowercase(), "{w}");
+            assert_eq!(w.to_ascii_lowercase(), *w);
+        }
+    }
+
     #[test]
     fn hotwords_start_at_a_word_boundary() {
         let hot = Hotwords::new();
         let text = b"routing 021000021";
         assert!(!hot.near(text, 8, 17).around(Cat::Ssn));
         assert!(hot.near(text, 8, 17).around(Cat::Routing));
+    }
+
+    /// Every hotword occurrence at a word start, by brute force.
+    fn near_by_brute_force(text: &[u8], start: usize, end: usize) -> Near {
+        let (lo, hi) = (start.saturating_sub(BEFORE), (end + AFTER).min(text.len()));
+        let mut near = Near {
+            before: [u16::MAX; CATS],
+            after: [u16::MAX; CATS],
+        };
+        for (cat, list) in LISTS {
+            for w in list {
+                for ms in lo..hi {
+                    let me = ms + w.len();
+                    let boundary = ms == 0 || !text[ms - 1].is_ascii_alphanumeric();
+                    if me > hi || !boundary || !text[ms..me].eq_ignore_ascii_case(w.as_bytes()) {
+                        continue;
+                    }
+                    let c = cat as usize;
+                    if me <= start {
+                        near.before[c] = near.before[c].min((start - me) as u16);
+                    } else if ms >= end {
+                        near.after[c] = near.after[c].min((ms - end) as u16);
+                    }
+                }
+            }
+        }
+        near
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn near_agrees_with_brute_force(
+            words in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "card", "CVV2", "social security", "acct", "a/c", "Phone", "d.o.b",
+                    "id:", "id ", "ip", "routing", "birthday", "x", "7", " ", "-", "#",
+                    "ssn", "tin", "order", "PAN", "Account Number", "\u{e9}", "\n",
+                ]),
+                0..40,
+            ),
+            at in 0usize..200,
+            len in 0usize..20,
+        ) {
+            let text = words.concat().into_bytes();
+            let start = at.min(text.len());
+            let end = (start + len).min(text.len());
+            let hot = Hotwords::new();
+            let got = hot.near(&text, start, end);
+            let want = near_by_brute_force(&text, start, end);
+            proptest::prop_assert_eq!(got.before, want.before);
+            proptest::prop_assert_eq!(got.after, want.after);
+        }
     }
 
     #[test]

@@ -143,6 +143,20 @@ pub fn normalize(kind: Option<PiiType>, raw: &[u8]) -> Vec<u8> {
             .filter(|c| c.is_ascii_alphanumeric())
             .map(u8::to_ascii_uppercase)
             .collect(),
+        Some(EmailAddress | Person | StreetAddress) if raw.is_ascii() => {
+            // The ASCII case of the general rule below, without its copies.
+            let mut out = Vec::with_capacity(raw.len());
+            for word in raw
+                .split(|c| c.is_ascii_whitespace() || *c == 0x0B)
+                .filter(|w| !w.is_empty())
+            {
+                if !out.is_empty() {
+                    out.push(b' ');
+                }
+                out.extend(word.iter().map(u8::to_ascii_lowercase));
+            }
+            out
+        }
         Some(EmailAddress | Person | StreetAddress) => String::from_utf8_lossy(raw)
             .to_lowercase()
             .split_whitespace()
@@ -153,12 +167,21 @@ pub fn normalize(kind: Option<PiiType>, raw: &[u8]) -> Vec<u8> {
     }
 }
 
-fn stars(n: usize) -> String {
-    "*".repeat(n)
+/// Appends `b` as text (invalid UTF-8 replaced).
+fn push_text(out: &mut String, b: &[u8]) {
+    match std::str::from_utf8(b) {
+        Ok(s) => out.push_str(s),
+        Err(_) => out.push_str(&String::from_utf8_lossy(b)),
+    }
 }
 
-fn last(s: &[u8], n: usize) -> String {
-    String::from_utf8_lossy(&s[s.len().saturating_sub(n)..]).into_owned()
+/// `n` kept to its first `head` and last `tail` bytes, stars between.
+fn keep_ends(out: &mut String, n: &[u8], head: usize, tail: usize) {
+    let tail_start = n.len().saturating_sub(tail);
+    let head = head.min(tail_start);
+    push_text(out, &n[..head]);
+    out.extend(std::iter::repeat_n('*', tail_start - head));
+    push_text(out, &n[tail_start..]);
 }
 
 /// A masked rendering that never holds more than the type allows
@@ -166,87 +189,83 @@ fn last(s: &[u8], n: usize) -> String {
 pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> String {
     use PiiType::*;
     let n = normalized;
+    let mut out = String::with_capacity(24);
     match kind {
-        Some(CreditCard) if n.len() >= 13 => format!(
-            "{}{}{}",
-            String::from_utf8_lossy(&n[..6]),
-            stars(n.len() - 10),
-            last(n, 4)
-        ),
-        Some(CardTrackData) if n.len() >= 13 => format!(
-            "TRACK[{}{}{}]",
-            String::from_utf8_lossy(&n[..6]),
-            stars(n.len() - 10),
-            last(n, 4)
-        ),
-        Some(UsSsn | UsItin) => format!("***-**-{}", last(n, 4)),
-        Some(UsBankRouting | BankAccount) => {
-            format!("{}{}", stars(n.len().saturating_sub(4)), last(n, 4))
+        Some(CreditCard) if n.len() >= 13 => keep_ends(&mut out, n, 6, 4),
+        Some(CardTrackData) if n.len() >= 13 => {
+            out.push_str("TRACK[");
+            keep_ends(&mut out, n, 6, 4);
+            out.push(']');
         }
-        Some(IbanCode) if n.len() > 8 => format!(
-            "{}{}{}",
-            String::from_utf8_lossy(&n[..4]),
-            stars(n.len() - 8),
-            last(n, 4)
-        ),
-        Some(PhoneNumber) => format!("{}{}", stars(n.len().saturating_sub(4)), last(n, 4)),
+        Some(UsSsn | UsItin) => {
+            out.push_str("***-**-");
+            push_text(&mut out, &n[n.len().saturating_sub(4)..]);
+        }
+        Some(UsBankRouting | BankAccount | PhoneNumber) => keep_ends(&mut out, n, 0, 4),
+        Some(IbanCode) if n.len() > 8 => keep_ends(&mut out, n, 4, 4),
         Some(EmailAddress) => match n.iter().position(|&c| c == b'@') {
-            Some(at) if at > 0 => format!(
-                "{}***{}",
-                char::from(n[0]),
-                String::from_utf8_lossy(&n[at..])
-            ),
-            _ => "***".to_owned(),
+            Some(at) if at > 0 => {
+                out.push(char::from(n[0]));
+                out.push_str("***");
+                push_text(&mut out, &n[at..]);
+            }
+            _ => out.push_str("***"),
         },
         Some(IpAddress) => {
-            let s = String::from_utf8_lossy(raw);
-            let parts: Vec<&str> = s.split('.').collect();
-            format!("{}.{}.*.*", parts[0], parts.get(1).unwrap_or(&"*"))
+            let mut parts = raw.split(|&c| c == b'.');
+            push_text(&mut out, parts.next().unwrap_or_default());
+            out.push('.');
+            match parts.next() {
+                Some(p) => push_text(&mut out, p),
+                None => out.push('*'),
+            }
+            out.push_str(".*.*");
         }
         Some(DateOfBirth) => {
-            let year = n.len().checked_sub(4).map(|_| {
-                // The 4-digit year is at either end.
-                let s = String::from_utf8_lossy(raw);
-                s.split(|c: char| !c.is_ascii_digit())
-                    .find(|p| p.len() == 4)
-                    .unwrap_or("****")
-                    .to_owned()
-            });
-            format!("{}-**-**", year.unwrap_or_else(|| "****".into()))
+            // The 4-digit year is at either end.
+            let year = raw
+                .split(|c| !c.is_ascii_digit())
+                .find(|p| p.len() == 4 && n.len() >= 4)
+                .unwrap_or(b"****");
+            push_text(&mut out, year);
+            out.push_str("-**-**");
         }
         Some(StreetAddress) => {
-            let s = String::from_utf8_lossy(raw);
-            let suffix = s
-                .split(',')
-                .next()
-                .and_then(|a| a.split_whitespace().last())
-                .unwrap_or("");
-            format!("*** {suffix}")
+            let first = raw.split(|&c| c == b',').next().unwrap_or_default();
+            let s = String::from_utf8_lossy(first);
+            out.push_str("*** ");
+            out.push_str(s.split_whitespace().last().unwrap_or(""));
         }
-        Some(Person) => String::from_utf8_lossy(raw)
-            .split_whitespace()
-            .filter_map(|w| w.chars().next())
-            .map(|c| format!("{c}."))
-            .collect::<Vec<_>>()
-            .join(" "),
-        Some(Cvv) => "***".to_owned(),
+        Some(Person) => {
+            for (i, c) in String::from_utf8_lossy(raw)
+                .split_whitespace()
+                .filter_map(|w| w.chars().next())
+                .enumerate()
+            {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push(c);
+                out.push('.');
+            }
+        }
+        Some(Cvv) => out.push_str("***"),
         Some(AwsAccessKey | GithubToken | SlackToken | ApiKey) => {
             let prefix_len = raw
                 .iter()
                 .position(|&c| c == b'_' || c == b'-')
                 .map(|p| p + 1)
                 .unwrap_or(4)
-                .min(8);
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&raw[..prefix_len.min(raw.len())]),
-                stars(raw.len().saturating_sub(prefix_len))
-            )
+                .min(8)
+                .min(raw.len());
+            push_text(&mut out, &raw[..prefix_len]);
+            out.extend(std::iter::repeat_n('*', raw.len() - prefix_len));
         }
-        Some(Jwt) => format!("eyJ***[{} bytes]", raw.len()),
-        Some(PrivateKey) => format!("-----BEGIN *** PRIVATE KEY----- [{} bytes]", raw.len()),
-        _ => stars(raw.len().min(32)),
+        Some(Jwt) => out = format!("eyJ***[{} bytes]", raw.len()),
+        Some(PrivateKey) => out = format!("-----BEGIN *** PRIVATE KEY----- [{} bytes]", raw.len()),
+        _ => out.extend(std::iter::repeat_n('*', raw.len().min(32))),
     }
+    out
 }
 
 #[cfg(test)]
@@ -271,11 +290,49 @@ mod tests {
         );
         assert_eq!(mask(Some(PiiType::Person), b"John Smith", b""), "J. S.");
         assert_eq!(mask(Some(PiiType::Cvv), b"123", b"123"), "***");
+        let cases: [(PiiType, &[u8], &str); 6] = [
+            (
+                PiiType::IbanCode,
+                b"GB82 WEST 1234 5698 7654 32",
+                "GB82**************5432",
+            ),
+            (PiiType::IpAddress, b"10.1.2.3", "10.1.*.*"),
+            (PiiType::DateOfBirth, b"03/15/1985", "1985-**-**"),
+            (
+                PiiType::StreetAddress,
+                b"1600 Pennsylvania Avenue, Washington, DC 20500",
+                "*** Avenue",
+            ),
+            (PiiType::PhoneNumber, b"(202) 555-0143", "******0143"),
+            (
+                PiiType::CardTrackData,
+                b";4111111111111111=2512101?",
+                "TRACK[411111******1111]",
+            ),
+        ];
+        for (kind, raw, want) in cases {
+            let n = normalize(Some(kind), raw);
+            assert_eq!(mask(Some(kind), raw, &n), want, "{kind:?}");
+        }
         let k = b"AKIAZ4X7QPLM2NB8KD5R";
         assert_eq!(
             mask(Some(PiiType::AwsAccessKey), k, k),
             "AKIA****************"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_text_normalizes_as_the_general_rule_does(raw in "[ -~\t\n\x0b\x0c\r]{0,40}") {
+            let general = String::from_utf8_lossy(raw.as_bytes())
+                .to_lowercase()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            for kind in [PiiType::EmailAddress, PiiType::Person, PiiType::StreetAddress] {
+                proptest::prop_assert_eq!(&normalize(Some(kind), raw.as_bytes()), general.as_bytes());
+            }
+        }
     }
 
     #[test]

@@ -201,12 +201,9 @@ impl Group {
     }
 }
 
-fn parse_group(text: &[u8], start: usize) -> (Group, usize) {
-    let mut g = Group {
-        blocks: [(0, 0); MAX_BLOCKS],
-        seps: [0; MAX_BLOCKS],
-        n: 0,
-    };
+/// Reads the group starting at `start` into `g`; returns its end.
+fn parse_group(text: &[u8], start: usize, g: &mut Group) -> usize {
+    g.n = 0;
     let mut i = start;
     loop {
         let s = i;
@@ -230,11 +227,15 @@ fn parse_group(text: &[u8], start: usize) -> (Group, usize) {
         g.seps[g.n] = sep;
         i += skip;
     }
-    let end = g.blocks[g.n - 1].1;
-    (g, end)
+    g.blocks[g.n - 1].1
 }
 
 fn numeric_groups(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
+    let mut g = Group {
+        blocks: [(0, 0); MAX_BLOCKS],
+        seps: [0; MAX_BLOCKS],
+        n: 0,
+    };
     let mut i = 0;
     while let Some(j) = next_digit(text, i) {
         i = j;
@@ -255,7 +256,7 @@ fn numeric_groups(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
             }
             continue;
         }
-        let (g, end) = parse_group(text, i);
+        let end = parse_group(text, i, &mut g);
         // Digits running into letters are an identifier ("123abc"), except a house number.
         let glued = text
             .get(end)
