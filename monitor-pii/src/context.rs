@@ -1,6 +1,8 @@
 //! Context scoring: words near a candidate raise or lower its confidence
 //! (the idea of Presidio's context enhancer and DLP hotword rules).
 
+use crate::bytemask::{Masks, BLOCK};
+
 /// How far before a candidate hotwords are looked for, in bytes.
 pub const BEFORE: usize = 48;
 /// How far after a candidate hotwords are looked for, in bytes.
@@ -267,7 +269,8 @@ impl Hotwords {
         let mut carry = u64::from(lo > 0 && text[lo - 1].is_ascii_alphanumeric());
         let mut base = lo;
         while base + 1 < hi {
-            let (alpha, alnum) = letter_masks(&text[base..hi.min(base + 64)]);
+            let m = Masks::of(&text[base..hi.min(base + BLOCK)]);
+            let (alpha, alnum) = (m.letter, m.letter | m.digit);
             // A word starts at a letter whose previous byte is no letter or digit.
             let mut starts = alpha & !(alnum << 1 | carry);
             carry = alnum >> 63;
@@ -285,40 +288,9 @@ impl Hotwords {
                     }
                 }
             }
-            base += 64;
+            base += BLOCK;
         }
     }
-}
-
-/// For up to 64 bytes, bit masks of the ASCII letters and of the ASCII
-/// letters and digits (bit k: byte k), eight bytes at a time.
-fn letter_masks(chunk: &[u8]) -> (u64, u64) {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    // Each byte's high bit, gathered into bit k for byte k.
-    let gather = |v: u64| ((v >> 7) & ONES).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-    let (mut alpha, mut alnum) = (0u64, 0u64);
-    let mut words = chunk.chunks_exact(8);
-    let mut k = 0;
-    for w in &mut words {
-        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
-        let ascii = !w & HIGHS;
-        let low = w & !HIGHS;
-        // In 7 bits, x >= c is the high bit of (x | 0x80) - c, and x <= c
-        // that of (0x80 + c) - x: no borrow crosses a byte either way.
-        let folded = low | (0x20 * ONES);
-        let letter = ((folded | HIGHS) - 0x61 * ONES) & ((0xFA * ONES) - folded);
-        let digit = ((low | HIGHS) - 0x30 * ONES) & ((0xB9 * ONES) - low);
-        alpha |= gather(letter & ascii) << k;
-        alnum |= gather((letter | digit) & ascii) << k;
-        k += 8;
-    }
-    for &c in words.remainder() {
-        alpha |= u64::from(c.is_ascii_alphabetic()) << k;
-        alnum |= u64::from(c.is_ascii_alphanumeric()) << k;
-        k += 1;
-    }
-    (alpha, alnum)
 }
 
 impl Default for Hotwords {
@@ -432,27 +404,6 @@ mod tests {
     fn every_cvv_hotword_has_a_c() {
         // The scanner skips the CVV context lookup when the window has no 'c'.
         assert!(words::CVV.iter().all(|w| w.contains('c')));
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn letter_masks_agree_with_the_byte_tests(chunk in proptest::collection::vec(proptest::num::u8::ANY, 0..=64)) {
-            let (alpha, alnum) = letter_masks(&chunk);
-            for (k, c) in chunk.iter().enumerate() {
-                proptest::prop_assert_eq!(alpha >> k & 1 == 1, c.is_ascii_alphabetic(), "byte {:#x}", c);
-                proptest::prop_assert_eq!(alnum >> k & 1 == 1, c.is_ascii_alphanumeric(), "byte {:#x}", c);
-            }
-        }
-    }
-
-    #[test]
-    fn letter_masks_at_range_edges() {
-        let edges = b"/09:@AZ[`az{\x7f\x80\xc1\xfa/09:@AZ[`az{";
-        let (alpha, alnum) = letter_masks(edges);
-        for (k, c) in edges.iter().enumerate() {
-            assert_eq!(alpha >> k & 1 == 1, c.is_ascii_alphabetic(), "{c:#x}");
-            assert_eq!(alnum >> k & 1 == 1, c.is_ascii_alphanumeric(), "{c:#x}");
-        }
     }
 
     #[test]

@@ -1,0 +1,270 @@
+//! Byte classes of up to 64 bytes at once, as bit masks (bit k: byte k).
+//!
+//! The passes that look at every byte (digit groups, base64 runs, word
+//! starts for hotwords) ask which bytes of a block are digits, letters and
+//! so on, then walk the set bits. On x86-64 the classes come from SSE2
+//! compares, sixteen bytes per instruction (SSE2 is part of every x86-64
+//! CPU, so no runtime check is needed); elsewhere from the same tests on
+//! eight bytes in a `u64`. Both are checked against the byte-at-a-time
+//! definitions.
+
+/// The block size.
+pub const BLOCK: usize = 64;
+
+/// Masks of `chunk` (at most [`BLOCK`] bytes; bits past its end are clear).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Masks {
+    /// `0-9`.
+    pub digit: u64,
+    /// `A-Z` and `a-z`.
+    pub letter: u64,
+    /// `A-Z`.
+    pub upper: u64,
+    /// Letters, digits and `_`: bytes that continue an identifier.
+    pub word: u64,
+    /// Letters, digits and `+ / - _`: the standard and URL-safe base64 alphabets.
+    pub base64: u64,
+}
+
+impl Masks {
+    /// The classes of each byte of `chunk`.
+    pub fn of(chunk: &[u8]) -> Self {
+        debug_assert!(chunk.len() <= BLOCK);
+        if chunk.len() == BLOCK {
+            return lanes::masks(chunk.try_into().expect("a whole block"));
+        }
+        // A short tail: zero bytes belong to no class.
+        let mut block = [0u8; BLOCK];
+        block[..chunk.len()].copy_from_slice(chunk);
+        lanes::masks(&block)
+    }
+}
+
+/// Bytes of `chunk` (at most [`BLOCK`]) within `lo..=hi` (`hi` ASCII).
+/// Much cheaper than [`Masks::of`], so a pass can rule out blocks of
+/// ordinary text before classifying them.
+pub fn in_range(chunk: &[u8], lo: u8, hi: u8) -> u64 {
+    debug_assert!(chunk.len() <= BLOCK && lo <= hi && hi < 0x80);
+    if chunk.len() == BLOCK {
+        return lanes::range_bits(chunk.try_into().expect("a whole block"), lo, hi);
+    }
+    chunk
+        .iter()
+        .enumerate()
+        .map(|(k, &c)| u64::from((lo..=hi).contains(&c)) << k)
+        .sum()
+}
+
+/// The byte-at-a-time definitions, for tests and short tails.
+pub fn masks_by_byte(chunk: &[u8]) -> Masks {
+    let mut m = Masks::default();
+    for (k, &c) in chunk.iter().enumerate() {
+        let bit = 1u64 << k;
+        let word = c.is_ascii_alphanumeric() || c == b'_';
+        m.digit |= if c.is_ascii_digit() { bit } else { 0 };
+        m.letter |= if c.is_ascii_alphabetic() { bit } else { 0 };
+        m.upper |= if c.is_ascii_uppercase() { bit } else { 0 };
+        m.word |= if word { bit } else { 0 };
+        m.base64 |= if word || matches!(c, b'+' | b'/' | b'-') {
+            bit
+        } else {
+            0
+        };
+    }
+    m
+}
+
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+        _mm_set_epi64x, _mm_sub_epi8,
+    };
+
+    use super::{Masks, BLOCK};
+
+    #[target_feature(enable = "sse2")]
+    fn load(b: &[u8]) -> __m128i {
+        let lo = u64::from_le_bytes(b[..8].try_into().expect("eight bytes"));
+        let hi = u64::from_le_bytes(b[8..16].try_into().expect("eight bytes"));
+        _mm_set_epi64x(hi as i64, lo as i64)
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn splat(c: u8) -> __m128i {
+        _mm_set1_epi8(c as i8)
+    }
+
+    /// 0xFF in each byte within `lo..=hi`: `x - lo <= hi - lo`, unsigned.
+    #[target_feature(enable = "sse2")]
+    fn in_range(x: __m128i, lo: u8, hi: u8) -> __m128i {
+        let t = _mm_sub_epi8(x, splat(lo));
+        _mm_cmpeq_epi8(_mm_min_epu8(t, splat(hi - lo)), t)
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn bits(v: __m128i) -> u64 {
+        u64::from(_mm_movemask_epi8(v) as u16)
+    }
+
+    pub fn masks(block: &[u8; BLOCK]) -> Masks {
+        // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it.
+        unsafe { sse2(block) }
+    }
+
+    pub fn range_bits(block: &[u8; BLOCK], lo: u8, hi: u8) -> u64 {
+        // SAFETY: as in `masks`.
+        unsafe { sse2_range_bits(block, lo, hi) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sse2_range_bits(block: &[u8; BLOCK], lo: u8, hi: u8) -> u64 {
+        let mut m = 0;
+        for (i, b) in block.chunks_exact(16).enumerate() {
+            m |= bits(in_range(load(b), lo, hi)) << (16 * i);
+        }
+        m
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sse2(block: &[u8; BLOCK]) -> Masks {
+        let mut m = Masks::default();
+        for (i, b) in block.chunks_exact(16).enumerate() {
+            let x = load(b);
+            let digit = in_range(x, b'0', b'9');
+            let letter = in_range(_mm_or_si128(x, splat(0x20)), b'a', b'z');
+            let upper = in_range(x, b'A', b'Z');
+            let word = _mm_or_si128(_mm_or_si128(digit, letter), _mm_cmpeq_epi8(x, splat(b'_')));
+            let base64 = _mm_or_si128(
+                word,
+                _mm_or_si128(
+                    _mm_or_si128(
+                        _mm_cmpeq_epi8(x, splat(b'+')),
+                        _mm_cmpeq_epi8(x, splat(b'/')),
+                    ),
+                    _mm_cmpeq_epi8(x, splat(b'-')),
+                ),
+            );
+            let shift = 16 * i;
+            m.digit |= bits(digit) << shift;
+            m.letter |= bits(letter) << shift;
+            m.upper |= bits(upper) << shift;
+            m.word |= bits(word) << shift;
+            m.base64 |= bits(base64) << shift;
+        }
+        m
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod lanes {
+    use super::{Masks, BLOCK};
+
+    pub fn masks(block: &[u8; BLOCK]) -> Masks {
+        super::swar::masks(block)
+    }
+
+    pub fn range_bits(block: &[u8; BLOCK], lo: u8, hi: u8) -> u64 {
+        super::swar::range_bits(block, lo, hi)
+    }
+}
+
+/// The same tests on eight bytes in a `u64`: the portable path, also run
+/// on x86-64 by the tests.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+mod swar {
+    use super::{Masks, BLOCK};
+
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+    /// High bit set in each byte within `lo..=hi` (ASCII bounds). In 7 bits,
+    /// x >= lo is the high bit of (x | 0x80) - lo, and x <= hi that of
+    /// (0x80 + hi) - x: no borrow crosses a byte either way.
+    fn in_range(w: u64, lo: u8, hi: u8) -> u64 {
+        let low = w & !HIGHS;
+        let ge = (low | HIGHS) - ONES * u64::from(lo);
+        let le = ONES * u64::from(0x80 + hi) - low;
+        ge & le & !w & HIGHS
+    }
+
+    /// High bit set in each byte equal to `c`.
+    fn eq(w: u64, c: u8) -> u64 {
+        let x = w ^ (ONES * u64::from(c));
+        !(((x & !HIGHS) + !HIGHS) | x) & HIGHS
+    }
+
+    /// The high bits of the bytes, packed (bit k: byte k).
+    fn bits(v: u64) -> u64 {
+        ((v >> 7) & ONES).wrapping_mul(0x0102_0408_1020_4080) >> 56
+    }
+
+    pub fn range_bits(block: &[u8; BLOCK], lo: u8, hi: u8) -> u64 {
+        let mut m = 0;
+        for (i, b) in block.chunks_exact(8).enumerate() {
+            let w = u64::from_le_bytes(b.try_into().expect("eight bytes"));
+            m |= bits(in_range(w, lo, hi)) << (8 * i);
+        }
+        m
+    }
+
+    pub fn masks(block: &[u8; BLOCK]) -> Masks {
+        let mut m = Masks::default();
+        for (i, b) in block.chunks_exact(8).enumerate() {
+            let w = u64::from_le_bytes(b.try_into().expect("eight bytes"));
+            let digit = in_range(w, b'0', b'9');
+            let letter = in_range(w | (ONES * 0x20), b'a', b'z');
+            let upper = in_range(w, b'A', b'Z');
+            let word = digit | letter | eq(w, b'_');
+            let base64 = word | eq(w, b'+') | eq(w, b'/') | eq(w, b'-');
+            let shift = 8 * i;
+            m.digit |= bits(digit) << shift;
+            m.letter |= bits(letter) << shift;
+            m.upper |= bits(upper) << shift;
+            m.word |= bits(word) << shift;
+            m.base64 |= bits(base64) << shift;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_of(bytes: &[u8]) -> [u8; BLOCK] {
+        let mut b = [0u8; BLOCK];
+        b[..bytes.len()].copy_from_slice(bytes);
+        b
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn both_paths_agree_with_the_byte_tests(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..=BLOCK),
+            lo in 0u8..0x80,
+            hi in 0u8..0x80,
+        ) {
+            let want = masks_by_byte(&bytes);
+            proptest::prop_assert_eq!(Masks::of(&bytes), want);
+            proptest::prop_assert_eq!(swar::masks(&block_of(&bytes)), want);
+            let (lo, hi) = (lo.min(hi), lo.max(hi));
+            let want: u64 = bytes.iter().enumerate().map(|(k, c)| u64::from((lo..=hi).contains(c)) << k).sum();
+            proptest::prop_assert_eq!(in_range(&bytes, lo, hi), want);
+            let len_bits = u64::MAX.checked_shr(64 - bytes.len() as u32).unwrap_or(0);
+            proptest::prop_assert_eq!(swar::range_bits(&block_of(&bytes), lo, hi) & len_bits, want);
+        }
+    }
+
+    #[test]
+    fn class_edges() {
+        let edges = b"/09:@AZ[`az{\x7f\x80\xc1\xfa+*,\0\xab\xff-_.\xb0\xb9\xc1\xda\xe1\xfa\xdf";
+        let want = masks_by_byte(edges);
+        assert_eq!(Masks::of(edges), want);
+        assert_eq!(swar::masks(&block_of(edges)), want);
+        let long = [b"*+,\x7f\x80\xff\0 ".as_slice(); 8].concat();
+        assert_eq!(in_range(&long, b'+', 0x7F), 0x0E0E_0E0E_0E0E_0E0E);
+        let block = long.as_slice().try_into().unwrap();
+        assert_eq!(swar::range_bits(block, b'+', 0x7F), 0x0E0E_0E0E_0E0E_0E0E);
+    }
+}
