@@ -130,11 +130,17 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
         // Any byte < 0x2B, or any byte >= 0x80, rules the block out.
         // Encoded text has a capital, digit, '+' or '/' in nearly every eight
         // bytes; an all-lowercase block is part of a long word.
-        let bytes = &text[block..block + 8];
-        if (w.wrapping_sub(0x2B * ONES) | w) & HIGHS != 0
-            || bytes.iter().all(u8::is_ascii_lowercase)
-            || !bytes.iter().all(|&c| is_b64(c))
-        {
+        if (w.wrapping_sub(0x2B * ONES) | w) & HIGHS != 0 {
+            block += 8;
+            continue;
+        }
+        let (mut seen, mut all_b64) = (0, true);
+        for &c in &text[block..block + 8] {
+            let class = B64_CLASS[usize::from(c)];
+            seen |= class;
+            all_b64 &= class != 0;
+        }
+        if !all_b64 || seen == LOWER {
             block += 8;
             continue;
         }
@@ -150,12 +156,15 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
         while e < n && text[e] == b'=' && e - i < 2 {
             e += 1;
         }
-        let run = &text[s..i];
-        let upper = run.iter().any(u8::is_ascii_uppercase);
-        let lower = run.iter().any(u8::is_ascii_lowercase);
-        let digit = run.iter().any(u8::is_ascii_digit);
-        if e - s >= MIN_BASE64 && upper && lower && (digit || e - s >= 24) {
-            runs.push((s, e));
+        if e - s >= MIN_BASE64 {
+            // Which of capitals, small letters and digits the run has, in one pass.
+            let seen = text[s..i]
+                .iter()
+                .fold(0, |acc, &c| acc | B64_CLASS[usize::from(c)]);
+            let mixed = seen & (UPPER | LOWER) == UPPER | LOWER;
+            if mixed && (seen & DIGIT != 0 || e - s >= 24) {
+                runs.push((s, e));
+            }
         }
         block = (e + 7) & !7;
     }
@@ -164,8 +173,31 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
 
 #[inline]
 fn is_b64(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
+    B64_CLASS[usize::from(c)] != 0
 }
+
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+const DIGIT: u8 = 4;
+const SYMBOL: u8 = 8;
+
+/// Per byte: its base64 class (capital, small letter, digit, `+ / - _`), or 0.
+static B64_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = match b {
+            b'A'..=b'Z' => UPPER,
+            b'a'..=b'z' => LOWER,
+            b'0'..=b'9' => DIGIT,
+            b'+' | b'/' | b'-' | b'_' => SYMBOL,
+            _ => 0,
+        };
+        c += 1;
+    }
+    t
+};
 
 /// Decodes a base64 run if it decodes (either alphabet) to mostly printable text.
 pub fn base64_text(run: &[u8]) -> Option<Vec<u8>> {
