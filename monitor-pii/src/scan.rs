@@ -195,42 +195,34 @@ struct Group {
 }
 
 impl Group {
-    fn len(&self, a: usize, b: usize) -> usize {
-        (a..=b).map(|k| self.blocks[k].1 - self.blocks[k].0).sum()
-    }
-    fn digits(&self, text: &[u8], a: usize, b: usize, out: &mut [u8; 32]) -> usize {
-        let mut n = 0;
-        for k in a..=b {
-            for &d in &text[self.blocks[k].0..self.blocks[k].1] {
-                if n < 32 {
-                    out[n] = d;
-                    n += 1;
-                }
-            }
-        }
-        n
-    }
-    /// Lengths of blocks `a..=b`, in the first `b - a + 1` slots.
-    fn lens(&self, a: usize, b: usize) -> [usize; MAX_BLOCKS] {
-        let mut out = [0; MAX_BLOCKS];
-        for k in a..=b {
-            out[k - a] = self.block_len(k);
-        }
-        out
-    }
     fn block_len(&self, k: usize) -> usize {
         self.blocks[k].1 - self.blocks[k].0
     }
-    /// The separator before block `k` (for k > 0).
-    fn sep(&self, k: usize) -> u8 {
-        self.seps[k]
-    }
-    fn uniform(&self, a: usize, b: usize) -> Option<u8> {
-        if a == b {
-            return Some(0);
-        }
-        let s = self.sep(a + 1);
-        (a + 2..=b).all(|k| self.sep(k) == s).then_some(s)
+}
+
+/// Blocks `a..=b` of a group, joined by one kind of separator: the unit
+/// every shape is tried on.
+struct Span<'g> {
+    /// The group.
+    g: &'g Group,
+    /// First and last block.
+    a: usize,
+    b: usize,
+    /// The separator between the blocks (0 for a single block).
+    sep: u8,
+    /// Byte offsets of the span.
+    start: usize,
+    end: usize,
+    /// The digits, separators left out.
+    digits: &'g [u8],
+    /// The length of each block.
+    lens: &'g [usize],
+}
+
+impl Span<'_> {
+    /// How many blocks.
+    fn blocks(&self) -> usize {
+        self.b - self.a + 1
     }
 }
 
@@ -318,62 +310,82 @@ fn score_context(cx: &Near<'_>, base: f32, boost: f32, cat: Cat) -> f32 {
     score
 }
 
+/// Longest digit string any shape takes (a 19-digit card).
+const MAX_DIGITS: usize = 19;
+
 fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
     // One pass over the group's context serves every shape tried below.
     let cx = &Near::new(&sc.words, text, g.blocks[0].0, g.blocks[g.n - 1].1);
-    let mut d = [0u8; 32];
+    let mut lens = [0usize; MAX_BLOCKS];
+    for (k, len) in lens.iter_mut().enumerate().take(g.n) {
+        *len = g.block_len(k);
+    }
+    let mut d = [0u8; MAX_DIGITS];
     for a in 0..g.n {
+        let mut sep = 0;
+        let mut total = 0;
         for b in a..g.n {
-            let Some(sep) = g.uniform(a, b) else { break };
-            let start = g.blocks[a].0;
-            let end = g.blocks[b].1;
-            let total = g.len(a, b);
-            let nb = b - a + 1;
-            let n = g.digits(text, a, b, &mut d);
-            let digits = &d[..n];
-            card(cx, text, g, a, b, sep, start, end, digits, out);
+            if b == a + 1 {
+                sep = g.seps[b];
+            } else if b > a + 1 && g.seps[b] != sep {
+                break;
+            }
+            total += lens[b];
+            // No shape takes more digits.
+            if total > MAX_DIGITS {
+                break;
+            }
+            let mut n = 0;
+            for k in a..=b {
+                let (s, e) = g.blocks[k];
+                d[n..n + e - s].copy_from_slice(&text[s..e]);
+                n += e - s;
+            }
+            let span = Span {
+                g,
+                a,
+                b,
+                sep,
+                start: g.blocks[a].0,
+                end: g.blocks[b].1,
+                digits: &d[..n],
+                lens: &lens[a..=b],
+            };
+            let nb = span.blocks();
+            card(cx, text, &span, out);
             if total == 9 {
-                ssn_like(cx, g, a, b, sep, start, end, digits, out);
+                ssn_like(cx, &span, out);
             }
             if nb == 1 {
-                single_block(sc, cx, text, start, end, digits, out);
+                single_block(sc, cx, text, &span, out);
             }
-            phone(cx, text, g, a, b, sep, start, end, digits, out);
+            phone(cx, text, &span, out);
             if nb == 4 && sep == b'.' {
-                ipv4(cx, text, g, a, start, end, out);
+                ipv4(cx, text, &span, out);
             }
             if nb == 3 && matches!(sep, b'/' | b'-' | b'.') {
-                date_of_birth(cx, text, g, a, start, end, out);
-            }
-            if total > 19 {
-                break;
+                date_of_birth(cx, text, &span, out);
             }
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn card(
-    cx: &Near<'_>,
-    text: &[u8],
-    g: &Group,
-    a: usize,
-    b: usize,
-    sep: u8,
-    start: usize,
-    end: usize,
-    digits: &[u8],
-    out: &mut Vec<Candidate>,
-) {
+fn card(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
+    let Span {
+        start,
+        end,
+        sep,
+        digits,
+        lens,
+        ..
+    } = *span;
     let n = digits.len();
     if !(12..=19).contains(&n) || !matches!(sep, 0 | b' ' | b'-') {
         return;
     }
     // Grouped numbers must look like card groupings: 4-4-4-4(-3), 4-6-5, 4-6-4.
-    let nb = b - a + 1;
+    let nb = lens.len();
     if nb > 1 {
-        let lens = g.lens(a, b);
-        let lens = &lens[..nb];
         let fours = lens[..nb - 1].iter().all(|&l| l == 4) && (1..=4).contains(&lens[nb - 1]);
         let amex = lens == [4, 6, 5] || lens == [4, 6, 4];
         if !(fours || amex) {
@@ -415,19 +427,17 @@ fn card(
     out.push(Candidate::new(PiiType::CreditCard, start, end, score));
 }
 
-#[allow(clippy::too_many_arguments)]
-fn ssn_like(
-    cx: &Near<'_>,
-    g: &Group,
-    a: usize,
-    b: usize,
-    sep: u8,
-    start: usize,
-    end: usize,
-    digits: &[u8],
-    out: &mut Vec<Candidate>,
-) {
-    let nb = b - a + 1;
+fn ssn_like(cx: &Near<'_>, span: &Span<'_>, out: &mut Vec<Candidate>) {
+    let Span {
+        g,
+        a,
+        start,
+        end,
+        sep,
+        digits,
+        ..
+    } = *span;
+    let nb = span.blocks();
     let shaped = nb == 3
         && matches!(sep, b'-' | b' ')
         && g.block_len(a) == 3
@@ -454,11 +464,12 @@ fn single_block(
     sc: &Scanner,
     cx: &Near<'_>,
     text: &[u8],
-    start: usize,
-    end: usize,
-    digits: &[u8],
+    span: &Span<'_>,
     out: &mut Vec<Candidate>,
 ) {
+    let Span {
+        start, end, digits, ..
+    } = *span;
     let n = digits.len();
     // Every CVV hotword has a 'c': skip the context lookup when the window has none.
     if (3..=4).contains(&n)
@@ -494,20 +505,18 @@ fn street_address(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candida
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn phone(
-    cx: &Near<'_>,
-    text: &[u8],
-    g: &Group,
-    a: usize,
-    b: usize,
-    sep: u8,
-    start: usize,
-    end: usize,
-    digits: &[u8],
-    out: &mut Vec<Candidate>,
-) {
-    let nb = b - a + 1;
+fn phone(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
+    let Span {
+        g,
+        a,
+        start,
+        end,
+        sep,
+        digits,
+        lens,
+        ..
+    } = *span;
+    let nb = lens.len();
     let n = digits.len();
     let plus = start > 0 && text[start - 1] == b'+';
     if plus {
@@ -525,8 +534,6 @@ fn phone(
         return;
     }
     // NANP: (AAA) EEE-NNNN, AAA-EEE-NNNN, AAA.EEE.NNNN, optional leading 1.
-    let lens = g.lens(a, b);
-    let lens = &lens[..nb];
     let (nanp_digits, shaped) = match (nb, lens) {
         (1, [10]) => (digits, false),
         (1, [11]) if digits[0] == b'1' => (&digits[1..], false),
@@ -577,15 +584,10 @@ fn phone_paren(
     }
 }
 
-fn ipv4(
-    cx: &Near<'_>,
-    text: &[u8],
-    g: &Group,
-    a: usize,
-    start: usize,
-    end: usize,
-    out: &mut Vec<Candidate>,
-) {
+fn ipv4(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
+    let Span {
+        g, a, start, end, ..
+    } = *span;
     let mut octets = [0u32; 4];
     for (k, o) in octets.iter_mut().enumerate() {
         let (s, e) = g.blocks[a + k];
@@ -608,15 +610,10 @@ fn ipv4(
     out.push(Candidate::new(PiiType::IpAddress, start, end, score));
 }
 
-fn date_of_birth(
-    cx: &Near<'_>,
-    text: &[u8],
-    g: &Group,
-    a: usize,
-    start: usize,
-    end: usize,
-    out: &mut Vec<Candidate>,
-) {
+fn date_of_birth(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
+    let Span {
+        g, a, start, end, ..
+    } = *span;
     let part = |k: usize| {
         let (s, e) = g.blocks[a + k];
         (e - s, validate::num(&text[s..e]))
