@@ -99,11 +99,20 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], KeyError> {
 impl FingerprintKey {
     /// Hex of the first 16 bytes of HMAC-SHA256(type name, 0, normalized value).
     pub fn fingerprint(&self, type_name: &str, normalized: &[u8]) -> String {
-        let mut ctx = hmac::Context::with_key(&self.0);
-        ctx.update(type_name.as_bytes());
-        ctx.update(&[0]);
-        ctx.update(normalized);
-        let tag = ctx.sign();
+        // Short values (nearly all) go to HMAC as one slice built on the stack.
+        let mut buf = [0u8; 96];
+        let len = type_name.len() + 1 + normalized.len();
+        let tag = if len <= buf.len() {
+            buf[..type_name.len()].copy_from_slice(type_name.as_bytes());
+            buf[type_name.len() + 1..len].copy_from_slice(normalized);
+            hmac::sign(&self.0, &buf[..len])
+        } else {
+            let mut ctx = hmac::Context::with_key(&self.0);
+            ctx.update(type_name.as_bytes());
+            ctx.update(&[0]);
+            ctx.update(normalized);
+            ctx.sign()
+        };
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut out = String::with_capacity(32);
         for &b in &tag.as_ref()[..16] {
@@ -332,6 +341,20 @@ mod tests {
             for kind in [PiiType::EmailAddress, PiiType::Person, PiiType::StreetAddress] {
                 proptest::prop_assert_eq!(&normalize(Some(kind), raw.as_bytes()), general.as_bytes());
             }
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_hmac_of_type_zero_value_at_any_length() {
+        let key = FingerprintKey::from_bytes(&[3; 32]);
+        let reference = hmac::Key::new(hmac::HMAC_SHA256, &[3; 32]);
+        for len in [0, 16, 80, 83, 84, 200, 5000] {
+            let value = vec![b'7'; len];
+            let mut msg = b"CREDIT_CARD\0".to_vec();
+            msg.extend_from_slice(&value);
+            let tag = hmac::sign(&reference, &msg);
+            let hex: String = tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+            assert_eq!(key.fingerprint("CREDIT_CARD", &value), hex, "length {len}");
         }
     }
 
