@@ -81,6 +81,10 @@ pub struct Hotwords {
     words: Vec<Hotword>,
     /// For each bucket (see [`bucket`]), its range in `words`.
     ranges: Vec<(u16, u16)>,
+    /// Per category, a bit per bucket holding one of its words.
+    buckets_of: [[u64; 16]; CATS],
+    /// Per category, its longest word.
+    longest: [usize; CATS],
 }
 
 /// One hotword, with its first eight bytes ready for a one-load compare.
@@ -198,7 +202,11 @@ impl<'a> LazyNear<'a> {
 
     /// See [`Near::before`].
     pub fn before(&self, cat: Cat, dist: usize) -> bool {
-        self.distance_before(cat) <= dist
+        match self.before.get() {
+            Some(d) => usize::from(d[cat as usize]) <= dist,
+            // A lone question about one category: look for that category only.
+            None => self.hot.ends_within(self.text, self.span.0, cat, dist),
+        }
     }
 
     /// See [`Near::around`].
@@ -223,7 +231,19 @@ impl Hotwords {
             }
             r.1 = i as u16 + 1;
         }
-        Self { words, ranges }
+        let mut buckets_of = [[0u64; 16]; CATS];
+        let mut longest = [0; CATS];
+        for h in &words {
+            let k = bucket(h.word[0], h.word[1]);
+            buckets_of[h.cat as usize][k / 64] |= 1 << (k % 64);
+            longest[h.cat as usize] = longest[h.cat as usize].max(h.word.len());
+        }
+        Self {
+            words,
+            ranges,
+            buckets_of,
+            longest,
+        }
     }
 
     /// The hotwords around `text[start..end]`: those ending within
@@ -240,9 +260,15 @@ impl Hotwords {
     /// the [`BEFORE`] bytes before `start` to `start`.
     pub fn before(&self, text: &[u8], start: usize) -> [u16; CATS] {
         let mut dist = [u16::MAX; CATS];
-        self.each_in(text, start.saturating_sub(BEFORE), start, |_, me, cat| {
-            dist[cat] = dist[cat].min((start - me) as u16);
-        });
+        self.each_in(
+            text,
+            start.saturating_sub(BEFORE),
+            start,
+            None,
+            |_, me, cat| {
+                dist[cat] = dist[cat].min((start - me) as u16);
+            },
+        );
         dist
     }
 
@@ -251,19 +277,37 @@ impl Hotwords {
     pub fn after(&self, text: &[u8], end: usize) -> [u16; CATS] {
         let mut dist = [u16::MAX; CATS];
         let hi = (end + AFTER).min(text.len());
-        self.each_in(text, end, hi, |ms, _, cat| {
+        self.each_in(text, end, hi, None, |ms, _, cat| {
             dist[cat] = dist[cat].min((ms - end) as u16);
         });
         dist
     }
 
-    /// Calls `found(start, end, category)` for every hotword lying wholly in
-    /// `text[lo..hi]` and starting a word.
+    /// Whether a hotword of `cat` ends within `dist` bytes before `start`:
+    /// the same answer as [`Hotwords::before`], looking only for that category.
+    pub fn ends_within(&self, text: &[u8], start: usize, cat: Cat, dist: usize) -> bool {
+        let reach = (dist + self.longest[cat as usize]).min(BEFORE);
+        let mut hit = false;
+        self.each_in(
+            text,
+            start.saturating_sub(reach),
+            start,
+            Some(cat),
+            |_, me, _| {
+                hit |= start - me <= dist;
+            },
+        );
+        hit
+    }
+
+    /// Calls `found(start, end, category)` for every hotword (of category
+    /// `only`, if given) lying wholly in `text[lo..hi]` and starting a word.
     fn each_in(
         &self,
         text: &[u8],
         lo: usize,
         hi: usize,
+        only: Option<Cat>,
         mut found: impl FnMut(usize, usize, usize),
     ) {
         let mut carry = u64::from(lo > 0 && text[lo - 1].is_ascii_alphanumeric());
@@ -280,10 +324,14 @@ impl Hotwords {
                 if ms + 1 >= hi {
                     break;
                 }
-                let (first, last) = self.ranges[bucket(text[ms], text[ms + 1])];
+                let k = bucket(text[ms], text[ms + 1]);
+                if only.is_some_and(|c| self.buckets_of[c as usize][k / 64] >> (k % 64) & 1 == 0) {
+                    continue;
+                }
+                let (first, last) = self.ranges[k];
                 for h in &self.words[usize::from(first)..usize::from(last)] {
                     let me = ms + h.word.len();
-                    if me <= hi && h.is_at(text, ms) {
+                    if me <= hi && only.is_none_or(|c| c == h.cat) && h.is_at(text, ms) {
                         found(ms, me, h.cat as usize);
                     }
                 }
@@ -472,6 +520,11 @@ mod tests {
             let want = near_by_brute_force(&text, start, end);
             proptest::prop_assert_eq!(got.before, want.before);
             proptest::prop_assert_eq!(got.after, want.after);
+            for (cat, _) in LISTS {
+                for dist in [0, 2, 16, 24, 32, BEFORE] {
+                    proptest::prop_assert_eq!(hot.ends_within(&text, start, cat, dist), want.before(cat, dist));
+                }
+            }
         }
     }
 

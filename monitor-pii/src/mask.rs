@@ -353,7 +353,10 @@ mod tests {
             let mut msg = b"CREDIT_CARD\0".to_vec();
             msg.extend_from_slice(&value);
             let tag = hmac::sign(&reference, &msg);
-            let hex: String = tag.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let hex: String = tag.as_ref()[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             assert_eq!(key.fingerprint("CREDIT_CARD", &value), hex, "length {len}");
         }
     }
