@@ -1,6 +1,7 @@
 //! Detector throughput on 1 MB inputs: text with no PII, contact-center
 //! traffic, and PII-dense text. Run with `cargo bench -p monitor-pii`
-//! (or `cargo xtask bench pii`, which prints MB/s against the goals).
+//! (criterion prints MiB/s). Goals, per core: at least 1 GB/s on clean
+//! text and 250 MB/s on contact-center text.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use monitor_pii::{synth, Detector, FingerprintKey, PiiRules};
