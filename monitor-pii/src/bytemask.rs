@@ -1,8 +1,8 @@
 //! Byte classes of up to 64 bytes at once, as bit masks (bit k: byte k).
 //!
-//! The passes that look at every byte (digit groups, base64 runs, word
-//! starts for hotwords) ask which bytes of a block are digits, letters and
-//! so on, then walk the set bits. On x86-64 the classes come from SSE2
+//! The passes that look at every byte (digit groups, word starts for
+//! hotwords) ask which bytes of a block are digits or letters, then walk
+//! the set bits. On x86-64 the classes come from SSE2
 //! compares, sixteen bytes per instruction (SSE2 is part of every x86-64
 //! CPU, so no runtime check is needed); elsewhere from the same tests on
 //! eight bytes in a `u64`. Both are checked against the byte-at-a-time
@@ -18,12 +18,6 @@ pub struct Masks {
     pub digit: u64,
     /// `A-Z` and `a-z`.
     pub letter: u64,
-    /// `A-Z`.
-    pub upper: u64,
-    /// Letters, digits and `_`: bytes that continue an identifier.
-    pub word: u64,
-    /// Letters, digits and `+ / - _`: the standard and URL-safe base64 alphabets.
-    pub base64: u64,
 }
 
 impl Masks {
@@ -59,17 +53,8 @@ pub fn in_range(chunk: &[u8], lo: u8, hi: u8) -> u64 {
 pub fn masks_by_byte(chunk: &[u8]) -> Masks {
     let mut m = Masks::default();
     for (k, &c) in chunk.iter().enumerate() {
-        let bit = 1u64 << k;
-        let word = c.is_ascii_alphanumeric() || c == b'_';
-        m.digit |= if c.is_ascii_digit() { bit } else { 0 };
-        m.letter |= if c.is_ascii_alphabetic() { bit } else { 0 };
-        m.upper |= if c.is_ascii_uppercase() { bit } else { 0 };
-        m.word |= if word { bit } else { 0 };
-        m.base64 |= if word || matches!(c, b'+' | b'/' | b'-') {
-            bit
-        } else {
-            0
-        };
+        m.digit |= u64::from(c.is_ascii_digit()) << k;
+        m.letter |= u64::from(c.is_ascii_alphabetic()) << k;
     }
     m
 }
@@ -133,24 +118,9 @@ mod lanes {
             let x = load(b);
             let digit = in_range(x, b'0', b'9');
             let letter = in_range(_mm_or_si128(x, splat(0x20)), b'a', b'z');
-            let upper = in_range(x, b'A', b'Z');
-            let word = _mm_or_si128(_mm_or_si128(digit, letter), _mm_cmpeq_epi8(x, splat(b'_')));
-            let base64 = _mm_or_si128(
-                word,
-                _mm_or_si128(
-                    _mm_or_si128(
-                        _mm_cmpeq_epi8(x, splat(b'+')),
-                        _mm_cmpeq_epi8(x, splat(b'/')),
-                    ),
-                    _mm_cmpeq_epi8(x, splat(b'-')),
-                ),
-            );
             let shift = 16 * i;
             m.digit |= bits(digit) << shift;
             m.letter |= bits(letter) << shift;
-            m.upper |= bits(upper) << shift;
-            m.word |= bits(word) << shift;
-            m.base64 |= bits(base64) << shift;
         }
         m
     }
@@ -188,12 +158,6 @@ mod swar {
         ge & le & !w & HIGHS
     }
 
-    /// High bit set in each byte equal to `c`.
-    fn eq(w: u64, c: u8) -> u64 {
-        let x = w ^ (ONES * u64::from(c));
-        !(((x & !HIGHS) + !HIGHS) | x) & HIGHS
-    }
-
     /// The high bits of the bytes, packed (bit k: byte k).
     fn bits(v: u64) -> u64 {
         ((v >> 7) & ONES).wrapping_mul(0x0102_0408_1020_4080) >> 56
@@ -214,15 +178,9 @@ mod swar {
             let w = u64::from_le_bytes(b.try_into().expect("eight bytes"));
             let digit = in_range(w, b'0', b'9');
             let letter = in_range(w | (ONES * 0x20), b'a', b'z');
-            let upper = in_range(w, b'A', b'Z');
-            let word = digit | letter | eq(w, b'_');
-            let base64 = word | eq(w, b'+') | eq(w, b'/') | eq(w, b'-');
             let shift = 8 * i;
             m.digit |= bits(digit) << shift;
             m.letter |= bits(letter) << shift;
-            m.upper |= bits(upper) << shift;
-            m.word |= bits(word) << shift;
-            m.base64 |= bits(base64) << shift;
         }
         m
     }
