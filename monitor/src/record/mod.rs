@@ -46,6 +46,51 @@ pub enum StoreError {
     /// The chain key could not be loaded.
     #[error(transparent)]
     Key(#[from] monitor_pii::KeyError),
+    /// Another process (or handle) still holds the store's lock after
+    /// [`LOCK_WAIT`].
+    #[error(
+        "record store {dir} is locked by another process (a running daemon? ask it over its socket instead)"
+    )]
+    Locked {
+        /// The store directory.
+        dir: std::path::PathBuf,
+    },
+}
+
+/// How long `Store::open` waits for another handle's lock to go. sled
+/// releases its file lock from a background thread after the handle is
+/// dropped, so a restart (or a reopen in the same process) can find the lock
+/// still held for a few milliseconds.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether sled failed to open because another handle holds the lock. sled
+/// 0.34 reports this only as an `Other` error with its own wording (the
+/// `flock` errno is formatted into the message), so the message is the test.
+fn is_lock_held(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::Other && e.to_string().starts_with("could not acquire lock")
+}
+
+/// Opens the sled database in `dir`, retrying while its lock is held, for at
+/// most `wait`. Any other error returns at once.
+fn open_db(dir: &Path, wait: std::time::Duration) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput);
+    let deadline = std::time::Instant::now() + wait;
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e)) if is_lock_held(&e) => {
+                let now = std::time::Instant::now();
+                if now >= deadline {
+                    return Err(StoreError::Locked { dir: dir.into() });
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// What came of an access.
@@ -331,12 +376,19 @@ fn chain_mac(key: &hmac::Key, prev: &[u8], seq: u64, json: &[u8]) -> [u8; MAC_LE
 impl Store {
     /// Opens (or creates) the store in `dir`, with the chain key at `key_file`
     /// (created 0600 on first use).
+    /// Waits up to [`LOCK_WAIT`] for another handle's lock to go.
     pub fn open(dir: &Path, key_file: &Path) -> Result<Self, StoreError> {
+        Self::open_waiting(dir, key_file, LOCK_WAIT)
+    }
+
+    /// [`Store::open`], waiting at most `wait` for the lock.
+    fn open_waiting(
+        dir: &Path,
+        key_file: &Path,
+        wait: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         let key = monitor_pii::load_or_create_key(key_file)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_db(dir, wait)?;
         let records = db.open_tree("records")?;
         let meta = db.open_tree("meta")?;
         let mut head = {
@@ -774,6 +826,29 @@ mod tests {
         assert_eq!(store.append(&mut [record(200, "r", "/p")]).unwrap(), 7);
         assert!(store.verify().unwrap().ok());
         assert_eq!(store.len(), 1);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_held_store_is_refused_with_a_clear_error_and_a_released_one_opens() {
+        let dir = temp();
+        let key = dir.join("record.key");
+        let held = Store::open(&dir.join("db"), &key).unwrap();
+        let wait = std::time::Duration::from_millis(50);
+        let err = Store::open_waiting(&dir.join("db"), &key, wait)
+            .err()
+            .expect("a second handle must not open a held store");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+        assert!(err.to_string().contains("locked by another process"));
+        // Released from another thread while the open waits: it gets in.
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(held);
+        });
+        let store = Store::open(&dir.join("db"), &key).unwrap();
+        release.join().unwrap();
+        assert_eq!(store.append(&mut [record(1, "r", "/p")]).unwrap(), 1);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
