@@ -152,12 +152,26 @@ impl<'a> RunStarts<'a> {
         }
     }
 
-    /// Digits in the block at `base` whose previous byte is not a digit.
+    /// Digits in the block at `base` that start a run and a word: the
+    /// previous byte is not a digit or letter (digits inside an identifier
+    /// are never a value), except after two capitals (an IBAN's country).
     fn in_block(text: &[u8], base: usize) -> u64 {
         let chunk = &text[base..text.len().min(base + BLOCK)];
-        let digits = bytemask::in_range(chunk, b'0', b'9');
-        let carry = u64::from(base > 0 && text[base - 1].is_ascii_digit());
-        digits & !(digits << 1 | carry)
+        if bytemask::in_range(chunk, b'0', b'9') == 0 {
+            return 0;
+        }
+        let m = bytemask::Masks::of(chunk);
+        let prev = |back: usize| base >= back && text[base - back].is_ascii_alphanumeric();
+        let word = m.digit | m.letter;
+        let after_word = word << 1 | u64::from(prev(1));
+        let mut starts = m.digit & !after_word;
+        let after_letter = m.digit & (m.letter << 1 | u64::from(prev(1)));
+        if after_letter != 0 {
+            let upper = bytemask::in_range(chunk, b'A', b'Z');
+            let up = |back: usize| u64::from(base >= back && text[base - back].is_ascii_uppercase());
+            starts |= after_letter & (upper << 1 | up(1)) & (upper << 2 | up(2) | up(1) << 1);
+        }
+        starts
     }
 
     /// The first run start at or after `i`.
@@ -323,23 +337,22 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
     let mut d = [0u8; MAX_DIGITS];
     for a in 0..g.n {
         let mut sep = 0;
-        let mut total = 0;
+        let mut n = 0;
         for b in a..g.n {
             if b == a + 1 {
                 sep = g.seps[b];
             } else if b > a + 1 && g.seps[b] != sep {
                 break;
             }
-            total += lens[b];
+            let (s, e) = g.blocks[b];
             // No shape takes more digits.
-            if total > MAX_DIGITS {
+            if n + e - s > MAX_DIGITS {
                 break;
             }
-            let mut n = 0;
-            for k in a..=b {
-                let (s, e) = g.blocks[k];
-                d[n..n + e - s].copy_from_slice(&text[s..e]);
-                n += e - s;
+            // The digits of blocks a..b: block b appended to those of a..b-1.
+            for &c in &text[s..e] {
+                d[n] = c;
+                n += 1;
             }
             let span = Span {
                 g,
@@ -347,19 +360,24 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
                 b,
                 sep,
                 start: g.blocks[a].0,
-                end: g.blocks[b].1,
+                end: e,
                 digits: &d[..n],
                 lens: &lens[a..=b],
             };
-            let nb = span.blocks();
-            card(cx, text, &span, out);
-            if total == 9 {
+            let nb = b - a + 1;
+            if n >= 12 {
+                card(cx, text, &span, out);
+            }
+            if n == 9 {
                 ssn_like(cx, &span, out);
             }
             if nb == 1 {
                 single_block(sc, cx, text, &span, out);
             }
-            phone(cx, text, &span, out);
+            // The shortest phone shape, "(AAA) EEE-NNNN" seen as two blocks, has six digits.
+            if n >= 6 {
+                phone(cx, text, &span, out);
+            }
             if nb == 4 && sep == b'.' {
                 ipv4(cx, text, &span, out);
             }
@@ -1038,12 +1056,18 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn run_starts_are_every_digit_after_a_non_digit(
-            text in proptest::collection::vec(proptest::sample::select(b"0123456789 a-".to_vec()), 0..300),
+        fn run_starts_are_digits_starting_a_word_or_after_two_capitals(
+            text in proptest::collection::vec(proptest::sample::select(b"0123456789 aZQ_-".to_vec()), 0..300),
             skips in proptest::collection::vec(0usize..90, 0..8),
         ) {
             let want: Vec<usize> = (0..text.len())
-                .filter(|&k| text[k].is_ascii_digit() && (k == 0 || !text[k - 1].is_ascii_digit()))
+                .filter(|&k| {
+                    let upper = |j: usize| text[j].is_ascii_uppercase();
+                    text[k].is_ascii_digit()
+                        && (k == 0
+                            || !text[k - 1].is_ascii_alphanumeric()
+                            || (k >= 2 && upper(k - 1) && upper(k - 2)))
+                })
                 .collect();
             let mut runs = RunStarts::new(&text);
             let (mut i, mut skips) = (0, skips.into_iter().cycle());
