@@ -1,8 +1,8 @@
 //! Byte classes of up to 64 bytes at once, as bit masks (bit k: byte k).
 //!
 //! The passes that look at every byte (digit groups, word starts for
-//! hotwords) ask which bytes of a block are digits or letters, then walk
-//! the set bits. On x86-64 the classes come from SSE2
+//! hotwords, base64 runs) ask which bytes of a block are digits, letters or
+//! base64, then walk the set bits. On x86-64 the classes come from SSE2
 //! compares, sixteen bytes per instruction (SSE2 is part of every x86-64
 //! CPU, so no runtime check is needed); elsewhere from the same tests on
 //! eight bytes in a `u64`. Both are checked against the byte-at-a-time
@@ -47,6 +47,25 @@ pub fn in_range(chunk: &[u8], lo: u8, hi: u8) -> u64 {
         .enumerate()
         .map(|(k, &c)| u64::from((lo..=hi).contains(&c)) << k)
         .sum()
+}
+
+/// Bytes of `chunk` (at most [`BLOCK`]) in either base64 alphabet:
+/// `A-Z a-z 0-9 + / - _`.
+pub fn base64(chunk: &[u8]) -> u64 {
+    debug_assert!(chunk.len() <= BLOCK);
+    if chunk.len() == BLOCK {
+        return lanes::base64_bits(chunk.try_into().expect("a whole block"));
+    }
+    chunk
+        .iter()
+        .enumerate()
+        .map(|(k, &c)| u64::from(is_base64(c)) << k)
+        .sum()
+}
+
+/// The byte test behind [`base64`].
+pub fn is_base64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
 
 /// The byte-at-a-time definitions, for tests and short tails.
@@ -111,6 +130,31 @@ mod lanes {
         m
     }
 
+    pub fn base64_bits(block: &[u8; BLOCK]) -> u64 {
+        // SAFETY: as in `masks`.
+        unsafe { sse2_base64_bits(block) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sse2_base64_bits(block: &[u8; BLOCK]) -> u64 {
+        let mut m = 0;
+        for (i, b) in block.chunks_exact(16).enumerate() {
+            let x = load(b);
+            let eq = |c: u8| _mm_cmpeq_epi8(x, splat(c));
+            let alnum = _mm_or_si128(
+                in_range(x, b'0', b'9'),
+                in_range(_mm_or_si128(x, splat(0x20)), b'a', b'z'),
+            );
+            // '+' and '/' sit on either side of ',', '-' and '.'; only '_' stands alone.
+            let symbol = _mm_or_si128(
+                _mm_or_si128(eq(b'+'), eq(b'/')),
+                _mm_or_si128(eq(b'-'), eq(b'_')),
+            );
+            m |= bits(_mm_or_si128(alnum, symbol)) << (16 * i);
+        }
+        m
+    }
+
     #[target_feature(enable = "sse2")]
     fn sse2(block: &[u8; BLOCK]) -> Masks {
         let mut m = Masks::default();
@@ -136,6 +180,10 @@ mod lanes {
 
     pub fn range_bits(block: &[u8; BLOCK], lo: u8, hi: u8) -> u64 {
         super::swar::range_bits(block, lo, hi)
+    }
+
+    pub fn base64_bits(block: &[u8; BLOCK]) -> u64 {
+        super::swar::base64_bits(block)
     }
 }
 
@@ -168,6 +216,29 @@ mod swar {
         for (i, b) in block.chunks_exact(8).enumerate() {
             let w = u64::from_le_bytes(b.try_into().expect("eight bytes"));
             m |= bits(in_range(w, lo, hi)) << (8 * i);
+        }
+        m
+    }
+
+    /// High bit set in each byte equal to `c`: the zero bytes of `w ^ c`.
+    /// Adding 0x7F to the low seven bits of a byte sets its high bit unless
+    /// they are all zero; no carry leaves the byte.
+    fn eq(w: u64, c: u8) -> u64 {
+        let x = w ^ (ONES * u64::from(c));
+        !(((x & !HIGHS) + !HIGHS) | x) & HIGHS
+    }
+
+    pub fn base64_bits(block: &[u8; BLOCK]) -> u64 {
+        let mut m = 0;
+        for (i, b) in block.chunks_exact(8).enumerate() {
+            let w = u64::from_le_bytes(b.try_into().expect("eight bytes"));
+            let v = in_range(w, b'0', b'9')
+                | in_range(w | (ONES * 0x20), b'a', b'z')
+                | eq(w, b'+')
+                | eq(w, b'/')
+                | eq(w, b'-')
+                | eq(w, b'_');
+            m |= bits(v) << (8 * i);
         }
         m
     }
@@ -211,6 +282,10 @@ mod tests {
             proptest::prop_assert_eq!(in_range(&bytes, lo, hi), want);
             let len_bits = u64::MAX.checked_shr(64 - bytes.len() as u32).unwrap_or(0);
             proptest::prop_assert_eq!(swar::range_bits(&block_of(&bytes), lo, hi) & len_bits, want);
+            let want: u64 = bytes.iter().enumerate().map(|(k, &c)| u64::from(is_base64(c)) << k).sum();
+            proptest::prop_assert_eq!(base64(&bytes), want);
+            proptest::prop_assert_eq!(lanes::base64_bits(&block_of(&bytes)) & len_bits, want);
+            proptest::prop_assert_eq!(swar::base64_bits(&block_of(&bytes)) & len_bits, want);
         }
     }
 
@@ -224,5 +299,17 @@ mod tests {
         assert_eq!(in_range(&long, b'+', 0x7F), 0x0E0E_0E0E_0E0E_0E0E);
         let block = long.as_slice().try_into().unwrap();
         assert_eq!(swar::range_bits(block, b'+', 0x7F), 0x0E0E_0E0E_0E0E_0E0E);
+        // Every byte value, a block at a time, both paths.
+        let all: Vec<u8> = (0..=255).collect();
+        for chunk in all.chunks(BLOCK) {
+            let block = chunk.try_into().unwrap();
+            let want: u64 = chunk
+                .iter()
+                .enumerate()
+                .map(|(k, &c)| u64::from(is_base64(c)) << k)
+                .sum();
+            assert_eq!(base64(chunk), want);
+            assert_eq!(swar::base64_bits(block), want);
+        }
     }
 }

@@ -4,6 +4,8 @@
 
 use base64::Engine as _;
 
+use crate::bytemask::{self, BLOCK};
+
 /// A decoded copy and, for each byte, the original span it came from.
 pub struct View {
     /// Decoded bytes.
@@ -115,58 +117,64 @@ pub const MIN_BASE64: usize = 16;
 /// Runs of base64 (standard or URL-safe) characters at least [`MIN_BASE64`] long
 /// that mix cases or digits (so plain long words are not decoded).
 ///
-/// A run of 16 or more bytes always contains a whole aligned 8-byte block, so
-/// blocks holding a byte below `+` (space, newline, quotes, parentheses) are
-/// skipped eight bytes at a time; only blocks that could be inside a run are
-/// looked at byte by byte.
+/// The base64 bytes of each 64-byte block come as a bit mask; and-ing the
+/// mask (joined with the next block's) with itself shifted by 1, 2, 4 and 8
+/// leaves a bit wherever sixteen base64 bytes in a row start, so blocks of
+/// ordinary text are passed over without a look at their bytes.
 pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let mut runs = Vec::new();
     let n = text.len();
-    let mut block = 0;
-    while block + 8 <= n {
-        let w = u64::from_le_bytes(text[block..block + 8].try_into().unwrap());
-        // Any byte < 0x2B, or any byte >= 0x80, rules the block out.
-        // Encoded text has a capital, digit, '+' or '/' in nearly every eight
-        // bytes; an all-lowercase block is part of a long word.
-        if (w.wrapping_sub(0x2B * ONES) | w) & HIGHS != 0 {
-            block += 8;
+    let bits_at = |base: usize| {
+        if base < n {
+            bytemask::base64(&text[base..n.min(base + BLOCK)])
+        } else {
+            0
+        }
+    };
+    let mut runs = Vec::new();
+    let mut base = 0;
+    let mut cur = bits_at(0);
+    // Bytes before `pos` belong to runs already taken.
+    let mut pos = 0;
+    while base < n {
+        let next = bits_at(base + BLOCK);
+        let w = u128::from(cur) | u128::from(next) << 64;
+        let mut long = w & w >> 1;
+        long &= long >> 2;
+        long &= long >> 4;
+        long &= long >> 8;
+        // Bit k: bytes base+k .. base+k+16 are all base64 (k from `pos` on).
+        let long = long as u64 & u64::MAX << (pos - base);
+        if long == 0 {
+            base += BLOCK;
+            pos = base;
+            cur = next;
             continue;
         }
-        let (mut seen, mut all_b64) = (0, true);
-        for &c in &text[block..block + 8] {
-            let class = B64_CLASS[usize::from(c)];
-            seen |= class;
-            all_b64 &= class != 0;
-        }
-        if !all_b64 || seen == LOWER {
-            block += 8;
-            continue;
-        }
-        let mut s = block;
-        while s > 0 && is_b64(text[s - 1]) {
-            s -= 1;
-        }
-        let mut i = block + 8;
-        while i < n && is_b64(text[i]) {
-            i += 1;
-        }
+        let s = base + long.trailing_zeros() as usize;
+        let i = s
+            + MIN_BASE64
+            + text[s + MIN_BASE64..]
+                .iter()
+                .take_while(|&&c| is_b64(c))
+                .count();
         let mut e = i;
         while e < n && text[e] == b'=' && e - i < 2 {
             e += 1;
         }
-        if e - s >= MIN_BASE64 {
-            // Which of capitals, small letters and digits the run has, in one pass.
-            let seen = text[s..i]
-                .iter()
-                .fold(0, |acc, &c| acc | B64_CLASS[usize::from(c)]);
-            let mixed = seen & (UPPER | LOWER) == UPPER | LOWER;
-            if mixed && (seen & DIGIT != 0 || e - s >= 24) {
-                runs.push((s, e));
-            }
+        // Which of capitals, small letters and digits the run has, in one pass.
+        let seen = text[s..i]
+            .iter()
+            .fold(0, |acc, &c| acc | B64_CLASS[usize::from(c)]);
+        let mixed = seen & (UPPER | LOWER) == UPPER | LOWER;
+        if mixed && (seen & DIGIT != 0 || e - s >= 24) {
+            runs.push((s, e));
         }
-        block = (e + 7) & !7;
+        if e - base < BLOCK {
+            pos = e;
+        } else {
+            (base, pos) = (e, e);
+            cur = bits_at(e);
+        }
     }
     runs
 }
@@ -235,6 +243,51 @@ mod tests {
         let v = json_unescaped(br#"{"t":"\u0034111 1111"}"#).unwrap();
         assert_eq!(v.bytes, br#"{"t":"4111 1111"}"#);
         assert_eq!(v.original(6, 7), (6, 12));
+    }
+
+    /// Maximal base64 runs of sixteen or more bytes (with up to two `=`),
+    /// byte by byte.
+    fn runs_by_byte(text: &[u8]) -> Vec<(usize, usize)> {
+        let mut runs = Vec::new();
+        let mut i = 0;
+        while i < text.len() {
+            let s = i;
+            while i < text.len() && is_b64(text[i]) {
+                i += 1;
+            }
+            if i - s < MIN_BASE64 {
+                i = i.max(s + 1);
+                continue;
+            }
+            let mut e = i;
+            while e < text.len() && text[e] == b'=' && e - i < 2 {
+                e += 1;
+            }
+            let has = |f: fn(&u8) -> bool| text[s..i].iter().any(f);
+            let mixed = has(u8::is_ascii_uppercase) && has(u8::is_ascii_lowercase);
+            if mixed && (has(u8::is_ascii_digit) || e - s >= 24) {
+                runs.push((s, e));
+            }
+            i = e;
+        }
+        runs
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn base64_runs_match_the_byte_by_byte_search(
+            text in proptest::collection::vec(proptest::sample::select(b"aZ9+/_=. \n\xc3".to_vec()), 0..400),
+            long in proptest::collection::vec((0usize..400, 10usize..90), 0..4),
+        ) {
+            // Long base64 stretches at random places, so runs cross blocks.
+            let mut text = text;
+            for (at, len) in long {
+                let at = at.min(text.len());
+                let fill: Vec<u8> = (0..len).map(|k| b"Ab3xY+/q9_Z"[k % 11]).collect();
+                text.splice(at..at, fill);
+            }
+            proptest::prop_assert_eq!(base64_runs(&text), runs_by_byte(&text));
+        }
     }
 
     #[test]

@@ -168,7 +168,8 @@ impl<'a> RunStarts<'a> {
         let after_letter = m.digit & (m.letter << 1 | u64::from(prev(1)));
         if after_letter != 0 {
             let upper = bytemask::in_range(chunk, b'A', b'Z');
-            let up = |back: usize| u64::from(base >= back && text[base - back].is_ascii_uppercase());
+            let up =
+                |back: usize| u64::from(base >= back && text[base - back].is_ascii_uppercase());
             starts |= after_letter & (upper << 1 | up(1)) & (upper << 2 | up(2) | up(1) << 1);
         }
         starts
