@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use mask::{load_or_create_key, FingerprintKey, KeyError};
+pub use mask::{load_or_create_key, BadFingerprint, Fingerprint, FingerprintKey, KeyError};
 pub use rules::{PiiRules, RulesError};
 pub use stream::StreamScanner;
 pub use types::PiiType;
@@ -83,7 +83,7 @@ pub struct Finding {
     /// The value masked (cards: at most the first 6 and last 4 digits).
     pub masked: String,
     /// HMAC-SHA256 of the normalized value under the host key (hex, 128 bits).
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
 }
 
 fn two_decimals<S: serde::Serializer>(score: &f32, s: S) -> Result<S::Ok, S::Error> {
@@ -114,13 +114,13 @@ impl Detector {
 
     /// A keyed digest of arbitrary bytes (e.g. a whole payload), so equal
     /// payloads correlate without being stored.
-    pub fn digest(&self, bytes: &[u8]) -> String {
+    pub fn digest(&self, bytes: &[u8]) -> Fingerprint {
         self.key.fingerprint("PAYLOAD", bytes)
     }
 
     /// The fingerprint `value` would have as a finding of type `kind`: lets an
     /// analyst ask where a value went without the store ever holding it.
-    pub fn fingerprint_of(&self, kind: &Kind, value: &[u8]) -> String {
+    pub fn fingerprint_of(&self, kind: &Kind, value: &[u8]) -> Fingerprint {
         let builtin = match kind {
             Kind::Builtin(t) => Some(*t),
             Kind::Custom(_) => None,
@@ -138,10 +138,15 @@ impl Detector {
             None => c.score >= self.rules.custom[c.custom as usize].threshold,
         });
         let chosen = resolve(cands);
-        chosen.into_iter().map(|c| self.finding(text, &c)).collect()
+        let mut norm = Vec::new();
+        chosen
+            .into_iter()
+            .map(|c| self.finding(text, &c, &mut norm))
+            .collect()
     }
 
-    fn finding(&self, text: &[u8], c: &Candidate) -> Finding {
+    /// The finding for `c`; `norm` is scratch space for the normalized value.
+    fn finding(&self, text: &[u8], c: &Candidate, norm: &mut Vec<u8>) -> Finding {
         let kind = match c.kind {
             Some(t) => Kind::Builtin(t),
             None => Kind::Custom(self.rules.custom[c.custom as usize].name.clone()),
@@ -150,10 +155,10 @@ impl Detector {
         let raw = &text[c.start..c.end];
         let decoded = if c.decoded { reveal(raw) } else { None };
         let value = decoded.as_deref().unwrap_or(raw);
-        let norm = mask::normalize(c.kind, value);
+        mask::normalize_into(c.kind, value, norm);
         Finding {
-            masked: mask::mask(c.kind, value, &norm),
-            fingerprint: self.key.fingerprint(kind.name(), &norm),
+            masked: mask::mask(c.kind, value, norm),
+            fingerprint: self.key.fingerprint(kind.name(), norm),
             kind,
             start: c.start,
             end: c.end,
@@ -317,7 +322,7 @@ mod tests {
             "card 4111 1111 1111 1111",
             "card=4111-1111-1111-1111",
         ];
-        let fps: Vec<(String, String)> = forms
+        let fps: Vec<(String, Fingerprint)> = forms
             .iter()
             .map(|t| {
                 let f = d.scan(t.as_bytes()).remove(0);

@@ -98,7 +98,7 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], KeyError> {
 
 impl FingerprintKey {
     /// Hex of the first 16 bytes of HMAC-SHA256(type name, 0, normalized value).
-    pub fn fingerprint(&self, type_name: &str, normalized: &[u8]) -> String {
+    pub fn fingerprint(&self, type_name: &str, normalized: &[u8]) -> Fingerprint {
         // Short values (nearly all) go to HMAC as one slice built on the stack.
         let mut buf = [0u8; 96];
         let len = type_name.len() + 1 + normalized.len();
@@ -114,47 +114,127 @@ impl FingerprintKey {
             ctx.sign()
         };
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut out = String::with_capacity(32);
-        for &b in &tag.as_ref()[..16] {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+        let mut hex = [0u8; FINGERPRINT_LEN];
+        for (pair, &b) in hex.chunks_exact_mut(2).zip(&tag.as_ref()[..16]) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 15)];
         }
-        out
+        Fingerprint(hex)
+    }
+}
+
+/// Length of a fingerprint in hex digits (128 bits).
+pub const FINGERPRINT_LEN: usize = 32;
+
+/// A keyed fingerprint: 32 lowercase hex digits, held inline (no
+/// allocation per finding). Reads as a `&str`; serializes as a string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; FINGERPRINT_LEN]);
+
+/// A string that is not 32 lowercase hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("a fingerprint is {FINGERPRINT_LEN} lowercase hex digits, not {0:?}")]
+pub struct BadFingerprint(String);
+
+impl Fingerprint {
+    /// The hex digits.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex digits are ASCII")
+    }
+}
+
+impl std::str::FromStr for Fingerprint {
+    type Err = BadFingerprint;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hex = |c: &u8| matches!(c, b'0'..=b'9' | b'a'..=b'f');
+        match <[u8; FINGERPRINT_LEN]>::try_from(s.as_bytes()) {
+            Ok(b) if b.iter().all(hex) => Ok(Self(b)),
+            _ => Err(BadFingerprint(s.chars().take(80).collect())),
+        }
+    }
+}
+
+impl std::ops::Deref for Fingerprint {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fingerprint({})", self.as_str())
+    }
+}
+
+impl PartialEq<str> for Fingerprint {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Fingerprint {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
 /// The value in canonical form, so that formatting differences fingerprint alike.
 pub fn normalize(kind: Option<PiiType>, raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    normalize_into(kind, raw, &mut out);
+    out
+}
+
+/// [`normalize`] into `out` (cleared first), so one buffer serves every
+/// finding of a scan.
+pub fn normalize_into(kind: Option<PiiType>, raw: &[u8], out: &mut Vec<u8>) {
     use PiiType::*;
+    out.clear();
     match kind {
         Some(
             CreditCard | UsSsn | UsItin | UsBankRouting | BankAccount | Cvv | PhoneNumber
             | DateOfBirth,
         ) => {
-            let d: Vec<u8> = raw.iter().copied().filter(u8::is_ascii_digit).collect();
+            out.extend(raw.iter().copied().filter(u8::is_ascii_digit));
             // A leading US country code is the same number.
-            if kind == Some(PhoneNumber) && d.len() == 11 && d[0] == b'1' {
-                return d[1..].to_vec();
+            if kind == Some(PhoneNumber) && out.len() == 11 && out[0] == b'1' {
+                out.remove(0);
             }
-            d
         }
-        Some(CardTrackData) => {
-            let pan: Vec<u8> = raw
-                .iter()
+        Some(CardTrackData) => out.extend(
+            raw.iter()
                 .skip_while(|c| !c.is_ascii_digit())
-                .take_while(|c| c.is_ascii_digit())
-                .copied()
-                .collect();
-            pan
-        }
-        Some(IbanCode) => raw
-            .iter()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .map(u8::to_ascii_uppercase)
-            .collect(),
+                .take_while(|c| c.is_ascii_digit()),
+        ),
+        Some(IbanCode) => out.extend(
+            raw.iter()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .map(u8::to_ascii_uppercase),
+        ),
         Some(EmailAddress | Person | StreetAddress) if raw.is_ascii() => {
             // The ASCII case of the general rule below, without its copies.
-            let mut out = Vec::with_capacity(raw.len());
             for word in raw
                 .split(|c| c.is_ascii_whitespace() || *c == 0x0B)
                 .filter(|w| !w.is_empty())
@@ -164,15 +244,16 @@ pub fn normalize(kind: Option<PiiType>, raw: &[u8]) -> Vec<u8> {
                 }
                 out.extend(word.iter().map(u8::to_ascii_lowercase));
             }
-            out
         }
-        Some(EmailAddress | Person | StreetAddress) => String::from_utf8_lossy(raw)
-            .to_lowercase()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .into_bytes(),
-        _ => raw.to_vec(),
+        Some(EmailAddress | Person | StreetAddress) => out.extend_from_slice(
+            String::from_utf8_lossy(raw)
+                .to_lowercase()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .as_bytes(),
+        ),
+        _ => out.extend_from_slice(raw),
     }
 }
 
@@ -357,7 +438,24 @@ mod tests {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            assert_eq!(key.fingerprint("CREDIT_CARD", &value), hex, "length {len}");
+            assert_eq!(key.fingerprint("CREDIT_CARD", &value), *hex, "length {len}");
+        }
+    }
+
+    #[test]
+    fn fingerprints_read_back_and_refuse_anything_else() {
+        let fp = FingerprintKey::from_bytes(&[1; 32]).fingerprint("EMAIL_ADDRESS", b"a@b.c");
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(json, format!("\"{fp}\""));
+        assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
+        assert_eq!(fp.as_str().parse::<Fingerprint>().unwrap(), fp);
+        for bad in ["", "abc", &fp.to_uppercase(), &format!("{fp}0"), &fp.replace('a', "g")] {
+            if bad == fp.as_str() {
+                continue;
+            }
+            let err = bad.parse::<Fingerprint>().unwrap_err();
+            assert!(err.to_string().contains("32 lowercase hex digits"), "{err}");
+            assert!(serde_json::from_str::<Fingerprint>(&format!("{bad:?}")).is_err());
         }
     }
 

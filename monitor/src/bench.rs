@@ -389,7 +389,11 @@ pub fn run_store_bench(records: u64, paths: u64) -> anyhow::Result<StoreBenchRep
             (i / 1000) % 50
         )
     };
-    let fingerprint = |i: u64| format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let fingerprint = |i: u64| -> monitor_pii::Fingerprint {
+        format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .parse()
+            .expect("32 hex digits")
+    };
     let exe: Arc<str> = Arc::from("/usr/bin/python3.11");
     let base = 1_700_000_000_000_000_000u64;
     let make = |i: u64| {

@@ -139,7 +139,7 @@ pub struct PiiFinding {
     /// The value masked.
     pub masked: String,
     /// Keyed fingerprint of the value.
-    pub fingerprint: String,
+    pub fingerprint: monitor_pii::Fingerprint,
 }
 
 impl From<monitor_pii::Finding> for PiiFinding {

@@ -56,7 +56,7 @@ impl StreamConsumer for Detector {
     }
 
     fn digest(&self, bytes: &[u8]) -> String {
-        Detector::digest(self, bytes)
+        Detector::digest(self, bytes).to_string()
     }
 }
 
@@ -68,7 +68,7 @@ impl StreamConsumer for std::sync::Arc<Detector> {
     }
 
     fn digest(&self, bytes: &[u8]) -> String {
-        Detector::digest(self, bytes)
+        Detector::digest(self, bytes).to_string()
     }
 }
 

@@ -353,7 +353,7 @@ mod tests {
             end: 16,
             score: 1.0,
             masked: "411111******1111".into(),
-            fingerprint: "f".into(),
+            fingerprint: "0123456789abcdef0123456789abcdef".parse().unwrap(),
         }
     }
 

@@ -392,13 +392,13 @@ pub fn fingerprints(
         };
         return vec![(
             k.to_owned(),
-            detector.fingerprint_of(&kind, value.as_bytes()),
+            detector.fingerprint_of(&kind, value.as_bytes()).to_string(),
         )];
     }
     let mut out: Vec<(String, String)> = detector
         .scan(value.as_bytes())
         .into_iter()
-        .map(|f| (f.kind.name().to_owned(), f.fingerprint))
+        .map(|f| (f.kind.name().to_owned(), f.fingerprint.to_string()))
         .collect();
     out.dedup();
     out

@@ -179,7 +179,7 @@ impl Daemon {
         let key =
             monitor_pii::FingerprintKey::load_or_create(&self.dir.path().join("fingerprint.key"))
                 .unwrap();
-        key.fingerprint("PAYLOAD", bytes)
+        key.fingerprint("PAYLOAD", bytes).to_string()
     }
 
     /// A copy of every event so far.

@@ -242,6 +242,8 @@ mod tests {
     use crate::event::PiiFinding;
     use crate::policy::Alert;
 
+    const FP: &str = "00112233445566778899aabbccddeeff";
+
     fn store() -> (Store, std::path::PathBuf) {
         let d = std::env::temp_dir().join(format!(
             "monitor-query-{}-{:?}",
@@ -272,7 +274,7 @@ mod tests {
             end: 16,
             score: 1.0,
             masked: "411111******1111".into(),
-            fingerprint: "abc123".into(),
+            fingerprint: FP.parse().unwrap(),
         }];
         batch[3].action = Action::Send;
         s.append(&mut batch).unwrap();
@@ -307,7 +309,7 @@ mod tests {
             ..Filter::default()
         };
         assert_eq!(s.events(&by_role, false).unwrap()[0].seq, 3);
-        assert_eq!(s.trace("abc123", &all).unwrap()[0].seq, 4);
+        assert_eq!(s.trace(FP, &all).unwrap()[0].seq, 4);
         assert!(s.trace("abc12", &all).unwrap().is_empty());
         let sum = s.role_summary("billing-agent", &all).unwrap();
         assert_eq!(sum.records, 2);
