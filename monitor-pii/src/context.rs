@@ -8,6 +8,9 @@ pub const BEFORE: usize = 48;
 /// How far after a candidate hotwords are looked for, in bytes.
 pub const AFTER: usize = 24;
 
+// Each side's window is read as one block of byte classes.
+const _: () = assert!(BEFORE <= BLOCK && AFTER <= BLOCK);
+
 /// ASCII case-insensitive substring test; `needle` is lowercase.
 pub fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() || hay.len() < needle.len() {
@@ -310,33 +313,36 @@ impl Hotwords {
         only: Option<Cat>,
         mut found: impl FnMut(usize, usize, usize),
     ) {
-        let mut carry = u64::from(lo > 0 && text[lo - 1].is_ascii_alphanumeric());
-        let mut base = lo;
-        while base + 1 < hi {
-            let m = Masks::of(&text[base..hi.min(base + BLOCK)]);
-            let (alpha, alnum) = (m.letter, m.letter | m.digit);
-            // A word starts at a letter whose previous byte is no letter or digit.
-            let mut starts = alpha & !(alnum << 1 | carry);
-            carry = alnum >> 63;
-            while starts != 0 {
-                let ms = base + starts.trailing_zeros() as usize;
-                starts &= starts - 1;
-                if ms + 1 >= hi {
-                    break;
-                }
-                let k = bucket(text[ms], text[ms + 1]);
-                if only.is_some_and(|c| self.buckets_of[c as usize][k / 64] >> (k % 64) & 1 == 0) {
-                    continue;
-                }
-                let (first, last) = self.ranges[k];
-                for h in &self.words[usize::from(first)..usize::from(last)] {
-                    let me = ms + h.word.len();
-                    if me <= hi && only.is_none_or(|c| c == h.cat) && h.is_at(text, ms) {
-                        found(ms, me, h.cat as usize);
-                    }
+        debug_assert!(hi <= lo + BLOCK, "windows are at most a block");
+        if hi <= lo + 1 {
+            return;
+        }
+        // One whole block of the text holding the window (no copy to pad a
+        // short one), unless the text itself is shorter.
+        let base = lo.min(text.len().saturating_sub(BLOCK));
+        let m = Masks::of(&text[base..text.len().min(base + BLOCK)]);
+        let (alpha, alnum) = (m.letter, m.letter | m.digit);
+        let carry = u64::from(base > 0 && text[base - 1].is_ascii_alphanumeric());
+        let window = (u64::MAX << (lo - base)) & (u64::MAX >> (BLOCK - (hi - base)));
+        // A word starts at a letter whose previous byte is no letter or digit.
+        let mut starts = alpha & !(alnum << 1 | carry) & window;
+        while starts != 0 {
+            let ms = base + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            if ms + 1 >= hi {
+                break;
+            }
+            let k = bucket(text[ms], text[ms + 1]);
+            if only.is_some_and(|c| self.buckets_of[c as usize][k / 64] >> (k % 64) & 1 == 0) {
+                continue;
+            }
+            let (first, last) = self.ranges[k];
+            for h in &self.words[usize::from(first)..usize::from(last)] {
+                let me = ms + h.word.len();
+                if me <= hi && only.is_none_or(|c| c == h.cat) && h.is_at(text, ms) {
+                    found(ms, me, h.cat as usize);
                 }
             }
-            base += BLOCK;
         }
     }
 }
