@@ -335,6 +335,24 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
     for (k, len) in lens.iter_mut().enumerate().take(g.n) {
         *len = g.block_len(k);
     }
+    if g.n == 1 {
+        // Most groups: one block, its digits read in place.
+        let (start, end) = g.blocks[0];
+        if end - start <= MAX_DIGITS {
+            let span = Span {
+                g,
+                a: 0,
+                b: 0,
+                sep: 0,
+                start,
+                end,
+                digits: &text[start..end],
+                lens: &lens[..1],
+            };
+            shapes(sc, cx, text, &span, out);
+        }
+        return;
+    }
     let mut d = [0u8; MAX_DIGITS];
     for a in 0..g.n {
         let mut sep = 0;
@@ -365,27 +383,32 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
                 digits: &d[..n],
                 lens: &lens[a..=b],
             };
-            let nb = b - a + 1;
-            if n >= 12 {
-                card(cx, text, &span, out);
-            }
-            if n == 9 {
-                ssn_like(cx, &span, out);
-            }
-            if nb == 1 {
-                single_block(sc, cx, text, &span, out);
-            }
-            // The shortest phone shape, "(AAA) EEE-NNNN" seen as two blocks, has six digits.
-            if n >= 6 {
-                phone(cx, text, &span, out);
-            }
-            if nb == 4 && sep == b'.' {
-                ipv4(cx, text, &span, out);
-            }
-            if nb == 3 && matches!(sep, b'/' | b'-' | b'.') {
-                date_of_birth(cx, text, &span, out);
-            }
+            shapes(sc, cx, text, &span, out);
         }
+    }
+}
+
+/// Tries every shape that `span`'s digit count, block count and separator allow.
+fn shapes(sc: &Scanner, cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
+    let (n, nb, sep) = (span.digits.len(), span.blocks(), span.sep);
+    if n >= 12 {
+        card(cx, text, span, out);
+    }
+    if n == 9 {
+        ssn_like(cx, span, out);
+    }
+    if nb == 1 {
+        single_block(sc, cx, text, span, out);
+    }
+    // The shortest phone shape, "(AAA) EEE-NNNN" seen as two blocks, has six digits.
+    if n >= 6 {
+        phone(cx, text, span, out);
+    }
+    if nb == 4 && sep == b'.' {
+        ipv4(cx, text, span, out);
+    }
+    if nb == 3 && matches!(sep, b'/' | b'-' | b'.') {
+        date_of_birth(cx, text, span, out);
     }
 }
 
