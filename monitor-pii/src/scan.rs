@@ -515,7 +515,7 @@ fn single_block(
     let n = digits.len();
     // Every CVV hotword has a 'c': skip the context lookup when the window has none.
     if (3..=4).contains(&n)
-        && memchr::memchr2(b'c', b'C', context::before(text, start, 24)).is_some()
+        && context::has_letter(context::before(text, start, 24), b'c')
         && cx.before(Cat::Cvv, 24)
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
@@ -523,7 +523,11 @@ fn single_block(
     if (6..=17).contains(&n) && cx.before(Cat::Account, 32) {
         out.push(Candidate::new(PiiType::BankAccount, start, end, 0.75));
     }
-    if n <= 6 {
+    // An address number is followed by a space and a capital.
+    if n <= 6
+        && text.get(end) == Some(&b' ')
+        && text.get(end + 1).is_some_and(u8::is_ascii_uppercase)
+    {
         street_address(sc, text, start, out);
     }
 }
