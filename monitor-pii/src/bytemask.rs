@@ -68,6 +68,51 @@ pub fn is_base64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
 
+/// A class of bytes [`run_end`] can skip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// `0-9`.
+    Digits,
+    /// `A-Z a-z 0-9 _`: an identifier.
+    Word,
+}
+
+impl Run {
+    /// The byte test.
+    pub fn holds(self, c: u8) -> bool {
+        match self {
+            Run::Digits => c.is_ascii_digit(),
+            Run::Word => c.is_ascii_alphanumeric() || c == b'_',
+        }
+    }
+}
+
+/// The end of the run of `class` bytes starting at `i`: the first byte at
+/// or after `i` not in the class, or `text.len()`. Eight bytes at a time,
+/// so a run's end costs no mispredicted branch per byte.
+pub fn run_end(text: &[u8], mut i: usize, class: Run) -> usize {
+    while let Some(w) = text.get(i..i + 8) {
+        let w = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        let inside = match class {
+            Run::Digits => swar::in_range(w, b'0', b'9'),
+            Run::Word => {
+                swar::in_range(w, b'0', b'9')
+                    | swar::in_range(w | (swar::ONES * 0x20), b'a', b'z')
+                    | swar::eq(w, b'_')
+            }
+        };
+        let outside = !inside & swar::HIGHS;
+        if outside != 0 {
+            return i + (outside.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i + text[i.min(text.len())..]
+        .iter()
+        .take_while(|&&c| class.holds(c))
+        .count()
+}
+
 /// The byte-at-a-time definitions, for tests and short tails.
 pub fn masks_by_byte(chunk: &[u8]) -> Masks {
     let mut m = Masks::default();
@@ -193,13 +238,13 @@ mod lanes {
 mod swar {
     use super::{Masks, BLOCK};
 
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    pub const ONES: u64 = 0x0101_0101_0101_0101;
+    pub const HIGHS: u64 = 0x8080_8080_8080_8080;
 
     /// High bit set in each byte within `lo..=hi` (ASCII bounds). In 7 bits,
     /// x >= lo is the high bit of (x | 0x80) - lo, and x <= hi that of
     /// (0x80 + hi) - x: no borrow crosses a byte either way.
-    fn in_range(w: u64, lo: u8, hi: u8) -> u64 {
+    pub fn in_range(w: u64, lo: u8, hi: u8) -> u64 {
         let low = w & !HIGHS;
         let ge = (low | HIGHS) - ONES * u64::from(lo);
         let le = ONES * u64::from(0x80 + hi) - low;
@@ -223,7 +268,7 @@ mod swar {
     /// High bit set in each byte equal to `c`: the zero bytes of `w ^ c`.
     /// Adding 0x7F to the low seven bits of a byte sets its high bit unless
     /// they are all zero; no carry leaves the byte.
-    fn eq(w: u64, c: u8) -> u64 {
+    pub fn eq(w: u64, c: u8) -> u64 {
         let x = w ^ (ONES * u64::from(c));
         !(((x & !HIGHS) + !HIGHS) | x) & HIGHS
     }
@@ -286,6 +331,19 @@ mod tests {
             proptest::prop_assert_eq!(base64(&bytes), want);
             proptest::prop_assert_eq!(lanes::base64_bits(&block_of(&bytes)) & len_bits, want);
             proptest::prop_assert_eq!(swar::base64_bits(&block_of(&bytes)) & len_bits, want);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn run_ends_match_the_byte_tests(
+            text in proptest::collection::vec(proptest::sample::select(b"09aZ_-/ \xb0\xd0\x7f".to_vec()), 0..80),
+            from in 0usize..90,
+        ) {
+            for class in [Run::Digits, Run::Word] {
+                let want = from.min(text.len()) + text[from.min(text.len())..].iter().take_while(|&&c| class.holds(c)).count();
+                proptest::prop_assert_eq!(run_end(&text, from.min(text.len()), class), want);
+            }
         }
     }
 

@@ -38,7 +38,7 @@ pub fn has_letter(window: &[u8], c: u8) -> bool {
     let mut words = window.chunks_exact(8);
     for w in &mut words {
         // Or-ing 0x20 folds only the capital onto `c`; a zero byte marks a match.
-        let x = (u64::from_le_bytes(w.try_into().expect("eight bytes")) | ONES * 0x20) ^ pattern;
+        let x = (u64::from_le_bytes(w.try_into().expect("eight bytes")) | (ONES * 0x20)) ^ pattern;
         if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
             return true;
         }

@@ -449,7 +449,13 @@ mod tests {
         assert_eq!(json, format!("\"{fp}\""));
         assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
         assert_eq!(fp.as_str().parse::<Fingerprint>().unwrap(), fp);
-        for bad in ["", "abc", &fp.to_uppercase(), &format!("{fp}0"), &fp.replace('a', "g")] {
+        for bad in [
+            "",
+            "abc",
+            &fp.to_uppercase(),
+            &format!("{fp}0"),
+            &fp.replace('a', "g"),
+        ] {
             if bad == fp.as_str() {
                 continue;
             }

@@ -11,7 +11,7 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
 
-use crate::bytemask::{self, BLOCK};
+use crate::bytemask::{self, Run, BLOCK};
 use crate::context::{self, Cat, LazyNear as Near};
 use crate::types::PiiType;
 use crate::validate;
@@ -247,9 +247,7 @@ fn parse_group(text: &[u8], start: usize, g: &mut Group) -> usize {
     let mut i = start;
     loop {
         let s = i;
-        while i < text.len() && text[i].is_ascii_digit() {
-            i += 1;
-        }
+        i = bytemask::run_end(text, i, Run::Digits);
         g.blocks[g.n] = (s, i);
         g.n += 1;
         if g.n == MAX_BLOCKS || i >= text.len() {
@@ -292,9 +290,7 @@ fn numeric_groups(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
                     continue;
                 }
             }
-            while i < text.len() && is_alnum(text[i]) {
-                i += 1;
-            }
+            i = bytemask::run_end(text, i, Run::Word);
             continue;
         }
         let end = parse_group(text, i, &mut g);
@@ -307,10 +303,7 @@ fn numeric_groups(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
         } else if g.n == 1 {
             street_address(sc, text, g.blocks[0].0, out);
         }
-        i = end;
-        while i < text.len() && is_alnum(text[i]) {
-            i += 1;
-        }
+        i = bytemask::run_end(text, end, Run::Word);
     }
 }
 
