@@ -558,6 +558,11 @@ mod tests {
             for (cat, _) in LISTS {
                 for dist in [0, 2, 16, 24, 32, BEFORE] {
                     proptest::prop_assert_eq!(hot.ends_within(&text, start, cat, dist), want.before(cat, dist));
+                    // Lone questions first, then with the side cached.
+                    let lazy = LazyNear::new(&hot, &text, start, end);
+                    proptest::prop_assert_eq!(lazy.before(cat, dist), want.before(cat, dist));
+                    proptest::prop_assert_eq!(lazy.around(cat), want.around(cat));
+                    proptest::prop_assert_eq!(lazy.before(cat, dist), want.before(cat, dist));
                 }
             }
         }
