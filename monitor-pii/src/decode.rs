@@ -46,6 +46,34 @@ fn hex(c: u8) -> Option<u8> {
     }
 }
 
+/// How far around an escape a decoded view reaches, in bytes: past the
+/// longest value an escape can sit inside of that the scanner reports, and
+/// the hotword window around it.
+pub const REGION_MARGIN: usize = 1024;
+
+/// The stretches of `text` worth decoding: every `%XX` and `\u` with
+/// `margin` bytes on each side, overlapping stretches merged. A value
+/// holding no escape is the same in the raw text, where it is found
+/// already; so a text with one escape is decoded around it, not whole.
+pub fn escaped_regions(text: &[u8], margin: usize) -> Vec<(usize, usize)> {
+    let url = memchr::memchr_iter(b'%', text).filter(|&p| {
+        text.len() > p + 2 && hex(text[p + 1]).is_some() && hex(text[p + 2]).is_some()
+    });
+    let json = memchr::memmem::find_iter(text, b"\\u");
+    let mut escapes: Vec<usize> = url.chain(json).collect();
+    escapes.sort_unstable();
+    let mut regions: Vec<(usize, usize)> = Vec::new();
+    for p in escapes {
+        // An escape is at most six bytes (`\uXXXX`).
+        let (s, e) = (p.saturating_sub(margin), (p + 6 + margin).min(text.len()));
+        match regions.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => regions.push((s, e)),
+        }
+    }
+    regions
+}
+
 /// `%XX` decoding (and `+` as space), when the input has any `%XX`.
 pub fn url_decoded(text: &[u8]) -> Option<View> {
     let has = memchr::memchr_iter(b'%', text)
@@ -229,6 +257,20 @@ pub fn base64_text(run: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_regions_surround_each_escape() {
+        let mut text = vec![b'x'; 10_000];
+        text[100..103].copy_from_slice(b"%41");
+        text[150..156].copy_from_slice(b"\\u0041");
+        text[9_000..9_003].copy_from_slice(b"%zz");
+        text[9_990..9_993].copy_from_slice(b"%2f");
+        assert_eq!(
+            escaped_regions(&text, 64),
+            vec![(36, 150 + 6 + 64), (9_990 - 64, 10_000)]
+        );
+        assert!(escaped_regions(b"100% sure, \\n only", 64).is_empty());
+    }
 
     #[test]
     fn url_view_maps_back() {

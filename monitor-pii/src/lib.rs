@@ -95,6 +95,8 @@ pub struct Detector {
     scanner: Scanner,
     rules: PiiRules,
     key: FingerprintKey,
+    /// How far around an escape decoded views reach.
+    margin: usize,
 }
 
 impl Detector {
@@ -104,6 +106,7 @@ impl Detector {
             scanner: Scanner::new(),
             rules,
             key,
+            margin: decode::REGION_MARGIN,
         }
     }
 
@@ -172,20 +175,39 @@ impl Detector {
         if depth > 0 {
             return self.base64(text, depth, out);
         }
-        for view in [decode::url_decoded(text), decode::json_unescaped(text)]
-            .into_iter()
-            .flatten()
-        {
-            let mut inner = Vec::new();
-            self.scanner.scan(&view.bytes, &mut inner);
-            self.custom(&view.bytes, &mut inner);
-            for mut c in inner {
-                (c.start, c.end) = view.original(c.start, c.end);
-                c.decoded = true;
-                out.push(c);
+        self.escaped(text, self.margin, out);
+        self.base64(text, depth, out);
+    }
+
+    /// Candidates in URL-decoded and JSON-unescaped views of the stretches
+    /// of `text` around escapes (see [`decode::escaped_regions`]).
+    fn escaped(&self, text: &[u8], margin: usize, out: &mut Vec<Candidate>) {
+        // A stretch cut out of the text has false edges: a value there may
+        // look whole, or lose its hotwords. Candidates that near are left to
+        // the raw scan (with no escape within a quarter margin they hold none).
+        let edge = margin / 4;
+        for (s, e) in decode::escaped_regions(text, margin) {
+            let part = &text[s..e];
+            let clear = |start: usize, end: usize| {
+                (s == 0 || start >= s + edge) && (e == text.len() || end + edge <= e)
+            };
+            for view in [decode::url_decoded(part), decode::json_unescaped(part)]
+                .into_iter()
+                .flatten()
+            {
+                let mut inner = Vec::new();
+                self.scanner.scan(&view.bytes, &mut inner);
+                self.custom(&view.bytes, &mut inner);
+                for mut c in inner {
+                    let (start, end) = view.original(c.start, c.end);
+                    (c.start, c.end) = (s + start, s + end);
+                    if clear(c.start, c.end) {
+                        c.decoded = true;
+                        out.push(c);
+                    }
+                }
             }
         }
-        self.base64(text, depth, out);
     }
 
     fn base64(&self, text: &[u8], depth: usize, out: &mut Vec<Candidate>) {
@@ -379,6 +401,30 @@ mod tests {
         assert_eq!(f[0].0, "US_SSN");
         assert_eq!(f[0].1, outer);
         assert_eq!(f[0].2, "***-**-6789");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn decoding_around_escapes_finds_what_decoding_everything_finds(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "card ", "4111 1111 1111 1111", "4111%201111%201111%201111", "%20", "%34",
+                    "\\u0034111 1111 1111 1111", "ssn 123-45-6789", "ssn 123%2D45%2D6789",
+                    " ", "\n", "jane%40example.com", "call 202-555-0143", "order 12",
+                    "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor ",
+                ]),
+                0..60,
+            ),
+        ) {
+            let text = parts.concat();
+            let mut near = detector();
+            near.margin = 512;
+            let mut whole = detector();
+            whole.margin = usize::MAX / 4;
+            let got = near.scan(text.as_bytes());
+            proptest::prop_assert_eq!(got, whole.scan(text.as_bytes()));
+        }
     }
 
     #[test]
