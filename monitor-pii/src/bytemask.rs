@@ -68,6 +68,17 @@ pub fn is_base64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
 
+/// Whether `window` holds the letter `c` (given lowercase) in either case.
+/// Eight bytes at a time: cheaper than a search call on a few dozen bytes.
+pub fn has_letter(window: &[u8], c: u8) -> bool {
+    debug_assert!(c.is_ascii_lowercase());
+    let mut words = window.chunks_exact(8);
+    // Or-ing 0x20 folds only the capital onto `c`.
+    let folded =
+        |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes")) | (swar::ONES * 0x20);
+    words.any(|w| swar::eq(folded(w), c) != 0) || words.remainder().iter().any(|&b| b | 0x20 == c)
+}
+
 /// A class of bytes [`run_end`] can skip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Run {
@@ -344,6 +355,17 @@ mod tests {
                 let want = from.min(text.len()) + text[from.min(text.len())..].iter().take_while(|&&c| class.holds(c)).count();
                 proptest::prop_assert_eq!(run_end(&text, from.min(text.len()), class), want);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn has_letter_is_a_case_blind_byte_search(
+            window in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            c in b'a'..=b'z',
+        ) {
+            let want = window.iter().any(|b| b.to_ascii_lowercase() == c);
+            proptest::prop_assert_eq!(has_letter(&window, c), want);
         }
     }
 

@@ -28,24 +28,6 @@ pub fn before(text: &[u8], start: usize, span: usize) -> &[u8] {
     &text[start.saturating_sub(span)..start]
 }
 
-/// Whether `window` holds the letter `c` (given lowercase) in either case.
-/// Eight bytes at a time: cheaper than a search call on a few dozen bytes.
-pub fn has_letter(window: &[u8], c: u8) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    debug_assert!(c.is_ascii_lowercase());
-    let pattern = ONES * u64::from(c);
-    let mut words = window.chunks_exact(8);
-    for w in &mut words {
-        // Or-ing 0x20 folds only the capital onto `c`; a zero byte marks a match.
-        let x = (u64::from_le_bytes(w.try_into().expect("eight bytes")) | (ONES * 0x20)) ^ pattern;
-        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            return true;
-        }
-    }
-    words.remainder().iter().any(|&b| b | 0x20 == c)
-}
-
 /// The text shortly after `end`.
 pub fn after(text: &[u8], end: usize, span: usize) -> &[u8] {
     &text[end..(end + span).min(text.len())]
@@ -471,17 +453,6 @@ pub mod words {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    proptest::proptest! {
-        #[test]
-        fn has_letter_is_a_case_blind_byte_search(
-            window in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
-            c in b'a'..=b'z',
-        ) {
-            let want = window.iter().any(|b| b.to_ascii_lowercase() == c);
-            proptest::prop_assert_eq!(has_letter(&window, c), want);
-        }
-    }
 
     #[test]
     fn every_cvv_hotword_has_a_c() {

@@ -508,7 +508,7 @@ fn single_block(
     let n = digits.len();
     // Every CVV hotword has a 'c': skip the context lookup when the window has none.
     if (3..=4).contains(&n)
-        && context::has_letter(context::before(text, start, 24), b'c')
+        && bytemask::has_letter(context::before(text, start, 24), b'c')
         && cx.before(Cat::Cvv, 24)
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
