@@ -56,9 +56,7 @@ pub const REGION_MARGIN: usize = 1024;
 /// holding no escape is the same in the raw text, where it is found
 /// already; so a text with one escape is decoded around it, not whole.
 pub fn escaped_regions(text: &[u8], margin: usize) -> Vec<(usize, usize)> {
-    let url = memchr::memchr_iter(b'%', text).filter(|&p| {
-        text.len() > p + 2 && hex(text[p + 1]).is_some() && hex(text[p + 2]).is_some()
-    });
+    let url = memchr::memchr_iter(b'%', text).filter(|&p| url_escape_at(text, p));
     let json = memchr::memmem::find_iter(text, b"\\u");
     let mut escapes: Vec<usize> = url.chain(json).collect();
     escapes.sort_unstable();
@@ -74,11 +72,14 @@ pub fn escaped_regions(text: &[u8], margin: usize) -> Vec<(usize, usize)> {
     regions
 }
 
+/// Whether a `%XX` escape starts at `p`.
+fn url_escape_at(text: &[u8], p: usize) -> bool {
+    text.len() > p + 2 && hex(text[p + 1]).is_some() && hex(text[p + 2]).is_some()
+}
+
 /// `%XX` decoding (and `+` as space), when the input has any `%XX`.
 pub fn url_decoded(text: &[u8]) -> Option<View> {
-    let has = memchr::memchr_iter(b'%', text)
-        .any(|p| text.len() > p + 2 && hex(text[p + 1]).is_some() && hex(text[p + 2]).is_some());
-    if !has {
+    if !memchr::memchr_iter(b'%', text).any(|p| url_escape_at(text, p)) {
         return None;
     }
     let mut v = View::with_capacity(text.len());
