@@ -516,24 +516,19 @@ fn single_block(
     if (6..=17).contains(&n) && cx.before(Cat::Account, 32) {
         out.push(Candidate::new(PiiType::BankAccount, start, end, 0.75));
     }
-    // An address number is followed by a space and a capital.
-    if n <= 6
-        && text.get(end) == Some(&b' ')
-        && text.get(end + 1).is_some_and(u8::is_ascii_uppercase)
-    {
+    if n <= 6 {
         street_address(sc, text, start, out);
     }
 }
 
 fn street_address(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candidate>) {
-    // Cheap gate: "<digits> <Capital>" before running the grammar.
-    let tail = &text[start..(start + 160).min(text.len())];
-    let Some(sp) = tail.iter().position(|c| !c.is_ascii_alphanumeric()) else {
-        return;
-    };
-    if tail[sp] != b' ' || !tail.get(sp + 1).is_some_and(u8::is_ascii_uppercase) {
+    // Cheap gate: "<digits>[letters] <Capital>" before running the grammar,
+    // which wants at most six digits and a letter before the space.
+    let sp = bytemask::run_end(text, start, Run::Word);
+    if text.get(sp) != Some(&b' ') || !text.get(sp + 1).is_some_and(u8::is_ascii_uppercase) {
         return;
     }
+    let tail = &text[start..(start + 160).min(text.len())];
     if let Some(m) = sc.street.find(tail) {
         out.push(Candidate::new(
             PiiType::StreetAddress,
