@@ -142,37 +142,35 @@ pub fn json_unescaped(text: &[u8]) -> Option<View> {
 
 /// Shortest base64 run worth decoding.
 pub const MIN_BASE64: usize = 16;
+const _: () = assert!(MIN_BASE64 == 16, "runs_of_16 finds runs of sixteen");
 
 /// Runs of base64 (standard or URL-safe) characters at least [`MIN_BASE64`] long
 /// that mix cases or digits (so plain long words are not decoded).
 ///
-/// The base64 bytes of each 64-byte block come as a bit mask; and-ing the
-/// mask (joined with the next block's) with itself shifted by 1, 2, 4 and 8
-/// leaves a bit wherever sixteen base64 bytes in a row start, so blocks of
-/// ordinary text are passed over without a look at their bytes.
+/// Each 64-byte block is first tested for a cheap superset of the alphabet
+/// ([`bytemask::base64_loose`]) as a bit mask; and-ing that mask (joined with
+/// the next block's) with itself shifted by 1, 2, 4 and 8 leaves a bit
+/// wherever sixteen such bytes in a row start. Ordinary text (words between
+/// spaces, log timestamps with their colons) has none, so its blocks are
+/// passed over after two range compares;
+/// only blocks with a long superset run get the exact base64 mask.
 pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
     let n = text.len();
-    let bits_at = |base: usize| {
-        if base < n {
-            bytemask::base64(&text[base..n.min(base + BLOCK)])
-        } else {
-            0
-        }
-    };
+    let block = |base: usize| &text[base.min(n)..n.min(base + BLOCK)];
+    let superset = |base: usize| bytemask::base64_loose(block(base));
     let mut runs = Vec::new();
     let mut base = 0;
-    let mut cur = bits_at(0);
+    let mut cur = superset(0);
     // Bytes before `pos` belong to runs already taken.
     let mut pos = 0;
     while base < n {
-        let next = bits_at(base + BLOCK);
-        let w = u128::from(cur) | u128::from(next) << 64;
-        let mut long = w & w >> 1;
-        long &= long >> 2;
-        long &= long >> 4;
-        long &= long >> 8;
-        // Bit k: bytes base+k .. base+k+16 are all base64 (k from `pos` on).
-        let long = long as u64 & u64::MAX << (pos - base);
+        let next = superset(base + BLOCK);
+        let from = u64::MAX << (pos - base);
+        let mut long = runs_of_16(cur, next) & from;
+        if long != 0 {
+            let exact = |base: usize| bytemask::base64(block(base));
+            long = runs_of_16(exact(base), exact(base + BLOCK)) & from;
+        }
         if long == 0 {
             base += BLOCK;
             pos = base;
@@ -202,10 +200,22 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
             pos = e;
         } else {
             (base, pos) = (e, e);
-            cur = bits_at(e);
+            cur = superset(e);
         }
     }
     runs
+}
+
+/// Bit k: bits k..k+16 of the 128 bits `lo`, `hi` are all set (k < 64).
+/// Sixteen is [`MIN_BASE64`].
+#[inline]
+fn runs_of_16(lo: u64, hi: u64) -> u64 {
+    let w = u128::from(lo) | u128::from(hi) << 64;
+    let mut long = w & w >> 1;
+    long &= long >> 2;
+    long &= long >> 4;
+    long &= long >> 8;
+    long as u64
 }
 
 #[inline]
