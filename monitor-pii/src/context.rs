@@ -84,6 +84,10 @@ pub struct Hotwords {
     words: Vec<Hotword>,
     /// For each bucket (see [`bucket`]), its range in `words`.
     ranges: Vec<(u16, u16)>,
+    /// Per bucket, a bit per third byte (see [`third`]) some word of the
+    /// bucket has there (every bit for two-byte words): most word starts
+    /// that share a bucket with a hotword ("can", "content", "chat") stop here.
+    thirds: Vec<u32>,
     /// Per category, a bit per bucket holding one of its words.
     buckets_of: [[u64; 16]; CATS],
     /// Per category, its longest word.
@@ -144,6 +148,13 @@ impl Hotword {
 #[inline]
 fn bucket(a: u8, b: u8) -> usize {
     usize::from(a & 31) << 5 | usize::from(b & 31)
+}
+
+/// The bit of a word's third byte in [`Hotwords::thirds`]: five bits of it,
+/// which folds ASCII case (other bytes can share a bit).
+#[inline]
+fn third(c: u8) -> u32 {
+    1 << (c & 31)
 }
 
 /// For each category, how far before the start and after the end of a span
@@ -234,16 +245,19 @@ impl Hotwords {
             }
             r.1 = i as u16 + 1;
         }
+        let mut thirds = vec![0u32; 1 << 10];
         let mut buckets_of = [[0u64; 16]; CATS];
         let mut longest = [0; CATS];
         for h in &words {
             let k = bucket(h.word[0], h.word[1]);
+            thirds[k] |= h.word.get(2).map_or(u32::MAX, |&c| third(c));
             buckets_of[h.cat as usize][k / 64] |= 1 << (k % 64);
             longest[h.cat as usize] = longest[h.cat as usize].max(h.word.len());
         }
         Self {
             words,
             ranges,
+            thirds,
             buckets_of,
             longest,
         }
@@ -333,7 +347,9 @@ impl Hotwords {
                 break;
             }
             let k = bucket(text[ms], text[ms + 1]);
-            if only.is_some_and(|c| self.buckets_of[c as usize][k / 64] >> (k % 64) & 1 == 0) {
+            if only.is_some_and(|c| self.buckets_of[c as usize][k / 64] >> (k % 64) & 1 == 0)
+                || self.thirds[k] & third(text.get(ms + 2).copied().unwrap_or(0)) == 0
+            {
                 continue;
             }
             let (first, last) = self.ranges[k];
