@@ -346,25 +346,26 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
         }
         return;
     }
-    let mut d = [0u8; MAX_DIGITS];
+    // The group's digits, separators left out: blocks a..=b are `d[at[a]..at[b + 1]]`.
+    let mut d = [0u8; MAX_BLOCKS * MAX_DIGITS];
+    let mut at = [0usize; MAX_BLOCKS + 1];
+    for k in 0..g.n {
+        let (s, e) = g.blocks[k];
+        let len = (e - s).min(MAX_DIGITS);
+        d[at[k]..at[k] + len].copy_from_slice(&text[s..s + len]);
+        at[k + 1] = at[k] + len;
+    }
     for a in 0..g.n {
         let mut sep = 0;
-        let mut n = 0;
         for b in a..g.n {
             if b == a + 1 {
                 sep = g.seps[b];
             } else if b > a + 1 && g.seps[b] != sep {
                 break;
             }
-            let (s, e) = g.blocks[b];
-            // No shape takes more digits.
-            if n + e - s > MAX_DIGITS {
+            // No shape takes more digits (a block cut short above is too long as well).
+            if at[b + 1] - at[a] > MAX_DIGITS || lens[b] > MAX_DIGITS {
                 break;
-            }
-            // The digits of blocks a..b: block b appended to those of a..b-1.
-            for &c in &text[s..e] {
-                d[n] = c;
-                n += 1;
             }
             let span = Span {
                 g,
@@ -372,8 +373,8 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
                 b,
                 sep,
                 start: g.blocks[a].0,
-                end: e,
-                digits: &d[..n],
+                end: g.blocks[b].1,
+                digits: &d[at[a]..at[b + 1]],
                 lens: &lens[a..=b],
             };
             shapes(sc, cx, text, &span, out);
@@ -521,13 +522,20 @@ fn single_block(
     }
 }
 
+/// A US street address starting with the house number at `start`.
+#[inline]
 fn street_address(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candidate>) {
     // Cheap gate: "<digits>[letters] <Capital>" before running the grammar,
     // which wants at most six digits and a letter before the space.
     let sp = bytemask::run_end(text, start, Run::Word);
-    if text.get(sp) != Some(&b' ') || !text.get(sp + 1).is_some_and(u8::is_ascii_uppercase) {
-        return;
+    if text.get(sp) == Some(&b' ') && text.get(sp + 1).is_some_and(u8::is_ascii_uppercase) {
+        street_grammar(sc, text, start, out);
     }
+}
+
+/// The address grammar, for the few numbers that pass the gate.
+#[inline(never)]
+fn street_grammar(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candidate>) {
     let tail = &text[start..(start + 160).min(text.len())];
     if let Some(m) = sc.street.find(tail) {
         out.push(Candidate::new(
