@@ -217,7 +217,14 @@ pub fn normalize_into(kind: Option<PiiType>, raw: &[u8], out: &mut Vec<u8>) {
             CreditCard | UsSsn | UsItin | UsBankRouting | BankAccount | Cvv | PhoneNumber
             | DateOfBirth,
         ) => {
-            out.extend(raw.iter().copied().filter(u8::is_ascii_digit));
+            // Branch-free: every byte is written, only digits advance.
+            out.resize(raw.len(), 0);
+            let mut k = 0;
+            for &c in raw {
+                out[k] = c;
+                k += usize::from(c.is_ascii_digit());
+            }
+            out.truncate(k);
             // A leading US country code is the same number.
             if kind == Some(PhoneNumber) && out.len() == 11 && out[0] == b'1' {
                 out.remove(0);
@@ -270,7 +277,13 @@ fn keep_ends(out: &mut String, n: &[u8], head: usize, tail: usize) {
     let tail_start = n.len().saturating_sub(tail);
     let head = head.min(tail_start);
     push_text(out, &n[..head]);
-    out.extend(std::iter::repeat_n('*', tail_start - head));
+    let mut stars = tail_start - head;
+    while stars > 0 {
+        const STARS: &str = "********************************";
+        let k = stars.min(STARS.len());
+        out.push_str(&STARS[..k]);
+        stars -= k;
+    }
     push_text(out, &n[tail_start..]);
 }
 

@@ -377,9 +377,25 @@ fn classify(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
                 digits: &d[at[a]..at[b + 1]],
                 lens: &lens[a..=b],
             };
-            shapes(sc, cx, text, &span, out);
+            if b == a || joined_shape_fits(text, &span) {
+                shapes(sc, cx, text, &span, out);
+            }
         }
     }
+}
+
+/// Whether some shape takes `span` of two or more blocks: the first checks
+/// of [`card`], [`ssn_like`], [`phone`], [`ipv4`] and [`date_of_birth`] at
+/// once, so most spans cut out of a longer group cost no call.
+#[inline]
+fn joined_shape_fits(text: &[u8], span: &Span<'_>) -> bool {
+    let (n, nb, sep, lens) = (span.digits.len(), span.blocks(), span.sep, span.lens);
+    let plus = span.start > 0 && text[span.start - 1] == b'+';
+    ((12..=19).contains(&n) && matches!(sep, b' ' | b'-'))
+        || (nb == 3 && (n == 9 || matches!(sep, b'/' | b'-' | b'.')))
+        || (nb == 4 && sep == b'.')
+        || matches!(lens, [3, 3] | [3, 3, 4] | [1, 3, 3, 4])
+        || (plus && (8..=15).contains(&n))
 }
 
 /// Tries every shape that `span`'s digit count, block count and separator allow.
