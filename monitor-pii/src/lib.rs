@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-pub use mask::{load_or_create_key, BadFingerprint, Fingerprint, FingerprintKey, KeyError};
+pub use mask::{load_or_create_key, BadFingerprint, Fingerprint, FingerprintKey, KeyError, Masked};
 pub use rules::{PiiRules, RulesError};
 pub use stream::StreamScanner;
 pub use types::PiiType;
@@ -81,7 +81,7 @@ pub struct Finding {
     #[serde(serialize_with = "two_decimals")]
     pub score: f32,
     /// The value masked (cards: at most the first 6 and last 4 digits).
-    pub masked: String,
+    pub masked: Masked,
     /// HMAC-SHA256 of the normalized value under the host key (hex, 128 bits).
     pub fingerprint: Fingerprint,
 }
@@ -344,7 +344,7 @@ mod tests {
             "card 4111 1111 1111 1111",
             "card=4111-1111-1111-1111",
         ];
-        let fps: Vec<(String, Fingerprint)> = forms
+        let fps: Vec<(Masked, Fingerprint)> = forms
             .iter()
             .map(|t| {
                 let f = d.scan(t.as_bytes()).remove(0);
@@ -365,7 +365,7 @@ mod tests {
                 (
                     f.kind.name().to_owned(),
                     text[f.start..f.end].to_owned(),
-                    f.masked,
+                    f.masked.into(),
                 )
             })
             .collect()

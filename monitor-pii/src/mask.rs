@@ -264,35 +264,149 @@ pub fn normalize_into(kind: Option<PiiType>, raw: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Appends `b` as text (invalid UTF-8 replaced).
-fn push_text(out: &mut String, b: &[u8]) {
-    match std::str::from_utf8(b) {
-        Ok(s) => out.push_str(s),
-        Err(_) => out.push_str(&String::from_utf8_lossy(b)),
+/// Longest mask, in bytes. A longer rendering (a long e-mail domain, a
+/// long token's stars) is cut at a character boundary and ends in `…`.
+pub const MASKED_CAP: usize = 62;
+
+/// A masked value: at most [`MASKED_CAP`] bytes of UTF-8, held inline (no
+/// allocation per finding). Reads as a `&str`; serializes as a string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Masked {
+    len: u8,
+    /// Cut short: the text ends in `…` and takes nothing more.
+    cut: bool,
+    buf: [u8; MASKED_CAP],
+}
+
+impl Masked {
+    fn new() -> Self {
+        Self {
+            len: 0,
+            cut: false,
+            buf: [0; MASKED_CAP],
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).expect("only whole characters")
+    }
+
+    /// Appends `s`; what does not fit is cut (see [`MASKED_CAP`]).
+    fn push_str(&mut self, s: &str) {
+        const ELLIPSIS: &str = "\u{2026}";
+        let len = usize::from(self.len);
+        if self.cut {
+            return;
+        }
+        if len + s.len() <= MASKED_CAP {
+            self.buf[len..len + s.len()].copy_from_slice(s.as_bytes());
+            self.len = (len + s.len()) as u8;
+            return;
+        }
+        // Keep what fits before the ellipsis, ending on a character boundary.
+        let keep = MASKED_CAP - ELLIPSIS.len();
+        let end = if keep >= len {
+            let k = (0..=keep - len)
+                .rev()
+                .find(|&k| s.is_char_boundary(k))
+                .unwrap_or(0);
+            self.buf[len..len + k].copy_from_slice(&s.as_bytes()[..k]);
+            len + k
+        } else {
+            let text = self.as_str();
+            (0..=keep)
+                .rev()
+                .find(|&e| text.is_char_boundary(e))
+                .unwrap_or(0)
+        };
+        self.buf[end..end + ELLIPSIS.len()].copy_from_slice(ELLIPSIS.as_bytes());
+        self.len = (end + ELLIPSIS.len()) as u8;
+        self.cut = true;
+    }
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    /// Appends `b` as text (invalid UTF-8 replaced).
+    fn push_text(&mut self, b: &[u8]) {
+        match std::str::from_utf8(b) {
+            Ok(s) => self.push_str(s),
+            Err(_) => self.push_str(&String::from_utf8_lossy(b)),
+        }
+    }
+
+    /// Appends `n` stars.
+    fn push_stars(&mut self, mut n: usize) {
+        const STARS: &str = "********************************";
+        while n > 0 {
+            let k = n.min(STARS.len());
+            self.push_str(&STARS[..k]);
+            n -= k;
+        }
+    }
+}
+
+impl std::ops::Deref for Masked {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Masked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Masked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq<str> for Masked {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Masked {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<Masked> for String {
+    fn from(m: Masked) -> String {
+        m.as_str().to_owned()
+    }
+}
+
+impl serde::Serialize for Masked {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
 /// `n` kept to its first `head` and last `tail` bytes, stars between.
-fn keep_ends(out: &mut String, n: &[u8], head: usize, tail: usize) {
+fn keep_ends(out: &mut Masked, n: &[u8], head: usize, tail: usize) {
     let tail_start = n.len().saturating_sub(tail);
     let head = head.min(tail_start);
-    push_text(out, &n[..head]);
-    let mut stars = tail_start - head;
-    while stars > 0 {
-        const STARS: &str = "********************************";
-        let k = stars.min(STARS.len());
-        out.push_str(&STARS[..k]);
-        stars -= k;
-    }
-    push_text(out, &n[tail_start..]);
+    out.push_text(&n[..head]);
+    out.push_stars(tail_start - head);
+    out.push_text(&n[tail_start..]);
 }
 
 /// A masked rendering that never holds more than the type allows
 /// (cards: first 6 and last 4 digits at most).
-pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> String {
+pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> Masked {
     use PiiType::*;
     let n = normalized;
-    let mut out = String::with_capacity(24);
+    let mut out = Masked::new();
     match kind {
         Some(CreditCard) if n.len() >= 13 => keep_ends(&mut out, n, 6, 4),
         Some(CardTrackData) if n.len() >= 13 => {
@@ -302,7 +416,7 @@ pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> String {
         }
         Some(UsSsn | UsItin) => {
             out.push_str("***-**-");
-            push_text(&mut out, &n[n.len().saturating_sub(4)..]);
+            out.push_text(&n[n.len().saturating_sub(4)..]);
         }
         Some(UsBankRouting | BankAccount | PhoneNumber) => keep_ends(&mut out, n, 0, 4),
         Some(IbanCode) if n.len() > 8 => keep_ends(&mut out, n, 4, 4),
@@ -310,16 +424,16 @@ pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> String {
             Some(at) if at > 0 => {
                 out.push(char::from(n[0]));
                 out.push_str("***");
-                push_text(&mut out, &n[at..]);
+                out.push_text(&n[at..]);
             }
             _ => out.push_str("***"),
         },
         Some(IpAddress) => {
             let mut parts = raw.split(|&c| c == b'.');
-            push_text(&mut out, parts.next().unwrap_or_default());
+            out.push_text(parts.next().unwrap_or_default());
             out.push('.');
             match parts.next() {
-                Some(p) => push_text(&mut out, p),
+                Some(p) => out.push_text(p),
                 None => out.push('*'),
             }
             out.push_str(".*.*");
@@ -330,7 +444,7 @@ pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> String {
                 .split(|c| !c.is_ascii_digit())
                 .find(|p| p.len() == 4 && n.len() >= 4)
                 .unwrap_or(b"****");
-            push_text(&mut out, year);
+            out.push_text(year);
             out.push_str("-**-**");
         }
         Some(StreetAddress) => {
@@ -361,12 +475,15 @@ pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> String {
                 .unwrap_or(4)
                 .min(8)
                 .min(raw.len());
-            push_text(&mut out, &raw[..prefix_len]);
-            out.extend(std::iter::repeat_n('*', raw.len() - prefix_len));
+            out.push_text(&raw[..prefix_len]);
+            out.push_stars(raw.len() - prefix_len);
         }
-        Some(Jwt) => out = format!("eyJ***[{} bytes]", raw.len()),
-        Some(PrivateKey) => out = format!("-----BEGIN *** PRIVATE KEY----- [{} bytes]", raw.len()),
-        _ => out.extend(std::iter::repeat_n('*', raw.len().min(32))),
+        Some(Jwt) => out.push_str(&format!("eyJ***[{} bytes]", raw.len())),
+        Some(PrivateKey) => out.push_str(&format!(
+            "-----BEGIN *** PRIVATE KEY----- [{} bytes]",
+            raw.len()
+        )),
+        _ => out.push_stars(raw.len().min(32)),
     }
     out
 }
@@ -422,6 +539,45 @@ mod tests {
             mask(Some(PiiType::AwsAccessKey), k, k),
             "AKIA****************"
         );
+    }
+
+    #[test]
+    fn long_masks_are_cut_with_an_ellipsis() {
+        let email = format!("jane@{}.com", "x".repeat(100));
+        let n = normalize(Some(PiiType::EmailAddress), email.as_bytes());
+        let m = mask(Some(PiiType::EmailAddress), email.as_bytes(), &n);
+        assert!(m.len() <= MASKED_CAP && m.starts_with("j***@xxx"), "{m}");
+        assert!(m.ends_with('\u{2026}'), "{m}");
+        let names = "Élodie ".repeat(30);
+        let m = mask(Some(PiiType::Person), names.as_bytes(), b"");
+        assert!(m.len() <= MASKED_CAP && m.starts_with("É. É.") && m.ends_with('\u{2026}'));
+        assert_eq!(String::from(m), m.as_str());
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            format!("{:?}", m.as_str())
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn masks_hold_what_was_pushed_or_a_prefix_and_an_ellipsis(
+            parts in proptest::collection::vec("[a-z*É€😀.]{0,30}", 0..8),
+        ) {
+            let mut m = Masked::new();
+            for p in &parts {
+                m.push_str(p);
+            }
+            let full = parts.concat();
+            if full.len() <= MASKED_CAP {
+                proptest::prop_assert_eq!(m.as_str(), full);
+            } else {
+                let kept = m.strip_suffix('\u{2026}').expect("an ellipsis");
+                proptest::prop_assert!(m.len() <= MASKED_CAP);
+                proptest::prop_assert!(full.starts_with(kept));
+                // At most a character (four bytes) short of the room left.
+                proptest::prop_assert!(kept.len() + 4 > MASKED_CAP - 3);
+            }
+        }
     }
 
     proptest::proptest! {

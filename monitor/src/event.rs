@@ -149,7 +149,7 @@ impl From<monitor_pii::Finding> for PiiFinding {
             start: f.start as u64,
             end: f.end as u64,
             score: (f.score * 100.0).round() / 100.0,
-            masked: f.masked,
+            masked: f.masked.into(),
             fingerprint: f.fingerprint,
         }
     }
