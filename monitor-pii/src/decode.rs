@@ -56,10 +56,11 @@ pub const REGION_MARGIN: usize = 1024;
 /// holding no escape is the same in the raw text, where it is found
 /// already; so a text with one escape is decoded around it, not whole.
 pub fn escaped_regions(text: &[u8], margin: usize) -> Vec<(usize, usize)> {
-    let url = memchr::memchr_iter(b'%', text).filter(|&p| url_escape_at(text, p));
-    let json = memchr::memmem::find_iter(text, b"\\u");
-    let mut escapes: Vec<usize> = url.chain(json).collect();
-    escapes.sort_unstable();
+    // One pass for both escape bytes; the positions come in order.
+    let escapes = memchr::memchr2_iter(b'%', b'\\', text).filter(|&p| match text[p] {
+        b'%' => url_escape_at(text, p),
+        _ => text.get(p + 1) == Some(&b'u'),
+    });
     let mut regions: Vec<(usize, usize)> = Vec::new();
     for p in escapes {
         // An escape is at most six bytes (`\uXXXX`).

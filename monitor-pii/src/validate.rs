@@ -285,14 +285,16 @@ pub fn entropy(s: &[u8]) -> f64 {
         counts[b as usize] += 1;
     }
     let n = s.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
+    // Each distinct byte once, in the order met (not all 256 slots).
+    let mut h = 0.0;
+    for &b in s {
+        let c = std::mem::take(&mut counts[usize::from(b)]);
+        if c > 0 {
             let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum()
+            h -= p * p.log2();
+        }
+    }
+    h
 }
 
 /// The decimal value of ASCII digits (up to 9 of them).
@@ -357,6 +359,17 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn entropy_is_the_shannon_sum_over_byte_values(s in proptest::collection::vec(0u8..12, 0..300)) {
+            let n = s.len() as f64;
+            let want: f64 = (0..=255u8)
+                .map(|b| s.iter().filter(|&&c| c == b).count() as f64 / n)
+                .filter(|&p| p > 0.0)
+                .map(|p| -p * p.log2())
+                .sum();
+            prop_assert!((entropy(&s) - want).abs() < 1e-9);
+        }
+
         #[test]
         fn constructed_cards_pass_and_one_digit_mutations_fail(
             body in proptest::collection::vec(0u8..10, 14),
