@@ -217,14 +217,7 @@ pub fn normalize_into(kind: Option<PiiType>, raw: &[u8], out: &mut Vec<u8>) {
             CreditCard | UsSsn | UsItin | UsBankRouting | BankAccount | Cvv | PhoneNumber
             | DateOfBirth,
         ) => {
-            // Branch-free: every byte is written, only digits advance.
-            out.resize(raw.len(), 0);
-            let mut k = 0;
-            for &c in raw {
-                out[k] = c;
-                k += usize::from(c.is_ascii_digit());
-            }
-            out.truncate(k);
+            out.extend(raw.iter().copied().filter(u8::is_ascii_digit));
             // A leading US country code is the same number.
             if kind == Some(PhoneNumber) && out.len() == 11 && out[0] == b'1' {
                 out.remove(0);
