@@ -38,29 +38,37 @@ impl Masks {
 /// Much cheaper than [`Masks::of`], so a pass can rule out blocks of
 /// ordinary text before classifying them.
 pub fn in_range(chunk: &[u8], lo: u8, hi: u8) -> u64 {
-    debug_assert!(chunk.len() <= BLOCK && lo <= hi && hi < 0x80);
-    if chunk.len() == BLOCK {
-        return lanes::range_bits(chunk.try_into().expect("a whole block"), lo, hi);
+    debug_assert!(lo <= hi && hi < 0x80);
+    bits_of(
+        chunk,
+        |block| lanes::range_bits(block, lo, hi),
+        |c| (lo..=hi).contains(&c),
+    )
+}
+
+/// `whole` on a whole block; on a short tail, `byte` on each byte (bits
+/// past its end are clear).
+#[inline]
+fn bits_of(
+    chunk: &[u8],
+    whole: impl FnOnce(&[u8; BLOCK]) -> u64,
+    byte: impl Fn(u8) -> bool,
+) -> u64 {
+    debug_assert!(chunk.len() <= BLOCK);
+    match <&[u8; BLOCK]>::try_from(chunk) {
+        Ok(block) => whole(block),
+        Err(_) => chunk
+            .iter()
+            .enumerate()
+            .map(|(k, &c)| u64::from(byte(c)) << k)
+            .sum(),
     }
-    chunk
-        .iter()
-        .enumerate()
-        .map(|(k, &c)| u64::from((lo..=hi).contains(&c)) << k)
-        .sum()
 }
 
 /// Bytes of `chunk` (at most [`BLOCK`]) in either base64 alphabet:
 /// `A-Z a-z 0-9 + / - _`.
 pub fn base64(chunk: &[u8]) -> u64 {
-    debug_assert!(chunk.len() <= BLOCK);
-    if chunk.len() == BLOCK {
-        return lanes::base64_bits(chunk.try_into().expect("a whole block"));
-    }
-    chunk
-        .iter()
-        .enumerate()
-        .map(|(k, &c)| u64::from(is_base64(c)) << k)
-        .sum()
+    bits_of(chunk, lanes::base64_bits, is_base64)
 }
 
 /// Bytes of `chunk` (at most [`BLOCK`]) in `+`..=`9` or `A`..=`z`: every
@@ -68,15 +76,7 @@ pub fn base64(chunk: &[u8]) -> u64 {
 /// compares, so it rules out ordinary text at a fraction of the cost of
 /// [`base64`].
 pub fn base64_loose(chunk: &[u8]) -> u64 {
-    debug_assert!(chunk.len() <= BLOCK);
-    if chunk.len() == BLOCK {
-        return lanes::base64_loose_bits(chunk.try_into().expect("a whole block"));
-    }
-    chunk
-        .iter()
-        .enumerate()
-        .map(|(k, &c)| u64::from(is_base64_loose(c)) << k)
-        .sum()
+    bits_of(chunk, lanes::base64_loose_bits, is_base64_loose)
 }
 
 /// The byte test behind [`base64_loose`].
@@ -198,13 +198,19 @@ mod lanes {
         unsafe { sse2_range_bits(block, lo, hi) }
     }
 
+    /// `test` on each sixteen bytes of the block, packed to bits.
     #[target_feature(enable = "sse2")]
-    fn sse2_range_bits(block: &[u8; BLOCK], lo: u8, hi: u8) -> u64 {
+    fn each_16(block: &[u8; BLOCK], test: impl Fn(__m128i) -> __m128i) -> u64 {
         let mut m = 0;
         for (i, b) in block.chunks_exact(16).enumerate() {
-            m |= bits(in_range(load(b), lo, hi)) << (16 * i);
+            m |= bits(test(load(b))) << (16 * i);
         }
         m
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sse2_range_bits(block: &[u8; BLOCK], lo: u8, hi: u8) -> u64 {
+        each_16(block, |x| in_range(x, lo, hi))
     }
 
     pub fn base64_bits(block: &[u8; BLOCK]) -> u64 {
@@ -214,9 +220,7 @@ mod lanes {
 
     #[target_feature(enable = "sse2")]
     fn sse2_base64_bits(block: &[u8; BLOCK]) -> u64 {
-        let mut m = 0;
-        for (i, b) in block.chunks_exact(16).enumerate() {
-            let x = load(b);
+        each_16(block, |x| {
             let eq = |c: u8| _mm_cmpeq_epi8(x, splat(c));
             let alnum = _mm_or_si128(
                 in_range(x, b'0', b'9'),
@@ -227,9 +231,8 @@ mod lanes {
                 _mm_or_si128(eq(b'+'), eq(b'/')),
                 _mm_or_si128(eq(b'-'), eq(b'_')),
             );
-            m |= bits(_mm_or_si128(alnum, symbol)) << (16 * i);
-        }
-        m
+            _mm_or_si128(alnum, symbol)
+        })
     }
 
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
@@ -239,13 +242,9 @@ mod lanes {
 
     #[target_feature(enable = "sse2")]
     fn sse2_base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
-        let mut m = 0;
-        for (i, b) in block.chunks_exact(16).enumerate() {
-            let x = load(b);
-            let v = _mm_or_si128(in_range(x, b'+', b'9'), in_range(x, b'A', b'z'));
-            m |= bits(v) << (16 * i);
-        }
-        m
+        each_16(block, |x| {
+            _mm_or_si128(in_range(x, b'+', b'9'), in_range(x, b'A', b'z'))
+        })
     }
 
     #[target_feature(enable = "sse2")]
@@ -437,21 +436,15 @@ mod tests {
         let all: Vec<u8> = (0..=255).collect();
         for chunk in all.chunks(BLOCK) {
             let block = chunk.try_into().unwrap();
-            let want: u64 = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, &c)| u64::from(is_base64(c)) << k)
-                .sum();
-            assert_eq!(base64(chunk), want);
-            assert_eq!(swar::base64_bits(block), want);
+            let want = |test: fn(u8) -> bool| -> u64 {
+                let bit = |(k, &c): (usize, &u8)| u64::from(test(c)) << k;
+                chunk.iter().enumerate().map(bit).sum()
+            };
+            assert_eq!(base64(chunk), want(is_base64));
+            assert_eq!(swar::base64_bits(block), want(is_base64));
             let loose = |c: u8| (b'+'..=b'9').contains(&c) || (b'A'..=b'z').contains(&c);
-            let want: u64 = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, &c)| u64::from(loose(c)) << k)
-                .sum();
-            assert_eq!(base64_loose(chunk), want);
-            assert_eq!(swar::base64_loose_bits(block), want);
+            assert_eq!(base64_loose(chunk), want(loose));
+            assert_eq!(swar::base64_loose_bits(block), want(loose));
         }
     }
 }
