@@ -175,13 +175,14 @@ impl Detector {
         if depth > 0 {
             return self.base64(text, depth, out);
         }
-        self.escaped(text, self.margin, out);
+        self.escaped(text, out);
         self.base64(text, depth, out);
     }
 
     /// Candidates in URL-decoded and JSON-unescaped views of the stretches
     /// of `text` around escapes (see [`decode::escaped_regions`]).
-    fn escaped(&self, text: &[u8], margin: usize, out: &mut Vec<Candidate>) {
+    fn escaped(&self, text: &[u8], out: &mut Vec<Candidate>) {
+        let margin = self.margin;
         // A stretch cut out of the text has false edges: a value there may
         // look whole, or lose its hotwords. Candidates that near are left to
         // the raw scan (with no escape within a quarter margin they hold none).
