@@ -517,9 +517,10 @@ fn single_block(
         start, end, digits, ..
     } = *span;
     let n = digits.len();
-    // Every CVV hotword has a 'c': skip the context lookup when the window has none.
+    // Every CVV hotword has a 'c' at most six bytes from its end ("card
+    // verification"): skip the context lookup when the window has none.
     if (3..=4).contains(&n)
-        && bytemask::has_letter(context::before(text, start, 24), b'c')
+        && bytemask::has_letter(context::before(text, start, 24 + 6), b'c')
         && cx.before(Cat::Cvv, 24)
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
@@ -1159,6 +1160,12 @@ mod tests {
         let t = kinds(";4111111111111111=25121010000012300000?");
         assert_eq!(t[0].0, PiiType::CardTrackData);
         assert!(has("cvv: 123", PiiType::Cvv, "123"));
+        // The hotword ends 21 bytes back, its last 'c' 27 bytes back.
+        assert!(has(
+            "card verification number on the form: 123",
+            PiiType::Cvv,
+            "123"
+        ));
         assert!(!has("we have 123 apples", PiiType::Cvv, "123"));
     }
 
