@@ -539,10 +539,19 @@ fn single_block(
 /// A US street address starting with the house number at `start`.
 #[inline]
 fn street_address(sc: &Scanner, text: &[u8], start: usize, out: &mut Vec<Candidate>) {
-    // Cheap gate: "<digits>[letters] <Capital>" before running the grammar,
-    // which wants at most six digits and a letter before the space.
+    // Cheap gate: "<digits>[letters]<space><Capital>" before running the
+    // grammar, which wants at most six digits and a letter, then any space
+    // `\s` takes: ASCII (tab and line breaks too) or a Unicode space such as
+    // U+00A0, whose first byte is not ASCII (left to the grammar).
     let sp = bytemask::run_end(text, start, Run::Word);
-    if text.get(sp) == Some(&b' ') && text.get(sp + 1).is_some_and(u8::is_ascii_uppercase) {
+    let gap = match text.get(sp) {
+        Some(b' ' | b'\t' | b'\n' | b'\r' | 0x0B | 0x0C) => {
+            text.get(sp + 1).is_some_and(u8::is_ascii_uppercase)
+        }
+        Some(c) => !c.is_ascii(),
+        None => false,
+    };
+    if gap {
         street_grammar(sc, text, start, out);
     }
 }
@@ -1102,6 +1111,34 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The street gate must pass every number the grammar takes.
+        #[test]
+        fn the_street_gate_hides_no_address(
+            number in proptest::sample::select(vec!["12", "4711", "9A", "1234567", "12b"]),
+            gaps in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    " ", "\t", "\n", "\r", "\u{b}", "\u{c}", "\u{a0}", "\u{2009}", "\u{3000}", "  ", "-", "",
+                ]),
+                3,
+            ),
+            direction in proptest::sample::select(vec!["", "N.", "w"]),
+            name in proptest::sample::select(vec!["Main", "Oak Hill", "elm", "O'Neil"]),
+            suffix in proptest::sample::select(vec!["St", "Street", "Ave.", "Road", "Lane", "Stop"]),
+            tail in proptest::sample::select(vec!["", ", Apt 4", ", Austin, TX 78701", "x"]),
+        ) {
+            let mut text = format!("at {number}{}", gaps[0]);
+            if !direction.is_empty() {
+                text.push_str(&format!("{direction}{}", gaps[1]));
+            }
+            text.push_str(&format!("{name}{}{suffix}{tail}", gaps[2]));
+            let sc = Scanner::new();
+            let (mut gated, mut grammar) = (Vec::new(), Vec::new());
+            street_address(&sc, text.as_bytes(), 3, &mut gated);
+            street_grammar(&sc, text.as_bytes(), 3, &mut grammar);
+            let spans = |v: &[Candidate]| v.iter().map(|c| (c.start, c.end)).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(spans(&gated), spans(&grammar), "{:?}", text);
+        }
+
         /// The span gate is a copy of the shapes' first checks: a shape
         /// added or widened without it would lose candidates silently.
         #[test]
@@ -1298,6 +1335,10 @@ mod tests {
             PiiType::StreetAddress,
             "1600 Pennsylvania Avenue, Washington, DC 20500"
         ));
+        for gap in ["\t", "\u{a0}", "\n"] {
+            let text = format!("lives at 12{gap}Main Street");
+            assert!(has(&text, PiiType::StreetAddress, &text[9..]), "{text:?}");
+        }
         assert!(has("name: John Smith", PiiType::Person, "John Smith"));
         assert!(has("{\"first_name\": \"María\"}", PiiType::Person, "María"));
         assert!(has(
