@@ -51,14 +51,16 @@ fn hex(c: u8) -> Option<u8> {
 /// the hotword window around it.
 pub const REGION_MARGIN: usize = 1024;
 
-/// The stretches of `text` worth decoding: every `%XX` and `\u` with
-/// `margin` bytes on each side, overlapping stretches merged. A value
-/// holding no escape is the same in the raw text, where it is found
-/// already; so a text with one escape is decoded around it, not whole.
+/// The stretches of `text` worth decoding: every `%XX`, form-encoded
+/// space between digits (see [`form_space_at`]) and `\u` with `margin`
+/// bytes on each side, overlapping stretches merged. A value holding no
+/// escape is the same in the raw text, where it is found already; so a
+/// text with one escape is decoded around it, not whole.
 pub fn escaped_regions(text: &[u8], margin: usize) -> Vec<(usize, usize)> {
-    // One pass for both escape bytes; the positions come in order.
-    let escapes = memchr::memchr2_iter(b'%', b'\\', text).filter(|&p| match text[p] {
+    // One pass for every escape byte; the positions come in order.
+    let escapes = memchr::memchr3_iter(b'%', b'+', b'\\', text).filter(|&p| match text[p] {
         b'%' => url_escape_at(text, p),
+        b'+' => form_space_at(text, p),
         _ => text.get(p + 1) == Some(&b'u'),
     });
     let mut regions: Vec<(usize, usize)> = Vec::new();
@@ -78,9 +80,26 @@ fn url_escape_at(text: &[u8], p: usize) -> bool {
     text.len() > p + 2 && hex(text[p + 1]).is_some() && hex(text[p + 2]).is_some()
 }
 
-/// `%XX` decoding (and `+` as space), when the input has any `%XX`.
+/// Whether the `+` at `p` is a form-encoded space inside a number: two
+/// digits on each side, as in a card typed with spaces and posted as
+/// `card=4111+1111+1111+1111`. (A `+` in base64 or arithmetic rarely has
+/// two digits on both sides; a stray one costs one region's decoding.)
+fn form_space_at(text: &[u8], p: usize) -> bool {
+    let digits = |r: std::ops::Range<usize>| {
+        text.get(r)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+    };
+    p >= 2 && digits(p - 2..p) && digits(p + 1..p + 3)
+}
+
+/// `%XX` decoding and `+` as space, when the input has a `%XX` or a
+/// form-encoded space between digits.
 pub fn url_decoded(text: &[u8]) -> Option<View> {
-    if !memchr::memchr_iter(b'%', text).any(|p| url_escape_at(text, p)) {
+    let escaped = memchr::memchr2_iter(b'%', b'+', text).any(|p| match text[p] {
+        b'%' => url_escape_at(text, p),
+        _ => form_space_at(text, p),
+    });
+    if !escaped {
         return None;
     }
     let mut v = View::with_capacity(text.len());
@@ -294,6 +313,8 @@ mod tests {
             vec![(36, 150 + 6 + 64), (9_990 - 64, 10_000)]
         );
         assert!(escaped_regions(b"100% sure, \\n only", 64).is_empty());
+        assert_eq!(escaped_regions(b"card=4111+1111", 64), vec![(0, 14)]);
+        assert!(escaped_regions(b"C++ 1+1 +12 12+ dGVzdA+x", 64).is_empty());
     }
 
     #[test]
@@ -302,6 +323,9 @@ mod tests {
         assert_eq!(v.bytes, b"card=4111 1111 1111");
         assert_eq!(v.original(5, 19), (5, 21));
         assert!(url_decoded(b"100% sure").is_none());
+        let v = url_decoded(b"n=Jo+Li&card=4111+1111").unwrap();
+        assert_eq!(v.bytes, b"n=Jo Li&card=4111 1111");
+        assert!(url_decoded(b"+1 202 and 1+1").is_none());
     }
 
     #[test]

@@ -390,6 +390,22 @@ mod tests {
         assert_eq!(f[0].1, "4111%201111%201111%201111");
         assert_eq!(f[0].2, "411111******1111");
 
+        // A form post with no `%XX`: the spaces typed in the number are `+`.
+        let form = "name=Jo+Li&card=4111+1111+1111+1111&ssn=123+45+6789&exp=12";
+        let f = found(form);
+        let kinds: Vec<_> = f
+            .iter()
+            .map(|f| (f.0.as_str(), f.1.as_str(), f.2.as_str()))
+            .collect();
+        assert!(
+            kinds.contains(&("CREDIT_CARD", "4111+1111+1111+1111", "411111******1111")),
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.contains(&("US_SSN", "123+45+6789", "***-**-6789")),
+            "{kinds:?}"
+        );
+
         let json = r#"{"msg":"my card is \u0034111111111111111"}"#;
         let f = found(json);
         assert_eq!(f[0].1, r"\u0034111111111111111");
