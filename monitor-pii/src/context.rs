@@ -200,6 +200,11 @@ impl<'a> LazyNear<'a> {
         }
     }
 
+    /// Where the span starts: `before` distances are measured from here.
+    pub fn start(&self) -> usize {
+        self.span.0
+    }
+
     fn distance_before(&self, cat: Cat) -> usize {
         let d = self
             .before

@@ -263,8 +263,8 @@ fn parse_group(text: &[u8], start: usize, g: &mut Group) -> usize {
 }
 
 /// Candidates from the numeric groups of `text`. `GATED`: skip the spans
-/// [`joined_shape_fits`] rules out (always, but for the test that checks
-/// the gate drops no candidate).
+/// [`joined_shape_fits`] rules out and the CVV lookups no 'c' calls for
+/// (always, but for the test that checks the gates drop no candidate).
 fn numeric_groups<const GATED: bool>(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
     let mut g = Group {
         blocks: [(0, 0); MAX_BLOCKS],
@@ -339,7 +339,7 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
                 digits: &text[start..end],
                 lens: &lens[..1],
             };
-            shapes(sc, cx, text, &span, out);
+            shapes::<GATED>(sc, cx, text, &span, out);
         }
         return;
     }
@@ -375,7 +375,7 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
                 lens: &lens[a..=b],
             };
             if b == a || !GATED || joined_shape_fits(text, &span) {
-                shapes(sc, cx, text, &span, out);
+                shapes::<GATED>(sc, cx, text, &span, out);
             }
         }
     }
@@ -396,7 +396,13 @@ fn joined_shape_fits(text: &[u8], span: &Span<'_>) -> bool {
 }
 
 /// Tries every shape that `span`'s digit count, block count and separator allow.
-fn shapes(sc: &Scanner, cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
+fn shapes<const GATED: bool>(
+    sc: &Scanner,
+    cx: &Near<'_>,
+    text: &[u8],
+    span: &Span<'_>,
+    out: &mut Vec<Candidate>,
+) {
     let (n, nb, sep) = (span.digits.len(), span.blocks(), span.sep);
     if n >= 12 {
         card(cx, text, span, out);
@@ -405,7 +411,7 @@ fn shapes(sc: &Scanner, cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut V
         ssn_like(cx, span, out);
     }
     if nb == 1 {
-        single_block(sc, cx, text, span, out);
+        single_block::<GATED>(sc, cx, text, span, out);
     }
     // The shortest phone shape, "(AAA) EEE-NNNN" seen as two blocks, has six digits.
     if n >= 6 {
@@ -509,7 +515,7 @@ fn ssn_like(cx: &Near<'_>, span: &Span<'_>, out: &mut Vec<Candidate>) {
     }
 }
 
-fn single_block(
+fn single_block<const GATED: bool>(
     sc: &Scanner,
     cx: &Near<'_>,
     text: &[u8],
@@ -521,9 +527,10 @@ fn single_block(
     } = *span;
     let n = digits.len();
     // Every CVV hotword has a 'c' at most six bytes from its end ("card
-    // verification"): skip the context lookup when the window has none.
+    // verification"): skip the context lookup when the window before the
+    // group (where the lookup measures from) has none.
     if (3..=4).contains(&n)
-        && bytemask::has_letter(context::before(text, start, 24 + 6), b'c')
+        && (!GATED || bytemask::has_letter(context::before(text, cx.start(), 24 + 6), b'c'))
         && cx.before(Cat::Cvv, 24)
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
@@ -1139,15 +1146,17 @@ mod tests {
             proptest::prop_assert_eq!(spans(&gated), spans(&grammar), "{:?}", text);
         }
 
-        /// The span gate is a copy of the shapes' first checks: a shape
-        /// added or widened without it would lose candidates silently.
+        /// The span gate is a copy of the shapes' first checks, and the
+        /// CVV prefilter a summary of the CVV hotwords: a shape or hotword
+        /// added or widened without them would lose candidates silently.
         #[test]
-        fn the_span_gate_drops_no_candidate(
+        fn the_gates_drop_no_candidate(
             groups in proptest::collection::vec(
                 (
                     proptest::sample::select(vec![
                         "", "card ", "ssn ", "phone ", "dob: ", "account number ", "ip ", "order #",
-                        "cvv ", "call +", "(", "routing ", "born ",
+                        "cvv ", "call +", "(", "routing ", "born ", "CSC noted for the form ab: ",
+                        "card verification number on the form: ", "security code, it is ",
                     ]),
                     // Block lengths: the shapes' own groupings, or any.
                     proptest::prop_oneof![
