@@ -59,9 +59,8 @@ pub const REGION_MARGIN: usize = 1024;
 pub fn escaped_regions(text: &[u8], margin: usize) -> Vec<(usize, usize)> {
     // One pass for every escape byte; the positions come in order.
     let escapes = memchr::memchr3_iter(b'%', b'+', b'\\', text).filter(|&p| match text[p] {
-        b'%' => url_escape_at(text, p),
-        b'+' => form_space_at(text, p),
-        _ => text.get(p + 1) == Some(&b'u'),
+        b'\\' => text.get(p + 1) == Some(&b'u'),
+        _ => url_escape(text, p),
     });
     let mut regions: Vec<(usize, usize)> = Vec::new();
     for p in escapes {
@@ -73,6 +72,15 @@ pub fn escaped_regions(text: &[u8], margin: usize) -> Vec<(usize, usize)> {
         }
     }
     regions
+}
+
+/// Whether the `%` or `+` at `p` is something [`url_decoded`] decodes:
+/// a `%XX` escape or a form-encoded space between digits.
+fn url_escape(text: &[u8], p: usize) -> bool {
+    match text[p] {
+        b'%' => url_escape_at(text, p),
+        _ => form_space_at(text, p),
+    }
 }
 
 /// Whether a `%XX` escape starts at `p`.
@@ -95,11 +103,7 @@ fn form_space_at(text: &[u8], p: usize) -> bool {
 /// `%XX` decoding and `+` as space, when the input has a `%XX` or a
 /// form-encoded space between digits.
 pub fn url_decoded(text: &[u8]) -> Option<View> {
-    let escaped = memchr::memchr2_iter(b'%', b'+', text).any(|p| match text[p] {
-        b'%' => url_escape_at(text, p),
-        _ => form_space_at(text, p),
-    });
-    if !escaped {
+    if !memchr::memchr2_iter(b'%', b'+', text).any(|p| url_escape(text, p)) {
         return None;
     }
     let mut v = View::with_capacity(text.len());
