@@ -192,8 +192,7 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
         let from = u64::MAX << (pos - base);
         // Sixteen in a row always fill one of the eight-byte lanes of this
         // block or the first of the next: without such a lane, no run.
-        let full_lane = (!cur).wrapping_sub(LANE_ONES) & cur & LANE_HIGHS != 0;
-        let mut long = if full_lane || next & 0xFF == 0xFF {
+        let mut long = if bytemask::has_full_lane(cur) || next & 0xFF == 0xFF {
             runs_of_16(cur, next) & from
         } else {
             0
@@ -236,11 +235,6 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
     }
     runs
 }
-
-/// A one in each byte of a `u64`, and the top bit of each: for finding a
-/// byte of a mask that is all ones (the zero bytes of its complement).
-const LANE_ONES: u64 = 0x0101_0101_0101_0101;
-const LANE_HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// Bit k: bits k..k+16 of the 128 bits `lo`, `hi` are all set (k < 64).
 /// Sixteen is [`MIN_BASE64`].
