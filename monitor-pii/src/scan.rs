@@ -624,6 +624,10 @@ fn phone(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) 
     let nb = lens.len();
     let n = digits.len();
     let plus = start > 0 && text[start - 1] == b'+';
+    // Every shape below but E.164 has ten or eleven digits, or is "(AAA) EEE".
+    if !plus && !matches!(n, 10 | 11) && lens != [3, 3] {
+        return;
+    }
     if plus {
         // E.164: +CC and 7 to 12 more digits.
         if !(8..=15).contains(&n) || !matches!(sep, 0 | b' ' | b'-' | b'.' | b')') {
@@ -693,6 +697,13 @@ fn ipv4(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
     let Span {
         g, a, start, end, ..
     } = *span;
+    // A fifth dotted part, after or before, means a version or OID, not an address.
+    let dotted_digit = |dot: usize, digit: usize| {
+        text.get(dot) == Some(&b'.') && text.get(digit).is_some_and(u8::is_ascii_digit)
+    };
+    if dotted_digit(end, end + 1) || (start >= 2 && dotted_digit(start - 1, start - 2)) {
+        return;
+    }
     let mut octets = [0u32; 4];
     for (k, o) in octets.iter_mut().enumerate() {
         let (s, e) = g.blocks[a + k];
@@ -707,10 +718,6 @@ fn ipv4(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
     if octets == [0, 0, 0, 0] || octets == [255, 255, 255, 255] {
         return;
     }
-    // A fifth dotted part means a version or OID, not an address.
-    if text.get(end) == Some(&b'.') && text.get(end + 1).is_some_and(u8::is_ascii_digit) {
-        return;
-    }
     let score = score_context(cx, 0.6, 0.2, Cat::Ip);
     out.push(Candidate::new(PiiType::IpAddress, start, end, score));
 }
@@ -719,14 +726,17 @@ fn date_of_birth(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Cand
     let Span {
         g, a, start, end, ..
     } = *span;
-    let part = |k: usize| {
+    let value = |k: usize| {
         let (s, e) = g.blocks[a + k];
-        (e - s, validate::num(&text[s..e]))
+        validate::num(&text[s..e])
     };
-    let (p0, p1, p2) = (part(0), part(1), part(2));
-    let valid = match (p0.0, p1.0, p2.0) {
-        (4, 1..=2, 1..=2) => validate::date(p0.1, p1.1, p2.1),
-        (1..=2, 1..=2, 4) => validate::date(p2.1, p0.1, p1.1) || validate::date(p2.1, p1.1, p0.1),
+    // The lengths first: most dotted or dashed triples are no date.
+    let valid = match (g.block_len(a), g.block_len(a + 1), g.block_len(a + 2)) {
+        (4, 1..=2, 1..=2) => validate::date(value(0), value(1), value(2)),
+        (1..=2, 1..=2, 4) => {
+            let (p0, p1, p2) = (value(0), value(1), value(2));
+            validate::date(p2, p0, p1) || validate::date(p2, p1, p0)
+        }
         _ => false,
     };
     if !valid {
@@ -1358,6 +1368,8 @@ mod tests {
         ));
         assert!(has("from 10.1.2.3 ok", PiiType::IpAddress, "10.1.2.3"));
         assert!(kinds("version 1.2.3.4.5").is_empty());
+        // Four of five dotted parts are no address, whichever end is left out.
+        assert!(kinds("at 10.6.0.10.159 now").is_empty());
         assert!(has("DOB: 03/15/1985", PiiType::DateOfBirth, "03/15/1985"));
         assert!(!has("on 03/15/1985", PiiType::DateOfBirth, "03/15/1985"));
         assert!(has(
