@@ -325,74 +325,82 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
     for (k, len) in lens.iter_mut().enumerate().take(g.n) {
         *len = g.block_len(k);
     }
-    if g.n == 1 {
-        // Most groups: one block, its digits read in place.
-        let (start, end) = g.blocks[0];
-        if end - start <= MAX_DIGITS {
-            let span = Span {
-                g,
-                a: 0,
-                b: 0,
-                sep: 0,
-                start,
-                end,
-                digits: &text[start..end],
-                lens: &lens[..1],
-            };
-            shapes::<GATED>(sc, cx, text, &span, out);
-        }
-        return;
-    }
-    // The group's digits, separators left out: blocks a..=b are `d[at[a]..at[b + 1]]`.
-    let mut d = [0u8; MAX_BLOCKS * MAX_DIGITS];
-    let mut at = [0usize; MAX_BLOCKS + 1];
-    for k in 0..g.n {
-        let (s, e) = g.blocks[k];
-        let len = (e - s).min(MAX_DIGITS);
-        d[at[k]..at[k] + len].copy_from_slice(&text[s..s + len]);
-        at[k + 1] = at[k] + len;
-    }
-    for a in 0..g.n {
-        let mut sep = 0;
-        for b in a..g.n {
-            if b == a + 1 {
-                sep = g.seps[b];
-            } else if b > a + 1 && g.seps[b] != sep {
+    // Blocks a..=b joined by one separator, their digits copied together.
+    let mut digits = [0u8; MAX_DIGITS];
+    for a in 0..g.n - 1 {
+        let sep = g.seps[a + 1];
+        let mut n = lens[a];
+        for b in a + 1..g.n {
+            n += lens[b];
+            // No shape takes more digits, or mixed separators.
+            if n > MAX_DIGITS || g.seps[b] != sep {
                 break;
             }
-            // No shape takes more digits (a block cut short above is too long as well).
-            if at[b + 1] - at[a] > MAX_DIGITS || lens[b] > MAX_DIGITS {
-                break;
+            let (start, end) = (g.blocks[a].0, g.blocks[b].1);
+            if GATED && !joined_shape_fits(text, start, sep, n, &lens[a..=b]) {
+                continue;
+            }
+            let mut len = 0;
+            for &(s, e) in &g.blocks[a..=b] {
+                digits[len..len + e - s].copy_from_slice(&text[s..e]);
+                len += e - s;
             }
             let span = Span {
                 g,
                 a,
                 b,
                 sep,
-                start: g.blocks[a].0,
-                end: g.blocks[b].1,
-                digits: &d[at[a]..at[b + 1]],
+                start,
+                end,
+                digits: &digits[..n],
                 lens: &lens[a..=b],
             };
-            if b == a || !GATED || joined_shape_fits(text, &span) {
-                shapes::<GATED>(sc, cx, text, &span, out);
-            }
+            shapes::<GATED>(sc, cx, text, &span, out);
+        }
+    }
+    // Then each block on its own, its digits read in place (the context
+    // a joined shape looked up serves them too).
+    for a in 0..g.n {
+        let (start, end) = g.blocks[a];
+        if end - start <= MAX_DIGITS {
+            let span = Span {
+                g,
+                a,
+                b: a,
+                sep: 0,
+                start,
+                end,
+                digits: &text[start..end],
+                lens: &lens[a..=a],
+            };
+            shapes::<GATED>(sc, cx, text, &span, out);
         }
     }
 }
 
-/// Whether some shape takes `span` of two or more blocks: the first checks
-/// of [`card`], [`ssn_like`], [`phone`], [`ipv4`] and [`date_of_birth`] at
-/// once, so most spans cut out of a longer group cost no call.
+/// Whether some shape takes the blocks of `lens`, joined by `sep` from
+/// `start`, `n` digits in all: the first checks of [`card`], [`ssn_like`],
+/// [`phone`], [`ipv4`] and [`date_of_birth`] at once, so most spans cut
+/// out of a longer group cost no call.
 #[inline]
-fn joined_shape_fits(text: &[u8], span: &Span<'_>) -> bool {
-    let (n, nb, sep, lens) = (span.digits.len(), span.blocks(), span.sep, span.lens);
-    let plus = span.start > 0 && text[span.start - 1] == b'+';
-    ((12..=19).contains(&n) && matches!(sep, b' ' | b'-'))
-        || (nb == 3 && (n == 9 || matches!(sep, b'/' | b'-' | b'.')))
-        || (nb == 4 && sep == b'.')
-        || matches!(lens, [3, 3] | [3, 3, 4] | [1, 3, 3, 4])
-        || (plus && (8..=15).contains(&n))
+fn joined_shape_fits(text: &[u8], start: usize, sep: u8, n: usize, lens: &[usize]) -> bool {
+    // E.164 takes any block lengths.
+    if start > 0 && text[start - 1] == b'+' && (8..=15).contains(&n) {
+        return true;
+    }
+    // Cards are 4-4-4 (3 blocks, 12 digits) to 4-4-4-4-3 (5 blocks), or 4-6-5.
+    let card = (12..=19).contains(&n) && matches!(sep, b' ' | b'-');
+    match lens.len() {
+        // "(AAA) EEE-NNNN".
+        2 => lens == [3, 3],
+        // SSN 3-2-4, dates, AAA-EEE-NNNN.
+        3 => {
+            card || (matches!(sep, b' ' | b'/' | b'-' | b'.') && (n == 9 || n == 10 || sep != b' '))
+        }
+        // Dotted quads, 1-AAA-EEE-NNNN.
+        4 => card || sep == b'.' || lens == [1, 3, 3, 4],
+        _ => card,
+    }
 }
 
 /// Tries every shape that `span`'s digit count, block count and separator allow.
@@ -1350,6 +1358,9 @@ mod tests {
             PiiType::PhoneNumber,
             "202-555-0143"
         ));
+        for dotted in ["1.202.555.0143", "1-202-555-0143", "202.555.0143"] {
+            assert!(has(&format!("tel {dotted}"), PiiType::PhoneNumber, dotted));
+        }
         assert!(has(
             "+44 7911 123456",
             PiiType::PhoneNumber,
