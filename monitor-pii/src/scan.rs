@@ -326,7 +326,8 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
         *len = g.block_len(k);
     }
     // Blocks a..=b joined by one separator, their digits copied together.
-    let mut digits = [0u8; MAX_DIGITS];
+    const LANE: usize = 32;
+    let mut digits = [0u8; MAX_DIGITS + LANE];
     for a in 0..g.n - 1 {
         let sep = g.seps[a + 1];
         let mut n = lens[a];
@@ -342,7 +343,12 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
             }
             let mut len = 0;
             for &(s, e) in &g.blocks[a..=b] {
-                digits[len..len + e - s].copy_from_slice(&text[s..e]);
+                // A whole lane where the text has one (no call to copy a
+                // few bytes); the next block overwrites what is past `e`.
+                match text.get(s..s + LANE) {
+                    Some(lane) => digits[len..len + LANE].copy_from_slice(lane),
+                    None => digits[len..len + e - s].copy_from_slice(&text[s..e]),
+                }
                 len += e - s;
             }
             let span = Span {
@@ -362,7 +368,10 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
     // a joined shape looked up serves them too).
     for a in 0..g.n {
         let (start, end) = g.blocks[a];
-        if end - start <= MAX_DIGITS {
+        if end - start <= 2 {
+            // Too short for any shape but a house number.
+            street_address(sc, text, start, end, out);
+        } else if end - start <= MAX_DIGITS {
             let span = Span {
                 g,
                 a,
