@@ -11,7 +11,7 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
 
-use crate::bytemask::{self, Run, BLOCK};
+use crate::bytemask::{self, Classes, Run, BLOCK};
 use crate::context::{self, Cat, LazyNear as Near};
 use crate::types::PiiType;
 use crate::validate;
@@ -128,39 +128,40 @@ fn is_alnum(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
-/// The starts of digit runs, in order, found a block of bytes at a time.
-struct RunStarts<'a> {
-    text: &'a [u8],
-    /// Offset of the block `bits` describes.
+/// The starts of digit runs, in order, found an aligned block of bytes at
+/// a time.
+struct RunStarts {
+    /// Start of the block `bits` describes (a multiple of [`BLOCK`]), or
+    /// `usize::MAX` before the first.
     base: usize,
     /// Run starts in the block not yet returned (bit k: `base + k`).
     bits: u64,
 }
 
-impl<'a> RunStarts<'a> {
-    fn new(text: &'a [u8]) -> Self {
+impl RunStarts {
+    fn new() -> Self {
         Self {
-            text,
-            base: 0,
-            bits: Self::in_block(text, 0),
+            base: usize::MAX,
+            bits: 0,
         }
     }
 
     /// Digits in the block at `base` that start a run and a word: the
     /// previous byte is not a digit or letter (digits inside an identifier
     /// are never a value), except after two capitals (an IBAN's country).
-    fn in_block(text: &[u8], base: usize) -> u64 {
-        let chunk = &text[base..text.len().min(base + BLOCK)];
-        if bytemask::in_range(chunk, b'0', b'9') == 0 {
+    fn in_block(classes: &mut Classes<'_>, base: usize) -> u64 {
+        let (_, m) = classes.block(base);
+        if m.digit == 0 {
             return 0;
         }
-        let m = bytemask::Masks::of(chunk);
+        let text = classes.text();
         let prev = |back: usize| base >= back && text[base - back].is_ascii_alphanumeric();
         let word = m.digit | m.letter;
         let after_word = word << 1 | u64::from(prev(1));
         let mut starts = m.digit & !after_word;
         let after_letter = m.digit & (m.letter << 1 | u64::from(prev(1)));
         if after_letter != 0 {
+            let chunk = &text[base..text.len().min(base + BLOCK)];
             let upper = bytemask::in_range(chunk, b'A', b'Z');
             let up =
                 |back: usize| u64::from(base >= back && text[base - back].is_ascii_uppercase());
@@ -170,22 +171,23 @@ impl<'a> RunStarts<'a> {
     }
 
     /// The first run start at or after `i`.
-    fn next_from(&mut self, i: usize) -> Option<usize> {
-        if i >= self.text.len() {
+    fn next_from(&mut self, classes: &mut Classes<'_>, i: usize) -> Option<usize> {
+        let len = classes.text().len();
+        if i >= len {
             return None;
         }
-        if i >= self.base + BLOCK {
-            self.base = i;
-            self.bits = Self::in_block(self.text, i);
-        } else if i > self.base {
-            self.bits &= u64::MAX << (i - self.base);
+        let base = i & !(BLOCK - 1);
+        if base != self.base {
+            self.base = base;
+            self.bits = Self::in_block(classes, base);
         }
+        self.bits &= u64::MAX << (i - base);
         while self.bits == 0 {
             self.base += BLOCK;
-            if self.base >= self.text.len() {
+            if self.base >= len {
                 return None;
             }
-            self.bits = Self::in_block(self.text, self.base);
+            self.bits = Self::in_block(classes, self.base);
         }
         let start = self.base + self.bits.trailing_zeros() as usize;
         self.bits &= self.bits - 1;
@@ -236,12 +238,13 @@ impl Span<'_> {
 }
 
 /// Reads the group starting at `start` into `g`; returns its end.
-fn parse_group(text: &[u8], start: usize, g: &mut Group) -> usize {
+fn parse_group(classes: &mut Classes<'_>, start: usize, g: &mut Group) -> usize {
+    let text = classes.text();
     g.n = 0;
     let mut i = start;
     loop {
         let s = i;
-        i = bytemask::run_end(text, i, Run::Digits);
+        i = classes.run_end(i, Run::Digits);
         g.blocks[g.n] = (s, i);
         g.n += 1;
         if g.n == MAX_BLOCKS || i >= text.len() {
@@ -271,9 +274,10 @@ fn numeric_groups<const GATED: bool>(sc: &Scanner, text: &[u8], out: &mut Vec<Ca
         seps: [0; MAX_BLOCKS],
         n: 0,
     };
-    let mut runs = RunStarts::new(text);
+    let mut classes = Classes::new(text);
+    let mut runs = RunStarts::new();
     let mut i = 0;
-    while let Some(j) = runs.next_from(i) {
+    while let Some(j) = runs.next_from(&mut classes, i) {
         i = j;
         if i > 0 && is_alnum(text[i - 1]) {
             // Digits inside a word: an IBAN starts with two capitals, anything else is an identifier.
@@ -287,20 +291,24 @@ fn numeric_groups<const GATED: bool>(sc: &Scanner, text: &[u8], out: &mut Vec<Ca
                     continue;
                 }
             }
-            i = bytemask::run_end(text, i, Run::Word);
+            i = classes.run_end(i, Run::Word);
             continue;
         }
-        let end = parse_group(text, i, &mut g);
+        let end = parse_group(&mut classes, i, &mut g);
         // Digits running into letters are an identifier ("123abc"), except a house number.
         let glued = text
             .get(end)
             .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_');
         if !glued {
             classify::<GATED>(sc, text, &g, out);
-        } else if g.n == 1 {
-            street_address(sc, text, g.blocks[0].0, g.blocks[0].1, out);
+            // The group ends at a byte that is no digit, letter or `_`.
+            i = end;
+        } else {
+            if g.n == 1 {
+                street_address(sc, text, g.blocks[0].0, g.blocks[0].1, out);
+            }
+            i = classes.run_end(end, Run::Word);
         }
-        i = bytemask::run_end(text, end, Run::Word);
     }
 }
 
@@ -1202,7 +1210,7 @@ mod tests {
             text.push_str(&format!("{name}{}{suffix}{tail}", gaps[2]));
             let sc = Scanner::new();
             let (mut gated, mut grammar) = (Vec::new(), Vec::new());
-            let digits_end = bytemask::run_end(text.as_bytes(), 3, Run::Digits);
+            let digits_end = Classes::new(text.as_bytes()).run_end(3, Run::Digits);
             street_address(&sc, text.as_bytes(), 3, digits_end, &mut gated);
             street_grammar(&sc, text.as_bytes(), 3, &mut grammar);
             let spans = |v: &[Candidate]| v.iter().map(|c| (c.start, c.end)).collect::<Vec<_>>();
@@ -1287,10 +1295,10 @@ mod tests {
                             || (k >= 2 && upper(k - 1) && upper(k - 2)))
                 })
                 .collect();
-            let mut runs = RunStarts::new(&text);
+            let (mut classes, mut runs) = (Classes::new(&text), RunStarts::new());
             let (mut i, mut skips) = (0, skips.into_iter().cycle());
             loop {
-                let got = runs.next_from(i);
+                let got = runs.next_from(&mut classes, i);
                 proptest::prop_assert_eq!(got, want.iter().copied().find(|&k| k >= i));
                 let Some(k) = got else { break };
                 // Ask from further on now and then, as the scanner does after a group.
