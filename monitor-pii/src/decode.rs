@@ -240,12 +240,17 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
 /// Sixteen is [`MIN_BASE64`].
 #[inline]
 fn runs_of_16(lo: u64, hi: u64) -> u64 {
-    let w = u128::from(lo) | u128::from(hi) << 64;
-    let mut long = w & w >> 1;
-    long &= long >> 2;
-    long &= long >> 4;
-    long &= long >> 8;
-    long as u64
+    // Bits 0..32 need bits up to 47, found in `lo`; bits 32..64 need bits
+    // up to 79, found in the 64 bits from bit 32. Two independent u64
+    // chains are shorter than one of 128-bit shifts.
+    let starts = |w: u64| {
+        let mut long = w & w >> 1;
+        long &= long >> 2;
+        long &= long >> 4;
+        long & long >> 8
+    };
+    let mid = lo >> 32 | hi << 32;
+    starts(lo) & 0xFFFF_FFFF | starts(mid) << 32
 }
 
 #[inline]
