@@ -47,6 +47,18 @@ pub enum PiiType {
     PrivateKey,
 }
 
+/// Each type's place in [`PiiType::ALL`], by declaration order: the
+/// ranking is asked for in every comparison while overlaps are resolved.
+const PRIORITY: [u8; PiiType::ALL.len()] = {
+    let mut rank = [0; PiiType::ALL.len()];
+    let mut i = 0;
+    while i < rank.len() {
+        rank[PiiType::ALL[i] as usize] = i as u8;
+        i += 1;
+    }
+    rank
+};
+
 impl PiiType {
     /// Every built-in type, highest priority first (PCI data ranks highest).
     pub const ALL: [PiiType; 20] = [
@@ -103,12 +115,9 @@ impl PiiType {
         Self::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    /// Rank when two findings overlap: lower wins.
+    /// Rank when two findings overlap: lower wins. Its place in [`Self::ALL`].
     pub fn priority(self) -> usize {
-        Self::ALL
-            .iter()
-            .position(|&t| t == self)
-            .unwrap_or(usize::MAX)
+        usize::from(PRIORITY[self as usize])
     }
 
     /// Default reporting threshold on the score.
@@ -120,5 +129,24 @@ impl PiiType {
 impl fmt::Display for PiiType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_is_the_place_in_all_and_all_holds_each_type_once() {
+        for (i, t) in PiiType::ALL.iter().enumerate() {
+            assert_eq!(t.priority(), i, "{t:?}");
+            assert_eq!(PiiType::from_name(t.name()), Some(*t));
+        }
+        let mut seen: Vec<_> = PiiType::ALL.to_vec();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), PiiType::ALL.len());
+        // The last variant declared is in the table too.
+        assert_eq!(PiiType::PrivateKey as usize, PiiType::ALL.len() - 1);
     }
 }
