@@ -421,6 +421,7 @@ fn joined_shape_fits(text: &[u8], start: usize, sep: u8, n: usize, lens: &[usize
 }
 
 /// Tries every shape that `span`'s digit count, block count and separator allow.
+#[inline(always)]
 fn shapes<const GATED: bool>(
     sc: &Scanner,
     cx: &Near<'_>,
