@@ -159,13 +159,15 @@ impl RunStarts {
         let word = m.digit | m.letter;
         let after_word = word << 1 | u64::from(prev(1));
         let mut starts = m.digit & !after_word;
-        let after_letter = m.digit & (m.letter << 1 | u64::from(prev(1)));
-        if after_letter != 0 {
-            let chunk = &text[base..text.len().min(base + BLOCK)];
-            let upper = bytemask::in_range(chunk, b'A', b'Z');
-            let up =
-                |back: usize| u64::from(base >= back && text[base - back].is_ascii_uppercase());
-            starts |= after_letter & (upper << 1 | up(1)) & (upper << 2 | up(2) | up(1) << 1);
+        // Digits after a letter: few, so the two capitals are checked a byte at a time.
+        let mut after_letter = m.digit & (m.letter << 1 | u64::from(prev(1)));
+        while after_letter != 0 {
+            let k = after_letter.trailing_zeros() as usize;
+            after_letter &= after_letter - 1;
+            let i = base + k;
+            if i >= 2 && text[i - 1].is_ascii_uppercase() && text[i - 2].is_ascii_uppercase() {
+                starts |= 1 << k;
+            }
         }
         starts
     }
