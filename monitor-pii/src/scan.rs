@@ -778,17 +778,21 @@ fn date_of_birth(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Cand
 /// An IBAN starting at `start` (two capitals, two check digits, then the
 /// BBAN, optionally in groups of four separated by single spaces).
 fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
-    let mut chars = Vec::with_capacity(34);
+    // The country first: most capitals before digits name none.
+    let want = validate::iban_length(text.get(start..start + 2)?)?;
+    let mut chars = [0u8; 34];
+    let mut len = 0;
     let mut i = start;
     let mut end = start;
-    while i < text.len() && chars.len() < 34 {
+    while i < text.len() && len < chars.len() {
         let c = text[i];
         if c.is_ascii_uppercase() || c.is_ascii_digit() {
-            chars.push(c);
+            chars[len] = c;
+            len += 1;
             i += 1;
             end = i;
         } else if c == b' '
-            && chars.len() % 4 == 0
+            && len % 4 == 0
             && text
                 .get(i + 1)
                 .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
@@ -798,11 +802,10 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
             break;
         }
     }
-    let want = validate::iban_length(&chars[..2])?;
-    if chars.len() < want {
+    if len < want {
         return None;
     }
-    chars.truncate(want);
+    let chars = &chars[..want];
     // Recompute the end for exactly `want` characters.
     let mut seen = 0;
     let mut e = start;
@@ -812,7 +815,7 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
         }
         e += 1;
     }
-    if text.get(e).is_some_and(|&c| is_alnum(c)) || !validate::iban(&chars) {
+    if text.get(e).is_some_and(|&c| is_alnum(c)) || !validate::iban(chars) {
         return None;
     }
     out.push(Candidate::new(PiiType::IbanCode, start, e, 0.95));
