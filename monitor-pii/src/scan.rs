@@ -242,14 +242,15 @@ impl Span<'_> {
 /// Reads the group starting at `start` into `g`; returns its end.
 fn parse_group(classes: &mut Classes<'_>, start: usize, g: &mut Group) -> usize {
     let text = classes.text();
-    g.n = 0;
+    // The count is kept in a register and stored once.
+    let mut n = 0;
     let mut i = start;
     loop {
         let s = i;
         i = classes.run_end(i, Run::Digits);
-        g.blocks[g.n] = (s, i);
-        g.n += 1;
-        if g.n == MAX_BLOCKS || i >= text.len() {
+        g.blocks[n] = (s, i);
+        n += 1;
+        if n == MAX_BLOCKS || i >= text.len() {
             break;
         }
         // ") " and ")" join an area code in parentheses; other separators are single bytes.
@@ -261,10 +262,11 @@ fn parse_group(classes: &mut Classes<'_>, start: usize, g: &mut Group) -> usize 
         if !text.get(i + skip).is_some_and(u8::is_ascii_digit) {
             break;
         }
-        g.seps[g.n] = sep;
+        g.seps[n] = sep;
         i += skip;
     }
-    g.blocks[g.n - 1].1
+    g.n = n;
+    i
 }
 
 /// Candidates from the numeric groups of `text`. `GATED`: skip the spans
