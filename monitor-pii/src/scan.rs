@@ -695,6 +695,7 @@ fn phone(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) 
 }
 
 /// `(AAA) EEE-NNNN`: the group parser stops at the mixed separators.
+#[cold]
 fn phone_paren(
     cx: &Near<'_>,
     text: &[u8],
@@ -779,6 +780,8 @@ fn date_of_birth(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Cand
 
 /// An IBAN starting at `start` (two capitals, two check digits, then the
 /// BBAN, optionally in groups of four separated by single spaces).
+/// Rare (two capitals before digits): kept out of the scan loop's way.
+#[cold]
 fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
     // The country first: most capitals before digits name none.
     let want = validate::iban_length(text.get(start..start + 2)?)?;
