@@ -134,7 +134,7 @@ impl Detector {
 
     /// Every finding in `text`, ordered by offset.
     pub fn scan(&self, text: &[u8]) -> Vec<Finding> {
-        let mut cands = Vec::new();
+        let mut cands = Vec::with_capacity(text.len() / 256);
         self.candidates(text, 0, &mut cands);
         cands.retain(|c| match c.kind {
             Some(t) => self.rules.enabled(t) && c.score >= self.rules.threshold(t),
