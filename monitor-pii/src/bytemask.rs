@@ -95,15 +95,26 @@ pub fn is_base64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
 
-/// Whether `window` holds the letter `c` (given lowercase) in either case.
-/// Eight bytes at a time: cheaper than a search call on a few dozen bytes.
-pub fn has_letter(window: &[u8], c: u8) -> bool {
-    debug_assert!(c.is_ascii_lowercase());
-    let mut words = window.chunks_exact(8);
-    // Or-ing 0x20 folds only the capital onto `c`.
-    let folded =
+/// Whether `window` holds the letter `first` followed by one of the
+/// letters `seconds` (all given lowercase; either case matches). Eight
+/// pairs at a time.
+pub fn has_letter_pair(window: &[u8], first: u8, seconds: &[u8]) -> bool {
+    debug_assert!(first.is_ascii_lowercase() && seconds.iter().all(u8::is_ascii_lowercase));
+    let fold =
         |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes")) | (swar::ONES * 0x20);
-    words.any(|w| swar::eq(folded(w), c) != 0) || words.remainder().iter().any(|&b| b | 0x20 == c)
+    let mut k = 0;
+    // Pairs k..k + 8 read bytes k..k + 9.
+    while k + 9 <= window.len() {
+        let (x, y) = (fold(&window[k..k + 8]), fold(&window[k + 1..k + 9]));
+        let next = seconds.iter().fold(0, |m, &c| m | swar::eq(y, c));
+        if swar::eq(x, first) & next != 0 {
+            return true;
+        }
+        k += 8;
+    }
+    window[k..]
+        .windows(2)
+        .any(|w| w[0] | 0x20 == first && seconds.contains(&(w[1] | 0x20)))
 }
 
 /// A class of bytes [`Classes::run_end`] can skip.
@@ -476,12 +487,14 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn has_letter_is_a_case_blind_byte_search(
-            window in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
-            c in b'a'..=b'z',
+        fn has_letter_pair_is_a_case_blind_pair_search(
+            window in proptest::collection::vec(proptest::sample::select(b"cCvVxsSoOaA iI2\xe3\x83".to_vec()), 0..48),
         ) {
-            let want = window.iter().any(|b| b.to_ascii_lowercase() == c);
-            proptest::prop_assert_eq!(has_letter(&window, c), want);
+            let seconds = b"viso";
+            let want = window.windows(2).any(|w| {
+                w[0].eq_ignore_ascii_case(&b'c') && seconds.iter().any(|s| w[1].eq_ignore_ascii_case(s))
+            });
+            proptest::prop_assert_eq!(has_letter_pair(&window, b'c', seconds), want);
         }
     }
 

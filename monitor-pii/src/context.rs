@@ -483,12 +483,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_cvv_hotword_has_a_c() {
-        // The scanner skips the CVV context lookup when the thirty bytes
-        // before a number have no 'c': a hotword ending within 24 bytes has
-        // one among its last six.
+    fn every_cvv_hotword_has_a_c_pair() {
+        // The scanner skips the CVV context lookup when the bytes before a
+        // number hold no 'c' followed by one of "viosa": a hotword ending
+        // within 24 bytes has one starting among its last seven bytes.
         for w in words::CVV {
-            assert!(w[w.len().saturating_sub(6)..].contains('c'), "{w}");
+            let tail = &w.as_bytes()[w.len().saturating_sub(7)..];
+            assert!(
+                tail.windows(2)
+                    .any(|p| p[0] == b'c' && b"viosa".contains(&p[1])),
+                "{w}"
+            );
         }
     }
 

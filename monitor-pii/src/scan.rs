@@ -545,6 +545,9 @@ fn ssn_like(cx: &Near<'_>, span: &Span<'_>, out: &mut Vec<Candidate>) {
     }
 }
 
+/// The letters after a 'c' in every CVV hotword ([`context::words::CVV`]).
+const CVV_PAIR_SECONDS: &[u8] = b"viosa";
+
 fn single_block<const GATED: bool>(
     sc: &Scanner,
     cx: &Near<'_>,
@@ -556,11 +559,19 @@ fn single_block<const GATED: bool>(
         start, end, digits, ..
     } = *span;
     let n = digits.len();
-    // Every CVV hotword has a 'c' at most six bytes from its end ("card
-    // verification"): skip the context lookup when the window before the
-    // group (where the lookup measures from) has none.
+    // Every CVV hotword has a 'c' followed by one of "viosa" ending at most
+    // six bytes from its end ("card verifi-ca-tion"): skip the context
+    // lookup when the window before the group (where the lookup measures
+    // from) has no such pair. Pairs start up to 32 bytes back, so the
+    // window is four whole eight-byte words and the group's first byte.
+    let cx_start = cx.start();
     if (3..=4).contains(&n)
-        && (!GATED || bytemask::has_letter(context::before(text, cx.start(), 24 + 6), b'c'))
+        && (!GATED
+            || bytemask::has_letter_pair(
+                &text[cx_start.saturating_sub(32)..cx_start + 1],
+                b'c',
+                CVV_PAIR_SECONDS,
+            ))
         && cx.before(Cat::Cvv, 24)
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
