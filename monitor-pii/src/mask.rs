@@ -305,15 +305,10 @@ impl Masked {
     /// Appends `s`; what does not fit is cut (see [`MASKED_CAP`]).
     fn push_str(&mut self, s: &str) {
         const ELLIPSIS: &str = "\u{2026}";
+        if self.cut || self.append_fitting(s.as_bytes()) {
+            return;
+        }
         let len = usize::from(self.len);
-        if self.cut {
-            return;
-        }
-        if len + s.len() <= MASKED_CAP {
-            self.buf[len..len + s.len()].copy_from_slice(s.as_bytes());
-            self.len = (len + s.len()) as u8;
-            return;
-        }
         // Keep what fits before the ellipsis, ending on a character boundary.
         let keep = MASKED_CAP - ELLIPSIS.len();
         let end = if keep >= len {
@@ -335,20 +330,27 @@ impl Masked {
         self.cut = true;
     }
 
+    /// Appends `b` (whole UTF-8 characters) if nothing was cut and it fits;
+    /// whether it did.
+    fn append_fitting(&mut self, b: &[u8]) -> bool {
+        let len = usize::from(self.len);
+        if self.cut || len + b.len() > MASKED_CAP {
+            return false;
+        }
+        self.buf[len..len + b.len()].copy_from_slice(b);
+        self.len = (len + b.len()) as u8;
+        true
+    }
+
     fn push(&mut self, c: char) {
         self.push_str(c.encode_utf8(&mut [0; 4]));
     }
 
     /// Appends `b` as text (invalid UTF-8 replaced).
     fn push_text(&mut self, b: &[u8]) {
-        if b.is_ascii() {
-            // ASCII is UTF-8 already: skip the validation.
-            let len = usize::from(self.len);
-            if !self.cut && len + b.len() <= MASKED_CAP {
-                self.buf[len..len + b.len()].copy_from_slice(b);
-                self.len = (len + b.len()) as u8;
-                return;
-            }
+        // ASCII is UTF-8 already: no validation.
+        if b.is_ascii() && self.append_fitting(b) {
+            return;
         }
         match std::str::from_utf8(b) {
             Ok(s) => self.push_str(s),
@@ -383,12 +385,10 @@ impl From<Masked> for String {
 fn keep_ends(out: &mut Masked, n: &[u8], head: usize, tail: usize) {
     let tail_start = n.len().saturating_sub(tail);
     let head = head.min(tail_start);
-    if out.len == 0 && n.len() <= MASKED_CAP && n.is_ascii() {
-        // Nearly always: ASCII that fits. The kept ends are written over stars.
-        out.buf[..n.len()].fill(b'*');
-        out.buf[..head].copy_from_slice(&n[..head]);
-        out.buf[tail_start..n.len()].copy_from_slice(&n[tail_start..]);
-        out.len = n.len() as u8;
+    let at = usize::from(out.len);
+    if n.is_ascii() && out.append_fitting(n) {
+        // Nearly always: ASCII that fits, appended whole, its middle then starred.
+        out.buf[at + head..at + tail_start].fill(b'*');
         return;
     }
     out.push_text(&n[..head]);
