@@ -270,8 +270,9 @@ fn parse_group(classes: &mut Classes<'_>, start: usize, g: &mut Group) -> usize 
 }
 
 /// Candidates from the numeric groups of `text`. `GATED`: skip the spans
-/// [`joined_shape_fits`] rules out and the CVV lookups no 'c' calls for
-/// (always, but for the test that checks the gates drop no candidate).
+/// [`joined_shape_fits`] rules out and the CVV lookups that no 'c' pair
+/// before the group calls for (always, but for the test that checks the
+/// gates drop no candidate).
 fn numeric_groups<const GATED: bool>(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
     let mut g = Group {
         blocks: [(0, 0); MAX_BLOCKS],

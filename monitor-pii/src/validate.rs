@@ -328,7 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_iban_country_is_found_in_the_halving_search() {
+    fn iban_lengths_come_from_the_country_table() {
         assert!(
             IBAN_LENGTHS.windows(2).all(|w| w[0].0 < w[1].0),
             "sorted, no repeats"
@@ -338,6 +338,10 @@ mod tests {
         }
         for absent in [b"NN", b"AA", b"ZZ", b"XA"] {
             assert_eq!(iban_length(absent), None);
+        }
+        // Only two capitals index the table.
+        for odd in [b"gb".as_slice(), b"G", b"GBR", b"", b"G1"] {
+            assert_eq!(iban_length(odd), None, "{odd:?}");
         }
     }
     use proptest::prelude::*;
