@@ -96,21 +96,19 @@ pub fn is_base64(c: u8) -> bool {
 }
 
 /// Whether `window` holds the letter `first` followed by one of the
-/// letters `seconds` (all given lowercase; either case matches). Eight
+/// letters `seconds` (all given lowercase; either case matches). Sixteen
 /// pairs at a time.
+#[inline]
 pub fn has_letter_pair(window: &[u8], first: u8, seconds: &[u8]) -> bool {
     debug_assert!(first.is_ascii_lowercase() && seconds.iter().all(u8::is_ascii_lowercase));
-    let fold =
-        |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes")) | (swar::ONES * 0x20);
     let mut k = 0;
-    // Pairs k..k + 8 read bytes k..k + 9.
-    while k + 9 <= window.len() {
-        let (x, y) = (fold(&window[k..k + 8]), fold(&window[k + 1..k + 9]));
-        let next = seconds.iter().fold(0, |m, &c| m | swar::eq(y, c));
-        if swar::eq(x, first) & next != 0 {
+    // Pairs k..k + 16 read bytes k..k + 17.
+    while k + 17 <= window.len() {
+        let pairs = window[k..k + 17].try_into().expect("seventeen bytes");
+        if lanes::letter_pairs(pairs, first, seconds) {
             return true;
         }
-        k += 8;
+        k += 16;
     }
     window[k..]
         .windows(2)
@@ -216,8 +214,8 @@ pub fn masks_by_byte(chunk: &[u8]) -> Masks {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
-        _mm_set_epi64x, _mm_sub_epi8,
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8, _mm_set_epi64x, _mm_setzero_si128, _mm_sub_epi8,
     };
 
     use super::{Masks, BLOCK};
@@ -293,6 +291,25 @@ mod lanes {
         })
     }
 
+    /// Whether one of the sixteen pairs of adjacent bytes in `bytes` is
+    /// `first` then one of `seconds` (lowercase letters; case folded).
+    #[inline]
+    pub fn letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
+        // SAFETY: as in `masks`.
+        unsafe { sse2_letter_pairs(bytes, first, seconds) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sse2_letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
+        let fold = splat(0x20);
+        let x = _mm_or_si128(load(&bytes[..16]), fold);
+        let y = _mm_or_si128(load(&bytes[1..]), fold);
+        let next = seconds.iter().fold(_mm_setzero_si128(), |m, &c| {
+            _mm_or_si128(m, _mm_cmpeq_epi8(y, splat(c)))
+        });
+        bits(_mm_and_si128(_mm_cmpeq_epi8(x, splat(first)), next)) != 0
+    }
+
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
         // SAFETY: as in `masks`.
         unsafe { sse2_base64_loose_bits(block) }
@@ -338,6 +355,10 @@ mod lanes {
 
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
         super::swar::base64_loose_bits(block)
+    }
+
+    pub fn letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
+        super::swar::letter_pairs(bytes, first, seconds)
     }
 }
 
@@ -395,6 +416,21 @@ mod swar {
             m |= bits(v) << (8 * i);
         }
         m
+    }
+
+    /// Whether one of the sixteen pairs of adjacent bytes in `bytes` is
+    /// `first` then one of `seconds` (lowercase letters; case folded).
+    pub fn letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
+        let fold =
+            |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes")) | (ONES * 0x20);
+        (0..2).any(|h| {
+            let (x, y) = (
+                fold(&bytes[8 * h..8 * h + 8]),
+                fold(&bytes[8 * h + 1..8 * h + 9]),
+            );
+            let next = seconds.iter().fold(0, |m, &c| m | eq(y, c));
+            eq(x, first) & next != 0
+        })
     }
 
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
@@ -495,6 +531,13 @@ mod tests {
                 w[0].eq_ignore_ascii_case(&b'c') && seconds.iter().any(|s| w[1].eq_ignore_ascii_case(s))
             });
             proptest::prop_assert_eq!(has_letter_pair(&window, b'c', seconds), want);
+            // The portable sixteen-pair step, on the first seventeen bytes.
+            if let Some(bytes) = window.get(..17) {
+                let want = bytes.windows(2).any(|w| {
+                    w[0].eq_ignore_ascii_case(&b'c') && seconds.iter().any(|s| w[1].eq_ignore_ascii_case(s))
+                });
+                proptest::prop_assert_eq!(swar::letter_pairs(bytes.try_into().unwrap(), b'c', seconds), want);
+            }
         }
     }
 

@@ -8,6 +8,8 @@
 //! - `@` (memchr) for e-mail addresses;
 //! - literal triggers (one Aho-Corasick pass) for secrets and name hotwords.
 
+use std::cell::OnceCell;
+
 use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::Regex;
 
@@ -230,6 +232,9 @@ struct Span<'g> {
     digits: &'g [u8],
     /// The length of each block.
     lens: &'g [usize],
+    /// Whether a CVV hotword ends shortly before the group: asked once per
+    /// group, whichever of its blocks asks first.
+    cvv_before: &'g OnceCell<bool>,
 }
 
 impl Span<'_> {
@@ -334,6 +339,7 @@ const MAX_DIGITS: usize = 19;
 fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut Vec<Candidate>) {
     // One pass over the group's context serves every shape tried below.
     let cx = &Near::new(&sc.words, text, g.blocks[0].0, g.blocks[g.n - 1].1);
+    let cvv_before = &OnceCell::new();
     let mut lens = [0usize; MAX_BLOCKS];
     for (k, len) in lens.iter_mut().enumerate().take(g.n) {
         *len = g.block_len(k);
@@ -373,6 +379,7 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
                 end,
                 digits: &digits[..n],
                 lens: &lens[a..=b],
+                cvv_before,
             };
             shapes::<GATED>(sc, cx, text, &span, out);
         }
@@ -394,6 +401,7 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
                 end,
                 digits: &text[start..end],
                 lens: &lens[a..=a],
+                cvv_before,
             };
             shapes::<GATED>(sc, cx, text, &span, out);
         }
@@ -557,24 +565,14 @@ fn single_block<const GATED: bool>(
     out: &mut Vec<Candidate>,
 ) {
     let Span {
-        start, end, digits, ..
+        start,
+        end,
+        digits,
+        cvv_before,
+        ..
     } = *span;
     let n = digits.len();
-    // Every CVV hotword has a 'c' followed by one of "viosa" ending at most
-    // six bytes from its end ("card verifi-ca-tion"): skip the context
-    // lookup when the window before the group (where the lookup measures
-    // from) has no such pair. Pairs start up to 32 bytes back, so the
-    // window is four whole eight-byte words and the group's first byte.
-    let cx_start = cx.start();
-    if (3..=4).contains(&n)
-        && (!GATED
-            || bytemask::has_letter_pair(
-                &text[cx_start.saturating_sub(32)..cx_start + 1],
-                b'c',
-                CVV_PAIR_SECONDS,
-            ))
-        && cx.before(Cat::Cvv, 24)
-    {
+    if (3..=4).contains(&n) && *cvv_before.get_or_init(|| cvv_hotword_before::<GATED>(cx, text)) {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
     if (6..=17).contains(&n) && cx.before(Cat::Account, 32) {
@@ -583,6 +581,23 @@ fn single_block<const GATED: bool>(
     if n <= 6 {
         street_address(sc, text, start, end, out);
     }
+}
+
+/// Whether a CVV hotword ends within 24 bytes before the group.
+fn cvv_hotword_before<const GATED: bool>(cx: &Near<'_>, text: &[u8]) -> bool {
+    // Every CVV hotword has a 'c' followed by one of "viosa" ending at most
+    // six bytes from its end ("card verifi-ca-tion"): skip the context
+    // lookup when the window before the group (where the lookup measures
+    // from) has no such pair. Pairs start up to 32 bytes back, so the
+    // window is four whole eight-byte words and the group's first byte.
+    let start = cx.start();
+    (!GATED
+        || bytemask::has_letter_pair(
+            &text[start.saturating_sub(32)..start + 1],
+            b'c',
+            CVV_PAIR_SECONDS,
+        ))
+        && cx.before(Cat::Cvv, 24)
 }
 
 /// A US street address starting with the house number `text[start..digits_end]`.
