@@ -79,12 +79,6 @@ pub fn base64_loose(chunk: &[u8]) -> u64 {
     bits_of(chunk, lanes::base64_loose_bits, is_base64_loose)
 }
 
-/// Whether one of the eight bytes of `mask` (bits 8k..8k+8) is all ones:
-/// a zero byte of its complement, found by the borrow it stops.
-pub fn has_full_lane(mask: u64) -> bool {
-    (!mask).wrapping_sub(swar::ONES) & mask & swar::HIGHS != 0
-}
-
 /// The byte test behind [`base64_loose`].
 pub fn is_base64_loose(c: u8) -> bool {
     matches!(c, b'+'..=b'9' | b'A'..=b'z')
@@ -464,16 +458,6 @@ mod tests {
         let mut b = [0u8; BLOCK];
         b[..bytes.len()].copy_from_slice(bytes);
         b
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn has_full_lane_finds_an_all_ones_byte(mask in proptest::num::u64::ANY, lane in 0usize..9) {
-            // Lane 8 leaves the mask as drawn; others force that byte to ones.
-            let mask = if lane < 8 { mask | 0xFF << (8 * lane) } else { mask };
-            let want = mask.to_le_bytes().contains(&0xFF);
-            proptest::prop_assert_eq!(has_full_lane(mask), want);
-        }
     }
 
     proptest::proptest! {

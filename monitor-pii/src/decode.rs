@@ -190,13 +190,7 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
     while base < n {
         let next = superset(base + BLOCK);
         let from = u64::MAX << (pos - base);
-        // Sixteen in a row always fill one of the eight-byte lanes of this
-        // block or the first of the next: without such a lane, no run.
-        let mut long = if bytemask::has_full_lane(cur) || next & 0xFF == 0xFF {
-            runs_of_16(cur, next) & from
-        } else {
-            0
-        };
+        let mut long = runs_of_16(cur, next) & from;
         if long != 0 {
             let exact = |base: usize| bytemask::base64(block(base));
             long = runs_of_16(exact(base), exact(base + BLOCK)) & from;
