@@ -449,12 +449,14 @@ fn shapes<const GATED: bool>(
     if n == 9 {
         ssn_like(cx, span, out);
     }
-    if nb == 1 {
-        single_block::<GATED>(sc, cx, text, span, out);
-    }
-    // The shortest phone shape, "(AAA) EEE-NNNN" seen as two blocks, has six digits.
+    // The shortest phone shape, "(AAA) EEE-NNNN" seen as two blocks, has
+    // six digits. Before the single-block shapes: the context a phone
+    // looks up answers their account question.
     if n >= 6 {
         phone(cx, text, span, out);
+    }
+    if nb == 1 {
+        single_block::<GATED>(sc, cx, text, span, out);
     }
     if nb == 4 && sep == b'.' {
         ipv4(cx, text, span, out);
