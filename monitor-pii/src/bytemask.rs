@@ -89,24 +89,28 @@ pub fn is_base64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
 
-/// Whether `window` holds the letter `first` followed by one of the
-/// letters `seconds` (all given lowercase; either case matches). Sixteen
-/// pairs at a time.
-#[inline]
-pub fn has_letter_pair(window: &[u8], first: u8, seconds: &[u8]) -> bool {
-    debug_assert!(first.is_ascii_lowercase() && seconds.iter().all(u8::is_ascii_lowercase));
+/// Letter pairs: each first letter, with the letters that may follow it
+/// (all lowercase; either case matches, and so may a few other bytes that
+/// fold onto them).
+pub type Pairs<'a> = &'a [(u8, &'a [u8])];
+
+/// Whether `window` holds one of `pairs`. Sixteen pairs of bytes at a time.
+#[inline(always)]
+pub fn has_letter_pair(window: &[u8], pairs: Pairs<'_>) -> bool {
     let mut k = 0;
     // Pairs k..k + 16 read bytes k..k + 17.
     while k + 17 <= window.len() {
-        let pairs = window[k..k + 17].try_into().expect("seventeen bytes");
-        if lanes::letter_pairs(pairs, first, seconds) {
+        let bytes = window[k..k + 17].try_into().expect("seventeen bytes");
+        if lanes::letter_pairs(bytes, pairs) {
             return true;
         }
         k += 16;
     }
-    window[k..]
-        .windows(2)
-        .any(|w| w[0] | 0x20 == first && seconds.contains(&(w[1] | 0x20)))
+    window[k..].windows(2).any(|w| {
+        pairs
+            .iter()
+            .any(|&(first, seconds)| w[0] | 0x20 == first && seconds.contains(&(w[1] | 0x20)))
+    })
 }
 
 /// A class of bytes [`Classes::run_end`] can skip.
@@ -212,7 +216,7 @@ mod lanes {
         _mm_set1_epi8, _mm_set_epi64x, _mm_setzero_si128, _mm_sub_epi8,
     };
 
-    use super::{Masks, BLOCK};
+    use super::{Masks, Pairs, BLOCK};
 
     #[target_feature(enable = "sse2")]
     fn load(b: &[u8]) -> __m128i {
@@ -286,22 +290,27 @@ mod lanes {
     }
 
     /// Whether one of the sixteen pairs of adjacent bytes in `bytes` is
-    /// `first` then one of `seconds` (lowercase letters; case folded).
-    #[inline]
-    pub fn letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
+    /// one of `pairs` (case folded).
+    #[inline(always)]
+    pub fn letter_pairs(bytes: &[u8; 17], pairs: Pairs<'_>) -> bool {
         // SAFETY: as in `masks`.
-        unsafe { sse2_letter_pairs(bytes, first, seconds) }
+        unsafe { sse2_letter_pairs(bytes, pairs) }
     }
 
     #[target_feature(enable = "sse2")]
-    fn sse2_letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
+    fn sse2_letter_pairs(bytes: &[u8; 17], pairs: Pairs<'_>) -> bool {
         let fold = splat(0x20);
         let x = _mm_or_si128(load(&bytes[..16]), fold);
         let y = _mm_or_si128(load(&bytes[1..]), fold);
-        let next = seconds.iter().fold(_mm_setzero_si128(), |m, &c| {
-            _mm_or_si128(m, _mm_cmpeq_epi8(y, splat(c)))
-        });
-        bits(_mm_and_si128(_mm_cmpeq_epi8(x, splat(first)), next)) != 0
+        let hits = pairs
+            .iter()
+            .fold(_mm_setzero_si128(), |hits, &(first, seconds)| {
+                let next = seconds.iter().fold(_mm_setzero_si128(), |m, &c| {
+                    _mm_or_si128(m, _mm_cmpeq_epi8(y, splat(c)))
+                });
+                _mm_or_si128(hits, _mm_and_si128(_mm_cmpeq_epi8(x, splat(first)), next))
+            });
+        bits(hits) != 0
     }
 
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
@@ -351,8 +360,8 @@ mod lanes {
         super::swar::base64_loose_bits(block)
     }
 
-    pub fn letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
-        super::swar::letter_pairs(bytes, first, seconds)
+    pub fn letter_pairs(bytes: &[u8; 17], pairs: super::Pairs<'_>) -> bool {
+        super::swar::letter_pairs(bytes, pairs)
     }
 }
 
@@ -413,8 +422,8 @@ mod swar {
     }
 
     /// Whether one of the sixteen pairs of adjacent bytes in `bytes` is
-    /// `first` then one of `seconds` (lowercase letters; case folded).
-    pub fn letter_pairs(bytes: &[u8; 17], first: u8, seconds: &[u8]) -> bool {
+    /// one of `pairs` (case folded).
+    pub fn letter_pairs(bytes: &[u8; 17], pairs: super::Pairs<'_>) -> bool {
         let fold =
             |w: &[u8]| u64::from_le_bytes(w.try_into().expect("eight bytes")) | (ONES * 0x20);
         (0..2).any(|h| {
@@ -422,8 +431,10 @@ mod swar {
                 fold(&bytes[8 * h..8 * h + 8]),
                 fold(&bytes[8 * h + 1..8 * h + 9]),
             );
-            let next = seconds.iter().fold(0, |m, &c| m | eq(y, c));
-            eq(x, first) & next != 0
+            pairs.iter().any(|&(first, seconds)| {
+                let next = seconds.iter().fold(0, |m, &c| m | eq(y, c));
+                eq(x, first) & next != 0
+            })
         })
     }
 
@@ -508,19 +519,20 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn has_letter_pair_is_a_case_blind_pair_search(
-            window in proptest::collection::vec(proptest::sample::select(b"cCvVxsSoOaA iI2\xe3\x83".to_vec()), 0..48),
+            window in proptest::collection::vec(proptest::sample::select(b"cCvVxsSoOaA/gG iI2\xe3\x83".to_vec()), 0..60),
         ) {
-            let seconds = b"viso";
-            let want = window.windows(2).any(|w| {
-                w[0].eq_ignore_ascii_case(&b'c') && seconds.iter().any(|s| w[1].eq_ignore_ascii_case(s))
-            });
-            proptest::prop_assert_eq!(has_letter_pair(&window, b'c', seconds), want);
+            let pairs: Pairs<'_> = &[(b'c', b"viso"), (b'a', b"/"), (b'g', b"s")];
+            let want = |bytes: &[u8]| {
+                bytes.windows(2).any(|w| {
+                    pairs.iter().any(|(first, seconds)| {
+                        w[0].eq_ignore_ascii_case(first) && seconds.iter().any(|s| w[1].eq_ignore_ascii_case(s))
+                    })
+                })
+            };
+            proptest::prop_assert_eq!(has_letter_pair(&window, pairs), want(&window));
             // The portable sixteen-pair step, on the first seventeen bytes.
             if let Some(bytes) = window.get(..17) {
-                let want = bytes.windows(2).any(|w| {
-                    w[0].eq_ignore_ascii_case(&b'c') && seconds.iter().any(|s| w[1].eq_ignore_ascii_case(s))
-                });
-                proptest::prop_assert_eq!(swar::letter_pairs(bytes.try_into().unwrap(), b'c', seconds), want);
+                proptest::prop_assert_eq!(swar::letter_pairs(bytes.try_into().unwrap(), pairs), want(bytes));
             }
         }
     }

@@ -556,8 +556,51 @@ fn ssn_like(cx: &Near<'_>, span: &Span<'_>, out: &mut Vec<Candidate>) {
     }
 }
 
-/// The letters after a 'c' in every CVV hotword ([`context::words::CVV`]).
-const CVV_PAIR_SECONDS: &[u8] = b"viosa";
+/// A summary of a category's hotwords for skipping its context lookup:
+/// every hotword holds one of the letter pairs, within `back` bytes before
+/// a number it ends `dist` bytes before. Where those bytes hold none, the
+/// lookup would find nothing.
+struct PairGate {
+    cat: Cat,
+    dist: usize,
+    /// Each first letter, with the letters that may follow it.
+    pairs: &'static [(u8, &'static [u8])],
+    back: usize,
+}
+
+/// CVV hotwords ([`context::words::CVV`]) have a 'c' then one of "viosa"
+/// among their last seven bytes ("card verifi-ca-tion"); the 32 bytes
+/// before are two sixteen-pair steps with the group's first byte.
+const CVV_GATE: PairGate = PairGate {
+    cat: Cat::Cvv,
+    dist: 24,
+    pairs: &[(b'c', b"viosa")],
+    back: 32,
+};
+
+/// Account hotwords ([`context::words::ACCOUNT`]): "cc" (account, acct),
+/// "ck" (checking), "a/" (a/c), "gs" (savings), the first byte at most 14
+/// bytes into the word; the 48 bytes before are three sixteen-pair steps.
+const ACCOUNT_GATE: PairGate = PairGate {
+    cat: Cat::Account,
+    dist: 32,
+    pairs: &[(b'c', b"ck"), (b'a', b"/"), (b'g', b"s")],
+    back: 48,
+};
+
+impl PairGate {
+    /// Whether a hotword of the category ends within `dist` bytes before
+    /// the group (`GATED`: skip the lookup where the pairs rule it out).
+    #[inline(always)]
+    fn hotword_before<const GATED: bool>(&self, cx: &Near<'_>, text: &[u8]) -> bool {
+        let start = cx.start();
+        let window = &text[start.saturating_sub(self.back)..start + 1];
+        if GATED && !cx.knows_before() && !bytemask::has_letter_pair(window, self.pairs) {
+            return false;
+        }
+        cx.before(self.cat, self.dist)
+    }
+}
 
 fn single_block<const GATED: bool>(
     sc: &Scanner,
@@ -574,32 +617,17 @@ fn single_block<const GATED: bool>(
         ..
     } = *span;
     let n = digits.len();
-    if (3..=4).contains(&n) && *cvv_before.get_or_init(|| cvv_hotword_before::<GATED>(cx, text)) {
+    if (3..=4).contains(&n)
+        && *cvv_before.get_or_init(|| CVV_GATE.hotword_before::<GATED>(cx, text))
+    {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
-    if (6..=17).contains(&n) && cx.before(Cat::Account, 32) {
+    if (6..=17).contains(&n) && ACCOUNT_GATE.hotword_before::<GATED>(cx, text) {
         out.push(Candidate::new(PiiType::BankAccount, start, end, 0.75));
     }
     if n <= 6 {
         street_address(sc, text, start, end, out);
     }
-}
-
-/// Whether a CVV hotword ends within 24 bytes before the group.
-fn cvv_hotword_before<const GATED: bool>(cx: &Near<'_>, text: &[u8]) -> bool {
-    // Every CVV hotword has a 'c' followed by one of "viosa" ending at most
-    // six bytes from its end ("card verifi-ca-tion"): skip the context
-    // lookup when the window before the group (where the lookup measures
-    // from) has no such pair. Pairs start up to 32 bytes back, so the
-    // window is four whole eight-byte words and the group's first byte.
-    let start = cx.start();
-    (!GATED
-        || bytemask::has_letter_pair(
-            &text[start.saturating_sub(32)..start + 1],
-            b'c',
-            CVV_PAIR_SECONDS,
-        ))
-        && cx.before(Cat::Cvv, 24)
 }
 
 /// A US street address starting with the house number `text[start..digits_end]`.
@@ -1268,6 +1296,8 @@ mod tests {
                         "", "card ", "ssn ", "phone ", "dob: ", "account number ", "ip ", "order #",
                         "cvv ", "call +", "(", "routing ", "born ", "CSC noted for the form ab: ",
                         "card verification number on the form: ", "security code, it is ",
+                        "acct ", "A/C ", "savings ", "bank account on file for the refund is ",
+                        "checking, the one I use for the form: ",
                     ]),
                     // Block lengths: the shapes' own groupings, or any.
                     proptest::prop_oneof![
@@ -1343,6 +1373,32 @@ mod tests {
                 let Some(k) = got else { break };
                 // Ask from further on now and then, as the scanner does after a group.
                 i = k + 1 + skips.next().unwrap_or(0);
+            }
+        }
+    }
+
+    #[test]
+    fn every_gated_hotword_holds_a_pair_within_reach() {
+        // Each hotword, ending as far before a number as its category looks
+        // and in either case, must leave one of the gate's pairs in the
+        // bytes the gate reads.
+        let hot = context::Hotwords::new();
+        for (gate, list) in [
+            (&CVV_GATE, context::words::CVV),
+            (&ACCOUNT_GATE, context::words::ACCOUNT),
+        ] {
+            for word in list {
+                for word in [word.to_string(), word.to_uppercase()] {
+                    let text = format!("{word}{}1234", " ".repeat(gate.dist));
+                    let start = text.len() - 4;
+                    let window = &text.as_bytes()[start.saturating_sub(gate.back)..start + 1];
+                    assert!(bytemask::has_letter_pair(window, gate.pairs), "{word}");
+                    let near = Near::new(&hot, text.as_bytes(), start, start + 4);
+                    assert!(
+                        near.before(gate.cat, gate.dist),
+                        "{word} is no hotword of its category"
+                    );
+                }
             }
         }
     }
