@@ -356,21 +356,27 @@ impl Hotwords {
         let (alpha, alnum) = (m.letter, m.letter | m.digit);
         let carry = u64::from(base > 0 && text[base - 1].is_ascii_alphanumeric());
         let window = (u64::MAX << (lo - base)) & (u64::MAX >> (BLOCK - (hi - base)));
-        // A word starts at a letter whose previous byte is no letter or digit.
-        let mut starts = alpha & !(alnum << 1 | carry) & window;
-        while starts != 0 {
-            let ms = base + starts.trailing_zeros() as usize;
-            starts &= starts - 1;
-            if ms + 1 >= hi {
-                break;
-            }
+        // A word starts at a letter whose previous byte is no letter or
+        // digit, and a hotword (two bytes or more) at one before `hi - 1`.
+        let starts = alpha & !(alnum << 1 | carry) & window & ((1 << (hi - 1 - base)) - 1);
+        // The starts whose first three bytes could begin a hotword (of
+        // `only`), found with no branch per start: most fail here.
+        let mut maybe = 0u64;
+        let mut rest = starts;
+        while rest != 0 {
+            let at = rest.trailing_zeros();
+            rest &= rest - 1;
+            let ms = base + at as usize;
             let k = bucket(text[ms], text[ms + 1]);
-            if only.is_some_and(|c| self.buckets_of[c as usize][k / 64] >> (k % 64) & 1 == 0)
-                || self.thirds[k] & third(text.get(ms + 2).copied().unwrap_or(0)) == 0
-            {
-                continue;
-            }
-            let (first, last) = self.ranges[k];
+            let third_fits = self.thirds[k] & third(text.get(ms + 2).copied().unwrap_or(0)) != 0;
+            let cat_fits =
+                only.is_none_or(|c| self.buckets_of[c as usize][k / 64] >> (k % 64) & 1 != 0);
+            maybe |= u64::from(third_fits & cat_fits) << at;
+        }
+        while maybe != 0 {
+            let ms = base + maybe.trailing_zeros() as usize;
+            maybe &= maybe - 1;
+            let (first, last) = self.ranges[bucket(text[ms], text[ms + 1])];
             for h in &self.words[usize::from(first)..usize::from(last)] {
                 let me = ms + h.word.len();
                 if me <= hi && only.is_none_or(|c| c == h.cat) && h.is_at(text, ms) {
