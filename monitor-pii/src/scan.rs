@@ -166,10 +166,10 @@ impl RunStarts {
         while after_letter != 0 {
             let k = after_letter.trailing_zeros() as usize;
             after_letter &= after_letter - 1;
+            // (No branch: whether two capitals come before is data.)
             let i = base + k;
-            if i >= 2 && text[i - 1].is_ascii_uppercase() && text[i - 2].is_ascii_uppercase() {
-                starts |= 1 << k;
-            }
+            let capitals = i >= 2 && text[i - 1].is_ascii_uppercase() & text[i - 2].is_ascii_uppercase();
+            starts |= u64::from(capitals) << k;
         }
         starts
     }
