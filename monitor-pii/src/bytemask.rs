@@ -212,8 +212,8 @@ pub fn masks_by_byte(chunk: &[u8]) -> Masks {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     use std::arch::x86_64::{
-        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8, _mm_set_epi64x, _mm_setzero_si128, _mm_sub_epi8,
+        __m128i, _mm_add_epi8, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x, _mm_setzero_si128,
     };
 
     use super::{Masks, Pairs, BLOCK};
@@ -230,11 +230,13 @@ mod lanes {
         _mm_set1_epi8(c as i8)
     }
 
-    /// 0xFF in each byte within `lo..=hi`: `x - lo <= hi - lo`, unsigned.
+    /// 0xFF in each byte within `lo..=hi` (`hi < 0xFF`): shifted so that
+    /// `lo` lands on -128, the range is what is signed-less than
+    /// `-128 + (hi - lo + 1)`. Two instructions.
     #[target_feature(enable = "sse2")]
     fn in_range(x: __m128i, lo: u8, hi: u8) -> __m128i {
-        let t = _mm_sub_epi8(x, splat(lo));
-        _mm_cmpeq_epi8(_mm_min_epu8(t, splat(hi - lo)), t)
+        let shifted = _mm_add_epi8(x, splat(0x80u8.wrapping_sub(lo)));
+        _mm_cmpgt_epi8(splat(0x80u8.wrapping_add(hi - lo + 1)), shifted)
     }
 
     #[target_feature(enable = "sse2")]

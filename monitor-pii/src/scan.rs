@@ -168,7 +168,8 @@ impl RunStarts {
             after_letter &= after_letter - 1;
             // (No branch: whether two capitals come before is data.)
             let i = base + k;
-            let capitals = i >= 2 && text[i - 1].is_ascii_uppercase() & text[i - 2].is_ascii_uppercase();
+            let capitals =
+                i >= 2 && text[i - 1].is_ascii_uppercase() & text[i - 2].is_ascii_uppercase();
             starts |= u64::from(capitals) << k;
         }
         starts
