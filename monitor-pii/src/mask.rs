@@ -450,6 +450,12 @@ fn keep_ends(out: &mut Masked, n: &[u8], head: usize, tail: usize) {
     out.push_text(&n[tail_start..]);
 }
 
+/// The words of ASCII `text`: what `str::split_whitespace` gives for it.
+fn ascii_words(text: &[u8]) -> impl Iterator<Item = &[u8]> {
+    text.split(|c| c.is_ascii_whitespace() || *c == 0x0B)
+        .filter(|w| !w.is_empty())
+}
+
 /// A masked rendering that never holds more than the type allows
 /// (cards: first 6 and last 4 digits at most).
 pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> Masked {
@@ -496,11 +502,25 @@ pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> Masked {
             out.push_text(year);
             out.push_str("-**-**");
         }
+        Some(StreetAddress) if raw.is_ascii() => {
+            // The ASCII case of the rule below, with no UTF-8 pass: the last
+            // word before the first comma (the street's suffix).
+            let first = raw.split(|&c| c == b',').next().unwrap_or_default();
+            out.push_str("*** ");
+            out.push_text(ascii_words(first).last().unwrap_or_default());
+        }
         Some(StreetAddress) => {
             let first = raw.split(|&c| c == b',').next().unwrap_or_default();
             let s = String::from_utf8_lossy(first);
             out.push_str("*** ");
             out.push_str(s.split_whitespace().last().unwrap_or(""));
+        }
+        Some(Person) if raw.is_ascii() => {
+            // The ASCII case of the rule below: each word's initial.
+            for (i, word) in ascii_words(raw).enumerate() {
+                let initial = [b' ', word[0], b'.'];
+                out.push_text(&initial[usize::from(i == 0)..]);
+            }
         }
         Some(Person) => {
             for (i, c) in String::from_utf8_lossy(raw)
@@ -626,6 +646,27 @@ mod tests {
                 // At most a character (four bytes) short of the room left.
                 proptest::prop_assert!(kept.len() + 4 > MASKED_CAP - 3);
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_names_and_streets_mask_as_the_general_rule_does(raw in "[ -~\t\n\x0b\x0c\r]{0,70}") {
+            // The general rules, as they read for any text.
+            let text = String::from_utf8_lossy(raw.as_bytes());
+            let mut person = Masked::new();
+            for (i, c) in text.split_whitespace().filter_map(|w| w.chars().next()).enumerate() {
+                if i > 0 {
+                    person.push(' ');
+                }
+                person.push(c);
+                person.push('.');
+            }
+            let mut street = Masked::new();
+            street.push_str("*** ");
+            street.push_str(text.split(',').next().unwrap_or("").split_whitespace().last().unwrap_or(""));
+            proptest::prop_assert_eq!(mask(Some(PiiType::Person), raw.as_bytes(), b""), person);
+            proptest::prop_assert_eq!(mask(Some(PiiType::StreetAddress), raw.as_bytes(), b""), street);
         }
     }
 
