@@ -177,57 +177,73 @@ const _: () = assert!(MIN_BASE64 == 16, "runs_of_16 finds runs of sixteen");
 /// wherever sixteen such bytes in a row start. Ordinary text (words between
 /// spaces, log timestamps with their colons) has none, so its blocks are
 /// passed over after two range compares;
-/// only blocks with a long superset run get the exact base64 mask.
+/// only blocks with a long superset run get the exact base64 masks, which
+/// then serve every run starting in the block and give where it ends.
 pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
     let n = text.len();
     let block = |base: usize| &text[base.min(n)..n.min(base + BLOCK)];
     let superset = |base: usize| bytemask::base64_loose(block(base));
+    let exact = |base: usize| bytemask::base64(block(base));
     let mut runs = Vec::new();
     let mut base = 0;
     let mut cur = superset(0);
     // Bytes before `pos` belong to runs already taken.
     let mut pos = 0;
-    while base < n {
+    'blocks: while base < n {
         let next = superset(base + BLOCK);
-        let from = u64::MAX << (pos - base);
-        let mut long = runs_of_16(cur, next) & from;
-        if long != 0 {
-            let exact = |base: usize| bytemask::base64(block(base));
-            long = runs_of_16(exact(base), exact(base + BLOCK)) & from;
+        if runs_of_16(cur, next) & u64::MAX << (pos - base) != 0 {
+            // The exact masks of this block and the next, once, serve
+            // every run starting in this block: where it starts, and where
+            // it ends while they reach.
+            let (lo, hi) = (exact(base), exact(base + BLOCK));
+            let window = u128::from(hi) << BLOCK | u128::from(lo);
+            let starts = runs_of_16(lo, hi);
+            loop {
+                let long = starts & u64::MAX << (pos - base);
+                if long == 0 {
+                    break;
+                }
+                let k = long.trailing_zeros() as usize;
+                let s = base + k;
+                let inside = (!(window >> k)).trailing_zeros() as usize;
+                let mut i = s + inside;
+                if inside == 2 * BLOCK - k {
+                    // Past the masks: a long run goes on byte by byte.
+                    i += text[i..].iter().take_while(|&&c| is_b64(c)).count();
+                }
+                let e = run_found(text, s, i, &mut runs);
+                if e - base >= BLOCK {
+                    (base, pos) = (e, e);
+                    cur = superset(e);
+                    continue 'blocks;
+                }
+                pos = e;
+            }
         }
-        if long == 0 {
-            base += BLOCK;
-            pos = base;
-            cur = next;
-            continue;
-        }
-        let s = base + long.trailing_zeros() as usize;
-        let i = s
-            + MIN_BASE64
-            + text[s + MIN_BASE64..]
-                .iter()
-                .take_while(|&&c| is_b64(c))
-                .count();
-        let mut e = i;
-        while e < n && text[e] == b'=' && e - i < 2 {
-            e += 1;
-        }
-        // Which of capitals, small letters and digits the run has, in one pass.
-        let seen = text[s..i]
-            .iter()
-            .fold(0, |acc, &c| acc | B64_CLASS[usize::from(c)]);
-        let mixed = seen & (UPPER | LOWER) == UPPER | LOWER;
-        if mixed && (seen & DIGIT != 0 || e - s >= 24) {
-            runs.push((s, e));
-        }
-        if e - base < BLOCK {
-            pos = e;
-        } else {
-            (base, pos) = (e, e);
-            cur = superset(e);
-        }
+        base += BLOCK;
+        pos = base;
+        cur = next;
     }
     runs
+}
+
+/// The run of base64 bytes `text[s..i]`: taken, with up to two `=` of
+/// padding, if it mixes cases and has a digit or 24 bytes. Returns its
+/// end, padding included.
+fn run_found(text: &[u8], s: usize, i: usize, runs: &mut Vec<(usize, usize)>) -> usize {
+    let mut e = i;
+    while e < text.len() && text[e] == b'=' && e - i < 2 {
+        e += 1;
+    }
+    // Which of capitals, small letters and digits the run has, in one pass.
+    let seen = text[s..i]
+        .iter()
+        .fold(0, |acc, &c| acc | B64_CLASS[usize::from(c)]);
+    let mixed = seen & (UPPER | LOWER) == UPPER | LOWER;
+    if mixed && (seen & DIGIT != 0 || e - s >= 24) {
+        runs.push((s, e));
+    }
+    e
 }
 
 /// Bit k: bits k..k+16 of the 128 bits `lo`, `hi` are all set (k < 64).
