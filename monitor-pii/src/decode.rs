@@ -209,7 +209,10 @@ pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
                 let mut i = s + inside;
                 if inside == 2 * BLOCK - k {
                     // Past the masks: a long run goes on byte by byte.
-                    i += text[i..].iter().take_while(|&&c| is_b64(c)).count();
+                    i += text[i..]
+                        .iter()
+                        .take_while(|&&c| bytemask::is_base64(c))
+                        .count();
                 }
                 let e = run_found(text, s, i, &mut runs);
                 if e - base >= BLOCK {
@@ -242,6 +245,11 @@ fn run_found(text: &[u8], s: usize, i: usize, runs: &mut Vec<(usize, usize)>) ->
     }
     e
 }
+
+/// What [`classes`] finds in a run: capitals, small letters, digits.
+const UPPER: u8 = 1;
+const LOWER: u8 = 2;
+const DIGIT: u8 = 4;
 
 /// Which of capitals, small letters and digits a run of base64 bytes (at
 /// least eight) has, eight bytes at a time. In the alphabet, small letters
@@ -282,34 +290,6 @@ fn runs_of_16(lo: u64, hi: u64) -> u64 {
     let mid = lo >> 32 | hi << 32;
     starts(lo) & 0xFFFF_FFFF | starts(mid) << 32
 }
-
-#[inline]
-fn is_b64(c: u8) -> bool {
-    B64_CLASS[usize::from(c)] != 0
-}
-
-const UPPER: u8 = 1;
-const LOWER: u8 = 2;
-const DIGIT: u8 = 4;
-const SYMBOL: u8 = 8;
-
-/// Per byte: its base64 class (capital, small letter, digit, `+ / - _`), or 0.
-static B64_CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = match b {
-            b'A'..=b'Z' => UPPER,
-            b'a'..=b'z' => LOWER,
-            b'0'..=b'9' => DIGIT,
-            b'+' | b'/' | b'-' | b'_' => SYMBOL,
-            _ => 0,
-        };
-        c += 1;
-    }
-    t
-};
 
 /// Decodes a base64 run if it decodes (either alphabet) to mostly printable text.
 pub fn base64_text(run: &[u8]) -> Option<Vec<u8>> {
@@ -375,7 +355,7 @@ mod tests {
         let mut i = 0;
         while i < text.len() {
             let s = i;
-            while i < text.len() && is_b64(text[i]) {
+            while i < text.len() && bytemask::is_base64(text[i]) {
                 i += 1;
             }
             if i - s < MIN_BASE64 {

@@ -306,10 +306,7 @@ pub fn normalize_into(kind: Option<PiiType>, raw: &[u8], out: &mut Vec<u8>) {
         ),
         Some(EmailAddress | Person | StreetAddress) if raw.is_ascii() => {
             // The ASCII case of the general rule below, without its copies.
-            for word in raw
-                .split(|c| c.is_ascii_whitespace() || *c == 0x0B)
-                .filter(|w| !w.is_empty())
-            {
+            for word in ascii_words(raw) {
                 if !out.is_empty() {
                     out.push(b' ');
                 }

@@ -276,9 +276,9 @@ fn parse_group(classes: &mut Classes<'_>, start: usize, g: &mut Group) -> usize 
 }
 
 /// Candidates from the numeric groups of `text`. `GATED`: skip the spans
-/// [`joined_shape_fits`] rules out and the CVV lookups that no 'c' pair
-/// before the group calls for (always, but for the test that checks the
-/// gates drop no candidate).
+/// [`joined_shape_fits`] rules out and the CVV and account lookups its
+/// [`PairGate`] rules out (always, but for the test that checks the gates
+/// drop no candidate).
 fn numeric_groups<const GATED: bool>(sc: &Scanner, text: &[u8], out: &mut Vec<Candidate>) {
     let mut g = Group {
         blocks: [(0, 0); MAX_BLOCKS],
@@ -564,8 +564,7 @@ fn ssn_like(cx: &Near<'_>, span: &Span<'_>, out: &mut Vec<Candidate>) {
 struct PairGate {
     cat: Cat,
     dist: usize,
-    /// Each first letter, with the letters that may follow it.
-    pairs: &'static [(u8, &'static [u8])],
+    pairs: bytemask::Pairs<'static>,
     back: usize,
 }
 

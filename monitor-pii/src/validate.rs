@@ -326,6 +326,7 @@ pub fn num(digits: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn iban_lengths_come_from_the_country_table() {
@@ -344,7 +345,6 @@ mod tests {
             assert_eq!(iban_length(odd), None, "{odd:?}");
         }
     }
-    use proptest::prelude::*;
 
     /// Appends the Luhn check digit to `body`.
     fn with_luhn(mut body: Vec<u8>) -> Vec<u8> {
