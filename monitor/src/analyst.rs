@@ -10,10 +10,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use clap::Args;
 
-use crate::classify::Action;
-use crate::policy::Severity;
+use crate::model::Action;
+use crate::model::Record;
+use crate::model::Severity;
 use crate::record::query::{Filter, RoleSummary};
-use crate::record::{Record, VerifyReport};
+use crate::record::VerifyReport;
 use crate::server::{Request, Response, DEFAULT_SOCKET};
 
 /// Options every analyst command takes.
@@ -192,10 +193,10 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
             ]
         } else {
             let outcome = match r.outcome {
-                crate::record::Outcome::Allowed => "allowed",
-                crate::record::Outcome::Violation => "VIOLATION",
-                crate::record::Outcome::Failed => "failed",
-                crate::record::Outcome::Refused => "REFUSED",
+                crate::model::Outcome::Allowed => "allowed",
+                crate::model::Outcome::Violation => "VIOLATION",
+                crate::model::Outcome::Failed => "failed",
+                crate::model::Outcome::Refused => "REFUSED",
             };
             vec![
                 r.time.clone(),

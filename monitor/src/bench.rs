@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use crate::enrich::Enricher;
 use crate::event::Detail;
-use crate::sensor::decode::decode;
 use crate::sensor::{Sensor, SensorSettings};
+use crate::wire::decode;
 
 /// What one run measured.
 #[derive(Debug, Serialize)]
@@ -242,7 +242,7 @@ pub fn run_payload_bench(
                 s.drain(usize::MAX, |bytes| {
                     let Ok(rec) = decode(bytes) else { return };
                     let mut ev = enricher.enrich(&rec);
-                    if let crate::sensor::decode::Body::Payload(_) = rec.body {
+                    if let crate::wire::Body::Payload(_) = rec.body {
                         payloads.process(&rec, &mut ev);
                         if let Detail::Payload(p) = &ev.detail {
                             if ev.process.pid == child_pid && !p.tls {
@@ -353,12 +353,13 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 /// Fills a fresh store with `records` synthetic records (the daemon's
 /// writer batch size), then times the analyst queries over it.
 pub fn run_store_bench(records: u64, paths: u64) -> anyhow::Result<StoreBenchReport> {
-    use crate::classify::Action;
     use crate::event::PiiFinding;
-    use crate::policy::{Alert, Severity};
+    use crate::model::Action;
+    use crate::model::{Alert, Severity};
+    use crate::model::{Outcome, Record};
     use crate::record::query::Filter;
     use crate::record::writer::BATCH;
-    use crate::record::{Outcome, Record, Store};
+    use crate::record::Store;
     use std::sync::Arc;
 
     let dir = std::env::temp_dir().join(format!("monitor-store-bench-{}", std::process::id()));

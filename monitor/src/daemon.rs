@@ -12,15 +12,16 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use std::sync::mpsc::Sender;
 
-use crate::classify::Action;
 use crate::enrich::Enricher;
+use crate::model::Action;
+use crate::model::{Alert, Severity};
+use crate::model::{Outcome, Record};
 use crate::notify::notify;
 use crate::output::{EventSink, JsonLines};
 use crate::pipeline::Recording;
 use crate::pipeline::{Counters, Pipeline};
-use crate::policy::{Alert, Severity};
 use crate::record::writer::{self, RecordSender, WriterCounters};
-use crate::record::{Outcome, Record, Store};
+use crate::record::Store;
 use crate::rules::RuleSet;
 use crate::sensor::{Sensor, SensorSettings};
 use crate::server::{self, Server};
@@ -142,7 +143,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
             env!("CARGO_PKG_VERSION"),
             sources.join(",")
         ),
-        ..writer::stamped(&template)
+        ..template.stamped()
     });
     let listener = server::bind(&opts.socket)
         .with_context(|| format!("binding the query socket {}", opts.socket.display()))?;
@@ -189,6 +190,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
         crate::payload::PayloadStage::new(detector),
         sinks,
         Recording {
+            judges: crate::judge::Chain::standard(&rules),
             rules,
             records: records.clone(),
             host,
@@ -262,7 +264,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<()> {
     let _ = records.send(Record {
         action: Action::Stop,
         object: format!("monitor {}", env!("CARGO_PKG_VERSION")),
-        ..writer::stamped(&template)
+        ..template.stamped()
     });
     drop(records);
     tokio::task::spawn_blocking(move || writer.join())
@@ -309,7 +311,7 @@ fn reload(
         outcome,
         errno,
         alert,
-        ..writer::stamped(template)
+        ..template.stamped()
     });
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use monitor_pii::{Detector, Finding, StreamScanner};
 
 use crate::event::{Detail, Event, PiiFinding};
-use crate::sensor::decode::{Body, Record};
+use crate::wire::{Body, Record};
 
 /// Most streams kept; the least recently used is dropped (and counted) past this.
 pub const MAX_STREAMS: usize = 16384;

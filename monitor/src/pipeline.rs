@@ -9,18 +9,20 @@ use std::time::{Duration, Instant};
 
 use std::sync::mpsc::Receiver;
 
+use crate::classify::classify;
 use crate::enrich::Enricher;
 use crate::event::{Detail, Event};
+use crate::judge::{Case, Chain};
+use crate::model::{worst, Record, UNASSIGNED};
 use crate::output::EventSink;
 use crate::payload::PayloadStage;
-use crate::policy::worst;
 use crate::record::writer::RecordSender;
-use crate::record::Record;
-use crate::roles::RoleResolver;
+use crate::role::RoleResolver;
 use crate::rules::RuleSet;
-use crate::sensor::decode::{decode, Body};
-use crate::sensor::{KernelCounters, Sensor, SensorError};
+use crate::sensor::{Sensor, SensorError};
+use crate::status::KernelCounters;
 use crate::status::PipelineCounters;
+use crate::wire::{decode, Body};
 
 /// How long one wait on the ring buffer lasts. The kernel wakes the reader
 /// only once a batch is pending, so this bounds the delay of a lone event.
@@ -41,11 +43,13 @@ pub struct Counters {
     pub processes_tracked: usize,
 }
 
-/// The stages after detection: roles, classes and policy from the rules,
-/// and the record writer's queue.
+/// The stages after detection: roles and classes from the rules, the judge
+/// chain, and the record writer's queue.
 pub struct Recording {
     /// The rules in force.
     pub rules: RuleSet,
+    /// The judges, in order.
+    pub judges: Chain,
     /// The record writer's queue.
     pub records: RecordSender,
     /// This host's name, stamped on every record.
@@ -113,6 +117,7 @@ impl Pipeline {
             }
             while let Ok(rules) = self.recording.reloads.try_recv() {
                 self.roles.set_rules(rules.roles.clone());
+                self.recording.judges.reload(&rules);
                 self.recording.rules = rules;
             }
             if stopping {
@@ -151,7 +156,13 @@ impl Pipeline {
                         }
                         _ => {}
                     }
-                    if let Some(rec) = judge(recording, &event) {
+                    let Recording {
+                        rules,
+                        judges,
+                        host,
+                        ..
+                    } = recording;
+                    if let Some(rec) = assess(rules, judges, host, &event) {
                         if recording.records.send(rec).is_err() {
                             counters.record_errors += 1;
                         }
@@ -192,23 +203,248 @@ impl Pipeline {
     }
 }
 
-/// Classifies `event`, asks the policy, and returns what the record keeps:
-/// accesses to classified data, payloads with findings, and violations.
-fn judge(recording: &Recording, event: &Event) -> Option<Record> {
-    let rules = &recording.rules;
-    let access = rules.classes.classify(event)?;
+/// The per-record work after enrichment: classifies `event`, asks the
+/// judge chain, and returns what the record keeps (accesses to classified
+/// data, payloads with findings, and violations), or `None`.
+pub fn assess(
+    rules: &RuleSet,
+    judges: &mut Chain,
+    host: &Arc<str>,
+    event: &Event,
+) -> Option<Record> {
+    let access = classify(&rules.classes, event)?;
     let findings = match &event.detail {
         Detail::Payload(p) => p.findings.as_slice(),
         _ => &[],
     };
-    let role = event
-        .process
-        .role
-        .as_deref()
-        .unwrap_or(crate::roles::UNASSIGNED);
-    let alert = worst(rules.policy.judge(role, &access, findings));
+    let role = event.process.role.as_deref().unwrap_or(UNASSIGNED);
+    let alert = worst(judges.judge(&Case {
+        role,
+        access: &access,
+        findings,
+        event,
+    }));
     if access.class.is_none() && findings.is_empty() && alert.is_none() {
         return None;
     }
-    Some(Record::of_access(&recording.host, event, access, alert))
+    Some(Record::of_access(host, event, access, alert))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The per-record function over synthetic events, through the judge
+    //! chain: no kernel, no sensor.
+    use super::*;
+    use crate::judge::Judge;
+    use crate::model::{Action, Alert, Outcome, Severity};
+    use serde_json::json;
+
+    fn event(role: &str, detail: serde_json::Value) -> Event {
+        let mut v = json!({
+            "time": "2026-12-04T03:00:00Z",
+            "mono_ns": 1,
+            "process": {
+                "pid": 4242, "tid": 4242, "ppid": 1, "uid": 1500, "gid": 1500,
+                "user": "alice", "comm": "python3", "exe": "/usr/bin/python3",
+                "cgroup_id": 7, "role": role
+            }
+        });
+        for (k, val) in detail.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn open(role: &str, path: &str, flags: i32) -> Event {
+        event(
+            role,
+            json!({"kind": "file", "op": "open", "path": path, "flags": flags, "result": 3}),
+        )
+    }
+
+    fn send(role: &str, to: &str, kinds: &[&str]) -> Event {
+        let findings: Vec<_> = kinds
+            .iter()
+            .map(|k| {
+                json!({"type": k, "start": 0, "end": 16, "score": 1.0,
+                       "masked": "411111******1111",
+                       "fingerprint": "0123456789abcdef0123456789abcdef"})
+            })
+            .collect();
+        event(
+            role,
+            json!({"kind": "payload", "op": "write", "direction": "out", "tls": true,
+                   "fd": 5, "bytes": 120, "captured": 120, "remote_addr": to,
+                   "remote_port": 443, "conn_id": 9, "stream_offset": 0,
+                   "digest": "00", "findings": findings}),
+        )
+    }
+
+    fn run(rules: &RuleSet, chain: &mut Chain, e: &Event) -> Option<Record> {
+        assess(rules, chain, &Arc::from("host"), e)
+    }
+
+    #[test]
+    fn classified_accesses_are_recorded_and_judged() {
+        let rules = RuleSet::shipped();
+        let mut chain = Chain::standard(&rules);
+        let card = "/srv/cardholder/disputes.csv";
+
+        let r = run(&rules, &mut chain, &open("billing-agent", card, 0)).unwrap();
+        assert_eq!(
+            (r.action, r.class.as_deref(), r.outcome, r.alert.as_ref()),
+            (
+                Action::Read,
+                Some("cardholder-data"),
+                Outcome::Allowed,
+                None
+            )
+        );
+        assert_eq!(
+            (r.pid, &*r.role, r.object.as_str()),
+            (4242, "billing-agent", card)
+        );
+
+        let r = run(&rules, &mut chain, &open("support-agent", card, 0)).unwrap();
+        let a = r.alert.unwrap();
+        assert_eq!(
+            (a.rule.as_str(), a.severity),
+            ("class-read", Severity::High)
+        );
+        assert_eq!(r.outcome, Outcome::Violation);
+
+        let w = open("billing-agent", card, libc::O_WRONLY);
+        let a = run(&rules, &mut chain, &w).unwrap().alert.unwrap();
+        assert_eq!(a.rule, "class-write");
+
+        let crm = open("support-agent", "/srv/crm/profile.json", 0);
+        let r = run(&rules, &mut chain, &crm).unwrap();
+        assert_eq!(
+            (r.class.as_deref(), r.alert),
+            (Some("customer-profile"), None)
+        );
+    }
+
+    #[test]
+    fn unclassified_and_lifecycle_events_leave_no_record() {
+        let rules = RuleSet::shipped();
+        let mut chain = Chain::standard(&rules);
+        assert!(run(&rules, &mut chain, &open("chatbot", "/tmp/notes.txt", 0)).is_none());
+        let exec = event(
+            "chatbot",
+            json!({"kind": "exec", "exe": "/bin/true", "filename": "/bin/true", "argv": ["true"]}),
+        );
+        assert!(run(&rules, &mut chain, &exec).is_none());
+        // A payload without findings to an allowed destination: nothing to keep.
+        assert!(run(&rules, &mut chain, &send("chatbot", "203.0.113.7", &[])).is_none());
+    }
+
+    #[test]
+    fn payload_findings_take_the_class_and_severity_the_rules_give() {
+        let rules = RuleSet::shipped();
+        let mut chain = Chain::standard(&rules);
+        let r = run(
+            &rules,
+            &mut chain,
+            &send("chatbot", "203.0.113.7", &["CREDIT_CARD"]),
+        )
+        .unwrap();
+        assert_eq!(
+            (r.action, r.class.as_deref()),
+            (Action::Send, Some("cardholder-data"))
+        );
+        let a = r.alert.unwrap();
+        assert_eq!(
+            (a.rule.as_str(), a.severity),
+            ("pii-egress", Severity::High)
+        );
+        assert_eq!(r.findings[0].masked, "411111******1111");
+        let r = run(
+            &rules,
+            &mut chain,
+            &send("chatbot", "203.0.113.7", &["CVV"]),
+        )
+        .unwrap();
+        assert_eq!(r.alert.unwrap().severity, Severity::Critical);
+        // Allowed PII is still recorded (findings), without an alert.
+        let r = run(
+            &rules,
+            &mut chain,
+            &send("chatbot", "203.0.113.7", &["EMAIL_ADDRESS"]),
+        );
+        assert_eq!(r.unwrap().outcome, Outcome::Allowed);
+    }
+
+    #[test]
+    fn severity_follows_a_renamed_class() {
+        let dir = tempfile::tempdir().unwrap();
+        let classes = "[[path]]\nglob = \"/srv/pan/**\"\nclass = \"pan\"\n\n\
+                       [pii]\nCREDIT_CARD = \"pan\"\n\n[severity]\npan = \"critical\"\n";
+        std::fs::write(dir.path().join("classes.toml"), classes).unwrap();
+        std::fs::write(
+            dir.path().join("policy.toml"),
+            "[role.billing-agent]\nread = [\"pan\"]\n",
+        )
+        .unwrap();
+        let rules = RuleSet::load(Some(dir.path())).unwrap();
+        let mut chain = Chain::standard(&rules);
+        let r = run(
+            &rules,
+            &mut chain,
+            &open("support-agent", "/srv/pan/a.csv", 0),
+        )
+        .unwrap();
+        let a = r.alert.unwrap();
+        assert_eq!(
+            (r.class.as_deref(), a.severity),
+            (Some("pan"), Severity::Critical)
+        );
+        assert!(run(
+            &rules,
+            &mut chain,
+            &open("billing-agent", "/srv/pan/a.csv", 0)
+        )
+        .unwrap()
+        .alert
+        .is_none());
+    }
+
+    /// A judge that flags every send, to show the chain asks each judge in turn.
+    struct EverySend;
+    impl Judge for EverySend {
+        fn name(&self) -> &'static str {
+            "every-send"
+        }
+        fn judge(&mut self, case: &Case<'_>) -> Vec<Alert> {
+            if case.access.action != Action::Send {
+                return vec![];
+            }
+            vec![Alert {
+                severity: Severity::Low,
+                rule: "every-send".into(),
+                message: format!("{} sent", case.role),
+            }]
+        }
+        fn reload(&mut self, _: &RuleSet) {}
+    }
+
+    #[test]
+    fn every_judge_in_the_chain_is_asked_and_the_worst_leads() {
+        let rules = RuleSet::shipped();
+        let mut chain = Chain::new(vec![
+            Box::new(crate::judge::policy::PolicyJudge::new(&rules)),
+            Box::new(EverySend),
+        ]);
+        assert_eq!(chain.names(), ["policy", "every-send"]);
+        let e = send("chatbot", "203.0.113.7", &["CREDIT_CARD"]);
+        let a = run(&rules, &mut chain, &e).unwrap().alert.unwrap();
+        assert_eq!(
+            (a.rule.as_str(), a.severity),
+            ("pii-egress", Severity::High)
+        );
+        assert!(a.message.ends_with("; chatbot sent"), "{}", a.message);
+        let e = send("chatbot", "203.0.113.7", &["EMAIL_ADDRESS"]);
+        let a = run(&rules, &mut chain, &e).unwrap().alert.unwrap();
+        assert_eq!(a.rule, "every-send");
+    }
 }

@@ -12,11 +12,12 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::classify::Action;
-use crate::policy::{Alert, Severity};
+use crate::model::Action;
+use crate::model::{Alert, Severity};
+use crate::model::{Outcome, Record};
 use crate::record::query::{Filter, RoleSummary};
-use crate::record::writer::{stamped, RecordSender};
-use crate::record::{Outcome, Record, Store, VerifyReport};
+use crate::record::writer::RecordSender;
+use crate::record::{Store, VerifyReport};
 
 /// Where the daemon listens by default.
 pub const DEFAULT_SOCKET: &str = "/run/monitor/query.sock";
@@ -272,7 +273,7 @@ impl Server {
             uid: peer.uid,
             user: user.clone(),
             role: Arc::from(if refused {
-                crate::roles::UNASSIGNED
+                crate::model::UNASSIGNED
             } else {
                 "analyst"
             }),
@@ -292,7 +293,7 @@ impl Server {
                     user.map(|u| format!(" ({u})")).unwrap_or_default()
                 ),
             }),
-            ..stamped(&self.template)
+            ..self.template.stamped()
         };
         if self.records.send(rec).is_err() {
             tracing::error!("the record writer is gone; a query was NOT recorded");

@@ -7,10 +7,24 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sensor::KernelCounters;
-
 /// Default location of the status file.
 pub const DEFAULT_STATUS_FILE: &str = "/run/monitor/status.json";
+
+/// Counters kept by the kernel programs, summed over CPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelCounters {
+    /// Records written to the ring buffer.
+    pub emitted: u64,
+    /// Records lost because the ring buffer was full.
+    pub ringbuf_full: u64,
+    /// Records sent with a string cut short.
+    pub truncated: u64,
+    /// Syscall exits seen without their entry (attached mid-call, or evicted).
+    pub args_missing: u64,
+    /// Payloads cut at the capture limit.
+    #[serde(default)]
+    pub payload_truncated: u64,
+}
 
 /// Counters kept by the userspace pipeline.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use crate::event::{
     Detail, Event, ExecInfo, ExitInfo, FileAccess, FileOpName, ForkInfo, NetConn, PayloadInfo,
     Process,
 };
-use crate::sensor::decode::{Body, Record};
+use crate::wire::{Body, Record};
 use cgroups::CgroupCache;
 use names::NameCache;
 use process::ProcessTable;

@@ -1,6 +1,6 @@
 //! Turning the kernel's path pieces into absolute path strings.
 
-use crate::sensor::decode::RawStr;
+use crate::wire::RawStr;
 
 /// Bytes as text: valid UTF-8 kept, each invalid byte written as `\xNN`,
 /// so a hostile name cannot disguise itself as another by lossy replacement.

@@ -15,16 +15,12 @@ pub mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Mutex, RwLock};
 
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::classify::{Access, Action};
-use crate::event::{Detail, Event, PiiFinding};
-use crate::policy::Alert;
+use crate::model::Record;
 
 const MAC_LEN: usize = 32;
 
@@ -89,116 +85,6 @@ fn open_db(dir: &Path, wait: std::time::Duration) -> Result<sled::Db, StoreError
                 pause = (pause * 2).min(std::time::Duration::from_millis(100));
             }
             other => return Ok(other?),
-        }
-    }
-}
-
-/// What came of an access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    /// Allowed by policy.
-    Allowed,
-    /// Broke the policy (see `alert`).
-    Violation,
-    /// The call failed (see `errno`).
-    Failed,
-    /// Refused by the daemon (a query from a caller without access).
-    Refused,
-}
-
-/// One record (the fields PCI DSS 10.2.2 asks for). Never holds a raw PII value.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// Position in the chain (1, 2, ...); set when stored.
-    pub seq: u64,
-    /// When it happened, RFC 3339 UTC.
-    pub time: String,
-    /// The same, nanoseconds since the Unix epoch.
-    pub time_ns: u64,
-    /// Host name.
-    pub host: Arc<str>,
-    /// Process id (the analyst's, for queries).
-    pub pid: u32,
-    /// Executable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exe: Option<Arc<str>>,
-    /// Task name.
-    pub comm: String,
-    /// Real uid.
-    pub uid: u32,
-    /// User name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<Arc<str>>,
-    /// The process's role.
-    pub role: Arc<str>,
-    /// What was done.
-    pub action: Action,
-    /// The path, `addr:port`, or the query.
-    pub object: String,
-    /// The destination's name (TLS SNI, HTTP Host).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dest_host: Option<String>,
-    /// The data class.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub class: Option<Arc<str>>,
-    /// Bytes moved.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<i64>,
-    /// PII found: masked and fingerprinted only.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub findings: Vec<PiiFinding>,
-    /// What came of it.
-    pub outcome: Outcome,
-    /// The error, when the call failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errno: Option<String>,
-    /// The alert, when it broke the policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alert: Option<Alert>,
-}
-
-impl Record {
-    /// The record of `access` by `event`'s process, with the policy's alert if any.
-    pub fn of_access(host: &Arc<str>, event: &Event, access: Access, alert: Option<Alert>) -> Self {
-        let p = &event.process;
-        let when = humantime::parse_rfc3339(&event.time).unwrap_or_else(|_| SystemTime::now());
-        let (findings, dest_host) = match &event.detail {
-            Detail::Payload(info) => (info.findings.clone(), info.dest_host.clone()),
-            _ => (Vec::new(), None),
-        };
-        let outcome = if alert.is_some() {
-            Outcome::Violation
-        } else if access.errno.is_some() {
-            Outcome::Failed
-        } else {
-            Outcome::Allowed
-        };
-        Record {
-            seq: 0,
-            time: event.time.clone(),
-            time_ns: when
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
-            host: host.clone(),
-            pid: p.pid,
-            exe: p.exe.clone(),
-            comm: p.comm.clone(),
-            uid: p.uid,
-            user: p.user.clone(),
-            role: p
-                .role
-                .clone()
-                .unwrap_or_else(|| Arc::from(crate::roles::UNASSIGNED)),
-            action: access.action,
-            object: access.object,
-            dest_host,
-            class: access.class,
-            bytes: access.bytes,
-            findings,
-            outcome,
-            errno: access.errno,
-            alert,
         }
     }
 }
@@ -706,6 +592,7 @@ fn anchor(meta: &sled::Tree) -> Result<(u64, [u8; MAC_LEN]), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Action, Outcome};
 
     pub(crate) fn record(time_ns: u64, role: &str, object: &str) -> Record {
         Record {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{be, posting, posting_prefix, Record, Store, StoreError};
-use crate::classify::Action;
-use crate::policy::Severity;
+use crate::model::Action;
+use crate::model::Severity;
 
 /// Filters shared by every query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,7 +240,7 @@ mod tests {
     use super::super::Store;
     use super::*;
     use crate::event::PiiFinding;
-    use crate::policy::Alert;
+    use crate::model::Alert;
 
     const FP: &str = "00112233445566778899aabbccddeeff";
 

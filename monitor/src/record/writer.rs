@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{Outcome, Record, Store};
-use crate::classify::Action;
+use super::Store;
+use crate::model::Action;
+use crate::model::{Outcome, Record};
 
 /// Records queued for the writer at most.
 pub const QUEUE: usize = 65_536;
@@ -139,23 +140,11 @@ fn expire(store: &Store, retention: Duration, counters: &WriterCounters, templat
                 object: format!("records up to {last}"),
                 bytes: Some(n as i64),
                 outcome: Outcome::Allowed,
-                ..stamped(template)
+                ..template.stamped()
             };
             write(store, &mut vec![rec], counters);
             tracing::info!(removed = n, through = last, "retention removed old records");
         }
         Err(e) => tracing::error!(error = %e, "retention failed"),
-    }
-}
-
-/// `template` (the daemon's own identity) stamped with the current time.
-pub fn stamped(template: &Record) -> Record {
-    let now = SystemTime::now();
-    Record {
-        time: humantime::format_rfc3339_nanos(now).to_string(),
-        time_ns: now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-        ..template.clone()
     }
 }

@@ -4,7 +4,6 @@
 //! The programs are embedded in this binary at build time (see `build.rs`).
 //! Kernel struct offsets come from the kernel's BTF ([`crate::btf`]).
 
-pub mod decode;
 #[cfg(test)]
 mod layout_tests;
 
@@ -18,9 +17,9 @@ use aya::{Ebpf, EbpfLoader};
 use monitor_common::{
     SensorConfig, COUNTER_ARGS_MISSING, COUNTER_EMITTED, COUNTER_RINGBUF_FULL, COUNTER_TRUNCATED,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::btf::{Btf, BtfError};
+use crate::status::KernelCounters;
 
 /// The kernel programs, built from `monitor-ebpf` for the BPF target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -169,22 +168,6 @@ impl Default for SensorSettings {
             capture_inbound: false,
         }
     }
-}
-
-/// Counters kept by the kernel programs, summed over CPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KernelCounters {
-    /// Records written to the ring buffer.
-    pub emitted: u64,
-    /// Records lost because the ring buffer was full.
-    pub ringbuf_full: u64,
-    /// Records sent with a string cut short.
-    pub truncated: u64,
-    /// Syscall exits seen without their entry (attached mid-call, or evicted).
-    pub args_missing: u64,
-    /// Payloads cut at the capture limit.
-    #[serde(default)]
-    pub payload_truncated: u64,
 }
 
 /// The loaded and attached kernel programs and their ring buffer.

@@ -1,5 +1,6 @@
-//! The rules: one TOML file per concern (`roles.toml`, `classes.toml`,
-//! `policy.toml`, `pii.toml`). The shipped defaults are embedded in the
+//! The rules: one TOML file per concern, one module per file here
+//! ([`roles`], [`classes`], [`policy`]; `pii.toml` is the detector's own),
+//! each read by the stage it configures. The shipped defaults are embedded in the
 //! binary; a file of the same name in the override directory
 //! (`/etc/monitor/rules.d/`) replaces the default. Every error names file,
 //! line and column; a rule set is only ever used whole and valid.
@@ -12,18 +13,22 @@ use monitor_pii::{PiiRules, RulesError};
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 
-use crate::classify::ClassRules;
-use crate::policy::Policy;
-use crate::roles::RoleRules;
+pub mod classes;
+pub mod policy;
+pub mod roles;
+
+use classes::ClassRules;
+use policy::Policy;
+use roles::RoleRules;
 
 /// Where overrides are read from by default.
 pub const DEFAULT_RULES_DIR: &str = "/etc/monitor/rules.d";
 
 /// The rule files, with their shipped contents.
 pub const SHIPPED: [(&str, &str); 4] = [
-    ("roles.toml", include_str!("../../rules/roles.toml")),
-    ("classes.toml", include_str!("../../rules/classes.toml")),
-    ("policy.toml", include_str!("../../rules/policy.toml")),
+    ("roles.toml", include_str!("../../../rules/roles.toml")),
+    ("classes.toml", include_str!("../../../rules/classes.toml")),
+    ("policy.toml", include_str!("../../../rules/policy.toml")),
     ("pii.toml", monitor_pii::rules::DEFAULT_RULES),
 ];
 

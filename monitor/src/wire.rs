@@ -1,4 +1,4 @@
-//! Decoding of the kernel's records ([`monitor_common::RawEvent`]) into
+//! The wire: decoding of the kernel's records ([`monitor_common::RawEvent`]) into
 //! [`Record`]s that borrow their strings from the ring buffer.
 
 use monitor_common::{

@@ -1,0 +1,314 @@
+//! The shared vocabulary: what every stage after enrichment speaks. An
+//! [`Access`] is an event seen as something done to data; a [`Judge`]
+//! (in `judge/`) turns it into [`Alert`]s; a [`Record`] is what the store
+//! keeps of it, with its [`Outcome`]. Stages import this module, never
+//! each other.
+//!
+//! [`Judge`]: crate::judge::Judge
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Detail, Event, PiiFinding};
+
+/// The role of a process no rule matches.
+pub const UNASSIGNED: &str = "unassigned";
+
+/// What was done, as the record and the policy name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A file opened for reading.
+    Read,
+    /// A file opened for writing, created or truncated.
+    Write,
+    /// A file deleted.
+    Delete,
+    /// A file renamed.
+    Rename,
+    /// An outbound connection.
+    Connect,
+    /// An inbound connection.
+    Accept,
+    /// Bytes sent.
+    Send,
+    /// Bytes received.
+    Receive,
+    /// An analyst query, answered.
+    Query,
+    /// An analyst query, refused.
+    QueryRefused,
+    /// The daemon started recording.
+    Start,
+    /// The daemon stopped recording.
+    Stop,
+    /// The rules were reloaded (or a reload was refused).
+    Reload,
+    /// Old records were removed by the retention task.
+    Retention,
+}
+
+impl Action {
+    /// The action's name (`read`, `query_refused`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Delete => "delete",
+            Action::Rename => "rename",
+            Action::Connect => "connect",
+            Action::Accept => "accept",
+            Action::Send => "send",
+            Action::Receive => "receive",
+            Action::Query => "query",
+            Action::QueryRefused => "query_refused",
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Reload => "reload",
+            Action::Retention => "retention",
+        }
+    }
+
+    /// True for actions that change data (need `write` permission).
+    pub fn writes(self) -> bool {
+        matches!(self, Action::Write | Action::Delete | Action::Rename)
+    }
+
+    /// True for actions on files (read, write, delete, rename).
+    pub fn on_files(self) -> bool {
+        matches!(
+            self,
+            Action::Read | Action::Write | Action::Delete | Action::Rename
+        )
+    }
+}
+
+/// An event seen as an access to data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Access {
+    /// What was done.
+    pub action: Action,
+    /// The path, or `addr:port` of the destination.
+    pub object: String,
+    /// The other end, for network actions.
+    pub remote: Option<(IpAddr, u16)>,
+    /// The data class, when the object or the payload is classified.
+    pub class: Option<Arc<str>>,
+    /// Bytes moved (payloads).
+    pub bytes: Option<i64>,
+    /// The call failed with this error.
+    pub errno: Option<String>,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth a look.
+    Low,
+    /// Should be looked at today.
+    Medium,
+    /// Look now.
+    High,
+    /// Start incident response.
+    Critical,
+}
+
+impl Severity {
+    /// The lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => {
+                return Err(format!(
+                    "unknown severity `{s}` (low, medium, high, critical)"
+                ))
+            }
+        })
+    }
+}
+
+/// A rule broken by an access (or the daemon's own finding about itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// How urgent.
+    pub severity: Severity,
+    /// Which rule: `class-read`, `class-write`, `egress`, `pii-egress`, `query-refused`.
+    pub rule: String,
+    /// What happened, for people (never a raw value).
+    pub message: String,
+}
+
+/// The alerts on one access folded into one: the most severe leads, the
+/// others' messages follow it.
+pub fn worst(mut alerts: Vec<Alert>) -> Option<Alert> {
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.severity));
+    let mut it = alerts.into_iter();
+    let first = it.next()?;
+    let rest: Vec<String> = it.map(|a| a.message).collect();
+    Some(if rest.is_empty() {
+        first
+    } else {
+        Alert {
+            message: format!("{}; {}", first.message, rest.join("; ")),
+            ..first
+        }
+    })
+}
+
+/// What came of an access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Allowed by policy.
+    Allowed,
+    /// Broke the policy (see `alert`).
+    Violation,
+    /// The call failed (see `errno`).
+    Failed,
+    /// Refused by the daemon (a query from a caller without access).
+    Refused,
+}
+
+/// One record (the fields PCI DSS 10.2.2 asks for). Never holds a raw PII value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the chain (1, 2, ...); set when stored.
+    pub seq: u64,
+    /// When it happened, RFC 3339 UTC.
+    pub time: String,
+    /// The same, nanoseconds since the Unix epoch.
+    pub time_ns: u64,
+    /// Host name.
+    pub host: Arc<str>,
+    /// Process id (the analyst's, for queries).
+    pub pid: u32,
+    /// Executable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exe: Option<Arc<str>>,
+    /// Task name.
+    pub comm: String,
+    /// Real uid.
+    pub uid: u32,
+    /// User name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Arc<str>>,
+    /// The process's role.
+    pub role: Arc<str>,
+    /// What was done.
+    pub action: Action,
+    /// The path, `addr:port`, or the query.
+    pub object: String,
+    /// The destination's name (TLS SNI, HTTP Host).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest_host: Option<String>,
+    /// The data class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<Arc<str>>,
+    /// Bytes moved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<i64>,
+    /// PII found: masked and fingerprinted only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<PiiFinding>,
+    /// What came of it.
+    pub outcome: Outcome,
+    /// The error, when the call failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+    /// The alert, when it broke the policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert: Option<Alert>,
+}
+
+impl Record {
+    /// The record of `access` by `event`'s process, with the judges' alert if any.
+    pub fn of_access(host: &Arc<str>, event: &Event, access: Access, alert: Option<Alert>) -> Self {
+        let p = &event.process;
+        let when = humantime::parse_rfc3339(&event.time).unwrap_or_else(|_| SystemTime::now());
+        let (findings, dest_host) = match &event.detail {
+            Detail::Payload(info) => (info.findings.clone(), info.dest_host.clone()),
+            _ => (Vec::new(), None),
+        };
+        let outcome = if alert.is_some() {
+            Outcome::Violation
+        } else if access.errno.is_some() {
+            Outcome::Failed
+        } else {
+            Outcome::Allowed
+        };
+        Record {
+            seq: 0,
+            time: event.time.clone(),
+            time_ns: when
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            host: host.clone(),
+            pid: p.pid,
+            exe: p.exe.clone(),
+            comm: p.comm.clone(),
+            uid: p.uid,
+            user: p.user.clone(),
+            role: p.role.clone().unwrap_or_else(|| Arc::from(UNASSIGNED)),
+            action: access.action,
+            object: access.object,
+            dest_host,
+            class: access.class,
+            bytes: access.bytes,
+            findings,
+            outcome,
+            errno: access.errno,
+            alert,
+        }
+    }
+
+    /// `self` (the daemon's own identity) stamped with the current time.
+    pub fn stamped(&self) -> Record {
+        let now = SystemTime::now();
+        Record {
+            time: humantime::format_rfc3339_nanos(now).to_string(),
+            time_ns: now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_alert_leads() {
+        let a = |s, m: &str| Alert {
+            severity: s,
+            rule: "r".into(),
+            message: m.into(),
+        };
+        let w = worst(vec![a(Severity::Medium, "m"), a(Severity::Critical, "c")]).unwrap();
+        assert_eq!(
+            (w.severity, w.message.as_str()),
+            (Severity::Critical, "c; m")
+        );
+        assert!(worst(vec![]).is_none());
+    }
+}
