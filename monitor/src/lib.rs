@@ -1,26 +1,33 @@
 //! monitor: a host data-access monitor.
 //!
 //! The daemon reads what the kernel programs (`monitor-ebpf`) report and moves
-//! it through one pipeline, one module per stage:
+//! it through one pipeline, one module per stage ([`pipeline`] composes them;
+//! no stage imports another):
 //!
-//! - [`sensor`]: loads and attaches the programs, reads the ring buffer,
-//!   decodes records ([`sensor::decode`]).
-//! - [`enrich`]: attributes each record to a process, user, cgroup and unit,
-//!   and makes paths absolute ([`event::Event`]).
+//! - [`sensor`]: loads and attaches the programs, reads the ring buffer.
+//! - [`enrich`]: attributes each record ([`wire`]) to a process, user,
+//!   cgroup and unit, and makes paths absolute ([`event::Event`]).
+//! - [`role`]: which role each process acts for.
 //! - [`payload`]: per-connection payload streams handed to the PII detector
 //!   (`monitor-pii`), destinations named from TLS SNI or HTTP `Host`.
-//! - [`output`]: event sinks (JSON lines for now).
-//! - [`pipeline`]: composes the stages; [`daemon`] runs it as a service.
+//! - [`classify`]: an event as an access to a data class.
+//! - [`judge`]: the chain of judges (policy first) that turns accesses into alerts.
+//! - [`record`]: the tamper-evident store, its writer, its queries, and the
+//!   followers that read it after their own cursors.
+//! - [`sinks`]: where records go after the store (followers); [`output`]:
+//!   the inline event printer.
 //!
-//! Supporting modules: [`btf`] (kernel struct offsets), [`status`] (the
-//! self-report behind `monitor status`), [`notify`] (systemd readiness),
-//! [`bench`](mod@bench) (the sensor benchmark driven by `cargo xtask bench`),
-//! [`scan_cli`] (`monitor scan`, the detector from `monitor-pii` over files).
+//! The shared vocabulary: [`model`] (action, access, alert, severity,
+//! outcome, record, follower), [`event`], [`wire`], [`rules`] (the rule
+//! files, one module each), [`status`] (the self-report).
+//!
+//! Around the pipeline: [`daemon`] (start-up, control loop, shutdown),
+//! [`server`] (the analysts' query socket), [`cli`] (every command),
+//! [`btf`] (kernel struct offsets), [`notify`] (systemd readiness).
 
-pub mod analyst;
-pub mod bench;
 pub mod btf;
 pub mod classify;
+pub mod cli;
 pub mod daemon;
 pub mod enrich;
 pub mod event;
@@ -33,8 +40,11 @@ pub mod pipeline;
 pub mod record;
 pub mod role;
 pub mod rules;
-pub mod scan_cli;
 pub mod sensor;
 pub mod server;
+pub mod sinks;
 pub mod status;
 pub mod wire;
+
+#[cfg(test)]
+mod layering_tests;

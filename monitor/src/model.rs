@@ -1,8 +1,8 @@
 //! The shared vocabulary: what every stage after enrichment speaks. An
 //! [`Access`] is an event seen as something done to data; a [`Judge`]
 //! (in `judge/`) turns it into [`Alert`]s; a [`Record`] is what the store
-//! keeps of it, with its [`Outcome`]. Stages import this module, never
-//! each other.
+//! keeps of it, with its [`Outcome`]; a [`Follower`] reads the stored
+//! records after its own cursor. Stages import this module, never each other.
 //!
 //! [`Judge`]: crate::judge::Judge
 
@@ -291,6 +291,24 @@ impl Record {
             ..self.clone()
         }
     }
+}
+
+/// Why a follower could not handle a batch (it is retried).
+pub type FollowError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A follower of the record (a SIEM sink, the responder runner, the
+/// anomaly learner): handed every stored record, in order and in batches,
+/// after its own durable cursor, on its own thread. Delivery is at least
+/// once: a batch handled just before a crash may be handed again.
+pub trait Follower: Send {
+    /// A stable name: its cursor is kept under it, so a renamed follower
+    /// starts over.
+    fn name(&self) -> &str;
+
+    /// Handles `records` (in seq order). `Ok` means they are done for good
+    /// and the cursor moves past them; an error means the same records are
+    /// offered again later (with backoff).
+    fn handle(&mut self, records: &[Record]) -> Result<(), FollowError>;
 }
 
 #[cfg(test)]

@@ -54,6 +54,23 @@ pub struct RecordCounters {
     pub expired: u64,
 }
 
+/// One follower of the record: where its cursor stands and what it lost.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerStatus {
+    /// The follower's name.
+    pub name: String,
+    /// The last record it handled.
+    pub cursor: u64,
+    /// Records stored after its cursor (not yet handled).
+    pub lag: u64,
+    /// Records handled since the daemon started.
+    pub handled: u64,
+    /// Batches that failed and were retried.
+    pub errors: u64,
+    /// Records retention removed before it handled them.
+    pub lost: u64,
+}
+
 /// A snapshot of the daemon's state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -84,6 +101,9 @@ pub struct Status {
     /// The access record.
     #[serde(default)]
     pub record: RecordCounters,
+    /// The record's followers.
+    #[serde(default)]
+    pub followers: Vec<FollowerStatus>,
 }
 
 impl Status {
@@ -129,7 +149,7 @@ impl Status {
         };
         let k = &self.kernel;
         let p = &self.pipeline;
-        format!(
+        let mut out = format!(
             "monitor {version}: {state}, pid {pid}, started {started}\n\
              updated:            {updated}\n\
              probes attached:    {n} ({attached})\n\
@@ -176,7 +196,26 @@ impl Status {
                 self.tls_libraries.join(", ")
             },
             uncovered = self.tls_not_covered,
-        )
+        );
+        if self.followers.is_empty() {
+            out.push_str("followers:          none\n");
+        }
+        for f in &self.followers {
+            out.push_str(&format!(
+                "follower {}: cursor {}, {} behind, {} handled, {} failed batches{}\n",
+                f.name,
+                f.cursor,
+                f.lag,
+                f.handled,
+                f.errors,
+                if f.lost > 0 {
+                    format!(", LOST {} to retention", f.lost)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        out
     }
 }
 

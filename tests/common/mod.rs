@@ -54,6 +54,9 @@ impl TempDir {
 
 impl Drop for TempDir {
     fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
@@ -83,6 +86,8 @@ impl Daemon {
     /// query socket is `dir/query.sock`.
     pub fn start_in(dir: TempDir, extra: &[&str]) -> Self {
         let notify_path = dir.path().join("notify.sock");
+        // A daemon started before on this directory left its socket.
+        let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_millis(200)))
@@ -167,6 +172,18 @@ impl Daemon {
         );
         let status = self.child.wait().unwrap();
         assert!(status.success(), "monitor exited with {status}");
+    }
+
+    /// Kills the daemon with SIGKILL (no shutdown at all) and hands back its
+    /// directory, to start another daemon on the same state.
+    pub fn kill9(mut self) -> TempDir {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "monitor survived SIGKILL: {status}");
+        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
     }
 
     /// The status file the daemon writes.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::{cargo, workspace_root};
 
-/// The fields of `monitor bench-sensor`'s report this task prints.
+/// The fields of `monitor-bench sensor`'s report this task prints.
 #[derive(Deserialize)]
 struct Report {
     opens: u64,
@@ -71,7 +71,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     }
 }
 
-/// The fields of `monitor bench-payload`'s report this task prints.
+/// The fields of `monitor-bench payload`'s report this task prints.
 #[derive(Deserialize)]
 struct PayloadReport {
     sends: u64,
@@ -83,9 +83,9 @@ struct PayloadReport {
 }
 
 fn payload_round(sends: u64, rate: u64, baseline: bool) -> anyhow::Result<PayloadReport> {
-    let mut cmd = Command::new(workspace_root().join("target/release/monitor"));
+    let mut cmd = Command::new(bench_bin());
     cmd.args([
-        "bench-payload",
+        "payload",
         "--sends",
         &sends.to_string(),
         "--rate",
@@ -94,10 +94,10 @@ fn payload_round(sends: u64, rate: u64, baseline: bool) -> anyhow::Result<Payloa
     if baseline {
         cmd.arg("--baseline");
     }
-    let out = cmd.output().context("running monitor bench-payload")?;
+    let out = cmd.output().context("running monitor-bench payload")?;
     if !out.status.success() {
         bail!(
-            "monitor bench-payload failed: {}",
+            "monitor-bench payload failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -137,19 +137,19 @@ fn payload(sends: u64, rate: u64) -> anyhow::Result<()> {
 }
 
 fn sensor_round(opens: u64, rate: u64) -> anyhow::Result<Report> {
-    let out = Command::new(workspace_root().join("target/release/monitor"))
+    let out = Command::new(bench_bin())
         .args([
-            "bench-sensor",
+            "sensor",
             "--opens",
             &opens.to_string(),
             "--rate",
             &rate.to_string(),
         ])
         .output()
-        .context("running monitor bench-sensor")?;
+        .context("running monitor-bench sensor")?;
     if !out.status.success() {
         bail!(
-            "monitor bench-sensor failed: {}",
+            "monitor-bench sensor failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
@@ -184,26 +184,32 @@ fn sensor(opens: u64, rate: u64, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn store(records: u64, paths: u64) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "monitor"])?;
-    let out = Command::new(workspace_root().join("target/release/monitor"))
+fn store_round(records: u64, paths: u64, followers: usize) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new(bench_bin())
         .args([
-            "bench-store",
+            "store",
             "--records",
             &records.to_string(),
             "--paths",
             &paths.to_string(),
+            "--followers",
+            &followers.to_string(),
         ])
         .output()
-        .context("running monitor bench-store")?;
+        .context("running monitor-bench store")?;
     if !out.status.success() {
         bail!(
-            "monitor bench-store failed: {}",
+            "monitor-bench store failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing the store bench report")?;
+    serde_json::from_slice(&out.stdout).context("parsing the store bench report")
+}
+
+fn store(records: u64, paths: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    let followed = store_round(records, paths, 1)?;
+    let r = store_round(records, paths, 0)?;
     let ms = |k: &str| {
         let v = &r[k];
         format!(
@@ -222,6 +228,11 @@ fn store(records: u64, paths: u64) -> anyhow::Result<()> {
         r["ingest_per_sec"].as_f64().unwrap_or(0.0)
     );
     println!(
+        "ingest, 1 follower:     {:.0} records/s (goal >= 100000); the follower (a JSON-lines file) caught up {:.2} s after the last append",
+        followed["ingest_per_sec"].as_f64().unwrap_or(0.0),
+        followed["follower_catch_up_secs"].as_f64().unwrap_or(0.0)
+    );
+    println!(
         "who-accessed PATH:      {} (goal <= 100 ms)",
         ms("who_accessed_ms")
     );
@@ -237,4 +248,9 @@ fn store(records: u64, paths: u64) -> anyhow::Result<()> {
         r["disk_mib"].as_f64().unwrap_or(0.0)
     );
     Ok(())
+}
+
+/// The benchmark binary (built with `-p monitor`).
+fn bench_bin() -> std::path::PathBuf {
+    workspace_root().join("target/release/monitor-bench")
 }

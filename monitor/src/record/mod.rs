@@ -9,13 +9,17 @@
 //! chain: `mac[n] = HMAC(key, mac[n-1] ‖ seq ‖ json)`, starting from 32 zero
 //! bytes, or from the anchor the retention task leaves when it removes the
 //! oldest records (the removal is itself a record in the chain).
+//!
+//! The record is also a stream: followers ([`follow`]) read it after their
+//! own durable cursor (the `cursors` tree), and retention waits for them.
 
+pub mod follow;
 pub mod query;
 pub mod writer;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Condvar, Mutex, RwLock};
 
 use ring::hmac;
 use serde::{Deserialize, Serialize};
@@ -109,6 +113,27 @@ impl VerifyReport {
     }
 }
 
+/// Where a follower stands: the last seq it handled, and how many records
+/// retention removed before it could handle them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cursor {
+    /// The last record handled.
+    pub seq: u64,
+    /// Records removed before this follower handled them.
+    pub lost: u64,
+}
+
+/// What a retention pass did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Trim {
+    /// Records removed.
+    pub removed: u64,
+    /// The last removed seq.
+    pub last: u64,
+    /// Followers that lost records they had not handled, and how many.
+    pub lost: Vec<(String, u64)>,
+}
+
 /// The chain's end: the last seq and its MAC.
 struct Head {
     seq: u64,
@@ -121,8 +146,13 @@ pub struct Store {
     records: sled::Tree,
     index: sled::Tree,
     meta: sled::Tree,
+    cursors: sled::Tree,
     key: hmac::Key,
     head: Mutex<Head>,
+    /// Signalled when the head moves (records appended).
+    grown: Condvar,
+    /// The followers running now: only they hold retention back.
+    followers: Mutex<Vec<String>>,
     /// Postings not yet in the `index` tree (see [`Pending`]).
     pending: Mutex<Pending>,
     /// Retention (write) excludes verification (read).
@@ -277,6 +307,7 @@ impl Store {
         let db = open_db(dir, wait)?;
         let records = db.open_tree("records")?;
         let meta = db.open_tree("meta")?;
+        let cursors = db.open_tree("cursors")?;
         let mut head = {
             let (seq, mac) = anchor(&meta)?;
             Head { seq, mac }
@@ -303,9 +334,12 @@ impl Store {
             pending: Mutex::new(pending),
             records,
             meta,
+            cursors,
             db,
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             head: Mutex::new(head),
+            grown: Condvar::new(),
+            followers: Mutex::new(Vec::new()),
             trim: RwLock::new(()),
         })
     }
@@ -355,6 +389,7 @@ impl Store {
         self.db.flush()?;
         head.seq = seq;
         head.mac = prev;
+        self.grown.notify_all();
         Ok(seq)
     }
 
@@ -510,9 +545,24 @@ impl Store {
     /// Removes the oldest records, whole chunks at a time, while every record
     /// in the chunk is older than `cutoff_ns`; moves the anchor past them and
     /// drops their postings. Returns (count, last removed seq).
+    ///
+    /// Records a running follower has not passed stay, unless they are also
+    /// older than `hold_ns`: then they go anyway, the follower's cursor moves
+    /// past them, and what it lost is counted in [`Trim::lost`].
     pub fn trim_before(&self, cutoff_ns: u64) -> Result<(u64, u64), StoreError> {
+        self.trim(cutoff_ns, cutoff_ns).map(|t| (t.removed, t.last))
+    }
+
+    /// [`Store::trim_before`], holding records a follower still needs until
+    /// they are older than `hold_ns` (at most `cutoff_ns`).
+    pub fn trim(&self, cutoff_ns: u64, hold_ns: u64) -> Result<Trim, StoreError> {
         self.sync()?;
         let _guard = self.trim.write().expect("trim lock");
+        let followers = self.followers.lock().expect("followers lock").clone();
+        let mut passed = u64::MAX;
+        for name in &followers {
+            passed = passed.min(self.cursor(name)?.seq);
+        }
         let mut removed = 0;
         let mut last = 0;
         for item in self.records.iter() {
@@ -523,7 +573,8 @@ impl Store {
                 let time = serde_json::from_slice::<Record>(e.json)
                     .map_err(|source| StoreError::Json { seq: e.seq, source })?
                     .time_ns;
-                if time >= cutoff_ns {
+                let held = e.seq > passed && time >= hold_ns.min(cutoff_ns);
+                if time >= cutoff_ns || held {
                     end = None;
                     break;
                 }
@@ -560,8 +611,135 @@ impl Store {
                 }
             }
         }
+        let mut lost = Vec::new();
+        for name in followers {
+            let c = self.cursor(&name)?;
+            if removed > 0 && c.seq < last {
+                let n = last - c.seq;
+                self.put_cursor(
+                    &name,
+                    Cursor {
+                        seq: last,
+                        lost: c.lost + n,
+                    },
+                )?;
+                lost.push((name, n));
+            }
+        }
         self.db.flush()?;
-        Ok((removed, last))
+        Ok(Trim {
+            removed,
+            last,
+            lost,
+        })
+    }
+
+    /// The seq of the last record stored (0 when none ever was).
+    pub fn head(&self) -> u64 {
+        self.head.lock().expect("head lock").seq
+    }
+
+    /// Waits up to `timeout` for the head to pass `seq`; returns the head.
+    pub fn wait_past(&self, seq: u64, timeout: std::time::Duration) -> u64 {
+        let head = self.head.lock().expect("head lock");
+        let (head, _) = self
+            .grown
+            .wait_timeout_while(head, timeout, |h| h.seq <= seq)
+            .expect("head lock");
+        head.seq
+    }
+
+    /// Up to `max` records after `seq`, in order. Records removed by
+    /// retention are simply not there: the first returned may be past `seq + 1`.
+    pub fn read_after(&self, seq: u64, max: usize) -> Result<Vec<Record>, StoreError> {
+        let mut out = Vec::new();
+        let from = self
+            .records
+            .range(..=(seq + 1).to_be_bytes())
+            .next_back()
+            .transpose()?
+            .map_or(seq + 1, |(k, _)| be(&k));
+        for item in self.records.range(from.to_be_bytes()..) {
+            let (_, chunk) = item?;
+            for e in entries(&chunk).flatten() {
+                if e.seq <= seq {
+                    continue;
+                }
+                let rec = serde_json::from_slice(e.json)
+                    .map_err(|source| StoreError::Json { seq: e.seq, source })?;
+                out.push(rec);
+                if out.len() >= max {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Follower `name`'s cursor. A follower seen for the first time starts
+    /// at the chain's anchor: it is handed every record still kept.
+    pub fn cursor(&self, name: &str) -> Result<Cursor, StoreError> {
+        Ok(match self.cursors.get(name)? {
+            Some(v) if v.len() == 16 => Cursor {
+                seq: be(&v[..8]),
+                lost: be(&v[8..]),
+            },
+            _ => Cursor {
+                seq: anchor(&self.meta)?.0,
+                lost: 0,
+            },
+        })
+    }
+
+    /// Moves follower `name`'s cursor to `seq` (it has handled everything up
+    /// to there), durably.
+    pub fn advance(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        let lost = self.cursor(name)?.lost;
+        self.put_cursor(name, Cursor { seq, lost })?;
+        self.cursors.flush()?;
+        Ok(())
+    }
+
+    fn put_cursor(&self, name: &str, c: Cursor) -> Result<(), StoreError> {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&c.seq.to_be_bytes());
+        v[8..].copy_from_slice(&c.lost.to_be_bytes());
+        self.cursors.insert(name, &v)?;
+        Ok(())
+    }
+
+    /// Registers a running follower: from now on retention waits for it.
+    /// A cursor behind the anchor (records removed while it was away) moves
+    /// to the anchor, and the gap is counted as lost; returns that gap.
+    pub fn register_follower(&self, name: &str) -> Result<u64, StoreError> {
+        let _guard = self.trim.write().expect("trim lock");
+        let mut followers = self.followers.lock().expect("followers lock");
+        if !followers.iter().any(|f| f == name) {
+            followers.push(name.to_owned());
+        }
+        let anchor = anchor(&self.meta)?.0;
+        let c = self.cursor(name)?;
+        if c.seq >= anchor {
+            return Ok(0);
+        }
+        let gap = anchor - c.seq;
+        self.put_cursor(
+            name,
+            Cursor {
+                seq: anchor,
+                lost: c.lost + gap,
+            },
+        )?;
+        self.cursors.flush()?;
+        Ok(gap)
+    }
+
+    /// Stops waiting for follower `name` in retention (it was stopped).
+    pub fn unregister_follower(&self, name: &str) {
+        self.followers
+            .lock()
+            .expect("followers lock")
+            .retain(|f| f != name);
     }
 
     /// The posting lists, for the query module.
@@ -736,6 +914,103 @@ mod tests {
         let store = Store::open(&dir.join("db"), &key).unwrap();
         release.join().unwrap();
         assert_eq!(store.append(&mut [record(1, "r", "/p")]).unwrap(), 1);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cursors_persist_and_retention_waits_for_followers() {
+        let dir = temp();
+        let key = dir.join("record.key");
+        {
+            let store = Store::open(&dir.join("db"), &key).unwrap();
+            let mut batch: Vec<Record> = (0..100).map(|i| record(i, "r", "/p")).collect();
+            store.append(&mut batch).unwrap();
+            // Reads cross chunk boundaries and start after the given seq.
+            let got = store.read_after(30, 10).unwrap();
+            let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
+            assert_eq!(seqs, (31..=40).collect::<Vec<_>>());
+            assert_eq!(store.read_after(100, 10).unwrap(), vec![]);
+            // A new follower starts at the anchor; its cursor is durable.
+            assert_eq!(store.cursor("f").unwrap(), Cursor { seq: 0, lost: 0 });
+            assert_eq!(store.register_follower("f").unwrap(), 0);
+            store.advance("f", 40).unwrap();
+        }
+        let store = Store::open(&dir.join("db"), &key).unwrap();
+        assert_eq!(store.cursor("f").unwrap().seq, 40);
+        // Not registered in this process: retention does not wait for it.
+        assert_eq!(store.trim(10, 10).unwrap().removed, 0); // chunk 1-32 has time 10+
+        store.register_follower("f").unwrap();
+        // Everything is past retention, but "f" has handled only up to 40:
+        // chunks past it stay while they are younger than the hold.
+        let t = store.trim(u64::MAX, 0).unwrap();
+        assert_eq!((t.removed, t.last, t.lost.len()), (32, 32, 0));
+        // Past the hold they go, and what "f" had not handled is counted.
+        let t = store.trim(u64::MAX, u64::MAX).unwrap();
+        assert_eq!((t.removed, t.last), (68, 100));
+        assert_eq!(t.lost, vec![("f".to_owned(), 60)]);
+        assert_eq!(store.cursor("f").unwrap(), Cursor { seq: 100, lost: 60 });
+        // A follower that was away while records went is moved up on register.
+        store.put_cursor("g", Cursor { seq: 5, lost: 0 }).unwrap();
+        assert_eq!(store.register_follower("g").unwrap(), 95);
+        assert_eq!(store.cursor("g").unwrap(), Cursor { seq: 100, lost: 95 });
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A follower that fails its first two batches, then records what it got.
+    struct Flaky {
+        failures: u32,
+        got: std::sync::Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl crate::model::Follower for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn handle(&mut self, records: &[Record]) -> Result<(), crate::model::FollowError> {
+            if self.failures < 2 {
+                self.failures += 1;
+                return Err("destination down".into());
+            }
+            self.got
+                .lock()
+                .unwrap()
+                .extend(records.iter().map(|r| r.seq));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_follower_is_retried_and_misses_nothing() {
+        let dir = temp();
+        let store = std::sync::Arc::new(Store::open(&dir.join("db"), &dir.join("k")).unwrap());
+        let got = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut f = follow::spawn(
+            store.clone(),
+            Box::new(Flaky {
+                failures: 0,
+                got: got.clone(),
+            }),
+            stop.clone(),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            let mut batch: Vec<Record> = (0..700).map(|i| record(i, "r", "/p")).collect();
+            store.append(&mut batch).unwrap();
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while f.status(store.head()).lag > 0 {
+            assert!(std::time::Instant::now() < deadline, "follower stuck");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let s = f.status(store.head());
+        assert_eq!((s.cursor, s.handled, s.errors, s.lost), (2100, 2100, 2, 0));
+        assert_eq!(*got.lock().unwrap(), (1..=2100).collect::<Vec<u64>>());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        f.join();
+        assert_eq!(store.cursor("flaky").unwrap().seq, 2100);
         drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }

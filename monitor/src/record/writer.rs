@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Store;
 use crate::model::Action;
-use crate::model::{Outcome, Record};
+use crate::model::{Alert, Outcome, Record, Severity};
 
 /// Records queued for the writer at most.
 pub const QUEUE: usize = 65_536;
@@ -45,11 +45,21 @@ impl WriterCounters {
 /// Hands records to the writer.
 pub type RecordSender = SyncSender<Record>;
 
+/// How long records are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Records older than this are removed...
+    pub keep: Duration,
+    /// ...unless a running follower has not handled them yet and they are
+    /// younger than `keep + hold`.
+    pub hold: Duration,
+}
+
 /// Starts the writer thread. It runs until every sender is dropped, or
 /// until it has stored the daemon's own `stop` record.
 pub fn spawn(
     store: Arc<Store>,
-    retention: Duration,
+    retention: Retention,
     counters: Arc<WriterCounters>,
     template: Record,
 ) -> std::io::Result<(RecordSender, JoinHandle<()>)> {
@@ -69,7 +79,7 @@ fn now_ns() -> u64 {
 fn run(
     store: &Store,
     rx: &Receiver<Record>,
-    retention: Duration,
+    retention: Retention,
     counters: &WriterCounters,
     template: &Record,
 ) {
@@ -128,22 +138,47 @@ fn write(store: &Store, batch: &mut Vec<Record>, counters: &WriterCounters) {
     batch.clear();
 }
 
-/// Removes records older than `retention` and records that it did.
-fn expire(store: &Store, retention: Duration, counters: &WriterCounters, template: &Record) {
-    let cutoff = now_ns().saturating_sub(retention.as_nanos() as u64);
-    match store.trim_before(cutoff) {
-        Ok((0, _)) => {}
-        Ok((n, last)) => {
-            counters.expired.fetch_add(n, Ordering::Relaxed);
-            let rec = Record {
+/// Removes records older than the retention period (held longer for
+/// followers that have not handled them) and records that it did, and
+/// what any follower lost.
+fn expire(store: &Store, retention: Retention, counters: &WriterCounters, template: &Record) {
+    let now = now_ns();
+    let cutoff = now.saturating_sub(retention.keep.as_nanos() as u64);
+    let hold = cutoff.saturating_sub(retention.hold.as_nanos() as u64);
+    match store.trim(cutoff, hold) {
+        Ok(t) if t.removed == 0 => {}
+        Ok(t) => {
+            counters.expired.fetch_add(t.removed, Ordering::Relaxed);
+            let mut recs = vec![Record {
                 action: Action::Retention,
-                object: format!("records up to {last}"),
-                bytes: Some(n as i64),
+                object: format!("records up to {}", t.last),
+                bytes: Some(t.removed as i64),
                 outcome: Outcome::Allowed,
                 ..template.stamped()
-            };
-            write(store, &mut vec![rec], counters);
-            tracing::info!(removed = n, through = last, "retention removed old records");
+            }];
+            for (follower, n) in &t.lost {
+                tracing::error!(follower = %follower, lost = n, "retention removed records a follower had not handled");
+                recs.push(Record {
+                    action: Action::Retention,
+                    object: follower.clone(),
+                    bytes: Some(*n as i64),
+                    outcome: Outcome::Violation,
+                    alert: Some(Alert {
+                        severity: Severity::High,
+                        rule: "follower-lost".into(),
+                        message: format!(
+                            "follower {follower} lost {n} records to retention before handling them"
+                        ),
+                    }),
+                    ..template.stamped()
+                });
+            }
+            write(store, &mut recs, counters);
+            tracing::info!(
+                removed = t.removed,
+                through = t.last,
+                "retention removed old records"
+            );
         }
         Err(e) => tracing::error!(error = %e, "retention failed"),
     }

@@ -1,7 +1,7 @@
-//! The sensor benchmark behind `cargo xtask bench sensor`.
+//! The benchmarks behind `cargo xtask bench` (sensor, payload, store).
 //!
 //! The parent loads the real sensor and runs the real decode and enrich
-//! stages; a child process (this binary again, `bench-child`) opens one file
+//! stages; a child process (this binary again, `sensor-child`) opens one file
 //! `opens` times, as fast as it can or paced to `rate` per second. The report
 //! says how many of the child's opens arrived as events, how fast, and what
 //! the kernel counted as lost.
@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::enrich::Enricher;
-use crate::event::Detail;
-use crate::sensor::{Sensor, SensorSettings};
-use crate::wire::decode;
+use monitor::enrich::Enricher;
+use monitor::event::Detail;
+use monitor::sensor::{Sensor, SensorSettings};
+use monitor::wire::decode;
 
 /// What one run measured.
 #[derive(Debug, Serialize)]
@@ -54,7 +54,7 @@ pub fn run_sensor_bench(opens: u64, rate: u64, ring_mib: u32) -> anyhow::Result<
 
     let mut child = Command::new(std::env::current_exe()?)
         .args([
-            "bench-child",
+            "sensor-child",
             "--opens",
             &opens.to_string(),
             "--rate",
@@ -204,11 +204,11 @@ pub fn run_payload_bench(
         monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
     ));
     let mut enricher = Enricher::new(None);
-    let mut payloads = crate::payload::PayloadStage::new(detector);
+    let mut payloads = monitor::payload::PayloadStage::new(detector);
 
     let mut child = Command::new(std::env::current_exe()?)
         .args([
-            "bench-payload-child",
+            "payload-child",
             "--port",
             &port.to_string(),
             "--sends",
@@ -242,7 +242,7 @@ pub fn run_payload_bench(
                 s.drain(usize::MAX, |bytes| {
                     let Ok(rec) = decode(bytes) else { return };
                     let mut ev = enricher.enrich(&rec);
-                    if let crate::wire::Body::Payload(_) = rec.body {
+                    if let monitor::wire::Body::Payload(_) = rec.body {
                         payloads.process(&rec, &mut ev);
                         if let Detail::Payload(p) = &ev.detail {
                             if ev.process.pid == child_pid && !p.tls {
@@ -321,6 +321,10 @@ pub struct StoreBenchReport {
     pub record_bytes: usize,
     /// Ingest rate, records per second, flushes included.
     pub ingest_per_sec: f64,
+    /// Followers attached during ingest (a JSON-lines file sink each).
+    pub followers: usize,
+    /// Seconds after ingest until every follower had handled every record.
+    pub follower_catch_up_secs: f64,
     /// Distinct paths in the record.
     pub paths: u64,
     /// `who-accessed PATH` (newest 100): median, 99th percentile and worst, ms.
@@ -352,19 +356,33 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 
 /// Fills a fresh store with `records` synthetic records (the daemon's
 /// writer batch size), then times the analyst queries over it.
-pub fn run_store_bench(records: u64, paths: u64) -> anyhow::Result<StoreBenchReport> {
-    use crate::event::PiiFinding;
-    use crate::model::Action;
-    use crate::model::{Alert, Severity};
-    use crate::model::{Outcome, Record};
-    use crate::record::query::Filter;
-    use crate::record::writer::BATCH;
-    use crate::record::Store;
+pub fn run_store_bench(
+    records: u64,
+    paths: u64,
+    followers: usize,
+) -> anyhow::Result<StoreBenchReport> {
+    use monitor::event::PiiFinding;
+    use monitor::model::Action;
+    use monitor::model::{Alert, Severity};
+    use monitor::model::{Outcome, Record};
+    use monitor::record::query::Filter;
+    use monitor::record::writer::BATCH;
+    use monitor::record::Store;
     use std::sync::Arc;
 
     let dir = std::env::temp_dir().join(format!("monitor-store-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir.join("record"), &dir.join("record.key"))?;
+    let store = Arc::new(Store::open(&dir.join("record"), &dir.join("record.key"))?);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut running = Vec::new();
+    for n in 0..followers {
+        let sink = monitor::sinks::jsonl::JsonlFile::open(&dir.join(format!("sink-{n}.jsonl")))?;
+        running.push(monitor::record::follow::spawn(
+            store.clone(),
+            Box::new(sink),
+            stop.clone(),
+        )?);
+    }
     let host: Arc<str> = Arc::from("bench-host");
     let roles: Vec<Arc<str>> = [
         "billing-agent",
@@ -459,6 +477,15 @@ pub fn run_store_bench(records: u64, paths: u64) -> anyhow::Result<StoreBenchRep
         i += n;
     }
     let ingest = start.elapsed().as_secs_f64();
+    let head = store.head();
+    while running.iter().any(|f| f.status(head).lag > 0) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let catch_up = start.elapsed().as_secs_f64() - ingest;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in &mut running {
+        f.join();
+    }
 
     let all = Filter {
         limit: 100,
@@ -496,6 +523,7 @@ pub fn run_store_bench(records: u64, paths: u64) -> anyhow::Result<StoreBenchRep
     }
     let (report, verify_ms) = timed(|| store.verify());
     anyhow::ensure!(report?.ok(), "the benchmark's chain does not verify");
+    drop(running);
     drop(store);
     let disk = dir_size(&dir);
     std::fs::remove_dir_all(&dir).ok();
@@ -504,6 +532,8 @@ pub fn run_store_bench(records: u64, paths: u64) -> anyhow::Result<StoreBenchRep
         batch: BATCH,
         record_bytes: sample_bytes / 10,
         ingest_per_sec: records as f64 / ingest,
+        followers,
+        follower_catch_up_secs: catch_up,
         paths,
         who_accessed_ms: spread(who),
         who_accessed_dir_ms: spread(who_dir),

@@ -1,0 +1,111 @@
+//! `monitor-bench`: the measurements behind `cargo xtask bench`, kept out
+//! of the user-facing `monitor` command. Each prints one JSON report.
+
+mod bench;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of the monitor (run by `cargo xtask bench`).
+#[derive(Parser)]
+#[command(name = "monitor-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The sensor: events/s and drops.
+    Sensor {
+        /// How many opens the child makes.
+        #[arg(long, default_value_t = 1_000_000)]
+        opens: u64,
+        /// Opens per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Ring buffer size in MiB.
+        #[arg(long, default_value_t = 32)]
+        ring_mib: u32,
+    },
+    /// Payload capture: sender slowdown and captured/sent.
+    Payload {
+        /// How many sends the child makes.
+        #[arg(long, default_value_t = 500_000)]
+        sends: u64,
+        /// Bytes per send.
+        #[arg(long, default_value_t = 200)]
+        size: usize,
+        /// Sends per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+        /// Run without the sensor (the baseline).
+        #[arg(long)]
+        baseline: bool,
+    },
+    /// The record: ingest and query latency.
+    Store {
+        /// Records to store.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        /// Distinct file paths among them.
+        #[arg(long, default_value_t = 50_000)]
+        paths: u64,
+        /// Followers (JSON-lines file sinks) attached during ingest.
+        #[arg(long, default_value_t = 0)]
+        followers: usize,
+    },
+    /// The payload benchmark's sender (a child of `payload`).
+    PayloadChild {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        sends: u64,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        rate: u64,
+    },
+    /// The sensor benchmark's load generator (a child of `sensor`).
+    SensorChild {
+        #[arg(long)]
+        opens: u64,
+        #[arg(long)]
+        rate: u64,
+        path: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Sensor {
+            opens,
+            rate,
+            ring_mib,
+        } => print(&bench::run_sensor_bench(opens, rate, ring_mib)?),
+        Command::Payload {
+            sends,
+            size,
+            rate,
+            baseline,
+        } => print(&bench::run_payload_bench(sends, size, rate, !baseline)?),
+        Command::Store {
+            records,
+            paths,
+            followers,
+        } => print(&bench::run_store_bench(records, paths, followers)?),
+        Command::PayloadChild {
+            port,
+            sends,
+            size,
+            rate,
+        } => bench::run_payload_child(port, sends, size, rate),
+        Command::SensorChild { opens, rate, path } => bench::run_bench_child(opens, rate, &path),
+    }
+}
+
+fn print(report: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(report)?);
+    Ok(())
+}

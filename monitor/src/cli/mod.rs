@@ -1,0 +1,107 @@
+//! The command line: one clap `Args` struct per command, one module per
+//! group of commands, and [`dispatch`]. `monitor run` takes the daemon's
+//! own [`Options`](crate::daemon::Options), written once there.
+
+pub mod analyst;
+pub mod query;
+pub mod scan;
+pub mod status;
+pub mod verify;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Host data-access monitor.
+#[derive(Parser)]
+#[command(name = "monitor", version, about)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the daemon (needs root): attach the probes and process events.
+    Run(crate::daemon::Options),
+    /// Records matching the filters, newest first.
+    Events(query::Events),
+    /// Policy violations and other alerts, newest first.
+    Alerts(query::Alerts),
+    /// Who touched a file (or anything under a directory given with a trailing `/`).
+    WhoAccessed(query::WhoAccessed),
+    /// What a role touched, summarised.
+    Role(query::Role),
+    /// Where a PII value went. Give `-` to read it from stdin (keeps it out of
+    /// the process list); it is fingerprinted by the daemon and never stored.
+    TracePii(query::TracePii),
+    /// Walk the record's MAC chain and name the first bad record.
+    Verify(verify::Verify),
+    /// Check rules.
+    Rules {
+        /// What to do with them.
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Show the running daemon's status: probes, counters, drops, followers.
+    Status(status::StatusArgs),
+    /// Find PII and secrets in a file or stdin; prints only masked values and fingerprints.
+    Scan(scan::ScanOptions),
+}
+
+/// `monitor rules ...`.
+#[derive(Subcommand)]
+pub enum RulesCommand {
+    /// Validate the shipped rules with the overrides in DIR; prints `file:line:col: message`.
+    Check {
+        /// The override directory.
+        #[arg(default_value = crate::rules::DEFAULT_RULES_DIR)]
+        dir: std::path::PathBuf,
+    },
+}
+
+/// Runs one command; the exit code says how it went.
+pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run(opts) => crate::daemon::main(opts).map(|()| ExitCode::SUCCESS),
+        Command::Events(c) => c.run(),
+        Command::Alerts(c) => c.run(),
+        Command::WhoAccessed(c) => c.run(),
+        Command::Role(c) => c.run(),
+        Command::TracePii(c) => c.run(),
+        Command::Verify(c) => c.run(),
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => rules_check(&dir),
+        Command::Status(c) => c.run(),
+        Command::Scan(opts) => {
+            let bad = scan::run(&opts)?;
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("monitor scan: {bad} input record(s) could not be read");
+                ExitCode::from(2)
+            })
+        }
+    }
+}
+
+/// `monitor rules check DIR`: exit 0 and the sources when valid, 2 and
+/// every positioned error when not.
+fn rules_check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match crate::rules::RuleSet::load(Some(dir)) {
+        Ok(rules) => {
+            for (name, from) in &rules.sources {
+                println!("{name}: {from}");
+            }
+            println!("rules OK");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The analyst's record queries (`events`, `alerts`, `who-accessed`,
+//! `role`, `trace-pii`): one request to the daemon, the answer as a table
+//! or JSON.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::analyst::{self, Common, FilterArgs};
+use crate::server::Request;
+
+/// `monitor events`.
+#[derive(Debug, Args)]
+pub struct Events {
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl Events {
+    /// Runs the query.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let req = Request::Events {
+            filter: self.filter.filter()?,
+        };
+        show_records(&self.common, &req, false)
+    }
+}
+
+/// `monitor alerts`.
+#[derive(Debug, Args)]
+pub struct Alerts {
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl Alerts {
+    /// Runs the query.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let req = Request::Alerts {
+            filter: self.filter.filter()?,
+        };
+        show_records(&self.common, &req, true)
+    }
+}
+
+/// `monitor who-accessed PATH`.
+#[derive(Debug, Args)]
+pub struct WhoAccessed {
+    /// The path.
+    #[arg(id = "target_path", value_name = "PATH")]
+    path: String,
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl WhoAccessed {
+    /// Runs the query.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let req = Request::WhoAccessed {
+            path: self.path,
+            filter: self.filter.filter()?,
+        };
+        show_records(&self.common, &req, false)
+    }
+}
+
+/// `monitor role ROLE`.
+#[derive(Debug, Args)]
+pub struct Role {
+    /// The role.
+    #[arg(id = "role_name", value_name = "ROLE")]
+    role: String,
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl Role {
+    /// Runs the query.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let req = Request::Role {
+            role: self.role,
+            filter: self.filter.filter()?,
+        };
+        let answer = analyst::ask(&self.common.socket, &req)?;
+        let summary = answer.summary.unwrap_or_default();
+        if self.common.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            print!("{}", analyst::summary_text(&summary));
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `monitor trace-pii VALUE`.
+#[derive(Debug, Args)]
+pub struct TracePii {
+    /// The value, or `-` for stdin.
+    value: String,
+    /// Its PII type (`CREDIT_CARD`), when the detector cannot tell.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    #[command(flatten)]
+    filter: FilterArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl TracePii {
+    /// Runs the query.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let value = if self.value == "-" {
+            let mut v = String::new();
+            std::io::stdin().read_line(&mut v)?;
+            v.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            self.value
+        };
+        let req = Request::TracePii {
+            value,
+            kind: self.kind,
+            filter: self.filter.filter()?,
+        };
+        show_records(&self.common, &req, false)
+    }
+}
+
+fn show_records(common: &Common, req: &Request, alerts: bool) -> anyhow::Result<ExitCode> {
+    let answer = analyst::ask(&common.socket, req)?;
+    if common.json {
+        println!("{}", serde_json::to_string_pretty(&answer.records)?);
+    } else {
+        print!("{}", analyst::records_table(&answer.records, alerts));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,124 @@
+//! `monitor run`: the daemon. [`start`] opens the store and the record
+//! writer, starts the followers, the query server, the sensor and the
+//! pipeline thread; [`control`] is the loop that runs until a termination
+//! signal (stats and status on a timer, rule reloads on SIGHUP);
+//! [`shutdown`] stops everything in order so the last records are stored
+//! and handed to the followers.
+
+pub mod control;
+pub mod shutdown;
+pub mod start;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Where state lives by default.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/monitor";
+
+/// Options of `monitor run` (the command line is this struct).
+#[derive(Debug, Clone, Args)]
+pub struct Options {
+    /// Print every event as one JSON line on stdout.
+    #[arg(long)]
+    pub events_stdout: bool,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 32)]
+    pub ring_mib: u32,
+    /// Seconds between stats log lines and status file updates.
+    #[arg(long = "stats-interval", default_value_t = 10, value_name = "SECS")]
+    pub stats_interval_secs: u64,
+    /// Where the status snapshot is written.
+    #[arg(long, default_value = crate::status::DEFAULT_STATUS_FILE)]
+    pub status_file: PathBuf,
+    /// Most payload bytes captured per send (1 to 16384).
+    #[arg(long, default_value_t = 16384)]
+    pub payload_limit: u32,
+    /// An OpenSSL library to hook besides the system's (repeatable).
+    #[arg(long = "tls-lib")]
+    pub tls_libraries: Vec<PathBuf>,
+    /// The fingerprint key (created, mode 0600, if absent).
+    #[arg(long, default_value = crate::cli::scan::DEFAULT_KEY_FILE)]
+    pub key_file: PathBuf,
+    /// Also capture bytes received on sockets and from TLS (`read`, `recv*`, `SSL_read`).
+    #[arg(long)]
+    pub capture_inbound: bool,
+    /// Where the access record and its chain key live.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Rule files here replace the shipped ones of the same name.
+    #[arg(long, default_value = crate::rules::DEFAULT_RULES_DIR)]
+    pub rules_dir: PathBuf,
+    /// The analysts' query socket.
+    #[arg(long, default_value = crate::server::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Members of this group (and root) may query the record.
+    #[arg(long, default_value = crate::server::DEFAULT_ANALYST_GROUP)]
+    pub analyst_group: String,
+    /// Days records are kept.
+    #[arg(long, default_value_t = 365)]
+    pub retention_days: u64,
+    /// Days past the retention period that records a follower has not yet
+    /// handled are kept for it; after that they go and the loss is recorded.
+    #[arg(long, default_value_t = 7)]
+    pub follower_hold_days: u64,
+    /// Append every record as one JSON line to this file (repeatable). A
+    /// follower of the record: in order, at least once, resumed after a restart.
+    #[arg(long = "sink-jsonl", value_name = "PATH")]
+    pub sink_jsonl: Vec<PathBuf>,
+}
+
+impl Options {
+    /// How long records are kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(self.retention_days.max(1) * 86_400)
+    }
+
+    /// How long past retention a follower's unhandled records are held.
+    pub fn follower_hold(&self) -> Duration {
+        Duration::from_secs(self.follower_hold_days * 86_400)
+    }
+
+    /// How often stats are logged and the status file rewritten.
+    pub fn stats_interval(&self) -> Duration {
+        Duration::from_secs(self.stats_interval_secs.max(1))
+    }
+
+    /// Refuses options that cannot work, before anything starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.ring_mib.is_power_of_two(),
+            "--ring-mib must be a power of two, got {}",
+            self.ring_mib
+        );
+        anyhow::ensure!(
+            (1..=monitor_common::PAYLOAD_MAX as u32).contains(&self.payload_limit),
+            "--payload-limit must be 1..={} bytes, got {}",
+            monitor_common::PAYLOAD_MAX,
+            self.payload_limit
+        );
+        Ok(())
+    }
+}
+
+/// Runs the daemon on its own runtime until a termination signal.
+pub fn main(opts: Options) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?
+        .block_on(run(opts))
+}
+
+/// Starts, runs the control loop, and shuts down.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    opts.check()?;
+    let mut daemon = start::start(&opts).await?;
+    control::run(&opts, &mut daemon).await?;
+    shutdown::shutdown(&opts, daemon).await
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()
+}

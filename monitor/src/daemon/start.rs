@@ -1,0 +1,237 @@
+//! Start-up: rules, keys, the store and its writer, the followers, the
+//! query server, the sensor, and the pipeline thread, in that order (so
+//! the record is ready before the first event, and the daemon's own start
+//! is its first record).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use anyhow::Context as _;
+
+use super::{now, Options};
+use crate::enrich::Enricher;
+use crate::judge::Chain;
+use crate::model::{Action, Follower, Outcome, Record};
+use crate::output::{EventSink, JsonLines};
+use crate::pipeline::{Counters, Pipeline, Recording};
+use crate::record::follow;
+use crate::record::writer::{self, RecordSender, WriterCounters};
+use crate::record::Store;
+use crate::rules::RuleSet;
+use crate::sensor::{Sensor, SensorError, SensorSettings};
+use crate::server::{self, Server};
+use crate::status::Status;
+
+/// Everything the running daemon holds.
+pub struct Daemon {
+    /// The store (shared with the writer, the server and the followers).
+    pub store: Arc<Store>,
+    /// The record writer's queue.
+    pub records: RecordSender,
+    /// The record writer's thread.
+    pub writer: JoinHandle<()>,
+    /// What the writer has done.
+    pub writer_counters: Arc<WriterCounters>,
+    /// The daemon's own identity, stamped on its records.
+    pub template: Record,
+    /// The query server's task.
+    pub server: tokio::task::JoinHandle<()>,
+    /// Validated rule sets for the pipeline (reloads).
+    pub reloads: Sender<RuleSet>,
+    /// The pipeline's published counters.
+    pub counters: Arc<Mutex<Counters>>,
+    /// Set to stop the pipeline thread.
+    pub stop: Arc<AtomicBool>,
+    /// The pipeline thread.
+    pub pipeline: JoinHandle<Result<Counters, SensorError>>,
+    /// The record's followers.
+    pub followers: Vec<follow::Running>,
+    /// Set to stop the followers (after the writer has stored the last record).
+    pub followers_stop: Arc<AtomicBool>,
+    /// The status report, rewritten on every tick.
+    pub status: Status,
+}
+
+/// Starts every part of the daemon; the probes are attached when this returns.
+pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
+    let rules = RuleSet::load(Some(&opts.rules_dir))
+        .map_err(|e| anyhow::anyhow!("refusing to start: invalid rules\n{e}"))?;
+    let key = monitor_pii::FingerprintKey::load_or_create(&opts.key_file)
+        .context("loading the fingerprint key")?;
+    let detector = Arc::new(monitor_pii::Detector::new(rules.pii.clone(), key));
+    let store = Arc::new(
+        Store::open(
+            &opts.state_dir.join("record"),
+            &opts.state_dir.join("record.key"),
+        )
+        .context("opening the access record")?,
+    );
+    let host: Arc<str> = Arc::from(
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into()),
+    );
+    let template = own_identity(&host);
+    let writer_counters = Arc::new(WriterCounters::default());
+    let (records, writer) = writer::spawn(
+        store.clone(),
+        writer::Retention {
+            keep: opts.retention(),
+            hold: opts.follower_hold(),
+        },
+        writer_counters.clone(),
+        template.clone(),
+    )
+    .context("starting the record writer")?;
+    let sources: Vec<String> = rules.sources.iter().map(|(_, f)| f.clone()).collect();
+    let _ = records.send(Record {
+        object: format!(
+            "monitor {} rules {}",
+            env!("CARGO_PKG_VERSION"),
+            sources.join(",")
+        ),
+        ..template.stamped()
+    });
+
+    let followers_stop = Arc::new(AtomicBool::new(false));
+    let mut followers = Vec::new();
+    for f in make_followers(opts)? {
+        followers.push(
+            follow::spawn(store.clone(), f, followers_stop.clone())
+                .context("starting a follower")?,
+        );
+    }
+
+    let listener = server::bind(&opts.socket)
+        .with_context(|| format!("binding the query socket {}", opts.socket.display()))?;
+    let server = tokio::spawn(
+        Arc::new(Server {
+            store: store.clone(),
+            records: records.clone(),
+            detector: detector.clone(),
+            analyst_group: opts.analyst_group.clone(),
+            template: template.clone(),
+        })
+        .serve(listener),
+    );
+
+    let mut settings = SensorSettings {
+        ring_bytes: opts.ring_mib << 20,
+        payload_limit: opts.payload_limit,
+        capture_inbound: opts.capture_inbound,
+        ..SensorSettings::default()
+    };
+    for lib in &opts.tls_libraries {
+        let real =
+            std::fs::canonicalize(lib).with_context(|| format!("--tls-lib {}", lib.display()))?;
+        if !settings.tls_libraries.contains(&real) {
+            settings.tls_libraries.push(real);
+        }
+    }
+    let ring_bytes = settings.ring_bytes;
+    let sensor = tokio::task::spawn_blocking(move || Sensor::start(&settings))
+        .await?
+        .context("starting the sensor")?;
+    let attached = sensor.attached().to_vec();
+    let tls_libraries = sensor.tls_attached().to_vec();
+    let scrubber = detector.clone();
+    let enricher = tokio::task::spawn_blocking(move || Enricher::new(Some(scrubber))).await?;
+
+    let mut sinks: Vec<Box<dyn EventSink>> = Vec::new();
+    if opts.events_stdout {
+        sinks.push(Box::new(JsonLines::new(std::io::stdout())));
+    }
+    let (reloads, reloaded) = std::sync::mpsc::channel();
+    let pipeline = Pipeline::new(
+        sensor,
+        enricher,
+        crate::payload::PayloadStage::new(detector),
+        sinks,
+        Recording {
+            judges: Chain::standard(&rules),
+            rules,
+            records: records.clone(),
+            host,
+            reloads: reloaded,
+        },
+    );
+    let counters = pipeline.counters();
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipeline = std::thread::Builder::new()
+        .name("pipeline".into())
+        .spawn({
+            let stop = stop.clone();
+            move || pipeline.run(&stop)
+        })
+        .context("starting the pipeline thread")?;
+
+    let status = Status {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started: now(),
+        updated: now(),
+        attached,
+        ring_bytes,
+        tls_libraries,
+        tls_not_covered: crate::sensor::TLS_NOT_COVERED.to_owned(),
+        ..Status::default()
+    };
+    Ok(Daemon {
+        store,
+        records,
+        writer,
+        writer_counters,
+        template,
+        server,
+        reloads,
+        counters,
+        stop,
+        pipeline,
+        followers,
+        followers_stop,
+        status,
+    })
+}
+
+/// The followers the options ask for.
+fn make_followers(opts: &Options) -> anyhow::Result<Vec<Box<dyn Follower>>> {
+    let mut out: Vec<Box<dyn Follower>> = Vec::new();
+    for path in &opts.sink_jsonl {
+        let sink = crate::sinks::jsonl::JsonlFile::open(path)
+            .with_context(|| format!("--sink-jsonl {}", path.display()))?;
+        out.push(Box::new(sink));
+    }
+    Ok(out)
+}
+
+/// The daemon's own identity, for the records it makes about itself.
+fn own_identity(host: &Arc<str>) -> Record {
+    Record {
+        seq: 0,
+        time: String::new(),
+        time_ns: 0,
+        host: host.clone(),
+        pid: std::process::id(),
+        exe: std::env::current_exe()
+            .ok()
+            .map(|p| Arc::from(p.to_string_lossy().as_ref())),
+        comm: "monitor".into(),
+        uid: nix::unistd::getuid().as_raw(),
+        user: nix::unistd::User::from_uid(nix::unistd::getuid())
+            .ok()
+            .flatten()
+            .map(|u| Arc::from(u.name)),
+        role: Arc::from("monitor"),
+        action: Action::Start,
+        object: String::new(),
+        dest_host: None,
+        class: None,
+        bytes: None,
+        findings: Vec::new(),
+        outcome: Outcome::Allowed,
+        errno: None,
+        alert: None,
+    }
+}

@@ -1,0 +1,173 @@
+//! Running followers: each [`Follower`] on its own thread reads the records
+//! after its durable cursor, hands them over in batches, and moves the
+//! cursor once they are handled. A follower that fails is offered the same
+//! batch again with backoff (100 ms doubling to 30 s); the pipeline never
+//! waits for it. The cursor survives restarts and crashes, so a follower
+//! resumes where it stopped; at most the last unacknowledged batch is
+//! handed twice.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::Store;
+use crate::model::Follower;
+use crate::status::FollowerStatus;
+
+/// Records handed to a follower at once at most.
+pub const BATCH: usize = 1024;
+/// How long a stopping daemon lets a follower catch up.
+pub const DRAIN: Duration = Duration::from_secs(5);
+/// The longest wait between retries of a failing batch.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What a follower has done, shared with the status report.
+#[derive(Debug, Default)]
+pub struct FollowerCounters {
+    /// Records handled.
+    pub handled: AtomicU64,
+    /// Batches that failed (each retried).
+    pub errors: AtomicU64,
+    /// The cursor: the last record handled.
+    pub cursor: AtomicU64,
+    /// Records retention removed before this follower handled them.
+    pub lost: AtomicU64,
+}
+
+/// A follower's thread.
+pub struct Running {
+    name: String,
+    counters: Arc<FollowerCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The follower's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The follower's line of the status report; `head` is the last stored seq.
+    pub fn status(&self, head: u64) -> FollowerStatus {
+        let cursor = self.counters.cursor.load(Ordering::Relaxed);
+        FollowerStatus {
+            name: self.name.clone(),
+            cursor,
+            lag: head.saturating_sub(cursor),
+            handled: self.counters.handled.load(Ordering::Relaxed),
+            errors: self.counters.errors.load(Ordering::Relaxed),
+            lost: self.counters.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for the thread (after `stop` was set).
+    pub fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!(follower = %self.name, "follower thread panicked");
+            }
+        }
+    }
+}
+
+/// Starts `follower` on its own thread. It runs until `stop` is set and it
+/// has caught up with the store (or [`DRAIN`] has passed).
+pub fn spawn(
+    store: Arc<Store>,
+    mut follower: Box<dyn Follower>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Running> {
+    let name = follower.name().to_owned();
+    let counters = Arc::new(FollowerCounters::default());
+    let thread = std::thread::Builder::new()
+        .name(format!("follow {name}"))
+        .spawn({
+            let counters = counters.clone();
+            let name = name.clone();
+            move || {
+                if let Err(e) = follow(&store, follower.as_mut(), &counters, &stop) {
+                    tracing::error!(follower = %name, error = %e, "follower stopped: the record cannot be read");
+                }
+                store.unregister_follower(&name);
+            }
+        })?;
+    Ok(Running {
+        name,
+        counters,
+        thread: Some(thread),
+    })
+}
+
+fn follow(
+    store: &Store,
+    follower: &mut dyn Follower,
+    counters: &FollowerCounters,
+    stop: &AtomicBool,
+) -> Result<(), super::StoreError> {
+    let name = follower.name().to_owned();
+    let gap = store.register_follower(&name)?;
+    if gap > 0 {
+        tracing::error!(follower = %name, lost = gap, "records were removed by retention before this follower handled them");
+    }
+    let start = store.cursor(&name)?;
+    counters.cursor.store(start.seq, Ordering::Relaxed);
+    counters.lost.store(start.lost, Ordering::Relaxed);
+    let mut cursor = start.seq;
+    let mut backoff = Duration::from_millis(100);
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if deadline.is_none() && stop.load(Ordering::Relaxed) {
+            deadline = Some(Instant::now() + DRAIN);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(());
+        }
+        let batch = store.read_after(cursor, BATCH)?;
+        let Some(last) = batch.last().map(|r| r.seq) else {
+            if deadline.is_some() {
+                return Ok(());
+            }
+            store.wait_past(cursor, Duration::from_millis(200));
+            continue;
+        };
+        match follower.handle(&batch) {
+            Ok(()) => {
+                store.advance(&name, last)?;
+                cursor = last;
+                counters.cursor.store(last, Ordering::Relaxed);
+                counters
+                    .handled
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                counters
+                    .lost
+                    .store(store.cursor(&name)?.lost, Ordering::Relaxed);
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => {
+                let n = counters.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                // Rate-limited: the first failure, then every power of two.
+                if n.is_power_of_two() {
+                    tracing::warn!(follower = %name, error = %e, failures = n, behind = store.head().saturating_sub(cursor), "follower failed; retrying");
+                }
+                if deadline.is_some() {
+                    return Ok(());
+                }
+                sleep_unless(stop, backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Sleeps for `d`, waking early once `stop` is set.
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
