@@ -10,6 +10,34 @@
 //! `RAW_EVENT_FIXED_LEN + data_len` bytes cross the ring buffer.
 #![no_std]
 
+/// Declares a `#[repr(u32)]` enum and its `from_u32` decoder from one list
+/// of variants, so that the two cannot drift apart.
+macro_rules! u32_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $value, )+
+        }
+
+        impl $name {
+            /// Decodes a raw value; `None` for one no variant has.
+            pub fn from_u32(v: u32) -> Option<Self> {
+                match v {
+                    $( $value => Some(Self::$variant), )+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 /// Length of a task's `comm`, including the terminating NUL.
 pub const COMM_LEN: usize = 16;
 /// Bytes read per path component (NAME_MAX + NUL).
@@ -27,91 +55,50 @@ pub const ARGV_READ: usize = 1024;
 /// How many strings one event can carry.
 pub const MAX_STRS: usize = 4;
 
-/// What a [`RawEvent`] reports; stored in [`EventHeader::kind`].
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventKind {
-    /// A file syscall; the body is [`FileBody`].
-    File = 1,
-    /// A socket connect or accept; the body is [`NetBody`].
-    Net = 2,
-    /// A successful exec; the body is [`ExecBody`].
-    Exec = 3,
-    /// A new process (not a thread); the body is [`ForkBody`].
-    Fork = 4,
-    /// A process exit; the body is [`ExitBody`].
-    Exit = 5,
-    /// Bytes a process sent or received on a socket, or through TLS: a
-    /// [`PayloadEvent`], not a [`RawEvent`].
-    Payload = 6,
-}
-
-impl EventKind {
-    /// Decodes a raw `kind` value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::File,
-            2 => Self::Net,
-            3 => Self::Exec,
-            4 => Self::Fork,
-            5 => Self::Exit,
-            6 => Self::Payload,
-            _ => return None,
-        })
+u32_enum! {
+    /// What a [`RawEvent`] reports; stored in [`EventHeader::kind`].
+    pub enum EventKind {
+        /// A file syscall; the body is [`FileBody`].
+        File = 1,
+        /// A socket connect or accept; the body is [`NetBody`].
+        Net = 2,
+        /// A successful exec; the body is [`ExecBody`].
+        Exec = 3,
+        /// A new process (not a thread); the body is [`ForkBody`].
+        Fork = 4,
+        /// A process exit; the body is [`ExitBody`].
+        Exit = 5,
+        /// Bytes a process sent or received on a socket, or through TLS: a
+        /// [`PayloadEvent`], not a [`RawEvent`].
+        Payload = 6,
     }
 }
 
-/// Which file syscall a [`FileBody`] describes.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FileOp {
-    /// `openat(dfd, path, flags, mode)`.
-    Openat = 1,
-    /// `openat2(dfd, path, how, size)`.
-    Openat2 = 2,
-    /// `unlinkat(dfd, path, flags)`.
-    Unlinkat = 3,
-    /// `renameat2(olddfd, old, newdfd, new, flags)`.
-    Renameat2 = 4,
-    /// `truncate(path, length)`.
-    Truncate = 5,
-    /// `ftruncate(fd, length)`.
-    Ftruncate = 6,
-}
-
-impl FileOp {
-    /// Decodes a raw `op` value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::Openat,
-            2 => Self::Openat2,
-            3 => Self::Unlinkat,
-            4 => Self::Renameat2,
-            5 => Self::Truncate,
-            6 => Self::Ftruncate,
-            _ => return None,
-        })
+u32_enum! {
+    /// Which file syscall a [`FileBody`] describes.
+    pub enum FileOp {
+        /// `openat(dfd, path, flags, mode)`.
+        Openat = 1,
+        /// `openat2(dfd, path, how, size)`.
+        Openat2 = 2,
+        /// `unlinkat(dfd, path, flags)`.
+        Unlinkat = 3,
+        /// `renameat2(olddfd, old, newdfd, new, flags)`.
+        Renameat2 = 4,
+        /// `truncate(path, length)`.
+        Truncate = 5,
+        /// `ftruncate(fd, length)`.
+        Ftruncate = 6,
     }
 }
 
-/// Which socket syscall a [`NetBody`] describes.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetOp {
-    /// `connect(fd, addr, len)`: `addr` is the remote end.
-    Connect = 1,
-    /// `accept`/`accept4(fd, addr, len)`: `addr` is the peer, `ret` the new fd.
-    Accept = 2,
-}
-
-impl NetOp {
-    /// Decodes a raw `op` value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::Connect,
-            2 => Self::Accept,
-            _ => return None,
-        })
+u32_enum! {
+    /// Which socket syscall a [`NetBody`] describes.
+    pub enum NetOp {
+        /// `connect(fd, addr, len)`: `addr` is the remote end.
+        Connect = 1,
+        /// `accept`/`accept4(fd, addr, len)`: `addr` is the peer, `ret` the new fd.
+        Accept = 2,
     }
 }
 
@@ -307,48 +294,29 @@ pub const PAYLOAD_AREA: usize = 2 * PAYLOAD_MAX;
 /// Most iovecs walked for one `writev`/`sendmsg`.
 pub const MAX_IOVECS: u32 = 16;
 
-/// Which call a [`PayloadBody`] describes.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PayloadOp {
-    /// `write(fd, buf, n)` on a socket.
-    Write = 1,
-    /// `writev(fd, iov, n)` on a socket.
-    Writev = 2,
-    /// `sendto(fd, buf, n, flags, addr, len)`.
-    Sendto = 3,
-    /// `sendmsg(fd, msg, flags)`.
-    Sendmsg = 4,
-    /// OpenSSL `SSL_write` / `SSL_write_ex` (plaintext).
-    SslWrite = 5,
-    /// `read(fd, buf, n)` on a socket (inbound).
-    Read = 6,
-    /// `readv(fd, iov, n)` on a socket (inbound).
-    Readv = 7,
-    /// `recvfrom(fd, buf, n, flags, addr, len)` (inbound).
-    Recvfrom = 8,
-    /// `recvmsg(fd, msg, flags)` (inbound).
-    Recvmsg = 9,
-    /// OpenSSL `SSL_read` / `SSL_read_ex` (plaintext, inbound).
-    SslRead = 10,
-}
-
-impl PayloadOp {
-    /// Decodes a raw `op` value.
-    pub fn from_u32(v: u32) -> Option<Self> {
-        Some(match v {
-            1 => Self::Write,
-            2 => Self::Writev,
-            3 => Self::Sendto,
-            4 => Self::Sendmsg,
-            5 => Self::SslWrite,
-            6 => Self::Read,
-            7 => Self::Readv,
-            8 => Self::Recvfrom,
-            9 => Self::Recvmsg,
-            10 => Self::SslRead,
-            _ => return None,
-        })
+u32_enum! {
+    /// Which call a [`PayloadBody`] describes.
+    pub enum PayloadOp {
+        /// `write(fd, buf, n)` on a socket.
+        Write = 1,
+        /// `writev(fd, iov, n)` on a socket.
+        Writev = 2,
+        /// `sendto(fd, buf, n, flags, addr, len)`.
+        Sendto = 3,
+        /// `sendmsg(fd, msg, flags)`.
+        Sendmsg = 4,
+        /// OpenSSL `SSL_write` / `SSL_write_ex` (plaintext).
+        SslWrite = 5,
+        /// `read(fd, buf, n)` on a socket (inbound).
+        Read = 6,
+        /// `readv(fd, iov, n)` on a socket (inbound).
+        Readv = 7,
+        /// `recvfrom(fd, buf, n, flags, addr, len)` (inbound).
+        Recvfrom = 8,
+        /// `recvmsg(fd, msg, flags)` (inbound).
+        Recvmsg = 9,
+        /// OpenSSL `SSL_read` / `SSL_read_ex` (plaintext, inbound).
+        SslRead = 10,
     }
 }
 

@@ -23,7 +23,7 @@
 //!
 //! Around the pipeline: [`daemon`] (start-up, control loop, shutdown),
 //! [`server`] (the analysts' query socket), [`cli`] (every command),
-//! [`btf`] (kernel struct offsets), [`notify`] (systemd readiness).
+//! [`btf`] (kernel struct offsets).
 
 pub mod btf;
 pub mod classify;
@@ -33,7 +33,6 @@ pub mod enrich;
 pub mod event;
 pub mod judge;
 pub mod model;
-pub mod notify;
 pub mod output;
 pub mod payload;
 pub mod pipeline;

@@ -225,8 +225,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_the_file() {
-        let dir = std::env::temp_dir().join(format!("monitor-status-{}", std::process::id()));
-        let path = dir.join("status.json");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("status.json");
         let status = Status {
             pid: std::process::id(),
             version: "0.1.0".into(),
@@ -246,6 +246,5 @@ mod tests {
         assert_eq!(back.dropped(), 5);
         assert!(back.daemon_alive());
         assert!(back.render().contains("DROPPED total:      5"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

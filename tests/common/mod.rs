@@ -31,33 +31,37 @@ pub fn root_or_skip(test: &str) -> bool {
     false
 }
 
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
+/// A scratch directory removed on drop (its path canonical, so that it
+/// compares with the kernel's resolved paths).
+pub struct TempDir {
+    path: PathBuf,
+    _guard: Option<tempfile::TempDir>,
+}
 
 impl TempDir {
     /// A fresh directory named after `tag`.
     pub fn new(tag: &str) -> Self {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("monitor-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        // Canonical, so it compares with the kernel's resolved paths.
-        Self(dir.canonicalize().unwrap())
+        let guard = tempfile::Builder::new()
+            .prefix(&format!("monitor-{tag}-"))
+            .tempdir()
+            .unwrap();
+        Self {
+            path: guard.path().canonicalize().unwrap(),
+            _guard: Some(guard),
+        }
     }
 
     /// The directory.
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
-}
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if self.0.as_os_str().is_empty() {
-            return;
+    /// Nothing: what a daemon holds once its directory was handed on.
+    fn taken() -> Self {
+        Self {
+            path: PathBuf::new(),
+            _guard: None,
         }
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -183,7 +187,7 @@ impl Daemon {
         );
         let status = self.child.wait().unwrap();
         assert!(!status.success(), "monitor survived SIGKILL: {status}");
-        std::mem::replace(&mut self.dir, TempDir(PathBuf::new()))
+        std::mem::replace(&mut self.dir, TempDir::taken())
     }
 
     /// The status file the daemon writes.

@@ -10,13 +10,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::start::Daemon;
 use super::{now, Options};
 use crate::model::{Action, Alert, Outcome, Record, Severity};
-use crate::notify::notify;
 use crate::pipeline::Counters;
 use crate::record::follow;
 use crate::record::writer::{RecordSender, WriterCounters};
 use crate::record::Store;
 use crate::rules::RuleSet;
 use crate::status::Status;
+use sd_notify::NotifyState;
 
 /// Runs until a termination signal (or the pipeline stops on its own).
 pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
@@ -29,7 +29,9 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
         followers = d.followers.len(),
         "sensor attached; monitoring"
     );
-    notify("READY=1").context("notifying the service manager")?;
+    // systemd names its notify socket by path; `sd-notify` does not speak
+    // abstract (`@`) addresses.
+    sd_notify::notify(&[NotifyState::Ready]).context("notifying the service manager")?;
 
     let mut tick = tokio::time::interval(opts.stats_interval());
     tick.tick().await;

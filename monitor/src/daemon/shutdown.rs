@@ -11,7 +11,7 @@ use super::control::{log_stats, update_status};
 use super::start::Daemon;
 use super::Options;
 use crate::model::{Action, Record};
-use crate::notify::notify;
+use sd_notify::NotifyState;
 
 /// Stops every part of `d`.
 pub async fn shutdown(opts: &Options, d: Daemon) -> anyhow::Result<()> {
@@ -29,7 +29,7 @@ pub async fn shutdown(opts: &Options, d: Daemon) -> anyhow::Result<()> {
         mut status,
         ..
     } = d;
-    let _ = notify("STOPPING=1");
+    let _ = sd_notify::notify(&[NotifyState::Stopping]);
     stop.store(true, Ordering::Relaxed);
     let final_counters = pipeline
         .join()

@@ -115,15 +115,15 @@ mod tests {
 
     #[test]
     fn scans_a_directory_tree_by_inode() {
-        let dir = std::env::temp_dir().join(format!("monitor-cg-{}", std::process::id()));
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let svc = dir.join("system.slice").join("x.service");
         std::fs::create_dir_all(&svc).unwrap();
         let ino = std::fs::metadata(&svc).unwrap().ino();
-        let mut cache = CgroupCache::new(&dir);
+        let mut cache = CgroupCache::new(dir);
         let info = cache.get(ino).unwrap();
         assert_eq!(&*info.path, "/system.slice/x.service");
         assert_eq!(info.unit.as_deref(), Some("x.service"));
         assert_eq!(cache.get(u64::MAX), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

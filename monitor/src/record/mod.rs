@@ -796,17 +796,14 @@ mod tests {
         }
     }
 
-    fn temp() -> std::path::PathBuf {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let d = std::env::temp_dir().join(format!("monitor-store-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    fn temp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
     }
 
     #[test]
     fn chain_verifies_and_names_the_altered_record() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path();
         let key = dir.join("record.key");
         {
             let store = Store::open(&dir.join("db"), &key).unwrap();
@@ -853,12 +850,12 @@ mod tests {
             let report = store.verify().unwrap();
             assert_eq!(report.first_bad.unwrap().0, 10);
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn the_chain_survives_reopening_and_retention() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path();
         let key = dir.join("record.key");
         {
             let store = Store::open(&dir.join("db"), &key).unwrap();
@@ -892,12 +889,12 @@ mod tests {
         assert!(store.verify().unwrap().ok());
         assert_eq!(store.len(), 1);
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_held_store_is_refused_with_a_clear_error_and_a_released_one_opens() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path();
         let key = dir.join("record.key");
         let held = Store::open(&dir.join("db"), &key).unwrap();
         let wait = std::time::Duration::from_millis(50);
@@ -915,12 +912,12 @@ mod tests {
         release.join().unwrap();
         assert_eq!(store.append(&mut [record(1, "r", "/p")]).unwrap(), 1);
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn cursors_persist_and_retention_waits_for_followers() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path();
         let key = dir.join("record.key");
         {
             let store = Store::open(&dir.join("db"), &key).unwrap();
@@ -955,7 +952,6 @@ mod tests {
         assert_eq!(store.register_follower("g").unwrap(), 95);
         assert_eq!(store.cursor("g").unwrap(), Cursor { seq: 100, lost: 95 });
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A follower that fails its first two batches, then records what it got.
@@ -983,7 +979,8 @@ mod tests {
 
     #[test]
     fn a_failing_follower_is_retried_and_misses_nothing() {
-        let dir = temp();
+        let tmp = temp();
+        let dir = tmp.path();
         let store = std::sync::Arc::new(Store::open(&dir.join("db"), &dir.join("k")).unwrap());
         let got = std::sync::Arc::new(Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1012,6 +1009,5 @@ mod tests {
         f.join();
         assert_eq!(store.cursor("flaky").unwrap().seq, 2100);
         drop(store);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -244,19 +244,17 @@ mod tests {
 
     const FP: &str = "00112233445566778899aabbccddeeff";
 
-    fn store() -> (Store, std::path::PathBuf) {
-        let d = std::env::temp_dir().join(format!(
-            "monitor-query-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&d);
-        (Store::open(&d.join("db"), &d.join("k")).unwrap(), d)
+    fn store() -> (Store, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        (
+            Store::open(&d.path().join("db"), &d.path().join("k")).unwrap(),
+            d,
+        )
     }
 
     #[test]
     fn queries_use_their_index_and_filters() {
-        let (s, dir) = store();
+        let (s, _dir) = store();
         let mut batch = vec![
             record(10, "billing-agent", "/srv/cardholder/a.csv"),
             record(20, "support-agent", "/srv/cardholder/b.csv"),
@@ -316,6 +314,5 @@ mod tests {
         assert_eq!(sum.by_action_class["read cardholder-data"], 2);
         assert_eq!(sum.top_objects[0], ("/srv/cardholder/a.csv".to_owned(), 2));
         drop(s);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }
