@@ -10,6 +10,8 @@
 //! `RAW_EVENT_FIXED_LEN + data_len` bytes cross the ring buffer.
 #![no_std]
 
+pub mod probes;
+
 /// Declares a `#[repr(u32)]` enum and its `from_u32` decoder from one list
 /// of variants, so that the two cannot drift apart.
 macro_rules! u32_enum {

@@ -3,11 +3,12 @@
 //! rustc emits no CO-RE relocations for eBPF, so the kernel programs cannot
 //! have the loader patch field offsets. Instead the daemon reads the offsets
 //! it needs here, at start-up, and hands them over as the `OFFSETS` global.
-//! Only what that needs is parsed: type names, structs, unions, and the
-//! modifiers that can sit between a member and its struct type.
+//! Parsing is `btf-rs`'s; this module only walks member paths (through
+//! anonymous structs and unions, typedefs and modifiers) to byte offsets.
 
-use std::collections::HashMap;
 use std::path::Path;
+
+use btf_rs::Type;
 
 use monitor_common::KernelOffsets;
 
@@ -26,9 +27,9 @@ pub enum BtfError {
         #[source]
         source: std::io::Error,
     },
-    /// The bytes are not BTF this parser understands.
+    /// The bytes are not BTF.
     #[error("malformed BTF: {0}")]
-    Malformed(&'static str),
+    Malformed(String),
     /// A struct or member the programs rely on is absent.
     #[error("kernel BTF has no member `{member}` in `struct {strukt}`")]
     MissingMember {
@@ -42,55 +43,12 @@ pub enum BtfError {
     MissingStruct(String),
 }
 
-const MAGIC: u16 = 0xeb9f;
-const KIND_INT: u32 = 1;
-const KIND_ARRAY: u32 = 3;
-const KIND_STRUCT: u32 = 4;
-const KIND_UNION: u32 = 5;
-const KIND_ENUM: u32 = 6;
-const KIND_TYPEDEF: u32 = 8;
-const KIND_VOLATILE: u32 = 9;
-const KIND_CONST: u32 = 10;
-const KIND_RESTRICT: u32 = 11;
-const KIND_FUNC_PROTO: u32 = 13;
-const KIND_VAR: u32 = 14;
-const KIND_DATASEC: u32 = 15;
-const KIND_DECL_TAG: u32 = 17;
-const KIND_TYPE_TAG: u32 = 18;
-const KIND_ENUM64: u32 = 19;
-
-#[derive(Debug, Clone)]
-struct Member {
-    name: u32,
-    type_id: u32,
-    bit_offset: u32,
-}
-
-#[derive(Debug, Clone)]
-struct Type {
-    name: u32,
-    kind: u32,
-    /// The referenced type for modifiers and typedefs.
-    target: u32,
-    members: Vec<Member>,
-}
-
-/// A parsed BTF blob: enough to find struct member offsets by name.
-pub struct Btf {
-    /// Index 0 is `void`.
-    types: Vec<Type>,
-    strings: Vec<u8>,
-    structs_by_name: HashMap<String, u32>,
-}
-
-fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
-    b.get(off..off + 4)
-        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or(BtfError::Malformed("truncated"))
-}
+/// The kernel's BTF, parsed by `btf-rs`: enough to find struct member
+/// offsets by name.
+pub struct Btf(btf_rs::Btf);
 
 impl Btf {
-    /// Reads and parses a BTF file (little-endian, as on every host we run on).
+    /// Reads and parses a BTF file.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
         let bytes = std::fs::read(path).map_err(|source| BtfError::Io {
             path: path.display().to_string(),
@@ -101,125 +59,40 @@ impl Btf {
 
     /// Parses a BTF blob.
     pub fn parse(b: &[u8]) -> Result<Self, BtfError> {
-        let magic = b
-            .get(0..2)
-            .map(|s| u16::from_le_bytes([s[0], s[1]]))
-            .ok_or(BtfError::Malformed("truncated header"))?;
-        if magic != MAGIC {
-            return Err(BtfError::Malformed("bad magic (not little-endian BTF)"));
-        }
-        let hdr_len = u32_at(b, 4)? as usize;
-        let type_off = u32_at(b, 8)? as usize;
-        let type_len = u32_at(b, 12)? as usize;
-        let str_off = u32_at(b, 16)? as usize;
-        let str_len = u32_at(b, 20)? as usize;
-        let types_start = hdr_len + type_off;
-        let type_bytes = b
-            .get(types_start..types_start + type_len)
-            .ok_or(BtfError::Malformed("type section out of range"))?;
-        let strings = b
-            .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or(BtfError::Malformed("string section out of range"))?
-            .to_vec();
+        btf_rs::Btf::from_bytes(b)
+            .map(Self)
+            .map_err(|e| BtfError::Malformed(e.to_string()))
+    }
 
-        let mut types = vec![Type {
-            name: 0,
-            kind: 0,
-            target: 0,
-            members: Vec::new(),
-        }];
-        let mut pos = 0;
-        while pos < type_bytes.len() {
-            let name = u32_at(type_bytes, pos)?;
-            let info = u32_at(type_bytes, pos + 4)?;
-            let size_or_type = u32_at(type_bytes, pos + 8)?;
-            pos += 12;
-            let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            let mut members = Vec::new();
-            let extra = match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
-                KIND_ARRAY => 12,
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen {
-                        let m = pos + i * 12;
-                        let raw = u32_at(type_bytes, m + 8)?;
-                        members.push(Member {
-                            name: u32_at(type_bytes, m)?,
-                            type_id: u32_at(type_bytes, m + 4)?,
-                            bit_offset: if kind_flag { raw & 0x00ff_ffff } else { raw },
-                        });
-                    }
-                    vlen * 12
-                }
-                KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
-                KIND_DATASEC | KIND_ENUM64 => vlen * 12,
-                _ => 0,
+    /// The struct or union `ty` names, through typedefs and modifiers.
+    fn aggregate(&self, mut ty: Type) -> Option<btf_rs::Struct> {
+        for _ in 0..16 {
+            ty = match ty {
+                Type::Struct(s) | Type::Union(s) => return Some(s),
+                Type::Typedef(t) => self.0.resolve_chained_type(&t).ok()?,
+                Type::Const(t) => self.0.resolve_chained_type(&t).ok()?,
+                Type::Volatile(t) => self.0.resolve_chained_type(&t).ok()?,
+                Type::Restrict(t) => self.0.resolve_chained_type(&t).ok()?,
+                Type::TypeTag(t) => self.0.resolve_chained_type(&t).ok()?,
+                _ => return None,
             };
-            pos += extra;
-            types.push(Type {
-                name,
-                kind,
-                target: size_or_type,
-                members,
-            });
         }
-
-        let mut btf = Btf {
-            types,
-            strings,
-            structs_by_name: HashMap::new(),
-        };
-        for (id, t) in btf.types.iter().enumerate() {
-            // Keep the first complete definition of each name.
-            if t.kind == KIND_STRUCT && t.name != 0 && !t.members.is_empty() {
-                let name = btf.name(t.name).to_owned();
-                btf.structs_by_name.entry(name).or_insert(id as u32);
-            }
-        }
-        Ok(btf)
+        None
     }
 
-    fn name(&self, off: u32) -> &str {
-        let tail = self.strings.get(off as usize..).unwrap_or_default();
-        let end = tail.iter().position(|&c| c == 0).unwrap_or(tail.len());
-        std::str::from_utf8(&tail[..end]).unwrap_or("")
-    }
-
-    /// Follows typedefs and qualifiers to the underlying type id.
-    fn resolve(&self, mut id: u32) -> u32 {
-        for _ in 0..32 {
-            match self.types.get(id as usize) {
-                Some(t)
-                    if matches!(
-                        t.kind,
-                        KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
-                    ) =>
-                {
-                    id = t.target
-                }
-                _ => break,
-            }
-        }
-        id
-    }
-
-    /// Byte offset of `name` inside type `id`, looking through anonymous
-    /// struct and union members; returns the member's type id too.
-    fn find_member(&self, id: u32, name: &str) -> Option<(u32, u32)> {
-        let t = self.types.get(self.resolve(id) as usize)?;
-        if t.kind != KIND_STRUCT && t.kind != KIND_UNION {
-            return None;
-        }
-        for m in &t.members {
-            let mname = self.name(m.name);
+    /// Byte offset of `name` inside `ty`, looking through anonymous struct
+    /// and union members; returns the member's type too.
+    fn find_member(&self, ty: Type, name: &str) -> Option<(u32, Type)> {
+        let s = self.aggregate(ty)?;
+        for m in &s.members {
+            let mname = self.0.resolve_name(m).ok()?;
+            let mty = self.0.resolve_chained_type(m).ok()?;
             if mname == name {
-                return Some((m.bit_offset / 8, m.type_id));
+                return Some((m.bit_offset() / 8, mty));
             }
             if mname.is_empty() {
-                if let Some((off, ty)) = self.find_member(m.type_id, name) {
-                    return Some((m.bit_offset / 8 + off, ty));
+                if let Some((off, ty)) = self.find_member(mty, name) {
+                    return Some((m.bit_offset() / 8 + off, ty));
                 }
             }
         }
@@ -228,20 +101,23 @@ impl Btf {
 
     /// Byte offset of a dotted member path (`"d_name.name"`) in `struct strukt`.
     pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
-        let mut id = *self
-            .structs_by_name
-            .get(strukt)
+        let mut ty = self
+            .0
+            .resolve_types_by_name(strukt)
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| matches!(t, Type::Struct(_)))
             .ok_or_else(|| BtfError::MissingStruct(strukt.to_owned()))?;
         let mut total = 0;
         for part in path.split('.') {
-            let (off, ty) = self
-                .find_member(id, part)
-                .ok_or_else(|| BtfError::MissingMember {
-                    strukt: strukt.to_owned(),
-                    member: path.to_owned(),
-                })?;
+            let (off, member) =
+                self.find_member(ty, part)
+                    .ok_or_else(|| BtfError::MissingMember {
+                        strukt: strukt.to_owned(),
+                        member: path.to_owned(),
+                    })?;
             total += off;
-            id = ty;
+            ty = member;
         }
         Ok(total)
     }
@@ -285,6 +161,11 @@ impl Btf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAGIC: u16 = 0xeb9f;
+    const KIND_INT: u32 = 1;
+    const KIND_STRUCT: u32 = 4;
+    const KIND_UNION: u32 = 5;
 
     /// A hand-built blob: `struct outer { int a; union { int b; struct inner c; }; }`.
     fn sample() -> Vec<u8> {

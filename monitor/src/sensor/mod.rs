@@ -18,51 +18,13 @@ use monitor_common::{
     SensorConfig, COUNTER_ARGS_MISSING, COUNTER_EMITTED, COUNTER_RINGBUF_FULL, COUNTER_TRUNCATED,
 };
 
+use monitor_common::probes::{Hook, Probe, When, PROBES};
+
 use crate::btf::{Btf, BtfError};
 use crate::status::KernelCounters;
 
 /// The kernel programs, built from `monitor-ebpf` for the BPF target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
-
-/// Syscalls whose entry is stashed and whose exit produces a record.
-const SYSCALLS: &[&str] = &[
-    "open",
-    "openat",
-    "openat2",
-    "unlink",
-    "unlinkat",
-    "rename",
-    "renameat",
-    "renameat2",
-    "truncate",
-    "ftruncate",
-    "connect",
-    "accept",
-    "accept4",
-];
-
-/// Syscalls whose bytes are captured when the fd is a socket (and `socket`,
-/// which makes one); their exits go to `sys_exit_payload`.
-const PAYLOAD_SYSCALLS: &[&str] = &["socket", "write", "writev", "sendto", "sendmsg"];
-
-/// Inbound payload syscalls, attached only with inbound capture on.
-const INBOUND_SYSCALLS: &[&str] = &["read", "readv", "recvfrom", "recvmsg"];
-
-/// OpenSSL entry points: (program, symbol).
-const TLS_PROBES: &[(&str, &str)] = &[
-    ("ssl_write", "SSL_write"),
-    ("ssl_write_ex", "SSL_write_ex"),
-    ("ssl_write_ret", "SSL_write"),
-    ("ssl_write_ret", "SSL_write_ex"),
-];
-
-/// OpenSSL read entry points, attached only with inbound capture on.
-const TLS_INBOUND_PROBES: &[(&str, &str)] = &[
-    ("ssl_read", "SSL_read"),
-    ("ssl_read_ex", "SSL_read_ex"),
-    ("ssl_read_ret", "SSL_read"),
-    ("ssl_read_ret", "SSL_read_ex"),
-];
 
 /// Where distributions keep the system OpenSSL.
 const LIBSSL_CANDIDATES: &[&str] = &[
@@ -91,13 +53,6 @@ pub fn find_libssl() -> Vec<PathBuf> {
     }
     found
 }
-
-/// Process lifecycle programs: (program, tracepoint category, tracepoint).
-const LIFECYCLE: &[(&str, &str, &str)] = &[
-    ("sched_process_exec", "sched", "sched_process_exec"),
-    ("task_newtask", "task", "task_newtask"),
-    ("sched_process_exit", "sched", "sched_process_exit"),
-];
 
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -203,35 +158,24 @@ impl Sensor {
             .map_err(|e| SensorError::Load(Box::new(e)))?;
 
         let mut attached = Vec::new();
-        for syscall in SYSCALLS {
-            attach_syscall(&mut ebpf, syscall, "sys_exit")?;
-            attached.push(format!("syscalls:{syscall}"));
-        }
-        let inbound: &[&str] = if settings.capture_inbound {
-            INBOUND_SYSCALLS
-        } else {
-            &[]
-        };
-        for syscall in PAYLOAD_SYSCALLS.iter().chain(inbound) {
-            attach_syscall(&mut ebpf, syscall, "sys_exit_payload")?;
-            attached.push(format!("syscalls:{syscall}"));
-        }
-        attach(&mut ebpf, "sys_enter_close", "syscalls", "sys_enter_close")?;
-        attached.push("syscalls:close".to_owned());
-        for (program, category, name) in LIFECYCLE {
-            attach(&mut ebpf, program, category, name)?;
-            attached.push(format!("{category}:{name}"));
-        }
         let mut tls_attached = Vec::new();
-        let tls_inbound: &[(&str, &str)] = if settings.capture_inbound {
-            TLS_INBOUND_PROBES
-        } else {
-            &[]
-        };
-        for lib in &settings.tls_libraries {
-            for (program, symbol) in TLS_PROBES.iter().chain(tls_inbound) {
-                attach_uprobe(&mut ebpf, program, symbol, lib)?;
+        let wanted = |p: &&Probe| p.when == When::Always || settings.capture_inbound;
+        for probe in PROBES.iter().filter(wanted) {
+            match probe.hook {
+                Hook::Tracepoint { category, name } => {
+                    attach(&mut ebpf, probe.program, category, name)?;
+                }
+                Hook::Tls { symbol } => {
+                    for lib in &settings.tls_libraries {
+                        attach_uprobe(&mut ebpf, probe.program, symbol, lib)?;
+                    }
+                }
             }
+            if !probe.shown.is_empty() {
+                attached.push(probe.shown.to_owned());
+            }
+        }
+        for lib in &settings.tls_libraries {
             tls_attached.push(lib.display().to_string());
         }
 
@@ -332,18 +276,6 @@ fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<
     Ok(())
 }
 
-/// Attaches `sys_enter_<syscall>` and `exit_program` to the syscall's two tracepoints.
-fn attach_syscall(ebpf: &mut Ebpf, syscall: &str, exit_program: &str) -> Result<(), SensorError> {
-    let enter = format!("sys_enter_{syscall}");
-    attach(ebpf, &enter, "syscalls", &enter)?;
-    attach(
-        ebpf,
-        exit_program,
-        "syscalls",
-        &format!("sys_exit_{syscall}"),
-    )
-}
-
 fn attach_uprobe(
     ebpf: &mut Ebpf,
     program: &str,
@@ -387,4 +319,31 @@ fn ensure_tracefs() -> Result<(), SensorError> {
         None::<&str>,
     )
     .map_err(|e| SensorError::Tracefs(e.into()))
+}
+
+#[cfg(test)]
+mod probe_table_tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The kernel crate and the shared table agree: every program the table
+    /// attaches is in the built object, and no program in the object is left
+    /// unattached.
+    #[test]
+    fn the_probe_table_and_the_kernel_object_name_the_same_programs() {
+        let obj = aya_obj::Object::parse(EBPF_OBJECT).expect("the embedded object parses");
+        let in_object: BTreeSet<&str> = obj.programs.keys().map(String::as_str).collect();
+        let in_table: BTreeSet<&str> = PROBES.iter().map(|p| p.program).collect();
+        assert_eq!(in_object, in_table);
+        // Every probe names itself or follows one that does (the exit of a pair).
+        for (i, p) in PROBES.iter().enumerate() {
+            assert!(
+                !p.shown.is_empty()
+                    || i > 0 && !PROBES[i - 1].shown.is_empty()
+                    || matches!(p.hook, Hook::Tls { .. }),
+                "{p:?} is shown nowhere"
+            );
+        }
+    }
 }

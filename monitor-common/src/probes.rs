@@ -1,0 +1,156 @@
+//! The probe table: every kernel program and where it attaches, in one
+//! place both sides read. The kernel crate defines a program of each name
+//! (a test in the daemon checks the built object against this table); the
+//! daemon's sensor attaches exactly what is listed here.
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A tracepoint `category:name`.
+    Tracepoint {
+        /// The tracepoint's category (`syscalls`, `sched`, ...).
+        category: &'static str,
+        /// The tracepoint's name.
+        name: &'static str,
+    },
+    /// A uprobe (or uretprobe) on `symbol` of every hooked TLS library.
+    Tls {
+        /// The library function.
+        symbol: &'static str,
+    },
+}
+
+/// When a probe is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Always.
+    Always,
+    /// Only with inbound capture on (`monitor run --capture-inbound`).
+    Inbound,
+}
+
+/// One attachment of one program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The program's name in the kernel object.
+    pub program: &'static str,
+    /// Where it attaches.
+    pub hook: Hook,
+    /// When.
+    pub when: When,
+    /// The name `monitor status` lists it under (the syscall for a
+    /// syscall's pair of probes); empty for the second of a pair.
+    pub shown: &'static str,
+}
+
+/// A syscall's entry program and the exit program it shares with others.
+macro_rules! syscall {
+    ($name:literal, $exit:literal, $when:ident) => {
+        [
+            Probe {
+                program: concat!("sys_enter_", $name),
+                hook: Hook::Tracepoint {
+                    category: "syscalls",
+                    name: concat!("sys_enter_", $name),
+                },
+                when: When::$when,
+                shown: concat!("syscalls:", $name),
+            },
+            Probe {
+                program: $exit,
+                hook: Hook::Tracepoint {
+                    category: "syscalls",
+                    name: concat!("sys_exit_", $name),
+                },
+                when: When::$when,
+                shown: "",
+            },
+        ]
+    };
+}
+
+const fn tracepoint(program: &'static str, category: &'static str, shown: &'static str) -> Probe {
+    Probe {
+        program,
+        hook: Hook::Tracepoint {
+            category,
+            name: program,
+        },
+        when: When::Always,
+        shown,
+    }
+}
+
+const fn tls(program: &'static str, symbol: &'static str, when: When) -> Probe {
+    Probe {
+        program,
+        hook: Hook::Tls { symbol },
+        when,
+        shown: "",
+    }
+}
+
+/// Flattens the table's groups at compile time.
+const fn flatten<const N: usize>(groups: &[&[Probe]]) -> [Probe; N] {
+    let mut out = [tracepoint("", "", ""); N];
+    let (mut g, mut n) = (0, 0);
+    while g < groups.len() {
+        let mut i = 0;
+        while i < groups[g].len() {
+            out[n] = groups[g][i];
+            n += 1;
+            i += 1;
+        }
+        g += 1;
+    }
+    assert!(n == N, "PROBE_COUNT does not match the table");
+    out
+}
+
+/// How many entries [`PROBES`] has.
+pub const PROBE_COUNT: usize = 56;
+
+/// Every probe, in attach order.
+pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
+    // File and socket syscalls: the exit builds the record (`sys_exit`).
+    &syscall!("open", "sys_exit", Always),
+    &syscall!("openat", "sys_exit", Always),
+    &syscall!("openat2", "sys_exit", Always),
+    &syscall!("unlink", "sys_exit", Always),
+    &syscall!("unlinkat", "sys_exit", Always),
+    &syscall!("rename", "sys_exit", Always),
+    &syscall!("renameat", "sys_exit", Always),
+    &syscall!("renameat2", "sys_exit", Always),
+    &syscall!("truncate", "sys_exit", Always),
+    &syscall!("ftruncate", "sys_exit", Always),
+    &syscall!("connect", "sys_exit", Always),
+    &syscall!("accept", "sys_exit", Always),
+    &syscall!("accept4", "sys_exit", Always),
+    // Sockets and the bytes sent on them (`sys_exit_payload`).
+    &syscall!("socket", "sys_exit_payload", Always),
+    &syscall!("write", "sys_exit_payload", Always),
+    &syscall!("writev", "sys_exit_payload", Always),
+    &syscall!("sendto", "sys_exit_payload", Always),
+    &syscall!("sendmsg", "sys_exit_payload", Always),
+    // Bytes received, with inbound capture only.
+    &syscall!("read", "sys_exit_payload", Inbound),
+    &syscall!("readv", "sys_exit_payload", Inbound),
+    &syscall!("recvfrom", "sys_exit_payload", Inbound),
+    &syscall!("recvmsg", "sys_exit_payload", Inbound),
+    &[
+        tracepoint("sys_enter_close", "syscalls", "syscalls:close"),
+        // Process lifecycle.
+        tracepoint("sched_process_exec", "sched", "sched:sched_process_exec"),
+        tracepoint("task_newtask", "task", "task:task_newtask"),
+        tracepoint("sched_process_exit", "sched", "sched:sched_process_exit"),
+        // TLS plaintext, on every hooked library.
+        tls("ssl_write", "SSL_write", When::Always),
+        tls("ssl_write_ex", "SSL_write_ex", When::Always),
+        tls("ssl_write_ret", "SSL_write", When::Always),
+        tls("ssl_write_ret", "SSL_write_ex", When::Always),
+        tls("ssl_read", "SSL_read", When::Inbound),
+        tls("ssl_read_ex", "SSL_read_ex", When::Inbound),
+        tls("ssl_read_ret", "SSL_read", When::Inbound),
+        tls("ssl_read_ret", "SSL_read_ex", When::Inbound),
+    ],
+]);

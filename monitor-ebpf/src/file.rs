@@ -1,0 +1,150 @@
+//! File syscalls (open, unlink, rename, truncate): the entry stashes, the
+//! one `sys_exit` program shared with the socket syscalls, and the file record.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
+};
+use monitor_common::{EventKind, FileBody, FileOp, NetOp, COUNTER_ARGS_MISSING};
+
+use crate::emit::{begin, count, self_tgid, submit, Cursor};
+use crate::maps::{Call, SyscallArgs, ARGS, AT_FDCWD};
+use crate::net::on_net_exit;
+use crate::paths::{push_fd_path, push_path_arg, task_root};
+
+enter_probe!(sys_enter_open, Call::Open, 3);
+enter_probe!(sys_enter_openat, Call::Openat, 4);
+enter_probe!(sys_enter_openat2, Call::Openat2, 3);
+enter_probe!(sys_enter_unlink, Call::Unlink, 1);
+enter_probe!(sys_enter_unlinkat, Call::Unlinkat, 3);
+enter_probe!(sys_enter_rename, Call::Rename, 2);
+enter_probe!(sys_enter_renameat, Call::Renameat, 4);
+enter_probe!(sys_enter_renameat2, Call::Renameat2, 5);
+enter_probe!(sys_enter_truncate, Call::Truncate, 2);
+enter_probe!(sys_enter_ftruncate, Call::Ftruncate, 2);
+enter_probe!(sys_enter_connect, Call::Connect, 3);
+enter_probe!(sys_enter_accept, Call::Accept, 3);
+enter_probe!(sys_enter_accept4, Call::Accept, 3);
+
+/// Syscall tracepoint records hold the arguments as 8-byte slots from offset 16.
+pub(crate) const SYSCALL_ARGS_OFFSET: usize = 16;
+
+#[inline(always)]
+pub(crate) fn stash_args(ctx: &TracePointContext, call: Call, nargs: usize) {
+    let id = bpf_get_current_pid_tgid();
+    if (id >> 32) as u32 == self_tgid() {
+        return;
+    }
+    let mut stash = SyscallArgs {
+        call: call as u32,
+        _pad: 0,
+        args: [0; 6],
+    };
+    let mut i = 0;
+    while i < nargs && i < 6 {
+        // SAFETY: the offset is inside the tracepoint record for `nargs` arguments.
+        stash.args[i] = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8 * i) }.unwrap_or(0);
+        i += 1;
+    }
+    let _ = ARGS.insert(&id, &stash, 0);
+}
+
+/// Attached to the exit tracepoint of every syscall that has an `enter_probe!`.
+#[tracepoint]
+pub fn sys_exit(ctx: TracePointContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if (id >> 32) as u32 == self_tgid() {
+        return 0;
+    }
+    let stash = match ARGS.get_ptr(&id) {
+        // SAFETY: the pointer is valid until the map entry is removed below.
+        Some(p) => unsafe { *p },
+        None => {
+            count(COUNTER_ARGS_MISSING);
+            return 0;
+        }
+    };
+    let _ = ARGS.remove(&id);
+    // SAFETY: `ret` sits at offset 16 in every sys_exit record.
+    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0);
+    match stash.call {
+        c if c == Call::Connect as u32 => on_net_exit(&stash, ret, NetOp::Connect),
+        c if c == Call::Accept as u32 => on_net_exit(&stash, ret, NetOp::Accept),
+        _ => on_file_exit(&stash, ret),
+    }
+    0
+}
+
+#[inline(always)]
+pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
+    let Some((ev, task)) = begin(EventKind::File) else {
+        return;
+    };
+    let x = &a.args;
+    // (op, dfd, path, dfd2, path2, flags, mode)
+    let (op, dfd, path, dfd2, path2, mut flags, mut mode) = match a.call {
+        c if c == Call::Open as u32 => (FileOp::Openat, AT_FDCWD, x[0], 0, 0, x[1], x[2]),
+        c if c == Call::Openat as u32 => (FileOp::Openat, x[0] as i32, x[1], 0, 0, x[2], x[3]),
+        c if c == Call::Openat2 as u32 => (FileOp::Openat2, x[0] as i32, x[1], 0, 0, 0, 0),
+        c if c == Call::Unlink as u32 => (FileOp::Unlinkat, AT_FDCWD, x[0], 0, 0, 0, 0),
+        c if c == Call::Unlinkat as u32 => (FileOp::Unlinkat, x[0] as i32, x[1], 0, 0, x[2], 0),
+        c if c == Call::Rename as u32 => (FileOp::Renameat2, AT_FDCWD, x[0], AT_FDCWD, x[1], 0, 0),
+        c if c == Call::Renameat as u32 => (
+            FileOp::Renameat2,
+            x[0] as i32,
+            x[1],
+            x[2] as i32,
+            x[3],
+            0,
+            0,
+        ),
+        c if c == Call::Renameat2 as u32 => (
+            FileOp::Renameat2,
+            x[0] as i32,
+            x[1],
+            x[2] as i32,
+            x[3],
+            x[4],
+            0,
+        ),
+        c if c == Call::Truncate as u32 => (FileOp::Truncate, AT_FDCWD, x[0], 0, 0, 0, x[1]),
+        c if c == Call::Ftruncate as u32 => (FileOp::Ftruncate, x[0] as i32, 0, 0, 0, 0, x[1]),
+        _ => return,
+    };
+    if a.call == Call::Openat2 as u32 {
+        // struct open_how { u64 flags; u64 mode; u64 resolve; }
+        // SAFETY: user memory read by helper; failure leaves zeros.
+        let how = unsafe { bpf_probe_read_user(x[2] as *const [u64; 2]) }.unwrap_or([0, 0]);
+        flags = how[0];
+        mode = how[1];
+    }
+    ev.body.file = FileBody {
+        op: op as u32,
+        dfd,
+        ret,
+        flags,
+        mode,
+        dfd2,
+        _pad: 0,
+    };
+    let root = task_root(task);
+    let mut cur = Cursor { off: 0 };
+    let opened = matches!(op, FileOp::Openat | FileOp::Openat2) && ret >= 0;
+    if opened {
+        // The file actually opened, symlinks resolved: the caller's spelling adds nothing.
+        ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, ret);
+    } else if matches!(op, FileOp::Ftruncate) {
+        ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, dfd as i64);
+    } else {
+        let (d, p) = push_path_arg(ev, &mut cur, &root, task, dfd, path);
+        ev.strs[0] = d;
+        ev.strs[1] = p;
+        if matches!(op, FileOp::Renameat2) {
+            let (d, p) = push_path_arg(ev, &mut cur, &root, task, dfd2, path2);
+            ev.strs[2] = d;
+            ev.strs[3] = p;
+        }
+    }
+    submit(ev, &cur);
+}

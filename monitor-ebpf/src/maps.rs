@@ -1,0 +1,108 @@
+//! The maps and globals the programs share, and the argument stashes kept
+//! between a syscall's entry and its exit. (An enforcement program's
+//! per-process map, filled by userspace, belongs here too.)
+
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+};
+use monitor_common::{
+    KernelOffsets, PayloadEvent, RawEvent, SensorConfig, SockInfo, COUNTER_COUNT,
+};
+
+/// Kernel struct offsets, set by the daemon at load time.
+#[no_mangle]
+pub(crate) static OFFSETS: KernelOffsets = unsafe { core::mem::zeroed() };
+
+/// Daemon settings, set at load time.
+#[no_mangle]
+pub(crate) static CONFIG: SensorConfig = unsafe { core::mem::zeroed() };
+
+/// Records for the daemon. Its size is set by the daemon at load time.
+#[map]
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
+
+/// One record under construction per CPU.
+#[map]
+pub(crate) static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(1, 0);
+
+/// Syscall arguments between entry and exit, by thread.
+#[map]
+pub(crate) static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// Sockets by `(tgid << 32) | fd`: payload capture looks here first, so
+/// writes to files cost one lookup.
+#[map]
+pub(crate) static SOCKETS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(65536, 0);
+
+/// Arguments of an `SSL_write` in progress, by thread. While present, the
+/// thread's socket writes are ciphertext: they teach `SSL_FD` and are not captured.
+#[map]
+pub(crate) static SSL_ARGS: LruHashMap<u64, SslArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// The socket fd behind an `SSL*`, learnt from the ciphertext write.
+#[map]
+pub(crate) static SSL_FD: LruHashMap<u64, i32> = LruHashMap::with_max_entries(65536, 0);
+
+/// One payload record under construction per CPU (too large for a per-CPU
+/// map); indexed by CPU id, sized by the daemon to the number of CPUs.
+#[map]
+pub(crate) static PAYLOAD_SCRATCH: Array<PayloadEvent> = Array::with_max_entries(1, 0);
+
+/// `COUNTER_*` counts, per CPU.
+#[map]
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
+
+pub(crate) const AT_FDCWD: i32 = -100;
+pub(crate) const BPF_RB_NO_WAKEUP: u64 = 1;
+pub(crate) const BPF_RB_FORCE_WAKEUP: u64 = 2;
+pub(crate) const BPF_RB_AVAIL_DATA: u64 = 0;
+/// Pending bytes at which a record wakes the reader.
+pub(crate) const WAKEUP_BYTES: u64 = 64 * 1024;
+pub(crate) const AF_INET: u16 = 2;
+pub(crate) const AF_INET6: u16 = 10;
+pub(crate) const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// Which syscall a stash belongs to.
+#[derive(Clone, Copy)]
+#[repr(u32)]
+pub(crate) enum Call {
+    Open = 1,
+    Openat,
+    Openat2,
+    Unlink,
+    Unlinkat,
+    Rename,
+    Renameat,
+    Renameat2,
+    Truncate,
+    Ftruncate,
+    Connect,
+    Accept,
+    Socket,
+    Write,
+    Writev,
+    Sendto,
+    Sendmsg,
+    Read,
+    Readv,
+    Recvfrom,
+    Recvmsg,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct SslArgs {
+    pub(crate) ssl: u64,
+    pub(crate) buf: u64,
+    pub(crate) written: u64,
+    pub(crate) ex: u64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct SyscallArgs {
+    pub(crate) call: u32,
+    pub(crate) _pad: u32,
+    pub(crate) args: [u64; 6],
+}

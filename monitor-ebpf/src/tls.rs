@@ -1,0 +1,109 @@
+//! TLS plaintext: uprobes on OpenSSL's `SSL_write`/`SSL_read` (and `_ex`)
+//! stash the buffer; the return probes capture what the library took.
+
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+use monitor_common::{PayloadOp, SockInfo, PAYLOAD_FD_UNKNOWN, PAYLOAD_INBOUND, PAYLOAD_TLS};
+
+use crate::emit::self_tgid;
+use crate::maps::{SslArgs, SOCKETS, SSL_ARGS, SSL_FD};
+use crate::net::sock_key;
+use crate::payload::{emit_payload, Source};
+
+#[inline(always)]
+pub(crate) fn ssl_enter(ctx: &ProbeContext, ex: bool) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if (id >> 32) as u32 == self_tgid() {
+        return 0;
+    }
+    let args = SslArgs {
+        ssl: ctx.arg::<u64>(0).unwrap_or(0),
+        buf: ctx.arg::<u64>(1).unwrap_or(0),
+        written: if ex {
+            ctx.arg::<u64>(3).unwrap_or(0)
+        } else {
+            0
+        },
+        ex: ex as u64,
+    };
+    let _ = SSL_ARGS.insert(&id, &args, 0);
+    0
+}
+
+/// `int SSL_write(SSL *ssl, const void *buf, int num)`.
+#[uprobe]
+pub fn ssl_write(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, false)
+}
+
+/// `int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)`.
+#[uprobe]
+pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, true)
+}
+
+/// `int SSL_read(SSL *ssl, void *buf, int num)`.
+#[uprobe]
+pub fn ssl_read(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, false)
+}
+
+/// `int SSL_read_ex(SSL *ssl, void *buf, size_t num, size_t *readbytes)`.
+#[uprobe]
+pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+    ssl_enter(&ctx, true)
+}
+
+/// Return of `SSL_write` and `SSL_write_ex`: the plaintext that was accepted.
+#[uretprobe]
+pub fn ssl_write_ret(ctx: RetProbeContext) -> u32 {
+    ssl_return(&ctx, PayloadOp::SslWrite, PAYLOAD_TLS)
+}
+
+/// Return of `SSL_read` and `SSL_read_ex`: the plaintext now in the caller's buffer.
+#[uretprobe]
+pub fn ssl_read_ret(ctx: RetProbeContext) -> u32 {
+    ssl_return(&ctx, PayloadOp::SslRead, PAYLOAD_TLS | PAYLOAD_INBOUND)
+}
+
+#[inline(always)]
+pub(crate) fn ssl_return(ctx: &RetProbeContext, op: PayloadOp, flags: u32) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let args = match SSL_ARGS.get_ptr(&id) {
+        // SAFETY: valid until removed below.
+        Some(p) => unsafe { *p },
+        None => return 0,
+    };
+    let _ = SSL_ARGS.remove(&id);
+    let ret = ctx.ret::<i64>();
+    let size = if args.ex != 0 {
+        if ret != 1 {
+            return 0;
+        }
+        // SAFETY: user memory read by helper.
+        unsafe { bpf_probe_read_user(args.written as *const u64) }.unwrap_or(0) as i64
+    } else {
+        ret as i32 as i64
+    };
+    if size <= 0 {
+        return 0;
+    }
+    let tgid = (id >> 32) as u32;
+    let (fd, sock, flags) = match SSL_FD.get_ptr(&args.ssl) {
+        Some(fd) => {
+            // SAFETY: map value pointer.
+            let fd = unsafe { *fd };
+            let sock = SOCKETS
+                .get_ptr(&sock_key(tgid, fd))
+                .map(|s| unsafe { *s })
+                .unwrap_or_default();
+            (fd, sock, flags)
+        }
+        None => (-1, SockInfo::default(), flags | PAYLOAD_FD_UNKNOWN),
+    };
+    emit_payload(op, fd, size, flags, sock, Source::Buf(args.buf));
+    0
+}
