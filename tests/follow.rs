@@ -32,9 +32,11 @@ fn opener(cards: &Path, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     })
 }
 
+/// The complete lines of the sink (a line being written has no newline yet).
 fn sink_lines(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad line {l:?}: {e}")))
         .collect()
@@ -119,6 +121,8 @@ fn a_follower_resumes_at_its_cursor_after_sigkill() {
 
     // Every record from 1 to the last is in the sink, in order of first
     // appearance; repeats are at most one batch.
+    let text = std::fs::read_to_string(&sink).unwrap();
+    assert!(text.ends_with('\n'), "the sink ends in a partial line");
     let lines = sink_lines(&sink);
     let mut seen: BTreeMap<u64, usize> = BTreeMap::new();
     let mut order = Vec::new();

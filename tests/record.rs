@@ -10,10 +10,9 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{monitor_bin, python, root_or_skip, Daemon, TempDir};
+use common::{cli, monitor_bin, python, query, root_or_skip, wait_record, Daemon, TempDir};
 use serde_json::Value;
 
 const CARD: &str = "4111111111111111";
@@ -70,44 +69,6 @@ fn run_ok(cmd: &mut Command) {
         "{cmd:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Runs `monitor ARGS --socket SOCK`.
-fn cli(daemon: &Daemon, args: &[&str]) -> Output {
-    Command::new(monitor_bin())
-        .args(args)
-        .arg("--socket")
-        .arg(daemon.socket())
-        .output()
-        .unwrap()
-}
-
-/// Runs a CLI query with `--json` and parses the records.
-fn query(daemon: &Daemon, args: &[&str]) -> Vec<Value> {
-    let mut all = args.to_vec();
-    all.push("--json");
-    let out = cli(daemon, &all);
-    assert!(
-        out.status.success(),
-        "monitor {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Polls a query until a record matches (records are written in batches).
-fn wait_record(daemon: &Daemon, args: &[&str], pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(r) = query(daemon, args).into_iter().find(&pred) {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no matching record for monitor {args:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Rule overrides: the shipped files, with the cardholder-data path pointed

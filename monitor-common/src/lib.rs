@@ -155,9 +155,33 @@ pub struct FileBody {
     pub mode: u64,
     /// The rename target's directory fd.
     pub dfd2: i32,
+    /// When a path was cut short: the mark of its nearest ancestor that is a
+    /// classified directory ([`CLASS_DIRS`](ClassDirKey)), found by walking
+    /// the dentries to the root; 0 for none, [`MARK_UNRESOLVED`] when even
+    /// that walk ran out. 0 for paths that were not cut.
+    pub class_mark: u32,
+}
+
+/// A key of the kernel's map of classified directories (filled by the
+/// daemon from the class globs): the directory's device, as the kernel
+/// numbers it (`MAJOR << 20 | MINOR`), and inode number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ClassDirKey {
+    /// `super_block.s_dev`.
+    pub dev: u32,
     /// Explicit padding.
     pub _pad: u32,
+    /// `inode.i_ino`.
+    pub ino: u64,
 }
+
+/// [`FileBody::class_mark`]: the walk to the root did not finish.
+pub const MARK_UNRESOLVED: u32 = u32::MAX;
+/// Classified directories the kernel map holds at most.
+pub const MAX_CLASS_DIRS: u32 = 4096;
+/// Ancestors a cut path's mark walk visits at most.
+pub const MAX_MARK_WALK: u32 = 8192;
 
 /// Body of a socket event ([`EventKind::Net`]).
 #[repr(C)]
@@ -259,9 +283,13 @@ pub struct StrRef {
     pub len: u16,
     /// A [`StrKind`].
     pub kind: u16,
-    /// Explicit padding.
-    pub _pad: u16,
+    /// [`STR_CUT`] when the string was cut short.
+    pub flags: u16,
 }
+
+/// [`StrRef::flags`]: the string is cut short (a path's leaf-most
+/// components only, or a prefix of a user string).
+pub const STR_CUT: u16 = 1;
 
 /// One record as the kernel builds it (in a per-CPU scratch slot).
 #[repr(C)]
@@ -390,8 +418,11 @@ pub const COUNTER_TRUNCATED: u32 = 2;
 pub const COUNTER_ARGS_MISSING: u32 = 3;
 /// Payload records whose bytes were cut at the capture limit.
 pub const COUNTER_PAYLOAD_TRUNCATED: u32 = 4;
+/// Cut paths whose classified-ancestor walk ran out
+/// ([`MARK_UNRESOLVED`]).
+pub const COUNTER_MARK_UNRESOLVED: u32 = 5;
 /// Number of counters.
-pub const COUNTER_COUNT: u32 = 5;
+pub const COUNTER_COUNT: u32 = 6;
 
 /// Byte offsets of kernel struct members, read from the kernel's BTF at start-up
 /// and handed to the programs as a global. rustc emits no CO-RE relocations,
@@ -457,6 +488,14 @@ pub struct KernelOffsets {
     pub sock_daddr: u32,
     /// `sock.__sk_common.skc_v6_daddr`
     pub sock_v6_daddr: u32,
+    /// `dentry.d_inode`
+    pub dentry_d_inode: u32,
+    /// `inode.i_ino`
+    pub inode_i_ino: u32,
+    /// `inode.i_sb`
+    pub inode_i_sb: u32,
+    /// `super_block.s_dev`
+    pub super_block_s_dev: u32,
 }
 
 /// Settings the daemon hands the programs as a global at load time.
@@ -475,4 +514,6 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::SensorConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ClassDirKey {}
 }

@@ -9,7 +9,7 @@ use aya_ebpf::helpers::{
 use core::ptr::addr_of;
 use monitor_common::{
     EventHeader, EventKind, RawEvent, StrKind, StrRef, COUNTER_EMITTED, COUNTER_RINGBUF_FULL,
-    COUNTER_TRUNCATED, DATA_CAP, DATA_HALF, FLAG_TRUNCATED, MAX_STRS, RAW_EVENT_FIXED_LEN,
+    COUNTER_TRUNCATED, DATA_CAP, DATA_HALF, FLAG_TRUNCATED, MAX_STRS, RAW_EVENT_FIXED_LEN, STR_CUT,
 };
 
 use crate::maps::{
@@ -97,7 +97,7 @@ pub(crate) fn begin(kind: EventKind) -> Option<(&'static mut RawEvent, *const u8
             off: 0,
             len: 0,
             kind: StrKind::None as u16,
-            _pad: 0,
+            flags: 0,
         };
         i += 1;
     }
@@ -182,6 +182,7 @@ pub(crate) fn push_kernel_str(
 pub(crate) fn push_user_str(ev: &mut RawEvent, cur: &mut Cursor, src: u64) -> StrRef {
     let start = cur.off;
     let mut kind = StrKind::None;
+    let mut cut = false;
     if let Some(dst) = slot(ev, cur) {
         // SAFETY: as in `push_kernel_str`.
         let n = unsafe { raw::bpf_probe_read_user_str(dst.cast(), DATA_HALF as u32, src as _) };
@@ -190,10 +191,15 @@ pub(crate) fn push_user_str(ev: &mut RawEvent, cur: &mut Cursor, src: u64) -> St
             kind = StrKind::Raw;
             if n as usize == DATA_HALF {
                 ev.header.flags |= FLAG_TRUNCATED;
+                cut = true;
             }
         }
     }
-    str_ref(start, cur, kind)
+    let mut s = str_ref(start, cur, kind);
+    if cut {
+        s.flags = STR_CUT;
+    }
+    s
 }
 
 #[inline(always)]
@@ -202,6 +208,6 @@ pub(crate) fn str_ref(start: usize, cur: &Cursor, kind: StrKind) -> StrRef {
         off: start as u16,
         len: (cur.off - start) as u16,
         kind: kind as u16,
-        _pad: 0,
+        flags: 0,
     }
 }

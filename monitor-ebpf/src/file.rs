@@ -126,25 +126,31 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
         flags,
         mode,
         dfd2,
-        _pad: 0,
+        class_mark: 0,
     };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };
+    let mut mark = 0;
     let opened = matches!(op, FileOp::Openat | FileOp::Openat2) && ret >= 0;
     if opened {
         // The file actually opened, symlinks resolved: the caller's spelling adds nothing.
-        ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, ret);
+        ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, ret, &mut mark);
     } else if matches!(op, FileOp::Ftruncate) {
-        ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, dfd as i64);
+        ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, dfd as i64, &mut mark);
     } else {
-        let (d, p) = push_path_arg(ev, &mut cur, &root, task, dfd, path);
+        let (d, p) = push_path_arg(ev, &mut cur, &root, task, dfd, path, &mut mark);
         ev.strs[0] = d;
         ev.strs[1] = p;
         if matches!(op, FileOp::Renameat2) {
-            let (d, p) = push_path_arg(ev, &mut cur, &root, task, dfd2, path2);
+            let mut mark2 = 0;
+            let (d, p) = push_path_arg(ev, &mut cur, &root, task, dfd2, path2, &mut mark2);
+            if mark == 0 {
+                mark = mark2;
+            }
             ev.strs[2] = d;
             ev.strs[3] = p;
         }
     }
+    ev.body.file.class_mark = mark;
     submit(ev, &cur);
 }

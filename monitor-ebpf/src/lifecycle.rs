@@ -31,7 +31,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     let f_path = offset!(file_f_path);
     let mnt = kptr(exe, f_path + offset!(path_mnt));
     let dentry = kptr(exe, f_path + offset!(path_dentry));
-    ev.strs[0] = push_components(ev, &mut cur, &root, mnt, dentry);
+    // An executable's class is not asked for: its mark is dropped.
+    ev.strs[0] = push_components(ev, &mut cur, &root, mnt, dentry, &mut 0);
 
     let start = cur.off;
     let filename = (ctx.as_ptr() as *const u8).wrapping_add((loc & 0xffff) as usize);

@@ -4,10 +4,11 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    KernelOffsets, PayloadEvent, RawEvent, SensorConfig, SockInfo, COUNTER_COUNT,
+    ClassDirKey, KernelOffsets, PayloadEvent, RawEvent, SensorConfig, SockInfo, COUNTER_COUNT,
+    MAX_CLASS_DIRS,
 };
 
 /// Kernel struct offsets, set by the daemon at load time.
@@ -29,6 +30,12 @@ pub(crate) static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries
 /// Syscall arguments between entry and exit, by thread.
 #[map]
 pub(crate) static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+
+/// Classified directories by device and inode, with their marks: filled by
+/// the daemon from the class globs, read only to classify a cut path.
+#[map]
+pub(crate) static CLASS_DIRS: HashMap<ClassDirKey, u32> =
+    HashMap::with_max_entries(MAX_CLASS_DIRS, 0);
 
 /// Sockets by `(tgid << 32) | fd`: payload capture looks here first, so
 /// writes to files cost one lookup.

@@ -5,11 +5,12 @@
 use aya_ebpf::helpers::generated as raw;
 use core::ptr::null;
 use monitor_common::{
-    RawEvent, StrKind, StrRef, DATA_HALF, FLAG_TRUNCATED, MAX_COMPONENTS, NAME_READ,
+    ClassDirKey, RawEvent, StrKind, StrRef, COUNTER_MARK_UNRESOLVED, DATA_HALF, FLAG_TRUNCATED,
+    MARK_UNRESOLVED, MAX_COMPONENTS, MAX_MARK_WALK, NAME_READ, STR_CUT,
 };
 
-use crate::emit::{kptr, kread, push_kernel_str, push_user_str, str_ref, Cursor, Root};
-use crate::maps::{AT_FDCWD, SCRATCH};
+use crate::emit::{count, kptr, kread, push_kernel_str, push_user_str, str_ref, Cursor, Root};
+use crate::maps::{AT_FDCWD, CLASS_DIRS, SCRATCH};
 
 /// The task's root directory.
 #[inline(always)]
@@ -21,20 +22,83 @@ pub(crate) fn task_root(task: *const u8) -> Root {
     }
 }
 
-/// State of one path walk, on the caller's stack, shared with [`walk_step`].
+/// A position in a path walk: a dentry on a mount, and where the walk stops.
 #[repr(C)]
-pub(crate) struct Walk {
+pub(crate) struct Pos {
     pub(crate) vfsmnt: *const u8,
     pub(crate) dentry: *const u8,
     pub(crate) mount: *const u8,
     pub(crate) root_mnt: *const u8,
     pub(crate) root_dentry: *const u8,
+}
+
+impl Pos {
+    #[inline(always)]
+    fn new(root: &Root, vfsmnt: *const u8, dentry: *const u8) -> Self {
+        Pos {
+            vfsmnt,
+            dentry,
+            mount: vfsmnt.wrapping_sub(offset!(mount_mnt)),
+            root_mnt: root.mnt,
+            root_dentry: root.dentry,
+        }
+    }
+}
+
+/// What one step up a path found.
+pub(crate) enum Climb {
+    /// The walk is over: the task's root (or the top of the tree) was reached.
+    Top,
+    /// The walk stopped on a broken link (a null pointer).
+    Broken,
+    /// Moved from a mount's root to its mount point: no component.
+    Mount,
+    /// Moved from a dentry to its parent; the dentry's name is a component.
+    Component(*const u8),
+}
+
+/// One step up from `p`, crossing mount points the way the kernel's `d_path` does.
+#[inline(always)]
+fn climb(p: &mut Pos) -> Climb {
+    if p.dentry.is_null() || p.vfsmnt.is_null() {
+        return Climb::Broken;
+    }
+    if p.dentry == p.root_dentry && p.vfsmnt == p.root_mnt {
+        return Climb::Top;
+    }
+    let mnt_root = kptr(p.vfsmnt, offset!(vfsmount_mnt_root));
+    if p.dentry == mnt_root {
+        let parent_mount = kptr(p.mount, offset!(mount_mnt_parent));
+        if parent_mount == p.mount || parent_mount.is_null() {
+            return Climb::Top;
+        }
+        p.dentry = kptr(p.mount, offset!(mount_mnt_mountpoint));
+        p.mount = parent_mount;
+        p.vfsmnt = parent_mount.wrapping_add(offset!(mount_mnt));
+        return Climb::Mount;
+    }
+    let parent = kptr(p.dentry, offset!(dentry_d_parent));
+    if parent == p.dentry {
+        return Climb::Top;
+    }
+    let name = kptr(p.dentry, offset!(dentry_d_name_name));
+    p.dentry = parent;
+    Climb::Component(name)
+}
+
+/// State of one path walk, on the caller's stack, shared with [`walk_step`].
+#[repr(C)]
+pub(crate) struct Walk {
+    pub(crate) pos: Pos,
     pub(crate) off: usize,
     pub(crate) complete: u64,
 }
 
 /// Writes the components of the path `(vfsmnt, dentry)`, leaf first, up to
-/// the task's root, crossing mount points the way the kernel's `d_path` does.
+/// the task's root. When they do not all fit ([`MAX_COMPONENTS`] or the data
+/// area), the string is marked cut ([`STR_CUT`]) and `mark` is set to the
+/// nearest classified ancestor's mark ([`class_mark`]), so that a deep path
+/// is classified by what it is under, not by the part of it that was kept.
 ///
 /// The walk runs under `bpf_loop`, so the verifier checks one step rather
 /// than every unrolled iteration.
@@ -45,14 +109,11 @@ pub(crate) fn push_components(
     root: &Root,
     vfsmnt: *const u8,
     dentry: *const u8,
+    mark: &mut u32,
 ) -> StrRef {
     let start = cur.off;
     let mut walk = Walk {
-        vfsmnt,
-        dentry,
-        mount: vfsmnt.wrapping_sub(offset!(mount_mnt)),
-        root_mnt: root.mnt,
-        root_dentry: root.dentry,
+        pos: Pos::new(root, vfsmnt, dentry),
         off: cur.off,
         complete: 0,
     };
@@ -66,10 +127,13 @@ pub(crate) fn push_components(
         )
     };
     cur.off = walk.off;
+    let mut s = str_ref(start, cur, StrKind::Components);
     if walk.complete == 0 {
         ev.header.flags |= FLAG_TRUNCATED;
+        s.flags = STR_CUT;
+        *mark = class_mark(root, vfsmnt, dentry);
     }
-    str_ref(start, cur, StrKind::Components)
+    s
 }
 
 /// One step of a path walk: 0 to go on, 1 to stop.
@@ -81,38 +145,84 @@ pub(crate) extern "C" fn walk_step(_index: u64, ctx: *mut core::ffi::c_void) -> 
     };
     // SAFETY: per-CPU slot, as in `begin`.
     let ev = unsafe { &mut *ev };
-    if w.dentry.is_null() || w.vfsmnt.is_null() {
-        return 1;
-    }
-    if w.dentry == w.root_dentry && w.vfsmnt == w.root_mnt {
-        w.complete = 1;
-        return 1;
-    }
-    let mnt_root = kptr(w.vfsmnt, offset!(vfsmount_mnt_root));
-    if w.dentry == mnt_root {
-        let parent_mount = kptr(w.mount, offset!(mount_mnt_parent));
-        if parent_mount == w.mount || parent_mount.is_null() {
+    match climb(&mut w.pos) {
+        Climb::Top => {
             w.complete = 1;
+            1
+        }
+        Climb::Broken => 1,
+        Climb::Mount => 0,
+        Climb::Component(name) => {
+            let mut cur = Cursor { off: w.off };
+            if !push_kernel_str(ev, &mut cur, name, NAME_READ as u32) {
+                return 1;
+            }
+            w.off = cur.off;
+            0
+        }
+    }
+}
+
+/// State of a walk for a classified ancestor, shared with [`mark_step`].
+#[repr(C)]
+pub(crate) struct MarkWalk {
+    pub(crate) pos: Pos,
+    pub(crate) mark: u32,
+    pub(crate) done: u32,
+}
+
+/// The mark of the nearest directory at or above `(vfsmnt, dentry)` that is
+/// in [`CLASS_DIRS`], 0 when none is, or [`MARK_UNRESOLVED`] (counted) when
+/// the root is not reached within [`MAX_MARK_WALK`] steps. Only cut paths
+/// pay for this walk: whole paths are classified by their text.
+#[inline(always)]
+pub(crate) fn class_mark(root: &Root, vfsmnt: *const u8, dentry: *const u8) -> u32 {
+    let mut walk = MarkWalk {
+        pos: Pos::new(root, vfsmnt, dentry),
+        mark: 0,
+        done: 0,
+    };
+    // SAFETY: as in `push_components`.
+    unsafe {
+        raw::bpf_loop(
+            MAX_MARK_WALK,
+            mark_step as *mut _,
+            (&mut walk as *mut MarkWalk).cast(),
+            0,
+        )
+    };
+    if walk.done == 0 {
+        count(COUNTER_MARK_UNRESOLVED);
+        return MARK_UNRESOLVED;
+    }
+    walk.mark
+}
+
+/// One step of a mark walk: 0 to go on, 1 to stop.
+pub(crate) extern "C" fn mark_step(_index: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the `MarkWalk` passed to bpf_loop by `class_mark`.
+    let w = unsafe { &mut *(ctx as *mut MarkWalk) };
+    let inode = kptr(w.pos.dentry, offset!(dentry_d_inode));
+    if !inode.is_null() {
+        let key = ClassDirKey {
+            dev: kread::<u32>(kptr(inode, offset!(inode_i_sb)), offset!(super_block_s_dev)),
+            _pad: 0,
+            ino: kread::<u64>(inode, offset!(inode_i_ino)),
+        };
+        // SAFETY: the value is a plain u32, read at once.
+        if let Some(m) = unsafe { CLASS_DIRS.get(&key) } {
+            w.mark = *m;
+            w.done = 1;
             return 1;
         }
-        w.dentry = kptr(w.mount, offset!(mount_mnt_mountpoint));
-        w.mount = parent_mount;
-        w.vfsmnt = parent_mount.wrapping_add(offset!(mount_mnt));
-        return 0;
     }
-    let parent = kptr(w.dentry, offset!(dentry_d_parent));
-    if parent == w.dentry {
-        w.complete = 1;
-        return 1;
+    match climb(&mut w.pos) {
+        Climb::Top | Climb::Broken => {
+            w.done = 1;
+            1
+        }
+        Climb::Mount | Climb::Component(_) => 0,
     }
-    let name = kptr(w.dentry, offset!(dentry_d_name_name));
-    let mut cur = Cursor { off: w.off };
-    if !push_kernel_str(ev, &mut cur, name, NAME_READ as u32) {
-        return 1;
-    }
-    w.off = cur.off;
-    w.dentry = parent;
-    0
 }
 
 /// The `struct file` behind `fd` in the current task, or null.
@@ -139,12 +249,13 @@ pub(crate) fn push_fd_path(
     root: &Root,
     task: *const u8,
     fd: i64,
+    mark: &mut u32,
 ) -> StrRef {
     let file = fd_file(task, fd);
     let f_path = offset!(file_f_path);
     let mnt = kptr(file, f_path + offset!(path_mnt));
     let dentry = kptr(file, f_path + offset!(path_dentry));
-    push_components(ev, cur, root, mnt, dentry)
+    push_components(ev, cur, root, mnt, dentry, mark)
 }
 
 /// Components of the directory a relative path is resolved against.
@@ -155,14 +266,15 @@ pub(crate) fn push_dir_path(
     root: &Root,
     task: *const u8,
     dfd: i32,
+    mark: &mut u32,
 ) -> StrRef {
     if dfd == AT_FDCWD {
         let fs = kptr(task, offset!(task_fs));
         let mnt = kptr(fs, offset!(fs_pwd) + offset!(path_mnt));
         let dentry = kptr(fs, offset!(fs_pwd) + offset!(path_dentry));
-        push_components(ev, cur, root, mnt, dentry)
+        push_components(ev, cur, root, mnt, dentry, mark)
     } else {
-        push_fd_path(ev, cur, root, task, dfd as i64)
+        push_fd_path(ev, cur, root, task, dfd as i64, mark)
     }
 }
 
@@ -175,11 +287,12 @@ pub(crate) fn push_path_arg(
     task: *const u8,
     dfd: i32,
     user_path: u64,
+    mark: &mut u32,
 ) -> (StrRef, StrRef) {
     let raw = push_user_str(ev, cur, user_path);
     let first = ev.data[raw.off as usize & (DATA_HALF - 1)];
     let dir = if raw.kind == StrKind::Raw as u16 && first != b'/' {
-        push_dir_path(ev, cur, root, task, dfd)
+        push_dir_path(ev, cur, root, task, dfd, mark)
     } else {
         str_ref(cur.off, cur, StrKind::None)
     };

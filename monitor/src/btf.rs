@@ -154,6 +154,10 @@ impl Btf {
             sock_dport: self.offset_of("sock", "__sk_common.skc_dport")?,
             sock_daddr: self.offset_of("sock", "__sk_common.skc_daddr")?,
             sock_v6_daddr: self.offset_of("sock", "__sk_common.skc_v6_daddr")?,
+            dentry_d_inode: self.offset_of("dentry", "d_inode")?,
+            inode_i_ino: self.offset_of("inode", "i_ino")?,
+            inode_i_sb: self.offset_of("inode", "i_sb")?,
+            super_block_s_dev: self.offset_of("super_block", "s_dev")?,
         })
     }
 }

@@ -4,9 +4,10 @@
 
 use std::net::IpAddr;
 
+use monitor_common::{ClassDirKey, MARK_UNRESOLVED};
 use monitor_pii::PiiType;
 
-use crate::event::{Detail, Event, FileOpName};
+use crate::event::{Detail, Event, FileOpName, CUT};
 use crate::model::{Access, Action};
 use crate::rules::classes::ClassRules;
 
@@ -33,9 +34,17 @@ pub fn classify(classes: &ClassRules, event: &Event) -> Option<Access> {
                 FileOpName::Unlink => Action::Delete,
                 FileOpName::Rename => Action::Rename,
             };
-            let class = classes
-                .of_path(&f.path)
-                .or_else(|| f.new_path.as_deref().and_then(|p| classes.of_path(p)));
+            // A path the kernel cut short is classified by the classified
+            // directory the kernel found above it, never by its kept text.
+            let of = |p: &str| {
+                if p.starts_with('/') && !p.ends_with(CUT) {
+                    classes.of_path(p)
+                } else {
+                    classes.of_mark(f.class_mark)
+                }
+            };
+            let class = of(&f.path).or_else(|| f.new_path.as_deref().and_then(of));
+            let unresolved = f.class_mark == MARK_UNRESOLVED && class.is_none();
             Access {
                 action,
                 object: f.path.clone(),
@@ -43,6 +52,7 @@ pub fn classify(classes: &ClassRules, event: &Event) -> Option<Access> {
                 class,
                 bytes: None,
                 errno: f.errno.clone(),
+                unresolved,
             }
         }
         Detail::Connect(c) | Detail::Accept(c) => {
@@ -58,6 +68,7 @@ pub fn classify(classes: &ClassRules, event: &Event) -> Option<Access> {
                 class: None,
                 bytes: None,
                 errno: c.errno.clone(),
+                unresolved: false,
             }
         }
         Detail::Payload(p) => {
@@ -84,8 +95,38 @@ pub fn classify(classes: &ClassRules, event: &Event) -> Option<Access> {
                 class,
                 bytes: Some(p.bytes),
                 errno: None,
+                unresolved: false,
             }
         }
         Detail::Exec(_) | Detail::Fork(_) | Detail::Exit(_) => return None,
     })
+}
+
+/// The kernel's keys for the class rules' anchor directories
+/// ([`ClassRules::anchors`]) that exist now, with their marks: the map the
+/// kernel reads to classify a path it cut short. Directories created later
+/// are picked up at the next refresh.
+pub fn class_dirs(classes: &ClassRules) -> Vec<(ClassDirKey, u32)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut out: Vec<(ClassDirKey, u32)> = Vec::new();
+    for (dir, mark) in classes.anchors() {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        // The kernel numbers devices MAJOR << 20 | MINOR.
+        let dev = (libc::major(meta.dev()) << 20) | libc::minor(meta.dev());
+        let key = ClassDirKey {
+            dev,
+            _pad: 0,
+            ino: meta.ino(),
+        };
+        // First rule wins, as for whole paths.
+        if !out.iter().any(|(k, _)| *k == key) {
+            out.push((key, mark));
+        }
+    }
+    out
 }

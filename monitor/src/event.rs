@@ -7,6 +7,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+/// What a path cut short by the kernel starts with instead of `/` (or, for
+/// a cut user string, ends with): the components above the kept ones are
+/// unknown, so a cut path is never shown, stored or classified as an
+/// absolute path.
+pub const CUT: &str = "…";
+
 /// One observed action.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Event {
@@ -196,6 +202,16 @@ pub struct FileAccess {
     /// Error name when it failed (`ENOENT`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<String>,
+    /// Only for a path the kernel cut short (it starts with `…`): which
+    /// classified directory the file is under, found by the kernel walking
+    /// the file's ancestors (an index into the class rules' directories;
+    /// 4294967295 when the walk could not finish).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub class_mark: u32,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
 }
 
 /// A connect or accept on an IPv4/IPv6 socket.

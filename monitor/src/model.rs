@@ -101,6 +101,9 @@ pub struct Access {
     pub bytes: Option<i64>,
     /// The call failed with this error.
     pub errno: Option<String>,
+    /// The object is a path the kernel cut short and whose class could not
+    /// be decided (its ancestors were too many to walk).
+    pub unresolved: bool,
 }
 
 /// How urgent an alert is.
@@ -237,6 +240,10 @@ pub struct Record {
     /// The alert, when it broke the policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<Alert>,
+    /// A string of the event was cut short by the kernel (a cut path starts
+    /// with `…`, and is classified by its ancestors, not its text).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 impl Record {
@@ -277,6 +284,7 @@ impl Record {
             outcome,
             errno: access.errno,
             alert,
+            truncated: event.truncated,
         }
     }
 

@@ -73,12 +73,13 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline over a started sensor.
     pub fn new(
-        sensor: Sensor,
+        mut sensor: Sensor,
         enricher: Enricher,
         payload: PayloadStage,
         sinks: Vec<Box<dyn EventSink>>,
         recording: Recording,
     ) -> Self {
+        refresh_class_dirs(&mut sensor, &recording.rules);
         Self {
             sensor,
             enricher,
@@ -113,11 +114,13 @@ impl Pipeline {
             if last_clock.elapsed() >= Duration::from_secs(60) {
                 self.enricher.resync_clock();
                 self.roles.forget_all();
+                refresh_class_dirs(&mut self.sensor, &self.recording.rules);
                 last_clock = Instant::now();
             }
             while let Ok(rules) = self.recording.reloads.try_recv() {
                 self.roles.set_rules(rules.roles.clone());
                 self.recording.judges.reload(&rules);
+                refresh_class_dirs(&mut self.sensor, &rules);
                 self.recording.rules = rules;
             }
             if stopping {
@@ -200,6 +203,13 @@ impl Pipeline {
             *shared = snapshot;
         }
         snapshot
+    }
+}
+
+/// Hands the kernel the classified directories as they are on disk now.
+fn refresh_class_dirs(sensor: &mut Sensor, rules: &RuleSet) {
+    if let Err(e) = sensor.set_class_dirs(&crate::classify::class_dirs(&rules.classes)) {
+        tracing::error!(error = %e, "cannot update the kernel's classified directories");
     }
 }
 

@@ -24,6 +24,10 @@ pub struct KernelCounters {
     /// Payloads cut at the capture limit.
     #[serde(default)]
     pub payload_truncated: u64,
+    /// Cut paths whose classified-ancestor walk could not finish (their
+    /// class is unknown; each is recorded).
+    #[serde(default)]
+    pub mark_unresolved: u64,
 }
 
 /// Counters kept by the userspace pipeline.
@@ -165,6 +169,7 @@ impl Status {
              records stored:     {stored} (expired {expired})\n\
              truncated strings:  {trunc}\n\
              truncated payloads: {ptrunc}\n\
+             unresolved paths:   {unresolved}\n\
              streams evicted:    {evicted}\n\
              exits without args: {missing}\n\
              TLS hooked:         {tls}\n\
@@ -189,6 +194,7 @@ impl Status {
             trunc = k.truncated,
             missing = k.args_missing,
             ptrunc = k.payload_truncated,
+            unresolved = k.mark_unresolved,
             evicted = p.streams_evicted,
             tls = if self.tls_libraries.is_empty() {
                 "none found".to_owned()

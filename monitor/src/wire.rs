@@ -54,12 +54,16 @@ pub struct RawStr<'a> {
     pub kind: StrKind,
     /// The bytes, NULs included.
     pub bytes: &'a [u8],
+    /// The kernel cut the string short (a path's leaf-most components, or
+    /// a prefix of a user string).
+    pub cut: bool,
 }
 
 impl RawStr<'_> {
     const NONE: RawStr<'static> = RawStr {
         kind: StrKind::None,
         bytes: &[],
+        cut: false,
     };
 
     /// True when the kernel wrote nothing here.
@@ -175,7 +179,11 @@ fn string<'a>(index: usize, r: &StrRef, data: &'a [u8]) -> Result<RawStr<'a>, De
             len: r.len,
             data_len: data.len(),
         })?;
-    Ok(RawStr { kind, bytes })
+    Ok(RawStr {
+        kind,
+        bytes,
+        cut: r.flags & monitor_common::STR_CUT != 0,
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +204,7 @@ mod tests {
                 flags: 0,
                 mode: 0,
                 dfd2: 0,
-                _pad: 0,
+                class_mark: 0,
             },
         };
         let mut off = 0;
@@ -206,7 +214,7 @@ mod tests {
                 off: off as u16,
                 len: bytes.len() as u16,
                 kind: *kind as u16,
-                _pad: 0,
+                flags: 0,
             };
             off += bytes.len();
         }

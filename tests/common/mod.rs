@@ -5,7 +5,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -247,5 +247,43 @@ pub fn python() -> &'static str {
         "/usr/bin/python3"
     } else {
         "python3"
+    }
+}
+
+/// Runs `monitor ARGS --socket SOCK`.
+pub fn cli(daemon: &Daemon, args: &[&str]) -> Output {
+    Command::new(monitor_bin())
+        .args(args)
+        .arg("--socket")
+        .arg(daemon.socket())
+        .output()
+        .unwrap()
+}
+
+/// Runs a CLI query with `--json` and parses the records.
+pub fn query(daemon: &Daemon, args: &[&str]) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = cli(daemon, &all);
+    assert!(
+        out.status.success(),
+        "monitor {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls a query until a record matches (records are written in batches).
+pub fn wait_record(daemon: &Daemon, args: &[&str], pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(r) = query(daemon, args).into_iter().find(&pred) {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no matching record for monitor {args:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

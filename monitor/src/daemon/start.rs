@@ -233,5 +233,6 @@ fn own_identity(host: &Arc<str>) -> Record {
         outcome: Outcome::Allowed,
         errno: None,
         alert: None,
+        truncated: false,
     }
 }

@@ -261,6 +261,7 @@ fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
         length: (op_name == FileOpName::Truncate).then_some(f.mode),
         result: f.ret,
         errno: errno_name(f.ret),
+        class_mark: f.class_mark,
     }
 }
 

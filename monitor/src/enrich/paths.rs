@@ -1,5 +1,6 @@
 //! Turning the kernel's path pieces into absolute path strings.
 
+use crate::event::CUT;
 use crate::wire::RawStr;
 
 /// Bytes as text: valid UTF-8 kept, each invalid byte written as `\xNN`,
@@ -15,13 +16,17 @@ pub fn text(bytes: &[u8]) -> String {
     out
 }
 
-/// The absolute path named by components written leaf first.
+/// The absolute path named by components written leaf first; a cut one
+/// starts with [`CUT`].
 pub fn from_components(components: &RawStr<'_>) -> String {
     let parts: Vec<&[u8]> = components.parts().collect();
     if parts.is_empty() {
-        return "/".to_owned();
+        return if components.cut { CUT } else { "/" }.to_owned();
     }
     let mut out = String::new();
+    if components.cut {
+        out.push_str(CUT);
+    }
     for part in parts.iter().rev() {
         out.push('/');
         out.push_str(&text(part));
@@ -30,14 +35,21 @@ pub fn from_components(components: &RawStr<'_>) -> String {
 }
 
 /// The caller's `raw` path made absolute against `dir` (components of the
-/// directory it is relative to), then normalized lexically.
+/// directory it is relative to), then normalized lexically. A cut `raw`
+/// ends with [`CUT`]; a cut `dir` makes the result start with it.
 pub fn resolve(dir: &RawStr<'_>, raw: &RawStr<'_>) -> String {
-    let raw_text = raw.parts().next().map(text).unwrap_or_default();
+    let mut raw_text = raw.parts().next().map(text).unwrap_or_default();
+    if raw.cut {
+        raw_text.push_str(CUT);
+    }
     if raw_text.starts_with('/') || dir.is_none() {
         return normalize(&raw_text);
     }
     let base = from_components(dir);
-    normalize(&format!("{base}/{raw_text}"))
+    match base.strip_prefix(CUT) {
+        Some(rest) => format!("{CUT}{}", normalize(&format!("{rest}/{raw_text}"))),
+        None => normalize(&format!("{base}/{raw_text}")),
+    }
 }
 
 /// Removes empty, `.` and `..` components. `..` at the root stays at the root.
@@ -72,6 +84,7 @@ mod tests {
         RawStr {
             kind: StrKind::Components,
             bytes,
+            cut: false,
         }
     }
 
@@ -79,6 +92,7 @@ mod tests {
         RawStr {
             kind: StrKind::Raw,
             bytes,
+            cut: false,
         }
     }
 
@@ -103,5 +117,29 @@ mod tests {
     fn invalid_utf8_is_escaped_not_replaced() {
         assert_eq!(text(b"a\xffb"), "a\\xffb");
         assert_eq!(from_components(&comps(b"\xfe\0dir\0")), "/dir/\\xfe");
+    }
+
+    #[test]
+    fn cut_paths_never_look_absolute() {
+        let cut = |bytes| RawStr {
+            kind: StrKind::Components,
+            bytes,
+            cut: true,
+        };
+        // Issue: a deep tree under /tmp/x/srv/cardholder/ was once shown as
+        // /srv/cardholder/...: the kept components must not read as absolute.
+        let p = from_components(&cut(b"forged.csv\0e42\0cardholder\0srv\0"));
+        assert_eq!(p, "…/srv/cardholder/e42/forged.csv");
+        assert!(!p.starts_with('/'));
+        assert_eq!(
+            resolve(&cut(b"d99\0d98\0"), &raw(b"../x/secret.csv\0")),
+            "…/d98/x/secret.csv"
+        );
+        let long = RawStr {
+            kind: StrKind::Raw,
+            bytes: b"/srv/a/bbbb\0",
+            cut: true,
+        };
+        assert_eq!(resolve(&comps(b""), &long), "/srv/a/bbbb…");
     }
 }

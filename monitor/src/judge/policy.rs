@@ -34,6 +34,16 @@ impl PolicyJudge {
         let mut alerts = Vec::new();
         match access.action {
             Action::Read | Action::Write | Action::Delete | Action::Rename => {
+                if access.unresolved {
+                    alerts.push(Alert {
+                        severity: Severity::Medium,
+                        rule: "path-unresolved".into(),
+                        message: format!(
+                            "role {role} touched a path too deep to classify: {}",
+                            access.object
+                        ),
+                    });
+                }
                 let Some(class) = &access.class else {
                     return alerts;
                 };
@@ -133,6 +143,7 @@ mod tests {
             class: class.map(std::sync::Arc::from),
             bytes: None,
             errno: None,
+            unresolved: false,
         }
     }
 

@@ -793,6 +793,7 @@ mod tests {
             outcome: Outcome::Allowed,
             errno: None,
             alert: None,
+            truncated: false,
         }
     }
 

@@ -43,6 +43,7 @@ struct RawPath {
 #[derive(Debug)]
 pub struct ClassRules {
     globs: GlobSet,
+    glob_texts: Vec<String>,
     path_class: Vec<Arc<str>>,
     pii_class: HashMap<String, Arc<str>>,
     names: Vec<Arc<str>>,
@@ -82,6 +83,7 @@ impl ClassRules {
         };
         let mut set = globset::GlobSetBuilder::new();
         let mut path_class = Vec::new();
+        let mut glob_texts = Vec::new();
         for p in &raw.path {
             if !p.glob.get_ref().starts_with('/') {
                 return Err(RulesError::at(
@@ -92,6 +94,7 @@ impl ClassRules {
                 ));
             }
             set.add(glob(src, file, &p.glob)?);
+            glob_texts.push(p.glob.get_ref().clone());
             path_class.push(intern(class_name(src, file, &p.class)?));
         }
         let globs = set
@@ -143,6 +146,7 @@ impl ClassRules {
         }
         Ok(Self {
             globs,
+            glob_texts,
             path_class,
             pii_class,
             names,
@@ -189,6 +193,38 @@ impl ClassRules {
             .unwrap_or(DEFAULT_PII_SEVERITY)
     }
 
+    /// The directories the kernel marks, from the path globs: each glob's
+    /// literal leading directory (the components before the first wildcard)
+    /// and the glob's mark (its index + 1). A path the kernel cuts short is
+    /// classified by the nearest of these above it ([`ClassRules::of_mark`]).
+    pub fn anchors(&self) -> Vec<(String, u32)> {
+        self.glob_texts
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let literal: Vec<&str> = g
+                    .split('/')
+                    .take_while(|c| !c.contains(['*', '?', '[', '{', '\\']))
+                    .collect();
+                let mut dir = literal.join("/");
+                if dir.len() == g.len() {
+                    // No wildcard: the glob names one path; its directory is the anchor.
+                    dir.truncate(dir.rfind('/').unwrap_or(0));
+                }
+                if dir.is_empty() {
+                    dir.push('/');
+                }
+                (dir, i as u32 + 1)
+            })
+            .collect()
+    }
+
+    /// The class of the glob with mark `mark` (see [`ClassRules::anchors`]).
+    pub fn of_mark(&self, mark: u32) -> Option<Arc<str>> {
+        let i = (mark as usize).checked_sub(1)?;
+        self.path_class.get(i).cloned()
+    }
+
     /// The class of PII type `name`, if mapped.
     pub fn of_pii(&self, name: &str) -> Option<Arc<str>> {
         self.pii_class.get(name).cloned()
@@ -229,6 +265,16 @@ CREDIT_CARD = "cardholder-data"
         assert_eq!(c.of_path("/srv/other"), None);
         assert_eq!(c.of_pii("CREDIT_CARD").as_deref(), Some("cardholder-data"));
         assert!(c.knows("public-docs") && !c.knows("nope"));
+        assert_eq!(
+            c.anchors(),
+            [
+                ("/srv/cardholder/public".to_owned(), 1),
+                ("/srv/cardholder".to_owned(), 2)
+            ]
+        );
+        assert_eq!(c.of_mark(2).as_deref(), Some("cardholder-data"));
+        assert_eq!(c.of_mark(0), None);
+        assert_eq!(c.of_mark(3), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ fn body_layouts() {
     assert_eq!(size_of::<FileBody>(), 40);
     assert_eq!(offset_of!(FileBody, ret), 8);
     assert_eq!(offset_of!(FileBody, dfd2), 32);
+    assert_eq!(offset_of!(FileBody, class_mark), 36);
     assert_eq!(size_of::<NetBody>(), 48);
     assert_eq!(offset_of!(NetBody, conn_id), 40);
     assert_eq!(offset_of!(NetBody, family), 16);
@@ -36,6 +37,7 @@ fn body_layouts() {
 #[test]
 fn record_layout() {
     assert_eq!(size_of::<StrRef>(), 8);
+    assert_eq!(offset_of!(StrRef, flags), 6);
     assert_eq!(offset_of!(RawEvent, body), 64);
     assert_eq!(offset_of!(RawEvent, strs), 112);
     assert_eq!(offset_of!(RawEvent, data), 144);
@@ -55,6 +57,8 @@ fn payload_layout() {
 
 #[test]
 fn globals_layout() {
-    assert_eq!(size_of::<KernelOffsets>(), 29 * 4);
+    assert_eq!(size_of::<KernelOffsets>(), 33 * 4);
+    assert_eq!(size_of::<ClassDirKey>(), 16);
+    assert_eq!(offset_of!(ClassDirKey, ino), 8);
     assert_eq!(size_of::<SensorConfig>(), 8);
 }

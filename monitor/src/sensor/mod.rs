@@ -19,6 +19,7 @@ use monitor_common::{
 };
 
 use monitor_common::probes::{Hook, Probe, When, PROBES};
+use monitor_common::ClassDirKey;
 
 use crate::btf::{Btf, BtfError};
 use crate::status::KernelCounters;
@@ -129,6 +130,7 @@ impl Default for SensorSettings {
 pub struct Sensor {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
+    class_dirs: aya::maps::HashMap<MapData, ClassDirKey, u32>,
     attached: Vec<String>,
     tls_attached: Vec<String>,
     // Dropping this detaches and unloads everything; it must outlive the maps above.
@@ -183,13 +185,44 @@ impl Sensor {
             .and_then(|m| RingBuf::try_from(m).map_err(|e| map_err("EVENTS", e)))?;
         let counters = take_map(&mut ebpf, "COUNTERS")
             .and_then(|m| PerCpuArray::try_from(m).map_err(|e| map_err("COUNTERS", e)))?;
+        let class_dirs = take_map(&mut ebpf, "CLASS_DIRS")
+            .and_then(|m| aya::maps::HashMap::try_from(m).map_err(|e| map_err("CLASS_DIRS", e)))?;
         Ok(Self {
             ring,
             counters,
+            class_dirs,
             attached,
             tls_attached,
             _ebpf: ebpf,
         })
+    }
+
+    /// Replaces the classified directories the kernel looks for above a
+    /// path it cuts short (at most `MAX_CLASS_DIRS`; the rest are logged).
+    pub fn set_class_dirs(&mut self, dirs: &[(ClassDirKey, u32)]) -> Result<(), SensorError> {
+        let stale: Vec<ClassDirKey> = self
+            .class_dirs
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !dirs.iter().any(|(d, _)| d == k))
+            .collect();
+        for k in stale {
+            let _ = self.class_dirs.remove(&k);
+        }
+        let cap = monitor_common::MAX_CLASS_DIRS as usize;
+        if dirs.len() > cap {
+            tracing::warn!(
+                dirs = dirs.len(),
+                kept = cap,
+                "too many classified directories for the kernel map"
+            );
+        }
+        for (k, mark) in dirs.iter().take(cap) {
+            self.class_dirs
+                .insert(k, mark, 0)
+                .map_err(|e| map_err("CLASS_DIRS", e))?;
+        }
+        Ok(())
     }
 
     /// The tracepoints the sensor is attached to.
@@ -240,6 +273,7 @@ impl Sensor {
             truncated: read(COUNTER_TRUNCATED),
             args_missing: read(COUNTER_ARGS_MISSING),
             payload_truncated: read(monitor_common::COUNTER_PAYLOAD_TRUNCATED),
+            mark_unresolved: read(monitor_common::COUNTER_MARK_UNRESOLVED),
         }
     }
 }

@@ -463,6 +463,7 @@ pub fn run_store_bench(
                 rule: "pii-egress".into(),
                 message: "role chatbot sent CREDIT_CARD to 203.0.113.9:443".into(),
             }),
+            truncated: false,
         }
     };
     let sample_bytes =

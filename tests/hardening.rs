@@ -1,0 +1,131 @@
+//! Hostile input and faults, end to end with the real probes: each test
+//! reproduces one defect a probe of the daemon found (the issue's item in
+//! its name) and holds the fix.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{python, query, root_or_skip, wait_record, Daemon, TempDir};
+use serde_json::Value;
+
+/// Writes a `classes.toml` override that classifies everything under `dir`
+/// as cardholder data, on top of the shipped classes.
+fn classify_dir(rules: &Path, dir: &Path) {
+    std::fs::create_dir_all(rules).unwrap();
+    std::fs::write(
+        rules.join("classes.toml"),
+        format!(
+            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
+            dir.display(),
+            include_str!("../rules/classes.toml")
+        ),
+    )
+    .unwrap();
+}
+
+/// Makes `names` nested under `base` (by relative steps, so no path is
+/// ever longer than one name) and returns the deepest directory.
+fn nest(base: &Path, names: impl Iterator<Item = String>) -> PathBuf {
+    let mut dir = base.to_owned();
+    for n in names {
+        dir.push(n);
+        std::fs::create_dir(&dir).unwrap();
+    }
+    dir
+}
+
+/// Runs Python in `cwd` with `code`; returns its pid.
+fn python_in(cwd: &Path, code: &str) -> u32 {
+    let out = Command::new(python())
+        .args(["-c", &format!("import os\nprint(os.getpid())\n{code}")])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Item 1: a file 100 directories below a classified directory, opened by
+/// a relative path, is recorded with its class, marked truncated, and its
+/// path never shown as absolute.
+#[test]
+fn item1_deep_paths_under_a_classified_directory_are_recorded() {
+    if !root_or_skip("item1_deep_paths_under_a_classified_directory_are_recorded") {
+        return;
+    }
+    let dir = TempDir::new("deep");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    let deepest = nest(&cards, (0..100).map(|i| format!("d{i}")));
+    std::fs::write(deepest.join("secret.csv"), "x").unwrap();
+    classify_dir(&dir.path().join("rules"), &cards);
+    let daemon = Daemon::start_in(dir, &[]);
+
+    let pid = python_in(&deepest, "open('secret.csv').read()");
+    let rec = wait_record(&daemon, &["events", "--class", "cardholder-data"], |r| {
+        r["pid"] == pid
+            && r["object"]
+                .as_str()
+                .is_some_and(|o| o.ends_with("/d99/secret.csv"))
+    });
+    let object = rec["object"].as_str().unwrap();
+    assert!(
+        object.starts_with('…'),
+        "a cut path must not look absolute: {object}"
+    );
+    assert_eq!(rec["truncated"], true, "{rec}");
+    assert_eq!(rec["action"], "read");
+    // The event stream says the same.
+    let ev = daemon.wait_for("the deep open", |v| {
+        common::pid_of(v) == u64::from(pid)
+            && v["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("secret.csv"))
+    });
+    assert!(ev["path"].as_str().unwrap().starts_with('…'), "{ev}");
+    assert_eq!(ev["truncated"], true);
+}
+
+/// Item 1: a tree that ends in `srv/cardholder/e0/…/e44/forged.csv` under
+/// a scratch directory is not recorded as a read of `/srv/cardholder/…`.
+#[test]
+fn item1_a_deep_tree_cannot_forge_a_classified_path() {
+    if !root_or_skip("item1_a_deep_tree_cannot_forge_a_classified_path") {
+        return;
+    }
+    let dir = TempDir::new("forge");
+    let x = dir.path().join("x");
+    std::fs::create_dir(&x).unwrap();
+    // 48 components are kept: srv, cardholder, e0..e44 and the file.
+    let deepest = nest(
+        &x,
+        ["srv".to_owned(), "cardholder".to_owned()]
+            .into_iter()
+            .chain((0..45).map(|i| format!("e{i}"))),
+    );
+    std::fs::write(deepest.join("forged.csv"), "x").unwrap();
+    let daemon = Daemon::start_in(dir, &[]);
+
+    let pid = python_in(&deepest, "open('forged.csv').read()");
+    let ev = daemon.wait_for("the forged open", |v| {
+        common::pid_of(v) == u64::from(pid)
+            && v["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("forged.csv"))
+    });
+    let path = ev["path"].as_str().unwrap();
+    assert!(path.starts_with("…/srv/cardholder/e0/"), "{path}");
+    // Give the writer time to store anything it would, then look.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let forged: Vec<Value> = query(&daemon, &["events", "--limit", "10000"])
+        .into_iter()
+        .filter(|r| r["pid"] == pid)
+        .collect();
+    assert!(forged.is_empty(), "forged accesses recorded: {forged:?}");
+}
