@@ -129,3 +129,66 @@ fn item1_a_deep_tree_cannot_forge_a_classified_path() {
         .collect();
     assert!(forged.is_empty(), "forged accesses recorded: {forged:?}");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Item 2: a card number in a file name never reaches the store raw (only
+/// its mask, with the fingerprint `trace-pii` finds it by), and the state
+/// directory is the daemon's alone.
+#[test]
+fn item2_no_raw_pii_at_rest_and_a_private_state_directory() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if !root_or_skip("item2_no_raw_pii_at_rest_and_a_private_state_directory") {
+        return;
+    }
+    const CARD: &str = "4539147051321884";
+    let dir = TempDir::new("rawpii");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    let name = format!("cust_{CARD}.csv");
+    std::fs::write(cards.join(&name), "x").unwrap();
+    classify_dir(&dir.path().join("rules"), &cards);
+    // A store made by an older daemon with loose modes gets tightened.
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut daemon = Daemon::start_in(dir, &[]);
+
+    let pid = python_in(&cards, &format!("open('{name}').read()"));
+    let rec = wait_record(&daemon, &["events", "--class", "cardholder-data"], |r| {
+        r["pid"] == pid
+    });
+    let object = rec["object"].as_str().unwrap();
+    assert!(object.ends_with("/cust_453914******1884.csv"), "{object}");
+    assert_eq!(rec["findings"][0]["field"], "object", "{rec}");
+    // The analyst can still ask where the value went.
+    let traced = common::query_stdin(&daemon, &["trace-pii", "-"], CARD);
+    assert!(traced.iter().any(|r| r["pid"] == pid), "{traced:?}");
+    daemon.stop();
+
+    let state = daemon.state_dir();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    let mut files = Vec::new();
+    files_under(&state, &mut files);
+    assert!(files.len() > 2);
+    for f in &files {
+        assert_eq!(mode(f), 0o600, "{}", f.display());
+        let bytes = std::fs::read(f).unwrap();
+        assert!(
+            !bytes.windows(CARD.len()).any(|w| w == CARD.as_bytes()),
+            "{} holds the raw card number",
+            f.display()
+        );
+    }
+}

@@ -146,6 +146,10 @@ pub struct PiiFinding {
     pub masked: String,
     /// Keyed fingerprint of the value.
     pub fingerprint: monitor_pii::Fingerprint,
+    /// Where in a record the value was (`object`, `dest_host`, `exe`); absent
+    /// for a payload's findings, whose offsets are into the payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl From<monitor_pii::Finding> for PiiFinding {
@@ -157,6 +161,7 @@ impl From<monitor_pii::Finding> for PiiFinding {
             score: (f.score * 100.0).round() / 100.0,
             masked: f.masked.into(),
             fingerprint: f.fingerprint,
+            field: None,
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod output;
 pub mod payload;
 pub mod pipeline;
 pub mod record;
+pub mod redact;
 pub mod role;
 pub mod rules;
 pub mod sensor;

@@ -17,6 +17,7 @@ use crate::model::{worst, Record, UNASSIGNED};
 use crate::output::EventSink;
 use crate::payload::PayloadStage;
 use crate::record::writer::RecordSender;
+use crate::redact::{redact_event, redact_record};
 use crate::role::RoleResolver;
 use crate::rules::RuleSet;
 use crate::sensor::{Sensor, SensorError};
@@ -54,6 +55,8 @@ pub struct Recording {
     pub records: RecordSender,
     /// This host's name, stamped on every record.
     pub host: Arc<str>,
+    /// The detector that masks names (paths, hosts) before they are stored or printed.
+    pub names: Option<Arc<monitor_pii::Detector>>,
     /// New rule sets (validated) from reloads.
     pub reloads: Receiver<RuleSet>,
 }
@@ -163,12 +166,16 @@ impl Pipeline {
                         rules,
                         judges,
                         host,
+                        names,
                         ..
                     } = recording;
-                    if let Some(rec) = assess(rules, judges, host, &event) {
+                    if let Some(rec) = assess(rules, judges, host, names.as_deref(), &event) {
                         if recording.records.send(rec).is_err() {
                             counters.record_errors += 1;
                         }
+                    }
+                    if let (false, Some(d)) = (sinks.is_empty(), &recording.names) {
+                        redact_event(d, &mut event);
                     }
                     for sink in sinks.iter_mut() {
                         if sink.handle(&event).is_err() {
@@ -215,11 +222,13 @@ fn refresh_class_dirs(sensor: &mut Sensor, rules: &RuleSet) {
 
 /// The per-record work after enrichment: classifies `event`, asks the
 /// judge chain, and returns what the record keeps (accesses to classified
-/// data, payloads with findings, and violations), or `None`.
+/// data, payloads with findings, and violations), or `None`. With `names`,
+/// the record's names are masked ([`redact_record`]).
 pub fn assess(
     rules: &RuleSet,
     judges: &mut Chain,
     host: &Arc<str>,
+    names: Option<&monitor_pii::Detector>,
     event: &Event,
 ) -> Option<Record> {
     let access = classify(&rules.classes, event)?;
@@ -237,7 +246,11 @@ pub fn assess(
     if access.class.is_none() && findings.is_empty() && alert.is_none() {
         return None;
     }
-    Some(Record::of_access(host, event, access, alert))
+    let mut rec = Record::of_access(host, event, access, alert);
+    if let Some(d) = names {
+        redact_record(d, &mut rec);
+    }
+    Some(rec)
 }
 
 #[cfg(test)]
@@ -291,7 +304,7 @@ mod tests {
     }
 
     fn run(rules: &RuleSet, chain: &mut Chain, e: &Event) -> Option<Record> {
-        assess(rules, chain, &Arc::from("host"), e)
+        assess(rules, chain, &Arc::from("host"), None, e)
     }
 
     #[test]

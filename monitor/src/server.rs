@@ -140,15 +140,19 @@ pub struct Server {
 
 /// Binds the socket (mode 0666: access is decided per caller, not by the file).
 pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt as _;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        if !dir.exists() {
+            // Analysts must reach the socket: the directory is searchable.
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        }
     }
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
     let listener = UnixListener::bind(path)?;
-    use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
     Ok(listener)
 }
@@ -262,7 +266,7 @@ impl Server {
             .ok()
             .flatten()
             .map(|u| Arc::from(u.name));
-        let rec = Record {
+        let mut rec = Record {
             pid: peer.pid,
             exe: std::fs::read_link(proc_dir.join("exe"))
                 .ok()
@@ -295,6 +299,8 @@ impl Server {
             }),
             ..self.template.stamped()
         };
+        // A path asked about may itself hold a value (`who-accessed cust_4539….csv`).
+        crate::redact::redact_record(&self.detector, &mut rec);
         if self.records.send(rec).is_err() {
             tracing::error!("the record writer is gone; a query was NOT recorded");
         }

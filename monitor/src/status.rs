@@ -122,11 +122,17 @@ impl Status {
 
     /// Writes the snapshot to `path` atomically (temp file + rename), mode 0644.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            if !dir.exists() {
+                std::fs::create_dir_all(dir)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+            }
         }
         let tmp: PathBuf = path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
+        // Counters and probe names only, no record content: analysts read it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
         serde_json::to_writer_pretty(&mut f, self)?;
         f.write_all(b"\n")?;
         f.sync_all()?;

@@ -287,3 +287,25 @@ pub fn wait_record(daemon: &Daemon, args: &[&str], pred: impl Fn(&Value) -> bool
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Runs a CLI query with `--json`, `input` on its stdin, and parses the records.
+pub fn query_stdin(daemon: &Daemon, args: &[&str], input: &str) -> Vec<Value> {
+    use std::io::Write as _;
+    let mut child = Command::new(monitor_bin())
+        .args(args)
+        .args(["--json", "--socket"])
+        .arg(daemon.socket())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{input}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "monitor {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

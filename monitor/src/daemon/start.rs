@@ -61,6 +61,10 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     let key = monitor_pii::FingerprintKey::load_or_create(&opts.key_file)
         .context("loading the fingerprint key")?;
     let detector = Arc::new(monitor_pii::Detector::new(rules.pii.clone(), key));
+    // Everything the daemon creates from here on is its own: files 0600,
+    // directories 0700 (the socket and status file set their modes).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    harden_state_dir(&opts.state_dir).context("securing the state directory")?;
     let store = Arc::new(
         Store::open(
             &opts.state_dir.join("record"),
@@ -147,13 +151,14 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     let pipeline = Pipeline::new(
         sensor,
         enricher,
-        crate::payload::PayloadStage::new(detector),
+        crate::payload::PayloadStage::new(detector.clone()),
         sinks,
         Recording {
             judges: Chain::standard(&rules),
             rules,
             records: records.clone(),
             host,
+            names: Some(detector.clone()),
             reloads: reloaded,
         },
     );
@@ -193,6 +198,27 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         followers_stop,
         status,
     })
+}
+
+/// Makes the state directory 0700 and everything in it owner-only (files
+/// 0600, directories 0700), for stores made before the daemon set its umask.
+fn harden_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)?;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The followers the options ask for.

@@ -155,6 +155,7 @@ mod tests {
             score: 1.0,
             masked: "411111******1111".into(),
             fingerprint: "0123456789abcdef0123456789abcdef".parse().unwrap(),
+            field: None,
         }
     }
 

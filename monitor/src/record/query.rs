@@ -273,6 +273,7 @@ mod tests {
             score: 1.0,
             masked: "411111******1111".into(),
             fingerprint: FP.parse().unwrap(),
+            field: None,
         }];
         batch[3].action = Action::Send;
         s.append(&mut batch).unwrap();

@@ -448,6 +448,7 @@ pub fn run_store_bench(
                     score: 1.0,
                     masked: "411111******1111".into(),
                     fingerprint: fingerprint(i / 10),
+                    field: None,
                 }]
             } else {
                 Vec::new()
