@@ -11,8 +11,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
+            // sled reports each failed write of each tree; the record writer
+            // reports a store outage itself, once and then every 30 s.
             tracing_subscriber::EnvFilter::try_from_env("MONITOR_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| "info,sled=off".into()),
         )
         .init();
     match dispatch(cli.command) {

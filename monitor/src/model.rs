@@ -49,6 +49,9 @@ pub enum Action {
     Reload,
     /// Old records were removed by the retention task.
     Retention,
+    /// The daemon could not do its job for a while: the record could not
+    /// be written, records were dropped, or it stopped uncleanly.
+    Outage,
 }
 
 impl Action {
@@ -69,6 +72,7 @@ impl Action {
             Action::Stop => "stop",
             Action::Reload => "reload",
             Action::Retention => "retention",
+            Action::Outage => "outage",
         }
     }
 

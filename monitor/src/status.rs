@@ -56,6 +56,12 @@ pub struct RecordCounters {
     pub failed: u64,
     /// Records removed by retention.
     pub expired: u64,
+    /// Attempts to write the store that failed.
+    #[serde(default)]
+    pub write_errors: u64,
+    /// Records held in memory while the store cannot write.
+    #[serde(default)]
+    pub held: u64,
 }
 
 /// One follower of the record: where its cursor stands and what it lost.
@@ -173,6 +179,7 @@ impl Status {
              \x20 sink errors:      {sink}\n\
              \x20 record errors:    {recerr}\n\
              records stored:     {stored} (expired {expired})\n\
+             record write errors:{werr} ({held} records held)\n\
              truncated strings:  {trunc}\n\
              truncated payloads: {ptrunc}\n\
              unresolved paths:   {unresolved}\n\
@@ -197,6 +204,8 @@ impl Status {
             recerr = p.record_errors + self.record.failed,
             stored = self.record.stored,
             expired = self.record.expired,
+            werr = self.record.write_errors,
+            held = self.record.held,
             trunc = k.truncated,
             missing = k.args_missing,
             ptrunc = k.payload_truncated,

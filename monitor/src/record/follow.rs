@@ -106,15 +106,29 @@ fn follow(
     stop: &AtomicBool,
 ) -> Result<(), super::StoreError> {
     let name = follower.name().to_owned();
-    let gap = store.register_follower(&name)?;
+    let mut backoff = Duration::from_millis(100);
+    // The store may be reopening after a write failure: wait for it.
+    let start = loop {
+        match store
+            .register_follower(&name)
+            .and_then(|gap| Ok((gap, store.cursor(&name)?)))
+        {
+            Ok(v) => break v,
+            Err(e) if stop.load(Ordering::Relaxed) => return Err(e),
+            Err(_) => {
+                sleep_unless(stop, backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    let (gap, start) = start;
     if gap > 0 {
         tracing::error!(follower = %name, lost = gap, "records were removed by retention before this follower handled them");
     }
-    let start = store.cursor(&name)?;
     counters.cursor.store(start.seq, Ordering::Relaxed);
     counters.lost.store(start.lost, Ordering::Relaxed);
     let mut cursor = start.seq;
-    let mut backoff = Duration::from_millis(100);
+    backoff = Duration::from_millis(100);
     let mut deadline: Option<Instant> = None;
     loop {
         if deadline.is_none() && stop.load(Ordering::Relaxed) {
@@ -123,25 +137,31 @@ fn follow(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());
         }
-        let batch = store.read_after(cursor, BATCH)?;
-        let Some(last) = batch.last().map(|r| r.seq) else {
-            if deadline.is_some() {
-                return Ok(());
+        let step = store
+            .read_after(cursor, BATCH)
+            .map_err(|e| e.to_string())
+            .and_then(|batch| {
+                let Some(last) = batch.last().map(|r| r.seq) else {
+                    return Ok(None);
+                };
+                follower.handle(&batch).map_err(|e| e.to_string())?;
+                store.advance(&name, last).map_err(|e| e.to_string())?;
+                Ok(Some((last, batch.len() as u64)))
+            });
+        match step {
+            Ok(None) => {
+                if deadline.is_some() {
+                    return Ok(());
+                }
+                store.wait_past(cursor, Duration::from_millis(200));
             }
-            store.wait_past(cursor, Duration::from_millis(200));
-            continue;
-        };
-        match follower.handle(&batch) {
-            Ok(()) => {
-                store.advance(&name, last)?;
+            Ok(Some((last, n))) => {
                 cursor = last;
                 counters.cursor.store(last, Ordering::Relaxed);
-                counters
-                    .handled
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                counters
-                    .lost
-                    .store(store.cursor(&name)?.lost, Ordering::Relaxed);
+                counters.handled.fetch_add(n, Ordering::Relaxed);
+                if let Ok(c) = store.cursor(&name) {
+                    counters.lost.store(c.lost, Ordering::Relaxed);
+                }
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {

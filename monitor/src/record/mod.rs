@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The chain key could not be loaded.
     #[error(transparent)]
     Key(#[from] monitor_pii::KeyError),
+    /// The store is being reopened after a write failure; try again.
+    #[error("record store is being reopened after a write failure")]
+    Reopening,
     /// Another process (or handle) still holds the store's lock after
     /// [`LOCK_WAIT`].
     #[error(
@@ -140,13 +143,59 @@ struct Head {
     mac: [u8; MAC_LEN],
 }
 
-/// The sled store and the chain key.
-pub struct Store {
+/// The sled handles of an open store (cheap to clone: each is shared).
+#[derive(Clone)]
+struct Trees {
     db: sled::Db,
     records: sled::Tree,
     index: sled::Tree,
     meta: sled::Tree,
     cursors: sled::Tree,
+}
+
+impl Trees {
+    fn open(dir: &Path, wait: std::time::Duration) -> Result<Self, StoreError> {
+        let db = open_db(dir, wait)?;
+        Ok(Self {
+            records: db.open_tree("records")?,
+            index: db.open_tree("index")?,
+            meta: db.open_tree("meta")?,
+            cursors: db.open_tree("cursors")?,
+            db,
+        })
+    }
+
+    /// The chain's end as stored, and the postings past the index's mark.
+    fn load(&self) -> Result<(Head, Pending), StoreError> {
+        let mut head = {
+            let (seq, mac) = anchor(&self.meta)?;
+            Head { seq, mac }
+        };
+        if let Some((_, v)) = self.records.last()? {
+            if let Some(Some(e)) = entries(&v).last() {
+                head.seq = e.seq;
+                head.mac.copy_from_slice(e.mac);
+            }
+        }
+        let indexed = self.index.get(INDEXED)?.map_or(0, |v| be(&v));
+        let mut pending = Pending::default();
+        for item in self.records.range((indexed + 1).to_be_bytes()..) {
+            let (_, chunk) = item?;
+            for e in entries(&chunk).flatten() {
+                if let Ok(rec) = serde_json::from_slice::<Record>(e.json) {
+                    pending.add(&rec);
+                }
+            }
+        }
+        Ok((head, pending))
+    }
+}
+
+/// The sled store and the chain key.
+pub struct Store {
+    dir: std::path::PathBuf,
+    /// `None` only while [`Store::reopen`] replaces a failed handle.
+    trees: RwLock<Option<Trees>>,
     key: hmac::Key,
     head: Mutex<Head>,
     /// Signalled when the head moves (records appended).
@@ -304,44 +353,44 @@ impl Store {
         wait: std::time::Duration,
     ) -> Result<Self, StoreError> {
         let key = monitor_pii::load_or_create_key(key_file)?;
-        let db = open_db(dir, wait)?;
-        let records = db.open_tree("records")?;
-        let meta = db.open_tree("meta")?;
-        let cursors = db.open_tree("cursors")?;
-        let mut head = {
-            let (seq, mac) = anchor(&meta)?;
-            Head { seq, mac }
-        };
-        if let Some((_, v)) = records.last()? {
-            if let Some(Some(e)) = entries(&v).last() {
-                head.seq = e.seq;
-                head.mac.copy_from_slice(e.mac);
-            }
-        }
-        let index = db.open_tree("index")?;
-        let indexed = index.get(INDEXED)?.map_or(0, |v| be(&v));
-        let mut pending = Pending::default();
-        for item in records.range((indexed + 1).to_be_bytes()..) {
-            let (_, chunk) = item?;
-            for e in entries(&chunk).flatten() {
-                if let Ok(rec) = serde_json::from_slice::<Record>(e.json) {
-                    pending.add(&rec);
-                }
-            }
-        }
+        let trees = Trees::open(dir, wait)?;
+        let (head, pending) = trees.load()?;
         Ok(Self {
-            index,
+            dir: dir.to_owned(),
+            trees: RwLock::new(Some(trees)),
             pending: Mutex::new(pending),
-            records,
-            meta,
-            cursors,
-            db,
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
             head: Mutex::new(head),
             grown: Condvar::new(),
             followers: Mutex::new(Vec::new()),
             trim: RwLock::new(()),
         })
+    }
+
+    /// The open handles (a clone: no lock is held while they are used).
+    fn t(&self) -> Result<Trees, StoreError> {
+        self.trees
+            .read()
+            .expect("trees lock")
+            .clone()
+            .ok_or(StoreError::Reopening)
+    }
+
+    /// Drops the sled handle and opens the store again: after a write
+    /// failure (a full disk) sled refuses every later write until reopened.
+    /// What was not on disk is gone; the head and the held postings are
+    /// read back from what is. The caller appends again what it still holds.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let _trim = self.trim.write().expect("trim lock");
+        let mut head = self.head.lock().expect("head lock");
+        let mut trees = self.trees.write().expect("trees lock");
+        drop(trees.take());
+        let fresh = Trees::open(&self.dir, LOCK_WAIT)?;
+        let (h, pending) = fresh.load()?;
+        *head = h;
+        *self.pending.lock().expect("pending lock") = pending;
+        *trees = Some(fresh);
+        Ok(())
     }
 
     /// Appends `batch` in order: assigns each its seq, chains it, indexes it,
@@ -351,6 +400,7 @@ impl Store {
     /// list per batch and name (pairs of time and seq), so a batch costs
     /// sled a few writes per distinct object rather than six per record.
     pub fn append(&self, batch: &mut [Record]) -> Result<u64, StoreError> {
+        let t = self.t()?;
         let mut head = self.head.lock().expect("head lock");
         let first = head.seq + 1;
         let mut records = sled::Batch::default();
@@ -378,23 +428,27 @@ impl Store {
         if !chunk.is_empty() {
             records.insert(&chunk_first.to_be_bytes(), chunk);
         }
-        self.records.apply_batch(records)?;
+        t.records.apply_batch(records)?;
+        // Only what is on disk moves the head: a batch that fails here is
+        // appended again, with the same seqs, by the writer.
+        t.db.flush()?;
+        head.seq = seq;
+        head.mac = prev;
+        self.grown.notify_all();
         let mut pending = self.pending.lock().expect("pending lock");
         for rec in batch.iter() {
             pending.add(rec);
         }
         if pending.due() {
+            // Postings are rebuilt from the records if this does not reach disk.
             self.write_postings(&mut pending, seq)?;
         }
-        self.db.flush()?;
-        head.seq = seq;
-        head.mac = prev;
-        self.grown.notify_all();
         Ok(seq)
     }
 
     /// Writes the held postings to the `index` tree, with the mark `through`.
     fn write_postings(&self, pending: &mut Pending, through: u64) -> Result<(), StoreError> {
+        let t = self.t()?;
         let mut index = sled::Batch::default();
         for ((kind, name), pairs) in pending.lists.drain() {
             let mut key = posting_prefix(kind, &name);
@@ -402,7 +456,7 @@ impl Store {
             index.insert(key, pairs);
         }
         index.insert(INDEXED, &through.to_be_bytes());
-        self.index.apply_batch(index)?;
+        t.index.apply_batch(index)?;
         pending.pairs = 0;
         pending.since = None;
         Ok(())
@@ -420,13 +474,14 @@ impl Store {
 
     /// Writes the held postings (all of them, or only when due) and flushes.
     fn write_held(&self, all: bool) -> Result<(), StoreError> {
+        let t = self.t()?;
         let mut pending = self.pending.lock().expect("pending lock");
         if pending.pairs == 0 || !(all || pending.due()) {
             return Ok(());
         }
         let through = self.head.lock().expect("head lock").seq;
         self.write_postings(&mut pending, through)?;
-        self.db.flush()?;
+        t.db.flush()?;
         Ok(())
     }
 
@@ -456,7 +511,8 @@ impl Store {
 
     /// The record `seq`, if stored.
     pub fn get(&self, seq: u64) -> Result<Option<Record>, StoreError> {
-        let Some(item) = self.records.range(..=seq.to_be_bytes()).next_back() else {
+        let t = self.t()?;
+        let Some(item) = t.records.range(..=seq.to_be_bytes()).next_back() else {
             return Ok(None);
         };
         let (_, chunk) = item?;
@@ -473,7 +529,8 @@ impl Store {
     /// Number of records stored.
     pub fn len(&self) -> u64 {
         let head = self.head.lock().expect("head lock").seq;
-        head - anchor(&self.meta).map_or(0, |a| a.0)
+        let anchor = self.t().and_then(|t| anchor(&t.meta)).map_or(0, |a| a.0);
+        head - anchor
     }
 
     /// True when nothing is stored.
@@ -484,15 +541,16 @@ impl Store {
     /// Walks the chain from its anchor and names the first record that is
     /// altered, missing or out of place.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let t = self.t()?;
         let _guard = self.trim.read().expect("trim lock");
-        let (anchor_seq, mut prev) = anchor(&self.meta)?;
+        let (anchor_seq, mut prev) = anchor(&t.meta)?;
         let mut report = VerifyReport {
             checked: 0,
             first: anchor_seq + 1,
             last: anchor_seq,
             first_bad: None,
         };
-        for item in self.records.iter() {
+        for item in t.records.iter() {
             let (k, chunk) = item?;
             if let Err(why) = self.verify_chunk(&k, &chunk, &mut prev, &mut report) {
                 report.first_bad = Some((report.last + 1, why));
@@ -556,6 +614,7 @@ impl Store {
     /// [`Store::trim_before`], holding records a follower still needs until
     /// they are older than `hold_ns` (at most `cutoff_ns`).
     pub fn trim(&self, cutoff_ns: u64, hold_ns: u64) -> Result<Trim, StoreError> {
+        let t = self.t()?;
         self.sync()?;
         let _guard = self.trim.write().expect("trim lock");
         let followers = self.followers.lock().expect("followers lock").clone();
@@ -565,7 +624,7 @@ impl Store {
         }
         let mut removed = 0;
         let mut last = 0;
-        for item in self.records.iter() {
+        for item in t.records.iter() {
             let (k, chunk) = item?;
             let mut end: Option<(u64, Vec<u8>)> = None;
             let mut n = 0;
@@ -587,13 +646,13 @@ impl Store {
             let mut a = Vec::with_capacity(8 + MAC_LEN);
             a.extend_from_slice(&seq.to_be_bytes());
             a.extend_from_slice(&mac);
-            self.meta.insert("anchor", a)?;
-            self.records.remove(k)?;
+            t.meta.insert("anchor", a)?;
+            t.records.remove(k)?;
             removed += n;
             last = seq;
         }
         if removed > 0 {
-            for item in self.index.iter() {
+            for item in t.index.iter() {
                 let (k, pairs) = item?;
                 if &*k == INDEXED {
                     continue;
@@ -605,9 +664,9 @@ impl Store {
                     .copied()
                     .collect();
                 if keep.is_empty() {
-                    self.index.remove(k)?;
+                    t.index.remove(k)?;
                 } else if keep.len() != pairs.len() {
-                    self.index.insert(k, keep)?;
+                    t.index.insert(k, keep)?;
                 }
             }
         }
@@ -626,7 +685,7 @@ impl Store {
                 lost.push((name, n));
             }
         }
-        self.db.flush()?;
+        t.db.flush()?;
         Ok(Trim {
             removed,
             last,
@@ -649,21 +708,28 @@ impl Store {
         head.seq
     }
 
-    /// Up to `max` records after `seq`, in order. Records removed by
-    /// retention are simply not there: the first returned may be past `seq + 1`.
+    /// Up to `max` records after `seq` and up to the head, in order. Records
+    /// removed by retention are simply not there: the first returned may be
+    /// past `seq + 1`.
     pub fn read_after(&self, seq: u64, max: usize) -> Result<Vec<Record>, StoreError> {
+        let t = self.t()?;
+        // Only what is on disk: a batch whose flush failed is not handed out.
+        let head = self.head();
         let mut out = Vec::new();
-        let from = self
+        let from = t
             .records
             .range(..=(seq + 1).to_be_bytes())
             .next_back()
             .transpose()?
             .map_or(seq + 1, |(k, _)| be(&k));
-        for item in self.records.range(from.to_be_bytes()..) {
+        for item in t.records.range(from.to_be_bytes()..) {
             let (_, chunk) = item?;
             for e in entries(&chunk).flatten() {
                 if e.seq <= seq {
                     continue;
+                }
+                if e.seq > head {
+                    return Ok(out);
                 }
                 let rec = serde_json::from_slice(e.json)
                     .map_err(|source| StoreError::Json { seq: e.seq, source })?;
@@ -679,13 +745,14 @@ impl Store {
     /// Follower `name`'s cursor. A follower seen for the first time starts
     /// at the chain's anchor: it is handed every record still kept.
     pub fn cursor(&self, name: &str) -> Result<Cursor, StoreError> {
-        Ok(match self.cursors.get(name)? {
+        let t = self.t()?;
+        Ok(match t.cursors.get(name)? {
             Some(v) if v.len() == 16 => Cursor {
                 seq: be(&v[..8]),
                 lost: be(&v[8..]),
             },
             _ => Cursor {
-                seq: anchor(&self.meta)?.0,
+                seq: anchor(&t.meta)?.0,
                 lost: 0,
             },
         })
@@ -694,17 +761,19 @@ impl Store {
     /// Moves follower `name`'s cursor to `seq` (it has handled everything up
     /// to there), durably.
     pub fn advance(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+        let t = self.t()?;
         let lost = self.cursor(name)?.lost;
         self.put_cursor(name, Cursor { seq, lost })?;
-        self.cursors.flush()?;
+        t.cursors.flush()?;
         Ok(())
     }
 
     fn put_cursor(&self, name: &str, c: Cursor) -> Result<(), StoreError> {
+        let t = self.t()?;
         let mut v = [0u8; 16];
         v[..8].copy_from_slice(&c.seq.to_be_bytes());
         v[8..].copy_from_slice(&c.lost.to_be_bytes());
-        self.cursors.insert(name, &v)?;
+        t.cursors.insert(name, &v)?;
         Ok(())
     }
 
@@ -712,12 +781,13 @@ impl Store {
     /// A cursor behind the anchor (records removed while it was away) moves
     /// to the anchor, and the gap is counted as lost; returns that gap.
     pub fn register_follower(&self, name: &str) -> Result<u64, StoreError> {
+        let t = self.t()?;
         let _guard = self.trim.write().expect("trim lock");
         let mut followers = self.followers.lock().expect("followers lock");
         if !followers.iter().any(|f| f == name) {
             followers.push(name.to_owned());
         }
-        let anchor = anchor(&self.meta)?.0;
+        let anchor = anchor(&t.meta)?.0;
         let c = self.cursor(name)?;
         if c.seq >= anchor {
             return Ok(0);
@@ -730,7 +800,7 @@ impl Store {
                 lost: c.lost + gap,
             },
         )?;
-        self.cursors.flush()?;
+        t.cursors.flush()?;
         Ok(gap)
     }
 
@@ -743,8 +813,8 @@ impl Store {
     }
 
     /// The posting lists, for the query module.
-    pub(crate) fn index(&self) -> &sled::Tree {
-        &self.index
+    pub(crate) fn index(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.t()?.index)
     }
 }
 
@@ -815,6 +885,8 @@ mod tests {
             assert_eq!((report.checked, report.first, report.last), (10, 1, 10));
             // Flip one byte of record 4's JSON.
             let chunk = store
+                .t()
+                .unwrap()
                 .records
                 .get(1u64.to_be_bytes())
                 .unwrap()
@@ -823,7 +895,12 @@ mod tests {
             let at = chunk.windows(9).position(|w| w == b"{\"seq\":4,").unwrap();
             let mut flipped = chunk.clone();
             flipped[at + 12] ^= 1;
-            store.records.insert(1u64.to_be_bytes(), flipped).unwrap();
+            store
+                .t()
+                .unwrap()
+                .records
+                .insert(1u64.to_be_bytes(), flipped)
+                .unwrap();
             let report = store.verify().unwrap();
             assert_eq!(report.first_bad.as_ref().unwrap().0, 4, "{report:?}");
             assert!(report.first_bad.unwrap().1.contains("altered"));
@@ -840,11 +917,18 @@ mod tests {
                     v
                 })
                 .collect();
-            store.records.insert(1u64.to_be_bytes(), without_4).unwrap();
+            store
+                .t()
+                .unwrap()
+                .records
+                .insert(1u64.to_be_bytes(), without_4)
+                .unwrap();
             let report = store.verify().unwrap();
             assert!(report.first_bad.unwrap().1.contains("record 4 is missing"));
             // So is a cut-off chunk.
             store
+                .t()
+                .unwrap()
                 .records
                 .insert(1u64.to_be_bytes(), &chunk[..chunk.len() - 5])
                 .unwrap();

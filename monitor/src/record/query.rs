@@ -112,7 +112,7 @@ impl Store {
                 return Ok(());
             }
         }
-        for item in self.index().scan_prefix(posting_prefix(kind, name)).rev() {
+        for item in self.index()?.scan_prefix(posting_prefix(kind, name)).rev() {
             let (_, pairs) = item?;
             for p in pairs.chunks_exact(16).rev() {
                 if !visit(be(p), be(&p[8..]))? {
@@ -150,7 +150,7 @@ impl Store {
                     .collect();
                 let mut prefix = vec![posting::OBJECT];
                 prefix.extend_from_slice(dir.as_bytes());
-                for item in self.index().scan_prefix(prefix) {
+                for item in self.index()?.scan_prefix(prefix) {
                     let (_, list) = item?;
                     pairs.extend(list.chunks_exact(16).map(|p| (be(&p[8..]), be(p))));
                 }

@@ -2,6 +2,13 @@
 //! appends them in batches (one chain, one flush per batch), and runs the
 //! retention task. A full queue blocks its producer rather than dropping,
 //! so backpressure reaches the kernel ring buffer, where drops are counted.
+//!
+//! When the store cannot write (a full disk), the writer holds the records
+//! in memory (up to [`HOLD`]; beyond that each is counted lost), reopens the
+//! store and tries again with backoff, and once a write succeeds appends
+//! what it held, with the seqs they were first given, then records the
+//! outage itself: when, how many attempts failed, how many records were
+//! lost, as a high (or, with losses, critical) alert.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
@@ -19,6 +26,12 @@ pub const QUEUE: usize = 65_536;
 pub const BATCH: usize = 8192;
 /// How often the retention task runs.
 const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// Records held in memory while the store cannot write, at most.
+pub const HOLD: usize = 262_144;
+/// The longest wait between attempts to write again.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+/// How often a continuing outage is logged.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(30);
 
 /// What the writer has done, for the status report.
 #[derive(Debug, Default)]
@@ -29,6 +42,10 @@ pub struct WriterCounters {
     pub failed: AtomicU64,
     /// Records removed by retention.
     pub expired: AtomicU64,
+    /// Attempts to write that failed.
+    pub write_errors: AtomicU64,
+    /// Records held in memory while the store cannot write.
+    pub held: AtomicU64,
 }
 
 impl WriterCounters {
@@ -38,6 +55,8 @@ impl WriterCounters {
             stored: self.stored.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             expired: self.expired.load(Ordering::Relaxed),
+            write_errors: self.write_errors.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
         }
     }
 }
@@ -76,6 +95,17 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// A time the store could not write.
+struct Outage {
+    since: String,
+    failures: u64,
+    lost: u64,
+    last_error: String,
+    retry: Duration,
+    next_try: Instant,
+    last_log: Instant,
+}
+
 fn run(
     store: &Store,
     rx: &Receiver<Record>,
@@ -84,6 +114,8 @@ fn run(
     template: &Record,
 ) {
     let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
+    let mut held: Vec<Record> = Vec::new();
+    let mut outage: Option<Outage> = None;
     let mut last_retention: Option<Instant> = None;
     loop {
         let open = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -103,22 +135,123 @@ fn run(
         let stopping = batch
             .iter()
             .any(|r| r.action == Action::Stop && r.pid == template.pid);
-        if !batch.is_empty() {
-            write(store, &mut batch, counters);
+        if let Some(o) = &mut outage {
+            hold(&mut held, &mut batch, o, counters);
+            if stopping || !open || Instant::now() >= o.next_try {
+                if recover(store, &mut held, o, counters, template) {
+                    outage = None;
+                }
+            }
+        } else if !batch.is_empty() {
+            if let Err(e) = store.append(&mut batch) {
+                counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, held = batch.len(), "the record store cannot write; holding records and retrying");
+                let mut o = Outage {
+                    since: template.stamped().time,
+                    failures: 1,
+                    lost: 0,
+                    last_error: e.to_string(),
+                    retry: Duration::from_millis(200),
+                    next_try: Instant::now() + Duration::from_millis(200),
+                    last_log: Instant::now(),
+                };
+                hold(&mut held, &mut batch, &mut o, counters);
+                outage = Some(o);
+            } else {
+                counters
+                    .stored
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
+            }
         } else if let Err(e) = store.maintain() {
             tracing::error!(error = %e, "writing the record index failed");
         }
         if stopping || !open {
+            if let Some(o) = &outage {
+                counters
+                    .failed
+                    .fetch_add(held.len() as u64, Ordering::Relaxed);
+                tracing::error!(lost = held.len() as u64 + o.lost, since = %o.since, "records could NOT be stored before the daemon stopped");
+            }
             if let Err(e) = store.sync() {
                 tracing::error!(error = %e, "writing the record index failed");
             }
             return;
         }
-        if last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
+        if outage.is_none() && last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(Instant::now());
             expire(store, retention, counters, template);
         }
     }
+}
+
+/// Moves `batch` to the held records; what does not fit under [`HOLD`] is lost (counted).
+fn hold(held: &mut Vec<Record>, batch: &mut Vec<Record>, o: &mut Outage, c: &WriterCounters) {
+    let room = HOLD.saturating_sub(held.len());
+    if batch.len() > room {
+        let lost = (batch.len() - room) as u64;
+        o.lost += lost;
+        c.failed.fetch_add(lost, Ordering::Relaxed);
+        batch.truncate(room);
+    }
+    held.append(batch);
+    c.held.store(held.len() as u64, Ordering::Relaxed);
+}
+
+/// Reopens the store and appends what is held; on success records the
+/// outage and returns true.
+fn recover(
+    store: &Store,
+    held: &mut Vec<Record>,
+    o: &mut Outage,
+    counters: &WriterCounters,
+    template: &Record,
+) -> bool {
+    // sled refuses every write after an I/O error until it is reopened.
+    let result = store.reopen().and_then(|()| store.append(held));
+    if let Err(e) = result {
+        o.failures += 1;
+        o.last_error = e.to_string();
+        counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        o.retry = (o.retry * 2).min(MAX_RETRY);
+        o.next_try = Instant::now() + o.retry;
+        if o.last_log.elapsed() >= OUTAGE_LOG_EVERY {
+            o.last_log = Instant::now();
+            tracing::error!(since = %o.since, failures = o.failures, held = held.len(), lost = o.lost, error = %o.last_error, "the record store still cannot write");
+        }
+        return false;
+    }
+    counters
+        .stored
+        .fetch_add(held.len() as u64, Ordering::Relaxed);
+    let recovered = held.len();
+    held.clear();
+    counters.held.store(0, Ordering::Relaxed);
+    let mut note = vec![Record {
+        action: Action::Outage,
+        object: format!(
+            "record writes failed from {} until now: {} failed attempts, {} records held and stored, {} lost ({})",
+            o.since, o.failures, recovered, o.lost, o.last_error
+        ),
+        bytes: Some(o.lost as i64),
+        outcome: Outcome::Failed,
+        alert: Some(Alert {
+            severity: if o.lost > 0 {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            rule: "record-write-failed".into(),
+            message: format!(
+                "the record could not be written for a while ({} records lost)",
+                o.lost
+            ),
+        }),
+        ..template.stamped()
+    }];
+    write(store, &mut note, counters);
+    tracing::warn!(since = %o.since, failures = o.failures, recovered, lost = o.lost, "record writes recovered");
+    true
 }
 
 fn write(store: &Store, batch: &mut Vec<Record>, counters: &WriterCounters) {
