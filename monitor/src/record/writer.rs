@@ -137,10 +137,9 @@ fn run(
             .any(|r| r.action == Action::Stop && r.pid == template.pid);
         if let Some(o) = &mut outage {
             hold(&mut held, &mut batch, o, counters);
-            if stopping || !open || Instant::now() >= o.next_try {
-                if recover(store, &mut held, o, counters, template) {
-                    outage = None;
-                }
+            let due = stopping || !open || Instant::now() >= o.next_try;
+            if due && recover(store, &mut held, o, counters, template) {
+                outage = None;
             }
         } else if !batch.is_empty() {
             if let Err(e) = store.append(&mut batch) {
