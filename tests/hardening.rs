@@ -277,7 +277,7 @@ fn item3_the_store_recovers_from_a_full_disk() {
             while !stop.load(Ordering::Relaxed) {
                 drop(std::fs::File::open(cards.join(format!("c{}.csv", n % 100))));
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
             }
