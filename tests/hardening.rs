@@ -320,3 +320,41 @@ fn item3_the_store_recovers_from_a_full_disk() {
     eprintln!("full disk: {opens} opens, {stored} records stored, report {report}");
     drop(fs);
 }
+
+/// Item 7: one file for both keys, or a key others can read, stops the
+/// daemon before it starts, with a message that names the file once.
+#[test]
+fn item7_unsafe_or_shared_keys_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("keys");
+    let state = dir.path().join("state");
+    let run = |key: &Path| {
+        Command::new(common::monitor_bin())
+            .args(["run", "--state-dir"])
+            .arg(&state)
+            .arg("--key-file")
+            .arg(key)
+            .arg("--status-file")
+            .arg(dir.path().join("status.json"))
+            .arg("--socket")
+            .arg(dir.path().join("q.sock"))
+            .arg("--rules-dir")
+            .arg(dir.path().join("rules"))
+            .output()
+            .unwrap()
+    };
+    // The record key doubling as the fingerprint key.
+    let out = run(&state.join("record.key"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("are the same file"), "{err}");
+    // A world-readable fingerprint key.
+    let key = dir.path().join("fp.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&key);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("mode 0644"), "{err}");
+    assert_eq!(err.matches("fp.key").count(), 1, "{err}");
+}

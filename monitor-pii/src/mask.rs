@@ -25,7 +25,7 @@ impl std::fmt::Debug for FingerprintKey {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// Reading or writing the key file failed.
-    #[error("fingerprint key {path}: {source}")]
+    #[error("key file {path}")]
     Io {
         /// The key file.
         path: String,
@@ -34,8 +34,16 @@ pub enum KeyError {
         source: std::io::Error,
     },
     /// The key file is not 32 bytes.
-    #[error("fingerprint key {0} is not 32 bytes")]
+    #[error("key file {0} is not 32 bytes")]
     BadLength(String),
+    /// The key file is not one the daemon alone controls; it is not used.
+    #[error("refusing key file {path}: it {why}")]
+    Unsafe {
+        /// The key file.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The system random generator failed.
     #[error("no system randomness for a new key")]
     Random,
@@ -64,18 +72,64 @@ impl FingerprintKey {
 
 /// Reads the 32-byte secret key at `path`, creating it (mode 0600, from the
 /// system's random generator) on first use. Shared by every keyed MAC on the host.
+///
+/// A key must be a regular file (a symbolic link is never followed), owned
+/// by this process's effective user, readable and writable by it alone:
+/// anyone else who could read it could forge the record's MAC chain or
+/// test guesses against fingerprints. Anything else is refused, with what
+/// to do about it.
 pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], KeyError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::MetadataExt as _;
     let io = |source| KeyError::Io {
         path: path.display().to_string(),
         source,
     };
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.len() == 32 => {
+    let refuse = |why: String| KeyError::Unsafe {
+        path: path.display().to_string(),
+        why,
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => {
+            if m.file_type().is_symlink() {
+                return Err(refuse(
+                    "is a symbolic link (a key is only read from a regular file)".into(),
+                ));
+            }
+            if !m.is_file() {
+                return Err(refuse("is not a regular file".into()));
+            }
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if m.uid() != euid {
+                return Err(refuse(format!(
+                    "is owned by uid {}, not by this process's uid {euid}",
+                    m.uid()
+                )));
+            }
+            if m.mode() & 0o077 != 0 {
+                return Err(refuse(format!(
+                    "has mode {:04o}; a key must be 0600 (if nobody else could have read it,                      `chmod 600` it; otherwise remove it and a new one is made)",
+                    m.mode() & 0o7777
+                )));
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(path)
+                .map_err(io)?;
+            let mut bytes = Vec::with_capacity(33);
+            std::io::Read::by_ref(&mut f)
+                .take(33)
+                .read_to_end(&mut bytes)
+                .map_err(io)?;
+            if bytes.len() != 32 {
+                return Err(KeyError::BadLength(path.display().to_string()));
+            }
             let mut k = [0u8; 32];
             k.copy_from_slice(&bytes);
             return Ok(k);
         }
-        Ok(_) => return Err(KeyError::BadLength(path.display().to_string())),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
         Err(_) => {}
     }
@@ -89,6 +143,7 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], KeyError> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .mode(0o600)
         .open(path)
         .map_err(io)?;
@@ -762,6 +817,47 @@ mod tests {
             FingerprintKey::load_or_create(&path),
             Err(KeyError::BadLength(_))
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn key_files_others_could_read_or_swap_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("pii-key-unsafe-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let real = dir.join("real");
+        load_or_create_key(&real).unwrap();
+        let why = |p: &Path| match load_or_create_key(p) {
+            Err(KeyError::Unsafe { why, .. }) => why,
+            other => panic!("{p:?}: {other:?}"),
+        };
+        // A symlink, even to a good key, and a dangling one.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        assert!(why(&link).contains("symbolic link"));
+        let dangling = dir.join("dangling");
+        std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+        assert!(why(&dangling).contains("symbolic link"));
+        // Readable by others.
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(why(&real).contains("mode 0666"));
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load_or_create_key(&real).is_ok());
+        // Not a file.
+        assert!(why(&dir).contains("not a regular file"));
+        // Owned by someone else (root can hand it over to test this).
+        // SAFETY: as in `load_or_create_key`.
+        if unsafe { libc::geteuid() } == 0 {
+            let c = std::ffi::CString::new(real.to_str().unwrap()).unwrap();
+            // SAFETY: a valid path; uid/gid 65534 (nobody).
+            assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0);
+            assert!(why(&real).contains("owned by uid 65534"));
+        }
+        // The error names the file once, and its cause once.
+        let missing_dir = Path::new("/proc/none/key");
+        let e = load_or_create_key(missing_dir).unwrap_err();
+        assert_eq!(e.to_string(), "key file /proc/none/key");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,7 +7,7 @@
 use monitor_pii::{Detector, Finding};
 
 use crate::event::{Detail, Event, PiiFinding};
-use crate::model::Record;
+use crate::model::{Action, Record};
 
 /// Digits in a run (with single spaces or dashes between them) at which a
 /// run inside a word is scanned on its own: the shortest SSN, ITIN or
@@ -93,11 +93,19 @@ fn redact_field(detector: &Detector, s: &mut String, field: &str, out: &mut Vec<
     }));
 }
 
-/// Masks the names a record holds (object, destination name, executable);
+/// Masks the names a record holds (a path or query, destination name, executable);
 /// what was found joins the record's findings, tagged with its field.
 pub fn redact_record(detector: &Detector, rec: &mut Record) {
     let mut found = Vec::new();
-    redact_field(detector, &mut rec.object, "object", &mut found);
+    // A network object is the other end's `address:port`: the record says
+    // where data went, so it stays (its name, `dest_host`, is masked).
+    let network = matches!(
+        rec.action,
+        Action::Connect | Action::Accept | Action::Send | Action::Receive
+    );
+    if !network {
+        redact_field(detector, &mut rec.object, "object", &mut found);
+    }
     if let Some(h) = &mut rec.dest_host {
         redact_field(detector, h, "dest_host", &mut found);
     }
@@ -177,5 +185,10 @@ mod tests {
         let fields: Vec<_> = rec.findings.iter().map(|f| f.field.as_deref()).collect();
         assert_eq!(fields, [Some("object"), Some("dest_host")]);
         assert_eq!(rec.findings[0].fingerprint, rec.findings[1].fingerprint);
+        // Where data went stays readable.
+        rec.action = Action::Send;
+        rec.object = "127.0.0.1:443".into();
+        redact_record(&d, &mut rec);
+        assert_eq!(rec.object, "127.0.0.1:443");
     }
 }

@@ -23,7 +23,8 @@ pub struct Common {
     /// The daemon's query socket.
     #[arg(long, default_value = DEFAULT_SOCKET, global = true)]
     pub socket: PathBuf,
-    /// Print JSON (one object) instead of a table.
+    /// Print JSON instead of a table: an array of records (an object for
+    /// `role` and `verify`).
     #[arg(long, global = true)]
     pub json: bool,
 }

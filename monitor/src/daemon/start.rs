@@ -72,6 +72,14 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         )
         .context("opening the access record")?,
     );
+    let record_key = opts.state_dir.join("record.key");
+    if same_file(&opts.key_file, &record_key) {
+        anyhow::bail!(
+            "the fingerprint key {} and the record key {} are the same file; they must be distinct",
+            opts.key_file.display(),
+            record_key.display()
+        );
+    }
     let host: Arc<str> = Arc::from(
         nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -198,6 +206,15 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         followers_stop,
         status,
     })
+}
+
+/// Whether `a` and `b` name the same file (device and inode).
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// Makes the state directory 0700 and everything in it owner-only (files
