@@ -56,6 +56,11 @@ pub struct Options {
     /// Members of this group (and root) may query the record.
     #[arg(long, default_value = crate::server::DEFAULT_ANALYST_GROUP)]
     pub analyst_group: String,
+    /// The record store's page cache, MiB (sled's default is 1 GiB). It
+    /// bounds what queries and verification keep cached; sled's own page
+    /// table still grows with the store.
+    #[arg(long, default_value_t = 64)]
+    pub store_cache_mib: u64,
     /// Days records are kept.
     #[arg(long, default_value_t = 365)]
     pub retention_days: u64,

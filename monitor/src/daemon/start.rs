@@ -66,9 +66,10 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     harden_state_dir(&opts.state_dir).context("securing the state directory")?;
     let store = Arc::new(
-        Store::open(
+        Store::open_with_cache(
             &opts.state_dir.join("record"),
             &opts.state_dir.join("record.key"),
+            opts.store_cache_mib.max(1) << 20,
         )
         .context("opening the access record")?,
     );

@@ -60,6 +60,11 @@ pub enum StoreError {
     },
 }
 
+/// The store's page cache by default (sled's own default is 1 GiB). sled
+/// keeps more than its cache in memory (its page table grows with the
+/// store), so this bounds only part of the daemon's memory.
+pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
 /// How long `Store::open` waits for another handle's lock to go. sled
 /// releases its file lock from a background thread after the handle is
 /// dropped, so a restart (or a reopen in the same process) can find the lock
@@ -75,9 +80,10 @@ fn is_lock_held(e: &std::io::Error) -> bool {
 
 /// Opens the sled database in `dir`, retrying while its lock is held, for at
 /// most `wait`. Any other error returns at once.
-fn open_db(dir: &Path, wait: std::time::Duration) -> Result<sled::Db, StoreError> {
+fn open_db(dir: &Path, wait: std::time::Duration, cache: u64) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(dir)
+        .cache_capacity(cache)
         .mode(sled::Mode::HighThroughput);
     let deadline = std::time::Instant::now() + wait;
     let mut pause = std::time::Duration::from_millis(5);
@@ -154,8 +160,8 @@ struct Trees {
 }
 
 impl Trees {
-    fn open(dir: &Path, wait: std::time::Duration) -> Result<Self, StoreError> {
-        let db = open_db(dir, wait)?;
+    fn open(dir: &Path, wait: std::time::Duration, cache: u64) -> Result<Self, StoreError> {
+        let db = open_db(dir, wait, cache)?;
         Ok(Self {
             records: db.open_tree("records")?,
             index: db.open_tree("index")?,
@@ -194,6 +200,7 @@ impl Trees {
 /// The sled store and the chain key.
 pub struct Store {
     dir: std::path::PathBuf,
+    cache: u64,
     /// `None` only while [`Store::reopen`] replaces a failed handle.
     trees: RwLock<Option<Trees>>,
     key: hmac::Key,
@@ -343,7 +350,12 @@ impl Store {
     /// (created 0600 on first use).
     /// Waits up to [`LOCK_WAIT`] for another handle's lock to go.
     pub fn open(dir: &Path, key_file: &Path) -> Result<Self, StoreError> {
-        Self::open_waiting(dir, key_file, LOCK_WAIT)
+        Self::open_waiting(dir, key_file, LOCK_WAIT, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] with a page cache of at most `cache` bytes.
+    pub fn open_with_cache(dir: &Path, key_file: &Path, cache: u64) -> Result<Self, StoreError> {
+        Self::open_waiting(dir, key_file, LOCK_WAIT, cache)
     }
 
     /// [`Store::open`], waiting at most `wait` for the lock.
@@ -351,12 +363,14 @@ impl Store {
         dir: &Path,
         key_file: &Path,
         wait: std::time::Duration,
+        cache: u64,
     ) -> Result<Self, StoreError> {
         let key = monitor_pii::load_or_create_key(key_file)?;
-        let trees = Trees::open(dir, wait)?;
+        let trees = Trees::open(dir, wait, cache)?;
         let (head, pending) = trees.load()?;
         Ok(Self {
             dir: dir.to_owned(),
+            cache,
             trees: RwLock::new(Some(trees)),
             pending: Mutex::new(pending),
             key: hmac::Key::new(hmac::HMAC_SHA256, &key),
@@ -385,7 +399,7 @@ impl Store {
         let mut head = self.head.lock().expect("head lock");
         let mut trees = self.trees.write().expect("trees lock");
         drop(trees.take());
-        let fresh = Trees::open(&self.dir, LOCK_WAIT)?;
+        let fresh = Trees::open(&self.dir, LOCK_WAIT, self.cache)?;
         let (h, pending) = fresh.load()?;
         *head = h;
         *self.pending.lock().expect("pending lock") = pending;
@@ -983,7 +997,7 @@ mod tests {
         let key = dir.join("record.key");
         let held = Store::open(&dir.join("db"), &key).unwrap();
         let wait = std::time::Duration::from_millis(50);
-        let err = Store::open_waiting(&dir.join("db"), &key, wait)
+        let err = Store::open_waiting(&dir.join("db"), &key, wait, DEFAULT_CACHE_BYTES)
             .err()
             .expect("a second handle must not open a held store");
         assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
