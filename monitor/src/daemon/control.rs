@@ -39,12 +39,16 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let mut last_dropped = 0;
+    let mut losses = Losses::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 let snapshot = *d.counters.lock().expect("counters lock");
                 refresh(d, &snapshot);
                 log_stats(&d.status, &mut last_dropped);
+                if let Some(note) = losses.since_last(&d.status, &d.template) {
+                    let _ = d.records.send(note);
+                }
                 if let Err(e) = d.status.write(&opts.status_file) {
                     tracing::warn!(error = %e, "cannot write status file");
                 }
@@ -56,6 +60,60 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
             _ = sigterm.recv() => return Ok(()),
             _ = sigint.recv() => return Ok(()),
         }
+    }
+}
+
+/// The drop counters at the last tick, to record what was lost since.
+#[derive(Default)]
+struct Losses {
+    ringbuf_full: u64,
+    decode_errors: u64,
+    sink_errors: u64,
+    record_errors: u64,
+    since: Option<String>,
+}
+
+impl Losses {
+    /// A record of what was dropped since the last call, if anything was
+    /// (one per stats interval at most). Store write failures are recorded
+    /// by the writer itself.
+    fn since_last(&mut self, s: &Status, template: &Record) -> Option<Record> {
+        let now = Losses {
+            ringbuf_full: s.kernel.ringbuf_full,
+            decode_errors: s.pipeline.decode_errors,
+            sink_errors: s.pipeline.sink_errors,
+            record_errors: s.pipeline.record_errors,
+            since: Some(s.updated.clone()),
+        };
+        let delta = |a: u64, b: u64| a.saturating_sub(b);
+        let (full, dec, sink, rec) = (
+            delta(now.ringbuf_full, self.ringbuf_full),
+            delta(now.decode_errors, self.decode_errors),
+            delta(now.sink_errors, self.sink_errors),
+            delta(now.record_errors, self.record_errors),
+        );
+        let since = std::mem::replace(self, now)
+            .since
+            .unwrap_or_else(|| s.started.clone());
+        let total = full + dec + sink + rec;
+        if total == 0 {
+            return None;
+        }
+        Some(Record {
+            action: Action::Outage,
+            object: format!(
+                "{total} events dropped since {since}: {full} with the ring buffer full, \
+                 {dec} undecodable, {sink} refused by an event sink, {rec} not handed to the record writer"
+            ),
+            bytes: Some(total as i64),
+            outcome: Outcome::Failed,
+            alert: Some(Alert {
+                severity: Severity::High,
+                rule: "events-dropped".into(),
+                message: format!("{total} events were dropped unseen"),
+            }),
+            ..template.stamped()
+        })
     }
 }
 
@@ -148,4 +206,49 @@ pub fn log_stats(status: &Status, last_dropped: &mut u64) {
         );
     }
     *last_dropped = dropped;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_since_the_last_tick_become_one_record_with_an_alert() {
+        let template = Record {
+            role: "monitor".into(),
+            ..serde_json::from_value(serde_json::json!({
+                "seq": 0, "time": "", "time_ns": 0, "host": "h", "pid": 1, "comm": "monitor",
+                "uid": 0, "role": "monitor", "action": "start", "object": "", "outcome": "allowed"
+            }))
+            .unwrap()
+        };
+        let mut status = Status {
+            started: "t0".into(),
+            updated: "t1".into(),
+            ..Status::default()
+        };
+        let mut losses = Losses::default();
+        assert!(losses.since_last(&status, &template).is_none());
+        status.kernel.ringbuf_full = 120;
+        status.pipeline.decode_errors = 2;
+        status.updated = "t2".into();
+        let rec = losses.since_last(&status, &template).unwrap();
+        assert_eq!(rec.action, Action::Outage);
+        assert_eq!(rec.bytes, Some(122));
+        assert!(
+            rec.object.starts_with(
+                "122 events dropped since t1: 120 with the ring buffer full, 2 undecodable"
+            ),
+            "{}",
+            rec.object
+        );
+        let alert = rec.alert.unwrap();
+        assert_eq!(
+            (alert.rule.as_str(), alert.severity),
+            ("events-dropped", Severity::High)
+        );
+        // Nothing new: no record.
+        status.updated = "t3".into();
+        assert!(losses.since_last(&status, &template).is_none());
+    }
 }

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use super::{now, Options};
 use crate::enrich::Enricher;
 use crate::judge::Chain;
-use crate::model::{Action, Follower, Outcome, Record};
+use crate::model::{Action, Alert, Follower, Outcome, Record, Severity};
 use crate::output::{EventSink, JsonLines};
 use crate::pipeline::{Counters, Pipeline, Recording};
 use crate::record::follow;
@@ -98,6 +98,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         template.clone(),
     )
     .context("starting the record writer")?;
+    let previous = store.last().context("reading the record's last entry")?;
     let sources: Vec<String> = rules.sources.iter().map(|(_, f)| f.clone()).collect();
     let _ = records.send(Record {
         object: format!(
@@ -107,6 +108,10 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         ),
         ..template.stamped()
     });
+    if let Some(note) = previous.and_then(|last| unclean_stop(&last, &template)) {
+        tracing::warn!("{}", note.object);
+        let _ = records.send(note);
+    }
 
     let followers_stop = Arc::new(AtomicBool::new(false));
     let mut followers = Vec::new();
@@ -206,6 +211,33 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         followers,
         followers_stop,
         status,
+    })
+}
+
+/// The record of an unclean stop, when `last` (the record's last entry at
+/// start-up) is not a daemon's own stop record: the previous daemon was
+/// killed, crashed or lost power, and whatever it had queued was lost.
+fn unclean_stop(last: &Record, template: &Record) -> Option<Record> {
+    if last.action == Action::Stop && &*last.role == "monitor" {
+        return None;
+    }
+    Some(Record {
+        action: Action::Outage,
+        object: format!(
+            "the previous daemon stopped without recording its stop (killed, crashed or \
+             power lost): its last record is {} at {}; records it had not yet stored were lost",
+            last.seq, last.time
+        ),
+        outcome: Outcome::Failed,
+        alert: Some(Alert {
+            severity: Severity::High,
+            rule: "unclean-stop".into(),
+            message: format!(
+                "monitoring was interrupted: nothing was recorded after {} until this start",
+                last.time
+            ),
+        }),
+        ..template.stamped()
     })
 }
 

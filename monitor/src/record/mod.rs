@@ -707,6 +707,14 @@ impl Store {
         })
     }
 
+    /// The last record stored, if any is kept.
+    pub fn last(&self) -> Result<Option<Record>, StoreError> {
+        match self.head() {
+            0 => Ok(None),
+            seq => self.get(seq),
+        }
+    }
+
     /// The seq of the last record stored (0 when none ever was).
     pub fn head(&self) -> u64 {
         self.head.lock().expect("head lock").seq
