@@ -411,3 +411,92 @@ fn item6_an_unclean_stop_is_recorded_and_its_loss_bounded() {
     // What was in flight when it died: the last tens of milliseconds.
     assert!(lost <= 500, "{lost} of {made} accesses lost to a SIGKILL");
 }
+
+/// Item 5: a non-analyst (uid nobody) holds many idle connections, sends
+/// invalid UTF-8, and floods refused queries. Its extra connections are
+/// turned away, idle ones are closed, every refusal is answered, and the
+/// flood leaves a handful of records, not thousands.
+#[test]
+fn item5_the_query_socket_cannot_be_abused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::process::CommandExt as _;
+    if !root_or_skip("item5_the_query_socket_cannot_be_abused") {
+        return;
+    }
+    let dir = TempDir::new("abuse");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start_in(dir, &[]);
+    let script = r#"
+import socket, sys, time
+path = sys.argv[1]
+def conn():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    return s
+# Twelve idle connections: eight are held, the rest are turned away at once.
+idle = [conn() for _ in range(12)]
+turned_away = 0
+for s in idle:
+    s.settimeout(0.5)
+    try:
+        if b'too many open connections' in s.recv(4096):
+            turned_away += 1
+    except socket.timeout:
+        pass
+# Held ones are closed by the daemon once idle too long.
+start = time.time()
+closed = 0
+for s in idle:
+    s.settimeout(15)
+    try:
+        if s.recv(4096) == b'':
+            closed += 1
+    except (socket.timeout, ConnectionResetError):
+        pass
+waited = time.time() - start
+# Invalid UTF-8 gets an answer (a refusal), not silence.
+s = conn(); s.sendall(b'\xff\xfe{"events":\n'); answer = s.recv(4096); s.close()
+# A flood of refused queries.
+answered = 0
+for _ in range(2000):
+    s = conn(); s.sendall(b'{"Events":{"filter":{}}}\n')
+    if s.recv(4096): answered += 1
+    s.close()
+print(turned_away, closed, round(waited, 1), b'permission denied' in answer, answered)
+"#;
+    let out = Command::new(python())
+        .args(["-c", script])
+        .arg(daemon.socket())
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<&str> = got.split_whitespace().collect();
+    eprintln!("abuse: turned away, closed idle, waited s, utf8 answered, flood answered = {got}");
+    assert_eq!(f[0], "4", "connections over the share of 8 are turned away");
+    assert_eq!(
+        f[1], "12",
+        "idle connections are closed (and the turned-away ones too)"
+    );
+    assert!(f[2].parse::<f64>().unwrap() < 14.0);
+    assert_eq!(f[3], "True", "invalid UTF-8 is refused with an answer");
+    assert_eq!(f[4], "2000", "every flooded query is answered");
+    // The flood is one record (the first refusal) until its window closes.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let refusals = query(
+        &daemon,
+        &["events", "--action", "query_refused", "--limit", "10000"],
+    );
+    let own: Vec<&Value> = refusals.iter().filter(|r| r["uid"] == 65534).collect();
+    assert!(
+        !own.is_empty() && own.len() <= 3,
+        "{} refusal records for one flood",
+        own.len()
+    );
+}

@@ -131,6 +131,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
             detector: detector.clone(),
             analyst_group: opts.analyst_group.clone(),
             template: template.clone(),
+            limits: Default::default(),
         })
         .serve(listener),
     );

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
+pub mod limits;
+
+use limits::{Limits, Refusal};
+
 use crate::model::Action;
 use crate::model::{Alert, Severity};
 use crate::model::{Outcome, Record};
@@ -136,6 +140,8 @@ pub struct Server {
     pub analyst_group: String,
     /// A template record with this host's name.
     pub template: Record,
+    /// Per-uid connection and rate limits, and folded refusals.
+    pub limits: Limits,
 }
 
 /// Binds the socket (mode 0666: access is decided per caller, not by the file).
@@ -181,13 +187,23 @@ fn peer_groups(stream: &UnixStream) -> Vec<u32> {
 impl Server {
     /// Serves until the listener fails.
     pub async fn serve(self: Arc<Self>, listener: UnixListener) {
+        // Refusal windows that close are recorded as one record each.
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                me.record_folds();
+                me.limits.tidy();
+            }
+        });
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let me = self.clone();
                     tokio::spawn(async move {
                         if let Err(e) = me.handle(stream).await {
-                            tracing::warn!(error = %e, "query connection failed");
+                            tracing::debug!(error = %e, "query connection failed");
                         }
                     });
                 }
@@ -196,6 +212,57 @@ impl Server {
                     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
+        }
+    }
+
+    /// Records, one per uid, the refusals of every window that has closed.
+    fn record_folds(&self) {
+        for (uid, fold) in self.limits.closed() {
+            let total: u64 = fold.more.values().sum();
+            let reasons: Vec<String> = fold
+                .more
+                .iter()
+                .map(|(why, n)| format!("{n} {}", why.text()))
+                .collect();
+            let peer = Peer {
+                pid: 0,
+                uid,
+                gid: 0,
+                groups: Vec::new(),
+            };
+            self.record(
+                &peer,
+                Action::QueryRefused,
+                format!(
+                    "{total} more queries refused since {} ({})",
+                    fold.since,
+                    reasons.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Counts a refusal; the first of a window is recorded at once.
+    fn refuse(&self, peer: &Peer, why: Refusal) -> Response {
+        if self
+            .limits
+            .refuse(peer.uid, why, &self.template.stamped().time)
+        {
+            self.record(
+                peer,
+                Action::QueryRefused,
+                format!("query refused: {}", why.text()),
+            );
+        }
+        Response {
+            error: Some(match why {
+                Refusal::NotAnalyst => format!(
+                    "permission denied: uid {} is not root and not in group {}",
+                    peer.uid, self.analyst_group
+                ),
+                other => format!("refused: {}; try again later", other.text()),
+            }),
+            ..Response::default()
         }
     }
 
@@ -219,20 +286,23 @@ impl Server {
             groups: peer_groups(&stream),
         };
         let (read, mut write) = stream.into_split();
-        let mut line = String::new();
+        let Some(_conn) = self.limits.connect(peer.uid) else {
+            let response = self.refuse(&peer, Refusal::TooManyConnections);
+            return send(&mut write, &response).await;
+        };
+        let mut line = Vec::new();
         let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
-        reader.read_line(&mut line).await?;
+        // A connection that says nothing is closed (it holds a slot of its uid's share).
+        match tokio::time::timeout(limits::IDLE, reader.read_until(b'\n', &mut line)).await {
+            Ok(read) => read?,
+            Err(_) => return Ok(()),
+        };
         let response = if !self.allowed(&peer) {
-            self.record(&peer, Action::QueryRefused, "query refused".into());
-            Response {
-                error: Some(format!(
-                    "permission denied: uid {} is not root and not in group {}",
-                    peer.uid, self.analyst_group
-                )),
-                ..Response::default()
-            }
+            self.refuse(&peer, Refusal::NotAnalyst)
+        } else if !self.limits.take(peer.uid) {
+            self.refuse(&peer, Refusal::RateLimited)
         } else {
-            match serde_json::from_str::<Request>(&line) {
+            match serde_json::from_slice::<Request>(&line) {
                 Err(e) => Response {
                     error: Some(format!("bad request: {e}")),
                     ..Response::default()
@@ -252,12 +322,22 @@ impl Server {
                 }
             }
         };
-        let mut out = serde_json::to_vec(&response).map_err(std::io::Error::other)?;
-        out.push(b'\n');
-        write.write_all(&out).await?;
-        write.shutdown().await
+        send(&mut write, &response).await
     }
+}
 
+/// Writes `response` as one line and closes the connection.
+async fn send(
+    write: &mut tokio::net::unix::OwnedWriteHalf,
+    response: &Response,
+) -> std::io::Result<()> {
+    let mut out = serde_json::to_vec(response).map_err(std::io::Error::other)?;
+    out.push(b'\n');
+    write.write_all(&out).await?;
+    write.shutdown().await
+}
+
+impl Server {
     /// Records a query (or its refusal) by `peer`.
     fn record(&self, peer: &Peer, action: Action, object: String) {
         let proc_dir = PathBuf::from(format!("/proc/{}", peer.pid));
