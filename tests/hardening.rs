@@ -500,3 +500,78 @@ print(turned_away, closed, round(waited, 1), b'permission denied' in answer, ans
         own.len()
     );
 }
+
+/// Item 4: hostile file names. Control characters, a newline and a
+/// right-to-left override cannot drive the analyst's terminal or fake a
+/// row, and a name literally spelling `\xff` is not the same object as
+/// one holding the byte 0xff.
+#[test]
+fn item4_hostile_names_reach_the_terminal_harmless_and_distinct() {
+    use std::os::unix::ffi::OsStrExt as _;
+    if !root_or_skip("item4_hostile_names_reach_the_terminal_harmless_and_distinct") {
+        return;
+    }
+    let dir = TempDir::new("names");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    classify_dir(&dir.path().join("rules"), &cards);
+    let names: [&[u8]; 4] = [
+        b"esc\x1b[2J\x07bell\rcr.csv",
+        b"row\n2026-01-01 fake row.csv",
+        "rtl\u{202e}vsc.exe".as_bytes(),
+        b"lit\\xff",
+    ];
+    let byte_name: &[u8] = b"lit\xff";
+    for n in names.iter().chain([&byte_name]) {
+        std::fs::write(cards.join(std::ffi::OsStr::from_bytes(n)), "x").unwrap();
+    }
+    let daemon = Daemon::start_in(dir, &[]);
+    let pid = python_in(
+        &cards,
+        "import os\nfor n in sorted(os.listdir(b'.')):\n    open(n, 'rb').read()",
+    );
+    wait_record(&daemon, &["events", "--class", "cardholder-data"], |r| {
+        r["pid"] == pid
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let recs: Vec<Value> = query(
+        &daemon,
+        &["events", "--class", "cardholder-data", "--limit", "100"],
+    )
+    .into_iter()
+    .filter(|r| r["pid"] == pid)
+    .collect();
+    let objects: Vec<String> = recs
+        .iter()
+        .map(|r| r["object"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(objects.len(), 5, "{objects:?}");
+    // The two `lit` names are two objects, in forms that say which is which.
+    assert!(
+        objects.iter().any(|o| o.ends_with("/lit\\\\xff")),
+        "{objects:?}"
+    );
+    assert!(
+        objects.iter().any(|o| o.ends_with("/lit\\xff")),
+        "{objects:?}"
+    );
+    let table = common::cli(
+        &daemon,
+        &["events", "--class", "cardholder-data", "--limit", "100"],
+    );
+    let text = String::from_utf8(table.stdout).unwrap();
+    for bad in ['\x1b', '\x07', '\r', '\u{202e}'] {
+        assert!(!text.contains(bad), "{bad:?} reached the terminal:\n{text}");
+    }
+    assert!(
+        text.contains("esc\\u{1b}[2J\\u{7}bell\\u{d}cr.csv"),
+        "{text}"
+    );
+    assert!(text.contains("rtl\\u{202e}vsc.exe"), "{text}");
+    // One line per record (and the header and the count): no fake row.
+    let rows = text
+        .lines()
+        .filter(|l| l.contains(&*cards.to_string_lossy()))
+        .count();
+    assert_eq!(rows, recs.len(), "{text}");
+}

@@ -142,6 +142,29 @@ fn table(rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `s` with every control character and every bidirectional formatting
+/// character written as `\u{..}`, so a name cannot drive the terminal.
+/// (Stored names already write a backslash as `\\` and an invalid byte as
+/// `\xNN`, so this form cannot be mistaken for either.)
+pub fn visible(s: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hidden) {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Renders records as a table for people.
 pub fn records_table(records: &[Record], alerts: bool) -> String {
     let header: &[&str] = if alerts {
@@ -166,10 +189,15 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
     };
     let mut rows = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
     for r in records {
-        let user = r
-            .user
-            .as_deref()
-            .map_or_else(|| r.uid.to_string(), str::to_owned);
+        // Names are an attacker's to choose: nothing in a cell moves the
+        // cursor, rings, starts a new row or reverses the text.
+        let user = visible(
+            &r.user
+                .as_deref()
+                .map_or_else(|| r.uid.to_string(), str::to_owned),
+        );
+        let role = visible(&r.role);
+        let object = visible(&r.object);
         let findings: Vec<String> = r
             .findings
             .iter()
@@ -188,9 +216,9 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
                 r.time.clone(),
                 sev.to_owned(),
                 user,
-                r.role.to_string(),
+                role,
                 rule.to_owned(),
-                format!("{msg}{findings}"),
+                visible(&format!("{msg}{findings}")),
             ]
         } else {
             let outcome = match r.outcome {
@@ -202,11 +230,11 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
             vec![
                 r.time.clone(),
                 user,
-                r.role.to_string(),
+                role,
                 r.action.name().to_owned(),
                 r.class.as_deref().unwrap_or("-").to_owned(),
                 outcome.to_owned(),
-                format!("{}{findings}", r.object),
+                format!("{object}{findings}"),
             ]
         });
     }
@@ -223,7 +251,9 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
 pub fn summary_text(s: &RoleSummary) -> String {
     let mut out = format!(
         "role {}: {} records, {} alerts\n",
-        s.role, s.records, s.alerts
+        visible(&s.role),
+        s.records,
+        s.alerts
     );
     out.push_str("by action and class:\n");
     for (k, n) in &s.by_action_class {
@@ -231,11 +261,11 @@ pub fn summary_text(s: &RoleSummary) -> String {
     }
     out.push_str("by user:\n");
     for (k, n) in &s.by_user {
-        out.push_str(&format!("  {n:>8}  {k}\n"));
+        out.push_str(&format!("  {n:>8}  {}\n", visible(k)));
     }
     out.push_str("most touched:\n");
     for (k, n) in &s.top_objects {
-        out.push_str(&format!("  {n:>8}  {k}\n"));
+        out.push_str(&format!("  {n:>8}  {}\n", visible(k)));
     }
     out
 }

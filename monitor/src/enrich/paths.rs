@@ -3,12 +3,19 @@
 use crate::event::CUT;
 use crate::wire::RawStr;
 
-/// Bytes as text: valid UTF-8 kept, each invalid byte written as `\xNN`,
-/// so a hostile name cannot disguise itself as another by lossy replacement.
+/// Bytes as text: valid UTF-8 kept, each invalid byte written as `\xNN`
+/// and a backslash as `\\`, so the text says exactly which bytes the name
+/// has (a file literally named `lit\xff` is `lit\\xff`, one with the byte
+/// 0xff is `lit\xff`), and a hostile name cannot pass for another.
 pub fn text(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
+        let valid = chunk.valid();
+        if valid.contains('\\') {
+            out.push_str(&valid.replace('\\', "\\\\"));
+        } else {
+            out.push_str(valid);
+        }
         for b in chunk.invalid() {
             out.push_str(&format!("\\x{b:02x}"));
         }
@@ -111,6 +118,15 @@ mod tests {
             "/etc/hosts"
         );
         assert_eq!(normalize("/../../x"), "/x");
+    }
+
+    #[test]
+    fn the_escaping_is_unambiguous() {
+        // Issue: a name literally `lit\xff` and one ending in byte 0xff
+        // were the same object.
+        assert_ne!(text(b"lit\\xff"), text(b"lit\xff"));
+        assert_eq!(text(b"lit\\xff"), "lit\\\\xff");
+        assert_eq!(text(b"a\\b"), "a\\\\b");
     }
 
     #[test]
