@@ -575,3 +575,64 @@ fn item4_hostile_names_reach_the_terminal_harmless_and_distinct() {
         .count();
     assert_eq!(rows, recs.len(), "{text}");
 }
+
+/// Item 9: a rules directory that disappears before SIGHUP is a refused
+/// reload, not a silent return to the shipped rules; a reload records the
+/// files in force and their digests.
+#[test]
+fn item9_reloads_say_what_they_loaded_and_a_vanished_directory_is_refused() {
+    if !root_or_skip("item9_reloads_say_what_they_loaded_and_a_vanished_directory_is_refused") {
+        return;
+    }
+    let dir = TempDir::new("reload");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("policy.toml"),
+        include_str!("../rules/policy.toml"),
+    )
+    .unwrap();
+    let daemon = Daemon::start_in(dir, &[]);
+    let hup = || {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(daemon.pid() as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .unwrap()
+    };
+    let rules = daemon.dir.path().join("rules");
+    std::fs::remove_dir_all(&rules).unwrap();
+    hup();
+    let refused = wait_record(&daemon, &["events", "--action", "reload"], |r| {
+        r["outcome"] == "failed"
+    });
+    assert!(
+        refused["errno"]
+            .as_str()
+            .unwrap()
+            .contains("the rules directory is gone"),
+        "{refused}"
+    );
+    assert_eq!(refused["alert"]["rule"], "rules-reload");
+
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("policy.toml"),
+        include_str!("../rules/policy.toml"),
+    )
+    .unwrap();
+    hup();
+    let ok = wait_record(&daemon, &["events", "--action", "reload"], |r| {
+        r["outcome"] == "allowed"
+    });
+    let object = ok["object"].as_str().unwrap();
+    let policy = format!(
+        "policy.toml={}@sha256:",
+        rules.join("policy.toml").display()
+    );
+    assert!(object.contains(&policy), "{object}");
+    assert!(
+        object.contains("roles.toml=rules/roles.toml@sha256:"),
+        "{object}"
+    );
+}

@@ -56,7 +56,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
-            _ = sighup.recv() => reload(&opts.rules_dir, &d.reloads, &d.records, &d.template),
+            _ = sighup.recv() => reload(&opts.rules_dir, d.rules_dir_existed, &d.reloads, &d.records, &d.template),
             _ = sigterm.recv() => return Ok(()),
             _ = sigint.recv() => return Ok(()),
         }
@@ -146,24 +146,38 @@ pub fn update_status(
 }
 
 /// Reloads the rules (SIGHUP): a valid set replaces the running one; an
-/// invalid one is refused and the running policy stays. Either way it is recorded.
+/// invalid one is refused and the running policy stays. Either way it is
+/// recorded, with the files in force and their digests. An override
+/// directory that existed at start-up and is gone now is refused too: it
+/// would silently bring back the shipped rules.
 fn reload(
     dir: &std::path::Path,
+    dir_existed: bool,
     to_pipeline: &Sender<RuleSet>,
     records: &RecordSender,
     template: &Record,
 ) {
-    let (outcome, errno, alert) = match RuleSet::load(Some(dir)) {
+    let loaded = if dir_existed && !dir.is_dir() {
+        Err(format!(
+            "{}: the rules directory is gone (it existed at start-up)",
+            dir.display()
+        ))
+    } else {
+        RuleSet::load(Some(dir)).map_err(|e| e.to_string())
+    };
+    let (object, outcome, errno, alert) = match loaded {
         Ok(rules) => {
+            let object = format!("{} rules {}", dir.display(), rules.describe());
             let _ = to_pipeline.send(rules);
             tracing::info!("rules reloaded (PII detector settings apply at the next start)");
-            (Outcome::Allowed, None, None)
+            (object, Outcome::Allowed, None, None)
         }
         Err(e) => {
             tracing::error!("rules reload REFUSED, keeping the running policy:\n{e}");
             (
+                dir.display().to_string(),
                 Outcome::Failed,
-                Some(e.to_string()),
+                Some(e),
                 Some(Alert {
                     severity: Severity::Medium,
                     rule: "rules-reload".into(),
@@ -174,7 +188,7 @@ fn reload(
     };
     let _ = records.send(Record {
         action: Action::Reload,
-        object: dir.display().to_string(),
+        object,
         outcome,
         errno,
         alert,

@@ -52,6 +52,9 @@ pub struct Daemon {
     pub followers_stop: Arc<AtomicBool>,
     /// The status report, rewritten on every tick.
     pub status: Status,
+    /// Whether the rules override directory existed at start-up: if it
+    /// did, a reload that finds it gone is refused, not taken as "no overrides".
+    pub rules_dir_existed: bool,
 }
 
 /// Starts every part of the daemon; the probes are attached when this returns.
@@ -99,12 +102,11 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     )
     .context("starting the record writer")?;
     let previous = store.last().context("reading the record's last entry")?;
-    let sources: Vec<String> = rules.sources.iter().map(|(_, f)| f.clone()).collect();
     let _ = records.send(Record {
         object: format!(
             "monitor {} rules {}",
             env!("CARGO_PKG_VERSION"),
-            sources.join(",")
+            rules.describe()
         ),
         ..template.stamped()
     });
@@ -212,6 +214,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         followers,
         followers_stop,
         status,
+        rules_dir_existed: opts.rules_dir.is_dir(),
     })
 }
 

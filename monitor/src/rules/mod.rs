@@ -60,8 +60,10 @@ pub struct RuleSet {
     pub policy: Arc<Policy>,
     /// Detector settings.
     pub pii: PiiRules,
-    /// Where each file came from (`shipped` or the override path).
+    /// Where each file came from (`rules/NAME` for the shipped one, or the override path).
     pub sources: Vec<(String, String)>,
+    /// Each file's SHA-256 (hex), in the order of `sources`.
+    pub digests: Vec<String>,
 }
 
 impl RuleSet {
@@ -153,12 +155,31 @@ impl RuleSet {
                     classes: Arc::new(classes),
                     policy: Arc::new(policy),
                     pii,
+                    digests: texts.iter().map(|(_, _, src)| sha256_hex(src)).collect(),
                     sources: texts.into_iter().map(|(n, f, _)| (n, f)).collect(),
                 })
             }
             _ => Err(LoadError::Invalid(errors)),
         }
     }
+}
+
+impl RuleSet {
+    /// Which files are in force and what they held: `NAME=FROM@sha256:HEX`
+    /// each (the first 16 hex digits), for the record.
+    pub fn describe(&self) -> String {
+        self.sources
+            .iter()
+            .zip(&self.digests)
+            .map(|((name, from), d)| format!("{name}={from}@sha256:{}", &d[..16]))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn sha256_hex(src: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, src.as_bytes());
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Parses `src` as `T`, positioning any error.
