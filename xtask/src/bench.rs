@@ -56,6 +56,17 @@ pub enum Which {
         #[arg(long, default_value_t = 50_000)]
         paths: u64,
     },
+    /// The daemon under a mixed workload (classified opens, sends with a
+    /// card number, a process storm), its memory sampled; goal: flat after
+    /// warm-up (within 10%).
+    Soak {
+        /// Minutes to run.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 60)]
+        sample_secs: u64,
+    },
 }
 
 /// Runs a benchmark.
@@ -68,7 +79,45 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         } => sensor(opens, rate, seconds),
         Which::Payload { sends, rate } => payload(sends, rate),
         Which::Store { records, paths } => store(records, paths),
+        Which::Soak {
+            minutes,
+            sample_secs,
+        } => soak(minutes, sample_secs),
     }
+}
+
+fn soak(minutes: u64, sample_secs: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    println!("soak: the daemon for {minutes} min under classified opens, sends with a card number and a process storm; RSS every {sample_secs} s\n");
+    let out = Command::new(bench_bin())
+        .args(["soak", "--minutes", &minutes.to_string()])
+        .args(["--sample-secs", &sample_secs.to_string()])
+        .arg("--monitor")
+        .arg(workspace_root().join("target/release/monitor"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running monitor-bench soak")?;
+    if !out.status.success() {
+        bail!("monitor-bench soak failed");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing the soak report")?;
+    println!("{:>8} {:>12} {:>14}", "sample", "RSS MiB", "records stored");
+    let rss = r["rss_mib"].as_array().cloned().unwrap_or_default();
+    let stored = r["stored"].as_array().cloned().unwrap_or_default();
+    for (i, (m, s)) in rss.iter().zip(&stored).enumerate() {
+        println!("{:>8} {:>12.1} {:>14}", i + 1, m.as_f64().unwrap_or(0.0), s);
+    }
+    let growth = r["growth_after_warmup"].as_f64().unwrap_or(0.0);
+    println!(
+        "\nworkload: {} opens, {} sends, {} processes",
+        r["opens"], r["sends"], r["forks"]
+    );
+    println!(
+        "goal: RSS flat after warm-up (within 10%): last/first-after-warm-up = {growth:.3} ({})",
+        if growth <= 1.10 { "met" } else { "NOT met" }
+    );
+    Ok(())
 }
 
 /// The fields of `monitor-bench payload`'s report this task prints.

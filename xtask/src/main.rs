@@ -3,10 +3,12 @@
 //! - `setup`: install what the eBPF build needs (idempotent).
 //! - `run`: set up, build, and run the daemon on its embedded defaults.
 //! - `test`: set up, then format check, clippy, and the whole test suite.
+//! - `fuzz`: every fuzz target for a short, fixed time.
 //! - `bench sensor`: the sensor throughput and loss benchmark.
 //! - `gen-pii-corpus`, `eval-pii`: the detector's labeled corpus and its scores.
 
 mod bench;
+mod fuzz;
 mod pii;
 mod setup;
 
@@ -42,6 +44,12 @@ enum Task {
     GenPiiCorpus,
     /// Precision, recall and F1 per PII type on the labeled corpus.
     EvalPii,
+    /// Run every fuzz target for a short, fixed time each.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+    },
     /// Run a benchmark.
     Bench {
         #[command(subcommand)]
@@ -76,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             setup::run()?;
             pii::evaluate()
         }
+        Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Bench { which } => {
             setup::run()?;
             bench::run(which)

@@ -29,15 +29,17 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
         followers = d.followers.len(),
         "sensor attached; monitoring"
     );
+    // Handlers first: a SIGHUP sent as soon as the daemon says it is ready
+    // must reload, not kill it (the default action).
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     // systemd names its notify socket by path; `sd-notify` does not speak
     // abstract (`@`) addresses.
     sd_notify::notify(&[NotifyState::Ready]).context("notifying the service manager")?;
 
     let mut tick = tokio::time::interval(opts.stats_interval());
     tick.tick().await;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut last_dropped = 0;
     let mut losses = Losses::default();
     loop {

@@ -76,7 +76,7 @@ pub enum Request {
 
 impl Request {
     /// How the query is written in the record (never the traced value).
-    fn describe(&self, fingerprints: &[(String, String)]) -> String {
+    pub fn describe(&self, fingerprints: &[(String, String)]) -> String {
         let f = |f: &Filter| serde_json::to_string(f).unwrap_or_default();
         match self {
             Request::Events { filter } => format!("events {}", f(filter)),

@@ -2,6 +2,7 @@
 //! of the user-facing `monitor` command. Each prints one JSON report.
 
 mod bench;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -56,6 +57,18 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         followers: usize,
     },
+    /// The daemon under a mixed workload for a long time, its memory sampled.
+    Soak {
+        /// The `monitor` binary to run.
+        #[arg(long)]
+        monitor: PathBuf,
+        /// Minutes to run.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Seconds between memory samples.
+        #[arg(long, default_value_t = 60)]
+        sample_secs: u64,
+    },
     /// The payload benchmark's sender (a child of `payload`).
     PayloadChild {
         #[arg(long)]
@@ -95,6 +108,11 @@ fn main() -> anyhow::Result<()> {
             paths,
             followers,
         } => print(&bench::run_store_bench(records, paths, followers)?),
+        Command::Soak {
+            monitor,
+            minutes,
+            sample_secs,
+        } => print(&soak::run(&monitor, minutes, sample_secs.max(1))?),
         Command::PayloadChild {
             port,
             sends,
