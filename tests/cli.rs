@@ -44,3 +44,18 @@ fn ring_size_must_be_a_power_of_two() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("power of two"), "{err}");
 }
+
+/// Issue (hardening, item 10): `--json` said "one object" and printed an
+/// array; the benchmarks sat in the user-facing command list.
+#[test]
+fn help_says_what_json_prints_and_hides_no_benchmarks() {
+    let out = Command::new(monitor_bin())
+        .args(["events", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("an array of records"), "{help}");
+    let out = Command::new(monitor_bin()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(!help.contains("bench"), "{help}");
+}
