@@ -79,6 +79,12 @@ pub struct FollowerStatus {
     pub errors: u64,
     /// Records retention removed before it handled them.
     pub lost: u64,
+    /// Since when it has been failing (RFC 3339); absent when it is fine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<String>,
+    /// Its last error while failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// A snapshot of the daemon's state.
@@ -223,8 +229,12 @@ impl Status {
         }
         for f in &self.followers {
             out.push_str(&format!(
-                "follower {}: cursor {}, {} behind, {} handled, {} failed batches{}\n",
+                "follower {}: {}, cursor {}, {} behind, {} handled, {} failed batches{}\n",
                 f.name,
+                match (&f.failing_since, &f.last_error) {
+                    (Some(since), Some(e)) => format!("FAILING since {since} ({e})"),
+                    _ => "ok".to_owned(),
+                },
                 f.cursor,
                 f.lag,
                 f.handled,

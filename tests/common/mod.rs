@@ -190,6 +190,13 @@ impl Daemon {
         std::mem::replace(&mut self.dir, TempDir::taken())
     }
 
+    /// Stops the daemon (SIGTERM) and hands back its directory, to start
+    /// another daemon on the same state.
+    pub fn stop_and_take(mut self) -> TempDir {
+        self.stop();
+        std::mem::replace(&mut self.dir, TempDir::taken())
+    }
+
     /// The status file the daemon writes.
     pub fn status_file(&self) -> PathBuf {
         self.dir.path().join("status.json")

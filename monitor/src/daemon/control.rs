@@ -42,6 +42,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     tick.tick().await;
     let mut last_dropped = 0;
     let mut losses = Losses::default();
+    let mut watch = FollowerWatch::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -49,6 +50,9 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                 refresh(d, &snapshot);
                 log_stats(&d.status, &mut last_dropped);
                 if let Some(note) = losses.since_last(&d.status, &d.template) {
+                    let _ = d.records.send(note);
+                }
+                for note in watch.check(&d.status, &d.template) {
                     let _ = d.records.send(note);
                 }
                 if let Err(e) = d.status.write(&opts.status_file) {
@@ -62,6 +66,76 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
             _ = sigterm.recv() => return Ok(()),
             _ = sigint.recv() => return Ok(()),
         }
+    }
+}
+
+/// A follower failing this long raises an alert (once per outage).
+pub const FOLLOWER_DOWN_ALERT: std::time::Duration = std::time::Duration::from_secs(300);
+/// A follower this many records behind raises an alert (once, until it catches up).
+pub const FOLLOWER_BACKLOG_ALERT: u64 = 100_000;
+
+/// Which followers have been alerted about, so each outage alerts once.
+#[derive(Default)]
+struct FollowerWatch {
+    down: std::collections::HashSet<String>,
+    behind: std::collections::HashSet<String>,
+}
+
+impl FollowerWatch {
+    /// Records for followers down longer than [`FOLLOWER_DOWN_ALERT`] or
+    /// behind by more than [`FOLLOWER_BACKLOG_ALERT`]: self-alerts, which the
+    /// other sinks deliver.
+    fn check(&mut self, s: &Status, template: &Record) -> Vec<Record> {
+        let mut out = Vec::new();
+        let note = |rule: &str, object: String, message: String| Record {
+            action: Action::Outage,
+            object,
+            outcome: Outcome::Failed,
+            alert: Some(Alert {
+                severity: Severity::High,
+                rule: rule.into(),
+                message,
+            }),
+            ..template.stamped()
+        };
+        for f in &s.followers {
+            let down_for = f
+                .failing_since
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+                .and_then(|t| t.elapsed().ok());
+            match down_for {
+                Some(d) if d >= FOLLOWER_DOWN_ALERT && self.down.insert(f.name.clone()) => {
+                    out.push(note(
+                        "sink-down",
+                        format!(
+                            "{}: failing since {} ({}), {} records waiting",
+                            f.name,
+                            f.failing_since.as_deref().unwrap_or("?"),
+                            f.last_error.as_deref().unwrap_or("?"),
+                            f.lag
+                        ),
+                        format!("sink {} has been down for {} s", f.name, d.as_secs()),
+                    ));
+                }
+                None => {
+                    self.down.remove(&f.name);
+                }
+                _ => {}
+            }
+            if f.lag > FOLLOWER_BACKLOG_ALERT {
+                if self.behind.insert(f.name.clone()) {
+                    out.push(note(
+                        "sink-backlog",
+                        format!("{}: {} records behind", f.name, f.lag),
+                        format!("sink {} is {} records behind", f.name, f.lag),
+                    ));
+                }
+            } else if f.lag < FOLLOWER_BACKLOG_ALERT / 2 {
+                self.behind.remove(&f.name);
+            }
+        }
+        out
     }
 }
 

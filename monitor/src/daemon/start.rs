@@ -117,7 +117,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
 
     let followers_stop = Arc::new(AtomicBool::new(false));
     let mut followers = Vec::new();
-    for f in make_followers(opts)? {
+    for f in make_followers(opts, &rules)? {
         followers.push(
             follow::spawn(store.clone(), f, followers_stop.clone())
                 .context("starting a follower")?,
@@ -275,9 +275,14 @@ fn harden_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The followers the options ask for.
-fn make_followers(opts: &Options) -> anyhow::Result<Vec<Box<dyn Follower>>> {
+/// The followers the options and `sinks.toml` ask for.
+fn make_followers(opts: &Options, rules: &RuleSet) -> anyhow::Result<Vec<Box<dyn Follower>>> {
     let mut out: Vec<Box<dyn Follower>> = Vec::new();
+    for cfg in &rules.sinks.syslog {
+        let sink = crate::sinks::syslog::Syslog::new(cfg.clone())
+            .with_context(|| format!("setting up sink {}", cfg.name))?;
+        out.push(Box::new(sink));
+    }
     for path in &opts.sink_jsonl {
         let sink = crate::sinks::jsonl::JsonlFile::open(path)
             .with_context(|| format!("--sink-jsonl {}", path.display()))?;

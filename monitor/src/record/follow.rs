@@ -33,6 +33,8 @@ pub struct FollowerCounters {
     pub cursor: AtomicU64,
     /// Records retention removed before this follower handled them.
     pub lost: AtomicU64,
+    /// Since when it has been failing (RFC 3339), and its last error; empty when fine.
+    pub failing: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// A follower's thread.
@@ -51,6 +53,7 @@ impl Running {
     /// The follower's line of the status report; `head` is the last stored seq.
     pub fn status(&self, head: u64) -> FollowerStatus {
         let cursor = self.counters.cursor.load(Ordering::Relaxed);
+        let failing = self.counters.failing.lock().expect("failing lock").clone();
         FollowerStatus {
             name: self.name.clone(),
             cursor,
@@ -58,6 +61,8 @@ impl Running {
             handled: self.counters.handled.load(Ordering::Relaxed),
             errors: self.counters.errors.load(Ordering::Relaxed),
             lost: self.counters.lost.load(Ordering::Relaxed),
+            failing_since: failing.as_ref().map(|(since, _)| since.clone()),
+            last_error: failing.map(|(_, e)| e),
         }
     }
 
@@ -162,10 +167,22 @@ fn follow(
                 if let Ok(c) = store.cursor(&name) {
                     counters.lost.store(c.lost, Ordering::Relaxed);
                 }
+                *counters.failing.lock().expect("failing lock") = None;
                 backoff = Duration::from_millis(100);
             }
             Err(e) => {
                 let n = counters.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                {
+                    let mut failing = counters.failing.lock().expect("failing lock");
+                    let since = failing.take().map_or_else(
+                        || {
+                            humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                                .to_string()
+                        },
+                        |(since, _)| since,
+                    );
+                    *failing = Some((since, e.clone()));
+                }
                 // Rate-limited: the first failure, then every power of two.
                 if n.is_power_of_two() {
                     tracing::warn!(follower = %name, error = %e, failures = n, behind = store.head().saturating_sub(cursor), "follower failed; retrying");

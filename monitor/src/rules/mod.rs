@@ -16,20 +16,23 @@ use toml::Spanned;
 pub mod classes;
 pub mod policy;
 pub mod roles;
+pub mod sinks;
 
 use classes::ClassRules;
 use policy::Policy;
 use roles::RoleRules;
+use sinks::SinkRules;
 
 /// Where overrides are read from by default.
 pub const DEFAULT_RULES_DIR: &str = "/etc/monitor/rules.d";
 
 /// The rule files, with their shipped contents.
-pub const SHIPPED: [(&str, &str); 4] = [
+pub const SHIPPED: [(&str, &str); 5] = [
     ("roles.toml", include_str!("../../../rules/roles.toml")),
     ("classes.toml", include_str!("../../../rules/classes.toml")),
     ("policy.toml", include_str!("../../../rules/policy.toml")),
     ("pii.toml", monitor_pii::rules::DEFAULT_RULES),
+    ("sinks.toml", include_str!("../../../rules/sinks.toml")),
 ];
 
 /// Why a rule set was refused: every error found, each positioned.
@@ -60,6 +63,8 @@ pub struct RuleSet {
     pub policy: Arc<Policy>,
     /// Detector settings.
     pub pii: PiiRules,
+    /// Where records go after the store (read at start-up).
+    pub sinks: Arc<SinkRules>,
     /// Where each file came from (`rules/NAME` for the shipped one, or the override path).
     pub sources: Vec<(String, String)>,
     /// Each file's SHA-256 (hex), in the order of `sources`.
@@ -148,13 +153,18 @@ impl RuleSet {
                 .ok(),
             _ => None,
         };
-        match (roles, classes, policy, pii) {
-            (Some(roles), Some(classes), Some(policy), Some(pii)) if errors.is_empty() => {
+        let (file, src) = text("sinks.toml");
+        let sinks = SinkRules::parse(src, file).map_err(|e| errors.push(e)).ok();
+        match (roles, classes, policy, pii, sinks) {
+            (Some(roles), Some(classes), Some(policy), Some(pii), Some(sinks))
+                if errors.is_empty() =>
+            {
                 Ok(Self {
                     roles: Arc::new(roles),
                     classes: Arc::new(classes),
                     policy: Arc::new(policy),
                     pii,
+                    sinks: Arc::new(sinks),
                     digests: texts.iter().map(|(_, _, src)| sha256_hex(src)).collect(),
                     sources: texts.into_iter().map(|(n, f, _)| (n, f)).collect(),
                 })
