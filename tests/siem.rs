@@ -22,6 +22,12 @@ struct Rsyslog {
 
 impl Rsyslog {
     fn start(dir: &Path, port: u16) -> Self {
+        Self::start_with(dir, port, None)
+    }
+
+    /// As [`Rsyslog::start`]; with `tls` (CA, certificate, key), the port
+    /// speaks TLS (rsyslog's gtls driver).
+    fn start_with(dir: &Path, port: u16, tls: Option<(&Path, &Path, &Path)>) -> Self {
         let work = dir.join("rsyslog-work");
         std::fs::create_dir_all(&work).unwrap();
         let out = dir.join("rsyslog-out.jsonl");
@@ -29,8 +35,8 @@ impl Rsyslog {
         std::fs::write(
             &conf,
             format!(
-                r#"global(workDirectory="{work}" parser.escapeControlCharactersOnReceive="off")
-module(load="imtcp")
+                r#"global(workDirectory="{work}" parser.escapeControlCharactersOnReceive="off"{tls_global})
+module(load="imtcp"{tls_module})
 module(load="mmpstrucdata")
 input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="siem")
 template(name="json" type="list") {{
@@ -48,6 +54,15 @@ ruleset(name="siem") {{
 "#,
                 work = work.display(),
                 out = out.display(),
+                tls_global = tls.map_or(String::new(), |(ca, cert, key)| format!(
+                    " defaultNetstreamDriver=\"gtls\" defaultNetstreamDriverCAFile=\"{}\" defaultNetstreamDriverCertFile=\"{}\" defaultNetstreamDriverKeyFile=\"{}\"",
+                    ca.display(), cert.display(), key.display()
+                )),
+                tls_module = if tls.is_some() {
+                    " streamDriver.name=\"gtls\" streamDriver.mode=\"1\" streamDriver.authMode=\"anon\""
+                } else {
+                    ""
+                },
             ),
         )
         .unwrap();
@@ -348,4 +363,147 @@ fn alerts_made_while_rsyslog_is_down_all_arrive_in_order() {
     assert!(cef.starts_with("CEF:0|monitor|monitor|"), "{cef}");
     assert!(cef.contains("filePath="), "{cef}");
     drop(daemon);
+}
+
+/// Makes a test CA and a certificate for 127.0.0.1 signed by it (openssl);
+/// returns (CA certificate, server certificate, server key).
+fn test_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let p = |f: &str| dir.join(format!("{name}-{f}"));
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-keyout",
+        &s(&p("ca.key")),
+        "-out",
+        &s(&p("ca.pem")),
+        "-subj",
+        "/CN=monitor test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &s(&p("server.key")),
+        "-out",
+        &s(&p("server.csr")),
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        &s(&p("server.csr")),
+        "-CA",
+        &s(&p("ca.pem")),
+        "-CAkey",
+        &s(&p("ca.key")),
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        &s(&p("server.pem")),
+        "-extfile",
+        &s(&p("ext.cnf")),
+    ]);
+    (p("ca.pem"), p("server.pem"), p("server.key"))
+}
+
+/// TLS (RFC 5425): an alert reaches rsyslog's TLS listener when the sink
+/// trusts the CA that signed its certificate; a sink that trusts another CA
+/// delivers nothing and says why in `monitor status`.
+#[test]
+fn alerts_reach_rsyslog_over_tls_and_an_untrusted_receiver_gets_nothing() {
+    if !root_or_skip("alerts_reach_rsyslog_over_tls_and_an_untrusted_receiver_gets_nothing") {
+        return;
+    }
+    let dir = TempDir::new("siem-tls");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    open_to_all(&[dir.path(), &cards]);
+    std::fs::write(cards.join("c.csv"), "x").unwrap();
+    let (ca, cert, key) = test_pki(dir.path(), "good");
+    let (other_ca, _, _) = test_pki(dir.path(), "other");
+    let port = free_port();
+    let syslog = Rsyslog::start_with(dir.path(), port, Some((&ca, &cert, &key)));
+    rules(dir.path(), &cards, port, "rfc5424");
+    let sink = |name: &str, ca: &Path| {
+        format!(
+            "[[sink]]\nname = \"{name}\"\ntype = \"syslog\"\ntransport = \"tls\"\naddress = \"127.0.0.1:{port}\"\nca_file = \"{}\"\n",
+            ca.display()
+        )
+    };
+    std::fs::write(
+        dir.path().join("rules").join("sinks.toml"),
+        format!(
+            "{}\n{}",
+            sink("siem-tls", &ca),
+            sink("siem-untrusted", &other_ca)
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_in(dir, &[]);
+
+    let pid = open_files(&cards, &["c.csv".into()]);
+    let pid = pid.to_string();
+    let lines = syslog.wait_for("the alert over TLS", 20, |l| {
+        l.iter().any(|v| sd(v, "pid") == pid)
+    });
+    let got: Vec<&Value> = lines.iter().filter(|v| sd(v, "pid") == pid).collect();
+    assert_eq!(got.len(), 1, "only the trusted sink delivers: {got:?}");
+    assert_eq!(sd(got[0], "class"), "cardholder-data");
+    // The untrusted sink is failing, and status says why.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: Value =
+            serde_json::from_slice(&std::fs::read(daemon.status_file()).unwrap()).unwrap();
+        let f = status["followers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == "siem-untrusted")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if f["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate"))
+        {
+            assert!(f["lag"].as_u64().unwrap() > 0, "{f}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed the failing sink: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
