@@ -507,3 +507,44 @@ fn alerts_reach_rsyslog_over_tls_and_an_untrusted_receiver_gets_nothing() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Heartbeats: every sink delivers the chain's head at a fixed interval;
+/// the head rsyslog received verifies against the record afterwards.
+#[test]
+fn heartbeats_carry_a_head_that_verifies_against_the_record() {
+    if !root_or_skip("heartbeats_carry_a_head_that_verifies_against_the_record") {
+        return;
+    }
+    let dir = TempDir::new("siem-head");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    let port = free_port();
+    let syslog = Rsyslog::start(dir.path(), port);
+    rules(dir.path(), &cards, port, "rfc5424");
+    let daemon = Daemon::start_in(dir, &["--heartbeat-secs", "1"]);
+    let lines = syslog.wait_for("a heartbeat", 20, |l| {
+        l.iter().any(|v| v["msgid"] == "heartbeat")
+    });
+    let beat = lines.iter().find(|v| v["msgid"] == "heartbeat").unwrap();
+    let head = sd(beat, "object").strip_prefix("head ").unwrap().to_owned();
+    let dir = daemon.stop_and_take();
+    let verify = |head: &str| {
+        Command::new(common::monitor_bin())
+            .args(["verify", "--json", "--head", head, "--store"])
+            .arg(dir.path().join("state").join("record"))
+            .output()
+            .unwrap()
+    };
+    let out = verify(&head);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // A head the record never had fails.
+    let (seq, _) = head.split_once(':').unwrap();
+    let forged = format!("{seq}:{}", "0".repeat(64));
+    let out = verify(&forged);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rewritten"));
+}

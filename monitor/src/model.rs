@@ -52,6 +52,9 @@ pub enum Action {
     /// The daemon could not do its job for a while: the record could not
     /// be written, records were dropped, or it stopped uncleanly.
     Outage,
+    /// The chain's head (seq and MAC), sent off the host by every sink so a
+    /// later truncation of the local record can be proven.
+    Heartbeat,
 }
 
 impl Action {
@@ -73,6 +76,7 @@ impl Action {
             Action::Reload => "reload",
             Action::Retention => "retention",
             Action::Outage => "outage",
+            Action::Heartbeat => "heartbeat",
         }
     }
 

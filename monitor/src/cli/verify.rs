@@ -19,6 +19,10 @@ pub struct Verify {
     /// The chain key, with `--store`.
     #[arg(long)]
     key_file: Option<PathBuf>,
+    /// Also check the record against a head (`SEQ:MAC`) a heartbeat took
+    /// off the host earlier: a record cut back or rewritten since fails.
+    #[arg(long, value_name = "SEQ:MAC")]
+    head: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -32,13 +36,24 @@ impl Verify {
                     .key_file
                     .unwrap_or_else(|| dir.parent().unwrap_or(&dir).join("record.key"));
                 anyhow::ensure!(key.exists(), "no chain key at {}", key.display());
+                let head = self
+                    .head
+                    .as_deref()
+                    .map(crate::server::parse_head)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?;
                 crate::record::Store::open(&dir, &key)
                     .with_context(|| format!("opening {}", dir.display()))?
-                    .verify()?
+                    .verify_with_head(head.as_ref().map(|(s, m)| (*s, m.as_str())))?
             }
-            None => analyst::ask(&self.common.socket, &Request::Verify)?
-                .verify
-                .context("the daemon sent no report")?,
+            None => analyst::ask(
+                &self.common.socket,
+                &Request::Verify {
+                    head: self.head.clone(),
+                },
+            )?
+            .verify
+            .context("the daemon sent no report")?,
         };
         if self.common.json {
             println!("{}", serde_json::to_string_pretty(&report)?);

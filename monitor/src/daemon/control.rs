@@ -43,6 +43,8 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     let mut last_dropped = 0;
     let mut losses = Losses::default();
     let mut watch = FollowerWatch::default();
+    let heartbeat = std::time::Duration::from_secs(opts.heartbeat_secs.max(1));
+    let mut last_beat = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {
@@ -54,6 +56,15 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                 }
                 for note in watch.check(&d.status, &d.template) {
                     let _ = d.records.send(note);
+                }
+                if !d.followers.is_empty() && last_beat.elapsed() >= heartbeat {
+                    last_beat = std::time::Instant::now();
+                    let (seq, mac) = d.store.head_mac();
+                    let _ = d.records.send(Record {
+                        action: Action::Heartbeat,
+                        object: format!("head {seq}:{mac}"),
+                        ..d.template.stamped()
+                    });
                 }
                 if let Err(e) = d.status.write(&opts.status_file) {
                     tracing::warn!(error = %e, "cannot write status file");

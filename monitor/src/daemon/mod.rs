@@ -68,6 +68,11 @@ pub struct Options {
     /// handled are kept for it; after that they go and the loss is recorded.
     #[arg(long, default_value_t = 7)]
     pub follower_hold_days: u64,
+    /// Seconds between heartbeats: a record carrying the chain's head
+    /// (`SEQ:MAC`) that every sink delivers, so the SIEM holds what proves a
+    /// later truncation (`monitor verify --head`). Only with sinks.
+    #[arg(long, default_value_t = 300)]
+    pub heartbeat_secs: u64,
     /// Append every record as one JSON line to this file (repeatable). A
     /// follower of the record: in order, at least once, resumed after a restart.
     #[arg(long = "sink-jsonl", value_name = "PATH")]

@@ -707,6 +707,62 @@ impl Store {
         })
     }
 
+    /// The chain's head: the last seq and its MAC (hex), for heartbeats
+    /// that leave the host.
+    pub fn head_mac(&self) -> (u64, String) {
+        let h = self.head.lock().expect("head lock");
+        (h.seq, h.mac.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The MAC (hex) stored with record `seq`, if it is kept.
+    pub fn mac_of(&self, seq: u64) -> Result<Option<String>, StoreError> {
+        let t = self.t()?;
+        let Some(item) = t.records.range(..=seq.to_be_bytes()).next_back() else {
+            return Ok(None);
+        };
+        let (_, chunk) = item?;
+        let mac = entries(&chunk)
+            .flatten()
+            .find(|e| e.seq == seq)
+            .map(|e| e.mac.iter().map(|b| format!("{b:02x}")).collect());
+        Ok(mac)
+    }
+
+    /// [`Store::verify`], and then a check against a head taken off the
+    /// host earlier (`seq` and its MAC, as a heartbeat carried it): the
+    /// record must still hold that record with that MAC. A record cut back
+    /// past it, or rewritten, fails here even when what is left verifies.
+    pub fn verify_with_head(&self, head: Option<(u64, &str)>) -> Result<VerifyReport, StoreError> {
+        let mut report = self.verify()?;
+        let Some((seq, mac)) = head else {
+            return Ok(report);
+        };
+        if report.first_bad.is_some() {
+            return Ok(report);
+        }
+        let why = if seq > report.last {
+            Some(format!(
+                "the record ends at {} but a head taken earlier is at {seq}: records {}..={seq} were removed",
+                report.last,
+                report.last + 1
+            ))
+        } else if seq < report.first {
+            None // Removed by retention since: nothing left to compare.
+        } else {
+            match self.mac_of(seq)? {
+                Some(m) if m.eq_ignore_ascii_case(mac) => None,
+                Some(_) => Some(format!(
+                    "record {seq} does not carry the MAC a head taken earlier holds: the record was rewritten"
+                )),
+                None => Some(format!("record {seq} is missing")),
+            }
+        };
+        if let Some(why) = why {
+            report.first_bad = Some((seq, why));
+        }
+        Ok(report)
+    }
+
     /// The last record stored, if any is kept.
     pub fn last(&self) -> Result<Option<Record>, StoreError> {
         match self.head() {
@@ -1116,5 +1172,43 @@ mod tests {
         f.join();
         assert_eq!(store.cursor("flaky").unwrap().seq, 2100);
         drop(store);
+    }
+
+    #[test]
+    fn a_head_taken_off_the_host_exposes_a_cut_or_rewritten_record() {
+        let tmp = temp();
+        let dir = tmp.path();
+        let key = dir.join("k");
+        let store = Store::open(&dir.join("a"), &key).unwrap();
+        store
+            .append(&mut (0..100).map(|i| record(i, "r", "/p")).collect::<Vec<_>>())
+            .unwrap();
+        let (seq, mac) = store.head_mac();
+        assert_eq!(seq, 100);
+        assert!(store.verify_with_head(Some((seq, &mac))).unwrap().ok());
+        assert_eq!(store.mac_of(100).unwrap().as_deref(), Some(mac.as_str()));
+        drop(store);
+        // The same key, the record cut back to 50: what is left verifies,
+        // the head the SIEM holds does not.
+        let cut = Store::open(&dir.join("b"), &key).unwrap();
+        cut.append(&mut (0..50).map(|i| record(i, "r", "/p")).collect::<Vec<_>>())
+            .unwrap();
+        assert!(cut.verify().unwrap().ok());
+        let r = cut.verify_with_head(Some((seq, &mac))).unwrap();
+        assert!(r
+            .first_bad
+            .unwrap()
+            .1
+            .contains("records 51..=100 were removed"));
+        // Rewritten: as long as before, one record different.
+        cut.append(
+            &mut (50..100)
+                .map(|i| record(i, "r", if i == 70 { "/q" } else { "/p" }))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert!(cut.verify().unwrap().ok());
+        let r = cut.verify_with_head(Some((seq, &mac))).unwrap();
+        assert!(r.first_bad.unwrap().1.contains("was rewritten"));
     }
 }

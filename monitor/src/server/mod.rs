@@ -70,8 +70,13 @@ pub enum Request {
         /// Filters.
         filter: Filter,
     },
-    /// Walk the record's MAC chain.
-    Verify,
+    /// Walk the record's MAC chain, and check it against a head (seq and
+    /// MAC) taken off the host earlier, when given.
+    Verify {
+        /// `SEQ:MAC` from a heartbeat the SIEM holds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head: Option<String>,
+    },
 }
 
 impl Request {
@@ -90,7 +95,10 @@ impl Request {
                     .collect();
                 format!("trace-pii {}", fps.join(","))
             }
-            Request::Verify => "verify".into(),
+            Request::Verify { head } => match head {
+                Some(h) => format!("verify --head {h}"),
+                None => "verify".into(),
+            },
         }
     }
 }
@@ -454,15 +462,39 @@ fn answer(store: &Store, detector: &monitor_pii::Detector, req: Request) -> Resp
                 ..Response::default()
             })
         }
-        Request::Verify => store.verify().map(|v| Response {
-            verify: Some(v),
-            ..Response::default()
-        }),
+        Request::Verify { head } => {
+            let head = match head.as_deref().map(parse_head).transpose() {
+                Ok(h) => h,
+                Err(e) => {
+                    return Response {
+                        error: Some(e),
+                        ..Response::default()
+                    }
+                }
+            };
+            store
+                .verify_with_head(head.as_ref().map(|(s, m)| (*s, m.as_str())))
+                .map(|v| Response {
+                    verify: Some(v),
+                    ..Response::default()
+                })
+        }
     };
     result.unwrap_or_else(|e| Response {
         error: Some(e.to_string()),
         ..Response::default()
     })
+}
+
+/// A head as a heartbeat writes it: `SEQ:MAC` (MAC in hex).
+pub fn parse_head(s: &str) -> Result<(u64, String), String> {
+    let bad = || format!("bad head `{s}` (expected SEQ:MAC, as a heartbeat carries it)");
+    let (seq, mac) = s.split_once(':').ok_or_else(bad)?;
+    let seq = seq.parse::<u64>().map_err(|_| bad())?;
+    if mac.len() != 64 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok((seq, mac.to_ascii_lowercase()))
 }
 
 /// The (type, fingerprint) pairs `value` would be recorded under: the

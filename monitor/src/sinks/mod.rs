@@ -17,7 +17,7 @@ pub mod tls;
 
 use crate::rules::sinks::{Selection, SinkConfig};
 
-use crate::model::{Record, Severity};
+use crate::model::{Action, Record, Severity};
 
 /// Why a sink could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +52,12 @@ impl Filter {
         }
     }
 
-    /// Whether `r` is delivered. The daemon's own records about itself
-    /// (outages, lost records) always are when they carry an alert.
+    /// Whether `r` is delivered. Heartbeats always are, and the daemon's own
+    /// alerts about itself (outages, lost records) whatever the roles.
     pub fn wants(&self, r: &Record) -> bool {
+        if r.action == Action::Heartbeat {
+            return true;
+        }
         let role_ok = self.roles.is_empty()
             || self.roles.iter().any(|x| **x == *r.role)
             || &*r.role == "monitor";
