@@ -548,3 +548,47 @@ fn heartbeats_carry_a_head_that_verifies_against_the_record() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("rewritten"));
 }
+
+/// ECS: an alert caused by real probes lands in the ECS file as an ECS
+/// alert document a log shipper can read.
+#[test]
+fn an_alert_lands_in_the_ecs_file() {
+    if !root_or_skip("an_alert_lands_in_the_ecs_file") {
+        return;
+    }
+    let dir = TempDir::new("siem-ecs");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    open_to_all(&[dir.path(), &cards]);
+    std::fs::write(cards.join("c.csv"), "x").unwrap();
+    rules(dir.path(), &cards, free_port(), "rfc5424");
+    let ecs = dir.path().join("ecs.jsonl");
+    std::fs::write(
+        dir.path().join("rules").join("sinks.toml"),
+        format!(
+            "[[sink]]\nname = \"elastic\"\ntype = \"ecs\"\npath = \"{}\"\n",
+            ecs.display()
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon::start_in(dir, &[]);
+    let pid = open_files(&cards, &["c.csv".into()]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let doc = loop {
+        let found = std::fs::read_to_string(&ecs)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v["process"]["pid"] == pid);
+        if let Some(v) = found {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no ECS document for pid {pid}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(doc["event"]["kind"], "alert");
+    assert_eq!(doc["rule"]["id"], "class-read");
+    assert_eq!(doc["user"]["roles"][0], "unassigned");
+    assert_eq!(doc["file"]["path"], format!("{}/c.csv", cards.display()));
+    assert_eq!(doc["labels"]["data_class"], "cardholder-data");
+}

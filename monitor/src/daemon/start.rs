@@ -283,6 +283,11 @@ fn make_followers(opts: &Options, rules: &RuleSet) -> anyhow::Result<Vec<Box<dyn
             .with_context(|| format!("setting up sink {}", cfg.name))?;
         out.push(Box::new(sink));
     }
+    for cfg in &rules.sinks.ecs {
+        let sink = crate::sinks::ecs::open(cfg)
+            .with_context(|| format!("sink {}: {}", cfg.name, cfg.path.display()))?;
+        out.push(Box::new(sink));
+    }
     for path in &opts.sink_jsonl {
         let sink = crate::sinks::jsonl::JsonlFile::open(path)
             .with_context(|| format!("--sink-jsonl {}", path.display()))?;

@@ -80,6 +80,28 @@ struct RawSink {
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
     server_name: Option<String>,
+    path: Option<PathBuf>,
+    max_bytes: Option<u64>,
+    keep: Option<u32>,
+}
+
+/// One validated file sink (`type = "ecs"`).
+#[derive(Debug, Clone)]
+pub struct FileSinkConfig {
+    /// Its stable name (the cursor's).
+    pub name: String,
+    /// The file.
+    pub path: PathBuf,
+    /// Rotate once the file would pass this size (default 100 MiB).
+    pub max_bytes: u64,
+    /// Rotated files kept (default 5).
+    pub keep: u32,
+    /// Every record, not only alerts.
+    pub all: bool,
+    /// Only alerts at least this severe.
+    pub min_severity: Option<Severity>,
+    /// Only these roles (empty: all).
+    pub roles: Vec<String>,
 }
 
 /// One validated syslog sink.
@@ -157,6 +179,8 @@ impl SinkConfig {
 pub struct SinkRules {
     /// Syslog sinks, in file order.
     pub syslog: Vec<SinkConfig>,
+    /// ECS file sinks, in file order.
+    pub ecs: Vec<FileSinkConfig>,
 }
 
 impl SinkRules {
@@ -176,11 +200,43 @@ impl SinkRules {
                 ));
             }
             names.push(name.clone());
-            if s.kind.get_ref() != "syslog" {
-                return Err(at(
-                    s.kind.span(),
-                    format!("unknown sink type `{}` (syslog)", s.kind.get_ref()),
-                ));
+            let min_severity = match &s.min_severity {
+                None => None,
+                Some(v) => Some(
+                    v.get_ref()
+                        .parse::<Severity>()
+                        .map_err(|m| at(v.span(), m))?,
+                ),
+            };
+            match s.kind.get_ref().as_str() {
+                "syslog" => {}
+                "ecs" => {
+                    let Some(path) = s.path else {
+                        return Err(at(s.name.span(), format!("sink `{name}` has no path")));
+                    };
+                    if !path.is_absolute() {
+                        return Err(at(
+                            s.name.span(),
+                            format!("sink `{name}`: path must be absolute"),
+                        ));
+                    }
+                    out.ecs.push(FileSinkConfig {
+                        name,
+                        path,
+                        max_bytes: s.max_bytes.unwrap_or(100 << 20).max(4096),
+                        keep: s.keep.unwrap_or(5),
+                        all: s.records == Some(Selection::All),
+                        min_severity,
+                        roles: s.roles,
+                    });
+                    continue;
+                }
+                other => {
+                    return Err(at(
+                        s.kind.span(),
+                        format!("unknown sink type `{other}` (syslog, ecs)"),
+                    ))
+                }
             }
             let Some(address) = s.address else {
                 return Err(at(

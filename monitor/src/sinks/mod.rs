@@ -5,12 +5,14 @@
 //! event sink, `output.rs`, not a follower.)
 //!
 //! - [`jsonl`]: every record as a JSON line in a file.
+//! - [`ecs`]: Elastic Common Schema documents in a size-rotated file.
 //! - [`syslog`]: RFC 5424 over UDP, TCP or TLS, the record as structured
 //!   data, the message plain or [`cef`].
 //! - [`tls`]: rustls client settings. The configuration is `sinks.toml`
 //!   ([`crate::rules::sinks`]).
 
 pub mod cef;
+pub mod ecs;
 pub mod jsonl;
 pub mod syslog;
 pub mod tls;
@@ -37,9 +39,12 @@ pub enum SinkError {
 /// Which records a sink delivers.
 #[derive(Debug, Clone)]
 pub struct Filter {
-    all: bool,
-    min_severity: Option<Severity>,
-    roles: Vec<String>,
+    /// Every record, not only alerts.
+    pub all: bool,
+    /// Only alerts at least this severe.
+    pub min_severity: Option<Severity>,
+    /// Only these roles (empty: all).
+    pub roles: Vec<String>,
 }
 
 impl Filter {
