@@ -2,6 +2,7 @@
 //! of the user-facing `monitor` command. Each prints one JSON report.
 
 mod bench;
+mod siem;
 mod soak;
 
 use std::path::PathBuf;
@@ -69,6 +70,19 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         sample_secs: u64,
     },
+    /// SIEM delivery into a real rsyslog: latency at a paced rate, then the
+    /// rate delivered flat out.
+    Siem {
+        /// The `monitor` binary to run.
+        #[arg(long)]
+        monitor: PathBuf,
+        /// The paced round's rate, opens per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// The paced round's length, seconds.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// The payload benchmark's sender (a child of `payload`).
     PayloadChild {
         #[arg(long)]
@@ -113,6 +127,11 @@ fn main() -> anyhow::Result<()> {
             minutes,
             sample_secs,
         } => print(&soak::run(&monitor, minutes, sample_secs.max(1))?),
+        Command::Siem {
+            monitor,
+            rate,
+            seconds,
+        } => print(&siem::run(&monitor, rate.max(1), seconds.max(1))?),
         Command::PayloadChild {
             port,
             sends,

@@ -65,7 +65,9 @@ pub fn run(monitor: &Path, minutes: u64, sample_secs: u64) -> anyhow::Result<Soa
     result
 }
 
-fn start_daemon(monitor: &Path, dir: &Path) -> anyhow::Result<Child> {
+/// Starts `monitor run` with its state, rules and sockets in `dir`; returns
+/// once its status file exists.
+pub fn start_daemon(monitor: &Path, dir: &Path) -> anyhow::Result<Child> {
     let child = Command::new(monitor)
         .arg("run")
         .arg("--state-dir")
@@ -91,7 +93,8 @@ fn start_daemon(monitor: &Path, dir: &Path) -> anyhow::Result<Child> {
     Ok(child)
 }
 
-fn rss_mib(pid: u32) -> f64 {
+/// The resident memory of `pid`, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
