@@ -592,3 +592,215 @@ fn an_alert_lands_in_the_ecs_file() {
     assert_eq!(doc["file"]["path"], format!("{}/c.csv", cards.display()));
     assert_eq!(doc["labels"]["data_class"], "cardholder-data");
 }
+
+/// A stand-in for Splunk's HTTP Event Collector. No Splunk can run here, so
+/// this speaks the protocol as Splunk documents it: the `Splunk <token>`
+/// check (401), the `X-Splunk-Request-Channel` header required with
+/// indexer acknowledgment (400, code 10), a 503 "server is busy" for the
+/// first batch, gzip bodies of concatenated events, an `ackId` per batch,
+/// and acknowledgments that come late (false for the first two polls of
+/// each id). Events count as indexed only once acknowledged.
+mod hec_receiver {
+    use std::collections::HashMap;
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+
+    use serde_json::{json, Value};
+
+    pub const TOKEN: &str = "00000000-1111-2222-3333-444444444444";
+
+    #[derive(Default)]
+    pub struct State {
+        pub busy_left: u32,
+        pub refused_busy: u32,
+        pub refused_token: u32,
+        pub ack_polls: u32,
+        pub channels: Vec<String>,
+        next_ack: u64,
+        pending: HashMap<u64, (Vec<Value>, u32)>,
+        acked: Vec<u64>,
+        pub indexed: Vec<Value>,
+    }
+
+    pub fn start() -> (u16, Arc<Mutex<State>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(State {
+            busy_left: 1,
+            ..State::default()
+        }));
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    let _ = serve(conn, &s);
+                });
+            }
+        });
+        (port, state)
+    }
+
+    fn serve(conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
+        let mut r = BufReader::new(conn.try_clone()?);
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut headers = HashMap::new();
+            loop {
+                let mut h = String::new();
+                r.read_line(&mut h)?;
+                let h = h.trim_end();
+                if h.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                }
+            }
+            let len: usize = headers
+                .get("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body)?;
+            let (code, answer) = handle(&path, &headers, body, state);
+            let text = answer.to_string();
+            write!(
+                &conn,
+                "HTTP/1.1 {code} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+                text.len()
+            )?;
+        }
+    }
+
+    fn handle(
+        path: &str,
+        headers: &HashMap<String, String>,
+        body: Vec<u8>,
+        state: &Mutex<State>,
+    ) -> (u16, Value) {
+        let mut s = state.lock().unwrap();
+        if headers.get("authorization").map(String::as_str) != Some(&format!("Splunk {TOKEN}")) {
+            s.refused_token += 1;
+            return (401, json!({"text": "Invalid token", "code": 4}));
+        }
+        let Some(channel) = headers.get("x-splunk-request-channel").cloned() else {
+            return (400, json!({"text": "Data channel is missing", "code": 10}));
+        };
+        if !s.channels.contains(&channel) {
+            s.channels.push(channel);
+        }
+        if path.starts_with("/services/collector/ack") {
+            s.ack_polls += 1;
+            let asked: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut acks = serde_json::Map::new();
+            for id in asked["acks"].as_array().cloned().unwrap_or_default() {
+                let id = id.as_u64().unwrap_or(u64::MAX);
+                let done = match s.pending.get_mut(&id) {
+                    Some((_, polls)) if *polls >= 2 => true,
+                    Some((_, polls)) => {
+                        *polls += 1;
+                        false
+                    }
+                    None => s.acked.contains(&id),
+                };
+                if done {
+                    if let Some((events, _)) = s.pending.remove(&id) {
+                        s.indexed.extend(events);
+                        s.acked.push(id);
+                    }
+                }
+                acks.insert(id.to_string(), json!(done));
+            }
+            return (200, json!({ "acks": acks }));
+        }
+        if path != "/services/collector/event" {
+            return (404, json!({"text": "Not found", "code": 404}));
+        }
+        if s.busy_left > 0 {
+            s.busy_left -= 1;
+            s.refused_busy += 1;
+            return (503, json!({"text": "Server is busy", "code": 9}));
+        }
+        let raw = if headers.get("content-encoding").map(String::as_str) == Some("gzip") {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        } else {
+            body
+        };
+        let events: Vec<Value> = serde_json::Deserializer::from_slice(&raw)
+            .into_iter::<Value>()
+            .map(|e| e.unwrap())
+            .collect();
+        let id = s.next_ack;
+        s.next_ack += 1;
+        s.pending.insert(id, (events, 0));
+        (200, json!({"text": "Success", "code": 0, "ackId": id}))
+    }
+}
+
+/// Splunk HEC: an alert caused by real probes is indexed (acknowledged)
+/// after a 503 and a late acknowledgment, sent gzipped on one channel.
+#[test]
+fn an_alert_is_indexed_by_hec_after_a_busy_server_and_a_late_ack() {
+    if !root_or_skip("an_alert_is_indexed_by_hec_after_a_busy_server_and_a_late_ack") {
+        return;
+    }
+    let (port, state) = hec_receiver::start();
+    let dir = TempDir::new("siem-hec");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    open_to_all(&[dir.path(), &cards]);
+    std::fs::write(cards.join("c.csv"), "x").unwrap();
+    rules(dir.path(), &cards, free_port(), "rfc5424");
+    std::fs::write(
+        dir.path().join("rules").join("sinks.toml"),
+        format!(
+            "[[sink]]\nname = \"splunk\"\ntype = \"hec\"\nurl = \"http://127.0.0.1:{port}\"\ntoken = \"{}\"\nack = true\n",
+            hec_receiver::TOKEN
+        ),
+    )
+    .unwrap();
+    let _daemon = Daemon::start_in(dir, &[]);
+    let pid = open_files(&cards, &["c.csv".into()]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let event = loop {
+        let found = state
+            .lock()
+            .unwrap()
+            .indexed
+            .iter()
+            .find(|e| e["event"]["pid"] == pid)
+            .cloned();
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "the alert was never indexed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(event["sourcetype"], "monitor:record");
+    assert_eq!(event["event"]["alert"]["rule"], "class-read");
+    assert_eq!(
+        event["event"]["object"],
+        format!("{}/c.csv", cards.display())
+    );
+    let s = state.lock().unwrap();
+    assert_eq!(
+        s.refused_busy, 1,
+        "the first batch met a busy server and was sent again"
+    );
+    assert_eq!(s.refused_token, 0);
+    assert!(
+        s.ack_polls >= 3,
+        "acknowledgments were polled until they came"
+    );
+    assert_eq!(s.channels.len(), 1, "one channel per sink");
+}

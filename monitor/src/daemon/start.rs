@@ -283,6 +283,11 @@ fn make_followers(opts: &Options, rules: &RuleSet) -> anyhow::Result<Vec<Box<dyn
             .with_context(|| format!("setting up sink {}", cfg.name))?;
         out.push(Box::new(sink));
     }
+    for cfg in &rules.sinks.hec {
+        let sink = crate::sinks::hec::Hec::new(cfg.clone())
+            .with_context(|| format!("setting up sink {}", cfg.name))?;
+        out.push(Box::new(sink));
+    }
     for cfg in &rules.sinks.ecs {
         let sink = crate::sinks::ecs::open(cfg)
             .with_context(|| format!("sink {}: {}", cfg.name, cfg.path.display()))?;

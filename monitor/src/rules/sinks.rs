@@ -83,6 +83,41 @@ struct RawSink {
     path: Option<PathBuf>,
     max_bytes: Option<u64>,
     keep: Option<u32>,
+    url: Option<Spanned<String>>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+    ack: Option<bool>,
+    gzip: Option<bool>,
+    sourcetype: Option<String>,
+    index: Option<String>,
+}
+
+/// One validated Splunk HTTP Event Collector sink (`type = "hec"`).
+#[derive(Debug, Clone)]
+pub struct HecConfig {
+    /// Its stable name (the cursor's).
+    pub name: String,
+    /// The collector's base URL (`https://splunk.example.com:8088`).
+    pub url: String,
+    /// The HEC token (inline, or read from `token_file` at start-up).
+    pub token: String,
+    /// Wait for indexer acknowledgment: a batch counts as delivered only
+    /// once acknowledged (the token must have it enabled).
+    pub ack: bool,
+    /// gzip the request bodies.
+    pub gzip: bool,
+    /// The events' sourcetype (default `monitor:record`).
+    pub sourcetype: String,
+    /// The index, when not the token's default.
+    pub index: Option<String>,
+    /// CA certificates (PEM) for an https URL.
+    pub ca_file: Option<PathBuf>,
+    /// Every record, not only alerts.
+    pub all: bool,
+    /// Only alerts at least this severe.
+    pub min_severity: Option<Severity>,
+    /// Only these roles (empty: all).
+    pub roles: Vec<String>,
 }
 
 /// One validated file sink (`type = "ecs"`).
@@ -181,6 +216,8 @@ pub struct SinkRules {
     pub syslog: Vec<SinkConfig>,
     /// ECS file sinks, in file order.
     pub ecs: Vec<FileSinkConfig>,
+    /// Splunk HEC sinks, in file order.
+    pub hec: Vec<HecConfig>,
 }
 
 impl SinkRules {
@@ -231,10 +268,53 @@ impl SinkRules {
                     });
                     continue;
                 }
+                "hec" => {
+                    let Some(url) = s.url else {
+                        return Err(at(s.name.span(), format!("sink `{name}` has no url")));
+                    };
+                    let u = url.get_ref();
+                    if !(u.starts_with("https://") || u.starts_with("http://")) {
+                        return Err(at(
+                            url.span(),
+                            format!("bad url `{u}` (http:// or https://)"),
+                        ));
+                    }
+                    let token = match (s.token, &s.token_file) {
+                        (Some(t), None) => t,
+                        (None, Some(f)) => std::fs::read_to_string(f)
+                            .map(|t| t.trim().to_owned())
+                            .map_err(|e| {
+                                at(
+                                    s.name.span(),
+                                    format!("sink `{name}`: token_file {}: {e}", f.display()),
+                                )
+                            })?,
+                        _ => {
+                            return Err(at(
+                                s.name.span(),
+                                format!("sink `{name}` needs one of token or token_file"),
+                            ))
+                        }
+                    };
+                    out.hec.push(HecConfig {
+                        name,
+                        url: u.trim_end_matches('/').to_owned(),
+                        token,
+                        ack: s.ack.unwrap_or(false),
+                        gzip: s.gzip.unwrap_or(true),
+                        sourcetype: s.sourcetype.unwrap_or_else(|| "monitor:record".into()),
+                        index: s.index,
+                        ca_file: s.ca_file,
+                        all: s.records == Some(Selection::All),
+                        min_severity,
+                        roles: s.roles,
+                    });
+                    continue;
+                }
                 other => {
                     return Err(at(
                         s.kind.span(),
-                        format!("unknown sink type `{other}` (syslog, ecs)"),
+                        format!("unknown sink type `{other}` (syslog, ecs, hec)"),
                     ))
                 }
             }

@@ -10,18 +10,29 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::SinkError;
 use crate::rules::sinks::SinkConfig;
 
-/// The rustls client configuration for `cfg`.
+/// The rustls client configuration for a syslog sink.
 pub fn client_config(cfg: &SinkConfig) -> Result<Arc<rustls::ClientConfig>, SinkError> {
+    build(
+        &cfg.name,
+        cfg.ca_file.as_deref(),
+        cfg.client_cert.as_deref().zip(cfg.client_key.as_deref()),
+    )
+}
+
+/// A rustls client configuration trusting the CAs in `ca_file`, offering
+/// `client` (certificate and key files) when given.
+pub fn build(
+    sink: &str,
+    ca_file: Option<&std::path::Path>,
+    client: Option<(&std::path::Path, &std::path::Path)>,
+) -> Result<Arc<rustls::ClientConfig>, SinkError> {
     let bad = |what: &str, e: String| SinkError::Tls {
-        sink: cfg.name.clone(),
+        sink: sink.to_owned(),
         what: what.to_owned(),
         why: e,
     };
     let mut roots = rustls::RootCertStore::empty();
-    let ca = cfg
-        .ca_file
-        .as_ref()
-        .ok_or_else(|| bad("ca_file", "missing".into()))?;
+    let ca = ca_file.ok_or_else(|| bad("ca_file", "missing".into()))?;
     for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad("ca_file", e.to_string()))? {
         let cert = cert.map_err(|e| bad("ca_file", e.to_string()))?;
         roots.add(cert).map_err(|e| bad("ca_file", e.to_string()))?;
@@ -34,8 +45,8 @@ pub fn client_config(cfg: &SinkConfig) -> Result<Arc<rustls::ClientConfig>, Sink
         .with_safe_default_protocol_versions()
         .map_err(|e| bad("protocol versions", e.to_string()))?
         .with_root_certificates(roots);
-    let config = match (&cfg.client_cert, &cfg.client_key) {
-        (Some(cert), Some(key)) => {
+    let config = match client {
+        Some((cert, key)) => {
             let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| bad("client_cert", e.to_string()))?
                 .collect::<Result<_, _>>()
