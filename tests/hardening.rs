@@ -38,17 +38,7 @@ fn nest(base: &Path, names: impl Iterator<Item = String>) -> PathBuf {
 
 /// Runs Python in `cwd` with `code`; returns its pid.
 fn python_in(cwd: &Path, code: &str) -> u32 {
-    let out = Command::new(python())
-        .args(["-c", &format!("import os\nprint(os.getpid())\n{code}")])
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    common::python_pid(cwd, code, false)
 }
 
 /// Item 1: a file 100 directories below a classified directory, opened by

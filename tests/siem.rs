@@ -184,28 +184,16 @@ fn rules(dir: &Path, cards: &Path, port: u16, format: &str) {
 /// (role unassigned, so every open of cardholder data is an alert); returns
 /// its pid.
 fn open_files(dir: &Path, files: &[String]) -> u32 {
-    use std::os::unix::process::CommandExt as _;
     let list = files
         .iter()
         .map(|f| format!("{f:?}"))
         .collect::<Vec<_>>()
         .join(",");
-    let out = Command::new(python())
-        .uid(65534)
-        .gid(65534)
-        .args([
-            "-c",
-            &format!("import os\nprint(os.getpid())\nfor f in [{list}]:\n    open(f, 'rb').read()"),
-        ])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    common::python_pid(
+        dir,
+        &format!("for f in [{list}]:\n    open(f, 'rb').read()"),
+        true,
+    )
 }
 
 /// An alert caused by real probes arrives in rsyslog with its fields, and a

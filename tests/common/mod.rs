@@ -316,3 +316,22 @@ pub fn query_stdin(daemon: &Daemon, args: &[&str], input: &str) -> Vec<Value> {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// Runs Debian's Python in `cwd` with `code` (as `nobody` when `nobody`),
+/// waits for it, and returns its pid.
+pub fn python_pid(cwd: &Path, code: &str, nobody: bool) -> u32 {
+    use std::os::unix::process::CommandExt as _;
+    let mut cmd = Command::new(python());
+    cmd.args(["-c", &format!("import os\nprint(os.getpid())\n{code}")])
+        .current_dir(cwd);
+    if nobody {
+        cmd.uid(65534).gid(65534);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::parse_toml;
-use crate::model::Severity;
+use crate::model::{Action, Record, Severity};
 
 /// How a syslog sink reaches its receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -92,6 +92,34 @@ struct RawSink {
     index: Option<String>,
 }
 
+/// Which records a sink is handed.
+#[derive(Debug, Clone, Default)]
+pub struct Select {
+    /// Every record, not only alerts.
+    pub all: bool,
+    /// Only alerts at least this severe.
+    pub min_severity: Option<Severity>,
+    /// Only these roles (empty: all).
+    pub roles: Vec<String>,
+}
+
+impl Select {
+    /// Whether `r` is handed over. Heartbeats always are, and the daemon's
+    /// own alerts about itself (outages, lost records) whatever the roles.
+    pub fn wants(&self, r: &Record) -> bool {
+        if r.action == Action::Heartbeat {
+            return true;
+        }
+        let role_ok = self.roles.is_empty()
+            || self.roles.iter().any(|x| **x == *r.role)
+            || &*r.role == "monitor";
+        let Some(a) = &r.alert else {
+            return self.all && role_ok;
+        };
+        role_ok && self.min_severity.is_none_or(|m| a.severity >= m)
+    }
+}
+
 /// One validated Splunk HTTP Event Collector sink (`type = "hec"`).
 #[derive(Debug, Clone)]
 pub struct HecConfig {
@@ -112,12 +140,8 @@ pub struct HecConfig {
     pub index: Option<String>,
     /// CA certificates (PEM) for an https URL.
     pub ca_file: Option<PathBuf>,
-    /// Every record, not only alerts.
-    pub all: bool,
-    /// Only alerts at least this severe.
-    pub min_severity: Option<Severity>,
-    /// Only these roles (empty: all).
-    pub roles: Vec<String>,
+    /// Which records it is handed.
+    pub select: Select,
 }
 
 /// One validated file sink (`type = "ecs"`).
@@ -131,12 +155,8 @@ pub struct FileSinkConfig {
     pub max_bytes: u64,
     /// Rotated files kept (default 5).
     pub keep: u32,
-    /// Every record, not only alerts.
-    pub all: bool,
-    /// Only alerts at least this severe.
-    pub min_severity: Option<Severity>,
-    /// Only these roles (empty: all).
-    pub roles: Vec<String>,
+    /// Which records it is handed.
+    pub select: Select,
 }
 
 /// One validated syslog sink.
@@ -150,12 +170,8 @@ pub struct SinkConfig {
     pub address: String,
     /// What the message text is.
     pub format: Format,
-    /// Alerts only, or every record.
-    pub records: Selection,
-    /// Only alerts at least this severe (with `records = "alerts"`).
-    pub min_severity: Option<Severity>,
-    /// Only these roles (empty: all).
-    pub roles: Vec<String>,
+    /// Which records it is handed.
+    pub select: Select,
     /// The syslog facility (default 10, authpriv).
     pub facility: u8,
     /// The structured data's SD-ID (default `monitor@32473`; 32473 is the
@@ -196,9 +212,7 @@ impl SinkConfig {
             },
             address: "127.0.0.1:6514".into(),
             format: Format::Rfc5424,
-            records: Selection::Alerts,
-            min_severity: None,
-            roles: Vec::new(),
+            select: Select::default(),
             facility: 10,
             sd_id: "monitor@32473".into(),
             ca_file: None,
@@ -245,6 +259,11 @@ impl SinkRules {
                         .map_err(|m| at(v.span(), m))?,
                 ),
             };
+            let select = Select {
+                all: s.records == Some(Selection::All),
+                min_severity,
+                roles: s.roles.clone(),
+            };
             match s.kind.get_ref().as_str() {
                 "syslog" => {}
                 "ecs" => {
@@ -262,9 +281,7 @@ impl SinkRules {
                         path,
                         max_bytes: s.max_bytes.unwrap_or(100 << 20).max(4096),
                         keep: s.keep.unwrap_or(5),
-                        all: s.records == Some(Selection::All),
-                        min_severity,
-                        roles: s.roles,
+                        select,
                     });
                     continue;
                 }
@@ -305,9 +322,7 @@ impl SinkRules {
                         sourcetype: s.sourcetype.unwrap_or_else(|| "monitor:record".into()),
                         index: s.index,
                         ca_file: s.ca_file,
-                        all: s.records == Some(Selection::All),
-                        min_severity,
-                        roles: s.roles,
+                        select,
                     });
                     continue;
                 }
@@ -334,14 +349,6 @@ impl SinkRules {
                     format!("bad address `{}` (expected host:port)", address.get_ref()),
                 ));
             }
-            let min_severity = match &s.min_severity {
-                None => None,
-                Some(v) => Some(
-                    v.get_ref()
-                        .parse::<Severity>()
-                        .map_err(|m| at(v.span(), m))?,
-                ),
-            };
             let sd_id = match &s.sd_id {
                 None => "monitor@32473".to_owned(),
                 Some(v) => {
@@ -375,9 +382,7 @@ impl SinkRules {
                 transport,
                 address: address.get_ref().clone(),
                 format: s.format.unwrap_or(Format::Rfc5424),
-                records: s.records.unwrap_or(Selection::Alerts),
-                min_severity,
-                roles: s.roles,
+                select,
                 facility: s.facility.unwrap_or(10).min(23),
                 sd_id,
                 ca_file: s.ca_file,
@@ -403,7 +408,7 @@ mod tests {
         .unwrap();
         let s = &ok.syslog[0];
         assert_eq!(
-            (s.format, s.min_severity, s.facility),
+            (s.format, s.select.min_severity, s.facility),
             (Format::Cef, Some(Severity::High), 10)
         );
         let cases = [

@@ -7,7 +7,6 @@
 use serde_json::{json, Map, Value};
 
 use super::jsonl::JsonlFile;
-use super::Filter;
 use crate::model::{Action, Outcome, Record, Severity};
 use crate::rules::sinks::FileSinkConfig;
 
@@ -105,15 +104,11 @@ pub fn document(r: &Record) -> Value {
 
 /// The ECS file sink for `cfg`.
 pub fn open(cfg: &FileSinkConfig) -> std::io::Result<JsonlFile> {
-    let filter = Filter {
-        all: cfg.all,
-        min_severity: cfg.min_severity,
-        roles: cfg.roles.clone(),
-    };
+    let select = cfg.select.clone();
     JsonlFile::with(
         cfg.name.clone(),
         &cfg.path,
-        Box::new(move |r| filter.wants(r).then(|| document(r).to_string())),
+        Box::new(move |r| select.wants(r).then(|| document(r).to_string())),
         Some((cfg.max_bytes, cfg.keep)),
     )
 }
@@ -145,9 +140,10 @@ mod tests {
             path: path.clone(),
             max_bytes: 4096,
             keep: 2,
-            all: true,
-            min_severity: None,
-            roles: Vec::new(),
+            select: crate::rules::sinks::Select {
+                all: true,
+                ..Default::default()
+            },
         };
         let mut sink = open(&cfg).unwrap();
         let r = super::super::cef::tests::hostile_record();

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use ring::rand::SecureRandom as _;
 use serde_json::{json, Value};
 
-use super::Filter;
 use crate::model::{FollowError, Follower, Record};
 use crate::rules::sinks::HecConfig;
 
@@ -23,7 +22,6 @@ const ACK_WAIT: Duration = Duration::from_secs(60);
 /// A HEC sink: a follower of the record.
 pub struct Hec {
     cfg: HecConfig,
-    filter: Filter,
     agent: ureq::Agent,
     channel: String,
 }
@@ -54,11 +52,6 @@ impl Hec {
             &hex[20..]
         );
         Ok(Self {
-            filter: Filter {
-                all: cfg.all,
-                min_severity: cfg.min_severity,
-                roles: cfg.roles.clone(),
-            },
             agent: builder.build(),
             channel,
             cfg,
@@ -79,7 +72,7 @@ impl Hec {
     /// One HEC event per record.
     fn body(&self, records: &[Record]) -> std::io::Result<Vec<u8>> {
         let mut raw = Vec::new();
-        for r in records.iter().filter(|r| self.filter.wants(r)) {
+        for r in records.iter().filter(|r| self.cfg.select.wants(r)) {
             let mut ev = json!({
                 "time": r.time_ns as f64 / 1e9,
                 "host": &*r.host,

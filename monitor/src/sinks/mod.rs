@@ -19,10 +19,6 @@ pub mod jsonl;
 pub mod syslog;
 pub mod tls;
 
-use crate::rules::sinks::{Selection, SinkConfig};
-
-use crate::model::{Action, Record, Severity};
-
 /// Why a sink could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -36,41 +32,4 @@ pub enum SinkError {
         /// Why.
         why: String,
     },
-}
-
-/// Which records a sink delivers.
-#[derive(Debug, Clone)]
-pub struct Filter {
-    /// Every record, not only alerts.
-    pub all: bool,
-    /// Only alerts at least this severe.
-    pub min_severity: Option<Severity>,
-    /// Only these roles (empty: all).
-    pub roles: Vec<String>,
-}
-
-impl Filter {
-    /// The filter `cfg` describes.
-    pub fn of(cfg: &SinkConfig) -> Self {
-        Self {
-            all: cfg.records == Selection::All,
-            min_severity: cfg.min_severity,
-            roles: cfg.roles.clone(),
-        }
-    }
-
-    /// Whether `r` is delivered. Heartbeats always are, and the daemon's own
-    /// alerts about itself (outages, lost records) whatever the roles.
-    pub fn wants(&self, r: &Record) -> bool {
-        if r.action == Action::Heartbeat {
-            return true;
-        }
-        let role_ok = self.roles.is_empty()
-            || self.roles.iter().any(|x| **x == *r.role)
-            || &*r.role == "monitor";
-        let Some(a) = &r.alert else {
-            return self.all && role_ok;
-        };
-        role_ok && self.min_severity.is_none_or(|m| a.severity >= m)
-    }
 }

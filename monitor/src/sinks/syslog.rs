@@ -15,7 +15,7 @@ use std::net::{TcpStream, ToSocketAddrs as _, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{cef, Filter};
+use super::cef;
 use crate::model::{FollowError, Follower, Record, Severity};
 use crate::rules::sinks::{Format, SinkConfig, Transport};
 
@@ -174,7 +174,6 @@ impl Conn {
 /// A syslog sink: a follower of the record.
 pub struct Syslog {
     cfg: SinkConfig,
-    filter: Filter,
     tls: Option<Arc<rustls::ClientConfig>>,
     conn: Option<Conn>,
 }
@@ -187,7 +186,6 @@ impl Syslog {
             _ => None,
         };
         Ok(Self {
-            filter: Filter::of(&cfg),
             cfg,
             tls,
             conn: None,
@@ -238,7 +236,7 @@ impl Syslog {
             self.conn = Some(self.connect()?);
         }
         let conn = self.conn.as_mut().expect("connected");
-        for r in records.iter().filter(|r| self.filter.wants(r)) {
+        for r in records.iter().filter(|r| self.cfg.select.wants(r)) {
             let m = message(r, &self.cfg);
             match conn {
                 Conn::Udp(s) => {
