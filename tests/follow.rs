@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{monitor_bin, root_or_skip, Daemon, TempDir};
+use common::{root_or_skip, Daemon, TempDir};
 use serde_json::Value;
 
 /// The most records a follower is handed at once (`record::follow::BATCH`).
@@ -61,17 +61,7 @@ fn a_follower_resumes_at_its_cursor_after_sigkill() {
     for i in 0..50 {
         std::fs::write(cards.join(format!("c{i}.csv")), "x").unwrap();
     }
-    let rules = dir.path().join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("classes.toml"),
-        format!(
-            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
-            cards.display(),
-            include_str!("../rules/classes.toml")
-        ),
-    )
-    .unwrap();
+    common::classify_dir(&dir.path().join("rules"), &cards);
     let sink = dir.path().join("records.jsonl");
     let sink_arg = sink.to_str().unwrap().to_owned();
     let args = ["--sink-jsonl", sink_arg.as_str()];
@@ -106,11 +96,7 @@ fn a_follower_resumes_at_its_cursor_after_sigkill() {
 
     // The chain's last record, from the stopped store.
     let state = second.state_dir();
-    let out = std::process::Command::new(monitor_bin())
-        .args(["verify", "--json", "--store"])
-        .arg(state.join("record"))
-        .output()
-        .unwrap();
+    let out = common::verify_store(&state, &[]);
     assert!(
         out.status.success(),
         "{}",

@@ -7,23 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{python, query, root_or_skip, wait_record, Daemon, TempDir};
+use common::{
+    classify_dir, files_under, python, query, root_or_skip, wait_record, Daemon, TempDir,
+};
 use serde_json::Value;
-
-/// Writes a `classes.toml` override that classifies everything under `dir`
-/// as cardholder data, on top of the shipped classes.
-fn classify_dir(rules: &Path, dir: &Path) {
-    std::fs::create_dir_all(rules).unwrap();
-    std::fs::write(
-        rules.join("classes.toml"),
-        format!(
-            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
-            dir.display(),
-            include_str!("../rules/classes.toml")
-        ),
-    )
-    .unwrap();
-}
 
 /// Makes `names` nested under `base` (by relative steps, so no path is
 /// ever longer than one name) and returns the deepest directory.
@@ -118,18 +105,6 @@ fn item1_a_deep_tree_cannot_forge_a_classified_path() {
         .filter(|r| r["pid"] == pid)
         .collect();
     assert!(forged.is_empty(), "forged accesses recorded: {forged:?}");
-}
-
-/// Every file under `dir`, recursively.
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 /// Item 2: a card number in a file name never reaches the store raw (only
@@ -296,11 +271,7 @@ fn item3_the_store_recovers_from_a_full_disk() {
         s["record"]["stored"].as_u64().unwrap_or(0) > before
     });
     daemon.stop();
-    let out = Command::new(common::monitor_bin())
-        .args(["verify", "--json", "--store"])
-        .arg(daemon.state_dir().join("record"))
-        .output()
-        .unwrap();
+    let out = common::verify_store(&daemon.state_dir(), &[]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{report}");
     let stored = status_of(&daemon)["record"]["stored"].as_u64().unwrap();

@@ -12,7 +12,9 @@ use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use common::{cli, monitor_bin, python, query, root_or_skip, wait_record, Daemon, TempDir};
+use common::{
+    cli, files_under, monitor_bin, python, query, root_or_skip, wait_record, Daemon, TempDir,
+};
 use serde_json::Value;
 
 const CARD: &str = "4111111111111111";
@@ -75,30 +77,13 @@ fn run_ok(cmd: &mut Command) {
 /// at `cards` and the chatbot recognised by its task name (no systemd unit here).
 fn write_rules(dir: &Path, cards: &Path) {
     let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    let classes = format!(
-        "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
-        cards.display(),
-        include_str!("../rules/classes.toml")
-    );
-    std::fs::write(rules.join("classes.toml"), classes).unwrap();
+    common::classify_dir(&rules, cards);
     let roles = include_str!("../rules/roles.toml").replace(
         "units = [\"chatbot.service\", \"chatbot@*.service\"]",
         "comm = [\"chatbot\"]",
     );
     assert!(roles.contains("comm = [\"chatbot\"]"));
     std::fs::write(rules.join("roles.toml"), roles).unwrap();
-}
-
-fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
 }
 
 #[test]

@@ -161,16 +161,7 @@ fn free_port() -> u16 {
 /// Rules for a test: `cards` holds cardholder data, and a TCP syslog sink.
 fn rules(dir: &Path, cards: &Path, port: u16, format: &str) {
     let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules).unwrap();
-    std::fs::write(
-        rules.join("classes.toml"),
-        format!(
-            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
-            cards.display(),
-            include_str!("../rules/classes.toml")
-        ),
-    )
-    .unwrap();
+    common::classify_dir(&rules, cards);
     std::fs::write(
         rules.join("sinks.toml"),
         format!(
@@ -516,13 +507,7 @@ fn heartbeats_carry_a_head_that_verifies_against_the_record() {
     let beat = lines.iter().find(|v| v["msgid"] == "heartbeat").unwrap();
     let head = sd(beat, "object").strip_prefix("head ").unwrap().to_owned();
     let dir = daemon.stop_and_take();
-    let verify = |head: &str| {
-        Command::new(common::monitor_bin())
-            .args(["verify", "--json", "--head", head, "--store"])
-            .arg(dir.path().join("state").join("record"))
-            .output()
-            .unwrap()
-    };
+    let verify = |head: &str| common::verify_store(&dir.path().join("state"), &["--head", head]);
     let out = verify(&head);
     assert!(
         out.status.success(),

@@ -335,3 +335,42 @@ pub fn python_pid(cwd: &Path, code: &str, nobody: bool) -> u32 {
     );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
+
+/// Writes a `classes.toml` override that classifies everything under `dir`
+/// as cardholder data, on top of the shipped classes.
+pub fn classify_dir(rules: &Path, dir: &Path) {
+    std::fs::create_dir_all(rules).unwrap();
+    std::fs::write(
+        rules.join("classes.toml"),
+        format!(
+            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
+            dir.display(),
+            include_str!("../../rules/classes.toml")
+        ),
+    )
+    .unwrap();
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+/// Runs `monitor verify --json --store STATE/record` (with `extra` options)
+/// on a stopped daemon's state directory.
+pub fn verify_store(state: &Path, extra: &[&str]) -> Output {
+    Command::new(monitor_bin())
+        .args(["verify", "--json"])
+        .args(extra)
+        .arg("--store")
+        .arg(state.join("record"))
+        .output()
+        .unwrap()
+}

@@ -150,8 +150,8 @@ fn follow(
                     return Ok(None);
                 };
                 follower.handle(&batch).map_err(|e| e.to_string())?;
-                store.advance(&name, last).map_err(|e| e.to_string())?;
-                Ok(Some((last, batch.len() as u64)))
+                let c = store.advance(&name, last).map_err(|e| e.to_string())?;
+                Ok(Some((c, batch.len() as u64)))
             });
         match step {
             Ok(None) => {
@@ -160,13 +160,11 @@ fn follow(
                 }
                 store.wait_past(cursor, Duration::from_millis(200));
             }
-            Ok(Some((last, n))) => {
-                cursor = last;
-                counters.cursor.store(last, Ordering::Relaxed);
+            Ok(Some((c, n))) => {
+                cursor = c.seq;
+                counters.cursor.store(c.seq, Ordering::Relaxed);
                 counters.handled.fetch_add(n, Ordering::Relaxed);
-                if let Ok(c) = store.cursor(&name) {
-                    counters.lost.store(c.lost, Ordering::Relaxed);
-                }
+                counters.lost.store(c.lost, Ordering::Relaxed);
                 *counters.failing.lock().expect("failing lock") = None;
                 backoff = Duration::from_millis(100);
             }

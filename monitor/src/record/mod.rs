@@ -837,13 +837,16 @@ impl Store {
     }
 
     /// Moves follower `name`'s cursor to `seq` (it has handled everything up
-    /// to there), durably.
-    pub fn advance(&self, name: &str, seq: u64) -> Result<(), StoreError> {
+    /// to there), durably; returns the cursor as stored.
+    pub fn advance(&self, name: &str, seq: u64) -> Result<Cursor, StoreError> {
         let t = self.t()?;
-        let lost = self.cursor(name)?.lost;
-        self.put_cursor(name, Cursor { seq, lost })?;
+        let c = Cursor {
+            seq,
+            lost: self.cursor(name)?.lost,
+        };
+        self.put_cursor(name, c)?;
         t.cursors.flush()?;
-        Ok(())
+        Ok(c)
     }
 
     fn put_cursor(&self, name: &str, c: Cursor) -> Result<(), StoreError> {

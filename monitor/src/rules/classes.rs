@@ -100,16 +100,21 @@ impl ClassRules {
         let globs = set
             .build()
             .map_err(|e| RulesError::at(src, file, 0, e.to_string()))?;
-        let mut pii_class = HashMap::new();
-        for (t, c) in &raw.pii {
-            if !pii.knows_type(t.get_ref()) {
-                return Err(RulesError::at(
+        let known_pii = |t: &Spanned<String>| {
+            if pii.knows_type(t.get_ref()) {
+                Ok(())
+            } else {
+                Err(RulesError::at(
                     src,
                     file,
                     t.span().start,
                     format!("unknown PII type `{}`", t.get_ref()),
-                ));
+                ))
             }
+        };
+        let mut pii_class = HashMap::new();
+        for (t, c) in &raw.pii {
+            known_pii(t)?;
             pii_class.insert(t.get_ref().clone(), intern(class_name(src, file, c)?));
         }
         let rating = |s: &Spanned<String>| {
@@ -134,14 +139,7 @@ impl ClassRules {
         }
         let mut pii_severity = HashMap::new();
         for (t, s) in &raw.pii_severity {
-            if !pii.knows_type(t.get_ref()) {
-                return Err(RulesError::at(
-                    src,
-                    file,
-                    t.span().start,
-                    format!("unknown PII type `{}`", t.get_ref()),
-                ));
-            }
+            known_pii(t)?;
             pii_severity.insert(t.get_ref().clone(), rating(s)?);
         }
         Ok(Self {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::soak::start_daemon;
+use super::soak::{classify, start_daemon, status, stop_daemon};
 
 /// What the SIEM benchmark measured.
 #[derive(Debug, Serialize)]
@@ -68,11 +68,7 @@ fn rsyslog(dir: &Path, port: u16, out: &Path) -> anyhow::Result<Child> {
 }
 
 fn backlog(dir: &Path) -> u64 {
-    std::fs::read(dir.join("status.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["followers"][0]["lag"].as_u64())
-        .unwrap_or(0)
+    status(dir)["followers"][0]["lag"].as_u64().unwrap_or(0)
 }
 
 /// Runs both rounds.
@@ -90,27 +86,15 @@ pub fn run(monitor: &Path, rate: u64, seconds: u64) -> anyhow::Result<SiemReport
         .port();
     let out = dir.join("rsyslog-out.txt");
     let mut syslog = rsyslog(&dir, port, &out)?;
+    classify(&dir, &cards)?;
     let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules)?;
-    std::fs::write(
-        rules.join("classes.toml"),
-        format!(
-            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
-            cards.display(),
-            include_str!("../../../../rules/classes.toml")
-        ),
-    )?;
     std::fs::write(
         rules.join("sinks.toml"),
         format!("[[sink]]\nname = \"siem\"\ntype = \"syslog\"\naddress = \"127.0.0.1:{port}\"\nrecords = \"all\"\n"),
     )?;
     let mut daemon = start_daemon(monitor, &dir)?;
     let result = rounds(&dir, &cards, &out, rate, n);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = daemon.wait();
+    stop_daemon(&mut daemon);
     let _ = syslog.kill();
     let _ = syslog.wait();
     std::fs::remove_dir_all(&dir).ok();

@@ -44,23 +44,10 @@ pub fn run(monitor: &Path, minutes: u64, sample_secs: u64) -> anyhow::Result<Soa
     for i in 0..1000 {
         std::fs::write(cards.join(format!("customer-{i:04}.json")), "{}")?;
     }
-    let rules = dir.join("rules");
-    std::fs::create_dir_all(&rules)?;
-    std::fs::write(
-        rules.join("classes.toml"),
-        format!(
-            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
-            cards.display(),
-            include_str!("../../../../rules/classes.toml")
-        ),
-    )?;
+    classify(&dir, &cards)?;
     let mut daemon = start_daemon(monitor, &dir)?;
     let result = soak(&dir, &cards, daemon.id(), minutes, sample_secs);
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(daemon.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = daemon.wait();
+    stop_daemon(&mut daemon);
     std::fs::remove_dir_all(&dir).ok();
     result
 }
@@ -103,12 +90,41 @@ pub fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn stored(dir: &Path) -> u64 {
+/// Writes `DIR/rules/classes.toml`: everything under `cards` is cardholder
+/// data, on top of the shipped classes.
+pub fn classify(dir: &Path, cards: &Path) -> anyhow::Result<()> {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules)?;
+    std::fs::write(
+        rules.join("classes.toml"),
+        format!(
+            "[[path]]\nglob = \"{}/**\"\nclass = \"cardholder-data\"\n\n{}",
+            cards.display(),
+            include_str!("../../../../rules/classes.toml")
+        ),
+    )?;
+    Ok(())
+}
+
+/// Stops a daemon [`start_daemon`] started (SIGTERM) and waits for it.
+pub fn stop_daemon(daemon: &mut Child) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = daemon.wait();
+}
+
+/// The daemon's status file in `dir`, or `null` while there is none.
+pub fn status(dir: &Path) -> serde_json::Value {
     std::fs::read(dir.join("status.json"))
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["record"]["stored"].as_u64())
-        .unwrap_or(0)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn stored(dir: &Path) -> u64 {
+    status(dir)["record"]["stored"].as_u64().unwrap_or(0)
 }
 
 fn soak(
