@@ -522,11 +522,13 @@ fn heartbeats_carry_a_head_that_verifies_against_the_record() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("rewritten"));
 }
 
-/// ECS: an alert caused by real probes lands in the ECS file as an ECS
-/// alert document a log shipper can read.
+/// ECS and OCSF: an alert caused by real probes lands in the ECS file as an
+/// ECS alert document, and in the OCSF file as its File System Activity
+/// followed by the Detection Finding that names it, both valid against the
+/// published OCSF schema.
 #[test]
-fn an_alert_lands_in_the_ecs_file() {
-    if !root_or_skip("an_alert_lands_in_the_ecs_file") {
+fn an_alert_lands_in_the_ecs_and_ocsf_files() {
+    if !root_or_skip("an_alert_lands_in_the_ecs_and_ocsf_files") {
         return;
     }
     let dir = TempDir::new("siem-ecs");
@@ -536,34 +538,100 @@ fn an_alert_lands_in_the_ecs_file() {
     std::fs::write(cards.join("c.csv"), "x").unwrap();
     rules(dir.path(), &cards, free_port(), "rfc5424");
     let ecs = dir.path().join("ecs.jsonl");
+    let ocsf = dir.path().join("ocsf.jsonl");
     std::fs::write(
         dir.path().join("rules").join("sinks.toml"),
         format!(
-            "[[sink]]\nname = \"elastic\"\ntype = \"ecs\"\npath = \"{}\"\n",
-            ecs.display()
+            "[[sink]]\nname = \"elastic\"\ntype = \"ecs\"\npath = \"{}\"\n\n\
+             [[sink]]\nname = \"lake\"\ntype = \"ocsf\"\npath = \"{}\"\n",
+            ecs.display(),
+            ocsf.display()
         ),
     )
     .unwrap();
     let _daemon = Daemon::start_in(dir, &[]);
     let pid = open_files(&cards, &["c.csv".into()]);
     let deadline = Instant::now() + Duration::from_secs(20);
-    let doc = loop {
-        let found = std::fs::read_to_string(&ecs)
+    let docs_of = |path: &Path| -> Vec<Value> {
+        std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .collect()
+    };
+    let (doc, finding) = loop {
+        let doc = docs_of(&ecs)
+            .into_iter()
             .find(|v| v["process"]["pid"] == pid);
-        if let Some(v) = found {
-            break v;
+        let finding = docs_of(&ocsf)
+            .into_iter()
+            .find(|v| v["class_uid"] == 2004 && v["actor"]["process"]["pid"] == pid);
+        if let (Some(d), Some(f)) = (doc, finding) {
+            break (d, f);
         }
-        assert!(Instant::now() < deadline, "no ECS document for pid {pid}");
+        assert!(
+            Instant::now() < deadline,
+            "no ECS and OCSF documents for pid {pid}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
+    let path = format!("{}/c.csv", cards.display());
     assert_eq!(doc["event"]["kind"], "alert");
     assert_eq!(doc["rule"]["id"], "class-read");
     assert_eq!(doc["user"]["roles"][0], "unassigned");
-    assert_eq!(doc["file"]["path"], format!("{}/c.csv", cards.display()));
+    assert_eq!(doc["file"]["path"], path);
     assert_eq!(doc["labels"]["data_class"], "cardholder-data");
+
+    assert_eq!(finding["finding_info"]["analytic"]["uid"], "class-read");
+    assert_eq!(finding["evidences"][0]["file"]["path"], path);
+    assert_eq!(finding["unmapped"]["monitor"]["class"], "cardholder-data");
+    let evidence_uid = &finding["finding_info"]["related_events"][0]["uid"];
+    let activity = docs_of(&ocsf)
+        .into_iter()
+        .find(|v| &v["metadata"]["uid"] == evidence_uid)
+        .expect("the finding's evidence is in the file");
+    assert_eq!(
+        (
+            activity["class_uid"].as_u64(),
+            activity["activity_id"].as_u64()
+        ),
+        (Some(1001), Some(2))
+    );
+    let valid = validate_ocsf(&std::fs::read_to_string(&ocsf).unwrap());
+    assert!(
+        valid.contains("class 2004:") && valid.contains("class 1001:"),
+        "{valid}"
+    );
+}
+
+/// Runs `tests/ocsf_validate.py` on OCSF JSON lines: every document checked
+/// against the published OCSF schema. Its summary, or a failed assertion.
+fn validate_ocsf(lines: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/ocsf_validate.py"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "OCSF validation failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 /// A stand-in for Splunk's HTTP Event Collector. No Splunk can run here, so

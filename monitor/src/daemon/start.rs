@@ -15,6 +15,10 @@ use crate::enrich::Enricher;
 use crate::judge::Chain;
 use crate::model::{Action, Alert, Follower, Outcome, Record, Severity};
 use crate::output::{EventSink, JsonLines};
+
+/// Opens a file sink (ECS or OCSF) from its settings.
+type FileOpen =
+    fn(&crate::rules::sinks::FileSinkConfig) -> std::io::Result<crate::sinks::jsonl::JsonlFile>;
 use crate::pipeline::{Counters, Pipeline, Recording};
 use crate::record::follow;
 use crate::record::writer::{self, RecordSender, WriterCounters};
@@ -288,9 +292,21 @@ fn make_followers(opts: &Options, rules: &RuleSet) -> anyhow::Result<Vec<Box<dyn
             .with_context(|| format!("setting up sink {}", cfg.name))?;
         out.push(Box::new(sink));
     }
-    for cfg in &rules.sinks.ecs {
-        let sink = crate::sinks::ecs::open(cfg)
-            .with_context(|| format!("sink {}: {}", cfg.name, cfg.path.display()))?;
+    let files = (rules
+        .sinks
+        .ecs
+        .iter()
+        .map(|c| (c, crate::sinks::ecs::open as FileOpen)))
+    .chain(
+        rules
+            .sinks
+            .ocsf
+            .iter()
+            .map(|c| (c, crate::sinks::ocsf::open as FileOpen)),
+    );
+    for (cfg, open) in files {
+        let sink =
+            open(cfg).with_context(|| format!("sink {}: {}", cfg.name, cfg.path.display()))?;
         out.push(Box::new(sink));
     }
     for path in &opts.sink_jsonl {

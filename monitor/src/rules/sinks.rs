@@ -144,7 +144,7 @@ pub struct HecConfig {
     pub select: Select,
 }
 
-/// One validated file sink (`type = "ecs"`).
+/// One validated file sink (`type = "ecs"` or `"ocsf"`).
 #[derive(Debug, Clone)]
 pub struct FileSinkConfig {
     /// Its stable name (the cursor's).
@@ -230,6 +230,8 @@ pub struct SinkRules {
     pub syslog: Vec<SinkConfig>,
     /// ECS file sinks, in file order.
     pub ecs: Vec<FileSinkConfig>,
+    /// OCSF file sinks, in file order.
+    pub ocsf: Vec<FileSinkConfig>,
     /// Splunk HEC sinks, in file order.
     pub hec: Vec<HecConfig>,
 }
@@ -266,7 +268,7 @@ impl SinkRules {
             };
             match s.kind.get_ref().as_str() {
                 "syslog" => {}
-                "ecs" => {
+                "ecs" | "ocsf" => {
                     let Some(path) = s.path else {
                         return Err(at(s.name.span(), format!("sink `{name}` has no path")));
                     };
@@ -276,13 +278,18 @@ impl SinkRules {
                             format!("sink `{name}`: path must be absolute"),
                         ));
                     }
-                    out.ecs.push(FileSinkConfig {
+                    let cfg = FileSinkConfig {
                         name,
                         path,
                         max_bytes: s.max_bytes.unwrap_or(100 << 20).max(4096),
                         keep: s.keep.unwrap_or(5),
                         select,
-                    });
+                    };
+                    if s.kind.get_ref() == "ecs" {
+                        out.ecs.push(cfg);
+                    } else {
+                        out.ocsf.push(cfg);
+                    }
                     continue;
                 }
                 "hec" => {
@@ -329,7 +336,7 @@ impl SinkRules {
                 other => {
                     return Err(at(
                         s.kind.span(),
-                        format!("unknown sink type `{other}` (syslog, ecs, hec)"),
+                        format!("unknown sink type `{other}` (syslog, ecs, ocsf, hec)"),
                     ))
                 }
             }
@@ -411,8 +418,16 @@ mod tests {
             (s.format, s.select.min_severity, s.facility),
             (Format::Cef, Some(Severity::High), 10)
         );
+        let files = SinkRules::parse(
+            "[[sink]]\nname = \"lake\"\ntype = \"ocsf\"\npath = \"/var/log/o.jsonl\"\nkeep = 2\n",
+            "sinks.toml",
+        )
+        .unwrap();
+        assert_eq!((files.ocsf.len(), files.ecs.len()), (1, 0));
+        assert_eq!((files.ocsf[0].keep, files.ocsf[0].max_bytes), (2, 100 << 20));
         let cases = [
             ("[[sink]]\nname = \"a\"\ntype = \"kafka\"\n", 3, 8, "unknown sink type"),
+            ("[[sink]]\nname = \"a\"\ntype = \"ocsf\"\npath = \"o.jsonl\"\n", 2, 8, "must be absolute"),
             ("[[sink]]\nname = \"a\"\ntype = \"syslog\"\naddress = \"nowhere\"\n", 4, 11, "expected host:port"),
             ("[[sink]]\nname = \"a\"\ntype = \"syslog\"\naddress = \"h:1\"\ntransport = \"tls\"\n", 2, 8, "needs a ca_file"),
             ("[[sink]]\nname = \"a\"\ntype = \"syslog\"\naddress = \"h:1\"\nmin_severity = \"dire\"\n", 5, 16, "unknown severity"),

@@ -6,6 +6,7 @@
 //!
 //! - [`jsonl`]: every record as a JSON line in a file.
 //! - [`ecs`]: Elastic Common Schema documents in a size-rotated file.
+//! - [`ocsf`]: OCSF 1.7.0 activities and findings in a size-rotated file.
 //! - [`hec`]: Splunk HTTP Event Collector, with indexer acknowledgment.
 //! - [`syslog`]: RFC 5424 over UDP, TCP or TLS, the record as structured
 //!   data, the message plain or [`cef`].
@@ -16,6 +17,7 @@ pub mod cef;
 pub mod ecs;
 pub mod hec;
 pub mod jsonl;
+pub mod ocsf;
 pub mod syslog;
 pub mod tls;
 
