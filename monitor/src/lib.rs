@@ -25,6 +25,7 @@
 //! [`server`] (the analysts' query socket), [`cli`] (every command),
 //! [`btf`] (kernel struct offsets).
 
+pub mod anomaly;
 pub mod btf;
 pub mod classify;
 pub mod cli;

@@ -55,6 +55,9 @@ pub enum Action {
     /// The chain's head (seq and MAC), sent off the host by every sink so a
     /// later truncation of the local record can be proven.
     Heartbeat,
+    /// Unusual access found by the anomaly detectors (`anomaly/`): the
+    /// alert's `explain` holds the numbers and the evidence.
+    Anomaly,
 }
 
 impl Action {
@@ -77,6 +80,7 @@ impl Action {
             Action::Retention => "retention",
             Action::Outage => "outage",
             Action::Heartbeat => "heartbeat",
+            Action::Anomaly => "anomaly",
         }
     }
 
@@ -158,14 +162,60 @@ impl std::str::FromStr for Severity {
 }
 
 /// A rule broken by an access (or the daemon's own finding about itself).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// How urgent.
     pub severity: Severity,
-    /// Which rule: `class-read`, `class-write`, `egress`, `pii-egress`, `query-refused`.
+    /// Which rule: `class-read`, `class-write`, `egress`, `pii-egress`,
+    /// `query-refused`, or an anomaly detector's (`bulk-access`, ...).
     pub rule: String,
     /// What happened, for people (never a raw value).
     pub message: String,
+    /// For an anomaly: the numbers behind it and the evidence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain: Option<Box<Explain>>,
+}
+
+impl Alert {
+    /// An alert with no anomaly explanation.
+    pub fn new(severity: Severity, rule: impl Into<String>, message: impl Into<String>) -> Self {
+        Alert {
+            severity,
+            rule: rule.into(),
+            message: message.into(),
+            explain: None,
+        }
+    }
+}
+
+/// Why an anomaly alert fired, in numbers: what was observed against what
+/// is usual, over which window, and the records that show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explain {
+    /// The value observed (accesses in the window, PII findings, ...).
+    pub observed: f64,
+    /// The usual value (the baseline), when the detector has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<f64>,
+    /// The value above which it alerts (baseline plus its deviation band).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    /// The role's peers' figure (their median), when compared to them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<f64>,
+    /// The window the value is over (`10m`, `hour 03 weekday`, `ever`).
+    pub window: String,
+    /// Records that show it (sequence numbers; the first and last 16).
+    pub evidence: Vec<u64>,
+    /// Occurrences counted (records in the window).
+    pub count: u64,
+    /// When the first and last of them happened (RFC 3339).
+    pub first: String,
+    /// The last.
+    pub last: String,
+    /// Every detector that agreed (one incident, one alert).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detectors: Vec<String>,
 }
 
 /// The alerts on one access folded into one: the most severe leads, the
@@ -252,6 +302,10 @@ pub struct Record {
     /// with `…`, and is classified by its ancestors, not its text).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// The payload was taken from a TLS library before encryption (false:
+    /// it went out as it is, in cleartext).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls: bool,
 }
 
 impl Record {
@@ -259,9 +313,9 @@ impl Record {
     pub fn of_access(host: &Arc<str>, event: &Event, access: Access, alert: Option<Alert>) -> Self {
         let p = &event.process;
         let when = humantime::parse_rfc3339(&event.time).unwrap_or_else(|_| SystemTime::now());
-        let (findings, dest_host) = match &event.detail {
-            Detail::Payload(info) => (info.findings.clone(), info.dest_host.clone()),
-            _ => (Vec::new(), None),
+        let (findings, dest_host, tls) = match &event.detail {
+            Detail::Payload(info) => (info.findings.clone(), info.dest_host.clone(), info.tls),
+            _ => (Vec::new(), None, false),
         };
         let outcome = if alert.is_some() {
             Outcome::Violation
@@ -293,6 +347,7 @@ impl Record {
             errno: access.errno,
             alert,
             truncated: event.truncated,
+            tls,
         }
     }
 
@@ -334,6 +389,7 @@ mod tests {
     #[test]
     fn worst_alert_leads() {
         let a = |s, m: &str| Alert {
+            explain: None,
             severity: s,
             rule: "r".into(),
             message: m.into(),

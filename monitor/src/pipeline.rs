@@ -443,6 +443,7 @@ mod tests {
                 return vec![];
             }
             vec![Alert {
+                explain: None,
                 severity: Severity::Low,
                 rule: "every-send".into(),
                 message: format!("{} sent", case.role),

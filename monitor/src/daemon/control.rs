@@ -57,7 +57,9 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                 for note in watch.check(&d.status, &d.template) {
                     let _ = d.records.send(note);
                 }
-                if !d.followers.is_empty() && last_beat.elapsed() >= heartbeat {
+                if d.followers.iter().any(|f| f.name() != crate::anomaly::follower::NAME)
+                    && last_beat.elapsed() >= heartbeat
+                {
                     last_beat = std::time::Instant::now();
                     let (seq, mac) = d.store.head_mac();
                     let _ = d.records.send(Record {
@@ -103,6 +105,7 @@ impl FollowerWatch {
             object,
             outcome: Outcome::Failed,
             alert: Some(Alert {
+                explain: None,
                 severity: Severity::High,
                 rule: rule.into(),
                 message,
@@ -195,6 +198,7 @@ impl Losses {
             bytes: Some(total as i64),
             outcome: Outcome::Failed,
             alert: Some(Alert {
+                explain: None,
                 severity: Severity::High,
                 rule: "events-dropped".into(),
                 message: format!("{total} events were dropped unseen"),
@@ -266,6 +270,7 @@ fn reload(
                 Outcome::Failed,
                 Some(e),
                 Some(Alert {
+                    explain: None,
                     severity: Severity::Medium,
                     rule: "rules-reload".into(),
                     message: "a rules reload was refused; the running policy stays".into(),

@@ -121,7 +121,14 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
 
     let followers_stop = Arc::new(AtomicBool::new(false));
     let mut followers = Vec::new();
-    for f in make_followers(opts, &rules)? {
+    let learner = crate::anomaly::follower::Learner::new(
+        rules.anomaly.clone(),
+        store.clone(),
+        records.clone(),
+    )
+    .context("starting the anomaly learner")?;
+    let learner: Box<dyn Follower> = Box::new(learner);
+    for f in std::iter::once(learner).chain(make_followers(opts, &rules)?) {
         followers.push(
             follow::spawn(store.clone(), f, followers_stop.clone())
                 .context("starting a follower")?,
@@ -238,6 +245,7 @@ fn unclean_stop(last: &Record, template: &Record) -> Option<Record> {
         ),
         outcome: Outcome::Failed,
         alert: Some(Alert {
+            explain: None,
             severity: Severity::High,
             rule: "unclean-stop".into(),
             message: format!(
@@ -345,5 +353,6 @@ fn own_identity(host: &Arc<str>) -> Record {
         errno: None,
         alert: None,
         truncated: false,
+        tls: false,
     }
 }

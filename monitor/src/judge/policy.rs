@@ -36,6 +36,7 @@ impl PolicyJudge {
             Action::Read | Action::Write | Action::Delete | Action::Rename => {
                 if access.unresolved {
                     alerts.push(Alert {
+                        explain: None,
                         severity: Severity::Medium,
                         rule: "path-unresolved".into(),
                         message: format!(
@@ -59,6 +60,7 @@ impl PolicyJudge {
                         ""
                     };
                     alerts.push(Alert {
+                        explain: None,
                         severity: self.classes.severity_of_class(class),
                         rule: rule.into(),
                         message: format!("role {role} may not {verb} {class} data{tried}"),
@@ -69,6 +71,7 @@ impl PolicyJudge {
                 if let (Some(_), Some((ip, port))) = (&p.egress, access.remote) {
                     if p.egress_to(ip, port).is_none() {
                         alerts.push(Alert {
+                            explain: None,
                             severity: Severity::Medium,
                             rule: "egress".into(),
                             message: format!("role {role} may not connect to {}", access.object),
@@ -94,6 +97,7 @@ impl PolicyJudge {
                         .max()
                         .unwrap_or(DEFAULT_PII_SEVERITY);
                     alerts.push(Alert {
+                        explain: None,
                         severity,
                         rule: "pii-egress".into(),
                         message: format!(

@@ -157,6 +157,7 @@ struct Trees {
     index: sled::Tree,
     meta: sled::Tree,
     cursors: sled::Tree,
+    state: sled::Tree,
 }
 
 impl Trees {
@@ -167,6 +168,7 @@ impl Trees {
             index: db.open_tree("index")?,
             meta: db.open_tree("meta")?,
             cursors: db.open_tree("cursors")?,
+            state: db.open_tree("state")?,
             db,
         })
     }
@@ -858,6 +860,20 @@ impl Store {
         Ok(())
     }
 
+    /// What follower `name` saved of its own state (the anomaly learner's
+    /// baselines), if anything.
+    pub fn state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.t()?.state.get(name)?.map(|v| v.to_vec()))
+    }
+
+    /// Saves follower `name`'s own state, durably.
+    pub fn save_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let t = self.t()?;
+        t.state.insert(name, value)?;
+        t.state.flush()?;
+        Ok(())
+    }
+
     /// Registers a running follower: from now on retention waits for it.
     /// A cursor behind the anchor (records removed while it was away) moves
     /// to the anchor, and the gap is counted as lost; returns that gap.
@@ -945,6 +961,7 @@ mod tests {
             errno: None,
             alert: None,
             truncated: false,
+            tls: false,
         }
     }
 

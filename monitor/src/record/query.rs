@@ -262,6 +262,7 @@ mod tests {
             record(40, "chatbot", "127.0.0.1:9000"),
         ];
         batch[1].alert = Some(Alert {
+            explain: None,
             severity: Severity::High,
             rule: "class-read".into(),
             message: "m".into(),

@@ -235,6 +235,7 @@ fn recover(
         bytes: Some(o.lost as i64),
         outcome: Outcome::Failed,
         alert: Some(Alert {
+            explain: None,
             severity: if o.lost > 0 {
                 Severity::Critical
             } else {
@@ -296,6 +297,7 @@ fn expire(store: &Store, retention: Retention, counters: &WriterCounters, templa
                     bytes: Some(*n as i64),
                     outcome: Outcome::Violation,
                     alert: Some(Alert {
+                        explain: None,
                         severity: Severity::High,
                         rule: "follower-lost".into(),
                         message: format!(

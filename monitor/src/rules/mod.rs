@@ -13,11 +13,13 @@ use monitor_pii::{PiiRules, RulesError};
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 
+pub mod anomaly;
 pub mod classes;
 pub mod policy;
 pub mod roles;
 pub mod sinks;
 
+use anomaly::AnomalyRules;
 use classes::ClassRules;
 use policy::Policy;
 use roles::RoleRules;
@@ -27,12 +29,13 @@ use sinks::SinkRules;
 pub const DEFAULT_RULES_DIR: &str = "/etc/monitor/rules.d";
 
 /// The rule files, with their shipped contents.
-pub const SHIPPED: [(&str, &str); 5] = [
+pub const SHIPPED: [(&str, &str); 6] = [
     ("roles.toml", include_str!("../../../rules/roles.toml")),
     ("classes.toml", include_str!("../../../rules/classes.toml")),
     ("policy.toml", include_str!("../../../rules/policy.toml")),
     ("pii.toml", monitor_pii::rules::DEFAULT_RULES),
     ("sinks.toml", include_str!("../../../rules/sinks.toml")),
+    ("anomaly.toml", include_str!("../../../rules/anomaly.toml")),
 ];
 
 /// Why a rule set was refused: every error found, each positioned.
@@ -65,6 +68,8 @@ pub struct RuleSet {
     pub pii: PiiRules,
     /// Where records go after the store (read at start-up).
     pub sinks: Arc<SinkRules>,
+    /// Baselines and anomaly detectors (read at start-up).
+    pub anomaly: Arc<AnomalyRules>,
     /// Where each file came from (`rules/NAME` for the shipped one, or the override path).
     pub sources: Vec<(String, String)>,
     /// Each file's SHA-256 (hex), in the order of `sources`.
@@ -155,8 +160,12 @@ impl RuleSet {
         };
         let (file, src) = text("sinks.toml");
         let sinks = SinkRules::parse(src, file).map_err(|e| errors.push(e)).ok();
-        match (roles, classes, policy, pii, sinks) {
-            (Some(roles), Some(classes), Some(policy), Some(pii), Some(sinks))
+        let (file, src) = text("anomaly.toml");
+        let anomaly = AnomalyRules::parse(src, file)
+            .map_err(|e| errors.push(e))
+            .ok();
+        match (roles, classes, policy, pii, sinks, anomaly) {
+            (Some(roles), Some(classes), Some(policy), Some(pii), Some(sinks), Some(anomaly))
                 if errors.is_empty() =>
             {
                 Ok(Self {
@@ -165,6 +174,7 @@ impl RuleSet {
                     policy: Arc::new(policy),
                     pii,
                     sinks: Arc::new(sinks),
+                    anomaly: Arc::new(anomaly),
                     digests: texts.iter().map(|(_, _, src)| sha256_hex(src)).collect(),
                     sources: texts.into_iter().map(|(n, f, _)| (n, f)).collect(),
                 })

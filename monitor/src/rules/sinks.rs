@@ -424,7 +424,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!((files.ocsf.len(), files.ecs.len()), (1, 0));
-        assert_eq!((files.ocsf[0].keep, files.ocsf[0].max_bytes), (2, 100 << 20));
+        assert_eq!(
+            (files.ocsf[0].keep, files.ocsf[0].max_bytes),
+            (2, 100 << 20)
+        );
         let cases = [
             ("[[sink]]\nname = \"a\"\ntype = \"kafka\"\n", 3, 8, "unknown sink type"),
             ("[[sink]]\nname = \"a\"\ntype = \"ocsf\"\npath = \"o.jsonl\"\n", 2, 8, "must be absolute"),

@@ -377,6 +377,7 @@ impl Server {
                 Outcome::Allowed
             },
             alert: refused.then(|| Alert {
+                explain: None,
                 severity: Severity::Medium,
                 rule: "query-refused".into(),
                 message: format!(

@@ -51,7 +51,8 @@ fn activity(action: Action) -> (u32, u32, u32, &'static str, &'static str) {
         | Action::Reload
         | Action::Retention
         | Action::Outage
-        | Action::Heartbeat => (PROC, 99, "Other"),
+        | Action::Heartbeat
+        | Action::Anomaly => (PROC, 99, "Other"),
     };
     (class, category, id, name, class_name)
 }

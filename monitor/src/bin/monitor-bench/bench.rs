@@ -460,11 +460,13 @@ pub fn run_store_bench(
             },
             errno: None,
             alert: i.is_multiple_of(50).then(|| Alert {
+                explain: None,
                 severity: Severity::High,
                 rule: "pii-egress".into(),
                 message: "role chatbot sent CREDIT_CARD to 203.0.113.9:443".into(),
             }),
             truncated: false,
+            tls: false,
         }
     };
     let sample_bytes =
