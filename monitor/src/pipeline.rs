@@ -13,7 +13,7 @@ use crate::classify::classify;
 use crate::enrich::Enricher;
 use crate::event::{Detail, Event};
 use crate::judge::{Case, Chain};
-use crate::model::{worst, Record, UNASSIGNED};
+use crate::model::{worst, Action, Record, UNASSIGNED};
 use crate::output::EventSink;
 use crate::payload::PayloadStage;
 use crate::record::writer::RecordSender;
@@ -243,7 +243,14 @@ pub fn assess(
         findings,
         event,
     }));
-    if access.class.is_none() && findings.is_empty() && alert.is_none() {
+    // Outbound connections off the host are kept (the anomaly learner
+    // learns each role's destinations from them); other unclassified
+    // accesses only when they broke a rule.
+    let egress = access.action == Action::Connect
+        && access
+            .remote
+            .is_some_and(|(ip, _)| !ip.is_loopback() && !ip.is_unspecified());
+    if access.class.is_none() && findings.is_empty() && alert.is_none() && !egress {
         return None;
     }
     let mut rec = Record::of_access(host, event, access, alert);

@@ -130,6 +130,10 @@ pub struct State {
     /// When the baselines last forgot old items (ns).
     #[serde(default)]
     pub forgot_at: u64,
+    /// How long a new role or user learns (ns), as the settings said when
+    /// saved (for `monitor baseline`).
+    #[serde(default)]
+    pub learn_ns: u64,
 }
 
 /// What one record came to.
@@ -176,6 +180,7 @@ impl Engine {
 
     /// The state to persist.
     pub fn save(&mut self) -> &State {
+        self.state.learn_ns = self.rules.learn_ns;
         self.state.detectors = self
             .detectors
             .iter()

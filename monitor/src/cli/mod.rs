@@ -3,6 +3,7 @@
 //! own [`Options`](crate::daemon::Options), written once there.
 
 pub mod analyst;
+pub mod baseline;
 pub mod query;
 pub mod scan;
 pub mod status;
@@ -37,6 +38,14 @@ pub enum Command {
     /// Where a PII value went. Give `-` to read it from stdin (keeps it out of
     /// the process list); it is fingerprinted by the daemon and never stored.
     TracePii(query::TracePii),
+    /// What the anomaly learner learned a role (or `--user`) normally does.
+    Baseline(baseline::Baseline),
+    /// Least-data policy from what a role actually used.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        command: baseline::PolicyCommand,
+    },
     /// Walk the record's MAC chain and name the first bad record.
     Verify(verify::Verify),
     /// Check rules.
@@ -72,6 +81,8 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Role(c) => c.run(),
         Command::TracePii(c) => c.run(),
         Command::Verify(c) => c.run(),
+        Command::Baseline(c) => c.run(),
+        Command::Policy { command } => command.run(),
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => rules_check(&dir),

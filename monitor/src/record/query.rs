@@ -58,6 +58,29 @@ pub struct RoleSummary {
     pub top_objects: Vec<(String, u64)>,
 }
 
+/// What a role actually used over a time range: the ground of a
+/// least-data policy (`monitor policy suggest`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RoleUsage {
+    /// The role.
+    pub role: String,
+    /// Records considered.
+    pub records: u64,
+    /// The first and last record's time (ns).
+    pub first_ns: u64,
+    /// The last.
+    pub last_ns: u64,
+    /// Classes read, with counts (attempts included: a failed read of a
+    /// class the role needs is still a need).
+    pub read: BTreeMap<String, u64>,
+    /// Classes written, created, deleted or renamed, with counts.
+    pub write: BTreeMap<String, u64>,
+    /// Destinations connected or sent to (`addr:port`), with counts.
+    pub egress: BTreeMap<String, u64>,
+    /// PII types sent, with counts.
+    pub pii_sent: BTreeMap<String, u64>,
+}
+
 impl Filter {
     fn time_range(&self) -> (u64, u64) {
         (
@@ -196,6 +219,43 @@ impl Store {
             Ok(out.len() < limit)
         })?;
         Ok(out)
+    }
+
+    /// What `role` used over the filter's time range.
+    pub fn role_usage(&self, role: &str, f: &Filter) -> Result<RoleUsage, StoreError> {
+        let f = Filter {
+            role: Some(role.to_owned()),
+            limit: 0,
+            ..f.clone()
+        };
+        let mut u = RoleUsage {
+            role: role.to_owned(),
+            first_ns: u64::MAX,
+            ..RoleUsage::default()
+        };
+        for r in self.events(&f, false)? {
+            u.records += 1;
+            u.first_ns = u.first_ns.min(r.time_ns);
+            u.last_ns = u.last_ns.max(r.time_ns);
+            if let Some(class) = r.class.as_deref().filter(|_| r.action.on_files()) {
+                let to = if r.action.writes() {
+                    &mut u.write
+                } else {
+                    &mut u.read
+                };
+                *to.entry(class.to_owned()).or_default() += 1;
+            }
+            if matches!(r.action, Action::Connect | Action::Send) {
+                *u.egress.entry(r.object.clone()).or_default() += 1;
+                for f in &r.findings {
+                    *u.pii_sent.entry(f.kind.clone()).or_default() += 1;
+                }
+            }
+        }
+        if u.records == 0 {
+            u.first_ns = 0;
+        }
+        Ok(u)
     }
 
     /// What `role` did, summarised.

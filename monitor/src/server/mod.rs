@@ -19,7 +19,7 @@ use limits::{Limits, Refusal};
 use crate::model::Action;
 use crate::model::{Alert, Severity};
 use crate::model::{Outcome, Record};
-use crate::record::query::{Filter, RoleSummary};
+use crate::record::query::{Filter, RoleSummary, RoleUsage};
 use crate::record::writer::RecordSender;
 use crate::record::{Store, VerifyReport};
 
@@ -77,6 +77,19 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         head: Option<String>,
     },
+    /// What the anomaly learner learned of a role (as it last saved it).
+    Baseline {
+        /// The role.
+        role: String,
+    },
+    /// What a role actually used (classes, destinations, PII types), for a
+    /// least-data policy.
+    Usage {
+        /// The role.
+        role: String,
+        /// Filters (the time range).
+        filter: Filter,
+    },
 }
 
 impl Request {
@@ -99,6 +112,8 @@ impl Request {
                 Some(h) => format!("verify --head {h}"),
                 None => "verify".into(),
             },
+            Request::Baseline { role } => format!("baseline {role}"),
+            Request::Usage { role, filter } => format!("policy suggest {role} {}", f(filter)),
         }
     }
 }
@@ -118,6 +133,13 @@ pub struct Response {
     /// For `verify`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify: Option<VerifyReport>,
+    /// For `baseline`: the learner's saved state for the role (`role`,
+    /// `applied`, `learn_ns`, `baseline`, `incidents`); null when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<serde_json::Value>,
+    /// For `policy suggest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<RoleUsage>,
     /// For `trace-pii`: the types and fingerprints looked up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fingerprints: Vec<(String, String)>,
@@ -480,6 +502,35 @@ fn answer(store: &Store, detector: &monitor_pii::Detector, req: Request) -> Resp
                     ..Response::default()
                 })
         }
+        Request::Baseline { role } => store.state("anomaly").map(|bytes| {
+            let state: serde_json::Value = bytes
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let prefix = format!("{role}/");
+            let incidents: serde_json::Map<String, serde_json::Value> = state["incidents"]["open"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter(|(k, _)| k.starts_with(&prefix))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Response {
+                baseline: Some(serde_json::json!({
+                    "role": role,
+                    "applied": state["applied"],
+                    "learn_ns": state["learn_ns"],
+                    "baseline": state["baselines"]["roles"][&role],
+                    "incidents": incidents,
+                })),
+                ..Response::default()
+            }
+        }),
+        Request::Usage { role, filter } => store.role_usage(&role, &filter).map(|u| Response {
+            usage: Some(u),
+            ..Response::default()
+        }),
     };
     result.unwrap_or_else(|e| Response {
         error: Some(e.to_string()),
