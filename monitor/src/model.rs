@@ -216,6 +216,9 @@ pub struct Explain {
     /// Every detector that agreed (one incident, one alert).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub detectors: Vec<String>,
+    /// About the whole role (its volume, its PII rate), not one user.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub role_wide: bool,
 }
 
 /// The alerts on one access folded into one: the most severe leads, the

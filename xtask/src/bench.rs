@@ -349,6 +349,61 @@ fn store(records: u64, paths: u64) -> anyhow::Result<()> {
 }
 
 /// The benchmark binary (built with `-p monitor`).
+/// `cargo xtask eval-anomaly`: runs `monitor-bench eval-anomaly` and prints
+/// its scores against the goals (recall >= 0.9 for every detector, at most
+/// 0.5 false alerts per role-day, exactly one alert per incident).
+pub fn eval_anomaly() -> anyhow::Result<()> {
+    cargo(&[
+        "build",
+        "--release",
+        "-p",
+        "monitor",
+        "--bin",
+        "monitor-bench",
+    ])?;
+    let out = Command::new(bench_bin())
+        .arg("eval-anomaly")
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running monitor-bench eval-anomaly")?;
+    if !out.status.success() {
+        bail!("monitor-bench eval-anomaly failed");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing the evaluation")?;
+    println!("Anomaly detectors on a synthetic month (the daemon's engine, replayed)\n");
+    let mut ok = true;
+    for (name, run) in [
+        ("tuning seed", &r["tuning"]),
+        ("held-out seed", &r["held_out"]),
+    ] {
+        println!(
+            "{name} {}: {} records, {} incidents, {} alerts",
+            run["seed"], run["records"], run["incidents"], run["alerts"]
+        );
+        println!("  {:<26} {:>6} {:>8}", "detector", "recall", "caught");
+        for (det, v) in run["recall"].as_object().into_iter().flatten() {
+            let (hit, all) = (v[0].as_f64().unwrap_or(0.0), v[1].as_f64().unwrap_or(1.0));
+            ok &= hit / all >= 0.9;
+            println!("  {det:<26} {:>6.2} {:>5}/{}", hit / all, hit, all);
+        }
+        let fpd = run["false_per_role_day"].as_f64().unwrap_or(f64::NAN);
+        ok &= fpd <= 0.5;
+        let per = &run["alerts_per_incident"];
+        let exactly_one = per.as_object().is_some_and(|m| m.keys().all(|k| k == "1"));
+        ok &= exactly_one;
+        println!(
+            "  false alerts per role-day {fpd:.3} (goal <= 0.5; by rule {}); alerts per incident {per} (goal: all 1)",
+            run["false_by_rule"]
+        );
+        if let Some(m) = run["missed"].as_array().filter(|m| !m.is_empty()) {
+            println!("  missed: {m:?}");
+        }
+    }
+    println!("\ngoals {}", if ok { "met" } else { "NOT met" });
+    Ok(())
+}
+
 fn bench_bin() -> std::path::PathBuf {
     workspace_root().join("target/release/monitor-bench")
 }

@@ -6,6 +6,7 @@
 //! - `fuzz`: every fuzz target for a short, fixed time.
 //! - `bench sensor`: the sensor throughput and loss benchmark.
 //! - `gen-pii-corpus`, `eval-pii`: the detector's labeled corpus and its scores.
+//! - `eval-anomaly`: the anomaly detectors on a synthetic month.
 
 mod bench;
 mod fuzz;
@@ -44,6 +45,9 @@ enum Task {
     GenPiiCorpus,
     /// Precision, recall and F1 per PII type on the labeled corpus.
     EvalPii,
+    /// The anomaly detectors on a synthetic month: recall per detector,
+    /// false alerts per role-day, alerts per incident.
+    EvalAnomaly,
     /// Run every fuzz target for a short, fixed time each.
     Fuzz {
         /// Seconds per target.
@@ -83,6 +87,10 @@ fn main() -> anyhow::Result<()> {
         Task::EvalPii => {
             setup::run()?;
             pii::evaluate()
+        }
+        Task::EvalAnomaly => {
+            setup::run()?;
+            bench::eval_anomaly()
         }
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Bench { which } => {

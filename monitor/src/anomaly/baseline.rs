@@ -188,9 +188,17 @@ impl Rhythm {
         self.evidence = Evidence::default();
     }
 
-    /// The current hour's slot.
-    pub fn current(&self) -> &Ewma {
-        &self.slots[Local::slot(self.hour)]
+    /// The usual for the current hour: its own slot once it has enough
+    /// samples, else the same hour of the other kind of day (a weekend
+    /// hour borrows the weekday's until it has seen enough weekends);
+    /// `None` when neither has.
+    pub fn usual(&self) -> Option<&Ewma> {
+        let slot = Local::slot(self.hour);
+        let other = (slot + 24) % SLOTS;
+        [slot, other]
+            .into_iter()
+            .map(|i| &self.slots[i])
+            .find(|e| e.n >= READY)
     }
 }
 

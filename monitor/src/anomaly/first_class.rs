@@ -26,6 +26,7 @@ impl Detector for FirstClass {
         if !seen(&s.role.classes, class, t, forget) {
             let mut explain = one_record(r, 1.0, "role, ever");
             explain.baseline = Some(0.0);
+            explain.role_wide = true;
             return Some(Hit {
                 rule: self.id(),
                 severity,

@@ -1,7 +1,11 @@
-//! One incident, one alert: hits on the same role and user within
-//! `group_minutes` of the last one are one incident. The first hit opens
-//! it and is alerted; the rest are counted into it (which detectors
-//! agreed, how many hits, first and last), for at most a day.
+//! One incident, one alert: a hit joins an open incident of the same role
+//! and user when it comes within `group_minutes` of the incident's last
+//! hit, or when its own evidence reaches back into the incident (a daily
+//! count pushed over by the morning's bulk read). A role-wide hit (the
+//! role's volume) joins any open incident of the role, and a user's hit
+//! joins the role's open role-wide one. The first hit opens the incident
+//! and is alerted; the rest are counted into it (which detectors agreed,
+//! how many hits, first and last), for at most a day.
 
 use std::collections::BTreeMap;
 
@@ -36,27 +40,46 @@ pub struct Incidents {
 }
 
 impl Incidents {
-    /// Counts `hit` on `role`/`uid` at `t`: the explanation to alert with
-    /// when it opens an incident, `None` when it joins an open one.
+    /// Counts `hit` on `role`/`uid` at `t` (its evidence reaching back to
+    /// `since`): the explanation to alert with when it opens an incident,
+    /// `None` when it joins an open one.
     pub fn hit(
         &mut self,
         role: &str,
         uid: u32,
         hit: &Hit,
         t: u64,
+        since: u64,
         group_ns: u64,
     ) -> Option<Explain> {
-        let key = format!("{role}/{uid}");
-        if let Some(i) = self.open.get_mut(&key) {
-            if t.saturating_sub(i.last) < group_ns && t.saturating_sub(i.opened) < MAX_INCIDENT_NS {
-                i.last = i.last.max(t);
-                i.hits += 1;
-                if !i.detectors.iter().any(|d| d == hit.rule) {
-                    i.detectors.push(hit.rule.to_owned());
+        let prefix = format!("{role}/");
+        let mine = format!("{role}/{uid}");
+        let wide = format!("{role}/*");
+        let live = |i: &Incident| {
+            t.saturating_sub(i.opened) < MAX_INCIDENT_NS
+                && (t.saturating_sub(i.last) < group_ns || since <= i.last)
+        };
+        let found = self
+            .open
+            .iter_mut()
+            .filter(|(k, _)| {
+                if hit.explain.role_wide {
+                    k.starts_with(&prefix)
+                } else {
+                    **k == mine || **k == wide
                 }
-                return None;
+            })
+            .map(|(_, i)| i)
+            .find(|i| live(i));
+        if let Some(i) = found {
+            i.last = i.last.max(t);
+            i.hits += 1;
+            if !i.detectors.iter().any(|d| d == hit.rule) {
+                i.detectors.push(hit.rule.to_owned());
             }
+            return None;
         }
+        let key = if hit.explain.role_wide { wide } else { mine };
         self.open.insert(
             key,
             Incident {
@@ -72,9 +95,9 @@ impl Incidents {
         Some(explain)
     }
 
-    /// Forgets incidents whose group window has passed.
-    pub fn close_before(&mut self, now: u64, group_ns: u64) {
+    /// Forgets incidents too old to be joined.
+    pub fn close_before(&mut self, now: u64) {
         self.open
-            .retain(|_, i| now.saturating_sub(i.last) < group_ns);
+            .retain(|_, i| now.saturating_sub(i.last) < MAX_INCIDENT_NS);
     }
 }

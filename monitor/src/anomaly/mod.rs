@@ -220,10 +220,14 @@ impl Engine {
         }
         self.state.baselines.learn(r, &self.rules);
         for hit in &out.hits {
+            let since = humantime::parse_rfc3339_weak(&hit.explain.first)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(r.time_ns, |d| d.as_nanos() as u64);
             if let Some(explain) =
                 self.state
                     .incidents
-                    .hit(&r.role, r.uid, hit, r.time_ns, self.rules.group_ns)
+                    .hit(&r.role, r.uid, hit, r.time_ns, since, self.rules.group_ns)
             {
                 out.alerts.push(anomaly_record(r, hit, explain));
             }
@@ -231,9 +235,7 @@ impl Engine {
         if r.time_ns.saturating_sub(self.state.forgot_at) > baseline::HOUR_NS {
             self.state.forgot_at = r.time_ns;
             self.state.baselines.forget(r.time_ns, self.rules.forget_ns);
-            self.state
-                .incidents
-                .close_before(r.time_ns, self.rules.group_ns);
+            self.state.incidents.close_before(r.time_ns);
         }
         out
     }
@@ -293,5 +295,6 @@ pub fn one_record(r: &Record, observed: f64, window: &str) -> Explain {
         first: r.time.clone(),
         last: r.time.clone(),
         detectors: Vec::new(),
+        role_wide: false,
     }
 }

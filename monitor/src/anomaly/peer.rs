@@ -81,6 +81,7 @@ impl Detector for PeerOutlier {
                 first: rfc3339(ev.first_ns),
                 last: rfc3339(ev.last_ns),
                 detectors: Vec::new(),
+                role_wide: false,
             },
         })
     }

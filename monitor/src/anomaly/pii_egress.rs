@@ -2,7 +2,7 @@
 //! role never sent; `pii-egress-rate`, PII findings sent this hour far
 //! above the role's usual for this hour. Quiet while the role is learning.
 
-use super::baseline::{seen, Local, READY};
+use super::baseline::{seen, Local};
 use super::{one_record, rfc3339, Detector, Hit, Seen};
 use crate::model::{Action, Explain, Record};
 
@@ -60,10 +60,10 @@ impl Detector for PiiRate {
             return None;
         }
         let set = s.rules.detector(self.id());
-        let slot = s.role.pii.current();
+        let slot = s.role.pii.usual()?;
         let now = s.role.pii.count + r.findings.len() as f64;
         let threshold = slot.threshold(set.sigmas);
-        if slot.n < READY || now <= threshold || now < set.min_count as f64 {
+        if now <= threshold || now < set.min_count as f64 {
             return None;
         }
         let mut ev = s.role.pii.evidence.clone();
@@ -86,6 +86,7 @@ impl Detector for PiiRate {
                 count: ev.count,
                 first: rfc3339(ev.first_ns),
                 last: rfc3339(ev.last_ns),
+                role_wide: true,
                 ..one_record(r, now, "")
             },
         })

@@ -3,7 +3,7 @@
 //! mean plus `sigmas` deviation bands, never below `min_count`). Quiet
 //! while learning, and for a slot with fewer than three samples.
 
-use super::baseline::{Local, Rhythm, READY};
+use super::baseline::{Local, Rhythm};
 use super::{rfc3339, Detector, Hit, Seen};
 use crate::model::{Explain, Record};
 
@@ -11,12 +11,19 @@ use crate::model::{Explain, Record};
 pub struct Volume;
 
 impl Volume {
-    fn judge(&self, r: &Record, s: &Seen, rhythm: &Rhythm, who: String) -> Option<Hit> {
+    fn judge(
+        &self,
+        r: &Record,
+        s: &Seen,
+        rhythm: &Rhythm,
+        who: String,
+        role_wide: bool,
+    ) -> Option<Hit> {
         let set = s.rules.detector(self.id());
-        let slot = rhythm.current();
+        let slot = rhythm.usual()?;
         let now = rhythm.count + 1.0;
         let threshold = slot.threshold(set.sigmas);
-        if slot.n < READY || now <= threshold || now < set.min_count as f64 {
+        if now <= threshold || now < set.min_count as f64 {
             return None;
         }
         let mut ev = rhythm.evidence.clone();
@@ -41,6 +48,7 @@ impl Volume {
                 first: rfc3339(ev.first_ns),
                 last: rfc3339(ev.last_ns),
                 detectors: Vec::new(),
+                role_wide,
             },
         })
     }
@@ -56,7 +64,7 @@ impl Detector for Volume {
         if !s.rules.is_sensitive(class) || s.role_learning(r.time_ns) {
             return None;
         }
-        self.judge(r, s, &s.role.volume, format!("role {}", r.role))
+        self.judge(r, s, &s.role.volume, format!("role {}", r.role), true)
             .or_else(|| {
                 (!s.user_learning(r.time_ns))
                     .then(|| {
@@ -65,6 +73,7 @@ impl Detector for Volume {
                             s,
                             &s.user.volume,
                             format!("uid {} (role {})", r.uid, r.role),
+                            false,
                         )
                     })
                     .flatten()

@@ -1,6 +1,7 @@
 //! `monitor-bench`: the measurements behind `cargo xtask bench`, kept out
 //! of the user-facing `monitor` command. Each prints one JSON report.
 
+mod anomaly_eval;
 mod bench;
 mod siem;
 mod soak;
@@ -46,6 +47,9 @@ enum Command {
         #[arg(long)]
         baseline: bool,
     },
+    /// The anomaly detectors on a synthetic month: recall, false alerts,
+    /// alerts per incident.
+    EvalAnomaly,
     /// The record: ingest and query latency.
     Store {
         /// Records to store.
@@ -117,6 +121,7 @@ fn main() -> anyhow::Result<()> {
             rate,
             baseline,
         } => print(&bench::run_payload_bench(sends, size, rate, !baseline)?),
+        Command::EvalAnomaly => anomaly_eval::main(),
         Command::Store {
             records,
             paths,
