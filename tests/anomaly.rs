@@ -163,3 +163,78 @@ fn a_crash_in_the_learning_window_loses_no_learned_state() {
     assert!(after["baseline"]["classes"]["cardholder-data"].is_u64());
     assert_eq!(after["learning"], true);
 }
+
+/// `monitor policy suggest` on the recorded activity gives a policy that,
+/// applied (SIGHUP), raises no policy alert on the same activity, and says
+/// what the old policy allowed that the role never used.
+#[test]
+fn a_suggested_policy_raises_no_policy_alert_on_the_activity_it_came_from() {
+    if !root_or_skip("a_suggested_policy_raises_no_policy_alert_on_the_activity_it_came_from") {
+        return;
+    }
+    let dir = TempDir::new("anomaly-suggest");
+    let cards = cards(dir.path(), 4);
+    let rules = dir.path().join("rules");
+    std::fs::write(
+        rules.join("roles.toml"),
+        "[[role]]\nname = \"tester\"\nusers = [\"nobody\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("policy.toml"),
+        "[role.tester]\nread = [\"customer-profile\"]\nwrite = [\"customer-profile\"]\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_in(dir, &[]);
+    let files = || (0..4).map(|i| format!("customer-{i:03}.csv"));
+    let before = read_as_nobody(&cards, files());
+    let violation = common::wait_record(&daemon, &["alerts"], |r| r["pid"] == before);
+    assert_eq!(violation["alert"]["rule"], "class-read");
+
+    let out = std::process::Command::new(common::monitor_bin())
+        .args(["policy", "suggest", "tester", "--since", "1h", "--socket"])
+        .arg(daemon.socket())
+        .arg("--rules-dir")
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let suggestion = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        suggestion.contains("read = [\"cardholder-data\"]"),
+        "{suggestion}"
+    );
+    assert!(
+        suggestion.contains("#   read customer-profile"),
+        "{suggestion}"
+    );
+    assert!(
+        suggestion.contains("#   write customer-profile"),
+        "{suggestion}"
+    );
+
+    std::fs::write(rules.join("policy.toml"), &suggestion).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    common::wait_record(&daemon, &["events", "--action", "reload"], |r| {
+        r["outcome"] == "allowed" && r["object"].as_str().unwrap_or("").contains("policy.toml=/")
+    });
+    let after = read_as_nobody(&cards, files());
+    let reads = common::wait_record(&daemon, &["events", "--action", "read"], |r| {
+        r["pid"] == after
+    });
+    assert_eq!(reads["outcome"], "allowed", "{reads:#}");
+    std::thread::sleep(Duration::from_secs(1));
+    let policy_alerts: Vec<Value> = query(&daemon, &["alerts"])
+        .into_iter()
+        .filter(|r| r["pid"] == after && r["action"] != "anomaly")
+        .collect();
+    assert!(policy_alerts.is_empty(), "{policy_alerts:#?}");
+}
