@@ -136,6 +136,24 @@ impl Evidence {
     pub fn seqs(&self) -> Vec<u64> {
         self.first.iter().chain(self.last.iter()).copied().collect()
     }
+
+    /// An explanation of `observed` over `window` with these records as
+    /// evidence (baseline, threshold and peers for the caller to fill).
+    pub fn explain(&self, observed: f64, window: String) -> crate::model::Explain {
+        crate::model::Explain {
+            observed,
+            baseline: None,
+            threshold: None,
+            peers: None,
+            window,
+            evidence: self.seqs(),
+            count: self.count,
+            first: super::rfc3339(self.first_ns),
+            last: super::rfc3339(self.last_ns),
+            detectors: Vec::new(),
+            role_wide: false,
+        }
+    }
 }
 
 /// An hourly rate: one mean per slot, and the hour being counted.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::baseline::{file_class, Evidence};
-use super::{rfc3339, Detector, Hit, Seen};
+use super::{Detector, Hit, Seen};
 use crate::model::{Explain, Record};
 
 /// One user's recent distinct objects of one class.
@@ -71,17 +71,9 @@ impl Detector for Bulk {
             ),
             object: class.to_owned(),
             explain: Explain {
-                observed: n as f64,
-                baseline: None,
                 threshold: Some(s.count as f64),
-                peers: None,
-                window: format!("{minutes}m"),
-                evidence: ev.seqs(),
                 count: n,
-                first: rfc3339(ev.first_ns),
-                last: rfc3339(ev.last_ns),
-                detectors: Vec::new(),
-                role_wide: false,
+                ..ev.explain(n as f64, format!("{minutes}m"))
             },
         })
     }

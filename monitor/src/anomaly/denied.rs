@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use super::baseline::Evidence;
-use super::{rfc3339, Detector, Hit, Seen};
+use super::{Detector, Hit, Seen};
 use crate::model::{Explain, Record};
 
 /// Denials kept per user and class at most.
@@ -66,17 +66,11 @@ impl Detector for DeniedThenGranted {
                     ),
                     object: r.object.clone(),
                     explain: Explain {
-                        observed: recent.len() as f64,
-                        baseline: None,
                         threshold: Some(s.count as f64),
-                        peers: None,
-                        window: format!("{}m", s.window_ns / 60_000_000_000),
-                        evidence: ev.seqs(),
-                        count: ev.count,
-                        first: rfc3339(ev.first_ns),
-                        last: rfc3339(ev.last_ns),
-                        detectors: Vec::new(),
-                role_wide: false,
+                        ..ev.explain(
+                            recent.len() as f64,
+                            format!("{}m", s.window_ns / 60_000_000_000),
+                        )
                     },
                 })
             }

@@ -4,7 +4,7 @@
 //! `min_peers` peers past learning with three active days each.
 
 use super::baseline::{file_class, learning, READY};
-use super::{rfc3339, Detector, Hit, Seen};
+use super::{Detector, Hit, Seen};
 use crate::model::{Explain, Record};
 
 /// The detector.
@@ -71,17 +71,10 @@ impl Detector for PeerOutlier {
             ),
             object: class.to_owned(),
             explain: Explain {
-                observed: today,
                 baseline: Some(s.user.daily.mean.mean),
                 threshold: Some(threshold),
                 peers: Some(med),
-                window: "today".into(),
-                evidence: ev.seqs(),
-                count: ev.count,
-                first: rfc3339(ev.first_ns),
-                last: rfc3339(ev.last_ns),
-                detectors: Vec::new(),
-                role_wide: false,
+                ..ev.explain(today, "today".into())
             },
         })
     }

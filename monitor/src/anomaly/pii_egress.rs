@@ -3,7 +3,7 @@
 //! above the role's usual for this hour. Quiet while the role is learning.
 
 use super::baseline::{seen, Local};
-use super::{one_record, rfc3339, Detector, Hit, Seen};
+use super::{one_record, Detector, Hit, Seen};
 use crate::model::{Action, Explain, Record};
 
 /// `pii-new-type`.
@@ -78,16 +78,10 @@ impl Detector for PiiRate {
             ),
             object: r.role.to_string(),
             explain: Explain {
-                observed: now,
                 baseline: Some(slot.mean),
                 threshold: Some(threshold),
-                window,
-                evidence: ev.seqs(),
-                count: ev.count,
-                first: rfc3339(ev.first_ns),
-                last: rfc3339(ev.last_ns),
                 role_wide: true,
-                ..one_record(r, now, "")
+                ..ev.explain(now, window)
             },
         })
     }

@@ -4,7 +4,7 @@
 //! while learning, and for a slot with fewer than three samples.
 
 use super::baseline::{Local, Rhythm};
-use super::{rfc3339, Detector, Hit, Seen};
+use super::{Detector, Hit, Seen};
 use crate::model::{Explain, Record};
 
 /// The detector.
@@ -38,17 +38,10 @@ impl Volume {
             ),
             object: r.class.as_deref().unwrap_or("").to_owned(),
             explain: Explain {
-                observed: now,
                 baseline: Some(slot.mean),
                 threshold: Some(threshold),
-                peers: None,
-                window,
-                evidence: ev.seqs(),
-                count: ev.count,
-                first: rfc3339(ev.first_ns),
-                last: rfc3339(ev.last_ns),
-                detectors: Vec::new(),
                 role_wide,
+                ..ev.explain(now, window)
             },
         })
     }
