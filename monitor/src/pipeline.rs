@@ -109,6 +109,13 @@ impl Pipeline {
             if !stopping {
                 self.sensor.wait(WAIT)?;
             }
+            // A reload applies before the events that waited with it.
+            while let Ok(rules) = self.recording.reloads.try_recv() {
+                self.roles.set_rules(rules.roles.clone());
+                self.recording.judges.reload(&rules);
+                refresh_class_dirs(&mut self.sensor, &rules);
+                self.recording.rules = rules;
+            }
             while self.step() == BATCH {}
             if last_publish.elapsed() >= PUBLISH_EVERY || stopping {
                 self.publish();
@@ -119,12 +126,6 @@ impl Pipeline {
                 self.roles.forget_all();
                 refresh_class_dirs(&mut self.sensor, &self.recording.rules);
                 last_clock = Instant::now();
-            }
-            while let Ok(rules) = self.recording.reloads.try_recv() {
-                self.roles.set_rules(rules.roles.clone());
-                self.recording.judges.reload(&rules);
-                refresh_class_dirs(&mut self.sensor, &rules);
-                self.recording.rules = rules;
             }
             if stopping {
                 return Ok(self.publish());
