@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{python, root_or_skip, Daemon, TempDir};
+use common::{python, root_or_skip, test_pki, Daemon, TempDir};
 use serde_json::Value;
 
 /// A private rsyslogd listening on one TCP port, writing JSON lines.
@@ -342,79 +342,6 @@ fn alerts_made_while_rsyslog_is_down_all_arrive_in_order() {
     assert!(cef.starts_with("CEF:0|monitor|monitor|"), "{cef}");
     assert!(cef.contains("filePath="), "{cef}");
     drop(daemon);
-}
-
-/// Makes a test CA and a certificate for 127.0.0.1 signed by it (openssl);
-/// returns (CA certificate, server certificate, server key).
-fn test_pki(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |f: &str| dir.join(format!("{name}-{f}"));
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let s = |p: &PathBuf| p.to_str().unwrap().to_owned();
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-keyout",
-        &s(&p("ca.key")),
-        "-out",
-        &s(&p("ca.pem")),
-        "-subj",
-        "/CN=monitor test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &s(&p("server.key")),
-        "-out",
-        &s(&p("server.csr")),
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        p("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        &s(&p("server.csr")),
-        "-CA",
-        &s(&p("ca.pem")),
-        "-CAkey",
-        &s(&p("ca.key")),
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        &s(&p("server.pem")),
-        "-extfile",
-        &s(&p("ext.cnf")),
-    ]);
-    (p("ca.pem"), p("server.pem"), p("server.key"))
 }
 
 /// TLS (RFC 5425): an alert reaches rsyslog's TLS listener when the sink

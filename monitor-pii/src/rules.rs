@@ -102,6 +102,9 @@ pub struct CustomDetector {
     pub score: f32,
     /// Reporting threshold.
     pub threshold: f32,
+    /// A category of the daemon's own (`risk`: phrases that show a
+    /// conversation going where it should not), for responders to select.
+    pub category: Option<String>,
 }
 
 /// Validated detector settings.
@@ -149,6 +152,7 @@ struct RawCustom {
     validator: Option<Spanned<String>>,
     score: Spanned<f32>,
     threshold: Option<Spanned<f32>>,
+    category: Option<String>,
 }
 
 /// The shipped defaults.
@@ -253,6 +257,7 @@ impl PiiRules {
                 validator,
                 score,
                 threshold,
+                category: c.category.clone(),
             });
         }
         Ok(rules)

@@ -39,12 +39,14 @@ pub mod payload;
 pub mod pipeline;
 pub mod record;
 pub mod redact;
+pub mod respond;
 pub mod role;
 pub mod rules;
 pub mod sensor;
 pub mod server;
 pub mod sinks;
 pub mod status;
+pub mod tls;
 pub mod wire;
 
 #[cfg(test)]

@@ -58,6 +58,8 @@ pub enum Action {
     /// Unusual access found by the anomaly detectors (`anomaly/`): the
     /// alert's `explain` holds the numbers and the evidence.
     Anomaly,
+    /// A responder ran (`respond/`): `run` says which, on what, and how it went.
+    Response,
 }
 
 impl Action {
@@ -81,6 +83,7 @@ impl Action {
             Action::Outage => "outage",
             Action::Heartbeat => "heartbeat",
             Action::Anomaly => "anomaly",
+            Action::Response => "response",
         }
     }
 
@@ -238,6 +241,44 @@ pub fn worst(mut alerts: Vec<Alert>) -> Option<Alert> {
     })
 }
 
+/// How a responder's run went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// It did what it was for.
+    Done,
+    /// It failed (see `detail`).
+    Failed,
+    /// It ran past its timeout and was killed.
+    TimedOut,
+    /// It was not run (see `detail`: not enforcing, no session bus, at the
+    /// concurrency limit, the target is gone or protected).
+    Skipped,
+}
+
+/// One run of a responder, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The responder's name.
+    pub responder: String,
+    /// Its kind (`exec`, `webhook`, `kill`, `notify`, `handoff`).
+    pub kind: String,
+    /// The record it answered.
+    pub alert_seq: u64,
+    /// What it acted on (a pid, a URL, a user).
+    pub target: String,
+    /// How it went.
+    pub outcome: RunOutcome,
+    /// Exit status, HTTP status, what was killed, or why it was skipped;
+    /// for `exec`, the first KiB of its output.
+    pub detail: String,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// Matching records folded into this run by storm control since the
+    /// previous one.
+    pub folded: u64,
+}
+
 /// What came of an access.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -309,6 +350,9 @@ pub struct Record {
     /// it went out as it is, in cleartext).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tls: bool,
+    /// For a `response` record: the responder's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Box<Run>>,
 }
 
 impl Record {
@@ -351,6 +395,7 @@ impl Record {
             alert,
             truncated: event.truncated,
             tls,
+            run: None,
         }
     }
 

@@ -46,6 +46,17 @@ pub enum Command {
         #[command(subcommand)]
         command: baseline::PolicyCommand,
     },
+    /// Show one desktop notification on this process's session bus (run
+    /// by the `notify` responder as the notified user).
+    #[command(hide = true)]
+    NotifyUser {
+        /// The title.
+        #[arg(long)]
+        summary: String,
+        /// The text.
+        #[arg(long)]
+        body: String,
+    },
     /// Walk the record's MAC chain and name the first bad record.
     Verify(verify::Verify),
     /// Check rules.
@@ -82,6 +93,18 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::TracePii(c) => c.run(),
         Command::Verify(c) => c.run(),
         Command::Baseline(c) => c.run(),
+        Command::NotifyUser { summary, body } => {
+            match crate::respond::notify::show(&summary, &body) {
+                Ok(id) => {
+                    println!("notification {id}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Policy { command } => command.run(),
         Command::Rules {
             command: RulesCommand::Check { dir },

@@ -57,7 +57,10 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                 for note in watch.check(&d.status, &d.template) {
                     let _ = d.records.send(note);
                 }
-                if d.followers.iter().any(|f| f.name() != crate::anomaly::follower::NAME)
+                if d
+                    .followers
+                    .iter()
+                    .any(|f| ![crate::anomaly::follower::NAME, crate::respond::NAME].contains(&f.name()))
                     && last_beat.elapsed() >= heartbeat
                 {
                     last_beat = std::time::Instant::now();

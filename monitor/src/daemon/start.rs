@@ -127,8 +127,14 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         records.clone(),
     )
     .context("starting the anomaly learner")?;
-    let learner: Box<dyn Follower> = Box::new(learner);
-    for f in std::iter::once(learner).chain(make_followers(opts, &rules)?) {
+    let mut own: Vec<Box<dyn Follower>> = vec![Box::new(learner)];
+    if !rules.responders.responders.is_empty() {
+        own.push(Box::new(crate::respond::Runner::new(
+            &rules.responders,
+            records.clone(),
+        )));
+    }
+    for f in own.into_iter().chain(make_followers(opts, &rules)?) {
         followers.push(
             follow::spawn(store.clone(), f, followers_stop.clone())
                 .context("starting a follower")?,
@@ -354,5 +360,6 @@ fn own_identity(host: &Arc<str>) -> Record {
         alert: None,
         truncated: false,
         tls: false,
+        run: None,
     }
 }

@@ -962,6 +962,7 @@ mod tests {
             alert: None,
             truncated: false,
             tls: false,
+            run: None,
         }
     }
 

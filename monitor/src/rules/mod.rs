@@ -16,12 +16,14 @@ use toml::Spanned;
 pub mod anomaly;
 pub mod classes;
 pub mod policy;
+pub mod responders;
 pub mod roles;
 pub mod sinks;
 
 use anomaly::AnomalyRules;
 use classes::ClassRules;
 use policy::Policy;
+use responders::ResponderRules;
 use roles::RoleRules;
 use sinks::SinkRules;
 
@@ -29,13 +31,17 @@ use sinks::SinkRules;
 pub const DEFAULT_RULES_DIR: &str = "/etc/monitor/rules.d";
 
 /// The rule files, with their shipped contents.
-pub const SHIPPED: [(&str, &str); 6] = [
+pub const SHIPPED: [(&str, &str); 7] = [
     ("roles.toml", include_str!("../../../rules/roles.toml")),
     ("classes.toml", include_str!("../../../rules/classes.toml")),
     ("policy.toml", include_str!("../../../rules/policy.toml")),
     ("pii.toml", monitor_pii::rules::DEFAULT_RULES),
     ("sinks.toml", include_str!("../../../rules/sinks.toml")),
     ("anomaly.toml", include_str!("../../../rules/anomaly.toml")),
+    (
+        "responders.toml",
+        include_str!("../../../rules/responders.toml"),
+    ),
 ];
 
 /// Why a rule set was refused: every error found, each positioned.
@@ -70,6 +76,8 @@ pub struct RuleSet {
     pub sinks: Arc<SinkRules>,
     /// Baselines and anomaly detectors (read at start-up).
     pub anomaly: Arc<AnomalyRules>,
+    /// Incident-response hooks (read at start-up).
+    pub responders: Arc<ResponderRules>,
     /// Where each file came from (`rules/NAME` for the shipped one, or the override path).
     pub sources: Vec<(String, String)>,
     /// Each file's SHA-256 (hex), in the order of `sources`.
@@ -164,21 +172,33 @@ impl RuleSet {
         let anomaly = AnomalyRules::parse(src, file)
             .map_err(|e| errors.push(e))
             .ok();
-        match (roles, classes, policy, pii, sinks, anomaly) {
-            (Some(roles), Some(classes), Some(policy), Some(pii), Some(sinks), Some(anomaly))
-                if errors.is_empty() =>
-            {
-                Ok(Self {
-                    roles: Arc::new(roles),
-                    classes: Arc::new(classes),
-                    policy: Arc::new(policy),
-                    pii,
-                    sinks: Arc::new(sinks),
-                    anomaly: Arc::new(anomaly),
-                    digests: texts.iter().map(|(_, _, src)| sha256_hex(src)).collect(),
-                    sources: texts.into_iter().map(|(n, f, _)| (n, f)).collect(),
-                })
-            }
+        let (file, src) = text("responders.toml");
+        let responder_rules = match &pii {
+            Some(p) => ResponderRules::parse(src, file, p)
+                .map_err(|e| errors.push(e))
+                .ok(),
+            None => None,
+        };
+        match (roles, classes, policy, pii, sinks, anomaly, responder_rules) {
+            (
+                Some(roles),
+                Some(classes),
+                Some(policy),
+                Some(pii),
+                Some(sinks),
+                Some(anomaly),
+                Some(responder_rules),
+            ) if errors.is_empty() => Ok(Self {
+                roles: Arc::new(roles),
+                classes: Arc::new(classes),
+                policy: Arc::new(policy),
+                pii,
+                sinks: Arc::new(sinks),
+                anomaly: Arc::new(anomaly),
+                responders: Arc::new(responder_rules),
+                digests: texts.iter().map(|(_, _, src)| sha256_hex(src)).collect(),
+                sources: texts.into_iter().map(|(n, f, _)| (n, f)).collect(),
+            }),
             _ => Err(LoadError::Invalid(errors)),
         }
     }

@@ -32,7 +32,7 @@ impl Hec {
         let mut builder = ureq::AgentBuilder::new().timeout(TIMEOUT);
         if cfg.url.starts_with("https://") && cfg.ca_file.is_some() {
             builder =
-                builder.tls_config(super::tls::build(&cfg.name, cfg.ca_file.as_deref(), None)?);
+                builder.tls_config(crate::tls::build(&cfg.name, cfg.ca_file.as_deref(), None)?);
         }
         let mut id = [0u8; 16];
         ring::rand::SystemRandom::new()

@@ -52,7 +52,8 @@ fn activity(action: Action) -> (u32, u32, u32, &'static str, &'static str) {
         | Action::Retention
         | Action::Outage
         | Action::Heartbeat
-        | Action::Anomaly => (PROC, 99, "Other"),
+        | Action::Anomaly
+        | Action::Response => (PROC, 99, "Other"),
     };
     (class, category, id, name, class_name)
 }

@@ -1,63 +1,25 @@
-//! TLS client settings for sinks (rustls): the receiver's certificate must
-//! chain to the configured CA file; a client certificate is offered when
-//! configured.
+//! TLS client settings for sinks: [`crate::tls`] with the sink's settings.
 
 use std::sync::Arc;
-
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::SinkError;
 use crate::rules::sinks::SinkConfig;
 
+impl From<crate::tls::TlsError> for SinkError {
+    fn from(e: crate::tls::TlsError) -> Self {
+        SinkError::Tls {
+            sink: e.who,
+            what: e.what,
+            why: e.why,
+        }
+    }
+}
+
 /// The rustls client configuration for a syslog sink.
 pub fn client_config(cfg: &SinkConfig) -> Result<Arc<rustls::ClientConfig>, SinkError> {
-    build(
+    Ok(crate::tls::build(
         &cfg.name,
         cfg.ca_file.as_deref(),
         cfg.client_cert.as_deref().zip(cfg.client_key.as_deref()),
-    )
-}
-
-/// A rustls client configuration trusting the CAs in `ca_file`, offering
-/// `client` (certificate and key files) when given.
-pub fn build(
-    sink: &str,
-    ca_file: Option<&std::path::Path>,
-    client: Option<(&std::path::Path, &std::path::Path)>,
-) -> Result<Arc<rustls::ClientConfig>, SinkError> {
-    let bad = |what: &str, e: String| SinkError::Tls {
-        sink: sink.to_owned(),
-        what: what.to_owned(),
-        why: e,
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let ca = ca_file.ok_or_else(|| bad("ca_file", "missing".into()))?;
-    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| bad("ca_file", e.to_string()))? {
-        let cert = cert.map_err(|e| bad("ca_file", e.to_string()))?;
-        roots.add(cert).map_err(|e| bad("ca_file", e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("ca_file", "holds no certificate".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad("protocol versions", e.to_string()))?
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| bad("client_cert", e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad("client_cert", e.to_string()))?;
-            let key =
-                PrivateKeyDer::from_pem_file(key).map_err(|e| bad("client_key", e.to_string()))?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| bad("client_cert", e.to_string()))?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
+    )?)
 }

@@ -467,6 +467,7 @@ pub fn run_store_bench(
             }),
             truncated: false,
             tls: false,
+            run: None,
         }
     };
     let sample_bytes =

@@ -1,0 +1,260 @@
+//! Incident response: the [`Runner`] follows the record and, for each
+//! alert a responder selects (`rules/responders.toml`), runs it: `kill`
+//! at once on the follower's thread (it is a syscall or two), the others
+//! on a thread of their own, so a slow or hanging responder never holds up
+//! the record, the pipeline or another responder. Storm control: one run
+//! per incident and responder within the responder's window; what it folds
+//! is counted into the next run. Every run, skipped ones included, is
+//! appended to the record as a `response` record. One file per kind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::model::{Action, FollowError, Follower, Outcome, Record, Run, RunOutcome};
+use crate::record::writer::RecordSender;
+use crate::rules::responders::{Kind, Responder, ResponderRules};
+
+pub mod exec;
+pub mod handoff;
+pub mod kill;
+pub mod notify;
+pub mod webhook;
+
+/// The runner's name (its cursor's).
+pub const NAME: &str = "respond";
+/// Runs of one responder at once, for kinds without their own limit.
+const MAX_THREADS: usize = 8;
+
+/// What one run came to.
+#[derive(Debug)]
+pub struct Done {
+    /// What it acted on.
+    pub target: String,
+    /// How it went.
+    pub outcome: RunOutcome,
+    /// Exit status, HTTP status, what was killed, or why it was skipped.
+    pub detail: String,
+}
+
+impl Done {
+    /// A run that was not made, and why.
+    pub fn skipped(target: impl Into<String>, why: impl Into<String>) -> Self {
+        Done {
+            target: target.into(),
+            outcome: RunOutcome::Skipped,
+            detail: why.into(),
+        }
+    }
+}
+
+/// The responder runner.
+pub struct Runner {
+    responders: Vec<(Arc<Responder>, Arc<AtomicUsize>)>,
+    records: RecordSender,
+    /// Storm control: by responder and incident, when it last ran (ns) and
+    /// what was folded since.
+    storms: HashMap<String, (u64, u64)>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+impl Runner {
+    /// The runner for `rules`; run records go to `records`.
+    pub fn new(rules: &ResponderRules, records: RecordSender) -> Self {
+        Runner {
+            responders: rules
+                .responders
+                .iter()
+                .map(|r| (Arc::new(r.clone()), Arc::new(AtomicUsize::new(0))))
+                .collect(),
+            records,
+            storms: HashMap::new(),
+        }
+    }
+
+    /// Whether `resp` answers `r`, and the incident it belongs to.
+    fn incident(resp: &Responder, r: &Record) -> Option<String> {
+        if matches!(r.action, Action::Response | Action::Heartbeat) {
+            return None;
+        }
+        let base = format!("{}/{}/{}", resp.name, r.role, r.uid);
+        match &resp.kind {
+            Kind::Handoff { detectors, .. } => {
+                let roles_ok = resp.select.roles.is_empty()
+                    || resp.select.roles.iter().any(|x| **x == *r.role);
+                let risky = r.action == Action::Send
+                    && r.findings.iter().any(|f| detectors.contains(&f.kind));
+                (roles_ok && risky).then(|| format!("{base}/{}/{}", r.pid, r.object))
+            }
+            Kind::Kill { .. } => resp.select.wants(r).then(|| format!("{base}/{}", r.pid)),
+            _ => resp.select.wants(r).then(|| {
+                let rule = r.alert.as_ref().map_or("", |a| a.rule.as_str());
+                format!("{base}/{rule}")
+            }),
+        }
+    }
+
+    /// The record of a run of `resp` answering `r`.
+    fn run_record(
+        resp: &Responder,
+        r: &Record,
+        done: Done,
+        started: Instant,
+        folded: u64,
+    ) -> Record {
+        let now = now_ns();
+        Record {
+            seq: 0,
+            time: humantime::format_rfc3339_nanos(
+                UNIX_EPOCH + std::time::Duration::from_nanos(now),
+            )
+            .to_string(),
+            time_ns: now,
+            action: Action::Response,
+            object: format!("{} {} {}", resp.name, resp.kind.name(), done.target),
+            outcome: match done.outcome {
+                RunOutcome::Done | RunOutcome::Skipped => Outcome::Allowed,
+                RunOutcome::Failed | RunOutcome::TimedOut => Outcome::Failed,
+            },
+            errno: None,
+            alert: None,
+            findings: Vec::new(),
+            bytes: None,
+            run: Some(Box::new(Run {
+                responder: resp.name.clone(),
+                kind: resp.kind.name().to_owned(),
+                alert_seq: r.seq,
+                target: done.target,
+                outcome: done.outcome,
+                detail: done.detail,
+                duration_ms: started.elapsed().as_millis() as u64,
+                folded,
+            })),
+            ..r.clone()
+        }
+    }
+
+    /// Runs `resp` for `r`: kill inline, the rest on their own thread.
+    fn dispatch(&self, resp: &Arc<Responder>, busy: &Arc<AtomicUsize>, r: &Record, folded: u64) {
+        let started = Instant::now();
+        let age = now_ns().saturating_sub(r.time_ns);
+        if age > resp.max_age.as_nanos() as u64 {
+            let done = Done::skipped(
+                r.pid.to_string(),
+                format!(
+                    "the alert is {} s old (max_age_secs {})",
+                    age / 1_000_000_000,
+                    resp.max_age.as_secs()
+                ),
+            );
+            let _ = self
+                .records
+                .send(Self::run_record(resp, r, done, started, folded));
+            return;
+        }
+        if let Kind::Kill { enforce, cgroup } = resp.kind {
+            let done = kill::run(r, enforce, cgroup);
+            let _ = self
+                .records
+                .send(Self::run_record(resp, r, done, started, folded));
+            return;
+        }
+        let limit = match resp.kind {
+            Kind::Exec { max_concurrent, .. } => max_concurrent,
+            _ => MAX_THREADS,
+        };
+        if busy.fetch_add(1, Ordering::SeqCst) >= limit {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            let done = Done::skipped(
+                resp.kind.name(),
+                format!("{limit} runs already in progress (the concurrency limit)"),
+            );
+            let _ = self
+                .records
+                .send(Self::run_record(resp, r, done, started, folded));
+            return;
+        }
+        let name = resp.name.clone();
+        let counter = busy.clone();
+        let (resp, busy, r, records) =
+            (resp.clone(), busy.clone(), r.clone(), self.records.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("respond {}", resp.name))
+            .spawn(move || {
+                let done = match &resp.kind {
+                    Kind::Exec { command, .. } => exec::run(command, &r, resp.timeout),
+                    Kind::Webhook {
+                        url,
+                        secret,
+                        ca_file,
+                        retries,
+                    } => webhook::run(
+                        &resp.name,
+                        url,
+                        secret,
+                        ca_file.as_deref(),
+                        *retries,
+                        resp.timeout,
+                        &r,
+                    ),
+                    Kind::Notify { bus } => notify::run(bus, &r, resp.timeout),
+                    Kind::Handoff { url, detectors, .. } => {
+                        handoff::run(url, detectors, &r, resp.timeout)
+                    }
+                    Kind::Kill { .. } => unreachable!("kill runs inline"),
+                };
+                busy.fetch_sub(1, Ordering::SeqCst);
+                let _ = records.send(Self::run_record(&resp, &r, done, started, folded));
+            });
+        if let Err(e) = spawned {
+            counter.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!(responder = %name, error = %e, "cannot start a responder thread");
+        }
+    }
+}
+
+impl Follower for Runner {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn handle(&mut self, records: &[Record]) -> Result<(), FollowError> {
+        for r in records {
+            for (resp, busy) in &self.responders {
+                let Some(key) = Self::incident(resp, r) else {
+                    continue;
+                };
+                let window = resp.window.as_nanos() as u64;
+                let t = r.time_ns;
+                let folded = match self.storms.get_mut(&key) {
+                    Some((last, folded)) if t.saturating_sub(*last) < window => {
+                        *folded += 1;
+                        continue;
+                    }
+                    Some((last, folded)) => {
+                        *last = t;
+                        std::mem::take(folded)
+                    }
+                    None => {
+                        self.storms.insert(key, (t, 0));
+                        0
+                    }
+                };
+                self.dispatch(resp, busy, r, folded);
+            }
+        }
+        // Forget incidents whose window has long passed.
+        if self.storms.len() > 10_000 {
+            let now = now_ns();
+            self.storms
+                .retain(|_, (last, _)| now.saturating_sub(*last) < 86_400_000_000_000);
+        }
+        Ok(())
+    }
+}
