@@ -27,6 +27,7 @@ pub struct Learner {
     records: RecordSender,
     saved: Instant,
     dirty: bool,
+    niced: bool,
 }
 
 /// Why the learner could not start.
@@ -66,6 +67,7 @@ impl Learner {
             records,
             saved: Instant::now(),
             dirty: false,
+            niced: false,
         })
     }
 
@@ -84,6 +86,15 @@ impl Follower for Learner {
     }
 
     fn handle(&mut self, records: &[Record]) -> Result<(), FollowError> {
+        if !self.niced {
+            // Learning can wait: under load the pipeline and the writer go
+            // first (nice 10 for this thread only).
+            // SAFETY: setpriority on this thread's own id; no memory is touched.
+            unsafe {
+                libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+            }
+            self.niced = true;
+        }
         let mut alerted = false;
         for r in records {
             let out = self.engine.observe(r);

@@ -353,25 +353,11 @@ mod tests {
 
     #[test]
     fn responders_parse_and_bad_ones_are_refused_with_a_position() {
-        // The shipped pii.toml with its risk detectors enabled.
-        let enabled: String = monitor_pii::rules::DEFAULT_RULES
-            .lines()
-            .map(|l| match l.strip_prefix("# ") {
-                Some(rest)
-                    if l.contains("RISK_")
-                        || rest.starts_with("[[custom]]")
-                        || rest.starts_with("pattern")
-                        || rest.starts_with("validator")
-                        || rest.starts_with("score")
-                        || rest.starts_with("category") =>
-                {
-                    rest
-                }
-                _ => l,
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let pii = PiiRules::parse(&enabled, "pii.toml").unwrap();
+        let pii = PiiRules::parse(
+            "[[custom]]\nname = \"RISK_WIRE_TRANSFER\"\npattern = 'wire transfer'\nscore = 0.6\ncategory = \"risk\"\n",
+            "pii.toml",
+        )
+        .unwrap();
         let ok = ResponderRules::parse(
             "[[responder]]\nname = \"stop\"\ntype = \"kill\"\nroles = [\"chatbot\"]\nenforce = true\nrules = [\"pii-egress\"]\n\n[[responder]]\nname = \"hand\"\ntype = \"handoff\"\nurl = \"http://127.0.0.1:9/h\"\n",
             "responders.toml",
