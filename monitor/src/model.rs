@@ -270,7 +270,7 @@ pub struct Run {
     /// How it went.
     pub outcome: RunOutcome,
     /// Exit status, HTTP status, what was killed, or why it was skipped;
-    /// for `exec`, the first KiB of its output.
+    /// for `exec`, the first 4 KiB of its output.
     pub detail: String,
     /// How long it took, in milliseconds.
     pub duration_ms: u64,

@@ -1,7 +1,7 @@
 //! `exec`: a program with its argv (never a shell), the alert's record as
 //! JSON on stdin, its main fields in `MONITOR_*` variables, in a process
 //! group of its own that is SIGKILLed at the timeout. The exit status and
-//! the first KiB of its output (stdout, then stderr) are recorded.
+//! the first 4 KiB of its output (stdout, then stderr) are recorded.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::process::CommandExt as _;
@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use super::Done;
 use crate::model::{Record, RunOutcome};
 
-/// Output bytes kept in the run record.
-const KEPT: usize = 1024;
+/// Output bytes kept in the run record (the first 4 KiB).
+const KEPT: usize = 4096;
 
 /// The alert's main fields as environment variables.
 pub fn environment(r: &Record) -> Vec<(&'static str, String)> {
@@ -76,7 +76,7 @@ pub fn run(command: &[String], r: &Record, timeout: Duration) -> Done {
 
 /// Runs `cmd` in a process group of its own with `input` on its stdin;
 /// past `timeout` the group is SIGKILLed. Its exit status (`None` when
-/// killed) and the first KiB of its output (stdout, then stderr).
+/// killed) and the first 4 KiB of its output (stdout, then stderr).
 pub fn run_child(
     cmd: &mut Command,
     input: &[u8],

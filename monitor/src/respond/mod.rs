@@ -258,3 +258,48 @@ impl Follower for Runner {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(seq: u64, t: u64, pid: u32) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "seq": seq, "time": "", "time_ns": t, "host": "h", "pid": pid, "comm": "bot",
+            "exe": "/nonexistent/bot", "uid": 65534, "role": "chatbot", "action": "send",
+            "object": "203.0.113.7:443", "outcome": "violation",
+            "alert": {"severity": "critical", "rule": "pii-egress", "message": "m"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn one_run_per_incident_in_the_window_and_the_next_counts_what_was_folded() {
+        let rules = ResponderRules::parse(
+            "[[responder]]\nname = \"stop\"\ntype = \"kill\"\nroles = [\"chatbot\"]\nwindow_secs = 60\n",
+            "responders.toml",
+            &monitor_pii::PiiRules::defaults(),
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(64);
+        let mut runner = Runner::new(&rules, tx);
+        let t = now_ns();
+        // Five alerts on one process within the window: one run.
+        let batch: Vec<Record> = (1..=5).map(|i| alert(i, t + i, 4_000_000)).collect();
+        runner.handle(&batch).unwrap();
+        // Another process is another incident.
+        runner.handle(&[alert(6, t + 6, 4_000_001)]).unwrap();
+        // Past the window: a new run, carrying the four folded in.
+        runner
+            .handle(&[alert(7, t + 61_000_000_000, 4_000_000)])
+            .unwrap();
+        let runs: Vec<Run> = rx.try_iter().map(|r| *r.run.unwrap()).collect();
+        assert_eq!(runs.len(), 3, "{runs:#?}");
+        assert_eq!((runs[0].alert_seq, runs[0].folded), (1, 0));
+        assert_eq!((runs[1].alert_seq, runs[1].folded), (6, 0));
+        assert_eq!((runs[2].alert_seq, runs[2].folded), (7, 4));
+        // Not enforcing, and the pid does not exist: skipped, and why.
+        assert_eq!(runs[0].outcome, RunOutcome::Skipped);
+        assert!(runs[0].detail.contains("gone"), "{}", runs[0].detail);
+    }
+}
