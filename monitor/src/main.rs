@@ -8,8 +8,11 @@ use monitor::cli::{dispatch, Cli};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Plain text for journald and log files; colours only on a terminal.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             // sled reports each failed write of each tree; the record writer
             // reports a store outage itself, once and then every 30 s.

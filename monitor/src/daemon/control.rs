@@ -45,12 +45,26 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     let mut watch = FollowerWatch::default();
     let heartbeat = std::time::Duration::from_secs(opts.heartbeat_secs.max(1));
     let mut last_beat = std::time::Instant::now();
+    // The service manager's watchdog (WatchdogSec=): pinged at half its
+    // interval while the pipeline runs, so a hung daemon is restarted.
+    let watchdog_every = sd_notify::watchdog_enabled();
+    let watchdog = watchdog_every.is_some();
+    let mut dog = tokio::time::interval(
+        (watchdog_every.unwrap_or_default() / 2).max(std::time::Duration::from_millis(10)),
+    );
+    let mut last_received = (std::time::Instant::now(), 0u64);
     loop {
         tokio::select! {
+            _ = dog.tick(), if watchdog => {
+                if !d.pipeline.is_finished() {
+                    let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                }
+            }
             _ = tick.tick() => {
                 let snapshot = *d.counters.lock().expect("counters lock");
                 refresh(d, &snapshot);
                 log_stats(&d.status, &mut last_dropped);
+                let _ = sd_notify::notify(&[NotifyState::Status(&service_status(&d.status, &mut last_received))]);
                 if let Some(note) = losses.since_last(&d.status, &d.template) {
                     let _ = d.records.send(note);
                 }
@@ -78,11 +92,29 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                     return Ok(());
                 }
             }
-            _ = sighup.recv() => reload(&opts.rules_dir, d.rules_dir_existed, &d.reloads, &d.records, &d.template),
+            _ = sighup.recv() => {
+                let _ = sd_notify::notify(&[NotifyState::Reloading]);
+                reload(&opts.rules_dir, d.rules_dir_existed, &d.reloads, &d.records, &d.template);
+                let _ = sd_notify::notify(&[NotifyState::Ready]);
+            }
             _ = sigterm.recv() => return Ok(()),
             _ = sigint.recv() => return Ok(()),
         }
     }
+}
+
+/// The service manager's one-line status: the event rate since the last
+/// call, what was dropped, what the record holds.
+fn service_status(s: &Status, last: &mut (std::time::Instant, u64)) -> String {
+    let secs = last.0.elapsed().as_secs_f64().max(0.001);
+    let rate = s.pipeline.received.saturating_sub(last.1) as f64 / secs;
+    *last = (std::time::Instant::now(), s.pipeline.received);
+    let dropped = s.kernel.ringbuf_full + s.pipeline.decode_errors + s.pipeline.record_errors;
+    format!(
+        "{rate:.0} events/s, {dropped} dropped, {} records stored, {} probes",
+        s.record.stored,
+        s.attached.len()
+    )
 }
 
 /// A follower failing this long raises an alert (once per outage).

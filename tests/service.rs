@@ -1,0 +1,204 @@
+//! The systemd unit (`packaging/monitor.service`): it verifies, its
+//! sandbox's exposure is at most 4.0, and its `ExecStart`, run by hand
+//! with exactly the unit's capability bounding set and no new privileges
+//! (no systemd runs here), speaks the notify protocol: READY=1 only once
+//! the probes are attached, WATCHDOG=1 at half the watchdog interval,
+//! STATUS= with the rates, STOPPING=1 on SIGTERM.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{monitor_bin, root_or_skip, TempDir};
+
+const UNIT: &str = include_str!("../packaging/monitor.service");
+
+/// The value of `key=` in the unit (the last one given).
+fn unit_value(key: &str) -> String {
+    UNIT.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{key}=")))
+        .next_back()
+        .unwrap_or_else(|| panic!("the unit has no {key}="))
+        .to_owned()
+}
+
+/// `systemd-analyze` with `args`; stdout and stderr together.
+fn analyze(args: &[&str]) -> (bool, String) {
+    let out = Command::new("systemd-analyze")
+        .args(args)
+        .output()
+        .expect("systemd-analyze (apt-get install systemd)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_unit_verifies_and_its_exposure_is_at_most_4() {
+    let dir = TempDir::new("unit");
+    // `verify` checks that ExecStart's program exists: point it at the build.
+    let unit = dir.path().join("monitor.service");
+    std::fs::write(
+        &unit,
+        UNIT.replace(
+            "ExecStart=/usr/bin/monitor",
+            &format!("ExecStart={}", monitor_bin()),
+        ),
+    )
+    .unwrap();
+    let unit = unit.to_str().unwrap();
+    let (ok, text) = analyze(&["verify", unit]);
+    assert!(ok, "systemd-analyze verify: {text}");
+    let (_, text) = analyze(&["security", "--offline=true", unit]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no exposure in: {text}"));
+    let score: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unreadable: {line}"));
+    eprintln!("systemd-analyze security --offline=true: exposure {score}");
+    assert!(score <= 4.0, "{line}");
+}
+
+/// `CapabilityBoundingSet=CAP_BPF CAP_PERFMON ...` as setpriv's
+/// `-all,+bpf,+perfmon,...`.
+fn bounding_set() -> String {
+    let caps: Vec<String> = unit_value("CapabilityBoundingSet")
+        .split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_lowercase()))
+        .collect();
+    format!("-all,{}", caps.join(","))
+}
+
+#[test]
+fn exec_start_with_the_unit_s_capabilities_notifies_ready_watchdog_and_stopping() {
+    if !root_or_skip("exec_start_with_the_unit_s_capabilities_notifies_ready_watchdog_and_stopping")
+    {
+        return;
+    }
+    assert_eq!(
+        unit_value("ExecStart"),
+        "/usr/bin/monitor run",
+        "the test runs what the unit runs"
+    );
+    assert_eq!(unit_value("NoNewPrivileges"), "yes");
+    let dir = TempDir::new("unit-run");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let got: Arc<Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (got, stop) = (got.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = notify.recv(&mut buf) {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    got.lock().unwrap().push((Instant::now(), msg));
+                }
+            }
+        })
+    };
+    let p = |f: &str| dir.path().join(f);
+    let status_file = p("status.json");
+    let mut child = Command::new("setpriv")
+        .args([
+            "--no-new-privs",
+            "--inh-caps",
+            "-all",
+            "--bounding-set",
+            &bounding_set(),
+            "--",
+        ])
+        .arg(monitor_bin())
+        .args(["run", "--stats-interval", "1"])
+        .arg("--status-file")
+        .arg(&status_file)
+        .arg("--key-file")
+        .arg(p("fingerprint.key"))
+        .arg("--state-dir")
+        .arg(p("state"))
+        .arg("--rules-dir")
+        .arg(p("rules"))
+        .arg("--socket")
+        .arg(p("query.sock"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "500000")
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let has = |what: &str| {
+        got.lock()
+            .unwrap()
+            .iter()
+            .find(|(_, m)| m.contains(what))
+            .map(|(t, _)| *t)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ready = loop {
+        if let Some(t) = has("READY=1") {
+            break t;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "monitor exited before READY with the unit's capabilities"
+        );
+        assert!(Instant::now() < deadline, "no READY=1");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // READY came after the probes were attached: the status the daemon
+    // wrote before it names them.
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&status_file).expect("status written before READY"))
+            .unwrap();
+    let attached = status["attached"].as_array().map_or(0, Vec::len);
+    assert!(attached >= 20, "{status}");
+    std::thread::sleep(Duration::from_millis(2600));
+    let pings = got
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, m)| *t > ready && m.contains("WATCHDOG=1"))
+        .count();
+    assert!(
+        (7..=14).contains(&pings),
+        "{pings} watchdog pings in 2.6 s at a 0.5 s watchdog"
+    );
+    let status_line = got
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|(_, m)| {
+            m.lines()
+                .find(|l| l.starts_with("STATUS="))
+                .map(str::to_owned)
+        })
+        .expect("a STATUS= line");
+    assert!(
+        status_line.contains("events/s") && status_line.contains("probes"),
+        "{status_line}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let exit = child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    assert!(exit.success(), "{exit}");
+    assert!(has("STOPPING=1").is_some(), "no STOPPING=1");
+}
