@@ -7,9 +7,11 @@
 //! - `bench sensor`: the sensor throughput and loss benchmark.
 //! - `gen-pii-corpus`, `eval-pii`: the detector's labeled corpus and its scores.
 //! - `eval-anomaly`: the anomaly detectors on a synthetic month.
+//! - `package`, `install`: the .deb, and an install without dpkg.
 
 mod bench;
 mod fuzz;
+mod package;
 mod pii;
 mod setup;
 
@@ -48,6 +50,19 @@ enum Task {
     /// The anomaly detectors on a synthetic month: recall per detector,
     /// false alerts per role-day, alerts per incident.
     EvalAnomaly,
+    /// Build the .deb (cargo-deb); with --check, also install, check,
+    /// remove and purge it on this host (CI).
+    Package {
+        /// Install, check, remove and purge it here.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Install the release build without dpkg.
+    Install {
+        /// Where the binary (PREFIX/bin) and the unit go.
+        #[arg(long, default_value = "/usr/local")]
+        prefix: std::path::PathBuf,
+    },
     /// Run every fuzz target for a short, fixed time each.
     Fuzz {
         /// Seconds per target.
@@ -91,6 +106,18 @@ fn main() -> anyhow::Result<()> {
         Task::EvalAnomaly => {
             setup::run()?;
             bench::eval_anomaly()
+        }
+        Task::Package { check } => {
+            setup::run()?;
+            let deb = package::build()?;
+            if check {
+                package::check(&deb)?;
+            }
+            Ok(())
+        }
+        Task::Install { prefix } => {
+            setup::run()?;
+            package::install(&prefix)
         }
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Bench { which } => {
