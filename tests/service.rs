@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{monitor_bin, root_or_skip, TempDir};
+use serde_json::Value;
 
 const UNIT: &str = include_str!("../packaging/monitor.service");
 
@@ -201,4 +202,70 @@ fn exec_start_with_the_unit_s_capabilities_notifies_ready_watchdog_and_stopping(
     reader.join().unwrap();
     assert!(exit.success(), "{exit}");
     assert!(has("STOPPING=1").is_some(), "no STOPPING=1");
+}
+
+/// SIGTERM in the middle of a burst: every open that returned before the
+/// signal is in the record after the shutdown, and the daemon's stop
+/// record is the record's last.
+#[test]
+fn sigterm_during_a_burst_keeps_every_event_before_it_and_ends_with_stop() {
+    use std::io::BufRead as _;
+    if !root_or_skip("sigterm_during_a_burst_keeps_every_event_before_it_and_ends_with_stop") {
+        return;
+    }
+    let dir = TempDir::new("unit-burst");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir(&cards).unwrap();
+    for i in 0..64 {
+        std::fs::write(cards.join(format!("c{i}.csv")), "x").unwrap();
+    }
+    common::classify_dir(&dir.path().join("rules"), &cards);
+    let sink = dir.path().join("records.jsonl");
+    let sink_arg = sink.to_str().unwrap().to_owned();
+    let mut daemon = common::Daemon::start_in(dir, &["--sink-jsonl", &sink_arg]);
+    // Opens in a loop, printing each one's number once it has returned.
+    let mut child = Command::new(common::python())
+        .args([
+            "-c",
+            "import sys\ni = 0\nwhile True:\n    open(f'c{i % 64}.csv', 'rb').close()\n    print(i, flush=True)\n    i += 1\n",
+        ])
+        .current_dir(&cards)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut returned = 0u64;
+    while returned < 3000 {
+        returned = lines.next().unwrap().unwrap().parse().unwrap();
+    }
+    // Everything up to `returned` completed before the signal.
+    daemon.stop();
+    let _ = child.kill();
+    let _ = child.wait();
+    let records: Vec<Value> = std::fs::read_to_string(&sink)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let reads = records
+        .iter()
+        .filter(|r| r["pid"] == child.id() && r["action"] == "read")
+        .count() as u64;
+    assert!(
+        reads > returned,
+        "{reads} reads recorded of the {} that returned before SIGTERM",
+        returned + 1
+    );
+    let last = records.last().unwrap();
+    assert_eq!(last["action"], "stop", "{last}");
+    let report = common::verify_store(&daemon.state_dir(), &[]);
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(
+        report["last"], last["seq"],
+        "the stop record is the record's last"
+    );
+    eprintln!(
+        "SIGTERM in a burst: {} opens returned before it, {reads} recorded",
+        returned + 1
+    );
 }

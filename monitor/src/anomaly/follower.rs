@@ -28,6 +28,10 @@ pub struct Learner {
     saved: Instant,
     dirty: bool,
     niced: bool,
+    /// An anomaly record could not be handed to the writer (it has stopped):
+    /// the state past the last save is not saved, so the next start reads
+    /// those records again and makes the alert then.
+    unsaved: bool,
 }
 
 /// Why the learner could not start.
@@ -68,6 +72,7 @@ impl Learner {
             saved: Instant::now(),
             dirty: false,
             niced: false,
+            unsaved: false,
         })
     }
 
@@ -100,13 +105,14 @@ impl Follower for Learner {
             let out = self.engine.observe(r);
             for a in out.alerts {
                 alerted = true;
-                self.records
-                    .send(a)
-                    .map_err(|_| "the record writer has stopped")?;
+                if self.records.send(a).is_err() {
+                    self.unsaved = true;
+                    return Err("the record writer has stopped".into());
+                }
             }
         }
         self.dirty |= !records.is_empty();
-        if alerted || (self.dirty && self.saved.elapsed() >= SAVE_EVERY) {
+        if !self.unsaved && (alerted || (self.dirty && self.saved.elapsed() >= SAVE_EVERY)) {
             self.save()?;
         }
         Ok(())
@@ -115,7 +121,7 @@ impl Follower for Learner {
 
 impl Drop for Learner {
     fn drop(&mut self) {
-        if self.dirty {
+        if self.dirty && !self.unsaved {
             if let Err(e) = self.save() {
                 tracing::warn!(error = %e, "anomaly state not saved at stop");
             }
