@@ -29,6 +29,7 @@ pub mod anomaly;
 pub mod btf;
 pub mod classify;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod enrich;
 pub mod event;

@@ -7,7 +7,16 @@ use clap::Parser as _;
 use monitor::cli::{dispatch, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `monitor run` takes its settings file's values first; its own
+    // options override them.
+    let argv = match monitor::config::with_config(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("monitor: error: refusing to start: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -73,8 +73,10 @@ pub fn check(deb: &Path) -> anyhow::Result<()> {
         "dpkg-query",
         &["--showformat=${Conffiles}", "--show", "monitor"],
     )?;
-    if !conffiles.contains("/etc/monitor/rules.d/policy.toml") {
-        bail!("the rules are not conffiles: {conffiles}");
+    if !conffiles.contains("/etc/monitor/rules.d/policy.toml")
+        || !conffiles.contains("/etc/monitor/monitor.toml")
+    {
+        bail!("the rules and settings are not conffiles: {conffiles}");
     }
     // Something of a record, to see what removal keeps.
     std::fs::write("/var/lib/monitor/kept", "x")?;
@@ -125,6 +127,12 @@ pub fn install(prefix: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(unit_path.parent().context("a parent")?)?;
     std::fs::write(&unit_path, unit)?;
     println!("installed {}", unit_path.display());
+    put(
+        &root.join("packaging/monitor.toml"),
+        Path::new("/etc/monitor/monitor.toml"),
+        0o644,
+        true,
+    )?;
     for e in std::fs::read_dir(root.join("rules"))?.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "toml") {

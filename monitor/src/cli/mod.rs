@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 /// Host data-access monitor.
 #[derive(Parser)]
 #[command(name = "monitor", version, about)]
+#[command(args_override_self = true)]
 pub struct Cli {
     /// The command.
     #[command(subcommand)]
@@ -59,6 +60,12 @@ pub enum Command {
     },
     /// Walk the record's MAC chain and name the first bad record.
     Verify(verify::Verify),
+    /// Check or show the daemon's settings (monitor.toml).
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Check rules.
     Rules {
         /// What to do with them.
@@ -69,6 +76,60 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Find PII and secrets in a file or stdin; prints only masked values and fingerprints.
     Scan(scan::ScanOptions),
+}
+
+/// `monitor config ...`.
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a settings file; prints `file:line:col: message` when invalid.
+    Check {
+        /// The file.
+        #[arg(default_value = crate::config::DEFAULT_CONFIG)]
+        file: std::path::PathBuf,
+    },
+    /// Print the effective settings: the defaults, the file, then these
+    /// `monitor run` options.
+    Show {
+        /// The file.
+        #[arg(long, default_value = crate::config::DEFAULT_CONFIG)]
+        file: std::path::PathBuf,
+        /// `monitor run` options, after `--`.
+        #[arg(last = true)]
+        run: Vec<std::ffi::OsString>,
+    },
+}
+
+fn config_command(c: ConfigCommand) -> anyhow::Result<ExitCode> {
+    use clap::Parser as _;
+    match c {
+        ConfigCommand::Check { file } => match crate::config::load(&file, true) {
+            Ok(args) => {
+                println!(
+                    "{}: ok ({} settings)",
+                    file.display(),
+                    args.iter()
+                        .filter(|a| a.to_string_lossy().starts_with("--"))
+                        .count()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(ExitCode::from(2))
+            }
+        },
+        ConfigCommand::Show { file, run } => {
+            let mut argv: Vec<std::ffi::OsString> = vec!["monitor".into(), "run".into()];
+            argv.extend(crate::config::load(&file, false)?);
+            argv.extend(run);
+            let cli = Cli::try_parse_from(argv)?;
+            let Command::Run(opts) = cli.command else {
+                unreachable!("parsed as run")
+            };
+            print!("{}", toml::to_string(&opts)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 /// `monitor rules ...`.
@@ -93,6 +154,7 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::TracePii(c) => c.run(),
         Command::Verify(c) => c.run(),
         Command::Baseline(c) => c.run(),
+        Command::Config { command } => config_command(command),
         Command::NotifyUser { summary, body } => {
             match crate::respond::notify::show(&summary, &body) {
                 Ok(id) => {

@@ -17,9 +17,16 @@ use clap::Args;
 /// Where state lives by default.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/monitor";
 
-/// Options of `monitor run` (the command line is this struct).
-#[derive(Debug, Clone, Args)]
+/// Options of `monitor run` (the command line is this struct; each is
+/// also a key of `monitor.toml`, by its long name).
+#[derive(Debug, Clone, Args, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Options {
+    /// The settings file (default /etc/monitor/monitor.toml, or
+    /// MONITOR_CONFIG); the command line overrides it.
+    #[arg(long, value_name = "PATH")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
     /// Print every event as one JSON line on stdout.
     #[arg(long)]
     pub events_stdout: bool,
@@ -28,6 +35,7 @@ pub struct Options {
     pub ring_mib: u32,
     /// Seconds between stats log lines and status file updates.
     #[arg(long = "stats-interval", default_value_t = 10, value_name = "SECS")]
+    #[serde(rename = "stats-interval")]
     pub stats_interval_secs: u64,
     /// Where the status snapshot is written.
     #[arg(long, default_value = crate::status::DEFAULT_STATUS_FILE)]
@@ -37,6 +45,7 @@ pub struct Options {
     pub payload_limit: u32,
     /// An OpenSSL library to hook besides the system's (repeatable).
     #[arg(long = "tls-lib")]
+    #[serde(rename = "tls-lib")]
     pub tls_libraries: Vec<PathBuf>,
     /// The fingerprint key (created, mode 0600, if absent).
     #[arg(long, default_value = crate::cli::scan::DEFAULT_KEY_FILE)]
