@@ -220,6 +220,51 @@ impl Rhythm {
     }
 }
 
+/// An hour far above its usual: the count with the record added, the
+/// usual and the threshold it passed, and the records that show it.
+#[derive(Debug, Clone)]
+pub struct Surge {
+    /// The count this hour, the record included.
+    pub now: f64,
+    /// The usual for this hour.
+    pub usual: f64,
+    /// What it passed.
+    pub threshold: f64,
+    /// This hour's records, the new one included.
+    pub evidence: Evidence,
+    /// The hour's slot, for people.
+    pub window: String,
+}
+
+impl Rhythm {
+    /// Whether adding `added` for record `seq` at `t` puts the current
+    /// hour above its usual plus `sigmas` bands (and at least `min_count`).
+    pub fn surge(
+        &self,
+        added: f64,
+        sigmas: f64,
+        min_count: u64,
+        seq: u64,
+        t: u64,
+    ) -> Option<Surge> {
+        let slot = self.usual()?;
+        let now = self.count + added;
+        let threshold = slot.threshold(sigmas);
+        if now <= threshold || now < min_count as f64 {
+            return None;
+        }
+        let mut evidence = self.evidence.clone();
+        evidence.add(seq, t);
+        Some(Surge {
+            now,
+            usual: slot.mean,
+            threshold,
+            evidence,
+            window: Local::slot_name(Local::slot(self.hour)),
+        })
+    }
+}
+
 /// A count per active day (days with none are not samples).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Daily {

@@ -2,7 +2,7 @@
 //! role never sent; `pii-egress-rate`, PII findings sent this hour far
 //! above the role's usual for this hour. Quiet while the role is learning.
 
-use super::baseline::{seen, Local};
+use super::baseline::seen;
 use super::{one_record, Detector, Hit, Seen};
 use crate::model::{Action, Explain, Record};
 
@@ -60,28 +60,24 @@ impl Detector for PiiRate {
             return None;
         }
         let set = s.rules.detector(self.id());
-        let slot = s.role.pii.usual()?;
-        let now = s.role.pii.count + r.findings.len() as f64;
-        let threshold = slot.threshold(set.sigmas);
-        if now <= threshold || now < set.min_count as f64 {
-            return None;
-        }
-        let mut ev = s.role.pii.evidence.clone();
-        ev.add(r.seq, r.time_ns);
-        let window = Local::slot_name(Local::slot(s.at.hour));
+        let n = r.findings.len() as f64;
+        let x = s
+            .role
+            .pii
+            .surge(n, set.sigmas, set.min_count, r.seq, r.time_ns)?;
         Some(Hit {
             rule: self.id(),
             severity: set.severity,
             message: format!(
-                "role {} sent {now} PII values this hour, usually {:.1} at this hour (threshold {threshold:.1})",
-                r.role, slot.mean
+                "role {} sent {} PII values this hour, usually {:.1} at this hour (threshold {:.1})",
+                r.role, x.now, x.usual, x.threshold
             ),
             object: r.role.to_string(),
             explain: Explain {
-                baseline: Some(slot.mean),
-                threshold: Some(threshold),
+                baseline: Some(x.usual),
+                threshold: Some(x.threshold),
                 role_wide: true,
-                ..ev.explain(now, window)
+                ..x.evidence.explain(x.now, x.window.clone())
             },
         })
     }

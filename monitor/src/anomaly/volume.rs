@@ -3,7 +3,7 @@
 //! mean plus `sigmas` deviation bands, never below `min_count`). Quiet
 //! while learning, and for a slot with fewer than three samples.
 
-use super::baseline::{Local, Rhythm};
+use super::baseline::Rhythm;
 use super::{Detector, Hit, Seen};
 use crate::model::{Explain, Record};
 
@@ -20,28 +20,20 @@ impl Volume {
         role_wide: bool,
     ) -> Option<Hit> {
         let set = s.rules.detector(self.id());
-        let slot = rhythm.usual()?;
-        let now = rhythm.count + 1.0;
-        let threshold = slot.threshold(set.sigmas);
-        if now <= threshold || now < set.min_count as f64 {
-            return None;
-        }
-        let mut ev = rhythm.evidence.clone();
-        ev.add(r.seq, r.time_ns);
-        let window = Local::slot_name(Local::slot(s.at.hour));
+        let x = rhythm.surge(1.0, set.sigmas, set.min_count, r.seq, r.time_ns)?;
         Some(Hit {
             rule: self.id(),
             severity: set.severity,
             message: format!(
-                "{who} made {now} sensitive accesses this hour, usually {:.1} at this hour ({window}; threshold {threshold:.1})",
-                slot.mean
+                "{who} made {} sensitive accesses this hour, usually {:.1} at this hour ({}; threshold {:.1})",
+                x.now, x.usual, x.window, x.threshold
             ),
             object: r.class.as_deref().unwrap_or("").to_owned(),
             explain: Explain {
-                baseline: Some(slot.mean),
-                threshold: Some(threshold),
+                baseline: Some(x.usual),
+                threshold: Some(x.threshold),
                 role_wide,
-                ..ev.explain(now, window)
+                ..x.evidence.explain(x.now, x.window.clone())
             },
         })
     }
