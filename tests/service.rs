@@ -269,3 +269,74 @@ fn sigterm_during_a_burst_keeps_every_event_before_it_and_ends_with_stop() {
         returned + 1
     );
 }
+
+/// The Prometheus endpoint (`--metrics-addr`, loopback only) serves the
+/// status's counters, per follower too; an address off loopback is refused.
+#[test]
+fn the_metrics_endpoint_serves_the_counters_on_loopback_only() {
+    use std::io::{Read as _, Write as _};
+    if !root_or_skip("the_metrics_endpoint_serves_the_counters_on_loopback_only") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let daemon = common::Daemon::start_with(&["--metrics-addr", &addr]);
+    let scrape = || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let t = scrape();
+        if t.contains("monitor_follower_lag{follower=\"anomaly\"}") {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no follower metrics: {t}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert!(value("monitor_probes_attached") >= 20.0);
+    assert!(
+        value("monitor_records_stored_total") >= 1.0,
+        "the start record"
+    );
+    value("monitor_kernel_ringbuf_full_total");
+    drop(daemon);
+
+    let dir = TempDir::new("metrics-refused");
+    let out = Command::new(monitor_bin())
+        .args(["run", "--metrics-addr", "0.0.0.0:9"])
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--status-file")
+        .arg(dir.path().join("status.json"))
+        .arg("--key-file")
+        .arg(dir.path().join("k"))
+        .arg("--rules-dir")
+        .arg(dir.path().join("rules"))
+        .arg("--socket")
+        .arg(dir.path().join("q.sock"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("loopback only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

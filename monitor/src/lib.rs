@@ -34,6 +34,7 @@ pub mod daemon;
 pub mod enrich;
 pub mod event;
 pub mod judge;
+pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod payload;

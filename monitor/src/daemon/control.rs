@@ -63,6 +63,9 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let snapshot = *d.counters.lock().expect("counters lock");
                 refresh(d, &snapshot);
+                if d.metrics.is_some() {
+                    *d.published.write().expect("status lock") = d.status.clone();
+                }
                 log_stats(&d.status, &mut last_dropped);
                 let _ = sd_notify::notify(&[NotifyState::Status(&service_status(&d.status, &mut last_received))]);
                 if let Some(note) = losses.since_last(&d.status, &d.template) {

@@ -82,6 +82,11 @@ pub struct Options {
     /// later truncation (`monitor verify --head`). Only with sinks.
     #[arg(long, default_value_t = 300)]
     pub heartbeat_secs: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics (loopback only; off
+    /// when not given), e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Append every record as one JSON line to this file (repeatable). A
     /// follower of the record: in order, at least once, resumed after a restart.
     #[arg(long = "sink-jsonl", value_name = "PATH")]

@@ -27,8 +27,12 @@ pub async fn shutdown(opts: &Options, d: Daemon) -> anyhow::Result<()> {
         mut followers,
         followers_stop,
         mut status,
+        metrics,
         ..
     } = d;
+    if let Some(m) = metrics {
+        m.abort();
+    }
     let _ = sd_notify::notify(&[NotifyState::Stopping]);
     stop.store(true, Ordering::Relaxed);
     let final_counters = pipeline

@@ -56,6 +56,10 @@ pub struct Daemon {
     pub followers_stop: Arc<AtomicBool>,
     /// The status report, rewritten on every tick.
     pub status: Status,
+    /// The last status, for the metrics endpoint (when it runs).
+    pub published: Arc<std::sync::RwLock<Status>>,
+    /// The metrics endpoint's task.
+    pub metrics: Option<tokio::task::JoinHandle<()>>,
     /// Whether the rules override directory existed at start-up: if it
     /// did, a reload that finds it gone is refused, not taken as "no overrides".
     pub rules_dir_existed: bool,
@@ -217,7 +221,18 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         tls_not_covered: crate::sensor::TLS_NOT_COVERED.to_owned(),
         ..Status::default()
     };
+    let published = Arc::new(std::sync::RwLock::new(status.clone()));
+    let metrics = match opts.metrics_addr {
+        Some(addr) => Some(
+            crate::metrics::serve(addr, published.clone())
+                .await
+                .with_context(|| format!("serving metrics on {addr}"))?,
+        ),
+        None => None,
+    };
     Ok(Daemon {
+        published,
+        metrics,
         store,
         records,
         writer,
