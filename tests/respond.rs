@@ -421,3 +421,47 @@ fn a_risky_chatbot_conversation_is_handed_off_once_without_its_text() {
         bodies[0]
     );
 }
+
+/// A reload (SIGHUP) replaces the responders without a restart: the new
+/// one answers the next alert, the old one no longer does.
+#[test]
+fn a_reload_replaces_the_responders() {
+    if !root_or_skip("a_reload_replaces_the_responders") {
+        return;
+    }
+    let dir = TempDir::new("respond-reload");
+    let exec = |name: &str| {
+        format!("[[responder]]\nname = \"{name}\"\ntype = \"exec\"\ncommand = [\"/bin/true\"]\nrules = [\"class-read\"]\nroles = [\"chatbot\"]\n")
+    };
+    let cards = setup(dir.path(), &exec("before"));
+    let responders = dir.path().join("rules").join("responders.toml");
+    let daemon = Daemon::start_in(dir, &[]);
+    let first = read_cards(&cards, 1);
+    assert_eq!(
+        wait_run(&daemon, "before", first, 20)["run"]["outcome"],
+        "done"
+    );
+    std::fs::write(&responders, exec("after")).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+    common::wait_record(&daemon, &["events", "--action", "reload"], |r| {
+        r["outcome"] == "allowed"
+    });
+    let second = read_cards(&cards, 1);
+    assert_eq!(
+        wait_run(&daemon, "after", second, 20)["run"]["outcome"],
+        "done"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let old = query(
+        &daemon,
+        &["events", "--action", "response", "--limit", "1000"],
+    )
+    .into_iter()
+    .filter(|r| r["run"]["responder"] == "before" && r["pid"] == second)
+    .count();
+    assert_eq!(old, 0, "the replaced responder still ran");
+}

@@ -13,7 +13,7 @@ use super::{Engine, State};
 use crate::model::{FollowError, Follower, Record};
 use crate::record::writer::RecordSender;
 use crate::record::Store;
-use crate::rules::anomaly::AnomalyRules;
+use crate::rules::Live;
 
 /// The follower's name (its cursor's and its saved state's).
 pub const NAME: &str = "anomaly";
@@ -23,6 +23,7 @@ const SAVE_EVERY: Duration = Duration::from_secs(5);
 /// The learner.
 pub struct Learner {
     engine: Engine,
+    live: Live,
     store: Arc<Store>,
     records: RecordSender,
     saved: Instant,
@@ -56,17 +57,14 @@ pub fn load(store: &Store) -> Result<State, LearnerError> {
 impl Learner {
     /// The learner, resuming from the state saved in `store`; anomaly
     /// records go to `records`.
-    pub fn new(
-        rules: Arc<AnomalyRules>,
-        store: Arc<Store>,
-        records: RecordSender,
-    ) -> Result<Self, LearnerError> {
+    pub fn new(live: Live, store: Arc<Store>, records: RecordSender) -> Result<Self, LearnerError> {
         let state = load(&store)?;
         if store.state(NAME)?.is_some() && store.cursor(NAME)?.seq > state.applied {
             store.advance(NAME, state.applied)?;
         }
         Ok(Learner {
-            engine: Engine::new(rules, state),
+            engine: Engine::new(live.anomaly(), state),
+            live,
             store,
             records,
             saved: Instant::now(),
@@ -99,6 +97,10 @@ impl Follower for Learner {
                 libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
             }
             self.niced = true;
+        }
+        let rules = self.live.anomaly();
+        if !Arc::ptr_eq(&rules, self.engine.rules()) {
+            self.engine.set_rules(rules);
         }
         let mut alerted = false;
         for r in records {

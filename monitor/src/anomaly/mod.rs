@@ -168,6 +168,29 @@ impl Engine {
         }
     }
 
+    /// The settings in force.
+    pub fn rules(&self) -> &std::sync::Arc<AnomalyRules> {
+        &self.rules
+    }
+
+    /// Takes new settings (a reload): the baselines, windows and open
+    /// incidents stay; detectors turned off drop their windows.
+    pub fn set_rules(&mut self, rules: std::sync::Arc<AnomalyRules>) {
+        let saved: BTreeMap<String, serde_json::Value> = self
+            .detectors
+            .iter()
+            .map(|d| (d.id().to_owned(), d.save()))
+            .collect();
+        let mut detectors = detectors(&rules);
+        for d in &mut detectors {
+            if let Some(v) = saved.get(d.id()) {
+                d.restore(v.clone());
+            }
+        }
+        self.detectors = detectors;
+        self.rules = rules;
+    }
+
     /// The last record applied.
     pub fn applied(&self) -> u64 {
         self.state.applied

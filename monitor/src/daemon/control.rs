@@ -97,7 +97,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
             }
             _ = sighup.recv() => {
                 let _ = sd_notify::notify(&[NotifyState::Reloading]);
-                reload(&opts.rules_dir, d.rules_dir_existed, &d.reloads, &d.records, &d.template);
+                reload(&opts.rules_dir, d.rules_dir_existed, &d.reloads, &d.records, &d.template, &d.live);
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
             }
             _ = sigterm.recv() => return Ok(()),
@@ -285,6 +285,7 @@ fn reload(
     to_pipeline: &Sender<RuleSet>,
     records: &RecordSender,
     template: &Record,
+    live: &crate::rules::Live,
 ) {
     let loaded = if dir_existed && !dir.is_dir() {
         Err(format!(
@@ -297,8 +298,11 @@ fn reload(
     let (object, outcome, errno, alert) = match loaded {
         Ok(rules) => {
             let object = format!("{} rules {}", dir.display(), rules.describe());
+            live.publish(&rules);
             let _ = to_pipeline.send(rules);
-            tracing::info!("rules reloaded (PII detector settings apply at the next start)");
+            tracing::info!(
+                "rules reloaded (PII detector and sink settings apply at the next start)"
+            );
             (object, Outcome::Allowed, None, None)
         }
         Err(e) => {

@@ -60,6 +60,8 @@ pub struct Daemon {
     pub published: Arc<std::sync::RwLock<Status>>,
     /// The metrics endpoint's task.
     pub metrics: Option<tokio::task::JoinHandle<()>>,
+    /// The followers' settings, replaced by a reload.
+    pub live: crate::rules::Live,
     /// Whether the rules override directory existed at start-up: if it
     /// did, a reload that finds it gone is refused, not taken as "no overrides".
     pub rules_dir_existed: bool,
@@ -125,16 +127,14 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
 
     let followers_stop = Arc::new(AtomicBool::new(false));
     let mut followers = Vec::new();
-    let learner = crate::anomaly::follower::Learner::new(
-        rules.anomaly.clone(),
-        store.clone(),
-        records.clone(),
-    )
-    .context("starting the anomaly learner")?;
+    let live = crate::rules::Live::new(&rules);
+    let learner =
+        crate::anomaly::follower::Learner::new(live.clone(), store.clone(), records.clone())
+            .context("starting the anomaly learner")?;
     let mut own: Vec<Box<dyn Follower>> = vec![Box::new(learner)];
     if !rules.responders.responders.is_empty() {
         own.push(Box::new(crate::respond::Runner::new(
-            &rules.responders,
+            live.clone(),
             records.clone(),
         )));
     }
@@ -231,6 +231,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         None => None,
     };
     Ok(Daemon {
+        live,
         published,
         metrics,
         store,

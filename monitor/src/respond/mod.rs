@@ -51,6 +51,8 @@ impl Done {
 
 /// The responder runner.
 pub struct Runner {
+    live: crate::rules::Live,
+    rules: Arc<ResponderRules>,
     responders: Vec<(Arc<Responder>, Arc<AtomicUsize>)>,
     records: RecordSender,
     /// Storm control: by responder and incident, when it last ran (ns) and
@@ -65,17 +67,25 @@ fn now_ns() -> u64 {
 }
 
 impl Runner {
-    /// The runner for `rules`; run records go to `records`.
-    pub fn new(rules: &ResponderRules, records: RecordSender) -> Self {
+    /// The runner for the responders in `live` (a reload replaces them);
+    /// run records go to `records`.
+    pub fn new(live: crate::rules::Live, records: RecordSender) -> Self {
+        let rules = live.responders();
         Runner {
-            responders: rules
-                .responders
-                .iter()
-                .map(|r| (Arc::new(r.clone()), Arc::new(AtomicUsize::new(0))))
-                .collect(),
+            responders: Self::armed(&rules),
+            rules,
+            live,
             records,
             storms: HashMap::new(),
         }
+    }
+
+    fn armed(rules: &ResponderRules) -> Vec<(Arc<Responder>, Arc<AtomicUsize>)> {
+        rules
+            .responders
+            .iter()
+            .map(|r| (Arc::new(r.clone()), Arc::new(AtomicUsize::new(0))))
+            .collect()
     }
 
     /// Whether `resp` answers `r`, and the incident it belongs to.
@@ -225,6 +235,12 @@ impl Follower for Runner {
     }
 
     fn handle(&mut self, records: &[Record]) -> Result<(), FollowError> {
+        let rules = self.live.responders();
+        if !Arc::ptr_eq(&rules, &self.rules) {
+            // A reload: runs in progress finish; storm control carries over.
+            self.responders = Self::armed(&rules);
+            self.rules = rules;
+        }
         for r in records {
             for (resp, busy) in &self.responders {
                 let Some(key) = Self::incident(resp, r) else {
@@ -282,7 +298,11 @@ mod tests {
         )
         .unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel(64);
-        let mut runner = Runner::new(&rules, tx);
+        let set = crate::rules::RuleSet {
+            responders: Arc::new(rules),
+            ..crate::rules::RuleSet::shipped()
+        };
+        let mut runner = Runner::new(crate::rules::Live::new(&set), tx);
         let t = now_ns();
         // Five alerts on one process within the window: one run.
         let batch: Vec<Record> = (1..=5).map(|i| alert(i, t + i, 4_000_000)).collect();

@@ -44,6 +44,41 @@ pub const SHIPPED: [(&str, &str); 7] = [
     ),
 ];
 
+/// The settings the record's followers read while running (anomaly
+/// detectors, responders), replaced whole by a reload; each follower
+/// takes the new ones before its next batch.
+#[derive(Clone)]
+pub struct Live {
+    anomaly: Arc<std::sync::RwLock<Arc<AnomalyRules>>>,
+    responders: Arc<std::sync::RwLock<Arc<ResponderRules>>>,
+}
+
+impl Live {
+    /// The settings of `rules`.
+    pub fn new(rules: &RuleSet) -> Self {
+        Live {
+            anomaly: Arc::new(std::sync::RwLock::new(rules.anomaly.clone())),
+            responders: Arc::new(std::sync::RwLock::new(rules.responders.clone())),
+        }
+    }
+
+    /// Replaces them with those of `rules` (a validated reload).
+    pub fn publish(&self, rules: &RuleSet) {
+        *self.anomaly.write().expect("live lock") = rules.anomaly.clone();
+        *self.responders.write().expect("live lock") = rules.responders.clone();
+    }
+
+    /// The anomaly settings in force.
+    pub fn anomaly(&self) -> Arc<AnomalyRules> {
+        self.anomaly.read().expect("live lock").clone()
+    }
+
+    /// The responders in force.
+    pub fn responders(&self) -> Arc<ResponderRules> {
+        self.responders.read().expect("live lock").clone()
+    }
+}
+
 /// Why a rule set was refused: every error found, each positioned.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
