@@ -53,8 +53,8 @@ pub struct Hit {
     pub explain: Explain,
 }
 
-/// What a detector sees of a record: the settings, the baselines as
-/// learned before the record, and the record's local time.
+/// What a detector sees of a record: the settings and the baselines as
+/// learned before the record (prepared to the record's hour and day).
 pub struct Seen<'a> {
     /// The settings.
     pub rules: &'a AnomalyRules,
@@ -62,8 +62,6 @@ pub struct Seen<'a> {
     pub role: &'a RoleBase,
     /// The record's user's baseline in that role.
     pub user: &'a UserBase,
-    /// The record's time in the baselines' zone.
-    pub at: Local,
 }
 
 impl Seen<'_> {
@@ -233,7 +231,6 @@ impl Engine {
                 rules: &self.rules,
                 role,
                 user: &role.users[&r.uid],
-                at,
             };
             for d in &mut self.detectors {
                 if let Some(h) = d.check(r, &seen) {
