@@ -195,26 +195,6 @@ impl Drop for Tmpfs {
     }
 }
 
-fn status_of(daemon: &Daemon) -> Value {
-    serde_json::from_slice(&std::fs::read(daemon.status_file()).unwrap_or_default())
-        .unwrap_or(Value::Null)
-}
-
-fn wait_status(daemon: &Daemon, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    loop {
-        let s = status_of(daemon);
-        if pred(&s) {
-            return s;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {s}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 /// Item 3: the state directory fills up under load; once it has room
 /// again the store writes again without a restart, nothing held is lost,
 /// the outage is itself recorded, and the chain is whole.
@@ -249,12 +229,12 @@ fn item3_the_store_recovers_from_a_full_disk() {
             n
         })
     };
-    wait_status(&daemon, "the store to fail", 120, |s| {
+    daemon.wait_status("the store to fail", 120, |s| {
         s["record"]["write_errors"].as_u64().unwrap_or(0) > 0
     });
     std::thread::sleep(std::time::Duration::from_secs(2));
     fs.resize("256m");
-    let s = wait_status(&daemon, "the store to recover", 60, |s| {
+    let s = daemon.wait_status("the store to recover", 60, |s| {
         s["record"]["held"] == 0 && s["record"]["write_errors"].as_u64().unwrap_or(0) > 0
     });
     stop.store(true, Ordering::Relaxed);
@@ -267,14 +247,14 @@ fn item3_the_store_recovers_from_a_full_disk() {
     assert_eq!(outage["bytes"], 0, "{outage}");
     // Writes go on after the outage.
     let before = s["record"]["stored"].as_u64().unwrap();
-    wait_status(&daemon, "more records stored", 10, |s| {
+    daemon.wait_status("more records stored", 10, |s| {
         s["record"]["stored"].as_u64().unwrap_or(0) > before
     });
     daemon.stop();
     let out = common::verify_store(&daemon.state_dir(), &[]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(out.status.success(), "{report}");
-    let stored = status_of(&daemon)["record"]["stored"].as_u64().unwrap();
+    let stored = daemon.status()["record"]["stored"].as_u64().unwrap();
     // Every record the writer counted as stored is in the chain, and no
     // seq was given twice (the chain would not verify).
     assert_eq!(report["checked"].as_u64().unwrap(), stored, "{report}");

@@ -87,10 +87,9 @@ fn large_send_is_truncated_at_the_limit_and_counted() {
     let expected: Vec<u8> = (0..16384u32).map(|i| (i % 251) as u8).collect();
     assert_eq!(ev["digest"], daemon.digest(&expected));
     // The kernel counted it, and `monitor status` shows it.
-    std::thread::sleep(Duration::from_millis(1500));
-    let status: Value =
-        serde_json::from_slice(&std::fs::read(daemon.status_file()).unwrap()).unwrap();
-    assert!(status["kernel"]["payload_truncated"].as_u64().unwrap() >= 1);
+    daemon.wait_status("the truncation counted", 10, |s| {
+        s["kernel"]["payload_truncated"].as_u64().unwrap_or(0) >= 1
+    });
 }
 
 #[test]
@@ -254,9 +253,9 @@ fn tls_plaintext_with_destination_from_sni() {
     assert_eq!(ev["dest_host"], curl_host);
     assert_eq!(ev["remote_port"], port);
     assert_eq!(ev["findings"][0]["masked"], "411111******1111");
-    let status: Value =
-        serde_json::from_slice(&std::fs::read(daemon.status_file()).unwrap()).unwrap();
-    assert!(!status["tls_libraries"].as_array().unwrap().is_empty());
+    daemon.wait_status("a TLS library in the status", 10, |s| {
+        s["tls_libraries"].as_array().is_some_and(|l| !l.is_empty())
+    });
 }
 
 #[test]

@@ -210,6 +210,29 @@ impl Daemon {
         key.fingerprint("PAYLOAD", bytes).to_string()
     }
 
+    /// The status file as it is now (null while it cannot be read).
+    pub fn status(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.status_file()).unwrap_or_default())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Waits (up to `secs`) for the status file, a snapshot rewritten every
+    /// second, to satisfy `pred`.
+    pub fn wait_status(&self, what: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A copy of every event so far.
     pub fn events(&self) -> Vec<Value> {
         self.events.lock().unwrap().clone()
