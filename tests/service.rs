@@ -340,3 +340,192 @@ fn the_metrics_endpoint_serves_the_counters_on_loopback_only() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The ECS sink file's complete lines (a line being written has no newline yet).
+fn ecs_pids(path: &std::path::Path) -> Vec<u64> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["process"]["pid"].as_u64())
+        .collect()
+}
+
+fn hup(daemon: &common::Daemon) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .unwrap();
+}
+
+/// SIGHUP replaces the sinks and the PII detector's rules without a
+/// restart: a removed sink gets nothing more, a new one gets what follows,
+/// a new custom detector finds its values. A sink that cannot be set up
+/// refuses the whole reload (the detector stays as it was too), and the
+/// refusal is a self-alert and the status's last reload error.
+#[test]
+fn a_reload_replaces_the_sinks_and_the_detector_or_refuses_whole() {
+    if !root_or_skip("a_reload_replaces_the_sinks_and_the_detector_or_refuses_whole") {
+        return;
+    }
+    let dir = TempDir::new("reload-sinks");
+    let rules = dir.path().join("rules");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir_all(&cards).unwrap();
+    std::fs::write(cards.join("c.csv"), b"id,card\n").unwrap();
+    common::classify_dir(&rules, &cards);
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let sink = |name: &str, path: &std::path::Path| {
+        format!(
+            "[[sink]]\nname = \"{name}\"\ntype = \"ecs\"\npath = \"{}\"\nrecords = \"all\"\n",
+            path.display()
+        )
+    };
+    std::fs::write(rules.join("sinks.toml"), sink("a", &a)).unwrap();
+    let daemon = common::Daemon::start_in(dir, &[]);
+    let read = || common::python_pid(&cards, "open('c.csv').read()", false) as u64;
+    let wait_in = |path: &std::path::Path, pid: u64| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !ecs_pids(path).contains(&pid) {
+            assert!(Instant::now() < deadline, "{pid} never reached {path:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let first = read();
+    wait_in(&a, first);
+
+    // A ticket id the shipped detector does not know, sent over loopback.
+    let send_ticket = || {
+        common::python_pid(
+            &cards,
+            "import socket\nl = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()\n\
+             s = socket.create_connection(l.getsockname()); c, _ = l.accept()\n\
+             s.sendall(b'ticket reference TKT-204816 for the customer'); c.recv(100)",
+            false,
+        ) as u64
+    };
+    let ticket_found = |daemon: &common::Daemon, pid: u64| {
+        daemon.events().iter().any(|v| {
+            v["process"]["pid"] == pid
+                && v["findings"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f["type"] == "TICKET_ID"))
+        })
+    };
+    let pii = format!(
+        "{}\n[[custom]]\nname = \"TICKET_ID\"\npattern = '\\bTKT-[0-9]{{6}}\\b'\nvalidator = \"none\"\nscore = 0.9\n",
+        include_str!("../rules/pii.toml")
+    );
+    let rules = daemon.dir.path().join("rules");
+    std::fs::write(rules.join("pii.toml"), &pii).unwrap();
+
+    // Refused whole: sink b's file cannot be created.
+    let bad = std::path::Path::new("/proc/no-such-dir/b.jsonl");
+    std::fs::write(
+        rules.join("sinks.toml"),
+        sink("a", &a) + "\n" + &sink("b", bad),
+    )
+    .unwrap();
+    hup(&daemon);
+    let refused = common::wait_record(&daemon, &["alerts", "--action", "reload"], |r| {
+        r["outcome"] == "failed"
+    });
+    assert_eq!(refused["alert"]["rule"], "rules-reload", "{refused}");
+    daemon.wait_status("the refusal in the status", 10, |s| {
+        s["reload_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such-dir"))
+    });
+    let pid = send_ticket();
+    let second = read();
+    wait_in(&a, second);
+    assert!(
+        !ticket_found(&daemon, pid),
+        "the refused detector was applied"
+    );
+
+    // Applied: b replaces a, and the detector knows ticket ids.
+    std::fs::write(rules.join("sinks.toml"), sink("b", &b)).unwrap();
+    hup(&daemon);
+    let applied = common::wait_record(&daemon, &["events", "--action", "reload"], |r| {
+        r["outcome"] == "allowed"
+    });
+    let object = applied["object"].as_str().unwrap();
+    assert!(object.ends_with(", sinks +b -a"), "{object}");
+    let third = read();
+    wait_in(&b, third);
+    assert!(
+        !ecs_pids(&a).contains(&third),
+        "a removed sink still delivers"
+    );
+    let pid = send_ticket();
+    daemon.wait_for("the new detector's finding", |v| {
+        v["process"]["pid"] == pid
+            && v["findings"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["type"] == "TICKET_ID"))
+    });
+    let status = daemon.wait_status("the reload error cleared", 10, |s| {
+        s["reload_error"].is_null()
+    });
+    let names: Vec<&str> = status["followers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"b") && !names.contains(&"a"), "{names:?}");
+}
+
+/// `--log-format json`: every log line is a JSON object with a level and
+/// a message.
+#[test]
+fn json_logs_are_one_object_a_line() {
+    if !root_or_skip("json_logs_are_one_object_a_line") {
+        return;
+    }
+    let dir = TempDir::new("json-logs");
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(monitor_bin())
+        .args(["run", "--log-format", "json", "--stats-interval", "1"])
+        .arg("--status-file")
+        .arg(dir.path().join("status.json"))
+        .arg("--key-file")
+        .arg(dir.path().join("fingerprint.key"))
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--socket")
+        .arg(dir.path().join("query.sock"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("\"stats\"")
+    {
+        assert!(Instant::now() < deadline, "no stats line");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    assert!(lines.len() >= 3, "{text}");
+    for l in &lines {
+        assert!(l["level"].is_string() && l["timestamp"].is_string(), "{l}");
+    }
+    assert!(lines
+        .iter()
+        .any(|l| l["message"] == "stats" && l["received"].is_u64()));
+    assert!(lines.iter().any(|l| l["message"] == "stopped"));
+}

@@ -110,6 +110,12 @@ impl Detector {
         }
     }
 
+    /// A detector with other rules and the same fingerprint key (a reload:
+    /// fingerprints stay comparable across it).
+    pub fn with_rules(&self, rules: PiiRules) -> Self {
+        Self::new(rules, self.key.clone())
+    }
+
     /// A new stream (feed it with this detector).
     pub fn stream(&self) -> StreamScanner {
         StreamScanner::new()

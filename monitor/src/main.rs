@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use monitor::cli::{dispatch, Cli};
+use monitor::cli::{dispatch, Cli, Command};
 
 fn main() -> ExitCode {
     // `monitor run` takes its settings file's values first; its own
@@ -17,23 +17,33 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(argv);
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Plain text for journald and log files; colours only on a terminal.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            // sled reports each failed write of each tree; the record writer
-            // reports a store outage itself, once and then every 30 s.
-            tracing_subscriber::EnvFilter::try_from_env("MONITOR_LOG")
-                .unwrap_or_else(|_| "info,sled=off".into()),
-        )
-        .init();
+    init_logs(matches!(
+        &cli.command,
+        Command::Run(o) if o.log_format == monitor::daemon::LogFormat::Json
+    ));
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("monitor: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Logs to stderr, filtered by `MONITOR_LOG` (default `info`): plain text
+/// for journald and log files (colours only on a terminal), or JSON lines.
+fn init_logs(json: bool) {
+    use std::io::IsTerminal as _;
+    // sled reports each failed write of each tree; the record writer
+    // reports a store outage itself, once and then every 30 s.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MONITOR_LOG")
+        .unwrap_or_else(|_| "info,sled=off".into());
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }

@@ -102,6 +102,12 @@ impl<C: StreamConsumer> PayloadStage<C> {
         }
     }
 
+    /// Hands later bytes to `consumer` (a reload); open streams keep their
+    /// state, so a value split across the change is still found.
+    pub fn set_consumer(&mut self, consumer: C) {
+        self.consumer = consumer;
+    }
+
     /// Streams dropped because there were too many.
     pub fn evicted(&self) -> u64 {
         self.evicted

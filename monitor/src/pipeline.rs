@@ -111,6 +111,12 @@ impl Pipeline {
             }
             // A reload applies before the events that waited with it.
             while let Ok(rules) = self.recording.reloads.try_recv() {
+                if let Some(old) = &self.recording.names {
+                    let detector = Arc::new(old.with_rules(rules.pii.clone()));
+                    self.payload.set_consumer(detector.clone());
+                    self.enricher.set_scrubber(detector.clone());
+                    self.recording.names = Some(detector);
+                }
                 self.roles.set_rules(rules.roles.clone());
                 self.recording.judges.reload(&rules);
                 refresh_class_dirs(&mut self.sensor, &rules);

@@ -2,6 +2,7 @@
 //! done and records lost. The daemon rewrites it periodically (atomically)
 //! and `monitor status` reads it.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -48,7 +49,7 @@ pub struct PipelineCounters {
 }
 
 /// The access record's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordCounters {
     /// Records stored.
     pub stored: u64,
@@ -62,6 +63,12 @@ pub struct RecordCounters {
     /// Records held in memory while the store cannot write.
     #[serde(default)]
     pub held: u64,
+    /// Records waiting in the writer's queue.
+    #[serde(default)]
+    pub queued: u64,
+    /// The store's last write error ("TIME: ERROR"), since the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One follower of the record: where its cursor stands and what it lost.
@@ -120,6 +127,18 @@ pub struct Status {
     /// The record's followers.
     #[serde(default)]
     pub followers: Vec<FollowerStatus>,
+    /// Events received per second since the previous snapshot.
+    #[serde(default)]
+    pub events_per_sec: f64,
+    /// Records in the store (after retention).
+    #[serde(default)]
+    pub store_records: u64,
+    /// Bytes the store takes on disk.
+    #[serde(default)]
+    pub store_bytes: u64,
+    /// The last refused reload ("TIME: ERROR"), since the start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reload_error: Option<String>,
 }
 
 impl Status {
@@ -162,7 +181,8 @@ impl Status {
         Path::new(&format!("/proc/{}", self.pid)).exists()
     }
 
-    /// A short human-readable report.
+    /// The report as a table: what runs, what flows, what was lost, and
+    /// each component's last error.
     pub fn render(&self) -> String {
         let state = if self.daemon_alive() {
             "running"
@@ -171,83 +191,125 @@ impl Status {
         };
         let k = &self.kernel;
         let p = &self.pipeline;
+        let r = &self.record;
         let mut out = format!(
-            "monitor {version}: {state}, pid {pid}, started {started}\n\
-             updated:            {updated}\n\
-             probes attached:    {n} ({attached})\n\
-             ring buffer:        {ring} MiB\n\
-             processes tracked:  {procs}\n\
-             records emitted:    {emitted}\n\
-             records received:   {received}\n\
-             DROPPED total:      {dropped}\n\
-             \x20 ring buffer full: {full}\n\
-             \x20 decode errors:    {dec}\n\
-             \x20 sink errors:      {sink}\n\
-             \x20 record errors:    {recerr}\n\
-             records stored:     {stored} (expired {expired})\n\
-             record write errors:{werr} ({held} records held)\n\
-             truncated strings:  {trunc}\n\
-             truncated payloads: {ptrunc}\n\
-             unresolved paths:   {unresolved}\n\
-             streams evicted:    {evicted}\n\
-             exits without args: {missing}\n\
-             TLS hooked:         {tls}\n\
-             TLS not covered:    {uncovered}\n",
-            version = self.version,
-            pid = self.pid,
-            started = self.started,
-            updated = self.updated,
-            n = self.attached.len(),
-            attached = self.attached.join(", "),
-            ring = self.ring_bytes >> 20,
-            procs = self.processes_tracked,
-            emitted = k.emitted,
-            received = p.received,
-            dropped = self.dropped(),
-            full = k.ringbuf_full,
-            dec = p.decode_errors,
-            sink = p.sink_errors,
-            recerr = p.record_errors + self.record.failed,
-            stored = self.record.stored,
-            expired = self.record.expired,
-            werr = self.record.write_errors,
-            held = self.record.held,
-            trunc = k.truncated,
-            missing = k.args_missing,
-            ptrunc = k.payload_truncated,
-            unresolved = k.mark_unresolved,
-            evicted = p.streams_evicted,
-            tls = if self.tls_libraries.is_empty() {
+            "monitor {}: {state}, pid {}, started {}\nupdated {}\n",
+            self.version, self.pid, self.started, self.updated
+        );
+        let mut t = Table(&mut out);
+        let (tracepoints, other): (Vec<&String>, Vec<&String>) =
+            self.attached.iter().partition(|a| a.contains(':'));
+        t.section("PROBES");
+        t.row(
+            "tracepoints",
+            format!("{} ({})", tracepoints.len(), join(&tracepoints)),
+        );
+        if !other.is_empty() {
+            t.row("other", join(&other));
+        }
+        t.row(
+            "TLS uprobes",
+            if self.tls_libraries.is_empty() {
                 "none found".to_owned()
             } else {
                 self.tls_libraries.join(", ")
             },
-            uncovered = self.tls_not_covered,
         );
+        t.row("TLS not covered", self.tls_not_covered.clone());
+        t.section("FLOW");
+        t.row("events/s", format!("{:.1}", self.events_per_sec));
+        t.row("emitted (kernel)", k.emitted.to_string());
+        t.row("received", p.received.to_string());
+        t.row("ring buffer", format!("{} MiB", self.ring_bytes >> 20));
+        t.row("processes tracked", self.processes_tracked.to_string());
+        t.row("writer queue", format!("{} records", r.queued));
+        t.row(
+            "store",
+            format!(
+                "{} records, {:.1} MiB on disk, {} stored since start, {} expired",
+                self.store_records,
+                self.store_bytes as f64 / f64::from(1 << 20),
+                r.stored,
+                r.expired
+            ),
+        );
+        t.section("DROPPED");
+        t.row("DROPPED total:", self.dropped().to_string());
+        t.row("ring buffer full", k.ringbuf_full.to_string());
+        t.row("decode errors", p.decode_errors.to_string());
+        t.row("sink errors", p.sink_errors.to_string());
+        t.row("record errors", (p.record_errors + r.failed).to_string());
+        t.section("DEGRADED");
+        t.row("truncated strings", k.truncated.to_string());
+        t.row("truncated payloads", k.payload_truncated.to_string());
+        t.row("unresolved paths", k.mark_unresolved.to_string());
+        t.row("streams evicted", p.streams_evicted.to_string());
+        t.row("exits without args", k.args_missing.to_string());
+        t.section("LAST ERRORS");
+        t.row(
+            "store",
+            match &r.last_error {
+                Some(e) => format!(
+                    "{e} ({} failed writes, {} records held)",
+                    r.write_errors, r.held
+                ),
+                None => "none".to_owned(),
+            },
+        );
+        t.row(
+            "reload",
+            self.reload_error
+                .clone()
+                .unwrap_or_else(|| "none".to_owned()),
+        );
+        t.section("FOLLOWERS");
         if self.followers.is_empty() {
-            out.push_str("followers:          none\n");
+            t.row("(none)", String::new());
         }
         for f in &self.followers {
-            out.push_str(&format!(
-                "follower {}: {}, cursor {}, {} behind, {} handled, {} failed batches{}\n",
-                f.name,
-                match (&f.failing_since, &f.last_error) {
-                    (Some(since), Some(e)) => format!("FAILING since {since} ({e})"),
-                    _ => "ok".to_owned(),
-                },
-                f.cursor,
-                f.lag,
-                f.handled,
-                f.errors,
-                if f.lost > 0 {
-                    format!(", LOST {} to retention", f.lost)
-                } else {
-                    String::new()
-                }
-            ));
+            t.row(
+                &f.name,
+                format!(
+                    "{}, cursor {}, {} behind, {} handled, {} failed batches{}",
+                    match (&f.failing_since, &f.last_error) {
+                        (Some(since), Some(e)) => format!("FAILING since {since} ({e})"),
+                        _ => "ok".to_owned(),
+                    },
+                    f.cursor,
+                    f.lag,
+                    f.handled,
+                    f.errors,
+                    if f.lost > 0 {
+                        format!(", LOST {} to retention", f.lost)
+                    } else {
+                        String::new()
+                    }
+                ),
+            );
         }
         out
     }
+}
+
+/// The report being laid out: a heading per section, then name/value rows.
+struct Table<'a>(&'a mut String);
+
+impl Table<'_> {
+    fn section(&mut self, title: &str) {
+        let _ = writeln!(self.0, "\n[{title}]");
+    }
+
+    fn row(&mut self, name: &str, value: String) {
+        let _ = writeln!(self.0, "  {name:<22}{value}");
+    }
+}
+
+fn join(items: &[&String]) -> String {
+    items
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -276,6 +338,10 @@ mod tests {
         assert_eq!(back, status);
         assert_eq!(back.dropped(), 5);
         assert!(back.daemon_alive());
-        assert!(back.render().contains("DROPPED total:      5"));
+        assert!(
+            back.render().contains("DROPPED total:        5"),
+            "{}",
+            back.render()
+        );
     }
 }

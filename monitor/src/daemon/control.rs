@@ -2,19 +2,19 @@
 //! timer, rule reloads on SIGHUP, until SIGTERM or SIGINT (or the pipeline
 //! thread ends).
 
-use std::sync::mpsc::Sender;
-
 use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::start::Daemon;
 use super::{now, Options};
+use crate::model::Follower;
 use crate::model::{Action, Alert, Outcome, Record, Severity};
 use crate::pipeline::Counters;
 use crate::record::follow;
-use crate::record::writer::{RecordSender, WriterCounters};
+use crate::record::writer::WriterCounters;
 use crate::record::Store;
 use crate::rules::RuleSet;
+use crate::sinks::SinkSpec;
 use crate::status::Status;
 use sd_notify::NotifyState;
 
@@ -27,6 +27,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
         probes = d.status.attached.len(),
         ring_mib = opts.ring_mib,
         followers = d.followers.len(),
+        sinks = d.sinks.len(),
         "sensor attached; monitoring"
     );
     // Handlers first: a SIGHUP sent as soon as the daemon says it is ready
@@ -52,7 +53,6 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     let mut dog = tokio::time::interval(
         (watchdog_every.unwrap_or_default() / 2).max(std::time::Duration::from_millis(10)),
     );
-    let mut last_received = (std::time::Instant::now(), 0u64);
     loop {
         tokio::select! {
             _ = dog.tick(), if watchdog => {
@@ -67,18 +67,14 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                     *d.published.write().expect("status lock") = d.status.clone();
                 }
                 log_stats(&d.status, &mut last_dropped);
-                let _ = sd_notify::notify(&[NotifyState::Status(&service_status(&d.status, &mut last_received))]);
+                let _ = sd_notify::notify(&[NotifyState::Status(&service_status(&d.status))]);
                 if let Some(note) = losses.since_last(&d.status, &d.template) {
                     let _ = d.records.send(note);
                 }
                 for note in watch.check(&d.status, &d.template) {
                     let _ = d.records.send(note);
                 }
-                if d
-                    .followers
-                    .iter()
-                    .any(|f| ![crate::anomaly::follower::NAME, crate::respond::NAME].contains(&f.name()))
-                    && last_beat.elapsed() >= heartbeat
+                if !d.sinks.is_empty() && last_beat.elapsed() >= heartbeat
                 {
                     last_beat = std::time::Instant::now();
                     let (seq, mac) = d.store.head_mac();
@@ -97,7 +93,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
             }
             _ = sighup.recv() => {
                 let _ = sd_notify::notify(&[NotifyState::Reloading]);
-                reload(&opts.rules_dir, d.rules_dir_existed, &d.reloads, &d.records, &d.template, &d.live);
+                reload(opts, d);
                 let _ = sd_notify::notify(&[NotifyState::Ready]);
             }
             _ = sigterm.recv() => return Ok(()),
@@ -106,15 +102,13 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     }
 }
 
-/// The service manager's one-line status: the event rate since the last
-/// call, what was dropped, what the record holds.
-fn service_status(s: &Status, last: &mut (std::time::Instant, u64)) -> String {
-    let secs = last.0.elapsed().as_secs_f64().max(0.001);
-    let rate = s.pipeline.received.saturating_sub(last.1) as f64 / secs;
-    *last = (std::time::Instant::now(), s.pipeline.received);
+/// The service manager's one-line status: the event rate, what was
+/// dropped, what the record holds.
+fn service_status(s: &Status) -> String {
     let dropped = s.kernel.ringbuf_full + s.pipeline.decode_errors + s.pipeline.record_errors;
     format!(
-        "{rate:.0} events/s, {dropped} dropped, {} records stored, {} probes",
+        "{:.0} events/s, {dropped} dropped, {} records stored, {} probes",
+        s.events_per_sec,
         s.record.stored,
         s.attached.len()
     )
@@ -253,41 +247,47 @@ pub fn refresh(d: &mut Daemon, counters: &Counters) {
         counters,
         &d.writer_counters,
         &d.store,
-        &d.followers,
+        d.followers.iter().chain(d.sinks.iter().map(|(_, f)| f)),
     );
 }
 
 /// Fills `status` from the pipeline's counters, the writer's, and the followers'.
-pub fn update_status(
+pub fn update_status<'a>(
     status: &mut Status,
     counters: &Counters,
     writer: &WriterCounters,
     store: &Store,
-    followers: &[follow::Running],
+    followers: impl Iterator<Item = &'a follow::Running>,
 ) {
+    let previous = humantime::parse_rfc3339_weak(&status.updated)
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if let Some(secs) = previous.map(|d| d.as_secs_f64()).filter(|s| *s > 0.0) {
+        let received = counters.pipeline.received;
+        status.events_per_sec = received.saturating_sub(status.pipeline.received) as f64 / secs;
+    }
     status.updated = now();
     status.kernel = counters.kernel;
     status.pipeline = counters.pipeline;
     status.processes_tracked = counters.processes_tracked;
     status.record = writer.snapshot();
+    status.store_records = store.len();
+    status.store_bytes = store.size_on_disk();
     let head = store.head();
-    status.followers = followers.iter().map(|f| f.status(head)).collect();
+    status.followers = followers.map(|f| f.status(head)).collect();
 }
 
-/// Reloads the rules (SIGHUP): a valid set replaces the running one; an
-/// invalid one is refused and the running policy stays. Either way it is
-/// recorded, with the files in force and their digests. An override
-/// directory that existed at start-up and is gone now is refused too: it
-/// would silently bring back the shipped rules.
-fn reload(
-    dir: &std::path::Path,
-    dir_existed: bool,
-    to_pipeline: &Sender<RuleSet>,
-    records: &RecordSender,
-    template: &Record,
-    live: &crate::rules::Live,
-) {
-    let loaded = if dir_existed && !dir.is_dir() {
+/// Reloads the rules (SIGHUP): a valid set replaces the running one,
+/// with the PII detector's rules, the anomaly settings, the responders and
+/// the sinks (a sink whose settings changed is replaced and resumes from
+/// its cursor; a removed one stops; a new one starts). An invalid set, or
+/// a sink that cannot be set up, is refused whole and the running set
+/// stays. Either way it is recorded, with the files in force and their
+/// digests. An override directory that existed at start-up and is gone now
+/// is refused too: it would silently bring back the shipped rules.
+fn reload(opts: &Options, d: &mut Daemon) {
+    let dir = &opts.rules_dir;
+    let loaded = if d.rules_dir_existed && !dir.is_dir() {
         Err(format!(
             "{}: the rules directory is gone (it existed at start-up)",
             dir.display()
@@ -295,18 +295,23 @@ fn reload(
     } else {
         RuleSet::load(Some(dir)).map_err(|e| e.to_string())
     };
-    let (object, outcome, errno, alert) = match loaded {
-        Ok(rules) => {
-            let object = format!("{} rules {}", dir.display(), rules.describe());
-            live.publish(&rules);
-            let _ = to_pipeline.send(rules);
-            tracing::info!(
-                "rules reloaded (PII detector and sink settings apply at the next start)"
-            );
+    let prepared = loaded.and_then(|rules| {
+        let sinks = prepare_sinks(&d.sinks, SinkSpec::all(&rules.sinks, &opts.sink_jsonl))?;
+        Ok((rules, sinks))
+    });
+    let (object, outcome, errno, alert) = match prepared {
+        Ok((rules, sinks)) => {
+            let changes = swap_sinks(d, sinks);
+            let object = format!("{} rules {}{changes}", dir.display(), rules.describe());
+            d.live.publish(&rules);
+            let _ = d.reloads.send(rules);
+            d.status.reload_error = None;
+            tracing::info!(sinks = %changes, "rules reloaded");
             (object, Outcome::Allowed, None, None)
         }
         Err(e) => {
             tracing::error!("rules reload REFUSED, keeping the running policy:\n{e}");
+            d.status.reload_error = Some(format!("{}: {e}", now()));
             (
                 dir.display().to_string(),
                 Outcome::Failed,
@@ -320,14 +325,89 @@ fn reload(
             )
         }
     };
-    let _ = records.send(Record {
+    let _ = d.records.send(Record {
         action: Action::Reload,
         object,
         outcome,
         errno,
         alert,
-        ..template.stamped()
+        ..d.template.stamped()
     });
+}
+
+/// A sink a reload wants, and its new follower unless it runs already.
+type Wanted = (SinkSpec, Option<Box<dyn Follower>>);
+
+/// The sinks a reload asks for: those already running with the same
+/// settings are kept (`None`), the others set up now, so that one that
+/// cannot be refuses the reload before anything changed.
+fn prepare_sinks(
+    running: &[(SinkSpec, follow::Running)],
+    wanted: Vec<SinkSpec>,
+) -> Result<Vec<Wanted>, String> {
+    wanted
+        .into_iter()
+        .map(|spec| {
+            if running.iter().any(|(s, _)| *s == spec) {
+                return Ok((spec, None));
+            }
+            let sink = spec.open().map_err(|e| e.to_string())?;
+            Ok((spec, Some(sink)))
+        })
+        .collect()
+}
+
+/// Retires the running sinks a reload dropped or changed and starts the
+/// new ones; says what changed (`, sinks +new ~changed -removed`).
+fn swap_sinks(d: &mut Daemon, wanted: Vec<Wanted>) -> String {
+    let mut kept = Vec::new();
+    let mut retired = Vec::new();
+    for (spec, running) in std::mem::take(&mut d.sinks) {
+        if wanted.iter().any(|(s, new)| new.is_none() && *s == spec) {
+            kept.push((spec, running));
+        } else {
+            retired.push(running);
+        }
+    }
+    // Each retired sink stops before its successor (same name, same
+    // cursor) starts.
+    let retired_names: Vec<String> = retired
+        .iter_mut()
+        .map(|r| {
+            r.retire();
+            r.name().to_owned()
+        })
+        .collect();
+    let (mut added, mut changed) = (Vec::new(), Vec::new());
+    for (spec, new) in wanted {
+        let Some(sink) = new else { continue };
+        let name = sink.name().to_owned();
+        match follow::spawn(d.store.clone(), sink, d.followers_stop.clone()) {
+            Ok(running) => {
+                if retired_names.contains(&name) {
+                    changed.push(name);
+                } else {
+                    added.push(name);
+                }
+                kept.push((spec, running));
+            }
+            Err(e) => tracing::error!(sink = %name, error = %e, "cannot start the sink's thread"),
+        }
+    }
+    let removed: Vec<String> = retired_names
+        .into_iter()
+        .filter(|n| !changed.contains(n))
+        .collect();
+    d.sinks = kept;
+    let list = |sign: &str, names: &[String]| -> String {
+        names.iter().map(|n| format!(" {sign}{n}")).collect()
+    };
+    let all = [list("+", &added), list("~", &changed), list("-", &removed)].concat();
+    if all.is_empty() {
+        String::new()
+    } else {
+        format!(", sinks{all}")
+    }
 }
 
 /// Logs one stats line, and a warning when drops grew since the last one.

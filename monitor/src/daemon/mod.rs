@@ -87,10 +87,24 @@ pub struct Options {
     #[arg(long, value_name = "ADDR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How log lines are written to stderr (journald): `plain` text, or
+    /// `json`, one object a line with the fields separate.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
     /// Append every record as one JSON line to this file (repeatable). A
     /// follower of the record: in order, at least once, resumed after a restart.
     #[arg(long = "sink-jsonl", value_name = "PATH")]
     pub sink_jsonl: Vec<PathBuf>,
+}
+
+/// How the daemon's log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Plain text (no colours off a terminal).
+    Plain,
+    /// One JSON object a line.
+    Json,
 }
 
 impl Options {

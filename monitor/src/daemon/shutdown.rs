@@ -24,7 +24,8 @@ pub async fn shutdown(opts: &Options, d: Daemon) -> anyhow::Result<()> {
         server,
         stop,
         pipeline,
-        mut followers,
+        followers,
+        sinks,
         followers_stop,
         mut status,
         metrics,
@@ -51,6 +52,10 @@ pub async fn shutdown(opts: &Options, d: Daemon) -> anyhow::Result<()> {
         .await?
         .map_err(|_| anyhow::anyhow!("record writer panicked"))?;
     followers_stop.store(true, Ordering::Relaxed);
+    let mut followers: Vec<_> = followers
+        .into_iter()
+        .chain(sinks.into_iter().map(|(_, f)| f))
+        .collect();
     let followers = tokio::task::spawn_blocking(move || {
         followers.iter_mut().for_each(|f| f.join());
         followers
@@ -61,7 +66,7 @@ pub async fn shutdown(opts: &Options, d: Daemon) -> anyhow::Result<()> {
         &final_counters,
         &writer_counters,
         &store,
-        &followers,
+        followers.iter(),
     );
     log_stats(&status, &mut 0);
     status.write(&opts.status_file).ok();

@@ -16,9 +16,6 @@ use crate::judge::Chain;
 use crate::model::{Action, Alert, Follower, Outcome, Record, Severity};
 use crate::output::{EventSink, JsonLines};
 
-/// Opens a file sink (ECS or OCSF) from its settings.
-type FileOpen =
-    fn(&crate::rules::sinks::FileSinkConfig) -> std::io::Result<crate::sinks::jsonl::JsonlFile>;
 use crate::pipeline::{Counters, Pipeline, Recording};
 use crate::record::follow;
 use crate::record::writer::{self, RecordSender, WriterCounters};
@@ -26,6 +23,7 @@ use crate::record::Store;
 use crate::rules::RuleSet;
 use crate::sensor::{Sensor, SensorError, SensorSettings};
 use crate::server::{self, Server};
+use crate::sinks::SinkSpec;
 use crate::status::Status;
 
 /// Everything the running daemon holds.
@@ -50,8 +48,12 @@ pub struct Daemon {
     pub stop: Arc<AtomicBool>,
     /// The pipeline thread.
     pub pipeline: JoinHandle<Result<Counters, SensorError>>,
-    /// The record's followers.
+    /// The daemon's own followers of the record (the anomaly learner, the
+    /// responder runner).
     pub followers: Vec<follow::Running>,
+    /// The sinks, each a follower, with the settings it runs with (a reload
+    /// replaces those whose settings changed).
+    pub sinks: Vec<(SinkSpec, follow::Running)>,
     /// Set to stop the followers (after the writer has stored the last record).
     pub followers_stop: Arc<AtomicBool>,
     /// The status report, rewritten on every tick.
@@ -131,18 +133,23 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     let learner =
         crate::anomaly::follower::Learner::new(live.clone(), store.clone(), records.clone())
             .context("starting the anomaly learner")?;
-    let mut own: Vec<Box<dyn Follower>> = vec![Box::new(learner)];
-    if !rules.responders.responders.is_empty() {
-        own.push(Box::new(crate::respond::Runner::new(
-            live.clone(),
-            records.clone(),
-        )));
-    }
-    for f in own.into_iter().chain(make_followers(opts, &rules)?) {
+    // The runner runs with no responders too: a reload may add some.
+    let own: [Box<dyn Follower>; 2] = [
+        Box::new(learner),
+        Box::new(crate::respond::Runner::new(live.clone(), records.clone())),
+    ];
+    for f in own {
         followers.push(
             follow::spawn(store.clone(), f, followers_stop.clone())
                 .context("starting a follower")?,
         );
+    }
+    let mut sink_followers = Vec::new();
+    for spec in SinkSpec::all(&rules.sinks, &opts.sink_jsonl) {
+        let sink = spec.open()?;
+        let running = follow::spawn(store.clone(), sink, followers_stop.clone())
+            .context("starting a sink")?;
+        sink_followers.push((spec, running));
     }
 
     let listener = server::bind(&opts.socket)
@@ -245,6 +252,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         stop,
         pipeline,
         followers,
+        sinks: sink_followers,
         followers_stop,
         status,
         rules_dir_existed: opts.rules_dir.is_dir(),
@@ -307,44 +315,6 @@ fn harden_state_dir(dir: &std::path::Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The followers the options and `sinks.toml` ask for.
-fn make_followers(opts: &Options, rules: &RuleSet) -> anyhow::Result<Vec<Box<dyn Follower>>> {
-    let mut out: Vec<Box<dyn Follower>> = Vec::new();
-    for cfg in &rules.sinks.syslog {
-        let sink = crate::sinks::syslog::Syslog::new(cfg.clone())
-            .with_context(|| format!("setting up sink {}", cfg.name))?;
-        out.push(Box::new(sink));
-    }
-    for cfg in &rules.sinks.hec {
-        let sink = crate::sinks::hec::Hec::new(cfg.clone())
-            .with_context(|| format!("setting up sink {}", cfg.name))?;
-        out.push(Box::new(sink));
-    }
-    let files = (rules
-        .sinks
-        .ecs
-        .iter()
-        .map(|c| (c, crate::sinks::ecs::open as FileOpen)))
-    .chain(
-        rules
-            .sinks
-            .ocsf
-            .iter()
-            .map(|c| (c, crate::sinks::ocsf::open as FileOpen)),
-    );
-    for (cfg, open) in files {
-        let sink =
-            open(cfg).with_context(|| format!("sink {}: {}", cfg.name, cfg.path.display()))?;
-        out.push(Box::new(sink));
-    }
-    for path in &opts.sink_jsonl {
-        let sink = crate::sinks::jsonl::JsonlFile::open(path)
-            .with_context(|| format!("--sink-jsonl {}", path.display()))?;
-        out.push(Box::new(sink));
-    }
-    Ok(out)
 }
 
 /// The daemon's own identity, for the records it makes about itself.

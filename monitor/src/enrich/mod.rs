@@ -106,6 +106,11 @@ impl Enricher {
         }
     }
 
+    /// Masks later command lines with `scrubber` (a reload).
+    pub fn set_scrubber(&mut self, scrubber: Arc<monitor_pii::Detector>) {
+        self.scrubber = Some(scrubber);
+    }
+
     /// Re-reads the clocks (call periodically: wall time may be stepped).
     pub fn resync_clock(&mut self) {
         self.clock = WallClock::now();

@@ -42,6 +42,29 @@ pub struct Running {
     name: String,
     counters: Arc<FollowerCounters>,
     thread: Option<JoinHandle<()>>,
+    retire: Arc<AtomicBool>,
+}
+
+/// When a follower's thread ends: with the daemon (after draining), or on
+/// its own when a reload retires it (at once: its successor resumes from
+/// the same cursor).
+struct Stop {
+    daemon: Arc<AtomicBool>,
+    retire: Arc<AtomicBool>,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        self.daemon.load(Ordering::Relaxed) || self.retire.load(Ordering::Relaxed)
+    }
+
+    fn drain(&self) -> Duration {
+        if self.retire.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            DRAIN
+        }
+    }
 }
 
 impl Running {
@@ -66,6 +89,13 @@ impl Running {
         }
     }
 
+    /// Stops this follower without draining and waits for it (a reload
+    /// replaces or removes it). Its cursor stays where it got to.
+    pub fn retire(&mut self) {
+        self.retire.store(true, Ordering::Relaxed);
+        self.join();
+    }
+
     /// Waits for the thread (after `stop` was set).
     pub fn join(&mut self) {
         if let Some(t) = self.thread.take() {
@@ -85,11 +115,16 @@ pub fn spawn(
 ) -> std::io::Result<Running> {
     let name = follower.name().to_owned();
     let counters = Arc::new(FollowerCounters::default());
+    let retire = Arc::new(AtomicBool::new(false));
     let thread = std::thread::Builder::new()
         .name(format!("follow {name}"))
         .spawn({
             let counters = counters.clone();
             let name = name.clone();
+            let stop = Stop {
+                daemon: stop,
+                retire: retire.clone(),
+            };
             move || {
                 if let Err(e) = follow(&store, follower.as_mut(), &counters, &stop) {
                     tracing::error!(follower = %name, error = %e, "follower stopped: the record cannot be read");
@@ -101,6 +136,7 @@ pub fn spawn(
         name,
         counters,
         thread: Some(thread),
+        retire,
     })
 }
 
@@ -108,7 +144,7 @@ fn follow(
     store: &Store,
     follower: &mut dyn Follower,
     counters: &FollowerCounters,
-    stop: &AtomicBool,
+    stop: &Stop,
 ) -> Result<(), super::StoreError> {
     let name = follower.name().to_owned();
     let mut backoff = Duration::from_millis(100);
@@ -119,7 +155,7 @@ fn follow(
             .and_then(|gap| Ok((gap, store.cursor(&name)?)))
         {
             Ok(v) => break v,
-            Err(e) if stop.load(Ordering::Relaxed) => return Err(e),
+            Err(e) if stop.is_set() => return Err(e),
             Err(_) => {
                 sleep_unless(stop, backoff);
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -136,8 +172,8 @@ fn follow(
     backoff = Duration::from_millis(100);
     let mut deadline: Option<Instant> = None;
     loop {
-        if deadline.is_none() && stop.load(Ordering::Relaxed) {
-            deadline = Some(Instant::now() + DRAIN);
+        if deadline.is_none() && stop.is_set() {
+            deadline = Some(Instant::now() + stop.drain());
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(());
@@ -196,9 +232,9 @@ fn follow(
 }
 
 /// Sleeps for `d`, waking early once `stop` is set.
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
+fn sleep_unless(stop: &Stop, d: Duration) {
     let until = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_set() {
         let now = Instant::now();
         if now >= until {
             return;

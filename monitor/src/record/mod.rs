@@ -549,6 +549,11 @@ impl Store {
         head - anchor
     }
 
+    /// Bytes the store takes on disk (0 while it is closed).
+    pub fn size_on_disk(&self) -> u64 {
+        self.t().and_then(|t| Ok(t.db.size_on_disk()?)).unwrap_or(0)
+    }
+
     /// True when nothing is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

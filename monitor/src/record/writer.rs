@@ -46,6 +46,10 @@ pub struct WriterCounters {
     pub write_errors: AtomicU64,
     /// Records held in memory while the store cannot write.
     pub held: AtomicU64,
+    /// Records handed over and not yet taken by the writer (its queue depth).
+    pub queued: AtomicU64,
+    /// When the store last failed to write (RFC 3339), and why.
+    pub last_error: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl WriterCounters {
@@ -57,12 +61,48 @@ impl WriterCounters {
             expired: self.expired.load(Ordering::Relaxed),
             write_errors: self.write_errors.load(Ordering::Relaxed),
             held: self.held.load(Ordering::Relaxed),
+            queued: self.queued.load(Ordering::Relaxed),
+            last_error: self
+                .last_error
+                .lock()
+                .expect("last error lock")
+                .as_ref()
+                .map(|(at, e)| format!("{at}: {e}")),
         }
     }
 }
 
-/// Hands records to the writer.
-pub type RecordSender = SyncSender<Record>;
+/// The record writer has stopped: nothing more can be stored.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the record writer has stopped")]
+pub struct WriterGone;
+
+/// Hands records to the writer, counting what waits in its queue.
+#[derive(Clone)]
+pub struct RecordSender {
+    tx: SyncSender<Record>,
+    counters: Arc<WriterCounters>,
+}
+
+impl RecordSender {
+    /// A sender whose records go to `tx` (for tests that read them there).
+    pub fn new(tx: SyncSender<Record>) -> Self {
+        Self {
+            tx,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Queues `r` for the writer, waiting while the queue is full; fails
+    /// only once the writer is gone (the record is then dropped).
+    pub fn send(&self, r: Record) -> Result<(), WriterGone> {
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(r).map_err(|_| {
+            self.counters.queued.fetch_sub(1, Ordering::Relaxed);
+            WriterGone
+        })
+    }
+}
 
 /// How long records are kept.
 #[derive(Debug, Clone, Copy)]
@@ -83,10 +123,14 @@ pub fn spawn(
     template: Record,
 ) -> std::io::Result<(RecordSender, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(QUEUE);
+    let sender = RecordSender {
+        tx,
+        counters: counters.clone(),
+    };
     let handle = std::thread::Builder::new()
         .name("record".into())
         .spawn(move || run(&store, &rx, retention, &counters, &template))?;
-    Ok((tx, handle))
+    Ok((sender, handle))
 }
 
 fn now_ns() -> u64 {
@@ -127,6 +171,9 @@ fn run(
                         Err(_) => break,
                     }
                 }
+                counters
+                    .queued
+                    .fetch_sub(batch.len() as u64, Ordering::Relaxed);
                 true
             }
             Err(RecvTimeoutError::Timeout) => true,
@@ -144,6 +191,8 @@ fn run(
         } else if !batch.is_empty() {
             if let Err(e) = store.append(&mut batch) {
                 counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                *counters.last_error.lock().expect("last error lock") =
+                    Some((template.stamped().time, e.to_string()));
                 tracing::error!(error = %e, held = batch.len(), "the record store cannot write; holding records and retrying");
                 let mut o = Outage {
                     since: template.stamped().time,

@@ -302,7 +302,10 @@ mod tests {
             responders: Arc::new(rules),
             ..crate::rules::RuleSet::shipped()
         };
-        let mut runner = Runner::new(crate::rules::Live::new(&set), tx);
+        let mut runner = Runner::new(
+            crate::rules::Live::new(&set),
+            crate::record::writer::RecordSender::new(tx),
+        );
         let t = now_ns();
         // Five alerts on one process within the window: one run.
         let batch: Vec<Record> = (1..=5).map(|i| alert(i, t + i, 4_000_000)).collect();

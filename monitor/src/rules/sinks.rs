@@ -93,7 +93,7 @@ struct RawSink {
 }
 
 /// Which records a sink is handed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Select {
     /// Every record, not only alerts.
     pub all: bool,
@@ -121,7 +121,7 @@ impl Select {
 }
 
 /// One validated Splunk HTTP Event Collector sink (`type = "hec"`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HecConfig {
     /// Its stable name (the cursor's).
     pub name: String,
@@ -145,7 +145,7 @@ pub struct HecConfig {
 }
 
 /// One validated file sink (`type = "ecs"` or `"ocsf"`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FileSinkConfig {
     /// Its stable name (the cursor's).
     pub name: String,
@@ -160,7 +160,7 @@ pub struct FileSinkConfig {
 }
 
 /// One validated syslog sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SinkConfig {
     /// Its stable name (the cursor's).
     pub name: String,
