@@ -7,10 +7,9 @@ mod common;
 
 use std::io::Read as _;
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use common::{pid_of, python, root_or_skip, Daemon, TempDir};
+use common::{pid_of, python, root_or_skip, Daemon, TlsServer};
 use serde_json::Value;
 
 /// Accepts connections on a loopback port and reads everything sent.
@@ -120,78 +119,6 @@ fn value_split_across_two_writes_is_found_once_whole() {
     // No event carries the number itself.
     let all = serde_json::to_string(&daemon.events()).unwrap();
     assert!(!all.contains("4111 1111 1111 1111"));
-}
-
-struct TlsServer {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl TlsServer {
-    /// `openssl s_server` on a free loopback port with a throwaway certificate.
-    fn start() -> Self {
-        let dir = TempDir::new("tls");
-        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=localhost",
-                "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl is installed");
-        assert!(ok.success());
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("openssl")
-            .args([
-                "s_server",
-                "-quiet",
-                "-accept",
-                &format!("127.0.0.1:{port}"),
-                "-cert",
-            ])
-            .arg(&cert)
-            .arg("-key")
-            .arg(&key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s_server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

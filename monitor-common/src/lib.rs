@@ -335,7 +335,7 @@ u32_enum! {
         Sendto = 3,
         /// `sendmsg(fd, msg, flags)`.
         Sendmsg = 4,
-        /// OpenSSL `SSL_write` / `SSL_write_ex` (plaintext).
+        /// OpenSSL `SSL_write` / `SSL_write_ex`, GnuTLS `gnutls_record_send` (plaintext).
         SslWrite = 5,
         /// `read(fd, buf, n)` on a socket (inbound).
         Read = 6,
@@ -347,6 +347,8 @@ u32_enum! {
         Recvmsg = 9,
         /// OpenSSL `SSL_read` / `SSL_read_ex` (plaintext, inbound).
         SslRead = 10,
+        /// Go `crypto/tls.(*Conn).Write` (plaintext, taken at the call).
+        GoTlsWrite = 11,
     }
 }
 

@@ -13,11 +13,36 @@ pub enum Hook {
         /// The tracepoint's name.
         name: &'static str,
     },
-    /// A uprobe (or uretprobe) on `symbol` of every hooked TLS library.
+    /// A uprobe (or uretprobe) on `symbol` of every binary or library
+    /// found to carry this TLS implementation.
     Tls {
-        /// The library function.
+        /// The TLS implementation.
+        flavour: TlsFlavour,
+        /// The function.
         symbol: &'static str,
     },
+}
+
+/// A TLS implementation the sensor reads plaintext from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlsFlavour {
+    /// OpenSSL or BoringSSL (`SSL_write`): libssl, or linked into a binary (Node).
+    OpenSsl,
+    /// GnuTLS (`gnutls_record_send`).
+    GnuTls,
+    /// Go's `crypto/tls`, in a Go binary with its symbol table.
+    Go,
+}
+
+impl TlsFlavour {
+    /// Its name in `monitor status`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::OpenSsl => "openssl",
+            Self::GnuTls => "gnutls",
+            Self::Go => "go",
+        }
+    }
 }
 
 /// When a probe is attached.
@@ -81,10 +106,15 @@ const fn tracepoint(program: &'static str, category: &'static str, shown: &'stat
     }
 }
 
-const fn tls(program: &'static str, symbol: &'static str, when: When) -> Probe {
+const fn tls(
+    program: &'static str,
+    flavour: TlsFlavour,
+    symbol: &'static str,
+    when: When,
+) -> Probe {
     Probe {
         program,
-        hook: Hook::Tls { symbol },
+        hook: Hook::Tls { flavour, symbol },
         when,
         shown: "",
     }
@@ -107,8 +137,14 @@ const fn flatten<const N: usize>(groups: &[&[Probe]]) -> [Probe; N] {
     out
 }
 
+const OPENSSL: TlsFlavour = TlsFlavour::OpenSsl;
+const GNUTLS: TlsFlavour = TlsFlavour::GnuTls;
+
+/// The Go function whose calls carry outbound TLS plaintext.
+pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
+
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 56;
+pub const PROBE_COUNT: usize = 64;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
@@ -143,14 +179,25 @@ pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
         tracepoint("sched_process_exec", "sched", "sched:sched_process_exec"),
         tracepoint("task_newtask", "task", "task:task_newtask"),
         tracepoint("sched_process_exit", "sched", "sched:sched_process_exit"),
-        // TLS plaintext, on every hooked library.
-        tls("ssl_write", "SSL_write", When::Always),
-        tls("ssl_write_ex", "SSL_write_ex", When::Always),
-        tls("ssl_write_ret", "SSL_write", When::Always),
-        tls("ssl_write_ret", "SSL_write_ex", When::Always),
-        tls("ssl_read", "SSL_read", When::Inbound),
-        tls("ssl_read_ex", "SSL_read_ex", When::Inbound),
-        tls("ssl_read_ret", "SSL_read", When::Inbound),
-        tls("ssl_read_ret", "SSL_read_ex", When::Inbound),
+        // TLS plaintext, on every binary and library found to carry it.
+        tls("ssl_handshake", OPENSSL, "SSL_do_handshake", When::Always),
+        // A client may drive its handshake through SSL_read (Node does).
+        tls("ssl_handshake", OPENSSL, "SSL_read", When::Always),
+        tls("ssl_write", OPENSSL, "SSL_write", When::Always),
+        tls("ssl_write_ex", OPENSSL, "SSL_write_ex", When::Always),
+        tls("ssl_write_ret", OPENSSL, "SSL_write", When::Always),
+        tls("ssl_write_ret", OPENSSL, "SSL_write_ex", When::Always),
+        tls("ssl_read", OPENSSL, "SSL_read", When::Inbound),
+        tls("ssl_read_ex", OPENSSL, "SSL_read_ex", When::Inbound),
+        tls("ssl_read_ret", OPENSSL, "SSL_read", When::Inbound),
+        tls("ssl_read_ret", OPENSSL, "SSL_read_ex", When::Inbound),
+        // GnuTLS's calls have SSL_write's and SSL_read's shape.
+        tls("ssl_handshake", GNUTLS, "gnutls_handshake", When::Always),
+        tls("ssl_write", GNUTLS, "gnutls_record_send", When::Always),
+        tls("ssl_write_ret", GNUTLS, "gnutls_record_send", When::Always),
+        tls("ssl_read", GNUTLS, "gnutls_record_recv", When::Inbound),
+        tls("ssl_read_ret", GNUTLS, "gnutls_record_recv", When::Inbound),
+        // Go: at the call only; inbound Go TLS is not read.
+        tls("go_tls_write", TlsFlavour::Go, GO_TLS_WRITE, When::Always),
     ],
 ]);

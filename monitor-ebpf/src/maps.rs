@@ -51,6 +51,13 @@ pub(crate) static SSL_ARGS: LruHashMap<u64, SslArgs> = LruHashMap::with_max_entr
 #[map]
 pub(crate) static SSL_FD: LruHashMap<u64, i32> = LruHashMap::with_max_entries(65536, 0);
 
+/// A TLS session whose socket is not known yet, by thread: set when the
+/// thread enters the library's handshake, or a write whose socket was not
+/// seen. The thread's next TLS record written to a socket names the socket
+/// (libraries with memory BIOs, such as Node's, write outside their calls).
+#[map]
+pub(crate) static SSL_PENDING: LruHashMap<u64, SslPending> = LruHashMap::with_max_entries(16384, 0);
+
 /// One payload record under construction per CPU (too large for a per-CPU
 /// map); indexed by CPU id, sized by the daemon to the number of CPUs.
 #[map]
@@ -104,6 +111,14 @@ pub(crate) struct SslArgs {
     pub(crate) buf: u64,
     pub(crate) written: u64,
     pub(crate) ex: u64,
+}
+
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct SslPending {
+    pub(crate) ssl: u64,
+    /// `bpf_ktime_get_ns` when it was set.
+    pub(crate) at: u64,
 }
 
 #[derive(Clone, Copy)]

@@ -15,7 +15,7 @@ use monitor_common::{
 use crate::emit::{count, current_task, fill_header, output, self_tgid};
 use crate::file::{stash_args, SYSCALL_ARGS_OFFSET};
 use crate::maps::{
-    Call, AF_INET, AF_INET6, ARGS, CONFIG, PAYLOAD_SCRATCH, SOCKETS, SSL_ARGS, SSL_FD,
+    Call, AF_INET, AF_INET6, ARGS, CONFIG, PAYLOAD_SCRATCH, SOCKETS, SSL_ARGS, SSL_FD, SSL_PENDING,
 };
 use crate::net::{sock_key, user_sockaddr};
 
@@ -144,7 +144,49 @@ pub(crate) fn payload_enter(ctx: &TracePointContext, call: Call, nargs: usize) {
         let _ = SSL_FD.insert(&ssl, &fd, 0);
         return;
     }
+    if let Some(p) = SSL_PENDING.get_ptr(&id) {
+        // SAFETY: map value pointer, copied out at once.
+        let p = unsafe { *p };
+        // SAFETY: helper without preconditions.
+        let stale = unsafe { bpf_ktime_get_ns() }.wrapping_sub(p.at) > SSL_PENDING_NS;
+        if stale {
+            let _ = SSL_PENDING.remove(&id);
+        } else if starts_tls_record(ctx, call) {
+            let _ = SSL_FD.insert(&p.ssl, &fd, 0);
+            let _ = SSL_PENDING.remove(&id);
+        }
+    }
     stash_args(ctx, call, nargs);
+}
+
+/// How long a session waits for its socket to be named (a memory-BIO
+/// library writes its records within the same turn of its event loop).
+const SSL_PENDING_NS: u64 = 100_000_000;
+
+/// Whether an outbound call's first bytes are a TLS record header
+/// (content type 20 to 23, major version 3).
+#[inline(always)]
+fn starts_tls_record(ctx: &TracePointContext, call: Call) -> bool {
+    // SAFETY: the second argument of every payload syscall.
+    let arg = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8) }.unwrap_or(0);
+    let first_iov = |iov: u64| {
+        // SAFETY: user memory read by helper.
+        unsafe { bpf_probe_read_user(iov as *const u64) }.unwrap_or(0)
+    };
+    let buf = match call {
+        Call::Write | Call::Sendto => arg,
+        Call::Writev => first_iov(arg),
+        // struct msghdr: the iovec array pointer is 16 bytes in.
+        Call::Sendmsg => {
+            // SAFETY: user memory read by helper.
+            let iov = unsafe { bpf_probe_read_user((arg + 16) as *const u64) }.unwrap_or(0);
+            first_iov(iov)
+        }
+        _ => return false,
+    };
+    // SAFETY: user memory read by helper.
+    let head = unsafe { bpf_probe_read_user(buf as *const [u8; 2]) }.unwrap_or([0, 0]);
+    (20..=23).contains(&head[0]) && head[1] == 3
 }
 
 /// Copies up to `want` bytes described by `src` into the payload slot; returns how many.

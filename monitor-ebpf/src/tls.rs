@@ -1,15 +1,17 @@
 //! TLS plaintext: uprobes on OpenSSL's `SSL_write`/`SSL_read` (and `_ex`)
-//! stash the buffer; the return probes capture what the library took.
+//! and GnuTLS's `gnutls_record_send`/`_recv` stash the buffer; the return
+//! probes capture what the library took. Go's `crypto/tls` is read at the
+//! call (Go moves stacks: a return probe would crash the program).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use monitor_common::{PayloadOp, SockInfo, PAYLOAD_FD_UNKNOWN, PAYLOAD_INBOUND, PAYLOAD_TLS};
 
 use crate::emit::self_tgid;
-use crate::maps::{SslArgs, SOCKETS, SSL_ARGS, SSL_FD};
+use crate::maps::{SslArgs, SslPending, SOCKETS, SSL_ARGS, SSL_FD, SSL_PENDING};
 use crate::net::sock_key;
 use crate::payload::{emit_payload, Source};
 
@@ -30,6 +32,74 @@ pub(crate) fn ssl_enter(ctx: &ProbeContext, ex: bool) -> u32 {
         ex: ex as u64,
     };
     let _ = SSL_ARGS.insert(&id, &args, 0);
+    0
+}
+
+/// Marks the thread as owing `ssl` its socket: the next TLS record it
+/// writes to a socket names it (see `payload_enter`).
+#[inline(always)]
+fn expect_socket(id: u64, ssl: u64) {
+    if SSL_FD.get_ptr(&ssl).is_none() {
+        let pending = SslPending {
+            ssl,
+            // SAFETY: helper without preconditions.
+            at: unsafe { bpf_ktime_get_ns() },
+        };
+        let _ = SSL_PENDING.insert(&id, &pending, 0);
+    }
+}
+
+/// `int SSL_do_handshake(SSL *ssl)`, `int SSL_read(SSL *ssl, ...)` (which
+/// drives the handshake in clients such as Node), `int
+/// gnutls_handshake(gnutls_session_t)`: the handshake's first record names
+/// the session's socket before any plaintext is written. Costs one map
+/// lookup once the socket is known.
+#[uprobe]
+pub fn ssl_handshake(ctx: ProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    if (id >> 32) as u32 != self_tgid() {
+        expect_socket(id, ctx.arg::<u64>(0).unwrap_or(0));
+    }
+    0
+}
+
+/// `func (c *tls.Conn) Write(b []byte) (int, error)`, Go's register ABI
+/// (amd64, Go 1.17 and later): `c` in RAX, `b`'s pointer and length in RBX
+/// and RCX. The plaintext is read at the call. The socket is
+/// `c.conn.(*net.TCPConn).fd.pfd.Sysfd`: the interface's data word, the
+/// `*netFD` at its start, `Sysfd` 16 bytes into it (after `fdMutex`).
+#[uprobe]
+pub fn go_tls_write(ctx: ProbeContext) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if tgid == self_tgid() {
+        return 0;
+    }
+    // SAFETY: the probe's register file, read in place.
+    let (conn, buf, len) = match unsafe { ctx.regs.as_ref() } {
+        Some(r) => (r.rax, r.rbx, r.rcx as i64),
+        None => return 0,
+    };
+    if len <= 0 {
+        return 0;
+    }
+    // SAFETY (all three): user memory read by helper.
+    let data = unsafe { bpf_probe_read_user((conn + 8) as *const u64) }.unwrap_or(0);
+    let netfd = unsafe { bpf_probe_read_user(data as *const u64) }.unwrap_or(0);
+    let fd = unsafe { bpf_probe_read_user((netfd + 16) as *const i64) }.unwrap_or(-1) as i32;
+    let (fd, sock, flags) = match SOCKETS.get_ptr(&sock_key(tgid, fd)) {
+        // SAFETY: map value pointer, copied out at once.
+        Some(s) => (fd, unsafe { *s }, PAYLOAD_TLS),
+        None => (-1, SockInfo::default(), PAYLOAD_TLS | PAYLOAD_FD_UNKNOWN),
+    };
+    emit_payload(
+        PayloadOp::GoTlsWrite,
+        fd,
+        len,
+        flags,
+        sock,
+        Source::Buf(buf),
+    );
     0
 }
 
@@ -102,7 +172,10 @@ pub(crate) fn ssl_return(ctx: &RetProbeContext, op: PayloadOp, flags: u32) -> u3
                 .unwrap_or_default();
             (fd, sock, flags)
         }
-        None => (-1, SockInfo::default(), flags | PAYLOAD_FD_UNKNOWN),
+        None => {
+            expect_socket(id, args.ssl);
+            (-1, SockInfo::default(), flags | PAYLOAD_FD_UNKNOWN)
+        }
     };
     emit_payload(op, fd, size, flags, sock, Source::Buf(args.buf));
     0

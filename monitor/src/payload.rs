@@ -123,10 +123,13 @@ impl<C: StreamConsumer> PayloadStage<C> {
         self.streams.is_empty()
     }
 
-    /// Fills in the payload fields of `event` from `record`'s bytes.
-    pub fn process(&mut self, record: &Record<'_>, event: &mut Event) {
+    /// Fills in the payload fields of `event` from `record`'s bytes; true
+    /// when they are a TLS ClientHello written in the clear (the process
+    /// starts TLS on a socket: its plaintext is readable only if some hooked
+    /// library or binary serves it).
+    pub fn process(&mut self, record: &Record<'_>, event: &mut Event) -> bool {
         let (Body::Payload(body), Detail::Payload(info)) = (&record.body, &mut event.detail) else {
-            return;
+            return false;
         };
         self.tick += 1;
         let conn = ConnKey {
@@ -151,8 +154,11 @@ impl<C: StreamConsumer> PayloadStage<C> {
             last_used: tick,
         });
         // The first bytes a connection sends name its destination.
+        let mut hello = false;
         if stream.offset == 0 && !key.inbound {
-            if let Some(host) = tls_sni(bytes).or_else(|| http_host(bytes)) {
+            let sni = tls_sni(bytes);
+            hello = sni.is_some() && !info.tls;
+            if let Some(host) = sni.or_else(|| http_host(bytes)) {
                 self.hosts.entry(conn).or_insert(host);
             }
         }
@@ -177,6 +183,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
             .collect();
         info.dest_host = self.hosts.get(&conn).cloned();
         info.digest = self.consumer.digest(bytes);
+        hello
     }
 
     /// Forgets a process's streams (it exited).

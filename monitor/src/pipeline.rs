@@ -34,7 +34,7 @@ const BATCH: usize = 4096;
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
 /// Counters the pipeline publishes for the status report.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Counters {
     /// Kernel-side counters.
     pub kernel: KernelCounters,
@@ -42,6 +42,11 @@ pub struct Counters {
     pub pipeline: PipelineCounters,
     /// Processes in the process table.
     pub processes_tracked: usize,
+    /// Binaries and libraries hooked for TLS (`PATH (flavour)`).
+    pub tls_hooked: Vec<String>,
+    /// Executables seen starting TLS that no hooked file serves: their
+    /// plaintext is not read.
+    pub tls_blind: Vec<String>,
 }
 
 /// The stages after detection: roles and classes from the rules, the judge
@@ -71,6 +76,21 @@ pub struct Pipeline {
     recording: Recording,
     counters: PipelineCounters,
     shared: Arc<Mutex<Counters>>,
+    tls_blind: Vec<String>,
+}
+
+/// Executables listed as TLS blind spots at most.
+const MAX_BLIND: usize = 64;
+
+/// Why a process is looked at for TLS after a batch.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// It exec'd: a new binary.
+    Exec,
+    /// It connected or accepted: its libraries are mapped by now.
+    Connection,
+    /// It exited.
+    Exit,
 }
 
 impl Pipeline {
@@ -92,6 +112,7 @@ impl Pipeline {
             recording,
             counters: PipelineCounters::default(),
             shared: Arc::default(),
+            tls_blind: Vec::new(),
         }
     }
 
@@ -149,8 +170,13 @@ impl Pipeline {
             roles,
             recording,
             counters,
+            tls_blind,
             ..
         } = self;
+        // Processes to look at for TLS once the batch is read (the sensor
+        // is busy draining), and processes seen starting TLS in the clear.
+        let mut discover: Vec<(u32, Seen)> = Vec::new();
+        let mut hellos: Vec<(u32, Option<Arc<str>>)> = Vec::new();
         let n = sensor.drain(BATCH, |bytes| {
             counters.received += 1;
             match decode(bytes) {
@@ -159,12 +185,20 @@ impl Pipeline {
                     let pid = event.process.pid;
                     event.process.role =
                         Some(roles.role_of(&event.process, || enricher.ancestors(pid)));
+                    let tgid = record.header.tgid;
+                    let hello = matches!(record.body, Body::Payload(_))
+                        && payload.process(&record, &mut event);
+                    if hello {
+                        hellos.push((tgid, event.process.exe.clone()));
+                    }
                     match record.body {
-                        Body::Payload(_) => payload.process(&record, &mut event),
+                        Body::Exec(_) => discover.push((tgid, Seen::Exec)),
+                        Body::Net(_) => discover.push((tgid, Seen::Connection)),
                         Body::Exit(_) => {
                             roles.forget(pid);
+                            discover.push((tgid, Seen::Exit));
                             if !payload.is_empty() {
-                                payload.forget_process(record.header.tgid)
+                                payload.forget_process(tgid)
                             }
                         }
                         _ => {}
@@ -196,6 +230,26 @@ impl Pipeline {
                 }
             }
         });
+        for (pid, what) in discover {
+            match what {
+                Seen::Exec => {
+                    sensor.forget_pid(pid);
+                    sensor.discover(pid);
+                }
+                Seen::Connection if !sensor.discovered(pid) => sensor.discover(pid),
+                Seen::Connection => {}
+                Seen::Exit => sensor.forget_pid(pid),
+            }
+        }
+        for (pid, exe) in hellos {
+            let exe = exe.map_or_else(|| format!("pid {pid}"), |e| e.to_string());
+            if !tls_blind.contains(&exe) && !sensor.tls_hooked_in(pid) {
+                tracing::info!(exe = %exe, "TLS from a binary whose plaintext is not read");
+                if tls_blind.len() < MAX_BLIND {
+                    tls_blind.push(exe);
+                }
+            }
+        }
         if n > 0 {
             for sink in sinks.iter_mut() {
                 if let Err(e) = sink.flush() {
@@ -212,9 +266,11 @@ impl Pipeline {
             kernel: self.sensor.kernel_counters(),
             pipeline: self.counters,
             processes_tracked: self.enricher.process_count(),
+            tls_hooked: self.sensor.tls_attached(),
+            tls_blind: self.tls_blind.clone(),
         };
         if let Ok(mut shared) = self.shared.lock() {
-            *shared = snapshot;
+            *shared = snapshot.clone();
         }
         snapshot
     }

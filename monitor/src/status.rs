@@ -115,12 +115,16 @@ pub struct Status {
     pub kernel: KernelCounters,
     /// Userspace counters.
     pub pipeline: PipelineCounters,
-    /// OpenSSL libraries hooked for TLS plaintext.
+    /// Binaries and libraries hooked for TLS plaintext, as `PATH (flavour)`.
     #[serde(default)]
     pub tls_libraries: Vec<String>,
     /// What TLS capture does not see.
     #[serde(default)]
     pub tls_not_covered: String,
+    /// Executables seen starting TLS whose plaintext is not read (no
+    /// hooked library or binary serves them: rustls, Java, stripped Go...).
+    #[serde(default)]
+    pub tls_blind: Vec<String>,
     /// The access record.
     #[serde(default)]
     pub record: RecordCounters,
@@ -213,6 +217,14 @@ impl Status {
                 "none found".to_owned()
             } else {
                 self.tls_libraries.join(", ")
+            },
+        );
+        t.row(
+            "TLS not read from",
+            if self.tls_blind.is_empty() {
+                "none seen".to_owned()
+            } else {
+                self.tls_blind.join(", ")
             },
         );
         t.row("TLS not covered", self.tls_not_covered.clone());

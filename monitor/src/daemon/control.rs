@@ -61,7 +61,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                 }
             }
             _ = tick.tick() => {
-                let snapshot = *d.counters.lock().expect("counters lock");
+                let snapshot = d.counters.lock().expect("counters lock").clone();
                 refresh(d, &snapshot);
                 if d.metrics.is_some() {
                     *d.published.write().expect("status lock") = d.status.clone();
@@ -270,6 +270,8 @@ pub fn update_status<'a>(
     status.kernel = counters.kernel;
     status.pipeline = counters.pipeline;
     status.processes_tracked = counters.processes_tracked;
+    status.tls_libraries = counters.tls_hooked.clone();
+    status.tls_blind = counters.tls_blind.clone();
     status.record = writer.snapshot();
     status.store_records = store.len();
     status.store_bytes = store.size_on_disk();

@@ -43,10 +43,16 @@ pub struct Options {
     /// Most payload bytes captured per send (1 to 16384).
     #[arg(long, default_value_t = 16384)]
     pub payload_limit: u32,
-    /// An OpenSSL library to hook besides the system's (repeatable).
+    /// A library or binary to hook for TLS from the start, besides the
+    /// system's libssl and libgnutls and what discovery finds (repeatable).
     #[arg(long = "tls-lib")]
     #[serde(rename = "tls-lib")]
     pub tls_libraries: Vec<PathBuf>,
+    /// Hook TLS only in the system's libssl and libgnutls and the
+    /// `--tls-lib` files: do not look at each process's binary and
+    /// libraries for OpenSSL, GnuTLS or Go's crypto/tls.
+    #[arg(long)]
+    pub no_tls_discovery: bool,
     /// The fingerprint key (created, mode 0600, if absent).
     #[arg(long, default_value = crate::cli::scan::DEFAULT_KEY_FILE)]
     pub key_file: PathBuf,

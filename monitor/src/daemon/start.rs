@@ -170,6 +170,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         ring_bytes: opts.ring_mib << 20,
         payload_limit: opts.payload_limit,
         capture_inbound: opts.capture_inbound,
+        discover_tls: !opts.no_tls_discovery,
         ..SensorSettings::default()
     };
     for lib in &opts.tls_libraries {
@@ -184,7 +185,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         .await?
         .context("starting the sensor")?;
     let attached = sensor.attached().to_vec();
-    let tls_libraries = sensor.tls_attached().to_vec();
+    let tls_libraries = sensor.tls_attached();
     let scrubber = detector.clone();
     let enricher = tokio::task::spawn_blocking(move || Enricher::new(Some(scrubber))).await?;
 

@@ -318,6 +318,7 @@ fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
         Some(PayloadOp::Recvfrom) => "recvfrom",
         Some(PayloadOp::Recvmsg) => "recvmsg",
         Some(PayloadOp::SslRead) => "ssl_read",
+        Some(PayloadOp::GoTlsWrite) => "go_tls_write",
         None => "unknown",
     };
     let known = p.sock.family != 0 && p.sock.port != 0;

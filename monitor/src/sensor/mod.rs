@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod layout_tests;
+pub mod tls;
 
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
@@ -27,8 +28,8 @@ use crate::status::KernelCounters;
 /// The kernel programs, built from `monitor-ebpf` for the BPF target.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
-/// Where distributions keep the system OpenSSL.
-const LIBSSL_CANDIDATES: &[&str] = &[
+/// Where distributions keep the system OpenSSL and GnuTLS.
+const SYSTEM_TLS_CANDIDATES: &[&str] = &[
     "/usr/lib/x86_64-linux-gnu/libssl.so.3",
     "/lib/x86_64-linux-gnu/libssl.so.3",
     "/usr/lib/aarch64-linux-gnu/libssl.so.3",
@@ -36,16 +37,20 @@ const LIBSSL_CANDIDATES: &[&str] = &[
     "/usr/lib/libssl.so.3",
     "/usr/lib/x86_64-linux-gnu/libssl.so.1.1",
     "/usr/lib64/libssl.so.1.1",
+    "/usr/lib/x86_64-linux-gnu/libgnutls.so.30",
+    "/usr/lib/aarch64-linux-gnu/libgnutls.so.30",
+    "/usr/lib64/libgnutls.so.30",
 ];
 
 /// What TLS capture cannot see, for `monitor status`.
-pub const TLS_NOT_COVERED: &str = "TLS not through a hooked libssl: statically linked TLS \
-(Go crypto/tls, rustls, BoringSSL in browsers, Node's bundled OpenSSL) is seen only as ciphertext";
+pub const TLS_NOT_COVERED: &str = "TLS read only from OpenSSL/BoringSSL (libssl, or linked \
+into a binary such as Node), GnuTLS, and Go's crypto/tls (outbound, binaries with symbols); \
+rustls, Java, NSS and stripped Go binaries are seen only as ciphertext (see tls_blind)";
 
-/// The system's OpenSSL libraries, one path per distinct file.
+/// The system's OpenSSL and GnuTLS libraries, one path per distinct file.
 pub fn find_libssl() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
-    for c in LIBSSL_CANDIDATES {
+    for c in SYSTEM_TLS_CANDIDATES {
         if let Ok(real) = std::fs::canonicalize(c) {
             if !found.contains(&real) {
                 found.push(real);
@@ -107,8 +112,12 @@ pub struct SensorSettings {
     pub btf_path: PathBuf,
     /// Most payload bytes captured per call (at most `PAYLOAD_MAX`).
     pub payload_limit: u32,
-    /// OpenSSL libraries to hook for TLS plaintext.
+    /// Libraries or binaries to hook for TLS plaintext from the start
+    /// (besides those discovery finds).
     pub tls_libraries: Vec<PathBuf>,
+    /// Look at every process's binary and libraries (at start, on exec,
+    /// on its first connection) and hook those that carry TLS.
+    pub discover_tls: bool,
     /// Also capture what processes receive (off by default: reads are frequent).
     pub capture_inbound: bool,
 }
@@ -121,6 +130,7 @@ impl Default for SensorSettings {
             btf_path: PathBuf::from(crate::btf::VMLINUX_BTF),
             payload_limit: monitor_common::PAYLOAD_MAX as u32,
             tls_libraries: find_libssl(),
+            discover_tls: true,
             capture_inbound: false,
         }
     }
@@ -132,7 +142,8 @@ pub struct Sensor {
     counters: PerCpuArray<MapData, u64>,
     class_dirs: aya::maps::HashMap<MapData, ClassDirKey, u32>,
     attached: Vec<String>,
-    tls_attached: Vec<String>,
+    tls: TlsHooks,
+    capture_inbound: bool,
     // Dropping this detaches and unloads everything; it must outlive the maps above.
     _ebpf: Ebpf,
 }
@@ -160,25 +171,17 @@ impl Sensor {
             .map_err(|e| SensorError::Load(Box::new(e)))?;
 
         let mut attached = Vec::new();
-        let mut tls_attached = Vec::new();
         let wanted = |p: &&Probe| p.when == When::Always || settings.capture_inbound;
         for probe in PROBES.iter().filter(wanted) {
             match probe.hook {
                 Hook::Tracepoint { category, name } => {
                     attach(&mut ebpf, probe.program, category, name)?;
                 }
-                Hook::Tls { symbol } => {
-                    for lib in &settings.tls_libraries {
-                        attach_uprobe(&mut ebpf, probe.program, symbol, lib)?;
-                    }
-                }
+                Hook::Tls { .. } => load_uprobe(&mut ebpf, probe.program)?,
             }
             if !probe.shown.is_empty() {
                 attached.push(probe.shown.to_owned());
             }
-        }
-        for lib in &settings.tls_libraries {
-            tls_attached.push(lib.display().to_string());
         }
 
         let ring = take_map(&mut ebpf, "EVENTS")
@@ -187,14 +190,152 @@ impl Sensor {
             .and_then(|m| PerCpuArray::try_from(m).map_err(|e| map_err("COUNTERS", e)))?;
         let class_dirs = take_map(&mut ebpf, "CLASS_DIRS")
             .and_then(|m| aya::maps::HashMap::try_from(m).map_err(|e| map_err("CLASS_DIRS", e)))?;
-        Ok(Self {
+        let mut sensor = Self {
             ring,
             counters,
             class_dirs,
             attached,
-            tls_attached,
+            tls: TlsHooks {
+                discover: settings.discover_tls,
+                ..TlsHooks::default()
+            },
+            capture_inbound: settings.capture_inbound,
             _ebpf: ebpf,
+        };
+        for lib in &settings.tls_libraries {
+            match tls::FileId::of(lib) {
+                Ok(id) => {
+                    if !sensor.hook_file(lib, lib, id)? {
+                        tracing::warn!(path = %lib.display(), "no TLS library functions found in it");
+                    }
+                }
+                Err(e) => tracing::warn!(path = %lib.display(), error = %e, "cannot hook TLS"),
+            }
+        }
+        if settings.discover_tls {
+            for pid in all_pids() {
+                sensor.discover(pid);
+            }
+        }
+        Ok(sensor)
+    }
+
+    /// Hooks TLS in `pid`'s binary and libraries not looked at yet (call at
+    /// its exec, and again at its first connection: libraries are mapped
+    /// after the exec). A process gone already is skipped.
+    pub fn discover(&mut self, pid: u32) {
+        if !self.tls.discover || pid == std::process::id() {
+            return;
+        }
+        let Ok(maps) = tls::executable_mappings(pid) else {
+            return;
+        };
+        for m in maps {
+            // Through the process's root: the path is the process's own
+            // (it may live in a container's filesystem).
+            let path = PathBuf::from(format!("/proc/{pid}/root"))
+                .join(m.path.strip_prefix("/").unwrap_or(&m.path));
+            let Ok(id) = tls::FileId::of(&path) else {
+                continue;
+            };
+            if id.dev != m.id.dev || id.ino != m.id.ino {
+                continue; // replaced on disk since it was mapped
+            }
+            if let Err(e) = self.hook_file(&path, &m.path, id) {
+                tracing::warn!(path = %m.path.display(), error = %e, "cannot hook TLS");
+            }
+        }
+        self.tls.looked.insert(pid);
+    }
+
+    /// Whether `pid` was looked at since its exec.
+    pub fn discovered(&self, pid: u32) -> bool {
+        !self.tls.discover || self.tls.looked.contains(&pid)
+    }
+
+    /// Forgets what was looked at for `pid` (it exec'd or exited).
+    pub fn forget_pid(&mut self, pid: u32) {
+        self.tls.looked.remove(&pid);
+    }
+
+    /// Whether any file `pid` maps is hooked for TLS.
+    pub fn tls_hooked_in(&self, pid: u32) -> bool {
+        tls::executable_mappings(pid).is_ok_and(|maps| {
+            maps.iter().any(|m| {
+                self.tls
+                    .files
+                    .iter()
+                    .any(|(id, f)| id.dev == m.id.dev && id.ino == m.id.ino && !f.links.is_empty())
+            })
         })
+    }
+
+    /// Looks at one file (once per id) and attaches the probes of every
+    /// TLS implementation it carries; true when it is hooked. A file whose
+    /// contents changed in place (same inode, new modification time) loses
+    /// its old probes first.
+    fn hook_file(
+        &mut self,
+        path: &Path,
+        shown: &Path,
+        id: tls::FileId,
+    ) -> Result<bool, SensorError> {
+        if let Some(f) = self.tls.files.get(&id) {
+            return Ok(!f.links.is_empty());
+        }
+        let stale: Vec<tls::FileId> = self
+            .tls
+            .files
+            .keys()
+            .filter(|k| k.dev == id.dev && k.ino == id.ino)
+            .copied()
+            .collect();
+        for k in stale {
+            if let Some(old) = self.tls.files.remove(&k) {
+                for (program, link) in old.links {
+                    if let Some(p) = self.uprobe(program) {
+                        let _ = p.detach(link);
+                    }
+                }
+            }
+        }
+        let found = match tls::inspect(path) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::debug!(error = %e, "not looked at for TLS");
+                Vec::new()
+            }
+        };
+        let mut hooked = HookedFile {
+            shown: shown.display().to_string(),
+            flavours: found.iter().map(|f| f.flavour).collect(),
+            links: Vec::new(),
+        };
+        for f in &found {
+            for probe in PROBES.iter() {
+                let Hook::Tls { flavour, symbol } = probe.hook else {
+                    continue;
+                };
+                if flavour != f.flavour || (probe.when == When::Inbound && !self.capture_inbound) {
+                    continue;
+                }
+                let Some(&(_, offset)) = f.offsets.iter().find(|(s, _)| *s == symbol) else {
+                    continue;
+                };
+                let link = attach_uprobe(&mut self._ebpf, probe.program, symbol, offset, path)?;
+                hooked.links.push((probe.program, link));
+            }
+        }
+        if !hooked.links.is_empty() {
+            tracing::info!(path = %hooked.shown, flavours = ?hooked.flavours, probes = hooked.links.len(), "TLS hooked");
+        }
+        let ok = !hooked.links.is_empty();
+        self.tls.files.insert(id, hooked);
+        Ok(ok)
+    }
+
+    fn uprobe(&mut self, program: &str) -> Option<&mut aya::programs::UProbe> {
+        self._ebpf.program_mut(program)?.try_into().ok()
     }
 
     /// Replaces the classified directories the kernel looks for above a
@@ -230,9 +371,21 @@ impl Sensor {
         &self.attached
     }
 
-    /// The TLS libraries hooked.
-    pub fn tls_attached(&self) -> &[String] {
-        &self.tls_attached
+    /// The binaries and libraries hooked for TLS, as `PATH (flavour)`.
+    pub fn tls_attached(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tls
+            .files
+            .values()
+            .filter(|f| !f.links.is_empty())
+            .map(|f| {
+                let names: Vec<&str> = f.flavours.iter().map(|x| x.name()).collect();
+                format!("{} ({})", f.shown, names.join(", "))
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Waits up to `timeout` for records; true when some are ready.
@@ -310,16 +463,12 @@ fn attach(ebpf: &mut Ebpf, program: &str, category: &str, name: &str) -> Result<
     Ok(())
 }
 
-fn attach_uprobe(
-    ebpf: &mut Ebpf,
-    program: &str,
-    symbol: &str,
-    lib: &Path,
-) -> Result<(), SensorError> {
+/// Loads a uprobe program (attached later, per hooked file).
+fn load_uprobe(ebpf: &mut Ebpf, program: &str) -> Result<(), SensorError> {
     let err = |source: aya::programs::ProgramError| SensorError::Attach {
         program: program.to_owned(),
-        category: lib.display().to_string(),
-        name: symbol.to_owned(),
+        category: "uprobe".to_owned(),
+        name: String::new(),
         source: Box::new(source),
     };
     let prog: &mut aya::programs::UProbe = ebpf
@@ -330,13 +479,61 @@ fn attach_uprobe(
     if prog.fd().is_err() {
         prog.load().map_err(err)?;
     }
+    Ok(())
+}
+
+fn attach_uprobe(
+    ebpf: &mut Ebpf,
+    program: &'static str,
+    symbol: &str,
+    offset: u64,
+    file: &Path,
+) -> Result<aya::programs::uprobe::UProbeLinkId, SensorError> {
+    let err = |source: aya::programs::ProgramError| SensorError::Attach {
+        program: program.to_owned(),
+        category: file.display().to_string(),
+        name: symbol.to_owned(),
+        source: Box::new(source),
+    };
+    load_uprobe(ebpf, program)?;
+    let prog: &mut aya::programs::UProbe = ebpf
+        .program_mut(program)
+        .ok_or_else(|| err(aya::programs::ProgramError::UnexpectedProgramType))?
+        .try_into()
+        .map_err(err)?;
     prog.attach(
-        symbol,
-        lib,
+        aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset(offset),
+        file,
         aya::programs::uprobe::UProbeScope::AllProcesses,
     )
-    .map_err(err)?;
-    Ok(())
+    .map_err(err)
+}
+
+/// Every process id in /proc.
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One file looked at for TLS: its probes' links (none when it carries no
+/// TLS the sensor reads).
+#[derive(Default)]
+struct HookedFile {
+    shown: String,
+    flavours: Vec<monitor_common::probes::TlsFlavour>,
+    links: Vec<(&'static str, aya::programs::uprobe::UProbeLinkId)>,
+}
+
+/// What TLS discovery has looked at and hooked.
+#[derive(Default)]
+struct TlsHooks {
+    discover: bool,
+    files: std::collections::HashMap<tls::FileId, HookedFile>,
+    looked: std::collections::HashSet<u32>,
 }
 
 /// aya finds tracepoint ids under tracefs; mount it if the host has not.
