@@ -68,6 +68,11 @@ pub enum Which {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// TLS discovery: fork+exec+wait of a small binary without the daemon,
+    /// with discovery off and on (one binary, and fresh copies each looked
+    /// at anew), and the time from the exec of a 100 MB binary (a copy of
+    /// node) to its TLS probes attached.
+    TlsDiscovery,
     /// The daemon under a mixed workload (classified opens, sends with a
     /// card number, a process storm), its memory sampled; goal: flat after
     /// warm-up (within 10%).
@@ -92,6 +97,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Payload { sends, rate } => payload(sends, rate),
         Which::Store { records, paths } => store(records, paths),
         Which::Siem { rate, seconds } => siem(rate, seconds),
+        Which::TlsDiscovery => tls_discovery(),
         Which::Soak {
             minutes,
             sample_secs,
@@ -131,6 +137,55 @@ fn siem(rate: u64, seconds: u64) -> anyhow::Result<()> {
         r["delivered_per_sec"].as_f64().unwrap_or(0.0),
         r["backlog"][0],
         r["backlog"][1]
+    );
+    Ok(())
+}
+
+fn tls_discovery() -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    let out = Command::new(bench_bin())
+        .arg("tls-discovery")
+        .arg("--monitor")
+        .arg(workspace_root().join("target/release/monitor"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running monitor-bench tls-discovery")?;
+    if !out.status.success() {
+        bail!("monitor-bench tls-discovery failed");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing the tls-discovery report")?;
+    println!("TLS discovery: the release daemon, real probes\n");
+    println!(
+        "{:<15} {:>22} {:>26}",
+        "daemon", "same binary p50/p99 us", "fresh binaries p50/p99 us"
+    );
+    let none = r["exec"][0]["same_binary_us"][0]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    for e in r["exec"].as_array().cloned().unwrap_or_default() {
+        let f = |k: &str, i: usize| e[k][i].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<15} {:>12.0} / {:<9.0} {:>14.0} / {:<9.0} (same-binary p50 {:.2}x no daemon)",
+            e["daemon"].as_str().unwrap_or("?"),
+            f("same_binary_us", 0),
+            f("same_binary_us", 1),
+            f("fresh_binaries_us", 0),
+            f("fresh_binaries_us", 1),
+            f("same_binary_us", 0) / none
+        );
+    }
+    let ms: Vec<String> = r["node_exec_to_hooked_ms"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN)))
+        .collect();
+    println!(
+        "\nexec of a fresh {:.0} MB node copy -> its TLS probes attached: {} ms",
+        r["node_mb"].as_f64().unwrap_or(0.0),
+        ms.join(", ")
     );
     Ok(())
 }

@@ -5,6 +5,7 @@ mod anomaly_eval;
 mod bench;
 mod siem;
 mod soak;
+mod tls_discovery;
 
 use std::path::PathBuf;
 
@@ -87,6 +88,13 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// TLS discovery: exec latency with it off and on, and exec to hooked
+    /// for a 100 MB binary.
+    TlsDiscovery {
+        /// The `monitor` binary to run.
+        #[arg(long)]
+        monitor: PathBuf,
+    },
     /// The payload benchmark's sender (a child of `payload`).
     PayloadChild {
         #[arg(long)]
@@ -122,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             baseline,
         } => print(&bench::run_payload_bench(sends, size, rate, !baseline)?),
         Command::EvalAnomaly => anomaly_eval::main(),
+        Command::TlsDiscovery { monitor } => print(&tls_discovery::run(&monitor)?),
         Command::Store {
             records,
             paths,
