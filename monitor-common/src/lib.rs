@@ -91,6 +91,14 @@ u32_enum! {
         Truncate = 5,
         /// `ftruncate(fd, length)`.
         Ftruncate = 6,
+        /// `sendfile(out, in, offset, count)` from a file to a socket: `dfd`
+        /// is the file's fd, `dfd2` the socket's, `ret` the bytes, `sock` the
+        /// socket.
+        Sendfile = 7,
+        /// `splice(in, off, out, off, len, flags)`: into a pipe (`mode` is the
+        /// pipe's id, `sock` empty), or out of a pipe a file was spliced into,
+        /// to a socket (`mode` the pipe's id, `sock` the socket).
+        Splice = 8,
     }
 }
 
@@ -160,6 +168,8 @@ pub struct FileBody {
     /// the dentries to the root; 0 for none, [`MARK_UNRESOLVED`] when even
     /// that walk ran out. 0 for paths that were not cut.
     pub class_mark: u32,
+    /// The socket a transfer (`Sendfile`, `Splice`) went to; empty otherwise.
+    pub sock: SockInfo,
 }
 
 /// A key of the kernel's map of classified directories (filled by the
@@ -349,6 +359,8 @@ u32_enum! {
         SslRead = 10,
         /// Go `crypto/tls.(*Conn).Write` (plaintext, taken at the call).
         GoTlsWrite = 11,
+        /// One message of `sendmmsg(fd, msgvec, vlen, flags)`.
+        Sendmmsg = 12,
     }
 }
 

@@ -144,7 +144,7 @@ const GNUTLS: TlsFlavour = TlsFlavour::GnuTls;
 pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 64;
+pub const PROBE_COUNT: usize = 70;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
@@ -168,6 +168,10 @@ pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
     &syscall!("writev", "sys_exit_payload", Always),
     &syscall!("sendto", "sys_exit_payload", Always),
     &syscall!("sendmsg", "sys_exit_payload", Always),
+    &syscall!("sendmmsg", "sys_exit_payload", Always),
+    // Files sent to sockets by the kernel (`sys_exit`, `transfer.rs`).
+    &syscall!("sendfile64", "sys_exit", Always),
+    &syscall!("splice", "sys_exit", Always),
     // Bytes received, with inbound capture only.
     &syscall!("read", "sys_exit_payload", Inbound),
     &syscall!("readv", "sys_exit_payload", Inbound),

@@ -6,12 +6,13 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{EventKind, FileBody, FileOp, NetOp, COUNTER_ARGS_MISSING};
+use monitor_common::{EventKind, FileBody, FileOp, NetOp, SockInfo, COUNTER_ARGS_MISSING};
 
 use crate::emit::{begin, count, self_tgid, submit, Cursor};
 use crate::maps::{Call, SyscallArgs, ARGS, AT_FDCWD};
 use crate::net::on_net_exit;
 use crate::paths::{push_fd_path, push_path_arg, task_root};
+use crate::transfer::on_transfer_exit;
 
 enter_probe!(sys_enter_open, Call::Open, 3);
 enter_probe!(sys_enter_openat, Call::Openat, 4);
@@ -71,6 +72,9 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     match stash.call {
         c if c == Call::Connect as u32 => on_net_exit(&stash, ret, NetOp::Connect),
         c if c == Call::Accept as u32 => on_net_exit(&stash, ret, NetOp::Accept),
+        c if c == Call::Sendfile as u32 || c == Call::Splice as u32 => {
+            on_transfer_exit(&stash, ret)
+        }
         _ => on_file_exit(&stash, ret),
     }
     0
@@ -127,6 +131,7 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
         mode,
         dfd2,
         class_mark: 0,
+        sock: SockInfo::default(),
     };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };

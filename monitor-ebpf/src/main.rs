@@ -54,6 +54,7 @@ mod net;
 mod paths;
 mod payload;
 mod tls;
+mod transfer;
 
 #[cfg(not(test))]
 #[panic_handler]

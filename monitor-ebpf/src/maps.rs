@@ -58,6 +58,11 @@ pub(crate) static SSL_FD: LruHashMap<u64, i32> = LruHashMap::with_max_entries(65
 #[map]
 pub(crate) static SSL_PENDING: LruHashMap<u64, SslPending> = LruHashMap::with_max_entries(16384, 0);
 
+/// Pipes a file was spliced into, by pipe id (the pipe's dentry, shared by
+/// both ends): splicing out of one to a socket is a transfer of that file.
+#[map]
+pub(crate) static PIPE_FED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
+
 /// One payload record under construction per CPU (too large for a per-CPU
 /// map); indexed by CPU id, sized by the daemon to the number of CPUs.
 #[map]
@@ -102,6 +107,9 @@ pub(crate) enum Call {
     Readv,
     Recvfrom,
     Recvmsg,
+    Sendfile,
+    Splice,
+    Sendmmsg,
 }
 
 #[derive(Clone, Copy)]

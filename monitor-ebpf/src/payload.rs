@@ -25,6 +25,7 @@ enter_probe!(sys_enter_write, Call::Write, 3, payload_enter);
 enter_probe!(sys_enter_writev, Call::Writev, 3, payload_enter);
 enter_probe!(sys_enter_sendto, Call::Sendto, 6, payload_enter);
 enter_probe!(sys_enter_sendmsg, Call::Sendmsg, 2, payload_enter);
+enter_probe!(sys_enter_sendmmsg, Call::Sendmmsg, 3, payload_enter);
 enter_probe!(sys_enter_read, Call::Read, 3, payload_enter);
 enter_probe!(sys_enter_readv, Call::Readv, 3, payload_enter);
 enter_probe!(sys_enter_recvfrom, Call::Recvfrom, 6, payload_enter);
@@ -96,6 +97,21 @@ pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
         let hdr = unsafe { bpf_probe_read_user((msg + 16) as *const [u64; 2]) }.unwrap_or([0, 0]);
         Source::Iov(hdr[0], hdr[1])
     };
+    if stash.call == Call::Sendmmsg as u32 {
+        // `ret` messages went; each is a `struct mmsghdr { struct msghdr
+        // msg_hdr; unsigned int msg_len; }` (64 bytes), `msg_len` at 56.
+        let mut i = 0u64;
+        while i < MAX_MMSG && i < ret as u64 {
+            let m = x[1] + 64 * i;
+            // SAFETY: user memory read by helper.
+            let len = unsafe { bpf_probe_read_user((m + 56) as *const u32) }.unwrap_or(0);
+            if len > 0 {
+                emit_payload(PayloadOp::Sendmmsg, fd, len as i64, 0, sock, msg_iov(m));
+            }
+            i += 1;
+        }
+        return 0;
+    }
     let (op, src, flags) = match stash.call {
         c if c == Call::Write as u32 => (PayloadOp::Write, Source::Buf(x[1]), 0),
         c if c == Call::Sendto as u32 => (PayloadOp::Sendto, Source::Buf(x[1]), 0),
@@ -158,6 +174,9 @@ pub(crate) fn payload_enter(ctx: &TracePointContext, call: Call, nargs: usize) {
     }
     stash_args(ctx, call, nargs);
 }
+
+/// Messages of one `sendmmsg` captured at most (the rest are not seen).
+const MAX_MMSG: u64 = 8;
 
 /// How long a session waits for its socket to be named (a memory-BIO
 /// library writes its records within the same turn of its event loop).

@@ -20,7 +20,20 @@ pub fn classify(classes: &ClassRules, event: &Event) -> Option<Access> {
     };
     Some(match &event.detail {
         Detail::File(f) => {
+            // A file sent to a socket by the kernel; a splice into a pipe is
+            // only remembered (the splice out of it is the transfer).
+            let transfer = f
+                .transfer
+                .as_ref()
+                .map(|t| match (&t.remote_addr, t.remote_port) {
+                    (Some(a), Some(port)) => Some(net(a, port)),
+                    _ => None,
+                });
+            if matches!(transfer, Some(None)) {
+                return None;
+            }
             let action = match f.op {
+                FileOpName::Sendfile | FileOpName::Splice => Action::Transfer,
                 FileOpName::Open
                     if f.flags
                         & (libc::O_WRONLY | libc::O_RDWR | libc::O_TRUNC | libc::O_CREAT)
@@ -48,9 +61,9 @@ pub fn classify(classes: &ClassRules, event: &Event) -> Option<Access> {
             Access {
                 action,
                 object: f.path.clone(),
-                remote: None,
+                remote: transfer.flatten().and_then(|(remote, _)| remote),
                 class,
-                bytes: None,
+                bytes: f.transfer.as_ref().map(|t| t.bytes),
                 errno: f.errno.clone(),
                 unresolved,
             }

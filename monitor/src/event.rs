@@ -178,6 +178,27 @@ pub enum FileOpName {
     Rename,
     /// `truncate`, `ftruncate`.
     Truncate,
+    /// `sendfile` of the file to a socket.
+    Sendfile,
+    /// `splice` of the file into a pipe, or out of such a pipe to a socket.
+    Splice,
+}
+
+/// Where a file's bytes went without crossing user memory (`sendfile`,
+/// `splice`): the bytes cannot be inspected, only named.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Transfer {
+    /// The socket's remote address; absent for a splice into a pipe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_addr: Option<String>,
+    /// The socket's remote port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_port: Option<u16>,
+    /// Bytes moved.
+    pub bytes: i64,
+    /// The pipe's id, for a splice (both ends share it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipe: Option<u64>,
 }
 
 /// A file syscall.
@@ -213,6 +234,9 @@ pub struct FileAccess {
     /// 4294967295 when the walk could not finish).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub class_mark: u32,
+    /// For `sendfile` and `splice`: where the bytes went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
 }
 
 fn is_zero(v: &u32) -> bool {

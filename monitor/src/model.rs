@@ -60,6 +60,10 @@ pub enum Action {
     Anomaly,
     /// A responder ran (`respond/`): `run` says which, on what, and how it went.
     Response,
+    /// A file's bytes sent to a socket by the kernel (`sendfile`, or
+    /// `splice` through a pipe): `object` is the file, `dest_host` the
+    /// socket's `addr:port`; the bytes themselves are not seen.
+    Transfer,
 }
 
 impl Action {
@@ -84,6 +88,7 @@ impl Action {
             Action::Heartbeat => "heartbeat",
             Action::Anomaly => "anomaly",
             Action::Response => "response",
+            Action::Transfer => "transfer",
         }
     }
 
@@ -362,6 +367,15 @@ impl Record {
         let when = humantime::parse_rfc3339(&event.time).unwrap_or_else(|_| SystemTime::now());
         let (findings, dest_host, tls) = match &event.detail {
             Detail::Payload(info) => (info.findings.clone(), info.dest_host.clone(), info.tls),
+            // A transfer names the socket it went to.
+            Detail::File(_) => (
+                Vec::new(),
+                access.remote.map(|(ip, port)| match ip {
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
+                    ip => format!("{ip}:{port}"),
+                }),
+                false,
+            ),
             _ => (Vec::new(), None, false),
         };
         let outcome = if alert.is_some() {

@@ -106,7 +106,12 @@ pub fn redact_record(detector: &Detector, rec: &mut Record) {
     if !network {
         redact_field(detector, &mut rec.object, "object", &mut found);
     }
-    if let Some(h) = &mut rec.dest_host {
+    // A transfer's `dest_host` is the socket's `address:port`, kept likewise.
+    if let Some(h) = rec
+        .dest_host
+        .as_mut()
+        .filter(|_| rec.action != Action::Transfer)
+    {
         redact_field(detector, h, "dest_host", &mut found);
     }
     if let Some(exe) = &rec.exe {

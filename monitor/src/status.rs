@@ -121,6 +121,9 @@ pub struct Status {
     /// What TLS capture does not see.
     #[serde(default)]
     pub tls_not_covered: String,
+    /// Ways data can leave that no probe sees on this kernel.
+    #[serde(default)]
+    pub side_doors_not_covered: String,
     /// Executables seen starting TLS whose plaintext is not read (no
     /// hooked library or binary serves them: rustls, Java, stripped Go...).
     #[serde(default)]
@@ -228,6 +231,7 @@ impl Status {
             },
         );
         t.row("TLS not covered", self.tls_not_covered.clone());
+        t.row("not seen", self.side_doors_not_covered.clone());
         t.section("FLOW");
         t.row("events/s", format!("{:.1}", self.events_per_sec));
         t.row("emitted (kernel)", k.emitted.to_string());

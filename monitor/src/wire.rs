@@ -205,6 +205,7 @@ mod tests {
                 mode: 0,
                 dfd2: 0,
                 class_mark: 0,
+                sock: Default::default(),
             },
         };
         let mut off = 0;

@@ -7,6 +7,7 @@ pub mod names;
 pub mod paths;
 pub mod process;
 
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +18,7 @@ use nix::time::{clock_gettime, ClockId};
 
 use crate::event::{
     Detail, Event, ExecInfo, ExitInfo, FileAccess, FileOpName, ForkInfo, NetConn, PayloadInfo,
-    Process,
+    Process, Transfer,
 };
 use crate::wire::{Body, Record};
 use cgroups::CgroupCache;
@@ -86,9 +87,34 @@ pub struct Enricher {
     cgroups: CgroupCache,
     clock: WallClock,
     scrubber: Option<Arc<monitor_pii::Detector>>,
+    /// Pipes a file was spliced into, by process and pipe id: the file (and
+    /// its class mark) a splice out of the pipe sends.
+    pipes: HashMap<(u32, u64), (String, u32)>,
 }
 
+/// Pipes remembered at most (the oldest go first).
+const MAX_PIPES: usize = 4096;
+
 impl Enricher {
+    /// A splice into a pipe is remembered; a splice out of it to a socket
+    /// names the file that went in, not the pipe.
+    fn follow_pipe(&mut self, tgid: u32, f: &mut FileAccess) {
+        let Some(t) = &f.transfer else { return };
+        let Some(pipe) = t.pipe.filter(|_| f.op == FileOpName::Splice) else {
+            return;
+        };
+        if t.remote_addr.is_none() {
+            if self.pipes.len() >= MAX_PIPES {
+                self.pipes.clear();
+            }
+            self.pipes
+                .insert((tgid, pipe), (f.path.clone(), f.class_mark));
+        } else if let Some((path, mark)) = self.pipes.get(&(tgid, pipe)) {
+            f.path = path.clone();
+            f.class_mark = *mark;
+        }
+    }
+
     /// Seeds the process table from `/proc` and scans the cgroup hierarchy.
     /// With a `scrubber`, command lines are stored and reported with
     /// sensitive values masked.
@@ -103,6 +129,7 @@ impl Enricher {
             cgroups: CgroupCache::new(cgroups::CGROUP_ROOT),
             clock: WallClock::now(),
             scrubber,
+            pipes: HashMap::new(),
         }
     }
 
@@ -158,7 +185,11 @@ impl Enricher {
         }
         let process = self.process(rec);
         let detail = match rec.body {
-            Body::File(f) => Detail::File(file_access(rec, &f)),
+            Body::File(f) => {
+                let mut access = file_access(rec, &f);
+                self.follow_pipe(h.tgid, &mut access);
+                Detail::File(access)
+            }
             Body::Net(n) => {
                 let conn = net_conn(&n);
                 match NetOp::from_u32(n.op) {
@@ -236,7 +267,7 @@ fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
     // everything else carries the caller's path and the directory it is relative to.
     let whole_file = match op {
         Some(FileOp::Openat | FileOp::Openat2) => f.ret >= 0,
-        Some(FileOp::Ftruncate) => true,
+        Some(FileOp::Ftruncate | FileOp::Sendfile | FileOp::Splice) => true,
         _ => false,
     } && (rec.strs[0].parts().next().is_some() || rec.strs[1].is_none());
     let path = if whole_file {
@@ -249,7 +280,19 @@ fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
         Some(FileOp::Unlinkat) => (FileOpName::Unlink, false),
         Some(FileOp::Renameat2) => (FileOpName::Rename, false),
         Some(FileOp::Truncate | FileOp::Ftruncate) | None => (FileOpName::Truncate, false),
+        Some(FileOp::Sendfile) => (FileOpName::Sendfile, false),
+        Some(FileOp::Splice) => (FileOpName::Splice, false),
     };
+    let transfer = matches!(op, Some(FileOp::Sendfile | FileOp::Splice)).then(|| {
+        let to_socket = f.sock.family != 0 && f.sock.port != 0;
+        let addr = to_socket.then(|| ip_of(f.sock.family, &f.sock.addr).1);
+        Transfer {
+            remote_addr: addr,
+            remote_port: to_socket.then_some(f.sock.port),
+            bytes: f.ret,
+            pipe: (op == Some(FileOp::Splice)).then_some(f.mode),
+        }
+    });
     let creates = f.flags & (libc::O_CREAT as u64 | libc::O_TMPFILE as u64) != 0;
     FileAccess {
         op: op_name,
@@ -267,6 +310,7 @@ fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
         result: f.ret,
         errno: errno_name(f.ret),
         class_mark: f.class_mark,
+        transfer,
     }
 }
 
@@ -319,6 +363,7 @@ fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
         Some(PayloadOp::Recvmsg) => "recvmsg",
         Some(PayloadOp::SslRead) => "ssl_read",
         Some(PayloadOp::GoTlsWrite) => "go_tls_write",
+        Some(PayloadOp::Sendmmsg) => "sendmmsg",
         None => "unknown",
     };
     let known = p.sock.family != 0 && p.sock.port != 0;

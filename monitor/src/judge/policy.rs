@@ -1,6 +1,8 @@
 //! The policy judge: what each role may do (`rules/policy.toml`), and the
 //! verdict on an access. Reading or writing a class the role does not list,
-//! connecting outside its egress list, and sending a PII type it denies
+//! sending a classified file to a socket (`sendfile`, `splice`) unless its
+//! `transfer` list names the class, connecting outside its egress list,
+//! and sending a PII type it denies
 //! (globally or to that destination) each raise an alert, as severe as
 //! `classes.toml` rates the class or the PII type.
 
@@ -65,6 +67,24 @@ impl PolicyJudge {
                         rule: rule.into(),
                         message: format!("role {role} may not {verb} {class} data{tried}"),
                     });
+                }
+            }
+            Action::Transfer => {
+                if let Some(class) = &access.class {
+                    if !p.transfer.iter().any(|c| **c == **class) {
+                        alerts.push(Alert {
+                            explain: None,
+                            severity: self.classes.severity_of_class(class),
+                            rule: "class-transfer".into(),
+                            message: format!(
+                                "role {role} sent a {class} file to a socket ({})",
+                                access.remote.map_or_else(
+                                    || "?".to_owned(),
+                                    |(ip, port)| format!("{ip}:{port}")
+                                )
+                            ),
+                        });
+                    }
                 }
             }
             Action::Connect => {

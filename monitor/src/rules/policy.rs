@@ -1,5 +1,6 @@
 //! `policy.toml`: what each role may do. A role may read and write the
-//! classes it lists, connect to the destinations it lists (when it lists
+//! classes it lists, send the files of the classes its `transfer` lists to
+//! a socket whole (`sendfile`, `splice`), connect to the destinations it lists (when it lists
 //! any), and never send the PII types it denies, globally or to one
 //! destination. A role without an entry may touch no classified data and
 //! has no egress limit. The verdict itself is the policy judge's
@@ -31,6 +32,8 @@ struct RawRolePolicy {
     read: Vec<Spanned<String>>,
     #[serde(default)]
     write: Vec<Spanned<String>>,
+    #[serde(default)]
+    transfer: Vec<Spanned<String>>,
     egress: Option<Vec<RawEgress>>,
     #[serde(default)]
     deny_pii: Vec<Spanned<String>>,
@@ -64,6 +67,9 @@ pub struct RolePolicy {
     pub read: Vec<String>,
     /// Classes it may write.
     pub write: Vec<String>,
+    /// Classes whose files it may send to a socket whole (`sendfile`,
+    /// `splice`); reading a class does not allow this.
+    pub transfer: Vec<String>,
     /// Where it may connect (`None`: anywhere).
     pub egress: Option<Vec<Egress>>,
     /// PII types it may never send.
@@ -164,6 +170,7 @@ impl Policy {
                 name.get_ref().clone(),
                 RolePolicy {
                     read: class_list(&r.read)?,
+                    transfer: class_list(&r.transfer)?,
                     write: class_list(&r.write)?,
                     egress,
                     deny_pii: pii_list(&r.deny_pii)?,

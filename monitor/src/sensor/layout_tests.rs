@@ -19,7 +19,8 @@ fn header_layout() {
 
 #[test]
 fn body_layouts() {
-    assert_eq!(size_of::<FileBody>(), 40);
+    assert_eq!(size_of::<FileBody>(), 72);
+    assert_eq!(offset_of!(FileBody, sock), 40);
     assert_eq!(offset_of!(FileBody, ret), 8);
     assert_eq!(offset_of!(FileBody, dfd2), 32);
     assert_eq!(offset_of!(FileBody, class_mark), 36);
@@ -31,7 +32,7 @@ fn body_layouts() {
     assert_eq!(size_of::<ExecBody>(), 8);
     assert_eq!(size_of::<ForkBody>(), 16);
     assert_eq!(size_of::<ExitBody>(), 8);
-    assert_eq!(size_of::<EventBody>(), 48);
+    assert_eq!(size_of::<EventBody>(), 72);
 }
 
 #[test]
@@ -39,10 +40,10 @@ fn record_layout() {
     assert_eq!(size_of::<StrRef>(), 8);
     assert_eq!(offset_of!(StrRef, flags), 6);
     assert_eq!(offset_of!(RawEvent, body), 64);
-    assert_eq!(offset_of!(RawEvent, strs), 112);
-    assert_eq!(offset_of!(RawEvent, data), 144);
-    assert_eq!(RAW_EVENT_FIXED_LEN, 144);
-    assert_eq!(size_of::<RawEvent>(), 144 + DATA_CAP);
+    assert_eq!(offset_of!(RawEvent, strs), 136);
+    assert_eq!(offset_of!(RawEvent, data), 168);
+    assert_eq!(RAW_EVENT_FIXED_LEN, 168);
+    assert_eq!(size_of::<RawEvent>(), 168 + DATA_CAP);
 }
 
 #[test]

@@ -47,6 +47,11 @@ pub const TLS_NOT_COVERED: &str = "TLS read only from OpenSSL/BoringSSL (libssl,
 into a binary such as Node), GnuTLS, and Go's crypto/tls (outbound, binaries with symbols); \
 rustls, Java, NSS and stripped Go binaries are seen only as ciphertext (see tls_blind)";
 
+/// The ways data leaves a process that no probe sees yet, for `monitor status`.
+pub const SIDE_DOORS_NOT_COVERED: &str = "io_uring requests (opens, connects, sends through a \
+ring), vmsplice of user memory into a pipe spliced to a socket (recorded as no file), \
+copy_file_range (file to file only)";
+
 /// The system's OpenSSL and GnuTLS libraries, one path per distinct file.
 pub fn find_libssl() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();

@@ -54,6 +54,8 @@ fn activity(action: Action) -> (u32, u32, u32, &'static str, &'static str) {
         | Action::Heartbeat
         | Action::Anomaly
         | Action::Response => (PROC, 99, "Other"),
+        // A file's bytes sent to a socket: the file is the object.
+        Action::Transfer => (FILE, 99, "Other"),
     };
     (class, category, id, name, class_name)
 }
