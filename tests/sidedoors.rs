@@ -1,7 +1,9 @@
 //! The side doors: a classified file sent to a socket by the kernel
 //! (`sendfile`, `splice` through a pipe) is a transfer record naming the
 //! file, its class and the destination, and an alert unless the role may
-//! transfer that class; `sendmmsg` payloads are inspected like `sendmsg`.
+//! transfer that class; `sendmmsg` payloads are inspected like `sendmsg`;
+//! opens and sends submitted through an io_uring are seen like their
+//! syscalls, marked `via: io_uring`.
 
 mod common;
 
@@ -190,4 +192,99 @@ int main(void) {
         pid_of(v) == pid && v["op"] == "sendmmsg" && v["bytes"] == 22
     });
     assert!(first["findings"].as_array().is_none_or(|f| f.is_empty()));
+}
+
+/// A process opens a classified file through an io_uring, reads it and
+/// sends it to a loopback listener through the ring: the open is an access
+/// to the class and the send is inspected, both `via: io_uring`; for a role
+/// that may not use io_uring (the chatbot), each is also an alert.
+#[test]
+fn io_uring_open_and_send_are_seen() {
+    use std::os::unix::process::CommandExt as _;
+    if !root_or_skip("io_uring_open_and_send_are_seen") {
+        return;
+    }
+    let dir = TempDir::new("io-uring");
+    let src = dir.path().join("io_uring_send.c");
+    std::fs::write(&src, include_str!("programs/io_uring_send.c")).unwrap();
+    let bin = dir.path().join("io_uring_send");
+    let cc = Command::new("cc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    let cards = dir.path().join("cards");
+    std::fs::create_dir_all(&cards).unwrap();
+    std::fs::write(
+        cards.join("export.csv"),
+        "name,card\nJane Doe,4111 1111 1111 1111\n",
+    )
+    .unwrap();
+    for d in [dir.path(), cards.as_path()] {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let rules = dir.path().join("rules");
+    common::classify_dir(&rules, &cards);
+    std::fs::write(
+        rules.join("roles.toml"),
+        "[[role]]\nname = \"chatbot\"\nusers = [\"nobody\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        rules.join("policy.toml"),
+        "[role.chatbot]\ndeny_pii = [\"CREDIT_CARD\"]\ndeny_io_uring = true\n",
+    )
+    .unwrap();
+    let daemon = Daemon::start_in(dir, &[]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut c, &mut got).unwrap();
+        got.len()
+    });
+    let out = Command::new(&bin)
+        .arg("export.csv")
+        .arg(port.to_string())
+        .current_dir(&cards)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(reader.join().unwrap(), 39);
+
+    let open = wait_record(&daemon, &["alerts", "--action", "read"], |r| {
+        r["comm"] == "io_uring_send" && r["via"] == "io_uring"
+    });
+    assert_eq!(open["class"], "cardholder-data", "{open}");
+    assert_eq!(
+        open["object"],
+        cards.join("export.csv").display().to_string(),
+        "{open}"
+    );
+    assert_eq!(open["action"], "read", "{open}");
+    assert_eq!(open["role"], "chatbot", "{open}");
+    let send = wait_record(&daemon, &["alerts", "--action", "send"], |r| {
+        r["comm"] == "io_uring_send" && r["via"] == "io_uring"
+    });
+    assert_eq!(send["findings"][0]["type"], "CREDIT_CARD", "{send}");
+    assert_eq!(send["findings"][0]["masked"], "411111******1111", "{send}");
+    // The chatbot may not use a ring: both alerts say so too.
+    for r in [&open, &send] {
+        let message = r["alert"]["message"].as_str().unwrap();
+        assert!(message.contains("used an io_uring"), "{r}");
+    }
 }

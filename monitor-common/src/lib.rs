@@ -114,6 +114,9 @@ u32_enum! {
 
 /// [`EventHeader::flags`]: a string was cut short (path too deep or too long).
 pub const FLAG_TRUNCATED: u32 = 1 << 0;
+/// [`EventHeader::flags`]: the access was submitted through an io_uring
+/// (its result is not known when it is reported).
+pub const FLAG_IO_URING: u32 = 1 << 1;
 
 /// Common fields of every event.
 #[repr(C)]
@@ -372,6 +375,8 @@ pub const PAYLOAD_TRUNCATED: u32 = 1 << 1;
 pub const PAYLOAD_FD_UNKNOWN: u32 = 1 << 2;
 /// [`PayloadBody::flags`]: bytes the process received, not sent.
 pub const PAYLOAD_INBOUND: u32 = 1 << 3;
+/// [`PayloadBody::flags`]: sent through an io_uring (taken at submission).
+pub const PAYLOAD_IO_URING: u32 = 1 << 4;
 
 /// What the kernel knows of a socket, by `(tgid << 32) | fd`.
 #[repr(C)]
@@ -510,6 +515,24 @@ pub struct KernelOffsets {
     pub inode_i_sb: u32,
     /// `super_block.s_dev`
     pub super_block_s_dev: u32,
+    /// `io_kiocb.cmd` (the request's per-opcode data; 0 without io_uring)
+    pub io_kiocb_cmd: u32,
+    /// `io_kiocb.flags` (`REQ_F_FIXED_FILE` is bit 0)
+    pub io_kiocb_flags: u32,
+    /// `io_kiocb.cqe.fd` (the SQE's fd)
+    pub io_kiocb_cqe_fd: u32,
+    /// `io_open.dfd`
+    pub io_open_dfd: u32,
+    /// `io_open.filename`
+    pub io_open_filename: u32,
+    /// `io_open.how` (`open_how.flags`, then `mode`)
+    pub io_open_how: u32,
+    /// `filename.uptr` (the user's string)
+    pub filename_uptr: u32,
+    /// `io_sr_msg.buf` (also `umsg` for sendmsg)
+    pub io_sr_msg_buf: u32,
+    /// `io_sr_msg.len`
+    pub io_sr_msg_len: u32,
 }
 
 /// Settings the daemon hands the programs as a global at load time.

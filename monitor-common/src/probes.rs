@@ -144,7 +144,7 @@ const GNUTLS: TlsFlavour = TlsFlavour::GnuTls;
 pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 70;
+pub const PROBE_COUNT: usize = 71;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
@@ -183,6 +183,12 @@ pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
         tracepoint("sched_process_exec", "sched", "sched:sched_process_exec"),
         tracepoint("task_newtask", "task", "task:task_newtask"),
         tracepoint("sched_process_exit", "sched", "sched:sched_process_exit"),
+        // Requests submitted through an io_uring (opens, sends).
+        tracepoint(
+            "io_uring_submit_req",
+            "io_uring",
+            "io_uring:io_uring_submit_req",
+        ),
         // TLS plaintext, on every binary and library found to carry it.
         tls("ssl_handshake", OPENSSL, "SSL_do_handshake", When::Always),
         // A client may drive its handshake through SSL_read (Node does).

@@ -48,6 +48,7 @@ macro_rules! enter_probe {
 
 mod emit;
 mod file;
+mod iouring;
 mod lifecycle;
 mod maps;
 mod net;

@@ -175,6 +175,29 @@ pub(crate) fn payload_enter(ctx: &TracePointContext, call: Call, nargs: usize) {
     stash_args(ctx, call, nargs);
 }
 
+/// The iovec array and its length of a user `struct msghdr` (16 bytes in).
+#[inline(always)]
+pub(crate) fn user_msg_iov(msg: u64) -> (u64, u64) {
+    // SAFETY: user memory read by helper.
+    let hdr = unsafe { bpf_probe_read_user((msg + 16) as *const [u64; 2]) }.unwrap_or([0, 0]);
+    (hdr[0], hdr[1])
+}
+
+/// Bytes an iovec array holds (its first `MAX_IOVECS` entries).
+#[inline(always)]
+pub(crate) fn iov_total(iov: u64, count: u64) -> i64 {
+    let mut total = 0i64;
+    let mut i = 0u32;
+    while i < MAX_IOVECS && (i as u64) < count {
+        // SAFETY: user memory read by helper.
+        let v =
+            unsafe { bpf_probe_read_user((iov + 16 * i as u64 + 8) as *const u64) }.unwrap_or(0);
+        total += (v & 0x7fff_ffff) as i64;
+        i += 1;
+    }
+    total
+}
+
 /// Messages of one `sendmmsg` captured at most (the rest are not seen).
 const MAX_MMSG: u64 = 8;
 

@@ -158,6 +158,24 @@ impl Btf {
             inode_i_ino: self.offset_of("inode", "i_ino")?,
             inode_i_sb: self.offset_of("inode", "i_sb")?,
             super_block_s_dev: self.offset_of("super_block", "s_dev")?,
+            ..self.io_uring_offsets().unwrap_or_default()
+        })
+    }
+
+    /// Offsets into io_uring's requests; an error when this kernel has no
+    /// io_uring (its probe is then not attached).
+    fn io_uring_offsets(&self) -> Result<KernelOffsets, BtfError> {
+        Ok(KernelOffsets {
+            io_kiocb_cmd: self.offset_of("io_kiocb", "cmd")?,
+            io_kiocb_flags: self.offset_of("io_kiocb", "flags")?,
+            io_kiocb_cqe_fd: self.offset_of("io_kiocb", "cqe.fd")?,
+            io_open_dfd: self.offset_of("io_open", "dfd")?,
+            io_open_filename: self.offset_of("io_open", "filename")?,
+            io_open_how: self.offset_of("io_open", "how")?,
+            filename_uptr: self.offset_of("filename", "uptr")?,
+            io_sr_msg_buf: self.offset_of("io_sr_msg", "buf")?,
+            io_sr_msg_len: self.offset_of("io_sr_msg", "len")?,
+            ..KernelOffsets::default()
         })
     }
 }

@@ -28,6 +28,10 @@ pub struct Event {
     /// A path or argument list was cut short in the kernel.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// How it was done when not by its syscall: `io_uring` (submitted
+    /// through a ring; an open's result is not known yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// The acting process, as known when the event happened.

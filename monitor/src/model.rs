@@ -358,6 +358,9 @@ pub struct Record {
     /// For a `response` record: the responder's run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Box<Run>>,
+    /// `io_uring` when the access was submitted through a ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Record {
@@ -410,6 +413,7 @@ impl Record {
             truncated: event.truncated,
             tls,
             run: None,
+            via: event.via.clone(),
         }
     }
 

@@ -66,6 +66,7 @@ mod tests {
             },
             detail: Detail::Fork(ForkInfo { child_pid: 2 }),
             truncated: false,
+            via: None,
         };
         let mut buf = Vec::new();
         {

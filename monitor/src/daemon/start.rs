@@ -349,5 +349,6 @@ fn own_identity(host: &Arc<str>) -> Record {
         truncated: false,
         tls: false,
         run: None,
+        via: None,
     }
 }

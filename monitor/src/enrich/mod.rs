@@ -221,6 +221,13 @@ impl Enricher {
             process,
             detail,
             truncated: h.flags & monitor_common::FLAG_TRUNCATED != 0,
+            via: match rec.body {
+                Body::Payload(p) if p.flags & monitor_common::PAYLOAD_IO_URING != 0 => {
+                    Some("io_uring".to_owned())
+                }
+                _ if h.flags & monitor_common::FLAG_IO_URING != 0 => Some("io_uring".to_owned()),
+                _ => None,
+            },
         }
     }
 
@@ -265,8 +272,10 @@ fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
     let op = FileOp::from_u32(f.op);
     // A successful open and ftruncate carry the file itself (symlinks resolved);
     // everything else carries the caller's path and the directory it is relative to.
+    // An open through an io_uring is reported at submission: the caller's path.
+    let submitted = rec.header.flags & monitor_common::FLAG_IO_URING != 0;
     let whole_file = match op {
-        Some(FileOp::Openat | FileOp::Openat2) => f.ret >= 0,
+        Some(FileOp::Openat | FileOp::Openat2) => f.ret >= 0 && !submitted,
         Some(FileOp::Ftruncate | FileOp::Sendfile | FileOp::Splice) => true,
         _ => false,
     } && (rec.strs[0].parts().next().is_some() || rec.strs[1].is_none());

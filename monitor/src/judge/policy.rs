@@ -140,7 +140,23 @@ impl Judge for PolicyJudge {
     }
 
     fn judge(&mut self, case: &Case<'_>) -> Vec<Alert> {
-        self.verdict(case.role, case.access, case.findings)
+        let mut alerts = self.verdict(case.role, case.access, case.findings);
+        if case.event.via.as_deref() == Some("io_uring")
+            && self.policy.role(case.role).deny_io_uring
+        {
+            alerts.push(Alert {
+                explain: None,
+                severity: Severity::High,
+                rule: "io-uring-use".into(),
+                message: format!(
+                    "role {} used an io_uring ({} {})",
+                    case.role,
+                    case.access.action.name(),
+                    case.access.object
+                ),
+            });
+        }
+        alerts
     }
 
     fn reload(&mut self, rules: &RuleSet) {

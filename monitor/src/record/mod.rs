@@ -968,6 +968,7 @@ mod tests {
             truncated: false,
             tls: false,
             run: None,
+            via: None,
         }
     }
 

@@ -37,6 +37,8 @@ struct RawRolePolicy {
     egress: Option<Vec<RawEgress>>,
     #[serde(default)]
     deny_pii: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny_io_uring: bool,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +76,8 @@ pub struct RolePolicy {
     pub egress: Option<Vec<Egress>>,
     /// PII types it may never send.
     pub deny_pii: Vec<String>,
+    /// Any open or send through an io_uring is an alert.
+    pub deny_io_uring: bool,
 }
 
 impl RolePolicy {
@@ -174,6 +178,7 @@ impl Policy {
                     write: class_list(&r.write)?,
                     egress,
                     deny_pii: pii_list(&r.deny_pii)?,
+                    deny_io_uring: r.deny_io_uring,
                 },
             );
         }

@@ -58,7 +58,7 @@ fn payload_layout() {
 
 #[test]
 fn globals_layout() {
-    assert_eq!(size_of::<KernelOffsets>(), 33 * 4);
+    assert_eq!(size_of::<KernelOffsets>(), 42 * 4);
     assert_eq!(size_of::<ClassDirKey>(), 16);
     assert_eq!(offset_of!(ClassDirKey, ino), 8);
     assert_eq!(size_of::<SensorConfig>(), 8);

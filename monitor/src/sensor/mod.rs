@@ -48,9 +48,9 @@ into a binary such as Node), GnuTLS, and Go's crypto/tls (outbound, binaries wit
 rustls, Java, NSS and stripped Go binaries are seen only as ciphertext (see tls_blind)";
 
 /// The ways data leaves a process that no probe sees yet, for `monitor status`.
-pub const SIDE_DOORS_NOT_COVERED: &str = "io_uring requests (opens, connects, sends through a \
-ring), vmsplice of user memory into a pipe spliced to a socket (recorded as no file), \
-copy_file_range (file to file only)";
+pub const SIDE_DOORS_NOT_COVERED: &str = "io_uring requests other than opens and sends \
+(connect, write/writev to a socket, registered buffers' bytes), vmsplice of user memory into \
+a pipe spliced to a socket, copy_file_range (file to file only)";
 
 /// The system's OpenSSL and GnuTLS libraries, one path per distinct file.
 pub fn find_libssl() -> Vec<PathBuf> {
@@ -179,6 +179,22 @@ impl Sensor {
         let wanted = |p: &&Probe| p.when == When::Always || settings.capture_inbound;
         for probe in PROBES.iter().filter(wanted) {
             match probe.hook {
+                // io_uring is optional: a kernel without it (or whose BTF
+                // lacks its request types) runs without the probe, and the
+                // status does not list it.
+                Hook::Tracepoint {
+                    category: "io_uring",
+                    name,
+                } => {
+                    let known = offsets.io_open_filename != 0;
+                    let attached = known
+                        && attach(&mut ebpf, probe.program, "io_uring", name)
+                            .inspect_err(|e| tracing::warn!(error = %e, "io_uring requests will not be seen"))
+                            .is_ok();
+                    if !attached {
+                        continue;
+                    }
+                }
                 Hook::Tracepoint { category, name } => {
                     attach(&mut ebpf, probe.program, category, name)?;
                 }

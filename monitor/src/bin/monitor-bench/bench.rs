@@ -468,6 +468,7 @@ pub fn run_store_bench(
             truncated: false,
             tls: false,
             run: None,
+            via: None,
         }
     };
     let sample_bytes =
