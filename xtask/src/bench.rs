@@ -73,6 +73,14 @@ pub enum Which {
     /// at anew), and the time from the exec of a 100 MB binary (a copy of
     /// node) to its TLS probes attached.
     TlsDiscovery,
+    /// The side doors' probes (sendfile, splice, sendmmsg, io_uring): per
+    /// call cost of a plain send (never uses them), sendfile of a
+    /// classified file and sendmmsg, without and with the daemon.
+    SideDoors {
+        /// Calls per workload and round.
+        #[arg(long, default_value_t = 100_000)]
+        calls: u64,
+    },
     /// The daemon under a mixed workload (classified opens, sends with a
     /// card number, a process storm), its memory sampled; goal: flat after
     /// warm-up (within 10%).
@@ -98,6 +106,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Store { records, paths } => store(records, paths),
         Which::Siem { rate, seconds } => siem(rate, seconds),
         Which::TlsDiscovery => tls_discovery(),
+        Which::SideDoors { calls } => side_doors(calls),
         Which::Soak {
             minutes,
             sample_secs,
@@ -138,6 +147,41 @@ fn siem(rate: u64, seconds: u64) -> anyhow::Result<()> {
         r["backlog"][0],
         r["backlog"][1]
     );
+    Ok(())
+}
+
+fn side_doors(calls: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    let out = Command::new(bench_bin())
+        .args(["side-doors", "--calls", &calls.to_string()])
+        .arg("--monitor")
+        .arg(workspace_root().join("target/release/monitor"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running monitor-bench side-doors")?;
+    if !out.status.success() {
+        bail!("monitor-bench side-doors failed");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing the side-doors report")?;
+    println!("side doors: the release daemon, real probes, {calls} calls per workload\n");
+    println!(
+        "{:<38} {:>12} {:>12} {:>8}",
+        "workload", "without ns", "with ns", "ratio"
+    );
+    for w in r["workloads"].as_array().cloned().unwrap_or_default() {
+        let (a, b) = (
+            w["without_ns"].as_f64().unwrap_or(f64::NAN),
+            w["with_ns"].as_f64().unwrap_or(f64::NAN),
+        );
+        println!(
+            "{:<38} {:>12.0} {:>12.0} {:>7.2}x",
+            w["name"].as_str().unwrap_or("?"),
+            a,
+            b,
+            b / a
+        );
+    }
     Ok(())
 }
 

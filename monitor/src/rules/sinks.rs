@@ -105,9 +105,14 @@ pub struct Select {
 
 impl Select {
     /// Whether `r` is handed over. Heartbeats always are, and the daemon's
-    /// own alerts about itself (outages, lost records) whatever the roles.
+    /// own start, stop and reloads (PCI wants the starting and stopping of
+    /// audit logging kept off the host), and its own alerts about itself
+    /// (outages, lost records) whatever the roles.
     pub fn wants(&self, r: &Record) -> bool {
-        if r.action == Action::Heartbeat {
+        let own = &*r.role == "monitor";
+        if r.action == Action::Heartbeat
+            || own && matches!(r.action, Action::Start | Action::Stop | Action::Reload)
+        {
             return true;
         }
         let role_ok = self.roles.is_empty()
@@ -441,5 +446,36 @@ mod tests {
             assert_eq!((e.line, e.col), (line, col), "{src:?}: {e}");
             assert!(e.message.contains(msg), "{src:?}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod select_tests {
+    use super::*;
+
+    /// An alerts-only sink for one role still gets the daemon's own start,
+    /// stop and reload records and heartbeats, and nothing else unalerted.
+    #[test]
+    fn the_daemon_s_own_lifecycle_always_goes() {
+        let select = Select {
+            roles: vec!["chatbot".into()],
+            ..Select::default()
+        };
+        let mut r = crate::sinks::cef::tests::hostile_record();
+        r.alert = None;
+        r.role = "monitor".into();
+        for (action, wanted) in [
+            (Action::Start, true),
+            (Action::Stop, true),
+            (Action::Reload, true),
+            (Action::Heartbeat, true),
+            (Action::Query, false),
+        ] {
+            r.action = action;
+            assert_eq!(select.wants(&r), wanted, "{action:?}");
+        }
+        r.role = "billing-agent".into();
+        r.action = Action::Start;
+        assert!(!select.wants(&r), "another role's record");
     }
 }

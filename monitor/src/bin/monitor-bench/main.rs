@@ -3,6 +3,7 @@
 
 mod anomaly_eval;
 mod bench;
+mod side_doors;
 mod siem;
 mod soak;
 mod tls_discovery;
@@ -88,6 +89,16 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// The side doors' probes: per-call cost of send, sendfile and sendmmsg
+    /// with and without the daemon.
+    SideDoors {
+        /// The `monitor` binary to run.
+        #[arg(long)]
+        monitor: PathBuf,
+        /// Calls per workload and round.
+        #[arg(long, default_value_t = 100_000)]
+        calls: u64,
+    },
     /// TLS discovery: exec latency with it off and on, and exec to hooked
     /// for a 100 MB binary.
     TlsDiscovery {
@@ -131,6 +142,7 @@ fn main() -> anyhow::Result<()> {
         } => print(&bench::run_payload_bench(sends, size, rate, !baseline)?),
         Command::EvalAnomaly => anomaly_eval::main(),
         Command::TlsDiscovery { monitor } => print(&tls_discovery::run(&monitor)?),
+        Command::SideDoors { monitor, calls } => print(&side_doors::run(&monitor, calls)?),
         Command::Store {
             records,
             paths,
