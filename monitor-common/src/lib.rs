@@ -377,6 +377,11 @@ pub const PAYLOAD_FD_UNKNOWN: u32 = 1 << 2;
 pub const PAYLOAD_INBOUND: u32 = 1 << 3;
 /// [`PayloadBody::flags`]: sent through an io_uring (taken at submission).
 pub const PAYLOAD_IO_URING: u32 = 1 << 4;
+/// [`PayloadBody::flags`]: the write was stopped before the library
+/// encrypted it (a card number, an enforcing role): the caller was killed.
+pub const PAYLOAD_PREVENTED: u32 = 1 << 5;
+/// Value of the enforcement maps: kill the caller.
+pub const PREVENT_KILL: u32 = 1;
 
 /// What the kernel knows of a socket, by `(tgid << 32) | fd`.
 #[repr(C)]
@@ -440,8 +445,10 @@ pub const COUNTER_PAYLOAD_TRUNCATED: u32 = 4;
 /// Cut paths whose classified-ancestor walk ran out
 /// ([`MARK_UNRESOLVED`]).
 pub const COUNTER_MARK_UNRESOLVED: u32 = 5;
+/// TLS writes stopped in the kernel (a card number from an enforcing role).
+pub const COUNTER_PREVENTED: u32 = 6;
 /// Number of counters.
-pub const COUNTER_COUNT: u32 = 6;
+pub const COUNTER_COUNT: u32 = 7;
 
 /// Byte offsets of kernel struct members, read from the kernel's BTF at start-up
 /// and handed to the programs as a global. rustc emits no CO-RE relocations,

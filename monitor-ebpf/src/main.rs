@@ -54,6 +54,7 @@ mod maps;
 mod net;
 mod paths;
 mod payload;
+mod prevent;
 mod tls;
 mod transfer;
 

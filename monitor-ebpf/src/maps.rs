@@ -63,6 +63,17 @@ pub(crate) static SSL_PENDING: LruHashMap<u64, SslPending> = LruHashMap::with_ma
 #[map]
 pub(crate) static PIPE_FED: LruHashMap<u64, u8> = LruHashMap::with_max_entries(4096, 0);
 
+/// Processes (by tgid) of roles that enforce: their TLS writes are
+/// checked for a card number before encryption (`prevent.rs`). Filled by
+/// the daemon as roles are resolved; the value is the action.
+#[map]
+pub(crate) static ENFORCE_TGID: HashMap<u32, u32> = HashMap::with_max_entries(65536, 0);
+
+/// Cgroups whose every process enforces (roles decided by cgroup or unit):
+/// covered from a process's first instruction.
+#[map]
+pub(crate) static ENFORCE_CGROUP: HashMap<u64, u32> = HashMap::with_max_entries(4096, 0);
+
 /// One payload record under construction per CPU (too large for a per-CPU
 /// map); indexed by CPU id, sized by the daemon to the number of CPUs.
 #[map]

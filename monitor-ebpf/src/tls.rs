@@ -14,6 +14,7 @@ use crate::emit::self_tgid;
 use crate::maps::{SslArgs, SslPending, SOCKETS, SSL_ARGS, SSL_FD, SSL_PENDING};
 use crate::net::sock_key;
 use crate::payload::{emit_payload, Source};
+use crate::prevent::prevent_card;
 
 #[inline(always)]
 pub(crate) fn ssl_enter(ctx: &ProbeContext, ex: bool) -> u32 {
@@ -21,6 +22,48 @@ pub(crate) fn ssl_enter(ctx: &ProbeContext, ex: bool) -> u32 {
     if (id >> 32) as u32 == self_tgid() {
         return 0;
     }
+    ssl_stash(ctx, id, ex);
+    0
+}
+
+/// Entry of a TLS write: for an enforcing process, stop a card number
+/// before it is encrypted; otherwise stash the call like a read.
+#[inline(always)]
+fn ssl_write_enter(ctx: &ProbeContext, ex: bool) -> u32 {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if tgid == self_tgid() {
+        return 0;
+    }
+    let ssl = ctx.arg::<u64>(0).unwrap_or(0);
+    let buf = ctx.arg::<u64>(1).unwrap_or(0);
+    let size = if ex {
+        ctx.arg::<u64>(2).unwrap_or(0) as i64
+    } else {
+        ctx.arg::<u64>(2).unwrap_or(0) as i32 as i64
+    };
+    let (fd, sock, flags) = match SSL_FD.get_ptr(&ssl) {
+        Some(fd) => {
+            // SAFETY: map value pointer.
+            let fd = unsafe { *fd };
+            let sock = SOCKETS
+                .get_ptr(&sock_key(tgid, fd))
+                // SAFETY: map value pointer, copied out at once.
+                .map(|s| unsafe { *s })
+                .unwrap_or_default();
+            (fd, sock, 0)
+        }
+        None => (-1, SockInfo::default(), PAYLOAD_FD_UNKNOWN),
+    };
+    if prevent_card(fd, sock, flags, buf, size) {
+        return 0;
+    }
+    ssl_stash(ctx, id, ex);
+    0
+}
+
+#[inline(always)]
+fn ssl_stash(ctx: &ProbeContext, id: u64, ex: bool) {
     let args = SslArgs {
         ssl: ctx.arg::<u64>(0).unwrap_or(0),
         buf: ctx.arg::<u64>(1).unwrap_or(0),
@@ -32,7 +75,6 @@ pub(crate) fn ssl_enter(ctx: &ProbeContext, ex: bool) -> u32 {
         ex: ex as u64,
     };
     let _ = SSL_ARGS.insert(&id, &args, 0);
-    0
 }
 
 /// Marks the thread as owing `ssl` its socket: the next TLS record it
@@ -106,13 +148,13 @@ pub fn go_tls_write(ctx: ProbeContext) -> u32 {
 /// `int SSL_write(SSL *ssl, const void *buf, int num)`.
 #[uprobe]
 pub fn ssl_write(ctx: ProbeContext) -> u32 {
-    ssl_enter(&ctx, false)
+    ssl_write_enter(&ctx, false)
 }
 
 /// `int SSL_write_ex(SSL *ssl, const void *buf, size_t num, size_t *written)`.
 #[uprobe]
 pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
-    ssl_enter(&ctx, true)
+    ssl_write_enter(&ctx, true)
 }
 
 /// `int SSL_read(SSL *ssl, void *buf, int num)`.

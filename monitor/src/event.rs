@@ -114,6 +114,11 @@ pub struct PayloadInfo {
     /// Fewer bytes captured than moved.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Stopped in the kernel before the TLS library encrypted it (a card
+    /// number from a role that enforces): the caller was killed, nothing
+    /// was sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub prevented: bool,
     /// The remote address, when the socket is known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub remote_addr: Option<String>,

@@ -77,6 +77,8 @@ pub struct Pipeline {
     counters: PipelineCounters,
     shared: Arc<Mutex<Counters>>,
     tls_blind: Vec<String>,
+    /// Processes marked for the kernel's check at TLS writes.
+    enforced: std::collections::HashSet<u32>,
 }
 
 /// Executables listed as TLS blind spots at most.
@@ -113,6 +115,7 @@ impl Pipeline {
             counters: PipelineCounters::default(),
             shared: Arc::default(),
             tls_blind: Vec::new(),
+            enforced: std::collections::HashSet::new(),
         }
     }
 
@@ -139,6 +142,9 @@ impl Pipeline {
                     self.recording.names = Some(detector);
                 }
                 self.roles.set_rules(rules.roles.clone());
+                // Marked again, under the new policy, as roles are resolved.
+                self.sensor.enforce_none();
+                self.enforced.clear();
                 self.recording.judges.reload(&rules);
                 refresh_class_dirs(&mut self.sensor, &rules);
                 self.recording.rules = rules;
@@ -171,8 +177,11 @@ impl Pipeline {
             recording,
             counters,
             tls_blind,
+            enforced,
             ..
         } = self;
+        // Processes of enforcing roles to mark once the batch is read.
+        let mut to_mark: Vec<(u32, Option<u64>)> = Vec::new();
         // Processes to look at for TLS once the batch is read (the sensor
         // is busy draining), and processes seen starting TLS in the clear.
         let mut discover: Vec<(u32, Seen)> = Vec::new();
@@ -183,9 +192,15 @@ impl Pipeline {
                 Ok(record) => {
                     let mut event = enricher.enrich(&record);
                     let pid = event.process.pid;
-                    event.process.role =
-                        Some(roles.role_of(&event.process, || enricher.ancestors(pid)));
+                    let role = roles.role_of(&event.process, || enricher.ancestors(pid));
                     let tgid = record.header.tgid;
+                    if !enforced.contains(&tgid)
+                        && !recording.rules.policy.role(&role).enforce.is_empty()
+                    {
+                        let by_cgroup = recording.rules.roles.decided_by_cgroup(&role);
+                        to_mark.push((tgid, by_cgroup.then_some(event.process.cgroup_id)));
+                    }
+                    event.process.role = Some(role);
                     let hello = matches!(record.body, Body::Payload(_))
                         && payload.process(&record, &mut event);
                     if hello {
@@ -230,6 +245,11 @@ impl Pipeline {
                 }
             }
         });
+        for (tgid, cgroup) in to_mark {
+            if enforced.insert(tgid) {
+                sensor.enforce(tgid, cgroup, true);
+            }
+        }
         for (pid, what) in discover {
             match what {
                 Seen::Exec => {
@@ -238,7 +258,12 @@ impl Pipeline {
                 }
                 Seen::Connection if !sensor.discovered(pid) => sensor.discover(pid),
                 Seen::Connection => {}
-                Seen::Exit => sensor.forget_pid(pid),
+                Seen::Exit => {
+                    sensor.forget_pid(pid);
+                    if enforced.remove(&pid) {
+                        sensor.enforce(pid, None, false);
+                    }
+                }
             }
         }
         for (pid, exe) in hellos {

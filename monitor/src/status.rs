@@ -29,6 +29,9 @@ pub struct KernelCounters {
     /// class is unknown; each is recorded).
     #[serde(default)]
     pub mark_unresolved: u64,
+    /// TLS writes stopped before encryption (card number, enforcing role).
+    #[serde(default)]
+    pub prevented: u64,
 }
 
 /// Counters kept by the userspace pipeline.
@@ -121,6 +124,9 @@ pub struct Status {
     /// What TLS capture does not see.
     #[serde(default)]
     pub tls_not_covered: String,
+    /// What in-kernel prevention does here, and its limits.
+    #[serde(default)]
+    pub prevention: String,
     /// Ways data can leave that no probe sees on this kernel.
     #[serde(default)]
     pub side_doors_not_covered: String,
@@ -232,8 +238,10 @@ impl Status {
         );
         t.row("TLS not covered", self.tls_not_covered.clone());
         t.row("not seen", self.side_doors_not_covered.clone());
+        t.row("prevention", self.prevention.clone());
         t.section("FLOW");
         t.row("events/s", format!("{:.1}", self.events_per_sec));
+        t.row("writes prevented", k.prevented.to_string());
         t.row("emitted (kernel)", k.emitted.to_string());
         t.row("received", p.received.to_string());
         t.row("ring buffer", format!("{} MiB", self.ring_bytes >> 20));

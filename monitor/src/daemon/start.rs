@@ -228,6 +228,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         tls_libraries,
         tls_not_covered: crate::sensor::TLS_NOT_COVERED.to_owned(),
         side_doors_not_covered: crate::sensor::SIDE_DOORS_NOT_COVERED.to_owned(),
+        prevention: crate::sensor::PREVENTION.to_owned(),
         ..Status::default()
     };
     let published = Arc::new(std::sync::RwLock::new(status.clone()));

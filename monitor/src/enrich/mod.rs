@@ -386,6 +386,7 @@ fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
         }
         .to_owned(),
         tls: p.flags & PAYLOAD_TLS != 0,
+        prevented: p.flags & monitor_common::PAYLOAD_PREVENTED != 0,
         fd: p.fd,
         bytes: p.size,
         captured: p.captured,

@@ -141,6 +141,28 @@ impl Judge for PolicyJudge {
 
     fn judge(&mut self, case: &Case<'_>) -> Vec<Alert> {
         let mut alerts = self.verdict(case.role, case.access, case.findings);
+        if let crate::event::Detail::Payload(p) = &case.event.detail {
+            if p.prevented {
+                let mut kinds: Vec<&str> = case.findings.iter().map(|f| f.kind.as_str()).collect();
+                kinds.dedup();
+                alerts.push(Alert {
+                    explain: None,
+                    severity: Severity::Critical,
+                    rule: "pii-prevented".into(),
+                    message: format!(
+                        "role {}'s TLS write carrying {} to {} was stopped before encryption; \
+                         the process was killed",
+                        case.role,
+                        if kinds.is_empty() {
+                            "a card number".to_owned()
+                        } else {
+                            kinds.join(", ")
+                        },
+                        case.access.object
+                    ),
+                });
+            }
+        }
         if case.event.via.as_deref() == Some("io_uring")
             && self.policy.role(case.role).deny_io_uring
         {

@@ -39,6 +39,9 @@ struct RawRolePolicy {
     deny_pii: Vec<Spanned<String>>,
     #[serde(default)]
     deny_io_uring: bool,
+    #[serde(default)]
+    enforce: Vec<Spanned<String>>,
+    enforce_action: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +81,10 @@ pub struct RolePolicy {
     pub deny_pii: Vec<String>,
     /// Any open or send through an io_uring is an alert.
     pub deny_io_uring: bool,
+    /// PII types stopped in the kernel before a TLS write encrypts them
+    /// (only `CREDIT_CARD`: the kernel's check finds card numbers); the
+    /// caller is killed.
+    pub enforce: Vec<String>,
 }
 
 impl RolePolicy {
@@ -134,6 +141,41 @@ impl Policy {
                 })
                 .collect::<Result<Vec<_>, _>>()
         };
+        // Only card numbers can be found in the kernel, and only by killing
+        // the caller: a uprobe cannot change the result of the call it is on.
+        let enforce_list = |_: &str,
+                            _: &str,
+                            list: &[Spanned<String>],
+                            action: Option<&Spanned<String>>| {
+            if let Some(a) = action {
+                if a.get_ref() != "kill" {
+                    return Err(at(
+                        a,
+                        format!(
+                            "enforce_action `{}` is not available: a uprobe cannot make the \
+                             library call fail on this kernel, so the only action is `kill`",
+                            a.get_ref()
+                        ),
+                    ));
+                }
+            }
+            list.iter()
+                .map(|t| {
+                    if t.get_ref() == "CREDIT_CARD" {
+                        Ok(t.get_ref().clone())
+                    } else {
+                        Err(at(
+                            t,
+                            format!(
+                                "`{}` cannot be enforced: the kernel's check finds CREDIT_CARD only \
+                                 (other types are found after the fact; use deny_pii)",
+                                t.get_ref()
+                            ),
+                        ))
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
         let mut out = BTreeMap::new();
         for (name, r) in &raw.role {
             if !roles.knows(name.get_ref()) {
@@ -179,6 +221,7 @@ impl Policy {
                     egress,
                     deny_pii: pii_list(&r.deny_pii)?,
                     deny_io_uring: r.deny_io_uring,
+                    enforce: enforce_list(src, file, &r.enforce, r.enforce_action.as_ref())?,
                 },
             );
         }
@@ -246,6 +289,24 @@ mod tests {
                 "expected u16",
             ),
             ("[role.chatbot\n", 1, 14, ""),
+            (
+                "[role.chatbot]\nenforce = [\"US_SSN\"]\n",
+                2,
+                12,
+                "`US_SSN` cannot be enforced",
+            ),
+            (
+                "[role.chatbot]\nenforce = [\"CREDIT_CARD\"]\nenforce_action = \"deny\"\n",
+                3,
+                18,
+                "the only action is `kill`",
+            ),
+            (
+                "[role.chatbot]\ntransfer = [\"cardholder\"]\n",
+                2,
+                13,
+                "unknown data class `cardholder`",
+            ),
         ];
         for (src, line, col, msg) in cases {
             let e = Policy::parse(src, "policy.toml", &rules.roles, &rules.classes, &rules.pii)
@@ -253,5 +314,15 @@ mod tests {
             assert_eq!((e.line, e.col), (line, col), "{src:?}: {e}");
             assert!(e.message.contains(msg), "{src:?}: {e}");
         }
+        let ok = Policy::parse(
+            "[role.chatbot]\nenforce = [\"CREDIT_CARD\"]\nenforce_action = \"kill\"\ndeny_io_uring = true\n",
+            "policy.toml",
+            &rules.roles,
+            &rules.classes,
+            &rules.pii,
+        )
+        .unwrap();
+        assert_eq!(ok.role("chatbot").enforce, ["CREDIT_CARD"]);
+        assert!(ok.role("chatbot").deny_io_uring);
     }
 }

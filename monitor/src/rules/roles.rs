@@ -172,6 +172,24 @@ impl RoleRules {
         self.roles.iter().map(|r| &*r.name)
     }
 
+    /// True when `role` is decided by systemd unit or cgroup alone: every
+    /// process in a cgroup of one of its processes has it too (unless an
+    /// earlier role claims it), so the cgroup can stand for the role.
+    pub fn decided_by_cgroup(&self, role: &str) -> bool {
+        self.roles
+            .iter()
+            .find(|r| &*r.name == role)
+            .is_some_and(|r| {
+                (r.units.is_some() || r.cgroups.is_some())
+                    && r.users.is_empty()
+                    && r.groups.is_empty()
+                    && r.uids.is_empty()
+                    && r.exe.is_none()
+                    && r.comm.is_empty()
+                    && r.ancestor.is_none()
+            })
+    }
+
     /// The first role `s` matches, or `unassigned`.
     pub fn role_of(&self, s: &Subject<'_>) -> Arc<str> {
         self.roles

@@ -47,6 +47,13 @@ pub const TLS_NOT_COVERED: &str = "TLS read only from OpenSSL/BoringSSL (libssl,
 into a binary such as Node), GnuTLS, and Go's crypto/tls (outbound, binaries with symbols); \
 rustls, Java, NSS and stripped Go binaries are seen only as ciphertext (see tls_blind)";
 
+/// What in-kernel prevention does and does not do, for `monitor status`.
+pub const PREVENTION: &str = "kill (deny is unavailable: a uprobe cannot change a call's \
+result on this kernel); card numbers at SSL_write/SSL_write_ex/gnutls_record_send of \
+processes in enforcing roles; not: plain sockets (the syscall completes before the signal \
+lands), Go and rustls TLS, a number split across two writes, a process whose role is \
+decided by executable before the daemon has seen it";
+
 /// The ways data leaves a process that no probe sees yet, for `monitor status`.
 pub const SIDE_DOORS_NOT_COVERED: &str = "io_uring requests other than opens and sends \
 (connect, write/writev to a socket, registered buffers' bytes), vmsplice of user memory into \
@@ -146,6 +153,8 @@ pub struct Sensor {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     class_dirs: aya::maps::HashMap<MapData, ClassDirKey, u32>,
+    enforce_tgid: aya::maps::HashMap<MapData, u32, u32>,
+    enforce_cgroup: aya::maps::HashMap<MapData, u64, u32>,
     attached: Vec<String>,
     tls: TlsHooks,
     capture_inbound: bool,
@@ -211,10 +220,18 @@ impl Sensor {
             .and_then(|m| PerCpuArray::try_from(m).map_err(|e| map_err("COUNTERS", e)))?;
         let class_dirs = take_map(&mut ebpf, "CLASS_DIRS")
             .and_then(|m| aya::maps::HashMap::try_from(m).map_err(|e| map_err("CLASS_DIRS", e)))?;
+        let enforce_tgid = take_map(&mut ebpf, "ENFORCE_TGID").and_then(|m| {
+            aya::maps::HashMap::try_from(m).map_err(|e| map_err("ENFORCE_TGID", e))
+        })?;
+        let enforce_cgroup = take_map(&mut ebpf, "ENFORCE_CGROUP").and_then(|m| {
+            aya::maps::HashMap::try_from(m).map_err(|e| map_err("ENFORCE_CGROUP", e))
+        })?;
         let mut sensor = Self {
             ring,
             counters,
             class_dirs,
+            enforce_tgid,
+            enforce_cgroup,
             attached,
             tls: TlsHooks {
                 discover: settings.discover_tls,
@@ -359,6 +376,36 @@ impl Sensor {
         self._ebpf.program_mut(program)?.try_into().ok()
     }
 
+    /// Marks `tgid` (and, when the role is decided by it, its `cgroup`)
+    /// for the kernel's check at TLS writes; `None` unmarks the process.
+    pub fn enforce(&mut self, tgid: u32, cgroup: Option<u64>, on: bool) {
+        if on {
+            let _ = self
+                .enforce_tgid
+                .insert(tgid, monitor_common::PREVENT_KILL, 0);
+            if let Some(c) = cgroup {
+                let _ = self
+                    .enforce_cgroup
+                    .insert(c, monitor_common::PREVENT_KILL, 0);
+            }
+        } else {
+            let _ = self.enforce_tgid.remove(&tgid);
+        }
+    }
+
+    /// Unmarks every process and cgroup (the policy was reloaded; they are
+    /// marked again as their roles are resolved).
+    pub fn enforce_none(&mut self) {
+        let tgids: Vec<u32> = self.enforce_tgid.keys().filter_map(Result::ok).collect();
+        for t in tgids {
+            let _ = self.enforce_tgid.remove(&t);
+        }
+        let cgroups: Vec<u64> = self.enforce_cgroup.keys().filter_map(Result::ok).collect();
+        for c in cgroups {
+            let _ = self.enforce_cgroup.remove(&c);
+        }
+    }
+
     /// Replaces the classified directories the kernel looks for above a
     /// path it cuts short (at most `MAX_CLASS_DIRS`; the rest are logged).
     pub fn set_class_dirs(&mut self, dirs: &[(ClassDirKey, u32)]) -> Result<(), SensorError> {
@@ -448,6 +495,7 @@ impl Sensor {
             args_missing: read(COUNTER_ARGS_MISSING),
             payload_truncated: read(monitor_common::COUNTER_PAYLOAD_TRUNCATED),
             mark_unresolved: read(monitor_common::COUNTER_MARK_UNRESOLVED),
+            prevented: read(monitor_common::COUNTER_PREVENTED),
         }
     }
 }

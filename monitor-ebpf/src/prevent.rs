@@ -1,0 +1,210 @@
+//! Prevention: for processes of roles that enforce (marked by the daemon in
+//! `ENFORCE_TGID`, or their cgroup in `ENFORCE_CGROUP`), the plaintext at
+//! the TLS library's write is scanned for a card number before the library
+//! encrypts it: a run of 13 to 19 digits (single spaces or dashes between
+//! them allowed) that passes the Luhn check and starts like a card issuer's
+//! number. On a find the caller is killed (SIGKILL: the function body never
+//! runs, nothing is encrypted or sent) and the bytes are reported as a
+//! prevented write. The scan runs under `bpf_loop`, one byte a step.
+
+use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, generated as raw};
+use core::ptr::addr_of;
+use monitor_common::{
+    EventKind, PayloadBody, PayloadEvent, PayloadOp, SockInfo, COUNTER_PREVENTED, PAYLOAD_AREA,
+    PAYLOAD_FIXED_LEN, PAYLOAD_MAX, PAYLOAD_PREVENTED, PAYLOAD_TLS, PAYLOAD_TRUNCATED,
+};
+
+use crate::emit::{count, current_task, fill_header, output};
+use crate::maps::{CONFIG, ENFORCE_CGROUP, ENFORCE_TGID, PAYLOAD_SCRATCH};
+use crate::payload::{copy_payload, Source};
+
+/// The state of a scan, shared with [`scan_step`].
+#[repr(C)]
+struct Scan {
+    cpu: u32,
+    len: u32,
+    /// Digits in the current run.
+    run: u32,
+    /// The previous byte was a separator inside a run.
+    sep: u32,
+    /// Luhn sums with the odd (`odd`) or even (`even`) positions doubled.
+    odd: u32,
+    even: u32,
+    /// The run's first four digits.
+    prefix: u32,
+    found: u32,
+}
+
+/// Whether the current process is to be checked.
+#[inline(always)]
+fn enforced() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if ENFORCE_TGID.get_ptr(&tgid).is_some() {
+        return true;
+    }
+    // SAFETY: helper without preconditions.
+    let cgroup = unsafe { bpf_get_current_cgroup_id() };
+    ENFORCE_CGROUP.get_ptr(&cgroup).is_some()
+}
+
+/// Whether a number's first four digits (fewer when it is shorter) are a
+/// card issuer's: Visa 4, Mastercard 51-55 and 2221-2720, American Express
+/// 34 and 37, Discover 6011, 644-649 and 65, JCB 3528-3589, Diners 300-305,
+/// 36 and 38.
+#[inline(always)]
+fn issuer(p4: u32) -> bool {
+    let p1 = p4 / 1000;
+    let p2 = p4 / 100;
+    let p3 = p4 / 10;
+    p1 == 4
+        || (51..=55).contains(&p2)
+        || (2221..=2720).contains(&p4)
+        || p2 == 34
+        || p2 == 37
+        || p4 == 6011
+        || (644..=649).contains(&p3)
+        || p2 == 65
+        || (3528..=3589).contains(&p4)
+        || (300..=305).contains(&p3)
+        || p2 == 36
+        || p2 == 38
+}
+
+/// Ends the current digit run: a card if its length, Luhn sum and issuer fit.
+#[inline(always)]
+fn end_run(s: &mut Scan) {
+    let n = s.run;
+    if (13..=19).contains(&n) {
+        // From the right, every second digit is doubled: the odd positions
+        // (from the left) when the length is even, the even ones otherwise.
+        let sum = if n % 2 == 0 { s.odd } else { s.even };
+        if sum % 10 == 0 && issuer(s.prefix) {
+            s.found = 1;
+        }
+    }
+    s.run = 0;
+    s.sep = 0;
+    s.odd = 0;
+    s.even = 0;
+    s.prefix = 0;
+}
+
+/// One byte of a scan: 0 to go on, 1 to stop.
+extern "C" fn scan_step(i: u64, ctx: *mut core::ffi::c_void) -> i64 {
+    // SAFETY: `ctx` is the `Scan` passed to bpf_loop by `card_in`.
+    let s = unsafe { &mut *(ctx as *mut Scan) };
+    if i >= s.len as u64 || s.found != 0 {
+        return 1;
+    }
+    let Some(ev) = PAYLOAD_SCRATCH.get_ptr(s.cpu) else {
+        return 1;
+    };
+    // SAFETY: this CPU's slot; the index is masked inside the data area.
+    let b = unsafe { (*ev).data[(i as usize) & (PAYLOAD_AREA - 1)] };
+    if b.is_ascii_digit() {
+        let d = (b - b'0') as u32;
+        s.run += 1;
+        if s.run <= 4 {
+            s.prefix = s.prefix * 10 + d;
+        }
+        let doubled = if d * 2 > 9 { d * 2 - 9 } else { d * 2 };
+        if s.run % 2 == 1 {
+            s.odd += doubled;
+            s.even += d;
+        } else {
+            s.odd += d;
+            s.even += doubled;
+        }
+        s.sep = 0;
+    } else if (b == b' ' || b == b'-') && s.run > 0 && s.sep == 0 {
+        s.sep = 1;
+    } else {
+        end_run(s);
+    }
+    0
+}
+
+/// Whether this CPU's payload slot holds a card number in its first `len` bytes.
+#[inline(always)]
+fn card_in(cpu: u32, len: usize) -> bool {
+    let mut s = Scan {
+        cpu,
+        len: len as u32,
+        run: 0,
+        sep: 0,
+        odd: 0,
+        even: 0,
+        prefix: 0,
+        found: 0,
+    };
+    // SAFETY: `scan_step` has the callback signature bpf_loop expects; `s` outlives the call.
+    unsafe {
+        raw::bpf_loop(
+            PAYLOAD_MAX as u32,
+            scan_step as *mut _,
+            (&mut s as *mut Scan).cast(),
+            0,
+        )
+    };
+    if s.found == 0 {
+        end_run(&mut s);
+    }
+    s.found != 0
+}
+
+/// At a TLS write of an enforced process: copies up to the payload limit
+/// of `buf[..size]`, and when it holds a card number kills the caller and
+/// reports the write as prevented. True when it did.
+#[inline(always)]
+pub(crate) fn prevent_card(fd: i32, sock: SockInfo, flags: u32, buf: u64, size: i64) -> bool {
+    if size <= 0 || !enforced() {
+        return false;
+    }
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { raw::bpf_get_smp_processor_id() };
+    let Some(ev) = PAYLOAD_SCRATCH.get_ptr_mut(cpu) else {
+        return false;
+    };
+    // SAFETY: this CPU's slot.
+    let ev: &mut PayloadEvent = unsafe { &mut *ev };
+    // SAFETY: as in `offset!`.
+    let limit = unsafe { core::ptr::read_volatile(addr_of!(CONFIG.payload_limit)) } as usize;
+    let want = if (size as usize) < limit {
+        size as usize
+    } else {
+        limit
+    };
+    let captured = copy_payload(ev, Source::Buf(buf), want);
+    if !card_in(cpu, captured) {
+        return false;
+    }
+    // SAFETY: helper without preconditions; SIGKILL cannot be caught.
+    unsafe { raw::bpf_send_signal(9) };
+    count(COUNTER_PREVENTED);
+    fill_header(&mut ev.header, current_task(), EventKind::Payload);
+    let mut flags = flags | PAYLOAD_TLS | PAYLOAD_PREVENTED;
+    if (captured as i64) < size {
+        flags |= PAYLOAD_TRUNCATED;
+    }
+    ev.body = PayloadBody {
+        op: PayloadOp::SslWrite as u32,
+        fd,
+        size,
+        captured: captured as u32,
+        flags,
+        sock,
+    };
+    let mut used = captured;
+    if used > PAYLOAD_MAX {
+        used = PAYLOAD_MAX;
+    }
+    // SAFETY: `PAYLOAD_FIXED_LEN + used` is within the slot.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            ev as *const PayloadEvent as *const u8,
+            PAYLOAD_FIXED_LEN + used,
+        )
+    };
+    output(bytes);
+    true
+}
