@@ -73,6 +73,15 @@ pub enum Which {
     /// at anew), and the time from the exec of a 100 MB binary (a copy of
     /// node) to its TLS probes attached.
     TlsDiscovery,
+    /// Prevention: a TLS request loop (1 KiB and 16 KiB requests) without
+    /// the daemon, with it not enforcing, and enforcing (goal: at most 10%
+    /// slower than not enforcing at 1 KiB); the write probe's kernel run
+    /// time per call.
+    Prevent {
+        /// Requests per round.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+    },
     /// The side doors' probes (sendfile, splice, sendmmsg, io_uring): per
     /// call cost of a plain send (never uses them), sendfile of a
     /// classified file and sendmmsg, without and with the daemon.
@@ -107,6 +116,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::Siem { rate, seconds } => siem(rate, seconds),
         Which::TlsDiscovery => tls_discovery(),
         Which::SideDoors { calls } => side_doors(calls),
+        Which::Prevent { requests } => prevent(requests),
         Which::Soak {
             minutes,
             sample_secs,
@@ -147,6 +157,55 @@ fn siem(rate: u64, seconds: u64) -> anyhow::Result<()> {
         r["backlog"][0],
         r["backlog"][1]
     );
+    Ok(())
+}
+
+fn prevent(requests: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    let out = Command::new(bench_bin())
+        .args(["prevent", "--requests", &requests.to_string()])
+        .arg("--monitor")
+        .arg(workspace_root().join("target/release/monitor"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running monitor-bench prevent")?;
+    if !out.status.success() {
+        bail!("monitor-bench prevent failed");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing the prevent report")?;
+    println!(
+        "prevention: the release daemon, real probes, Python ssl request loop, {requests} requests a round\n"
+    );
+    println!(
+        "{:<24} {:>8} {:>14} {:>22}",
+        "setup", "size", "us/request", "SSL_write_ex ns/call"
+    );
+    let rounds = r["rounds"].as_array().cloned().unwrap_or_default();
+    let us = |setup: &str, size: u64| {
+        rounds
+            .iter()
+            .find(|x| x["setup"] == setup && x["size"] == size)
+            .and_then(|x| x["request_us"].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    for x in &rounds {
+        println!(
+            "{:<24} {:>8} {:>14.1} {:>22}",
+            x["setup"].as_str().unwrap_or("?"),
+            x["size"],
+            x["request_us"].as_f64().unwrap_or(f64::NAN),
+            x["probe_ns"]
+                .as_f64()
+                .map_or("-".to_owned(), |v| format!("{v:.0}"))
+        );
+    }
+    for size in [1024, 16384] {
+        println!(
+            "{size} B: enforcing is {:.1}% slower than not enforcing (goal at 1 KiB: <= 10%)",
+            (us("daemon, enforcing", size) / us("daemon, not enforcing", size) - 1.0) * 100.0
+        );
+    }
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 
 mod anomaly_eval;
 mod bench;
+mod prevent;
 mod side_doors;
 mod siem;
 mod soak;
@@ -89,6 +90,16 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Prevention: a TLS request loop without the daemon, with it, and
+    /// enforcing; the write probe's kernel run time per call.
+    Prevent {
+        /// The `monitor` binary to run.
+        #[arg(long)]
+        monitor: PathBuf,
+        /// Requests per round.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+    },
     /// The side doors' probes: per-call cost of send, sendfile and sendmmsg
     /// with and without the daemon.
     SideDoors {
@@ -143,6 +154,7 @@ fn main() -> anyhow::Result<()> {
         Command::EvalAnomaly => anomaly_eval::main(),
         Command::TlsDiscovery { monitor } => print(&tls_discovery::run(&monitor)?),
         Command::SideDoors { monitor, calls } => print(&side_doors::run(&monitor, calls)?),
+        Command::Prevent { monitor, requests } => print(&prevent::run(&monitor, requests)?),
         Command::Store {
             records,
             paths,
