@@ -529,3 +529,98 @@ fn json_logs_are_one_object_a_line() {
         .any(|l| l["message"] == "stats" && l["received"].is_u64()));
     assert!(lines.iter().any(|l| l["message"] == "stopped"));
 }
+
+/// SIGHUP with a broken policy keeps the running one (a read it alerts on
+/// still alerts) and records a self-alert; the fixed file applies without
+/// a restart, and reads made across the reload are all recorded.
+#[test]
+fn a_broken_policy_reload_keeps_the_old_one_and_a_fixed_one_applies() {
+    if !root_or_skip("a_broken_policy_reload_keeps_the_old_one_and_a_fixed_one_applies") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("reload-policy");
+    let cards = dir.path().join("cards");
+    std::fs::create_dir_all(&cards).unwrap();
+    std::fs::write(cards.join("c.csv"), "x").unwrap();
+    for d in [dir.path(), cards.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let rules = dir.path().join("rules");
+    common::classify_dir(&rules, &cards);
+    std::fs::write(
+        rules.join("roles.toml"),
+        "[[role]]\nname = \"chatbot\"\nusers = [\"nobody\"]\n",
+    )
+    .unwrap();
+    std::fs::write(rules.join("policy.toml"), "[role.chatbot]\n").unwrap();
+    let daemon = common::Daemon::start_in(dir, &[]);
+    let read = |n: usize| {
+        common::python_pid(
+            &cards,
+            &format!("for i in range({n}):\n    open('c.csv').read()"),
+            true,
+        )
+    };
+    let alerted = |pid: u32| {
+        common::wait_record(&daemon, &["events", "--action", "read"], |r| {
+            r["pid"] == pid
+        })["alert"]
+            .is_object()
+    };
+    assert!(
+        alerted(read(1)),
+        "the first policy does not let the chatbot read"
+    );
+
+    std::fs::write(rules.join("policy.toml"), "[role.chatbot\n").unwrap();
+    hup(&daemon);
+    let refused = common::wait_record(&daemon, &["alerts", "--action", "reload"], |r| {
+        r["outcome"] == "failed"
+    });
+    assert!(
+        refused["errno"].as_str().unwrap().contains("policy.toml"),
+        "{refused}"
+    );
+    assert!(
+        alerted(read(1)),
+        "the broken reload dropped the running policy"
+    );
+
+    std::fs::write(
+        rules.join("policy.toml"),
+        "[role.chatbot]\nread = [\"cardholder-data\"]\n",
+    )
+    .unwrap();
+    // Reads before, across and after the reload: each one is recorded.
+    let before = read(10);
+    hup(&daemon);
+    let across = read(10);
+    // The reload record is stored when the new rules are in force.
+    common::wait_record(&daemon, &["events", "--action", "reload"], |r| {
+        r["outcome"] == "allowed"
+    });
+    let after = read(1);
+    let rec = common::wait_record(&daemon, &["events", "--action", "read"], |r| {
+        r["pid"] == after
+    });
+    assert!(
+        rec["alert"].is_null(),
+        "the fixed policy did not apply: {rec}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reads = common::query(&daemon, &["events", "--action", "read", "--limit", "1000"]);
+        let n = |pid: u32| reads.iter().filter(|r| r["pid"] == pid).count();
+        if n(before) == 10 && n(across) == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} and {} of 10 reads recorded around the reload",
+            n(before),
+            n(across)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

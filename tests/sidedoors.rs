@@ -12,6 +12,23 @@ use std::process::Command;
 
 use common::{pid_of, python_pid, root_or_skip, wait_record, Daemon, TempDir};
 
+/// Compiles a C test program next to its source.
+fn compile(src: &Path) -> std::path::PathBuf {
+    let bin = src.with_extension("");
+    let cc = Command::new("cc")
+        .arg("-o")
+        .arg(&bin)
+        .arg(src)
+        .output()
+        .unwrap();
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    bin
+}
+
 /// A classified directory holding one customer file, and the daemon.
 fn start(name: &str) -> (Daemon, std::path::PathBuf) {
     let dir = TempDir::new(name);
@@ -164,18 +181,7 @@ int main(void) {
 "#,
     )
     .unwrap();
-    let bin = dir.path().join("mm");
-    let cc = Command::new("cc")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    let bin = compile(&src);
     let daemon = Daemon::start();
     let mut child = Command::new(&bin).spawn().unwrap();
     let pid = child.id() as u64;
@@ -207,18 +213,7 @@ fn io_uring_open_and_send_are_seen() {
     let dir = TempDir::new("io-uring");
     let src = dir.path().join("io_uring_send.c");
     std::fs::write(&src, include_str!("programs/io_uring_send.c")).unwrap();
-    let bin = dir.path().join("io_uring_send");
-    let cc = Command::new("cc")
-        .arg("-o")
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .unwrap();
-    assert!(
-        cc.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cc.stderr)
-    );
+    let bin = compile(&src);
     let cards = dir.path().join("cards");
     std::fs::create_dir_all(&cards).unwrap();
     std::fs::write(

@@ -204,3 +204,40 @@ fn tls_that_cannot_be_read_is_named_in_the_status() {
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains(&shown), "{text}");
 }
+
+/// GnuTLS (`gnutls-cli`, which maps libgnutls): its `gnutls_record_send`
+/// plaintext is read like OpenSSL's.
+#[test]
+fn gnutls_client_plaintext_is_read() {
+    if !root_or_skip("gnutls_client_plaintext_is_read") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let server = TlsServer::start();
+    let host = "gnutls.monitor-test.internal";
+    let request = format!(
+        "POST /v1/chat HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{CARD_BODY}",
+        CARD_BODY.len()
+    );
+    let mut child = Command::new("gnutls-cli")
+        .args(["--insecure", "--sni-hostname", host, "-p"])
+        .arg(server.port.to_string())
+        .arg("127.0.0.1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("gnutls-cli (gnutls-bin) is installed");
+    let pid = child.id() as u64;
+    // The handshake first, then the request, then end of input.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(request.as_bytes()).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_card_read(&daemon, pid, host, server.port, "ssl_write");
+}

@@ -330,6 +330,12 @@ pub(crate) fn emit_payload(
         flags,
         sock,
     };
+    send_payload(ev, captured);
+}
+
+/// Sends a built payload record with its first `captured` bytes.
+#[inline(always)]
+pub(crate) fn send_payload(ev: &PayloadEvent, captured: usize) {
     let mut used = captured;
     if used > PAYLOAD_MAX {
         used = PAYLOAD_MAX;

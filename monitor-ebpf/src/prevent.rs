@@ -12,12 +12,12 @@ use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, gen
 use core::ptr::addr_of;
 use monitor_common::{
     EventKind, PayloadBody, PayloadEvent, PayloadOp, SockInfo, COUNTER_PREVENTED, PAYLOAD_AREA,
-    PAYLOAD_FIXED_LEN, PAYLOAD_MAX, PAYLOAD_PREVENTED, PAYLOAD_TLS, PAYLOAD_TRUNCATED,
+    PAYLOAD_MAX, PAYLOAD_PREVENTED, PAYLOAD_TLS, PAYLOAD_TRUNCATED,
 };
 
-use crate::emit::{count, current_task, fill_header, output};
+use crate::emit::{count, current_task, fill_header};
 use crate::maps::{CONFIG, ENFORCE_CGROUP, ENFORCE_TGID, PAYLOAD_SCRATCH};
-use crate::payload::{copy_payload, Source};
+use crate::payload::{copy_payload, send_payload, Source};
 
 /// The state of a scan, shared with [`scan_step`].
 #[repr(C)]
@@ -251,17 +251,6 @@ pub(crate) fn prevent_card(fd: i32, sock: SockInfo, flags: u32, buf: u64, size: 
         flags,
         sock,
     };
-    let mut used = captured;
-    if used > PAYLOAD_MAX {
-        used = PAYLOAD_MAX;
-    }
-    // SAFETY: `PAYLOAD_FIXED_LEN + used` is within the slot.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(
-            ev as *const PayloadEvent as *const u8,
-            PAYLOAD_FIXED_LEN + used,
-        )
-    };
-    output(bytes);
+    send_payload(ev, captured);
     true
 }

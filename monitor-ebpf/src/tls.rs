@@ -42,17 +42,8 @@ fn ssl_write_enter(ctx: &ProbeContext, ex: bool) -> u32 {
     } else {
         ctx.arg::<u64>(2).unwrap_or(0) as i32 as i64
     };
-    let (fd, sock, flags) = match SSL_FD.get_ptr(&ssl) {
-        Some(fd) => {
-            // SAFETY: map value pointer.
-            let fd = unsafe { *fd };
-            let sock = SOCKETS
-                .get_ptr(&sock_key(tgid, fd))
-                // SAFETY: map value pointer, copied out at once.
-                .map(|s| unsafe { *s })
-                .unwrap_or_default();
-            (fd, sock, 0)
-        }
+    let (fd, sock, flags) = match ssl_socket(tgid, ssl) {
+        Some((fd, sock)) => (fd, sock, 0),
         None => (-1, SockInfo::default(), PAYLOAD_FD_UNKNOWN),
     };
     if prevent_card(fd, sock, flags, buf, size) {
@@ -75,6 +66,20 @@ fn ssl_stash(ctx: &ProbeContext, id: u64, ex: bool) {
         ex: ex as u64,
     };
     let _ = SSL_ARGS.insert(&id, &args, 0);
+}
+
+/// The socket fd an `SSL*` (or GnuTLS session) writes to, once learnt, and
+/// what the socket table knows of it.
+#[inline(always)]
+fn ssl_socket(tgid: u32, ssl: u64) -> Option<(i32, SockInfo)> {
+    // SAFETY: map value pointer, copied out at once.
+    let fd = unsafe { *SSL_FD.get_ptr(&ssl)? };
+    let sock = SOCKETS
+        .get_ptr(&sock_key(tgid, fd))
+        // SAFETY: map value pointer, copied out at once.
+        .map(|s| unsafe { *s })
+        .unwrap_or_default();
+    Some((fd, sock))
 }
 
 /// Marks the thread as owing `ssl` its socket: the next TLS record it
@@ -204,16 +209,8 @@ pub(crate) fn ssl_return(ctx: &RetProbeContext, op: PayloadOp, flags: u32) -> u3
         return 0;
     }
     let tgid = (id >> 32) as u32;
-    let (fd, sock, flags) = match SSL_FD.get_ptr(&args.ssl) {
-        Some(fd) => {
-            // SAFETY: map value pointer.
-            let fd = unsafe { *fd };
-            let sock = SOCKETS
-                .get_ptr(&sock_key(tgid, fd))
-                .map(|s| unsafe { *s })
-                .unwrap_or_default();
-            (fd, sock, flags)
-        }
+    let (fd, sock, flags) = match ssl_socket(tgid, args.ssl) {
+        Some((fd, sock)) => (fd, sock, flags),
         None => {
             expect_socket(id, args.ssl);
             (-1, SockInfo::default(), flags | PAYLOAD_FD_UNKNOWN)

@@ -49,6 +49,15 @@ pub struct Counters {
     pub tls_blind: Vec<String>,
 }
 
+/// A validated rule set for the pipeline, and the record that says it is
+/// in force (stored once the pipeline applies it).
+pub struct Reload {
+    /// The rules.
+    pub rules: RuleSet,
+    /// The `reload` record.
+    pub record: crate::model::Record,
+}
+
 /// The stages after detection: roles and classes from the rules, the judge
 /// chain, and the record writer's queue.
 pub struct Recording {
@@ -63,7 +72,7 @@ pub struct Recording {
     /// The detector that masks names (paths, hosts) before they are stored or printed.
     pub names: Option<Arc<monitor_pii::Detector>>,
     /// New rule sets (validated) from reloads.
-    pub reloads: Receiver<RuleSet>,
+    pub reloads: Receiver<Reload>,
 }
 
 /// The stages, composed.
@@ -134,7 +143,7 @@ impl Pipeline {
                 self.sensor.wait(WAIT)?;
             }
             // A reload applies before the events that waited with it.
-            while let Ok(rules) = self.recording.reloads.try_recv() {
+            while let Ok(Reload { rules, record }) = self.recording.reloads.try_recv() {
                 if let Some(old) = &self.recording.names {
                     let detector = Arc::new(old.with_rules(rules.pii.clone()));
                     self.payload.set_consumer(detector.clone());
@@ -148,6 +157,11 @@ impl Pipeline {
                 self.recording.judges.reload(&rules);
                 refresh_class_dirs(&mut self.sensor, &rules);
                 self.recording.rules = rules;
+                // Recorded once in force: every record after it was judged
+                // by these rules.
+                if self.recording.records.send(record).is_err() {
+                    self.counters.record_errors += 1;
+                }
             }
             while self.step() == BATCH {}
             if last_publish.elapsed() >= PUBLISH_EVERY || stopping {

@@ -301,40 +301,39 @@ fn reload(opts: &Options, d: &mut Daemon) {
         let sinks = prepare_sinks(&d.sinks, SinkSpec::all(&rules.sinks, &opts.sink_jsonl))?;
         Ok((rules, sinks))
     });
-    let (object, outcome, errno, alert) = match prepared {
+    match prepared {
         Ok((rules, sinks)) => {
             let changes = swap_sinks(d, sinks);
             let object = format!("{} rules {}{changes}", dir.display(), rules.describe());
             d.live.publish(&rules);
-            let _ = d.reloads.send(rules);
             d.status.reload_error = None;
             tracing::info!(sinks = %changes, "rules reloaded");
-            (object, Outcome::Allowed, None, None)
+            let record = Record {
+                action: Action::Reload,
+                object,
+                ..d.template.stamped()
+            };
+            // The pipeline stores the record when the rules are in force.
+            let _ = d.reloads.send(crate::pipeline::Reload { rules, record });
         }
         Err(e) => {
             tracing::error!("rules reload REFUSED, keeping the running policy:\n{e}");
             d.status.reload_error = Some(format!("{}: {e}", now()));
-            (
-                dir.display().to_string(),
-                Outcome::Failed,
-                Some(e),
-                Some(Alert {
+            let _ = d.records.send(Record {
+                action: Action::Reload,
+                object: dir.display().to_string(),
+                outcome: Outcome::Failed,
+                errno: Some(e),
+                alert: Some(Alert {
                     explain: None,
                     severity: Severity::Medium,
                     rule: "rules-reload".into(),
                     message: "a rules reload was refused; the running policy stays".into(),
                 }),
-            )
+                ..d.template.stamped()
+            });
         }
-    };
-    let _ = d.records.send(Record {
-        action: Action::Reload,
-        object,
-        outcome,
-        errno,
-        alert,
-        ..d.template.stamped()
-    });
+    }
 }
 
 /// A sink a reload wants, and its new follower unless it runs already.

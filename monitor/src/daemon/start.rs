@@ -41,7 +41,7 @@ pub struct Daemon {
     /// The query server's task.
     pub server: tokio::task::JoinHandle<()>,
     /// Validated rule sets for the pipeline (reloads).
-    pub reloads: Sender<RuleSet>,
+    pub reloads: Sender<crate::pipeline::Reload>,
     /// The pipeline's published counters.
     pub counters: Arc<Mutex<Counters>>,
     /// Set to stop the pipeline thread.

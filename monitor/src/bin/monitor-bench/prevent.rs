@@ -8,7 +8,6 @@
 use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::Serialize;
@@ -119,29 +118,8 @@ fn daemon(monitor: &Path, dir: &Path, enforce: bool) -> anyhow::Result<Child> {
         "[role.admin]\n"
     };
     std::fs::write(rules.join("policy.toml"), policy)?;
-    let _ = std::fs::remove_file(dir.join("status.json"));
-    let child = Command::new(monitor)
-        .arg("run")
-        .arg("--state-dir")
-        .arg(dir.join(if enforce { "state-on" } else { "state-off" }))
-        .arg("--rules-dir")
-        .arg(&rules)
-        .arg("--key-file")
-        .arg(dir.join("fingerprint.key"))
-        .arg("--status-file")
-        .arg(dir.join("status.json"))
-        .arg("--socket")
-        .arg(dir.join("query.sock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting monitor run")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !dir.join("status.json").exists() {
-        anyhow::ensure!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(child)
+    let _ = std::fs::remove_dir_all(dir.join("state"));
+    super::soak::start_daemon_with(monitor, dir, &[], Stdio::null())
 }
 
 /// Runs every round.

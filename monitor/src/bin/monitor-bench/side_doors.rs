@@ -8,10 +8,8 @@ use std::io::Read as _;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd as _;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::Context as _;
 use serde::Serialize;
 
 /// Per-call cost of one workload, ns.
@@ -111,31 +109,6 @@ fn round(calls: u64, file: &Path) -> anyhow::Result<[f64; 3]> {
     Ok([send(calls)?, sendfile(calls, file)?, sendmmsg(calls)?])
 }
 
-fn start(monitor: &Path, dir: &Path) -> anyhow::Result<Child> {
-    let child = Command::new(monitor)
-        .arg("run")
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--rules-dir")
-        .arg(dir.join("rules"))
-        .arg("--key-file")
-        .arg(dir.join("fingerprint.key"))
-        .arg("--status-file")
-        .arg(dir.join("status.json"))
-        .arg("--socket")
-        .arg(dir.join("query.sock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting monitor run")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !dir.join("status.json").exists() {
-        anyhow::ensure!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Ok(child)
-}
-
 /// Runs both rounds.
 pub fn run(monitor: &Path, calls: u64) -> anyhow::Result<SideDoorsReport> {
     let dir = std::env::temp_dir().join(format!("monitor-side-doors-{}", std::process::id()));
@@ -146,7 +119,7 @@ pub fn run(monitor: &Path, calls: u64) -> anyhow::Result<SideDoorsReport> {
     std::fs::write(&file, vec![b'x'; 4096])?;
     super::soak::classify(&dir, &cards)?;
     let without = round(calls, &file)?;
-    let mut daemon = start(monitor, &dir)?;
+    let mut daemon = super::soak::start_daemon(monitor, &dir)?;
     let with = round(calls, &file);
     super::soak::stop_daemon(&mut daemon);
     let with = with?;

@@ -55,6 +55,18 @@ pub fn run(monitor: &Path, minutes: u64, sample_secs: u64) -> anyhow::Result<Soa
 /// Starts `monitor run` with its state, rules and sockets in `dir`; returns
 /// once its status file exists.
 pub fn start_daemon(monitor: &Path, dir: &Path) -> anyhow::Result<Child> {
+    start_daemon_with(monitor, dir, &["--stats-interval", "5"], Stdio::null())
+}
+
+/// As [`start_daemon`], with more options and its stderr going to `stderr`;
+/// a status file left by an earlier daemon in `dir` is removed first.
+pub fn start_daemon_with(
+    monitor: &Path,
+    dir: &Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> anyhow::Result<Child> {
+    let _ = std::fs::remove_file(dir.join("status.json"));
     let child = Command::new(monitor)
         .arg("run")
         .arg("--state-dir")
@@ -67,9 +79,9 @@ pub fn start_daemon(monitor: &Path, dir: &Path) -> anyhow::Result<Child> {
         .arg(dir.join("status.json"))
         .arg("--socket")
         .arg(dir.join("query.sock"))
-        .args(["--stats-interval", "5"])
+        .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .context("starting monitor run")?;
     let deadline = Instant::now() + Duration::from_secs(60);

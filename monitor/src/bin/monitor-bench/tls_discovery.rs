@@ -75,38 +75,19 @@ fn measure(daemon: &'static str, dir: &Path, round: usize) -> anyhow::Result<Exe
 
 fn start(monitor: &Path, dir: &Path, extra: &[&str]) -> anyhow::Result<(Child, PathBuf)> {
     let _ = std::fs::remove_dir_all(dir.join("state"));
-    let _ = std::fs::remove_file(dir.join("status.json"));
     let log = dir.join("daemon.log");
-    let child = Command::new(monitor)
-        .arg("run")
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--key-file")
-        .arg(dir.join("fingerprint.key"))
-        .arg("--status-file")
-        .arg(dir.join("status.json"))
-        .arg("--socket")
-        .arg(dir.join("query.sock"))
-        .args(["--log-format", "json", "--stats-interval", "1"])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log)?)
-        .spawn()
-        .context("starting monitor run")?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !dir.join("status.json").exists() {
-        anyhow::ensure!(Instant::now() < deadline, "the daemon did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let args = [&["--log-format", "json", "--stats-interval", "1"], extra].concat();
+    let child = super::soak::start_daemon_with(
+        monitor,
+        dir,
+        &args,
+        Stdio::from(std::fs::File::create(&log)?),
+    )?;
     Ok((child, log))
 }
 
 fn stop(mut child: Child) {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let _ = child.wait();
+    super::soak::stop_daemon(&mut child);
 }
 
 /// When the daemon's log says `path` was hooked.
