@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::BufRead as _;
+use std::io::{BufRead as _, Write as _};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,30 +92,49 @@ impl Drop for Server {
     }
 }
 
-/// Posts `body` over TLS (Python's ssl: `SSL_write_ex`), half a second
-/// after the handshake, as `nobody` (the chatbot) or root (admin). Returns
-/// its pid and how it ended.
-fn post(port: u16, body: &str, chatbot: bool) -> (u32, std::process::ExitStatus) {
+/// Posts `body` over TLS (Python's ssl: `SSL_write_ex`) as `nobody` (the
+/// chatbot) or root (admin), once the daemon has seen the client start (a
+/// process is marked for the check when its role is first resolved).
+/// Returns its pid and how it ended.
+fn post(daemon: &Daemon, port: u16, body: &str, chatbot: bool) -> (u32, std::process::ExitStatus) {
     let request = format!(
         "POST /v1/chat HTTP/1.1\r\nHost: llm.monitor-test.internal\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let code = format!(
-        "import socket, ssl, time\n\
+        "import socket, ssl, sys\n\
          ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
          s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', {port})), server_hostname='llm.monitor-test.internal')\n\
-         time.sleep(0.5)\n\
+         sys.stdin.readline()\n\
          s.sendall({request:?}.encode())\n\
          s.close()\n"
     );
+    let mut child = spawn_as(&code, chatbot);
+    let pid = child.id();
+    wait_seen(daemon, pid);
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    (pid, child.wait().unwrap())
+}
+
+/// Starts Python with `code`, its stdin piped, as `nobody` or root.
+fn spawn_as(code: &str, nobody: bool) -> Child {
     let mut cmd = Command::new(common::python());
-    cmd.args(["-c", &code]).current_dir("/");
-    if chatbot {
+    cmd.args(["-c", code])
+        .current_dir("/")
+        .stdin(Stdio::piped());
+    if nobody {
         cmd.uid(65534).gid(65534);
     }
-    let mut child = cmd.spawn().unwrap();
-    let pid = child.id();
-    (pid, child.wait().unwrap())
+    cmd.spawn().unwrap()
+}
+
+/// Waits until the daemon has handled `pid`'s exec (and so resolved its
+/// role), plus a moment for the batch to end.
+fn wait_seen(daemon: &Daemon, pid: u32) {
+    daemon.wait_for("the client's exec", |v| {
+        common::pid_of(v) == pid as u64 && v["kind"] == "exec"
+    });
+    std::thread::sleep(Duration::from_millis(200));
 }
 
 #[test]
@@ -141,7 +160,7 @@ fn a_card_in_a_chatbot_s_tls_write_is_stopped_before_encryption() {
     let card = r#"{"content": "my card is 4111 1111 1111 1111, charge it"}"#;
 
     // The chatbot: killed before the library encrypted a byte of it.
-    let (pid, how) = post(server.port, card, true);
+    let (pid, how) = post(&daemon, server.port, card, true);
     assert_eq!(how.signal(), Some(9), "{how}");
     let got = server.received(0);
     assert!(
@@ -158,12 +177,13 @@ fn a_card_in_a_chatbot_s_tls_write_is_stopped_before_encryption() {
     assert_eq!(rec["findings"][0]["masked"], "411111******1111", "{rec}");
 
     // Another role is untouched.
-    let (_, how) = post(server.port, card, false);
+    let (_, how) = post(&daemon, server.port, card, false);
     assert!(how.success(), "{how}");
     assert!(String::from_utf8_lossy(&server.received(1)).contains("4111 1111 1111 1111"));
 
     // A number that fails Luhn passes, even for the chatbot.
     let (_, how) = post(
+        &daemon,
         server.port,
         r#"{"content": "ref 4111 1111 1111 1112"}"#,
         true,
@@ -173,6 +193,7 @@ fn a_card_in_a_chatbot_s_tls_write_is_stopped_before_encryption() {
 
     // Dashes do not hide one.
     let (_, how) = post(
+        &daemon,
         server.port,
         r#"{"content": "card 5500-0000-0000-0004"}"#,
         true,
@@ -180,8 +201,44 @@ fn a_card_in_a_chatbot_s_tls_write_is_stopped_before_encryption() {
     assert_eq!(how.signal(), Some(9), "{how}");
     assert!(server.received(3).is_empty());
 
-    let status = daemon.wait_status("prevented writes counted", 10, |s| {
-        s["kernel"]["prevented"].as_u64() == Some(2)
+    // A plain socket: the check at the syscall's entry kills the writer,
+    // but the kernel completes the syscall before the signal lands, so the
+    // bytes of that write still leave (measured here, and said in `monitor
+    // status`); its later writes never happen.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let plain = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut c, &mut got);
+        got
     });
-    assert_eq!(status["kernel"]["prevented"], 2);
+    let code = format!(
+        "import socket, sys, time\ns = socket.create_connection(('127.0.0.1', {plain}))\n\
+         sys.stdin.readline()\ns.sendall(b'my card is 4111 1111 1111 1111')\n\
+         time.sleep(0.2)\ns.sendall(b'and a second write')\n"
+    );
+    let mut child = spawn_as(&code, true);
+    wait_seen(&daemon, child.id());
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let how = child.wait().unwrap();
+    assert_eq!(how.signal(), Some(9), "{how}");
+    let got = String::from_utf8_lossy(&reader.join().unwrap()).into_owned();
+    assert!(
+        got.contains("4111 1111 1111 1111"),
+        "the syscall completed: {got:?}"
+    );
+    assert!(!got.contains("second write"), "{got:?}");
+    let rec = wait_record(&daemon, &["alerts", "--action", "send"], |r| {
+        r["alert"]["rule"] == "pii-prevented"
+            && r["alert"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("socket write"))
+    });
+    assert_eq!(rec["findings"][0]["masked"], "411111******1111", "{rec}");
+
+    let status = daemon.wait_status("prevented writes counted", 10, |s| {
+        s["kernel"]["prevented"].as_u64() == Some(3)
+    });
+    assert_eq!(status["kernel"]["prevented"], 3);
 }

@@ -18,6 +18,7 @@ use crate::maps::{
     Call, AF_INET, AF_INET6, ARGS, CONFIG, PAYLOAD_SCRATCH, SOCKETS, SSL_ARGS, SSL_FD, SSL_PENDING,
 };
 use crate::net::{sock_key, user_sockaddr};
+use crate::prevent::{enforced, prevent_card};
 
 enter_probe!(sys_enter_socket, Call::Socket, 1);
 
@@ -172,7 +173,35 @@ pub(crate) fn payload_enter(ctx: &TracePointContext, call: Call, nargs: usize) {
             let _ = SSL_PENDING.remove(&id);
         }
     }
+    if enforced() {
+        if let Some((op, src, size)) = outbound(ctx, call) {
+            let sock = SOCKETS
+                .get_ptr(&sock_key(tgid, fd))
+                // SAFETY: map value pointer, copied out at once.
+                .map(|s| unsafe { *s })
+                .unwrap_or_default();
+            if prevent_card(op, fd, sock, 0, src, size) {
+                return;
+            }
+        }
+    }
     stash_args(ctx, call, nargs);
+}
+
+/// What an outbound payload syscall is about to send, read at its entry:
+/// `write` and `sendto` only (the iovec walk and the scan together are more
+/// than the verifier takes in one program, so `writev` and `sendmsg` are
+/// not checked).
+#[inline(always)]
+fn outbound(ctx: &TracePointContext, call: Call) -> Option<(PayloadOp, Source, i64)> {
+    // SAFETY: the second and third arguments of every payload syscall.
+    let a1 = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8) }.unwrap_or(0);
+    let a2 = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 16) }.unwrap_or(0);
+    match call {
+        Call::Write => Some((PayloadOp::Write, Source::Buf(a1), a2 as i64)),
+        Call::Sendto => Some((PayloadOp::Sendto, Source::Buf(a1), a2 as i64)),
+        _ => None,
+    }
 }
 
 /// The iovec array and its length of a user `struct msghdr` (16 bytes in).

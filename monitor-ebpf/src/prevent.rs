@@ -12,7 +12,7 @@ use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, gen
 use core::ptr::addr_of;
 use monitor_common::{
     EventKind, PayloadBody, PayloadEvent, PayloadOp, SockInfo, COUNTER_PREVENTED, PAYLOAD_AREA,
-    PAYLOAD_MAX, PAYLOAD_PREVENTED, PAYLOAD_TLS, PAYLOAD_TRUNCATED,
+    PAYLOAD_MAX, PAYLOAD_PREVENTED, PAYLOAD_TRUNCATED,
 };
 
 use crate::emit::{count, current_task, fill_header};
@@ -40,7 +40,7 @@ struct Scan {
 
 /// Whether the current process is to be checked.
 #[inline(always)]
-fn enforced() -> bool {
+pub(crate) fn enforced() -> bool {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     if ENFORCE_TGID.get_ptr(&tgid).is_some() {
         return true;
@@ -209,11 +209,20 @@ fn card_in(cpu: u32, len: usize) -> bool {
     s.found != 0
 }
 
-/// At a TLS write of an enforced process: copies up to the payload limit
-/// of `buf[..size]`, and when it holds a card number kills the caller and
-/// reports the write as prevented. True when it did.
+/// At a write of an enforced process (a TLS library's, or a socket
+/// syscall's): copies up to the payload limit of what `src` holds, and when
+/// it holds a card number kills the caller and reports the write as
+/// prevented. True when it did. At a TLS write nothing is sent; at a
+/// syscall the kernel completes the call before the signal lands.
 #[inline(always)]
-pub(crate) fn prevent_card(fd: i32, sock: SockInfo, flags: u32, buf: u64, size: i64) -> bool {
+pub(crate) fn prevent_card(
+    op: PayloadOp,
+    fd: i32,
+    sock: SockInfo,
+    flags: u32,
+    src: Source,
+    size: i64,
+) -> bool {
     if size <= 0 || !enforced() {
         return false;
     }
@@ -231,7 +240,7 @@ pub(crate) fn prevent_card(fd: i32, sock: SockInfo, flags: u32, buf: u64, size: 
     } else {
         limit
     };
-    let captured = copy_payload(ev, Source::Buf(buf), want);
+    let captured = copy_payload(ev, src, want);
     if !card_in(cpu, captured) {
         return false;
     }
@@ -239,12 +248,12 @@ pub(crate) fn prevent_card(fd: i32, sock: SockInfo, flags: u32, buf: u64, size: 
     unsafe { raw::bpf_send_signal(9) };
     count(COUNTER_PREVENTED);
     fill_header(&mut ev.header, current_task(), EventKind::Payload);
-    let mut flags = flags | PAYLOAD_TLS | PAYLOAD_PREVENTED;
+    let mut flags = flags | PAYLOAD_PREVENTED;
     if (captured as i64) < size {
         flags |= PAYLOAD_TRUNCATED;
     }
     ev.body = PayloadBody {
-        op: PayloadOp::SslWrite as u32,
+        op: op as u32,
         fd,
         size,
         captured: captured as u32,

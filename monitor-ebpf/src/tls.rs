@@ -46,7 +46,8 @@ fn ssl_write_enter(ctx: &ProbeContext, ex: bool) -> u32 {
         Some((fd, sock)) => (fd, sock, 0),
         None => (-1, SockInfo::default(), PAYLOAD_FD_UNKNOWN),
     };
-    if prevent_card(fd, sock, flags, buf, size) {
+    let tls = flags | PAYLOAD_TLS;
+    if prevent_card(PayloadOp::SslWrite, fd, sock, tls, Source::Buf(buf), size) {
         return 0;
     }
     ssl_stash(ctx, id, ex);

@@ -150,15 +150,20 @@ impl Judge for PolicyJudge {
                     severity: Severity::Critical,
                     rule: "pii-prevented".into(),
                     message: format!(
-                        "role {}'s TLS write carrying {} to {} was stopped before encryption; \
-                         the process was killed",
+                        "role {}'s {} carrying {} to {} {}; the process was killed",
                         case.role,
+                        if p.tls { "TLS write" } else { "socket write" },
                         if kinds.is_empty() {
                             "a card number".to_owned()
                         } else {
                             kinds.join(", ")
                         },
-                        case.access.object
+                        case.access.object,
+                        if p.tls {
+                            "was stopped before encryption"
+                        } else {
+                            "was caught at the syscall, which still sent it"
+                        }
                     ),
                 });
             }

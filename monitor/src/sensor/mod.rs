@@ -50,8 +50,9 @@ rustls, Java, NSS and stripped Go binaries are seen only as ciphertext (see tls_
 /// What in-kernel prevention does and does not do, for `monitor status`.
 pub const PREVENTION: &str = "kill (deny is unavailable: a uprobe cannot change a call's \
 result on this kernel); card numbers at SSL_write/SSL_write_ex/gnutls_record_send of \
-processes in enforcing roles; not: plain sockets (the syscall completes before the signal \
-lands), Go and rustls TLS, a number split across two writes, a process whose role is \
+processes in enforcing roles, stopped before encryption; at write/sendto on a plain socket \
+the writer is killed but that syscall still completes (its bytes leave); not: writev and \
+sendmsg, Go and rustls TLS, a number split across two writes, a process whose role is \
 decided by executable before the daemon has seen it";
 
 /// The ways data leaves a process that no probe sees yet, for `monitor status`.
