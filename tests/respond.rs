@@ -23,28 +23,11 @@ use serde_json::Value;
 /// the role `chatbot` is uid nobody and may never send card numbers, and
 /// `responders` is the responders file.
 fn setup(dir: &Path, responders: &str) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt as _;
-    let cards = dir.join("cards");
-    std::fs::create_dir(&cards).unwrap();
-    for d in [dir, cards.as_path()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let cards = common::chatbot_cards(dir, "[role.chatbot]\ndeny_pii = [\"CREDIT_CARD\"]\n");
     for i in 0..8 {
         std::fs::write(cards.join(format!("c{i}.csv")), "x").unwrap();
     }
-    let rules = dir.join("rules");
-    common::classify_dir(&rules, &cards);
-    std::fs::write(
-        rules.join("roles.toml"),
-        "[[role]]\nname = \"chatbot\"\nusers = [\"nobody\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        rules.join("policy.toml"),
-        "[role.chatbot]\ndeny_pii = [\"CREDIT_CARD\"]\n",
-    )
-    .unwrap();
-    std::fs::write(rules.join("responders.toml"), responders).unwrap();
+    std::fs::write(dir.join("rules").join("responders.toml"), responders).unwrap();
     cards
 }
 

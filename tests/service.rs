@@ -538,22 +538,10 @@ fn a_broken_policy_reload_keeps_the_old_one_and_a_fixed_one_applies() {
     if !root_or_skip("a_broken_policy_reload_keeps_the_old_one_and_a_fixed_one_applies") {
         return;
     }
-    use std::os::unix::fs::PermissionsExt as _;
     let dir = TempDir::new("reload-policy");
-    let cards = dir.path().join("cards");
-    std::fs::create_dir_all(&cards).unwrap();
+    let cards = common::chatbot_cards(dir.path(), "[role.chatbot]\n");
     std::fs::write(cards.join("c.csv"), "x").unwrap();
-    for d in [dir.path(), cards.as_path()] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
     let rules = dir.path().join("rules");
-    common::classify_dir(&rules, &cards);
-    std::fs::write(
-        rules.join("roles.toml"),
-        "[[role]]\nname = \"chatbot\"\nusers = [\"nobody\"]\n",
-    )
-    .unwrap();
-    std::fs::write(rules.join("policy.toml"), "[role.chatbot]\n").unwrap();
     let daemon = common::Daemon::start_in(dir, &[]);
     let read = |n: usize| {
         common::python_pid(

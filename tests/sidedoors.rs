@@ -214,27 +214,13 @@ fn io_uring_open_and_send_are_seen() {
     let src = dir.path().join("io_uring_send.c");
     std::fs::write(&src, include_str!("programs/io_uring_send.c")).unwrap();
     let bin = compile(&src);
-    let cards = dir.path().join("cards");
-    std::fs::create_dir_all(&cards).unwrap();
+    let cards = common::chatbot_cards(
+        dir.path(),
+        "[role.chatbot]\ndeny_pii = [\"CREDIT_CARD\"]\ndeny_io_uring = true\n",
+    );
     std::fs::write(
         cards.join("export.csv"),
         "name,card\nJane Doe,4111 1111 1111 1111\n",
-    )
-    .unwrap();
-    for d in [dir.path(), cards.as_path()] {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let rules = dir.path().join("rules");
-    common::classify_dir(&rules, &cards);
-    std::fs::write(
-        rules.join("roles.toml"),
-        "[[role]]\nname = \"chatbot\"\nusers = [\"nobody\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        rules.join("policy.toml"),
-        "[role.chatbot]\ndeny_pii = [\"CREDIT_CARD\"]\ndeny_io_uring = true\n",
     )
     .unwrap();
     let daemon = Daemon::start_in(dir, &[]);

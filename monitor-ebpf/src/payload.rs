@@ -338,6 +338,14 @@ pub(crate) fn emit_payload(
     // SAFETY: this CPU's slot.
     let ev = unsafe { &mut *ev };
     fill_header(&mut ev.header, current_task(), EventKind::Payload);
+    let captured = stage_payload(ev, src, size);
+    send_payload(ev, op, fd, size, captured, flags, sock);
+}
+
+/// Copies into the payload slot what `src` holds of a call's `size` bytes,
+/// up to the capture limit; returns how many bytes were copied.
+#[inline(always)]
+pub(crate) fn stage_payload(ev: &mut PayloadEvent, src: Source, size: i64) -> usize {
     // SAFETY: as in `offset!`.
     let limit = unsafe { core::ptr::read_volatile(addr_of!(CONFIG.payload_limit)) } as usize;
     let want = if (size as usize) < limit {
@@ -345,7 +353,21 @@ pub(crate) fn emit_payload(
     } else {
         limit
     };
-    let captured = copy_payload(ev, src, want);
+    copy_payload(ev, src, want)
+}
+
+/// Fills in the body of a staged payload record (flagging and counting a
+/// cut) and sends it with its first `captured` bytes.
+#[inline(always)]
+pub(crate) fn send_payload(
+    ev: &mut PayloadEvent,
+    op: PayloadOp,
+    fd: i32,
+    size: i64,
+    captured: usize,
+    flags: u32,
+    sock: SockInfo,
+) {
     let mut flags = flags;
     if (captured as i64) < size {
         flags |= PAYLOAD_TRUNCATED;
@@ -359,12 +381,6 @@ pub(crate) fn emit_payload(
         flags,
         sock,
     };
-    send_payload(ev, captured);
-}
-
-/// Sends a built payload record with its first `captured` bytes.
-#[inline(always)]
-pub(crate) fn send_payload(ev: &PayloadEvent, captured: usize) {
     let mut used = captured;
     if used > PAYLOAD_MAX {
         used = PAYLOAD_MAX;

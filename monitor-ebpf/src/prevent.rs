@@ -9,15 +9,14 @@
 //! (a chunk without a digit outside a run is skipped whole).
 
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, generated as raw};
-use core::ptr::addr_of;
 use monitor_common::{
-    EventKind, PayloadBody, PayloadEvent, PayloadOp, SockInfo, COUNTER_PREVENTED, PAYLOAD_AREA,
-    PAYLOAD_MAX, PAYLOAD_PREVENTED, PAYLOAD_TRUNCATED,
+    EventKind, PayloadEvent, PayloadOp, SockInfo, COUNTER_PREVENTED, PAYLOAD_AREA, PAYLOAD_MAX,
+    PAYLOAD_PREVENTED,
 };
 
 use crate::emit::{count, current_task, fill_header};
-use crate::maps::{CONFIG, ENFORCE_CGROUP, ENFORCE_TGID, PAYLOAD_SCRATCH};
-use crate::payload::{copy_payload, send_payload, Source};
+use crate::maps::{ENFORCE_CGROUP, ENFORCE_TGID, PAYLOAD_SCRATCH};
+use crate::payload::{send_payload, stage_payload, Source};
 
 /// The state of a scan, shared with [`scan_step`].
 #[repr(C)]
@@ -233,14 +232,7 @@ pub(crate) fn prevent_card(
     };
     // SAFETY: this CPU's slot.
     let ev: &mut PayloadEvent = unsafe { &mut *ev };
-    // SAFETY: as in `offset!`.
-    let limit = unsafe { core::ptr::read_volatile(addr_of!(CONFIG.payload_limit)) } as usize;
-    let want = if (size as usize) < limit {
-        size as usize
-    } else {
-        limit
-    };
-    let captured = copy_payload(ev, src, want);
+    let captured = stage_payload(ev, src, size);
     if !card_in(cpu, captured) {
         return false;
     }
@@ -248,18 +240,6 @@ pub(crate) fn prevent_card(
     unsafe { raw::bpf_send_signal(9) };
     count(COUNTER_PREVENTED);
     fill_header(&mut ev.header, current_task(), EventKind::Payload);
-    let mut flags = flags | PAYLOAD_PREVENTED;
-    if (captured as i64) < size {
-        flags |= PAYLOAD_TRUNCATED;
-    }
-    ev.body = PayloadBody {
-        op: op as u32,
-        fd,
-        size,
-        captured: captured as u32,
-        flags,
-        sock,
-    };
-    send_payload(ev, captured);
+    send_payload(ev, op, fd, size, captured, flags | PAYLOAD_PREVENTED, sock);
     true
 }

@@ -374,6 +374,27 @@ pub fn classify_dir(rules: &Path, dir: &Path) {
     .unwrap();
 }
 
+/// A `cards` directory under `dir` that `nobody` can reach, classified as
+/// cardholder data, with `nobody` in the `chatbot` role and `policy` as
+/// the `policy.toml` override; returns the directory (empty).
+pub fn chatbot_cards(dir: &Path, policy: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let cards = dir.join("cards");
+    std::fs::create_dir_all(&cards).unwrap();
+    for d in [dir, cards.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let rules = dir.join("rules");
+    classify_dir(&rules, &cards);
+    std::fs::write(
+        rules.join("roles.toml"),
+        "[[role]]\nname = \"chatbot\"\nusers = [\"nobody\"]\n",
+    )
+    .unwrap();
+    std::fs::write(rules.join("policy.toml"), policy).unwrap();
+    cards
+}
+
 /// Every file under `dir`, recursively.
 pub fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap().flatten() {
