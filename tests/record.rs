@@ -243,6 +243,63 @@ fn roles_record_alerts_trace_and_verify() {
     assert!(queries
         .iter()
         .any(|r| r["object"].as_str().unwrap().starts_with("who-accessed ")));
+    // `--action query` includes the refused ones.
+    assert!(
+        queries.iter().any(|r| r["action"] == "query_refused"),
+        "{queries:?}"
+    );
+
+    // A filter naming what does not exist is an error, not "(0 records)".
+    for (args, says) in [
+        (
+            &["events", "--role", "no-such-role"][..],
+            "no record has role `no-such-role`",
+        ),
+        (
+            &["events", "--user", "no-such-user"][..],
+            "this host has no user `no-such-user`",
+        ),
+        (
+            &["alerts", "--class", "no-such-class"][..],
+            "no data class `no-such-class`",
+        ),
+        (
+            &["trace-pii", "123", "--type", "NO_SUCH"][..],
+            "no PII type `NO_SUCH`",
+        ),
+        (&["role", "no-such-role"][..], "no record has role"),
+        (
+            &["role", "billing-agent", "--role", "chatbot"][..],
+            "name two roles",
+        ),
+        (
+            &[
+                "events",
+                "--since",
+                "2026-12-04T05:00:00Z",
+                "--until",
+                "2026-12-04T04:00:00+00:00",
+            ][..],
+            "is before --since",
+        ),
+    ] {
+        let out = cli(&daemon, args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+    // A known role nobody of it did anything in the window is a real empty answer.
+    let out = cli(
+        &daemon,
+        &["events", "--role", "billing-agent", "--until", "2000-01-01"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // The untouched chain verifies, through the daemon and offline.
     let out = cli(&daemon, &["verify"]);
@@ -266,6 +323,23 @@ fn roles_record_alerts_trace_and_verify() {
         out.status.success() && text.contains("record chain OK"),
         "{text}"
     );
+    // Pointed at the wrong place (the state directory, a typo), the check
+    // fails and creates nothing.
+    for wrong in [daemon.state_dir(), daemon.state_dir().join("recrod")] {
+        let before = std::fs::read_dir(daemon.state_dir()).unwrap().count();
+        let out = verify(&wrong);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("is not a record store"),
+            "{}: {err}",
+            wrong.display()
+        );
+        assert_eq!(
+            std::fs::read_dir(daemon.state_dir()).unwrap().count(),
+            before
+        );
+        assert!(!daemon.state_dir().join("recrod").exists());
+    }
 
     // Nowhere in the state directory is the raw card number.
     let mut files = Vec::new();

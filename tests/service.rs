@@ -567,7 +567,7 @@ fn a_broken_policy_reload_keeps_the_old_one_and_a_fixed_one_applies() {
         r["outcome"] == "failed"
     });
     assert!(
-        refused["errno"].as_str().unwrap().contains("policy.toml"),
+        refused["reason"].as_str().unwrap().contains("policy.toml"),
         "{refused}"
     );
     assert!(

@@ -116,6 +116,21 @@ impl Detector {
         Self::new(rules, self.key.clone())
     }
 
+    /// Whether findings of type `name` can exist: a built-in type or one of
+    /// this detector's custom ones.
+    pub fn knows_type(&self, name: &str) -> bool {
+        PiiType::from_name(name).is_some() || self.rules.custom.iter().any(|d| &*d.name == name)
+    }
+
+    /// Every type name findings can have, built-in first.
+    pub fn type_names(&self) -> Vec<String> {
+        PiiType::ALL
+            .iter()
+            .map(|t| Kind::Builtin(*t).name().to_owned())
+            .chain(self.rules.custom.iter().map(|d| d.name.to_string()))
+            .collect()
+    }
+
     /// A new stream (feed it with this detector).
     pub fn stream(&self) -> StreamScanner {
         StreamScanner::new()

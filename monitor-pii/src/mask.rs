@@ -109,7 +109,7 @@ pub fn load_or_create_key(path: &Path) -> Result<[u8; 32], KeyError> {
             }
             if m.mode() & 0o077 != 0 {
                 return Err(refuse(format!(
-                    "has mode {:04o}; a key must be 0600 (if nobody else could have read it,                      `chmod 600` it; otherwise remove it and a new one is made)",
+                    "has mode {:04o}; a key must be 0600 (if nobody else could have read it, `chmod 600` it; otherwise remove it and a new one is made)",
                     m.mode() & 0o7777
                 )));
             }

@@ -7,6 +7,7 @@ use clap::Parser as _;
 use monitor::cli::{dispatch, Cli, Command};
 
 fn main() -> ExitCode {
+    monitor::record::pin_allocator_threshold();
     // `monitor run` takes its settings file's values first; its own
     // options override them.
     let argv = match monitor::config::with_config(std::env::args_os().collect()) {

@@ -344,6 +344,9 @@ pub struct Record {
     /// The error, when the call failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errno: Option<String>,
+    /// Why one of the daemon's own operations failed (a refused reload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// The alert, when it broke the policy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alert: Option<Alert>,
@@ -414,6 +417,7 @@ impl Record {
             tls,
             run: None,
             via: event.via.clone(),
+            reason: None,
         }
     }
 

@@ -63,7 +63,7 @@ impl WhoAccessed {
     /// Runs the query.
     pub fn run(self) -> anyhow::Result<ExitCode> {
         let req = Request::WhoAccessed {
-            path: self.path,
+            path: analyst::record_path(&self.path)?,
             filter: self.filter.filter()?,
         };
         show_records(&self.common, &req, false)
@@ -85,6 +85,12 @@ pub struct Role {
 impl Role {
     /// Runs the query.
     pub fn run(self) -> anyhow::Result<ExitCode> {
+        if let Some(other) = self.filter.role.as_deref().filter(|r| *r != self.role) {
+            anyhow::bail!(
+                "`role {}` and `--role {other}` name two roles: give one",
+                self.role
+            );
+        }
         let req = Request::Role {
             role: self.role,
             filter: self.filter.filter()?,

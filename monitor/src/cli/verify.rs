@@ -35,15 +35,13 @@ impl Verify {
                 let key = self
                     .key_file
                     .unwrap_or_else(|| dir.parent().unwrap_or(&dir).join("record.key"));
-                anyhow::ensure!(key.exists(), "no chain key at {}", key.display());
                 let head = self
                     .head
                     .as_deref()
                     .map(crate::server::parse_head)
                     .transpose()
                     .map_err(anyhow::Error::msg)?;
-                crate::record::Store::open(&dir, &key)
-                    .with_context(|| format!("opening {}", dir.display()))?
+                crate::record::Store::open_existing(&dir, &key)?
                     .verify_with_head(head.as_ref().map(|(s, m)| (*s, m.as_str())))?
             }
             None => analyst::ask(

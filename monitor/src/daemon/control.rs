@@ -323,7 +323,7 @@ fn reload(opts: &Options, d: &mut Daemon) {
                 action: Action::Reload,
                 object: dir.display().to_string(),
                 outcome: Outcome::Failed,
-                errno: Some(e),
+                reason: Some(e),
                 alert: Some(Alert {
                     explain: None,
                     severity: Severity::Medium,

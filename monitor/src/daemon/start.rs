@@ -159,6 +159,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
             store: store.clone(),
             records: records.clone(),
             detector: detector.clone(),
+            classes: rules.classes.names().map(str::to_owned).collect(),
             analyst_group: opts.analyst_group.clone(),
             template: template.clone(),
             limits: Default::default(),
@@ -351,5 +352,6 @@ fn own_identity(host: &Arc<str>) -> Record {
         tls: false,
         run: None,
         via: None,
+        reason: None,
     }
 }

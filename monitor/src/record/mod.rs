@@ -49,6 +49,14 @@ pub enum StoreError {
     /// The store is being reopened after a write failure; try again.
     #[error("record store is being reopened after a write failure")]
     Reopening,
+    /// The directory asked for holds no record store (nothing was created).
+    #[error("{dir} is not a record store: {why}")]
+    NotAStore {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What is missing.
+        why: String,
+    },
     /// Another process (or handle) still holds the store's lock after
     /// [`LOCK_WAIT`].
     #[error(
@@ -60,10 +68,30 @@ pub enum StoreError {
     },
 }
 
-/// The store's page cache by default (sled's own default is 1 GiB). sled
-/// keeps more than its cache in memory (its page table grows with the
-/// store), so this bounds only part of the daemon's memory.
+/// The store's page cache by default (sled's own default is 1 GiB). The
+/// vendored sled evicts within a few pages of this (see
+/// `vendor/sled/PATCHES.md`); beyond it sled keeps a few dozen bytes per
+/// page of the store.
 pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// Keeps the C allocator from holding on to memory the store once used.
+/// Call it once, first thing in the process.
+///
+/// glibc serves a block of at least its mmap threshold (128 KiB to start)
+/// with a mapping of its own, returned to the system on free; but each such
+/// free raises the threshold to the freed size (up to 32 MiB), after which
+/// blocks that size come from the heap and stay there when freed. The
+/// store's batches (posting lists, chunks of records, sled's buffers) are
+/// such blocks, so the daemon's memory grew with each larger batch. Pinning
+/// the threshold stops that; a no-op elsewhere than glibc.
+pub fn pin_allocator_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; 128 KiB is glibc's
+    // own default threshold.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
+    }
+}
 
 /// How long `Store::open` waits for another handle's lock to go. sled
 /// releases its file lock from a background thread after the handle is
@@ -225,7 +253,6 @@ pub struct Store {
 #[derive(Default)]
 struct Pending {
     lists: HashMap<(u8, Box<str>), Vec<u8>>,
-    first: u64,
     pairs: usize,
     since: Option<std::time::Instant>,
 }
@@ -234,13 +261,16 @@ struct Pending {
 const PENDING_PAIRS: usize = 1 << 21;
 /// Age at which held postings are written regardless.
 const PENDING_AGE: std::time::Duration = std::time::Duration::from_secs(5);
+/// Bytes of posting lists per sled batch (see [`Store::write_postings`]).
+const INDEX_BATCH_BYTES: usize = 256 << 10;
+/// Pairs in a posting list before the next pairs start a new one.
+const LIST_PAIRS: usize = 1024;
 /// The index key holding the last seq whose postings are written.
 const INDEXED: &[u8] = b"\xffindexed";
 
 impl Pending {
     fn add(&mut self, rec: &Record) {
         if self.pairs == 0 {
-            self.first = rec.seq;
             self.since = Some(std::time::Instant::now());
         }
         let mut pair = [0u8; 16];
@@ -295,6 +325,50 @@ pub(crate) fn posting_prefix(kind: u8, name: &str) -> Vec<u8> {
     k.extend_from_slice(name.as_bytes());
     k.push(0);
     k
+}
+
+/// A key and its value, to write.
+type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// The key and value that add `pairs` (time ‖ seq, in seq order) to the
+/// posting list of `kind` and `name`: its newest list grown, while that holds
+/// fewer than [`LIST_PAIRS`], or a new list keyed by its first seq. Pairs the
+/// list already holds are left out; `None` when nothing is left.
+fn extend_list(
+    index: &sled::Tree,
+    kind: u8,
+    name: &str,
+    pairs: &[u8],
+) -> Result<Option<KeyValue>, StoreError> {
+    let prefix = posting_prefix(kind, name);
+    let newest = index.scan_prefix(&prefix).next_back().transpose()?;
+    let held = newest.as_ref().map_or(0, |(_, v)| v.len() - v.len() % 16);
+    let last_seq = match &newest {
+        Some((_, v)) if held >= 16 => be(&v[held - 8..held]),
+        _ => 0,
+    };
+    let fresh: Vec<u8> = pairs
+        .chunks_exact(16)
+        .filter(|p| be(&p[8..]) > last_seq)
+        .flatten()
+        .copied()
+        .collect();
+    if fresh.is_empty() {
+        return Ok(None);
+    }
+    match newest {
+        Some((key, value)) if held / 16 < LIST_PAIRS => {
+            let mut grown = Vec::with_capacity(held + fresh.len());
+            grown.extend_from_slice(&value[..held]);
+            grown.extend_from_slice(&fresh);
+            Ok(Some((key.to_vec(), grown)))
+        }
+        _ => {
+            let mut key = prefix;
+            key.extend_from_slice(&fresh[8..16]);
+            Ok(Some((key, fresh)))
+        }
+    }
 }
 
 fn be(bytes: &[u8]) -> u64 {
@@ -353,6 +427,30 @@ impl Store {
     /// Waits up to [`LOCK_WAIT`] for another handle's lock to go.
     pub fn open(dir: &Path, key_file: &Path) -> Result<Self, StoreError> {
         Self::open_waiting(dir, key_file, LOCK_WAIT, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`Store::open`] for a store that must already exist, with its key:
+    /// for checks (`monitor verify --store`), which must never create an
+    /// empty store where a typo pointed them and call it intact.
+    pub fn open_existing(dir: &Path, key_file: &Path) -> Result<Self, StoreError> {
+        let not_a_store = |why: String| StoreError::NotAStore {
+            dir: dir.to_owned(),
+            why,
+        };
+        for file in ["conf", "db"] {
+            if !dir.join(file).is_file() {
+                return Err(not_a_store(format!(
+                    "it has no sled `{file}` file (give the store itself, e.g. /var/lib/monitor/record)"
+                )));
+            }
+        }
+        if std::fs::symlink_metadata(key_file).is_err() {
+            return Err(not_a_store(format!(
+                "its chain key {} does not exist",
+                key_file.display()
+            )));
+        }
+        Self::open(dir, key_file)
     }
 
     /// [`Store::open`] with a page cache of at most `cache` bytes.
@@ -462,14 +560,36 @@ impl Store {
         Ok(seq)
     }
 
-    /// Writes the held postings to the `index` tree, with the mark `through`.
+    /// Writes the held postings to the `index` tree in key order, then the
+    /// mark `through`.
+    ///
+    /// A name's pairs are appended to its newest list while that holds fewer
+    /// than [`LIST_PAIRS`]; only then does a new key start. sled keeps a
+    /// little memory for every page of every tree, so keys must grow with
+    /// the pairs stored, not with the flushes that wrote them.
+    ///
+    /// The lists go in sled batches of at most [`INDEX_BATCH_BYTES`]: sled
+    /// keeps every node a batch replaces until the batch ends, so one batch
+    /// of every list would hold hundreds of megabytes for a moment (and the
+    /// allocator keeps what it once held). Splitting is safe: the mark goes
+    /// last, and after a crash the lists past it are rebuilt from the
+    /// records, where pairs a list already holds are skipped.
     fn write_postings(&self, pending: &mut Pending, through: u64) -> Result<(), StoreError> {
         let t = self.t()?;
+        let mut lists: Vec<_> = pending.lists.drain().collect();
+        lists.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut index = sled::Batch::default();
-        for ((kind, name), pairs) in pending.lists.drain() {
-            let mut key = posting_prefix(kind, &name);
-            key.extend_from_slice(&pending.first.to_be_bytes());
-            index.insert(key, pairs);
+        let mut bytes = 0;
+        for ((kind, name), pairs) in lists {
+            let Some((key, value)) = extend_list(&t.index, kind, &name, &pairs)? else {
+                continue;
+            };
+            bytes += key.len() + value.len();
+            index.insert(key, value);
+            if bytes >= INDEX_BATCH_BYTES {
+                t.index.apply_batch(std::mem::take(&mut index))?;
+                bytes = 0;
+            }
         }
         index.insert(INDEXED, &through.to_be_bytes());
         t.index.apply_batch(index)?;
@@ -499,6 +619,17 @@ impl Store {
         self.write_postings(&mut pending, through)?;
         t.db.flush()?;
         Ok(())
+    }
+
+    /// The names of the held posting lists of one kind.
+    pub(crate) fn pending_names(&self, kind: u8) -> Vec<String> {
+        let pending = self.pending.lock().expect("pending lock");
+        pending
+            .lists
+            .keys()
+            .filter(|(k, _)| *k == kind)
+            .map(|(_, n)| n.to_string())
+            .collect()
     }
 
     /// The held pairs of one posting list (newest last).
@@ -572,7 +703,19 @@ impl Store {
             first_bad: None,
         };
         for item in t.records.iter() {
-            let (k, chunk) = item?;
+            let (k, chunk) = match item {
+                Err(sled::Error::Corruption { at, .. }) => {
+                    report.first_bad = Some((
+                        report.last + 1,
+                        format!(
+                            "the store is damaged on disk after record {} (sled: corruption at {at:?}); possible tampering",
+                            report.last
+                        ),
+                    ));
+                    break;
+                }
+                other => other?,
+            };
             if let Err(why) = self.verify_chunk(&k, &chunk, &mut prev, &mut report) {
                 report.first_bad = Some((report.last + 1, why));
                 break;
@@ -596,7 +739,7 @@ impl Store {
         }
         if be(key) > expect {
             return Err(format!(
-                "record {expect} is missing (next stored is {})",
+                "record {expect} is missing (next stored is {}): removed, or damaged on disk; possible tampering",
                 be(key)
             ));
         }
@@ -969,6 +1112,7 @@ mod tests {
             tls: false,
             run: None,
             via: None,
+            reason: None,
         }
     }
 
@@ -1079,6 +1223,143 @@ mod tests {
         assert!(store.verify().unwrap().ok());
         assert_eq!(store.len(), 1);
         drop(store);
+    }
+
+    /// The posting keys of one name, and the pairs they hold.
+    fn posting_lists(store: &Store, kind: u8, name: &str) -> (usize, Vec<u64>) {
+        let mut keys = 0;
+        let mut seqs = Vec::new();
+        for item in store
+            .index()
+            .unwrap()
+            .scan_prefix(posting_prefix(kind, name))
+        {
+            let (_, pairs) = item.unwrap();
+            keys += 1;
+            seqs.extend(pairs.chunks_exact(16).map(|p| be(&p[8..])));
+        }
+        (keys, seqs)
+    }
+
+    #[test]
+    fn a_name_keeps_one_posting_list_across_flushes_until_it_is_full() {
+        let tmp = temp();
+        let dir = tmp.path();
+        let key = dir.join("record.key");
+        let store = Store::open(&dir.join("db"), &key).unwrap();
+        // 100 flushes, each holding one access to a hot path and one to a
+        // path never seen again: sled keeps memory per page, so the keys
+        // must follow the pairs, not the flushes.
+        for i in 0..100u64 {
+            let mut batch = [record(i, "r", "/hot"), record(i, "r", &format!("/cold{i}"))];
+            store.append(&mut batch).unwrap();
+            store.sync().unwrap();
+        }
+        let (keys, seqs) = posting_lists(&store, posting::OBJECT, "/hot");
+        assert_eq!(keys, 1);
+        assert_eq!(seqs, (0..100).map(|i| 2 * i + 1).collect::<Vec<_>>());
+        assert_eq!(posting_lists(&store, posting::ROLE, "r").0, 1);
+        let all = query::Filter::default();
+        assert_eq!(store.who_accessed("/hot", &all).unwrap().len(), 100);
+
+        // A crash after some lists were written but before the mark: the
+        // lists past the mark are rebuilt from the records, and what a list
+        // already holds is not added twice.
+        store
+            .index()
+            .unwrap()
+            .insert(INDEXED, &0u64.to_be_bytes())
+            .unwrap();
+        drop(store);
+        let store = Store::open(&dir.join("db"), &key).unwrap();
+        store.sync().unwrap();
+        let (keys, again) = posting_lists(&store, posting::OBJECT, "/hot");
+        assert_eq!((keys, &again), (1, &seqs));
+        assert_eq!(store.who_accessed("/hot", &all).unwrap().len(), 100);
+
+        // A full list is closed: the next pairs start a second one.
+        let mut hot: Vec<Record> = (0..LIST_PAIRS as u64)
+            .map(|i| record(i, "r", "/hot"))
+            .collect();
+        store.append(&mut hot).unwrap();
+        store.sync().unwrap();
+        store.append(&mut [record(0, "r", "/hot")]).unwrap();
+        store.sync().unwrap();
+        let (keys, seqs) = posting_lists(&store, posting::OBJECT, "/hot");
+        assert_eq!((keys, seqs.len()), (2, 100 + LIST_PAIRS + 1));
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "pairs in order, none twice"
+        );
+    }
+
+    #[test]
+    fn a_check_opens_only_an_existing_store_and_creates_nothing() {
+        let tmp = temp();
+        let dir = tmp.path();
+        let key = dir.join("record.key");
+        let missing = dir.join("typo");
+        let err = Store::open_existing(&missing, &key)
+            .err()
+            .expect("no store there");
+        assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+        assert!(err.to_string().contains("is not a record store"), "{err}");
+        assert!(!missing.exists() && !key.exists(), "nothing is created");
+        let err = Store::open_existing(dir, &key)
+            .err()
+            .expect("the state dir is no store");
+        assert!(err.to_string().contains("no sled `conf` file"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(dir).unwrap().count(),
+            0,
+            "nothing is created"
+        );
+        {
+            let store = Store::open(&dir.join("db"), &key).unwrap();
+            store.append(&mut [record(1, "r", "/p")]).unwrap();
+        }
+        let err = Store::open_existing(&dir.join("db"), &dir.join("other.key"))
+            .err()
+            .expect("a key that does not exist");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        assert!(!dir.join("other.key").exists());
+        let store = Store::open_existing(&dir.join("db"), &key).unwrap();
+        assert_eq!(store.verify().unwrap().checked, 1);
+    }
+
+    #[test]
+    fn a_byte_changed_on_disk_is_reported_not_raised() {
+        let tmp = temp();
+        let dir = tmp.path();
+        let key = dir.join("record.key");
+        {
+            let store = Store::open(&dir.join("db"), &key).unwrap();
+            for i in 0..20 {
+                let mut batch: Vec<Record> = (0..100)
+                    .map(|j| record(i * 100 + j, "r", &format!("/srv/cards/customer-{j}.json")))
+                    .collect();
+                store.append(&mut batch).unwrap();
+            }
+        }
+        let db = dir.join("db").join("db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        let needle = br#""object":"/srv/cards/customer-42.json""#;
+        let hits: Vec<usize> = (0..bytes.len() - needle.len())
+            .filter(|&i| &bytes[i..i + needle.len()] == needle)
+            .collect();
+        assert!(!hits.is_empty(), "a stored record on disk");
+        for at in hits {
+            bytes[at + 12] ^= 0x20;
+        }
+        std::fs::write(&db, bytes).unwrap();
+        // sled drops what fails its checksum; the chain says where.
+        let report = Store::open_existing(&dir.join("db"), &key)
+            .unwrap()
+            .verify()
+            .unwrap();
+        let (seq, why) = report.first_bad.expect("the damage is found");
+        assert!(seq <= 43, "{seq}: {why}");
+        assert!(why.contains("possible tampering"), "{why}");
     }
 
     #[test]

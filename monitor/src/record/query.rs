@@ -102,7 +102,9 @@ impl Filter {
                 .class
                 .as_deref()
                 .is_none_or(|x| r.class.as_deref() == Some(x))
-            && self.action.is_none_or(|a| a == r.action)
+            && self.action.is_none_or(|a| {
+                a == r.action || (a, r.action) == (Action::Query, Action::QueryRefused)
+            })
             && self
                 .path
                 .as_deref()
@@ -122,6 +124,22 @@ fn object_matches(path: &str, object: &str) -> bool {
 }
 
 impl Store {
+    /// The roles that records carry (from the role index), sorted.
+    pub fn recorded_roles(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = std::collections::BTreeSet::new();
+        for item in self.index()?.scan_prefix([posting::ROLE]) {
+            let (key, _) = item?;
+            // kind ‖ name ‖ 0 ‖ first seq (8 bytes)
+            if let Some(name) = key.len().checked_sub(9).and_then(|end| key.get(1..end)) {
+                names.insert(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+        for name in self.pending_names(posting::ROLE) {
+            names.insert(name);
+        }
+        Ok(names.into_iter().collect())
+    }
+
     /// Visits the (time, seq) pairs of one posting list, newest first, until
     /// `visit` says stop.
     fn newest(

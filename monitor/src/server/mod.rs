@@ -166,6 +166,9 @@ pub struct Server {
     pub records: RecordSender,
     /// The detector, for `trace-pii`.
     pub detector: Arc<monitor_pii::Detector>,
+    /// The data classes of the rules in force at start, to tell an unknown
+    /// `--class` from one nobody touched.
+    pub classes: Arc<[String]>,
     /// The analyst group's name.
     pub analyst_group: String,
     /// A template record with this host's name.
@@ -340,13 +343,15 @@ impl Server {
                 Ok(req) => {
                     let store = self.store.clone();
                     let detector = self.detector.clone();
+                    let classes = self.classes.clone();
                     let r = req.clone();
-                    let answer = tokio::task::spawn_blocking(move || answer(&store, &detector, r))
-                        .await
-                        .unwrap_or_else(|e| Response {
-                            error: Some(format!("query failed: {e}")),
-                            ..Response::default()
-                        });
+                    let answer =
+                        tokio::task::spawn_blocking(move || answer(&store, &detector, &classes, r))
+                            .await
+                            .unwrap_or_else(|e| Response {
+                                error: Some(format!("query failed: {e}")),
+                                ..Response::default()
+                            });
                     self.record(&peer, Action::Query, req.describe(&answer.fingerprints));
                     answer
                 }
@@ -418,8 +423,67 @@ impl Server {
     }
 }
 
+/// Why a query that found nothing could never have found anything: a
+/// role no record carries, a user this host does not have, a class the
+/// rules do not define. An empty table would read as "nobody did it".
+fn unknown_name(store: &Store, classes: &[String], f: &Filter) -> Option<String> {
+    if let Some(role) = &f.role {
+        let roles = store.recorded_roles().unwrap_or_default();
+        if !roles.contains(role) {
+            return Some(format!(
+                "no record has role `{role}` (roles in the record: {})",
+                roles.join(", ")
+            ));
+        }
+    }
+    if let Some(user) = &f.user {
+        if matches!(nix::unistd::User::from_name(user), Ok(None)) {
+            return Some(format!("this host has no user `{user}`"));
+        }
+    }
+    if let Some(class) = &f.class {
+        if !classes.contains(class) {
+            return Some(format!(
+                "no data class `{class}` in the rules (classes: {})",
+                classes.join(", ")
+            ));
+        }
+    }
+    None
+}
+
+/// Answers one request from the store; an empty answer to a filter naming
+/// something unknown is an error that says so.
+fn answer(
+    store: &Store,
+    detector: &monitor_pii::Detector,
+    classes: &[String],
+    req: Request,
+) -> Response {
+    let filter = match &req {
+        Request::Events { filter }
+        | Request::Alerts { filter }
+        | Request::WhoAccessed { filter, .. }
+        | Request::TracePii { filter, .. } => Some(filter.clone()),
+        Request::Role { role, filter } => Some(Filter {
+            role: Some(role.clone()),
+            ..filter.clone()
+        }),
+        _ => None,
+    };
+    let mut response = answer_request(store, detector, req);
+    let empty =
+        response.records.is_empty() && response.summary.as_ref().is_none_or(|s| s.records == 0);
+    if response.error.is_none() && empty {
+        if let Some(why) = filter.and_then(|f| unknown_name(store, classes, &f)) {
+            response.error = Some(why);
+        }
+    }
+    response
+}
+
 /// Answers one request from the store.
-fn answer(store: &Store, detector: &monitor_pii::Detector, req: Request) -> Response {
+fn answer_request(store: &Store, detector: &monitor_pii::Detector, req: Request) -> Response {
     let clamp = |mut f: Filter| {
         f.limit = if f.limit == 0 {
             MAX_LIMIT
@@ -454,6 +518,15 @@ fn answer(store: &Store, detector: &monitor_pii::Detector, req: Request) -> Resp
             kind,
             filter,
         } => {
+            if let Some(k) = kind.as_deref().filter(|k| !detector.knows_type(k)) {
+                return Response {
+                    error: Some(format!(
+                        "no PII type `{k}` (types: {})",
+                        detector.type_names().join(", ")
+                    )),
+                    ..Response::default()
+                };
+            }
             let fingerprints = fingerprints(detector, &value, kind.as_deref());
             if fingerprints.is_empty() {
                 return Response {

@@ -107,6 +107,7 @@ pub fn message(r: &Record, cfg: &SinkConfig) -> String {
     opt("dest_host", r.dest_host.clone());
     opt("bytes", r.bytes.map(|b| b.to_string()));
     opt("errno", r.errno.clone());
+    opt("reason", r.reason.clone());
     opt(
         "severity",
         r.alert.as_ref().map(|a| a.severity.name().to_owned()),

@@ -339,6 +339,10 @@ pub struct StoreBenchReport {
     pub verify_secs: f64,
     /// Size of the store on disk, MiB.
     pub disk_mib: f64,
+    /// The process's resident memory after each tenth of the ingest, MiB.
+    pub rss_mib_during_ingest: Vec<f64>,
+    /// Resident memory after `verify`, MiB.
+    pub rss_mib_after_verify: f64,
 }
 
 /// Median, 99th percentile and worst of `samples` (ms).
@@ -469,6 +473,7 @@ pub fn run_store_bench(
             tls: false,
             run: None,
             via: None,
+            reason: None,
         }
     };
     let sample_bytes =
@@ -476,10 +481,15 @@ pub fn run_store_bench(
 
     let start = Instant::now();
     let mut i = 0;
+    let mut rss = Vec::new();
+    let tenth = (records / 10).max(1);
     while i < records {
         let n = (records - i).min(BATCH as u64);
         let mut batch: Vec<Record> = (i..i + n).map(make).collect();
         store.append(&mut batch)?;
+        if i / tenth != (i + n) / tenth {
+            rss.push(crate::soak::rss_mib(std::process::id()));
+        }
         i += n;
     }
     let ingest = start.elapsed().as_secs_f64();
@@ -529,6 +539,7 @@ pub fn run_store_bench(
     }
     let (report, verify_ms) = timed(|| store.verify());
     anyhow::ensure!(report?.ok(), "the benchmark's chain does not verify");
+    let rss_after_verify = crate::soak::rss_mib(std::process::id());
     drop(running);
     drop(store);
     let disk = dir_size(&dir);
@@ -547,6 +558,8 @@ pub fn run_store_bench(
         trace_ms: spread(trace),
         verify_secs: verify_ms / 1e3,
         disk_mib: disk as f64 / (1 << 20) as f64,
+        rss_mib_during_ingest: rss,
+        rss_mib_after_verify: rss_after_verify,
     })
 }
 

@@ -139,6 +139,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    monitor::record::pin_allocator_threshold();
     match Cli::parse().command {
         Command::Sensor {
             opens,
