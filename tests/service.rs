@@ -479,6 +479,42 @@ fn a_reload_replaces_the_sinks_and_the_detector_or_refuses_whole() {
     assert!(names.contains(&"b") && !names.contains(&"a"), "{names:?}");
 }
 
+/// Run by a user without the privileges to load probes, the daemon says
+/// what it needs instead of failing on the first file it cannot open.
+#[test]
+fn an_unprivileged_start_says_it_needs_root() {
+    if !root_or_skip("an_unprivileged_start_says_it_needs_root") {
+        return;
+    }
+    use std::os::unix::process::CommandExt as _;
+    let dir = TempDir::new("unprivileged");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let out = Command::new(monitor_bin())
+        .args(["run", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .arg("--key-file")
+        .arg(dir.path().join("fingerprint.key"))
+        .arg("--socket")
+        .arg(dir.path().join("query.sock"))
+        .arg("--status-file")
+        .arg(dir.path().join("status.json"))
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("needs root") && err.contains("CAP_BPF and CAP_PERFMON"),
+        "{err}"
+    );
+    assert!(!dir.path().join("fingerprint.key").exists(), "nothing made");
+}
+
 /// `--log-format json`: every log line is a JSON object with a level and
 /// a message.
 #[test]
@@ -569,6 +605,14 @@ fn a_broken_policy_reload_keeps_the_old_one_and_a_fixed_one_applies() {
     assert!(
         refused["reason"].as_str().unwrap().contains("policy.toml"),
         "{refused}"
+    );
+    // One log line says it all (journald and files read a line as an entry).
+    let logged = daemon.warnings();
+    assert!(
+        logged
+            .iter()
+            .any(|l| l.contains("rules reload REFUSED") && l.contains("policy.toml")),
+        "{logged:?}"
     );
     assert!(
         alerted(read(1)),

@@ -515,12 +515,14 @@ fn card(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
             return;
         }
     }
-    let base = if validate::card_issuer(digits).is_some() {
-        0.85
-    } else {
-        0.35
-    };
-    let score = score_context(cx, base, 0.3, Cat::Card);
+    let issuer = validate::card_issuer(digits).is_some();
+    let base = if issuer { 0.85 } else { 0.35 };
+    // A reference word ("order #") lowers a card's score, but a Luhn-valid
+    // number with a known issuer stays above the threshold: a card number
+    // typed where an order number belongs is still cardholder data, and for
+    // card data a lower score beats silence.
+    let floor = if issuer { 0.6 } else { 0.0 };
+    let score = score_context(cx, base, 0.3, Cat::Card).max(floor);
     out.push(Candidate::new(PiiType::CreditCard, start, end, score));
 }
 
@@ -1431,6 +1433,17 @@ mod tests {
             "4111 1111 1111 1112"
         ));
         assert!(kinds("order 1234-5678-9012-3456").is_empty());
+        // A real card where a reference belongs is still reported.
+        assert!(has(
+            "order #4539147051321884 shipped",
+            PiiType::CreditCard,
+            "4539147051321884"
+        ));
+        assert!(has(
+            "ticket 4111 1111 1111 1111",
+            PiiType::CreditCard,
+            "4111 1111 1111 1111"
+        ));
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl TempDir {
 pub struct Daemon {
     child: Child,
     events: Arc<Mutex<Vec<Value>>>,
+    warnings: Arc<Mutex<Vec<String>>>,
     pub dir: TempDir,
 }
 
@@ -143,14 +144,27 @@ impl Daemon {
         }
         // Keep draining stderr so the daemon never blocks on it.
         let stderr = child.stderr.take().unwrap();
+        let warnings = Arc::new(Mutex::new(Vec::new()));
+        let kept = warnings.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if line.contains("WARN") || line.contains("ERROR") {
                     eprintln!("monitor: {line}");
+                    kept.lock().unwrap().push(line);
                 }
             }
         });
-        Self { child, events, dir }
+        Self {
+            child,
+            events,
+            warnings,
+            dir,
+        }
+    }
+
+    /// The warning and error lines the daemon has logged so far.
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.lock().unwrap().clone()
     }
 
     /// The daemon's pid.

@@ -317,7 +317,8 @@ fn reload(opts: &Options, d: &mut Daemon) {
             let _ = d.reloads.send(crate::pipeline::Reload { rules, record });
         }
         Err(e) => {
-            tracing::error!("rules reload REFUSED, keeping the running policy:\n{e}");
+            let one_line = e.lines().map(str::trim).collect::<Vec<_>>().join(" | ");
+            tracing::error!("rules reload REFUSED, keeping the running policy: {one_line}");
             d.status.reload_error = Some(format!("{}: {e}", now()));
             let _ = d.records.send(Record {
                 action: Action::Reload,

@@ -69,8 +69,39 @@ pub struct Daemon {
     pub rules_dir_existed: bool,
 }
 
+/// The capabilities the kernel programs need to load and attach (bits in
+/// `CapEff`): CAP_SYS_ADMIN, or CAP_BPF with CAP_PERFMON.
+const CAP_SYS_ADMIN: u32 = 21;
+/// CAP_PERFMON.
+const CAP_PERFMON: u32 = 38;
+/// CAP_BPF.
+const CAP_BPF: u32 = 39;
+
+/// Refuses to start, saying why, without the privileges to load the
+/// probes: better than whichever file or syscall happens to fail first.
+fn check_privileges() -> anyhow::Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |cap: u32| eff & (1 << cap) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    anyhow::bail!(
+        "refusing to start: `monitor run` loads kernel probes and needs root \
+         (or CAP_BPF and CAP_PERFMON, with CAP_SYS_ADMIN on kernels before 5.8); \
+         running as uid {euid} without them. Run it as the systemd service, or with sudo"
+    )
+}
+
 /// Starts every part of the daemon; the probes are attached when this returns.
 pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
+    check_privileges()?;
     let rules = RuleSet::load(Some(&opts.rules_dir))
         .map_err(|e| anyhow::anyhow!("refusing to start: invalid rules\n{e}"))?;
     let key = monitor_pii::FingerprintKey::load_or_create(&opts.key_file)
