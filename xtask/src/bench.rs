@@ -503,6 +503,18 @@ fn store(records: u64, paths: u64) -> anyhow::Result<()> {
         "store on disk:          {:.0} MiB",
         r["disk_mib"].as_f64().unwrap_or(0.0)
     );
+    let rss: Vec<String> = r["rss_mib_during_ingest"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN)))
+        .collect();
+    println!("RSS per tenth of ingest: {} MiB", rss.join(", "));
+    println!(
+        "RSS after verify:        {:.0} MiB (goal: memory does not follow the store's size)",
+        r["rss_mib_after_verify"].as_f64().unwrap_or(0.0)
+    );
     Ok(())
 }
 
