@@ -218,6 +218,22 @@ fn roles_record_alerts_trace_and_verify() {
         "{traced:?}"
     );
 
+    // "Did this card leave the host, where to, and by which process?" is
+    // answered by the default table.
+    let table = cli(&daemon, &["trace-pii", CARD, "--role", "chatbot"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains(" send "))
+        .unwrap_or_else(|| panic!("no send in\n{table}"));
+    assert!(
+        row.contains(&format!("chatbot[{}]", alert["pid"]))
+            && row.contains(&format!("127.0.0.1:{port}"))
+            && row.contains("CREDIT_CARD 411111******1111")
+            && row.contains("VIOLATION"),
+        "{table}"
+    );
+
     // A user outside the analyst group is refused, and the refusal is recorded.
     let refused = Command::new(monitor_bin())
         .args(["alerts", "--socket"])

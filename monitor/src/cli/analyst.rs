@@ -27,6 +27,13 @@ pub struct Common {
     /// `role` and `verify`).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Tables: every cell whole (not cut to the terminal), the executable
+    /// for the process, every masked finding.
+    #[arg(long, global = true)]
+    pub wide: bool,
+    /// Tables: times in UTC rather than local time (`TZ`).
+    #[arg(long, global = true)]
+    pub utc: bool,
 }
 
 /// Filters: times are RFC 3339 (`2026-11-22T10:00:00Z`, `...+01:00`), a
@@ -234,26 +241,146 @@ pub fn visible(s: &str) -> String {
     out
 }
 
-/// Renders records as a table for people.
-pub fn records_table(records: &[Record], alerts: bool) -> String {
+/// How a table of records is drawn.
+#[derive(Debug, Clone, Default)]
+pub struct TableStyle {
+    /// Fit each line to this many columns (the terminal's), cutting long
+    /// objects in the middle; `None` draws every cell whole.
+    pub width: Option<usize>,
+    /// Every cell whole, the executable for the process, each finding's
+    /// masked value.
+    pub wide: bool,
+    /// Times in UTC (RFC 3339) rather than local time.
+    pub utc: bool,
+    /// The `--limit` the records were asked with (0: none).
+    pub limit: usize,
+}
+
+impl TableStyle {
+    /// The style for this terminal: its width when standard output is one
+    /// (`COLUMNS` first), none when piped.
+    pub fn for_stdout(wide: bool, utc: bool, limit: usize) -> Self {
+        use std::io::IsTerminal as _;
+        let width = (!wide && std::io::stdout().is_terminal())
+            .then(terminal_width)
+            .flatten();
+        Self {
+            width,
+            wide,
+            utc,
+            limit,
+        }
+    }
+}
+
+/// The terminal's width: `COLUMNS`, else the window size of standard output.
+fn terminal_width() -> Option<usize> {
+    if let Some(n) = std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()) {
+        return Some(n);
+    }
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one winsize into the valid struct given.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
+}
+
+/// A record's time for people: local time to the second (honouring `TZ`),
+/// or UTC.
+fn when(r: &Record, utc: bool) -> String {
+    let Ok(ts) = jiff::Timestamp::from_nanosecond(i128::from(r.time_ns)) else {
+        return r.time.clone();
+    };
+    if utc {
+        ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        ts.to_zoned(jiff::tz::TimeZone::system())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    }
+}
+
+/// The process: `comm[pid]`, or the executable in the wide form.
+fn process(r: &Record, wide: bool) -> String {
+    let name = match (&r.exe, wide) {
+        (Some(exe), true) => exe.to_string(),
+        _ => r.comm.clone(),
+    };
+    visible(&format!("{name}[{}]", r.pid))
+}
+
+/// The object, and for network actions where it went: the host name the
+/// connection named (TLS SNI or HTTP `Host`), the address, and whether it
+/// was TLS.
+fn object(r: &Record) -> String {
+    let mut out = match &r.dest_host {
+        Some(host) => format!("{host} ({})", r.object),
+        None => r.object.clone(),
+    };
+    if r.tls {
+        out.push_str(" TLS");
+    }
+    if let Some(via) = &r.via {
+        out.push_str(&format!(" via {via}"));
+    }
+    visible(&out)
+}
+
+/// Findings by type, in order of first appearance: `CREDIT_CARD
+/// 411111******1111` for one, `CREDIT_CARD×4` for several (every masked
+/// value in the wide form).
+fn findings(r: &Record, wide: bool) -> String {
+    let mut kinds: Vec<(&str, Vec<&str>)> = Vec::new();
+    for f in &r.findings {
+        let masked = f.masked.as_ref();
+        match kinds.iter_mut().find(|(k, _)| *k == f.kind.as_str()) {
+            Some((_, values)) => values.push(masked),
+            None => kinds.push((f.kind.as_str(), vec![masked])),
+        }
+    }
+    let parts: Vec<String> = kinds
+        .iter()
+        .map(|(kind, values)| match values.len() {
+            1 => format!("{kind} {}", values[0]),
+            n if wide => format!("{kind}×{n} {}", values.join(" ")),
+            n => format!("{kind}×{n}"),
+        })
+        .collect();
+    visible(&parts.join(", "))
+}
+
+/// `s` cut to `max` characters by taking out its middle (a path keeps its
+/// start and its file name).
+fn cut_middle(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_owned();
+    }
+    if max < 3 {
+        return s.chars().take(max).collect();
+    }
+    let tail = (max - 1) / 2;
+    let head = max - 1 - tail;
+    let mut out: String = s.chars().take(head).collect();
+    out.push('…');
+    out.extend(s.chars().skip(n - tail));
+    out
+}
+
+/// Renders records as a table for people: one line per record whatever
+/// the names hold.
+pub fn records_table(records: &[Record], alerts: bool, style: &TableStyle) -> String {
     let header: &[&str] = if alerts {
         &[
-            "TIME",
-            "SEVERITY",
-            "USER",
-            "ROLE",
-            "RULE",
-            "MESSAGE / FINDINGS",
+            "TIME", "SEVERITY", "USER", "ROLE", "PROCESS", "RULE", "FINDINGS", "MESSAGE",
         ]
     } else {
         &[
-            "TIME",
-            "USER",
-            "ROLE",
-            "ACTION",
-            "CLASS",
-            "OUTCOME",
-            "OBJECT / FINDINGS",
+            "TIME", "USER", "ROLE", "PROCESS", "ACTION", "CLASS", "OUTCOME", "FINDINGS", "OBJECT",
         ]
     };
     let mut rows = vec![header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>()];
@@ -266,28 +393,28 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
                 .map_or_else(|| r.uid.to_string(), str::to_owned),
         );
         let role = visible(&r.role);
-        let object = visible(&r.object);
-        let findings: Vec<String> = r
-            .findings
-            .iter()
-            .map(|f| format!("{} {}", f.kind, f.masked))
-            .collect();
-        let findings = if findings.is_empty() {
-            String::new()
-        } else {
-            format!(" [{}]", findings.join(", "))
-        };
+        let found = findings(r, style.wide);
         rows.push(if alerts {
             let (sev, rule, msg) = r.alert.as_ref().map_or(("", "", ""), |a| {
                 (a.severity.name(), a.rule.as_str(), a.message.as_str())
             });
+            // An alert names what it is about, even when its message does not.
+            let named =
+                msg.contains(&r.object) || r.dest_host.as_deref().is_some_and(|h| msg.contains(h));
+            let message = match (msg.is_empty(), named) {
+                (_, true) => msg.to_owned(),
+                (true, false) => object(r),
+                (false, false) => format!("{msg}: {}", object(r)),
+            };
             vec![
-                r.time.clone(),
+                when(r, style.utc),
                 sev.to_owned(),
                 user,
                 role,
-                rule.to_owned(),
-                visible(&format!("{msg}{findings}")),
+                process(r, style.wide),
+                visible(rule),
+                found,
+                visible(&message),
             ]
         } else {
             let outcome = match r.outcome {
@@ -297,23 +424,89 @@ pub fn records_table(records: &[Record], alerts: bool) -> String {
                 crate::model::Outcome::Refused => "REFUSED",
             };
             vec![
-                r.time.clone(),
+                when(r, style.utc),
                 user,
                 role,
+                process(r, style.wide),
                 r.action.name().to_owned(),
-                r.class.as_deref().unwrap_or("-").to_owned(),
+                visible(r.class.as_deref().unwrap_or("-")),
                 outcome.to_owned(),
-                format!("{object}{findings}"),
+                found,
+                object(r),
             ]
         });
     }
+    // Left out first when the terminal is narrow: class, process, outcome,
+    // role (alerts: process, role, rule).
+    let drop: &[usize] = if alerts { &[4, 3, 5] } else { &[5, 3, 6, 2] };
+    let dropped = style.width.is_some_and(|w| fit(&mut rows, w, drop));
     let mut out = table(&rows);
-    out.push_str(&format!(
-        "({} record{})\n",
-        records.len(),
-        if records.len() == 1 { "" } else { "s" }
-    ));
+    let n = records.len();
+    out.push_str(&format!("({n} record{}", if n == 1 { "" } else { "s" }));
+    if style.limit > 0 && n >= style.limit {
+        out.push_str(&format!(
+            ": the newest {}, the --limit; more may match, --limit 0 for all",
+            style.limit
+        ));
+    }
+    if dropped {
+        out.push_str("; --wide for every column");
+    }
+    out.push_str(")\n");
     out
+}
+
+/// The narrowest the last column (the object or message) is cut to before
+/// whole columns are left out.
+const MIN_LAST: usize = 32;
+
+/// Fits each line to `width`: leaves out the columns in `drop` (in that
+/// order) while the last column would be narrower than [`MIN_LAST`], then
+/// cuts the last column's cells in the middle, then any other that is still
+/// too wide. Returns whether a column was left out.
+fn fit(rows: &mut [Vec<String>], width: usize, drop: &[usize]) -> bool {
+    let col_width = |rows: &[Vec<String>], c: usize| {
+        rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)
+    };
+    let cols = rows.first().map_or(0, Vec::len);
+    let mut kept: Vec<usize> = (0..cols).collect();
+    let fixed = |kept: &[usize], rows: &[Vec<String>]| {
+        kept[..kept.len() - 1]
+            .iter()
+            .map(|&c| col_width(rows, c) + 2)
+            .sum::<usize>()
+    };
+    let mut dropped = false;
+    for c in drop {
+        if fixed(&kept, rows) + MIN_LAST <= width {
+            break;
+        }
+        kept.retain(|k| k != c);
+        dropped = true;
+    }
+    for row in rows.iter_mut() {
+        *row = kept.iter().map(|&c| std::mem::take(&mut row[c])).collect();
+    }
+    let last = kept.len() - 1;
+    let room = width.saturating_sub(fixed(&(0..kept.len()).collect::<Vec<_>>(), rows));
+    let header = rows[0][last].chars().count();
+    for row in rows.iter_mut().skip(1) {
+        row[last] = cut_middle(&row[last], room.max(header).max(12));
+    }
+    // Still too wide (a very narrow terminal): cut the widest other cells.
+    for c in (0..last).rev() {
+        let total = (0..=last).map(|c| col_width(rows, c) + 2).sum::<usize>() - 2;
+        let over = total.saturating_sub(width);
+        if over == 0 {
+            break;
+        }
+        let header = rows[0][c].chars().count();
+        let max = col_width(rows, c).saturating_sub(over).max(header).max(6);
+        for row in rows.iter_mut().skip(1) {
+            row[c] = cut_middle(&row[c], max);
+        }
+    }
+    dropped
 }
 
 /// Renders a role summary for people.
@@ -424,6 +617,159 @@ mod tests {
             "{rel}"
         );
         assert!(record_path("").is_err());
+    }
+
+    /// A billing agent's read of a file with a hostile name, and a chatbot
+    /// sending four card numbers over TLS.
+    fn table_records() -> Vec<Record> {
+        use crate::event::PiiFinding;
+        use crate::model::{Alert, Outcome};
+        let base = Record {
+            seq: 1,
+            time: String::new(),
+            time_ns: 1_796_356_200_000_000_000,
+            host: "cc-host-01".into(),
+            pid: 4242,
+            exe: Some("/usr/bin/cat".into()),
+            comm: "cat".into(),
+            uid: 1001,
+            user: Some("maria".into()),
+            role: "billing-agent".into(),
+            action: Action::Read,
+            object: "/srv/cardholder/disputes/2026/12/esc\u{1b}[2J\nfake row\\xff\u{202e}vsc.csv"
+                .replace("\\u{1b}", "\u{1b}")
+                .replace("\\n", "\n")
+                .replace("\\u{202e}", "\u{202e}"),
+            dest_host: None,
+            class: Some("cardholder-data".into()),
+            bytes: None,
+            findings: vec![],
+            outcome: Outcome::Allowed,
+            errno: None,
+            reason: None,
+            alert: None,
+            truncated: false,
+            tls: false,
+            run: None,
+            via: None,
+        };
+        let card = |masked: &str| PiiFinding {
+            kind: "CREDIT_CARD".into(),
+            start: 0,
+            end: 16,
+            score: 1.0,
+            masked: masked.into(),
+            fingerprint: "0123456789abcdef0123456789abcdef".parse().unwrap(),
+            field: None,
+        };
+        let send = Record {
+            seq: 2,
+            time_ns: base.time_ns + 61_000_000_000,
+            pid: 777,
+            exe: Some("/opt/bot/venv/bin/python3.11".into()),
+            comm: "python3".into(),
+            uid: 998,
+            user: Some("chatbot".into()),
+            role: "chatbot".into(),
+            action: Action::Send,
+            object: "203.0.113.9:443".into(),
+            dest_host: Some("api.model.example".into()),
+            findings: vec![
+                card("411111******1111"),
+                card("424242******4242"),
+                card("555555******4444"),
+                card("378282*****0005"),
+            ],
+            outcome: Outcome::Violation,
+            tls: true,
+            alert: Some(Alert {
+                explain: None,
+                severity: Severity::High,
+                rule: "pii-egress".into(),
+                message: "role chatbot sent CREDIT_CARD to api.model.example".into(),
+            }),
+            ..base.clone()
+        };
+        vec![send, base]
+    }
+
+    #[test]
+    fn tables_fit_the_terminal_and_nothing_reaches_it_raw() {
+        let records = table_records();
+        let style = |width: Option<usize>, wide: bool| TableStyle {
+            width,
+            wide,
+            utc: true,
+            limit: 2,
+        };
+        let hidden = |c: char| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        };
+        for alerts in [false, true] {
+            for (width, wide) in [(Some(80), false), (Some(160), false), (None, true)] {
+                let text = records_table(&records, alerts, &style(width, wide));
+                let lines: Vec<&str> = text.lines().collect();
+                assert_eq!(
+                    lines.len(),
+                    4,
+                    "a header, one line a record, a count:\n{text}"
+                );
+                assert!(!text.chars().any(hidden), "{text:?}");
+                if let Some(w) = width {
+                    for l in &lines[..3] {
+                        assert!(l.chars().count() <= w, "{w}: {l}");
+                    }
+                }
+                assert!(lines[1].contains("CREDIT_CARD×4"), "{text}");
+                assert!(lines[1].contains("2026-12-04T03:51:01Z"), "{text}");
+                assert!(
+                    lines[2].contains("maria") && lines[2].contains("vsc.csv"),
+                    "{text}"
+                );
+                if wide {
+                    assert!(
+                        text.contains("378282*****0005")
+                            && text.contains("/opt/bot/venv/bin/python3.11[777]")
+                    );
+                    assert!(
+                        text.contains("esc\\u{1b}[2J\\u{a}fake row\\xff\\u{202e}vsc.csv"),
+                        "{text}"
+                    );
+                }
+            }
+        }
+        // The shapes, as an analyst sees them.
+        let at = |alerts: bool, width: usize| {
+            records_table(&records, alerts, &style(Some(width), false))
+        };
+        assert_eq!(
+            at(false, 80),
+            "\
+TIME                  USER     ACTION  FINDINGS       OBJECT
+2026-12-04T03:51:01Z  chatbot  send    CREDIT_CARD×4  api.model.exa…3.9:443) TLS
+2026-12-04T03:50:00Z  maria    read                   /srv/cardhold…202e}vsc.csv
+(2 records: the newest 2, the --limit; more may match, --limit 0 for all; --wide for every column)
+"
+        );
+        assert_eq!(
+            at(false, 160),
+            "\
+TIME                  USER     ROLE           PROCESS       ACTION  CLASS            OUTCOME    FINDINGS       OBJECT
+2026-12-04T03:51:01Z  chatbot  chatbot        python3[777]  send    cardholder-data  VIOLATION  CREDIT_CARD×4  api.model.example (203.0.113.9:443) TLS
+2026-12-04T03:50:00Z  maria    billing-agent  cat[4242]     read    cardholder-data  allowed                   /srv/cardholder/disputes…e row\\xff\\u{202e}vsc.csv
+(2 records: the newest 2, the --limit; more may match, --limit 0 for all)
+"
+        );
+        assert_eq!(
+            at(true, 160),
+            "\
+TIME                  SEVERITY  USER     ROLE           PROCESS       RULE        FINDINGS       MESSAGE
+2026-12-04T03:51:01Z  high      chatbot  chatbot        python3[777]  pii-egress  CREDIT_CARD×4  role chatbot sent CREDIT_CARD to api.model.example
+2026-12-04T03:50:00Z            maria    billing-agent  cat[4242]                                /srv/cardholder/disputes/2026/1…u{a}fake row\\xff\\u{202e}vsc.csv
+(2 records: the newest 2, the --limit; more may match, --limit 0 for all)
+"
+        );
     }
 
     #[test]

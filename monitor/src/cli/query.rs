@@ -140,11 +140,22 @@ impl TracePii {
 }
 
 fn show_records(common: &Common, req: &Request, alerts: bool) -> anyhow::Result<ExitCode> {
+    let limit = match req {
+        Request::Events { filter }
+        | Request::Alerts { filter }
+        | Request::WhoAccessed { filter, .. }
+        | Request::TracePii { filter, .. } => filter.limit,
+        _ => 0,
+    };
     let answer = analyst::ask(&common.socket, req)?;
     if common.json {
         println!("{}", serde_json::to_string_pretty(&answer.records)?);
     } else {
-        print!("{}", analyst::records_table(&answer.records, alerts));
+        let style = analyst::TableStyle::for_stdout(common.wide, common.utc, limit);
+        print!(
+            "{}",
+            analyst::records_table(&answer.records, alerts, &style)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
