@@ -59,3 +59,81 @@ fn help_says_what_json_prints_and_hides_no_benchmarks() {
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(!help.contains("bench"), "{help}");
 }
+
+#[test]
+fn version_names_the_commit_and_the_build_date() {
+    let out = Command::new(monitor_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let commit = text
+        .lines()
+        .find_map(|l| l.strip_prefix("commit: "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        commit == "unknown" || commit.trim_end_matches("-dirty").len() == 12,
+        "{text}"
+    );
+    let built = text
+        .lines()
+        .find_map(|l| l.strip_prefix("built: "))
+        .unwrap();
+    assert!(built.len() == 10 && built.starts_with("20"), "{text}");
+}
+
+#[test]
+fn rules_show_prints_the_shipped_files_to_start_from() {
+    let out = Command::new(monitor_bin())
+        .args(["rules", "show", "policy.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout,
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/policy.toml")).unwrap()
+    );
+    let out = Command::new(monitor_bin())
+        .args(["rules", "show"])
+        .output()
+        .unwrap();
+    let all = String::from_utf8_lossy(&out.stdout);
+    for f in [
+        "roles.toml",
+        "classes.toml",
+        "policy.toml",
+        "pii.toml",
+        "sinks.toml",
+    ] {
+        assert!(all.contains(&format!("# ==> {f} <==")), "{f}");
+    }
+    let out = Command::new(monitor_bin())
+        .args(["rules", "show", "polcy.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no shipped rules file `polcy.toml`"));
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(monitor_bin())
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("who-accessed"),
+            "{shell}: {text}"
+        );
+    }
+    let out = Command::new(monitor_bin()).arg("man").output().unwrap();
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && page.contains(".TH monitor 1"),
+        "{page}"
+    );
+    assert!(page.contains("who\\-accessed"), "{page}");
+}

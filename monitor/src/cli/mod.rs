@@ -13,9 +13,20 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `--version`: the release, the commit it was built from and when, and
+/// what the kernel side needs.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("MONITOR_GIT_COMMIT"),
+    "\nbuilt: ",
+    env!("MONITOR_BUILD_DATE"),
+    "\nkernel programs: tracepoints, kprobes, uprobes (TLS libraries), ring buffer, BTF (CO-RE offsets), bpf_loop (prevention)"
+);
+
 /// Host data-access monitor.
 #[derive(Parser)]
-#[command(name = "monitor", version, about)]
+#[command(name = "monitor", version, long_version = LONG_VERSION, about)]
 #[command(args_override_self = true)]
 pub struct Cli {
     /// The command.
@@ -76,6 +87,14 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Find PII and secrets in a file or stdin; prints only masked values and fingerprints.
     Scan(scan::ScanOptions),
+    /// Print a shell's completion script (e.g. `monitor completions bash >
+    /// /etc/bash_completion.d/monitor`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) for `monitor` (`monitor man | man -l -`).
+    Man,
 }
 
 /// `monitor config ...`.
@@ -141,6 +160,14 @@ pub enum RulesCommand {
         #[arg(default_value = crate::rules::DEFAULT_RULES_DIR)]
         dir: std::path::PathBuf,
     },
+    /// Print the shipped rules (one file, or all with their names), to
+    /// start an override from: `monitor rules show policy.toml >
+    /// /etc/monitor/rules.d/policy.toml`.
+    Show {
+        /// The file (`roles.toml`, `classes.toml`, `policy.toml`, `pii.toml`,
+        /// `sinks.toml`, `anomaly.toml`, `responders.toml`).
+        file: Option<String>,
+    },
 }
 
 /// Runs one command; the exit code says how it went.
@@ -171,6 +198,24 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Rules {
             command: RulesCommand::Check { dir },
         } => rules_check(&dir),
+        Command::Rules {
+            command: RulesCommand::Show { file },
+        } => rules_show(file.as_deref()),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "monitor",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Status(c) => c.run(),
         Command::Scan(opts) => {
             let bad = scan::run(&opts)?;
@@ -200,4 +245,31 @@ fn rules_check(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// `monitor rules show [FILE]`.
+fn rules_show(file: Option<&str>) -> anyhow::Result<ExitCode> {
+    let shipped = crate::rules::SHIPPED;
+    match file {
+        Some(name) => {
+            let Some((_, text)) = shipped.iter().find(|(n, _)| *n == name) else {
+                let names: Vec<&str> = shipped.iter().map(|(n, _)| *n).collect();
+                anyhow::bail!(
+                    "no shipped rules file `{name}` (files: {})",
+                    names.join(", ")
+                );
+            };
+            print!("{text}");
+        }
+        None => {
+            for (name, text) in shipped {
+                println!("# ==> {name} <==");
+                print!("{text}");
+                if !text.ends_with('\n') {
+                    println!();
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

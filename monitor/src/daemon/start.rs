@@ -104,6 +104,19 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     check_privileges()?;
     let rules = RuleSet::load(Some(&opts.rules_dir))
         .map_err(|e| anyhow::anyhow!("refusing to start: invalid rules\n{e}"))?;
+    if !opts.rules_dir.is_dir() {
+        tracing::warn!(
+            "rules directory {} does not exist: running on the shipped rules only (`monitor rules show FILE` prints one to start an override from)",
+            opts.rules_dir.display()
+        );
+    }
+    if matches!(nix::unistd::Group::from_name(&opts.analyst_group), Ok(None)) {
+        tracing::warn!(
+            "analyst group `{}` does not exist: only root can query the record (create it with `groupadd {}` and add the analysts)",
+            opts.analyst_group,
+            opts.analyst_group
+        );
+    }
     let key = monitor_pii::FingerprintKey::load_or_create(&opts.key_file)
         .context("loading the fingerprint key")?;
     let detector = Arc::new(monitor_pii::Detector::new(rules.pii.clone(), key));
