@@ -241,6 +241,174 @@ pub fn visible(s: &str) -> String {
     out
 }
 
+/// `alerts --summary`: counts over the window and the bursts.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct AlertSummary {
+    /// Alerts read.
+    pub alerts: usize,
+    /// The oldest and newest alert's time (ns).
+    pub span_ns: Option<(u64, u64)>,
+    /// Counts by severity, highest first.
+    pub by_severity: Vec<(String, usize)>,
+    /// Counts by rule, most first.
+    pub by_rule: Vec<(String, usize)>,
+    /// Counts by role, most first.
+    pub by_role: Vec<(String, usize)>,
+    /// Counts by user, most first.
+    pub by_user: Vec<(String, usize)>,
+    /// One row per burst: the same rule from the same process, newest first.
+    pub bursts: Vec<Burst>,
+}
+
+/// Alerts of one rule from one process, in a row.
+#[derive(Debug, serde::Serialize)]
+pub struct Burst {
+    /// The first alert of the burst (its fields stand for all).
+    pub first: Record,
+    /// The last alert's time (ns).
+    pub last_ns: u64,
+    /// How many alerts.
+    pub count: usize,
+    /// Distinct objects among them.
+    pub objects: usize,
+}
+
+impl AlertSummary {
+    /// Counts and bursts of `alerts` (newest first, as the daemon answers).
+    pub fn of(alerts: &[Record]) -> Self {
+        use std::collections::HashMap;
+        fn ranked(counts: HashMap<String, usize>) -> Vec<(String, usize)> {
+            let mut v: Vec<_> = counts.into_iter().collect();
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v
+        }
+        let mut sev: HashMap<String, usize> = HashMap::new();
+        let mut rule: HashMap<String, usize> = HashMap::new();
+        let mut role: HashMap<String, usize> = HashMap::new();
+        let mut user: HashMap<String, usize> = HashMap::new();
+        let mut bursts: Vec<Burst> = Vec::new();
+        let mut open: HashMap<(String, u32, String), usize> = HashMap::new();
+        let mut objects: Vec<std::collections::HashSet<String>> = Vec::new();
+        // Oldest first, so a burst's first alert is its earliest.
+        for r in alerts.iter().rev() {
+            let Some(a) = &r.alert else { continue };
+            *sev.entry(a.severity.name().to_owned()).or_default() += 1;
+            *rule.entry(a.rule.clone()).or_default() += 1;
+            *role.entry(r.role.to_string()).or_default() += 1;
+            let who = r
+                .user
+                .as_deref()
+                .map_or_else(|| r.uid.to_string(), str::to_owned);
+            *user.entry(who).or_default() += 1;
+            // The same rule from the same process (pid and name) with no
+            // gap of ten minutes is one burst.
+            let key = (a.rule.clone(), r.pid, r.comm.clone());
+            match open.get(&key).copied() {
+                Some(i) if r.time_ns.saturating_sub(bursts[i].last_ns) <= 600_000_000_000 => {
+                    bursts[i].last_ns = r.time_ns;
+                    bursts[i].count += 1;
+                    objects[i].insert(r.object.clone());
+                    bursts[i].objects = objects[i].len();
+                }
+                _ => {
+                    open.insert(key, bursts.len());
+                    objects.push([r.object.clone()].into_iter().collect());
+                    bursts.push(Burst {
+                        first: r.clone(),
+                        last_ns: r.time_ns,
+                        count: 1,
+                        objects: 1,
+                    });
+                }
+            }
+        }
+        bursts.reverse();
+        let mut by_severity = ranked(sev);
+        let rank = |s: &str| s.parse::<Severity>().map_or(0, |s| s as u8);
+        by_severity.sort_by_key(|(s, _)| std::cmp::Reverse(rank(s)));
+        Self {
+            alerts: alerts.len(),
+            span_ns: alerts
+                .last()
+                .zip(alerts.first())
+                .map(|(old, new)| (old.time_ns, new.time_ns)),
+            by_severity,
+            by_rule: ranked(rule),
+            by_role: ranked(role),
+            by_user: ranked(user),
+            bursts,
+        }
+    }
+
+    /// The summary for people.
+    pub fn text(&self, style: &TableStyle) -> String {
+        let mut out = String::new();
+        let at = |ns: u64| time_text(ns, style.utc).unwrap_or_default();
+        match self.span_ns {
+            Some((from, to)) => out.push_str(&format!(
+                "{} alert{} from {} to {}\n",
+                self.alerts,
+                if self.alerts == 1 { "" } else { "s" },
+                at(from),
+                at(to)
+            )),
+            None => out.push_str("0 alerts\n"),
+        }
+        if style.limit > 0 && self.alerts >= style.limit {
+            out.push_str(&format!(
+                "(the newest {}, the --limit; older ones are not counted)\n",
+                style.limit
+            ));
+        }
+        for (title, counts) in [
+            ("severity", &self.by_severity),
+            ("rule", &self.by_rule),
+            ("role", &self.by_role),
+            ("user", &self.by_user),
+        ] {
+            out.push('\n');
+            let mut rows = vec![vec![title.to_uppercase(), "ALERTS".to_owned()]];
+            rows.extend(counts.iter().map(|(k, n)| vec![visible(k), n.to_string()]));
+            out.push_str(&table(&rows));
+        }
+        out.push('\n');
+        let mut rows = vec![[
+            "FIRST", "LAST", "×", "SEVERITY", "RULE", "ROLE", "USER", "PROCESS", "OBJECT",
+        ]
+        .map(str::to_owned)
+        .to_vec()];
+        for b in &self.bursts {
+            let r = &b.first;
+            let a = r.alert.as_ref();
+            let object = if b.objects > 1 {
+                format!("{} (+{} more)", object(r), b.objects - 1)
+            } else {
+                object(r)
+            };
+            rows.push(vec![
+                when(r, style.utc),
+                at(b.last_ns),
+                b.count.to_string(),
+                a.map_or("", |a| a.severity.name()).to_owned(),
+                visible(a.map_or("", |a| a.rule.as_str())),
+                visible(&r.role),
+                visible(
+                    &r.user
+                        .as_deref()
+                        .map_or_else(|| r.uid.to_string(), str::to_owned),
+                ),
+                process(r, style.wide),
+                object,
+            ]);
+        }
+        if let Some(w) = style.width {
+            fit(&mut rows, w, &[7, 5, 1]);
+        }
+        out.push_str(&table(&rows));
+        out
+    }
+}
+
 /// How a table of records is drawn.
 #[derive(Debug, Clone, Default)]
 pub struct TableStyle {
@@ -292,16 +460,19 @@ fn terminal_width() -> Option<usize> {
 /// A record's time for people: local time to the second (honouring `TZ`),
 /// or UTC.
 fn when(r: &Record, utc: bool) -> String {
-    let Ok(ts) = jiff::Timestamp::from_nanosecond(i128::from(r.time_ns)) else {
-        return r.time.clone();
-    };
-    if utc {
+    time_text(r.time_ns, utc).unwrap_or_else(|| r.time.clone())
+}
+
+/// Nanoseconds since the epoch as [`when`] writes them.
+fn time_text(ns: u64, utc: bool) -> Option<String> {
+    let ts = jiff::Timestamp::from_nanosecond(i128::from(ns)).ok()?;
+    Some(if utc {
         ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
     } else {
         ts.to_zoned(jiff::tz::TimeZone::system())
             .strftime("%Y-%m-%d %H:%M:%S")
             .to_string()
-    }
+    })
 }
 
 /// The process: `comm[pid]`, or the executable in the wide form.
@@ -769,6 +940,56 @@ TIME                  SEVERITY  USER     ROLE           PROCESS       RULE      
 2026-12-04T03:50:00Z            maria    billing-agent  cat[4242]                                /srv/cardholder/disputes/2026/1…u{a}fake row\\xff\\u{202e}vsc.csv
 (2 records: the newest 2, the --limit; more may match, --limit 0 for all)
 "
+        );
+    }
+
+    #[test]
+    fn a_summary_counts_the_window_and_folds_bursts() {
+        use crate::model::Alert;
+        let [send, read] = <[Record; 2]>::try_from(table_records()).unwrap();
+        // One process reading 33 files, a second apart, each an alert;
+        // then the chatbot's send.
+        let mut alerts: Vec<Record> = (0..33u64)
+            .map(|i| {
+                let mut r = read.clone();
+                r.time_ns += i * 1_000_000_000;
+                r.object = format!("/srv/cardholder/customer-{i}.json");
+                r.alert = Some(Alert {
+                    explain: None,
+                    severity: Severity::Medium,
+                    rule: "class-read".into(),
+                    message: "role billing-agent read cardholder-data".into(),
+                });
+                r
+            })
+            .collect();
+        alerts.push(send);
+        alerts.reverse(); // the daemon answers newest first
+        let s = AlertSummary::of(&alerts);
+        assert_eq!(s.alerts, 34);
+        assert_eq!(
+            s.by_severity,
+            vec![("high".into(), 1), ("medium".into(), 33)]
+        );
+        assert_eq!(s.by_rule[0], ("class-read".into(), 33));
+        assert_eq!(s.by_user[0], ("maria".into(), 33));
+        assert_eq!(s.bursts.len(), 2);
+        let burst = &s.bursts[1];
+        assert_eq!((burst.count, burst.objects), (33, 33));
+        assert_eq!(burst.first.object, "/srv/cardholder/customer-0.json");
+        let text = s.text(&TableStyle {
+            utc: true,
+            ..TableStyle::default()
+        });
+        let row = text
+            .lines()
+            .find(|l| l.contains("class-read") && l.contains("customer-0"))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            row.starts_with("2026-12-04T03:50:00Z  2026-12-04T03:50:32Z  33 ")
+                && row.contains("cat[4242]")
+                && row.ends_with("(+32 more)"),
+            "{text}"
         );
     }
 

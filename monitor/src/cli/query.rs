@@ -31,6 +31,12 @@ impl Events {
 /// `monitor alerts`.
 #[derive(Debug, Args)]
 pub struct Alerts {
+    /// Counts by severity, rule, role and user over the window, and the
+    /// alerts grouped into bursts (one process raising one rule again and
+    /// again is one row, ×N, with its first and last time). Reads up to
+    /// 10,000 alerts unless --limit says otherwise.
+    #[arg(long)]
+    summary: bool,
     #[command(flatten)]
     filter: FilterArgs,
     #[command(flatten)]
@@ -40,10 +46,23 @@ pub struct Alerts {
 impl Alerts {
     /// Runs the query.
     pub fn run(self) -> anyhow::Result<ExitCode> {
-        let req = Request::Alerts {
-            filter: self.filter.filter()?,
-        };
-        show_records(&self.common, &req, true)
+        let mut filter = self.filter.filter()?;
+        if !self.summary {
+            return show_records(&self.common, &Request::Alerts { filter }, true);
+        }
+        if filter.limit == 100 {
+            filter.limit = crate::server::MAX_LIMIT;
+        }
+        let limit = filter.limit;
+        let answer = analyst::ask(&self.common.socket, &Request::Alerts { filter })?;
+        let summary = analyst::AlertSummary::of(&answer.records);
+        if self.common.json {
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        } else {
+            let style = analyst::TableStyle::for_stdout(self.common.wide, self.common.utc, limit);
+            print!("{}", summary.text(&style));
+        }
+        Ok(ExitCode::SUCCESS)
     }
 }
 
