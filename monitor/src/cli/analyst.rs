@@ -66,6 +66,12 @@ pub struct FilterArgs {
     /// ...); `query` includes refused queries, `query_refused` is only those.
     #[arg(long, value_parser = parse_action)]
     pub action: Option<Action>,
+    /// Only what went to this host name (or one under it) or address.
+    #[arg(long)]
+    pub dest: Option<String>,
+    /// Only TLS connections (`--tls`), or only plain ones (`--tls=false`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub tls: Option<bool>,
     /// At most this many records, newest first.
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
@@ -170,6 +176,8 @@ impl FilterArgs {
             path: self.path.as_deref().map(record_path).transpose()?,
             severity: self.severity,
             action: self.action,
+            dest: self.dest.clone(),
+            tls: self.tls,
             limit: self.limit,
         })
     }

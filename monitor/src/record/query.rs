@@ -37,6 +37,14 @@ pub struct Filter {
     /// Only this action.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
+    /// Only records whose destination is this host name (or a name under
+    /// it: `openai.com` takes `api.openai.com`) or starts with this address
+    /// (`203.0.113.9`, `203.0.113.9:443`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dest: Option<String>,
+    /// Only records of TLS connections (`Some(true)`) or of plain ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<bool>,
     /// At most this many records (newest first).
     pub limit: usize,
 }
@@ -112,7 +120,27 @@ impl Filter {
             && self
                 .severity
                 .is_none_or(|s| r.alert.as_ref().is_some_and(|a| a.severity >= s))
+            && self.dest.as_deref().is_none_or(|d| dest_matches(d, r))
+            && self.tls.is_none_or(|t| t == r.tls)
     }
+}
+
+/// Whether `r` went to `dest`: its host name or a parent domain of it, or
+/// its address (with or without the port).
+fn dest_matches(dest: &str, r: &Record) -> bool {
+    let by_name = r.dest_host.as_deref().is_some_and(|h| {
+        let (h, d) = (h.as_bytes(), dest.as_bytes());
+        h.eq_ignore_ascii_case(d)
+            || h.len() > d.len()
+                && h[h.len() - d.len()..].eq_ignore_ascii_case(d)
+                && h[h.len() - d.len() - 1] == b'.'
+    });
+    let by_address = matches!(r.action, Action::Connect | Action::Send | Action::Transfer)
+        && (r.object == dest
+            || r.object
+                .strip_prefix(dest)
+                .is_some_and(|rest| rest.starts_with(':')));
+    by_name || by_address
 }
 
 fn object_matches(path: &str, object: &str) -> bool {
@@ -314,6 +342,42 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dest_and_tls_filters() {
+        use crate::model::Action;
+        let mut r = crate::record::tests::record(1, "chatbot", "203.0.113.9:443");
+        r.action = Action::Send;
+        r.dest_host = Some("api.openai.com".into());
+        r.tls = true;
+        let f = |dest: Option<&str>, tls: Option<bool>| super::Filter {
+            dest: dest.map(str::to_owned),
+            tls,
+            ..super::Filter::default()
+        };
+        for yes in [
+            "api.openai.com",
+            "openai.com",
+            "OpenAI.com",
+            "203.0.113.9",
+            "203.0.113.9:443",
+        ] {
+            assert!(f(Some(yes), None).admits(&r), "{yes}");
+        }
+        for no in [
+            "penai.com",
+            "ai.com.evil",
+            "203.0.113.90",
+            "203.0.113.9:4",
+            "api.openai.com.evil",
+        ] {
+            assert!(!f(Some(no), None).admits(&r), "{no}");
+        }
+        assert!(f(None, Some(true)).admits(&r) && !f(None, Some(false)).admits(&r));
+        // A file is no destination, whatever its name.
+        let file = crate::record::tests::record(1, "chatbot", "203.0.113.9");
+        assert!(!f(Some("203.0.113.9"), None).admits(&file));
+    }
+
     use super::super::tests::record;
     use super::super::Store;
     use super::*;
