@@ -137,3 +137,62 @@ fn completions_and_the_man_page_come_from_the_command_line_definitions() {
     );
     assert!(page.contains("who\\-accessed"), "{page}");
 }
+
+/// `monitor scan DIR` as a sanitization check: every file walked (hidden
+/// ones too, binary ones skipped), findings as `path:line:col`, and an
+/// exit status a pipeline can gate on.
+#[test]
+fn scan_walks_a_directory_and_exits_like_grep() {
+    let dir = std::env::temp_dir().join(format!("monitor-scan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("store/.cache")).unwrap();
+    std::fs::write(
+        dir.join("store/chat.txt"),
+        "hello\ncard 4111 1111 1111 1111 ok\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("store/.cache/.env"), "x\nmail bob@example.com\n").unwrap();
+    std::fs::write(dir.join("store/clean.txt"), "nothing to see\n").unwrap();
+    std::fs::write(dir.join("store/blob.bin"), b"\0\x01 4111111111111111").unwrap();
+    let key = dir.join("fingerprint.key");
+    let scan = |args: &[&str]| {
+        Command::new(monitor_bin())
+            .arg("scan")
+            .args(args)
+            .arg("--key-file")
+            .arg(&key)
+            .output()
+            .unwrap()
+    };
+    let store = dir.join("store");
+    let out = scan(&[store.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}{summary}");
+    let card = format!("{}/chat.txt:2:6: CREDIT_CARD", store.display());
+    let mail = format!("{}/.cache/.env:2:6: EMAIL_ADDRESS", store.display());
+    assert!(text.contains(&card) && text.contains(&mail), "{text}");
+    assert!(
+        text.contains("411111******1111") && !text.contains("4111 1111"),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().count(),
+        2,
+        "the binary file is skipped: {text}"
+    );
+    assert!(summary.contains("2 findings in 2 of 3 files"), "{summary}");
+
+    let clean = scan(&[dir.join("store/clean.txt").to_str().unwrap()]);
+    assert_eq!(clean.status.code(), Some(0));
+    let gated = scan(&[store.to_str().unwrap(), "--min-severity", "critical"]);
+    assert_eq!(
+        gated.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&gated.stdout)
+    );
+    let missing = scan(&[dir.join("nope").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).ok();
+}

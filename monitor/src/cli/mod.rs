@@ -85,7 +85,9 @@ pub enum Command {
     },
     /// Show the running daemon's status: probes, counters, drops, followers.
     Status(status::StatusArgs),
-    /// Find PII and secrets in a file or stdin; prints only masked values and fingerprints.
+    /// Find PII and secrets in files, directories or stdin; prints only
+    /// masked values and fingerprints, as `path:line:col`. Exit status 0:
+    /// nothing found, 1: findings, 2: an error (like grep).
     Scan(scan::ScanOptions),
     /// Print a shell's completion script (e.g. `monitor completions bash >
     /// /etc/bash_completion.d/monitor`).
@@ -218,12 +220,26 @@ pub fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Status(c) => c.run(),
         Command::Scan(opts) => {
-            let bad = scan::run(&opts)?;
-            Ok(if bad == 0 {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("monitor scan: {bad} input record(s) could not be read");
+            // Like grep: 2 when an input could not be read, else 1 when
+            // something was found (files and stdin; --jsonl is a data
+            // pipeline and exits 0 unless a line is bad), else 0.
+            let outcome = match scan::run(&opts) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("monitor scan: error: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            Ok(if outcome.unreadable > 0 {
+                eprintln!(
+                    "monitor scan: {} input(s) could not be read",
+                    outcome.unreadable
+                );
                 ExitCode::from(2)
+            } else if outcome.findings > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             })
         }
     }

@@ -1,4 +1,7 @@
-//! `monitor scan`: the PII detector over a file, stdin, or JSON lines.
+//! `monitor scan`: the PII detector over files, directories, stdin, or JSON
+//! lines. Over files it is a sanitization check: findings as
+//! `path:line:col`, and an exit status like grep's (0 nothing found, 1
+//! findings, 2 an error).
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -22,9 +25,14 @@ pub enum Format {
 /// Options of `monitor scan`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScanOptions {
-    /// The input file, or `-` for stdin.
+    /// Files or directories (walked, binary files skipped), or `-` for stdin.
     #[arg(default_value = "-")]
-    pub input: PathBuf,
+    pub inputs: Vec<PathBuf>,
+    /// Only findings of at least this severity (the `[pii_severity]` of
+    /// the shipped classes: low, medium, high, critical) are reported and
+    /// count for the exit status.
+    #[arg(long)]
+    pub min_severity: Option<crate::model::Severity>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -72,47 +80,167 @@ pub fn load_key(path: &Path) -> anyhow::Result<FingerprintKey> {
     }
 }
 
-/// Runs the scan; returns how many input records could not be read.
-pub fn run(opts: &ScanOptions) -> anyhow::Result<u64> {
+/// What a scan came to.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// Findings reported.
+    pub findings: u64,
+    /// Inputs (files, JSON lines) that could not be read.
+    pub unreadable: u64,
+}
+
+/// Runs the scan.
+pub fn run(opts: &ScanOptions) -> anyhow::Result<Outcome> {
     let detector = Detector::new(
         load_rules(opts.rules.as_deref())?,
         load_key(&opts.key_file)?,
     );
-    let reader: Box<dyn std::io::Read> = if opts.input.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(
-            std::fs::File::open(&opts.input)
-                .with_context(|| format!("opening {}", opts.input.display()))?,
-        )
-    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let stdin_only = opts.inputs.iter().all(|p| p.as_os_str() == "-");
     if opts.jsonl {
-        return scan_jsonl(&detector, reader, opts, &mut out);
+        anyhow::ensure!(stdin_only, "--jsonl reads standard input only");
+        let bad = scan_jsonl(&detector, Box::new(std::io::stdin().lock()), opts, &mut out)?;
+        return Ok(Outcome {
+            findings: 0,
+            unreadable: bad,
+        });
     }
-    let mut input = Vec::new();
-    BufReader::new(reader).read_to_end(&mut input)?;
-    for f in detector.scan(&input) {
-        match opts.format {
-            Format::Json => {
-                serde_json::to_writer(&mut out, &f)?;
-                writeln!(out)?;
+    let severity = crate::rules::RuleSet::load(None)
+        .map_err(|e| anyhow::anyhow!("the shipped rules: {e}"))?
+        .classes;
+    let wanted = |kind: &str| {
+        opts.min_severity
+            .is_none_or(|min| severity.severity_of_pii(kind) >= min)
+    };
+    let mut outcome = Outcome::default();
+    let mut per_kind: std::collections::BTreeMap<String, u64> = Default::default();
+    let (mut files, mut with_findings) = (0u64, 0u64);
+    let mut scan_one =
+        |name: &[u8], input: &[u8], out: &mut dyn std::io::Write| -> anyhow::Result<()> {
+            files += 1;
+            // A name is shown as the record shows it (`\xNN` for a byte that is
+            // not UTF-8, `\\` for a backslash).
+            let name = crate::enrich::paths::text(name);
+            let lines = LineIndex::new(input);
+            let mut found = 0;
+            for f in detector.scan(input) {
+                if !wanted(f.kind.name()) {
+                    continue;
+                }
+                found += 1;
+                *per_kind.entry(f.kind.name().to_owned()).or_default() += 1;
+                match opts.format {
+                    Format::Json => {
+                        let (line, col) = lines.at(f.start);
+                        let mut v = serde_json::to_value(&f)?;
+                        v["path"] = json!(name);
+                        v["line"] = json!(line);
+                        v["col"] = json!(col);
+                        serde_json::to_writer(&mut *out, &v)?;
+                        writeln!(out)?;
+                    }
+                    Format::Text => {
+                        let (line, col) = lines.at(f.start);
+                        writeln!(
+                            out,
+                            "{name}:{line}:{col}: {:<16} {:<28} {:.2}  {}",
+                            f.kind.name(),
+                            f.masked,
+                            f.score,
+                            f.fingerprint
+                        )?;
+                    }
+                }
             }
-            Format::Text => writeln!(
-                out,
-                "{:>8}-{:<8} {:<16} {:.2}  {:<28} {}",
-                f.start,
-                f.end,
-                f.kind.name(),
-                f.score,
-                f.masked,
-                f.fingerprint
-            )?,
+            if found > 0 {
+                with_findings += 1;
+            }
+            outcome.findings += found;
+            Ok(())
+        };
+    for input in &opts.inputs {
+        if input.as_os_str() == "-" {
+            let mut bytes = Vec::new();
+            std::io::stdin().lock().read_to_end(&mut bytes)?;
+            scan_one(b"-", &bytes, &mut out)?;
+            continue;
+        }
+        let walk = ignore::WalkBuilder::new(input)
+            // A sanitization check reads what is there: hidden files and
+            // ignored ones (`.env`, build output) included.
+            .standard_filters(false)
+            .follow_links(false)
+            .build();
+        for entry in walk {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("monitor scan: {e}");
+                    outcome.unreadable += 1;
+                    continue;
+                }
+            };
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let path = entry.path();
+            let bytes = match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("monitor scan: {}: {e}", path.display());
+                    outcome.unreadable += 1;
+                    continue;
+                }
+            };
+            // Binary files (a NUL in the first 8 KiB, as grep decides) are skipped.
+            if bytes[..bytes.len().min(8192)].contains(&0) {
+                continue;
+            }
+            scan_one(
+                std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()),
+                &bytes,
+                &mut out,
+            )?;
         }
     }
     out.flush()?;
-    Ok(0)
+    let kinds: Vec<String> = per_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    eprintln!(
+        "monitor scan: {} finding{} in {with_findings} of {files} file{}{}",
+        outcome.findings,
+        if outcome.findings == 1 { "" } else { "s" },
+        if files == 1 { "" } else { "s" },
+        if kinds.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", kinds.join(", "))
+        }
+    );
+    Ok(outcome)
+}
+
+/// Line starts of a text, for `line:col` (both from 1; the column counts
+/// bytes, as grep's and compilers' do).
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &[u8]) -> Self {
+        let mut starts = vec![0];
+        starts.extend(
+            text.iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .map(|(i, _)| i + 1),
+        );
+        Self(starts)
+    }
+
+    /// The line and column of byte `offset`.
+    fn at(&self, offset: usize) -> (usize, usize) {
+        let line = self.0.partition_point(|&s| s <= offset);
+        (line, offset - self.0[line - 1] + 1)
+    }
 }
 
 fn scan_jsonl(
