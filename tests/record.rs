@@ -259,6 +259,19 @@ fn roles_record_alerts_trace_and_verify() {
     assert!(queries
         .iter()
         .any(|r| r["object"].as_str().unwrap().starts_with("who-accessed ")));
+    // --reverse: oldest first.
+    let oldest_first = query(
+        &daemon,
+        &["events", "--action", "query", "--limit", "0", "--reverse"],
+    );
+    let seqs: Vec<u64> = oldest_first
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seqs.len() > 1 && seqs.windows(2).all(|w| w[0] < w[1]),
+        "{seqs:?}"
+    );
     // `--action query` includes the refused ones.
     assert!(
         queries.iter().any(|r| r["action"] == "query_refused"),

@@ -34,6 +34,9 @@ pub struct Common {
     /// Tables: times in UTC rather than local time (`TZ`).
     #[arg(long, global = true)]
     pub utc: bool,
+    /// Oldest first (the newest records are still the ones --limit keeps).
+    #[arg(long, global = true)]
+    pub reverse: bool,
 }
 
 /// Filters: times are RFC 3339 (`2026-11-22T10:00:00Z`, `...+01:00`), a

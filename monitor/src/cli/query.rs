@@ -166,7 +166,10 @@ fn show_records(common: &Common, req: &Request, alerts: bool) -> anyhow::Result<
         | Request::TracePii { filter, .. } => filter.limit,
         _ => 0,
     };
-    let answer = analyst::ask(&common.socket, req)?;
+    let mut answer = analyst::ask(&common.socket, req)?;
+    if common.reverse {
+        answer.records.reverse();
+    }
     if common.json {
         println!("{}", serde_json::to_string_pretty(&answer.records)?);
     } else {
