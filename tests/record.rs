@@ -119,6 +119,9 @@ fn roles_record_alerts_trace_and_verify() {
     assert_eq!(rec["action"], "read", "{rec}");
     assert_eq!(rec["outcome"], "allowed", "{rec}");
     assert_eq!(rec["comm"], "cat", "{rec}");
+    // Where the process came from: its parent (this test) and command line.
+    assert_eq!(rec["context"]["ppid"], std::process::id(), "{rec}");
+    assert_eq!(rec["context"]["cmdline"], format!("cat {file_s}"), "{rec}");
     assert!(rec["time"].as_str().unwrap().starts_with("20"), "{rec}");
     let read_seq = rec["seq"].as_u64().unwrap();
     let table = cli(&daemon, &["who-accessed", file_s]);

@@ -364,6 +364,50 @@ pub struct Record {
     /// `io_uring` when the access was submitted through a ring.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// Where the process came from (accesses made by a process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<ProcessContext>,
+}
+
+/// A process's context: what started it, how, and in which unit, so "what
+/// did this user run" has an answer in the record itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessContext {
+    /// The parent process id.
+    pub ppid: u32,
+    /// The command line, its values masked by the detector, at most
+    /// [`CMDLINE_MAX`] bytes (cut with `…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmdline: Option<String>,
+    /// The systemd unit (service or session scope).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<Arc<str>>,
+}
+
+/// The longest command line a record keeps, bytes.
+pub const CMDLINE_MAX: usize = 512;
+
+impl ProcessContext {
+    /// The context of `p`.
+    pub fn of(p: &crate::event::Process) -> Self {
+        let cmdline = (!p.cmdline.is_empty()).then(|| {
+            let mut line = p.cmdline.join(" ");
+            if line.len() > CMDLINE_MAX {
+                let mut cut = CMDLINE_MAX;
+                while !line.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                line.truncate(cut);
+                line.push('…');
+            }
+            line
+        });
+        Self {
+            ppid: p.ppid,
+            cmdline,
+            unit: p.unit.clone(),
+        }
+    }
 }
 
 impl Record {
@@ -418,6 +462,7 @@ impl Record {
             run: None,
             via: event.via.clone(),
             reason: None,
+            context: Some(ProcessContext::of(p)),
         }
     }
 

@@ -119,6 +119,9 @@ pub fn redact_record(detector: &Detector, rec: &mut Record) {
         redact_field(detector, &mut e, "exe", &mut found);
         rec.exe = Some(e.into());
     }
+    if let Some(line) = rec.context.as_mut().and_then(|c| c.cmdline.as_mut()) {
+        redact_field(detector, line, "cmdline", &mut found);
+    }
     rec.findings.extend(found);
 }
 

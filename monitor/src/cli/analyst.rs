@@ -834,6 +834,7 @@ mod tests {
             tls: false,
             run: None,
             via: None,
+            context: None,
         };
         let card = |masked: &str| PiiFinding {
             kind: "CREDIT_CARD".into(),

@@ -397,5 +397,6 @@ fn own_identity(host: &Arc<str>) -> Record {
         run: None,
         via: None,
         reason: None,
+        context: None,
     }
 }

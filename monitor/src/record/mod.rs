@@ -1113,6 +1113,7 @@ mod tests {
             run: None,
             via: None,
             reason: None,
+            context: None,
         }
     }
 

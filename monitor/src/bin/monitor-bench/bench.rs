@@ -474,6 +474,7 @@ pub fn run_store_bench(
             run: None,
             via: None,
             reason: None,
+            context: None,
         }
     };
     let sample_bytes =
