@@ -548,7 +548,7 @@ fn item9_reloads_say_what_they_loaded_and_a_vanished_directory_is_refused() {
         r["outcome"] == "failed"
     });
     assert!(
-        refused["errno"]
+        refused["reason"]
             .as_str()
             .unwrap()
             .contains("the rules directory is gone"),

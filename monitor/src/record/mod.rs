@@ -265,6 +265,9 @@ const PENDING_AGE: std::time::Duration = std::time::Duration::from_secs(5);
 const INDEX_BATCH_BYTES: usize = 256 << 10;
 /// Pairs in a posting list before the next pairs start a new one.
 const LIST_PAIRS: usize = 1024;
+/// The file in the store's directory noting the chain's end (see
+/// [`Store::write_head_file`]).
+const HEAD_FILE: &str = "head";
 /// The index key holding the last seq whose postings are written.
 const INDEXED: &[u8] = b"\xffindexed";
 
@@ -369,6 +372,22 @@ fn extend_list(
             Ok(Some((key, fresh)))
         }
     }
+}
+
+/// A head as a heartbeat writes it: `SEQ:MAC` (MAC in hex).
+pub fn parse_head(s: &str) -> Result<(u64, String), String> {
+    let bad = || format!("bad head `{s}` (expected SEQ:MAC, as a heartbeat carries it)");
+    let (seq, mac) = s.split_once(':').ok_or_else(bad)?;
+    let seq = seq.parse::<u64>().map_err(|_| bad())?;
+    if mac.len() != 64 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    Ok((seq, mac.to_ascii_lowercase()))
+}
+
+/// Bytes in lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn be(bytes: &[u8]) -> u64 {
@@ -548,6 +567,7 @@ impl Store {
         t.db.flush()?;
         head.seq = seq;
         head.mac = prev;
+        self.write_head_file(seq, &prev);
         self.grown.notify_all();
         let mut pending = self.pending.lock().expect("pending lock");
         for rec in batch.iter() {
@@ -690,9 +710,72 @@ impl Store {
         self.len() == 0
     }
 
+    /// Notes the chain's end, once on disk, in a file beside sled's own
+    /// (`head`: `SEQ:MAC`). sled drops whatever follows a message that
+    /// fails its checksum as a write torn by a crash, so a byte changed on
+    /// disk could cut the record's tail without a trace; `verify` compares
+    /// the chain with this note. Written after sled's flush, so after a
+    /// crash it can only be behind the store, never ahead. Best effort: a
+    /// failure to write it costs only this check.
+    fn write_head_file(&self, seq: u64, mac: &[u8; MAC_LEN]) {
+        let text = format!("{seq}:{}\n", hex(mac));
+        let _ = std::fs::write(self.dir.join(HEAD_FILE), text);
+    }
+
+    /// The head [`Store::write_head_file`] noted, if it reads back.
+    fn head_file(&self) -> Option<(u64, String)> {
+        let text = std::fs::read_to_string(self.dir.join(HEAD_FILE)).ok()?;
+        parse_head(text.trim()).ok()
+    }
+
+    /// Walks the chain from its anchor and names the first record that is
+    /// altered, missing or out of place, then checks its end against the
+    /// head the store noted beside it.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let mut report = self.verify_chain()?;
+        if report.first_bad.is_none() {
+            if let Some((seq, mac)) = self.head_file() {
+                if let Some(why) = self.against_head(&report, seq, &mac)? {
+                    report.first_bad = Some((
+                        seq.min(report.last + 1),
+                        format!("{why} (the store's own note of its end): damaged on disk; possible tampering"),
+                    ));
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// What is wrong with the chain `report` describes, measured against a
+    /// head (`seq`, `mac`) taken earlier; `None` when it holds.
+    fn against_head(
+        &self,
+        report: &VerifyReport,
+        seq: u64,
+        mac: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(if seq > report.last {
+            Some(format!(
+                "the record ends at {} but a head taken earlier is at {seq}: records {}..={seq} were removed",
+                report.last,
+                report.last + 1
+            ))
+        } else if seq < report.first {
+            None // Removed by retention since: nothing left to compare.
+        } else {
+            match self.mac_of(seq)? {
+                Some(m) if m.eq_ignore_ascii_case(mac) => None,
+                Some(_) => Some(format!(
+                    "record {seq} does not carry the MAC a head taken earlier holds: the record was rewritten"
+                )),
+                None => Some(format!("record {seq} is missing")),
+            }
+        })
+    }
+
     /// Walks the chain from its anchor and names the first record that is
     /// altered, missing or out of place.
-    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+    fn verify_chain(&self) -> Result<VerifyReport, StoreError> {
         let t = self.t()?;
         let _guard = self.trim.read().expect("trim lock");
         let (anchor_seq, mut prev) = anchor(&t.meta)?;
@@ -861,7 +944,7 @@ impl Store {
     /// that leave the host.
     pub fn head_mac(&self) -> (u64, String) {
         let h = self.head.lock().expect("head lock");
-        (h.seq, h.mac.iter().map(|b| format!("{b:02x}")).collect())
+        (h.seq, hex(&h.mac))
     }
 
     /// The MAC (hex) stored with record `seq`, if it is kept.
@@ -890,24 +973,7 @@ impl Store {
         if report.first_bad.is_some() {
             return Ok(report);
         }
-        let why = if seq > report.last {
-            Some(format!(
-                "the record ends at {} but a head taken earlier is at {seq}: records {}..={seq} were removed",
-                report.last,
-                report.last + 1
-            ))
-        } else if seq < report.first {
-            None // Removed by retention since: nothing left to compare.
-        } else {
-            match self.mac_of(seq)? {
-                Some(m) if m.eq_ignore_ascii_case(mac) => None,
-                Some(_) => Some(format!(
-                    "record {seq} does not carry the MAC a head taken earlier holds: the record was rewritten"
-                )),
-                None => Some(format!("record {seq} is missing")),
-            }
-        };
-        if let Some(why) = why {
+        if let Some(why) = self.against_head(&report, seq, mac)? {
             report.first_bad = Some((seq, why));
         }
         Ok(report)

@@ -611,16 +611,7 @@ fn answer_request(store: &Store, detector: &monitor_pii::Detector, req: Request)
     })
 }
 
-/// A head as a heartbeat writes it: `SEQ:MAC` (MAC in hex).
-pub fn parse_head(s: &str) -> Result<(u64, String), String> {
-    let bad = || format!("bad head `{s}` (expected SEQ:MAC, as a heartbeat carries it)");
-    let (seq, mac) = s.split_once(':').ok_or_else(bad)?;
-    let seq = seq.parse::<u64>().map_err(|_| bad())?;
-    if mac.len() != 64 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(bad());
-    }
-    Ok((seq, mac.to_ascii_lowercase()))
-}
+pub use crate::record::parse_head;
 
 /// The (type, fingerprint) pairs `value` would be recorded under: the
 /// detector's own findings in it, or the given type.
