@@ -12,6 +12,8 @@ fn status_without_a_daemon_says_so() {
     let out = Command::new(monitor_bin())
         .args(["status", "--status-file"])
         .arg(dir.path().join("absent.json"))
+        .arg("--socket")
+        .arg(dir.path().join("absent.sock"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -28,6 +30,8 @@ fn stale_status_is_reported_as_not_running() {
     let out = Command::new(monitor_bin())
         .args(["status", "--status-file"])
         .arg(&path)
+        .arg("--socket")
+        .arg(dir.path().join("absent.sock"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));

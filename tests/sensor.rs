@@ -291,6 +291,28 @@ fn daemon_never_reports_itself_and_publishes_status() {
     assert!(status["pipeline"]["received"].as_u64().unwrap() > 0);
     assert_eq!(status["kernel"]["ringbuf_full"], 0);
 
+    // Through the socket, the daemon answers with its status as it stands
+    // (the file is not read: it is given as one that does not exist).
+    let asked = Command::new(common::monitor_bin())
+        .args([
+            "status",
+            "--json",
+            "--status-file",
+            "/nonexistent/status.json",
+            "--socket",
+        ])
+        .arg(daemon.socket())
+        .output()
+        .unwrap();
+    assert!(
+        asked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    let live: Value = serde_json::from_slice(&asked.stdout).unwrap();
+    assert_eq!(live["pid"], own);
+    assert!(live["kernel"]["emitted"].as_u64().unwrap() > 0, "{live}");
+
     let human = Command::new(common::monitor_bin())
         .args(["status", "--status-file"])
         .arg(daemon.status_file())

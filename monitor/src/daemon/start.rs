@@ -196,6 +196,9 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         sink_followers.push((spec, running));
     }
 
+    // Filled in below, once the probes are attached; the server answers
+    // `monitor status` from it.
+    let published = Arc::new(std::sync::RwLock::new(Status::default()));
     let listener = server::bind(&opts.socket)
         .with_context(|| format!("binding the query socket {}", opts.socket.display()))?;
     let server = tokio::spawn(
@@ -203,6 +206,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
             store: store.clone(),
             records: records.clone(),
             detector: detector.clone(),
+            status: published.clone(),
             classes: rules.classes.names().map(str::to_owned).collect(),
             analyst_group: opts.analyst_group.clone(),
             template: template.clone(),
@@ -276,7 +280,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         prevention: crate::sensor::PREVENTION.to_owned(),
         ..Status::default()
     };
-    let published = Arc::new(std::sync::RwLock::new(status.clone()));
+    *published.write().expect("status lock") = status.clone();
     let metrics = match opts.metrics_addr {
         Some(addr) => Some(
             crate::metrics::serve(addr, published.clone())

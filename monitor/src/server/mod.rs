@@ -90,6 +90,8 @@ pub enum Request {
         /// Filters (the time range).
         filter: Filter,
     },
+    /// The daemon's self-report, as it stands now.
+    Status,
 }
 
 impl Request {
@@ -114,6 +116,7 @@ impl Request {
             },
             Request::Baseline { role } => format!("baseline {role}"),
             Request::Usage { role, filter } => format!("policy suggest {role} {}", f(filter)),
+            Request::Status => "status".to_owned(),
         }
     }
 }
@@ -143,6 +146,9 @@ pub struct Response {
     /// For `trace-pii`: the types and fingerprints looked up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fingerprints: Vec<(String, String)>,
+    /// For `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::status::Status>,
 }
 
 /// Who is asking, from the kernel.
@@ -166,6 +172,8 @@ pub struct Server {
     pub records: RecordSender,
     /// The detector, for `trace-pii`.
     pub detector: Arc<monitor_pii::Detector>,
+    /// The daemon's published self-report, for `monitor status`.
+    pub status: Arc<std::sync::RwLock<crate::status::Status>>,
     /// The data classes of the rules in force at start, to tell an unknown
     /// `--class` from one nobody touched.
     pub classes: Arc<[String]>,
@@ -338,6 +346,10 @@ impl Server {
             match serde_json::from_slice::<Request>(&line) {
                 Err(e) => Response {
                     error: Some(format!("bad request: {e}")),
+                    ..Response::default()
+                },
+                Ok(Request::Status) => Response {
+                    status: Some(self.status.read().expect("status lock").clone()),
                     ..Response::default()
                 },
                 Ok(req) => {
@@ -604,6 +616,8 @@ fn answer_request(store: &Store, detector: &monitor_pii::Detector, req: Request)
             usage: Some(u),
             ..Response::default()
         }),
+        // Answered by the server itself, from the published status.
+        Request::Status => Ok(Response::default()),
     };
     result.unwrap_or_else(|e| Response {
         error: Some(e.to_string()),
