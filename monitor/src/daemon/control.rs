@@ -63,9 +63,8 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let snapshot = d.counters.lock().expect("counters lock").clone();
                 refresh(d, &snapshot);
-                if d.metrics.is_some() {
-                    *d.published.write().expect("status lock") = d.status.clone();
-                }
+                // For the metrics endpoint and `monitor status` over the socket.
+                *d.published.write().expect("status lock") = d.status.clone();
                 log_stats(&d.status, &mut last_dropped);
                 let _ = sd_notify::notify(&[NotifyState::Status(&service_status(&d.status))]);
                 if let Some(note) = losses.since_last(&d.status, &d.template) {

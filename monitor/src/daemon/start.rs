@@ -42,7 +42,7 @@ pub struct Daemon {
     pub server: tokio::task::JoinHandle<()>,
     /// Validated rule sets for the pipeline (reloads).
     pub reloads: Sender<crate::pipeline::Reload>,
-    /// The pipeline's published counters.
+    /// The status as of the last tick: for the metrics endpoint and `monitor status` over the socket.
     pub counters: Arc<Mutex<Counters>>,
     /// Set to stop the pipeline thread.
     pub stop: Arc<AtomicBool>,
