@@ -42,7 +42,7 @@ pub struct Daemon {
     pub server: tokio::task::JoinHandle<()>,
     /// Validated rule sets for the pipeline (reloads).
     pub reloads: Sender<crate::pipeline::Reload>,
-    /// The status as of the last tick: for the metrics endpoint and `monitor status` over the socket.
+    /// The pipeline's published counters.
     pub counters: Arc<Mutex<Counters>>,
     /// Set to stop the pipeline thread.
     pub stop: Arc<AtomicBool>,
@@ -58,7 +58,7 @@ pub struct Daemon {
     pub followers_stop: Arc<AtomicBool>,
     /// The status report, rewritten on every tick.
     pub status: Status,
-    /// The last status, for the metrics endpoint (when it runs).
+    /// The status as of the last tick: for the metrics endpoint and `monitor status` over the socket.
     pub published: Arc<std::sync::RwLock<Status>>,
     /// The metrics endpoint's task.
     pub metrics: Option<tokio::task::JoinHandle<()>>,
