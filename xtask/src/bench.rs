@@ -278,17 +278,10 @@ fn tls_discovery() -> anyhow::Result<()> {
             f("same_binary_us", 0) / none
         );
     }
-    let ms: Vec<String> = r["node_exec_to_hooked_ms"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|v| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN)))
-        .collect();
     println!(
         "\nexec of a fresh {:.0} MB node copy -> its TLS probes attached: {} ms",
         r["node_mb"].as_f64().unwrap_or(0.0),
-        ms.join(", ")
+        whole_numbers(&r["node_exec_to_hooked_ms"])
     );
     Ok(())
 }
@@ -440,6 +433,18 @@ fn sensor(opens: u64, rate: u64, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A JSON array of numbers, rounded and joined with commas.
+fn whole_numbers(v: &serde_json::Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|n| format!("{:.0}", n.as_f64().unwrap_or(f64::NAN)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
 fn store_round(records: u64, paths: u64, followers: usize) -> anyhow::Result<serde_json::Value> {
     let out = Command::new(bench_bin())
         .args([
@@ -503,14 +508,10 @@ fn store(records: u64, paths: u64) -> anyhow::Result<()> {
         "store on disk:          {:.0} MiB",
         r["disk_mib"].as_f64().unwrap_or(0.0)
     );
-    let rss: Vec<String> = r["rss_mib_during_ingest"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|v| format!("{:.0}", v.as_f64().unwrap_or(f64::NAN)))
-        .collect();
-    println!("RSS per tenth of ingest: {} MiB", rss.join(", "));
+    println!(
+        "RSS per tenth of ingest: {} MiB",
+        whole_numbers(&r["rss_mib_during_ingest"])
+    );
     println!(
         "RSS after verify:        {:.0} MiB (goal: memory does not follow the store's size)",
         r["rss_mib_after_verify"].as_f64().unwrap_or(0.0)
