@@ -808,33 +808,16 @@ mod tests {
         use crate::model::{Alert, Outcome};
         let base = Record {
             seq: 1,
-            time: String::new(),
-            time_ns: 1_796_356_200_000_000_000,
             host: "cc-host-01".into(),
             pid: 4242,
             exe: Some("/usr/bin/cat".into()),
-            comm: "cat".into(),
             uid: 1001,
             user: Some("maria".into()),
-            role: "billing-agent".into(),
-            action: Action::Read,
-            object: "/srv/cardholder/disputes/2026/12/esc\u{1b}[2J\nfake row\\xff\u{202e}vsc.csv"
-                .replace("\\u{1b}", "\u{1b}")
-                .replace("\\n", "\n")
-                .replace("\\u{202e}", "\u{202e}"),
-            dest_host: None,
-            class: Some("cardholder-data".into()),
-            bytes: None,
-            findings: vec![],
-            outcome: Outcome::Allowed,
-            errno: None,
-            reason: None,
-            alert: None,
-            truncated: false,
-            tls: false,
-            run: None,
-            via: None,
-            context: None,
+            ..crate::record::tests::record(
+                1_796_356_200_000_000_000,
+                "billing-agent",
+                "/srv/cardholder/disputes/2026/12/esc\u{1b}[2J\nfake row\\xff\u{202e}vsc.csv",
+            )
         };
         let card = |masked: &str| PiiFinding {
             kind: "CREDIT_CARD".into(),

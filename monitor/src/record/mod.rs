@@ -1149,7 +1149,7 @@ fn anchor(meta: &sled::Tree) -> Result<(u64, [u8; MAC_LEN]), StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{Action, Outcome};
 
