@@ -122,12 +122,19 @@ pub fn run(opts: &ScanOptions) -> anyhow::Result<Outcome> {
             // A name is shown as the record shows it (`\xNN` for a byte that is
             // not UTF-8, `\\` for a backslash).
             let name = crate::enrich::paths::text(name);
-            let lines = LineIndex::new(input);
+            let findings: Vec<_> = detector
+                .scan(input)
+                .into_iter()
+                .filter(|f| wanted(f.kind.name()))
+                .collect();
+            // Line starts only for a file that has something to show.
+            let lines = if findings.is_empty() {
+                LineIndex(Vec::new())
+            } else {
+                LineIndex::new(input)
+            };
             let mut found = 0;
-            for f in detector.scan(input) {
-                if !wanted(f.kind.name()) {
-                    continue;
-                }
+            for f in findings {
                 found += 1;
                 *per_kind.entry(f.kind.name().to_owned()).or_default() += 1;
                 match opts.format {
