@@ -86,6 +86,11 @@ pub struct PayloadStage<C: StreamConsumer = std::sync::Arc<Detector>> {
     consumer: C,
     streams: HashMap<StreamKey, Stream<C::State>>,
     hosts: HashMap<ConnKey, String>,
+    /// The connection each (process, fd) carried last: bytes of another
+    /// connection on the same fd mean the fd was closed and reused, so the
+    /// old connection's streams and name go. State follows open sockets,
+    /// not every connection a long-lived process ever made.
+    open: HashMap<(u32, i32), u64>,
     tick: u64,
     evicted: u64,
 }
@@ -97,6 +102,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
             consumer,
             streams: HashMap::new(),
             hosts: HashMap::new(),
+            open: HashMap::new(),
             tick: 0,
             evicted: 0,
         }
@@ -143,6 +149,15 @@ impl<C: StreamConsumer> PayloadStage<C> {
             inbound: info.direction == "in",
         };
         let bytes = record.payload;
+        if conn.fd >= 0 {
+            match self.open.insert((conn.tgid, conn.fd), conn.conn_id) {
+                Some(old) if old != conn.conn_id => self.forget_conn(ConnKey {
+                    conn_id: old,
+                    ..conn
+                }),
+                _ => {}
+            }
+        }
         if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
             self.evict_oldest();
         }
@@ -190,6 +205,15 @@ impl<C: StreamConsumer> PayloadStage<C> {
     pub fn forget_process(&mut self, tgid: u32) {
         self.streams.retain(|k, _| k.conn.tgid != tgid);
         self.hosts.retain(|k, _| k.tgid != tgid);
+        self.open.retain(|k, _| k.0 != tgid);
+    }
+
+    /// Forgets a closed connection's streams and name.
+    fn forget_conn(&mut self, conn: ConnKey) {
+        for (tls, inbound) in [(false, false), (false, true), (true, false), (true, true)] {
+            self.streams.remove(&StreamKey { conn, tls, inbound });
+        }
+        self.hosts.remove(&conn);
     }
 
     fn evict_oldest(&mut self) {
@@ -283,6 +307,89 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use monitor_common::{EventHeader, EventKind, PayloadBody, PayloadOp, SockInfo, StrKind};
+
+    /// Sends `bytes` on connection `conn_id` of fd 7 of process 4242.
+    fn send(
+        (stage, enricher): &mut (PayloadStage, crate::enrich::Enricher),
+        conn_id: u64,
+        bytes: &[u8],
+    ) -> Event {
+        // SAFETY: all-zero is a valid header (plain integers).
+        let mut header: EventHeader = unsafe { std::mem::zeroed() };
+        header.kind = EventKind::Payload as u32;
+        header.tgid = 4242;
+        header.pid = 4242;
+        let none = crate::wire::RawStr {
+            kind: StrKind::None,
+            bytes: &[],
+            cut: false,
+        };
+        let record = Record {
+            header,
+            body: Body::Payload(PayloadBody {
+                op: PayloadOp::Write as u32,
+                fd: 7,
+                size: bytes.len() as i64,
+                captured: bytes.len() as u32,
+                flags: 0,
+                sock: SockInfo {
+                    family: 2,
+                    port: 443,
+                    conn_id,
+                    ..SockInfo::default()
+                },
+            }),
+            strs: [none; monitor_common::MAX_STRS],
+            payload: bytes,
+        };
+        let mut event = enricher.enrich(&record);
+        stage.process(&record, &mut event);
+        event
+    }
+
+    fn stage() -> (PayloadStage, crate::enrich::Enricher) {
+        let detector = Detector::new(
+            monitor_pii::PiiRules::defaults(),
+            monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
+        );
+        (
+            PayloadStage::new(std::sync::Arc::new(detector)),
+            crate::enrich::Enricher::new(None),
+        )
+    }
+
+    #[test]
+    fn a_reused_fd_drops_the_closed_connections_stream_and_name() {
+        let mut stage = stage();
+        let hello = b"POST /v1/chat HTTP/1.1\r\nHost: api.example.com\r\n\r\n";
+        for conn_id in 1..=(MAX_STREAMS as u64 + 100) {
+            send(&mut stage, conn_id, hello);
+        }
+        // One process sending on fd 7 again and again holds one stream, not one per connection.
+        assert_eq!(stage.0.len(), 1);
+        assert_eq!(stage.0.evicted(), 0);
+        assert_eq!(stage.0.hosts.len(), 1);
+        // A new connection on the fd does not inherit the old one's name.
+        let event = send(&mut stage, u64::MAX, b"{\"no\": \"host\"}");
+        let Detail::Payload(info) = &event.detail else {
+            panic!("not a payload event")
+        };
+        assert_eq!(info.dest_host, None);
+        assert_eq!(info.stream_offset, 0);
+    }
+
+    #[test]
+    fn a_value_split_across_sends_on_one_connection_is_found() {
+        let mut stage = stage();
+        send(&mut stage, 9, b"card 4111 1111 ");
+        let event = send(&mut stage, 9, b"1111 1111 and more");
+        let Detail::Payload(info) = &event.detail else {
+            panic!("not a payload event")
+        };
+        assert_eq!(info.stream_offset, 15);
+        assert_eq!(info.findings.len(), 1, "{:?}", info.findings);
+    }
 
     #[test]
     fn http_host_header() {
