@@ -280,6 +280,20 @@ fn roles_record_alerts_trace_and_verify() {
         queries.iter().any(|r| r["action"] == "query_refused"),
         "{queries:?}"
     );
+    // A cut answer says how many matched in all.
+    let table = cli(&daemon, &["events", "--action", "query", "--limit", "1"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let count = table
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("(showing the newest 1 of "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.replace(',', "").parse::<usize>().ok());
+    assert!(
+        count.is_some_and(|n| n >= queries.len()),
+        "{table}\n{} queries before",
+        queries.len()
+    );
 
     // A filter naming what does not exist is an error, not "(0 records)".
     for (args, says) in [

@@ -13,7 +13,7 @@ use clap::Args;
 use crate::model::Action;
 use crate::model::Record;
 use crate::model::Severity;
-use crate::record::query::{Filter, RoleSummary};
+use crate::record::query::{Filter, RoleSummary, Total};
 use crate::record::VerifyReport;
 use crate::server::{Request, Response, DEFAULT_SOCKET};
 
@@ -365,11 +365,8 @@ impl AlertSummary {
             )),
             None => out.push_str("0 alerts\n"),
         }
-        if style.limit > 0 && self.alerts >= style.limit {
-            out.push_str(&format!(
-                "(the newest {}, the --limit; older ones are not counted)\n",
-                style.limit
-            ));
+        if let Some(cut) = cut_note(self.alerts, "alert", style) {
+            out.push_str(&format!("({cut}; older ones are not counted)\n"));
         }
         for (title, counts) in [
             ("severity", &self.by_severity),
@@ -433,6 +430,8 @@ pub struct TableStyle {
     pub utc: bool,
     /// The `--limit` the records were asked with (0: none).
     pub limit: usize,
+    /// How many records matched in all, as the daemon counted them.
+    pub total: Option<Total>,
 }
 
 impl TableStyle {
@@ -448,6 +447,7 @@ impl TableStyle {
             wide,
             utc,
             limit,
+            total: None,
         }
     }
 }
@@ -624,17 +624,49 @@ pub fn records_table(records: &[Record], alerts: bool, style: &TableStyle) -> St
     let dropped = style.width.is_some_and(|w| fit(&mut rows, w, drop));
     let mut out = table(&rows);
     let n = records.len();
-    out.push_str(&format!("({n} record{}", if n == 1 { "" } else { "s" }));
-    if style.limit > 0 && n >= style.limit {
-        out.push_str(&format!(
-            ": the newest {}, the --limit; more may match, --limit 0 for all",
-            style.limit
-        ));
+    match cut_note(n, "record", style) {
+        Some(cut) => out.push_str(&format!("({cut}; --limit 0 for all")),
+        None => out.push_str(&format!("({n} record{}", if n == 1 { "" } else { "s" })),
     }
     if dropped {
         out.push_str("; --wide for every column");
     }
     out.push_str(")\n");
+    out
+}
+
+/// What the limit left out, when it cut the answer: `showing the newest
+/// 100 of 2,314 records` (`of at least` when the daemon stopped counting).
+fn cut_note(shown: usize, what: &str, style: &TableStyle) -> Option<String> {
+    let shown = shown as u64;
+    match style.total {
+        Some(t) if t.count > shown => Some(format!(
+            "showing the newest {} of {}{} {what}s",
+            thousands(shown),
+            if t.exact { "" } else { "at least " },
+            thousands(t.count)
+        )),
+        Some(_) => None,
+        // A daemon that does not count: say only that the limit was reached.
+        None => (style.limit > 0 && shown >= style.limit as u64).then(|| {
+            format!(
+                "showing the newest {}, the --limit; more may match",
+                thousands(shown)
+            )
+        }),
+    }
+}
+
+/// `2314` as `2,314`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
     out
 }
 
@@ -867,6 +899,10 @@ mod tests {
             wide,
             utc: true,
             limit: 2,
+            total: Some(Total {
+                count: 2314,
+                exact: true,
+            }),
         };
         let hidden = |c: char| {
             (c.is_control() && c != '\n')
@@ -915,7 +951,7 @@ mod tests {
 TIME                  USER     ACTION  FINDINGS       OBJECT
 2026-12-04T03:51:01Z  chatbot  send    CREDIT_CARD×4  api.model.exa…3.9:443) TLS
 2026-12-04T03:50:00Z  maria    read                   /srv/cardhold…202e}vsc.csv
-(2 records: the newest 2, the --limit; more may match, --limit 0 for all; --wide for every column)
+(showing the newest 2 of 2,314 records; --limit 0 for all; --wide for every column)
 "
         );
         assert_eq!(
@@ -924,7 +960,7 @@ TIME                  USER     ACTION  FINDINGS       OBJECT
 TIME                  USER     ROLE           PROCESS       ACTION  CLASS            OUTCOME    FINDINGS       OBJECT
 2026-12-04T03:51:01Z  chatbot  chatbot        python3[777]  send    cardholder-data  VIOLATION  CREDIT_CARD×4  api.model.example (203.0.113.9:443) TLS
 2026-12-04T03:50:00Z  maria    billing-agent  cat[4242]     read    cardholder-data  allowed                   /srv/cardholder/disputes…e row\\xff\\u{202e}vsc.csv
-(2 records: the newest 2, the --limit; more may match, --limit 0 for all)
+(showing the newest 2 of 2,314 records; --limit 0 for all)
 "
         );
         assert_eq!(
@@ -933,9 +969,43 @@ TIME                  USER     ROLE           PROCESS       ACTION  CLASS       
 TIME                  SEVERITY  USER     ROLE           PROCESS       RULE        FINDINGS       MESSAGE
 2026-12-04T03:51:01Z  high      chatbot  chatbot        python3[777]  pii-egress  CREDIT_CARD×4  role chatbot sent CREDIT_CARD to api.model.example
 2026-12-04T03:50:00Z            maria    billing-agent  cat[4242]                                /srv/cardholder/disputes/2026/1…u{a}fake row\\xff\\u{202e}vsc.csv
-(2 records: the newest 2, the --limit; more may match, --limit 0 for all)
+(showing the newest 2 of 2,314 records; --limit 0 for all)
 "
         );
+    }
+
+    #[test]
+    fn the_count_line_says_how_many_matched_past_the_limit() {
+        let records = table_records();
+        let style = |limit: usize, total: Option<(u64, bool)>| TableStyle {
+            utc: true,
+            limit,
+            total: total.map(|(count, exact)| Total { count, exact }),
+            ..TableStyle::default()
+        };
+        let last = |style: TableStyle| {
+            records_table(&records, false, &style)
+                .lines()
+                .last()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(last(style(100, Some((2, true)))), "(2 records)");
+        assert_eq!(
+            last(style(2, Some((1_234_567, true)))),
+            "(showing the newest 2 of 1,234,567 records; --limit 0 for all)"
+        );
+        assert_eq!(
+            last(style(2, Some((200_002, false)))),
+            "(showing the newest 2 of at least 200,002 records; --limit 0 for all)"
+        );
+        assert_eq!(
+            last(style(2, None)),
+            "(showing the newest 2, the --limit; more may match; --limit 0 for all)"
+        );
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl Alerts {
         if self.common.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
-            let style = analyst::TableStyle::for_stdout(self.common.wide, self.common.utc, limit);
+            let mut style =
+                analyst::TableStyle::for_stdout(self.common.wide, self.common.utc, limit);
+            style.total = answer.total;
             print!("{}", summary.text(&style));
         }
         Ok(ExitCode::SUCCESS)
@@ -173,7 +175,8 @@ fn show_records(common: &Common, req: &Request, alerts: bool) -> anyhow::Result<
     if common.json {
         println!("{}", serde_json::to_string_pretty(&answer.records)?);
     } else {
-        let style = analyst::TableStyle::for_stdout(common.wide, common.utc, limit);
+        let mut style = analyst::TableStyle::for_stdout(common.wide, common.utc, limit);
+        style.total = answer.total;
         print!(
             "{}",
             analyst::records_table(&answer.records, alerts, &style)

@@ -1327,7 +1327,7 @@ pub(crate) mod tests {
         assert_eq!(seqs, (0..100).map(|i| 2 * i + 1).collect::<Vec<_>>());
         assert_eq!(posting_lists(&store, posting::ROLE, "r").0, 1);
         let all = query::Filter::default();
-        assert_eq!(store.who_accessed("/hot", &all).unwrap().len(), 100);
+        assert_eq!(store.who_accessed("/hot", &all).unwrap().records.len(), 100);
 
         // A crash after some lists were written but before the mark: the
         // lists past the mark are rebuilt from the records, and what a list
@@ -1342,7 +1342,7 @@ pub(crate) mod tests {
         store.sync().unwrap();
         let (keys, again) = posting_lists(&store, posting::OBJECT, "/hot");
         assert_eq!((keys, &again), (1, &seqs));
-        assert_eq!(store.who_accessed("/hot", &all).unwrap().len(), 100);
+        assert_eq!(store.who_accessed("/hot", &all).unwrap().records.len(), 100);
 
         // A full list is closed: the next pairs start a second one.
         let mut hot: Vec<Record> = (0..LIST_PAIRS as u64)

@@ -125,6 +125,116 @@ impl Filter {
     }
 }
 
+/// The records a query found, newest first, and how many matched in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Found {
+    /// The records, at most the filter's limit.
+    pub records: Vec<Record>,
+    /// How many matched, those the limit left out included.
+    pub total: Total,
+}
+
+/// How many records matched a query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Total {
+    /// Records counted.
+    pub count: u64,
+    /// False when counting stopped at a bound: at least `count` matched.
+    pub exact: bool,
+}
+
+/// Past the limit, matches the posting list alone answers for are counted
+/// up to this many.
+pub const COUNT_FROM_LIST: u64 = 200_000;
+/// Past the limit, when each record must be read to test the filter, at
+/// most this many more are read to count.
+pub const COUNT_BY_READING: u64 = 10_000;
+
+/// Takes a query's matches off a posting list, newest first: the records
+/// up to the limit, then a bounded count of the rest.
+struct Collect<'a> {
+    store: &'a Store,
+    filter: &'a Filter,
+    alerts_only: bool,
+    /// The posting list says everything the filter asks but the time.
+    from_list: bool,
+    limit: usize,
+    records: Vec<Record>,
+    count: u64,
+    read_past: u64,
+    exact: bool,
+}
+
+impl<'a> Collect<'a> {
+    fn new(store: &'a Store, filter: &'a Filter, alerts_only: bool, from_list: bool) -> Self {
+        Self {
+            store,
+            filter,
+            alerts_only,
+            from_list,
+            limit: if filter.limit == 0 {
+                usize::MAX
+            } else {
+                filter.limit
+            },
+            records: Vec::new(),
+            count: 0,
+            read_past: 0,
+            exact: true,
+        }
+    }
+
+    /// Takes one (time, seq) pair; false once counting must stop.
+    fn take(&mut self, time: u64, seq: u64) -> Result<bool, StoreError> {
+        let (since, until) = self.filter.time_range();
+        if time < since || time >= until {
+            return Ok(true);
+        }
+        if self.records.len() < self.limit {
+            if let Some(r) = self.matching(seq)? {
+                self.records.push(r);
+                self.count += 1;
+            }
+            return Ok(true);
+        }
+        let past = self.count - self.records.len() as u64;
+        if self.from_list {
+            if past >= COUNT_FROM_LIST {
+                self.exact = false;
+                return Ok(false);
+            }
+            self.count += 1;
+            return Ok(true);
+        }
+        if self.read_past >= COUNT_BY_READING {
+            self.exact = false;
+            return Ok(false);
+        }
+        self.read_past += 1;
+        if self.matching(seq)?.is_some() {
+            self.count += 1;
+        }
+        Ok(true)
+    }
+
+    fn matching(&self, seq: u64) -> Result<Option<Record>, StoreError> {
+        Ok(self
+            .store
+            .get(seq)?
+            .filter(|r| self.filter.admits(r) && (!self.alerts_only || r.alert.is_some())))
+    }
+
+    fn found(self) -> Found {
+        Found {
+            records: self.records,
+            total: Total {
+                count: self.count,
+                exact: self.exact,
+            },
+        }
+    }
+}
+
 /// Whether `r` went to `dest`: its host name or a parent domain of it, or
 /// its address (with or without the port).
 fn dest_matches(dest: &str, r: &Record) -> bool {
@@ -192,56 +302,64 @@ impl Store {
         Ok(())
     }
 
-    /// Records matching `f`, newest first. With `alerts_only`, only records
-    /// that raised an alert.
-    pub fn events(&self, f: &Filter, alerts_only: bool) -> Result<Vec<Record>, StoreError> {
-        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
-        let (since, until) = f.time_range();
-        let mut out = Vec::new();
-        let mut take = |time: u64, seq: u64| -> Result<bool, StoreError> {
-            if time < since || time >= until {
-                return Ok(true);
-            }
-            if let Some(r) = self.get(seq)? {
-                if f.admits(&r) && (!alerts_only || r.alert.is_some()) {
-                    out.push(r);
-                }
-            }
-            Ok(out.len() < limit)
+    /// Records matching `f`, newest first, at most its `limit`, and how
+    /// many matched in all. With `alerts_only`, only records that raised an
+    /// alert.
+    pub fn events(&self, f: &Filter, alerts_only: bool) -> Result<Found, StoreError> {
+        // Which posting list answers, and whether it says all the filter asks
+        // beyond the time range (then matches past the limit are counted
+        // from the list alone, without reading them).
+        let by_dir = f.path.as_deref().is_some_and(|p| p.ends_with('/'));
+        let rest = Filter {
+            since_ns: None,
+            until_ns: None,
+            limit: 0,
+            ..f.clone()
         };
-        match (&f.path, &f.role) {
-            (Some(dir), _) if dir.ends_with('/') => {
-                // A directory: every object under it, merged newest first.
-                let held = self.pending_pairs(posting::OBJECT, dir, true);
-                let mut pairs: Vec<(u64, u64)> = held
-                    .chunks_exact(16)
-                    .map(|p| (be(&p[8..]), be(p)))
-                    .collect();
-                let mut prefix = vec![posting::OBJECT];
-                prefix.extend_from_slice(dir.as_bytes());
-                for item in self.index()?.scan_prefix(prefix) {
-                    let (_, list) = item?;
-                    pairs.extend(list.chunks_exact(16).map(|p| (be(&p[8..]), be(p))));
-                }
-                pairs.sort_unstable_by(|a, b| b.cmp(a));
-                for (seq, time) in pairs {
-                    if !take(time, seq)? {
-                        break;
-                    }
+        let bare = |g: Filter| g == Filter::default();
+        let (kind, name, from_list) = match (&f.path, &f.role) {
+            (Some(path), _) => (
+                posting::OBJECT,
+                path.as_str(),
+                !alerts_only && bare(Filter { path: None, ..rest }),
+            ),
+            (None, Some(role)) => (
+                posting::ROLE,
+                role.as_str(),
+                !alerts_only && bare(Filter { role: None, ..rest }),
+            ),
+            (None, None) if alerts_only || f.severity.is_some() => (posting::ALERT, "", bare(rest)),
+            (None, None) => (posting::ALL, "", bare(rest)),
+        };
+        let mut c = Collect::new(self, f, alerts_only, from_list);
+        if by_dir {
+            // A directory: every object under it, merged newest first.
+            let held = self.pending_pairs(posting::OBJECT, name, true);
+            let mut pairs: Vec<(u64, u64)> = held
+                .chunks_exact(16)
+                .map(|p| (be(&p[8..]), be(p)))
+                .collect();
+            let mut prefix = vec![posting::OBJECT];
+            prefix.extend_from_slice(name.as_bytes());
+            for item in self.index()?.scan_prefix(prefix) {
+                let (_, list) = item?;
+                pairs.extend(list.chunks_exact(16).map(|p| (be(&p[8..]), be(p))));
+            }
+            pairs.sort_unstable_by(|a, b| b.cmp(a));
+            pairs.dedup();
+            for (seq, time) in pairs {
+                if !c.take(time, seq)? {
+                    break;
                 }
             }
-            (Some(path), _) => self.newest(posting::OBJECT, path, take)?,
-            (None, Some(role)) => self.newest(posting::ROLE, role, take)?,
-            (None, None) if alerts_only || f.severity.is_some() => {
-                self.newest(posting::ALERT, "", take)?
-            }
-            (None, None) => self.newest(posting::ALL, "", take)?,
+        } else {
+            self.newest(kind, name, |time, seq| c.take(time, seq))?;
         }
-        Ok(out)
+        Ok(c.found())
     }
 
     /// Who touched `path` (or anything under it, when it ends in `/`).
-    pub fn who_accessed(&self, path: &str, f: &Filter) -> Result<Vec<Record>, StoreError> {
+    pub fn who_accessed(&self, path: &str, f: &Filter) -> Result<Found, StoreError> {
         let f = Filter {
             path: Some(path.to_owned()),
             ..f.clone()
@@ -250,21 +368,17 @@ impl Store {
     }
 
     /// Where a value with this fingerprint was seen, newest first.
-    pub fn trace(&self, fingerprint: &str, f: &Filter) -> Result<Vec<Record>, StoreError> {
-        let limit = if f.limit == 0 { usize::MAX } else { f.limit };
-        let mut out: Vec<Record> = Vec::new();
-        self.newest(posting::FINGERPRINT, fingerprint, |_, seq| {
-            if out.last().is_some_and(|r| r.seq == seq) {
+    pub fn trace(&self, fingerprint: &str, f: &Filter) -> Result<Found, StoreError> {
+        let mut c = Collect::new(self, f, false, false);
+        let mut last = None;
+        self.newest(posting::FINGERPRINT, fingerprint, |time, seq| {
+            // A record holding the value twice is listed once.
+            if last.replace(seq) == Some(seq) {
                 return Ok(true);
             }
-            if let Some(r) = self.get(seq)? {
-                if f.admits(&r) {
-                    out.push(r);
-                }
-            }
-            Ok(out.len() < limit)
+            c.take(time, seq)
         })?;
-        Ok(out)
+        Ok(c.found())
     }
 
     /// What `role` used over the filter's time range.
@@ -279,7 +393,7 @@ impl Store {
             first_ns: u64::MAX,
             ..RoleUsage::default()
         };
-        for r in self.events(&f, false)? {
+        for r in self.events(&f, false)?.records {
             u.records += 1;
             u.first_ns = u.first_ns.min(r.time_ns);
             u.last_ns = u.last_ns.max(r.time_ns);
@@ -316,7 +430,7 @@ impl Store {
             ..RoleSummary::default()
         };
         let mut objects: BTreeMap<String, u64> = BTreeMap::new();
-        for r in self.events(&f, false)? {
+        for r in self.events(&f, false)?.records {
             s.records += 1;
             s.alerts += u64::from(r.alert.is_some());
             let class = r.class.as_deref().unwrap_or("unclassified");
@@ -421,9 +535,12 @@ mod tests {
         batch[3].action = Action::Send;
         s.append(&mut batch).unwrap();
         let all = Filter::default();
-        let who = s.who_accessed("/srv/cardholder/a.csv", &all).unwrap();
+        let who = s
+            .who_accessed("/srv/cardholder/a.csv", &all)
+            .unwrap()
+            .records;
         assert_eq!(who.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 1]);
-        let dir_hits = s.who_accessed("/srv/cardholder/", &all).unwrap();
+        let dir_hits = s.who_accessed("/srv/cardholder/", &all).unwrap().records;
         assert_eq!(
             dir_hits.iter().map(|r| r.seq).collect::<Vec<_>>(),
             vec![3, 2, 1]
@@ -435,28 +552,79 @@ mod tests {
         assert_eq!(
             s.who_accessed("/srv/cardholder/a.csv", &since)
                 .unwrap()
+                .records
                 .len(),
             1
         );
-        let alerts = s.events(&all, true).unwrap();
+        let alerts = s.events(&all, true).unwrap().records;
         assert_eq!(alerts.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2]);
         let crit = Filter {
             severity: Some(Severity::Critical),
             ..Filter::default()
         };
-        assert!(s.events(&crit, true).unwrap().is_empty());
+        assert!(s.events(&crit, true).unwrap().records.is_empty());
         let by_role = Filter {
             role: Some("billing-agent".into()),
             limit: 1,
             ..Filter::default()
         };
-        assert_eq!(s.events(&by_role, false).unwrap()[0].seq, 3);
-        assert_eq!(s.trace(FP, &all).unwrap()[0].seq, 4);
-        assert!(s.trace("abc12", &all).unwrap().is_empty());
+        assert_eq!(s.events(&by_role, false).unwrap().records[0].seq, 3);
+        assert_eq!(s.trace(FP, &all).unwrap().records[0].seq, 4);
+        assert!(s.trace("abc12", &all).unwrap().records.is_empty());
         let sum = s.role_summary("billing-agent", &all).unwrap();
         assert_eq!(sum.records, 2);
         assert_eq!(sum.by_action_class["read cardholder-data"], 2);
         assert_eq!(sum.top_objects[0], ("/srv/cardholder/a.csv".to_owned(), 2));
         drop(s);
+    }
+
+    #[test]
+    fn a_limited_answer_counts_what_it_left_out() {
+        let (s, _dir) = store();
+        let mut batch: Vec<Record> = (0..250u64)
+            .map(|i| {
+                let role = if i % 5 == 0 {
+                    "chatbot"
+                } else {
+                    "billing-agent"
+                };
+                record(i + 1, role, &format!("/srv/cardholder/{}.csv", i % 2))
+            })
+            .collect();
+        s.append(&mut batch).unwrap();
+        let limited = |g: Filter| Filter { limit: 10, ..g };
+        let total = |found: Found| (found.records.len(), found.total);
+        let exact = |count| Total { count, exact: true };
+        // Counted from the posting list alone.
+        assert_eq!(
+            total(s.events(&limited(Filter::default()), false).unwrap()),
+            (10, exact(250))
+        );
+        assert_eq!(
+            total(
+                s.who_accessed("/srv/cardholder/0.csv", &limited(Filter::default()))
+                    .unwrap()
+            ),
+            (10, exact(125))
+        );
+        // Counted by reading: the role is not the list's.
+        let chatbot_reads = Filter {
+            role: Some("chatbot".into()),
+            path: Some("/srv/cardholder/".into()),
+            since_ns: Some(101),
+            ..Filter::default()
+        };
+        assert_eq!(
+            total(s.events(&limited(chatbot_reads), false).unwrap()),
+            (10, exact(30))
+        );
+        // Under the limit, the count is the records.
+        assert_eq!(
+            total(
+                s.who_accessed("/srv/cardholder/", &Filter::default())
+                    .unwrap()
+            ),
+            (250, exact(250))
+        );
     }
 }

@@ -19,7 +19,7 @@ use limits::{Limits, Refusal};
 use crate::model::Action;
 use crate::model::{Alert, Severity};
 use crate::model::{Outcome, Record};
-use crate::record::query::{Filter, RoleSummary, RoleUsage};
+use crate::record::query::{Filter, Found, RoleSummary, RoleUsage, Total};
 use crate::record::writer::RecordSender;
 use crate::record::{Store, VerifyReport};
 
@@ -149,6 +149,20 @@ pub struct Response {
     /// For `status`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<crate::status::Status>,
+    /// For record queries: how many matched, those past the limit included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<Total>,
+}
+
+impl Response {
+    /// The answer carrying what a record query found.
+    fn found(found: Found) -> Self {
+        Self {
+            records: found.records,
+            total: Some(found.total),
+            ..Self::default()
+        }
+    }
 }
 
 /// Who is asking, from the kernel.
@@ -505,22 +519,11 @@ fn answer_request(store: &Store, detector: &monitor_pii::Detector, req: Request)
         f
     };
     let result = match req {
-        Request::Events { filter } => store.events(&clamp(filter), false).map(|records| Response {
-            records,
-            ..Response::default()
-        }),
-        Request::Alerts { filter } => store.events(&clamp(filter), true).map(|records| Response {
-            records,
-            ..Response::default()
-        }),
-        Request::WhoAccessed { path, filter } => {
-            store
-                .who_accessed(&path, &clamp(filter))
-                .map(|records| Response {
-                    records,
-                    ..Response::default()
-                })
-        }
+        Request::Events { filter } => store.events(&clamp(filter), false).map(Response::found),
+        Request::Alerts { filter } => store.events(&clamp(filter), true).map(Response::found),
+        Request::WhoAccessed { path, filter } => store
+            .who_accessed(&path, &clamp(filter))
+            .map(Response::found),
         Request::Role { role, filter } => store.role_summary(&role, &filter).map(|s| Response {
             summary: Some(s),
             ..Response::default()
@@ -551,9 +554,19 @@ fn answer_request(store: &Store, detector: &monitor_pii::Detector, req: Request)
             }
             let filter = clamp(filter);
             let mut records = Vec::new();
+            let mut total = Total {
+                count: 0,
+                exact: fingerprints.len() == 1,
+            };
             for (_, fp) in &fingerprints {
                 match store.trace(fp, &filter) {
-                    Ok(r) => records.extend(r),
+                    Ok(found) => {
+                        // With several fingerprints a record may hold more
+                        // than one: the largest count is the one sure bound.
+                        total.count = total.count.max(found.total.count);
+                        total.exact &= found.total.exact;
+                        records.extend(found.records);
+                    }
                     Err(e) => {
                         return Response {
                             error: Some(e.to_string()),
@@ -564,8 +577,11 @@ fn answer_request(store: &Store, detector: &monitor_pii::Detector, req: Request)
             }
             records.sort_by_key(|r| std::cmp::Reverse(r.seq));
             records.dedup_by_key(|r| r.seq);
+            records.truncate(filter.limit);
+            total.count = total.count.max(records.len() as u64);
             Ok(Response {
                 records,
+                total: Some(total),
                 fingerprints,
                 ..Response::default()
             })

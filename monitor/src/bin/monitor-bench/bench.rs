@@ -517,20 +517,20 @@ pub fn run_store_bench(
         let i = q * 37 + 1 + u64::from((q * 37 + 1) % 10 == 0);
         let p = path((i * 7919) % paths);
         let (hits, ms) = timed(|| store.who_accessed(&p, &all));
-        anyhow::ensure!(!hits?.is_empty(), "no records for {p}");
+        anyhow::ensure!(!hits?.records.is_empty(), "no records for {p}");
         who.push(ms);
         let (hits, ms) = timed(|| store.events(&all, true));
-        anyhow::ensure!(hits?.len() == 100, "alerts query came back short");
+        anyhow::ensure!(hits?.records.len() == 100, "alerts query came back short");
         alerts.push(ms);
         let fp = fingerprint((q * 7) % (records / 10).max(1));
         let (hits, ms) = timed(|| store.trace(&fp, &all));
-        anyhow::ensure!(!hits?.is_empty(), "no records for a fingerprint");
+        anyhow::ensure!(!hits?.records.is_empty(), "no records for a fingerprint");
         trace.push(ms);
     }
     for q in 0..10u64 {
         let d = format!("/srv/cardholder/dept{:02}/", q * 5);
         let (hits, ms) = timed(|| store.who_accessed(&d, &all));
-        let hits = hits?;
+        let hits = hits?.records;
         anyhow::ensure!(
             hits.len() == 100,
             "directory query {d} came back with {}",
