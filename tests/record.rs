@@ -132,6 +132,46 @@ fn roles_record_alerts_trace_and_verify() {
             && table.contains("cardholder-data"),
         "{table}"
     );
+    // The test's own executable is the cat's parent, first in its ancestry.
+    let me = std::env::current_exe().unwrap();
+    assert_eq!(rec["context"]["ancestry"][0], me.to_str().unwrap(), "{rec}");
+
+    // The same user, logged in, reads it again as root (`sudo`): the record
+    // names the login, and `--user` finds it.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo {} > /proc/self/loginuid && exec cat {file_s}",
+            user.uid
+        ))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rec = wait_record(&daemon, &["who-accessed", file_s, "--user", USER], |r| {
+        r["uid"] == 0
+    });
+    assert_eq!(rec["context"]["login_uid"], user.uid, "{rec}");
+    assert_eq!(rec["context"]["login_user"], USER, "{rec}");
+    assert_eq!(rec["context"]["ancestry"][0], me.to_str().unwrap(), "{rec}");
+    let table = cli(&daemon, &["who-accessed", file_s, "--user", USER]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains(&format!("root ({USER})")), "{table}");
+    // On a terminal (`script` gives the cat a pseudo-terminal), the record names it.
+    let status = Command::new("script")
+        .args(["-qec", &format!("cat {file_s}"), "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let rec = wait_record(&daemon, &["who-accessed", file_s], |r| {
+        r["context"]["tty"].is_string()
+    });
+    assert!(
+        rec["context"]["tty"].as_str().unwrap().starts_with("pts/"),
+        "{rec}"
+    );
 
     // A chatbot sends a card number to a local listener.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -227,8 +227,17 @@ pub struct NetBody {
 pub struct ExecBody {
     /// The thread id that called exec (differs from `tgid` for a non-leader thread).
     pub old_pid: u32,
+    /// The audit login uid (`u32::MAX`: not set, or no audit in this kernel).
+    pub loginuid: u32,
+    /// The controlling terminal as `major << 20 | minor` (0: none).
+    pub tty: u32,
     /// Explicit padding.
     pub _pad: u32,
+}
+
+/// [`ExecBody::tty`]'s encoding of a device number.
+pub const fn tty_dev(major: u32, minor: u32) -> u32 {
+    (major << 20) | (minor & 0xf_ffff)
 }
 
 /// Body of a fork event ([`EventKind::Fork`]); the header describes the parent.
@@ -540,6 +549,20 @@ pub struct KernelOffsets {
     pub io_sr_msg_buf: u32,
     /// `io_sr_msg.len`
     pub io_sr_msg_len: u32,
+    /// `task_struct.loginuid` (0 without audit)
+    pub task_loginuid: u32,
+    /// `task_struct.signal`
+    pub task_signal: u32,
+    /// `signal_struct.tty`
+    pub signal_tty: u32,
+    /// `tty_struct.index`
+    pub tty_index: u32,
+    /// `tty_struct.driver`
+    pub tty_driver: u32,
+    /// `tty_driver.major`
+    pub tty_driver_major: u32,
+    /// `tty_driver.minor_start`
+    pub tty_driver_minor_start: u32,
 }
 
 /// Settings the daemon hands the programs as a global at load time.

@@ -3,7 +3,7 @@
 
 use aya_ebpf::{helpers::generated as raw, macros::tracepoint, programs::TracePointContext};
 use monitor_common::{
-    EventKind, ExecBody, ExitBody, ForkBody, StrKind, ARGV_READ, FLAG_TRUNCATED, NAME_READ,
+    tty_dev, EventKind, ExecBody, ExitBody, ForkBody, StrKind, ARGV_READ, FLAG_TRUNCATED, NAME_READ,
 };
 
 use crate::emit::{begin, kptr, kread, push_kernel_str, self_tgid, slot, str_ref, submit, Cursor};
@@ -22,7 +22,27 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     // SAFETY: offsets from the tracepoint's format.
     let loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
     let old_pid = unsafe { ctx.read_at::<u32>(16) }.unwrap_or(0);
-    ev.body.exec = ExecBody { old_pid, _pad: 0 };
+    let loginuid = match offset!(task_loginuid) {
+        0 => u32::MAX,
+        off => kread::<u32>(task, off),
+    };
+    // The controlling terminal: signal->tty, its driver's major, and minor_start + index.
+    let tty = kptr(kptr(task, offset!(task_signal)), offset!(signal_tty));
+    let tty = if tty.is_null() {
+        0
+    } else {
+        let driver = kptr(tty, offset!(tty_driver));
+        let major = kread::<i32>(driver, offset!(tty_driver_major)) as u32;
+        let minor = kread::<i32>(driver, offset!(tty_driver_minor_start))
+            + kread::<i32>(tty, offset!(tty_index));
+        tty_dev(major, minor as u32)
+    };
+    ev.body.exec = ExecBody {
+        old_pid,
+        loginuid,
+        tty,
+        _pad: 0,
+    };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };
 

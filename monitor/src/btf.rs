@@ -158,6 +158,14 @@ impl Btf {
             inode_i_ino: self.offset_of("inode", "i_ino")?,
             inode_i_sb: self.offset_of("inode", "i_sb")?,
             super_block_s_dev: self.offset_of("super_block", "s_dev")?,
+            task_signal: self.offset_of("task_struct", "signal")?,
+            signal_tty: self.offset_of("signal_struct", "tty")?,
+            tty_index: self.offset_of("tty_struct", "index")?,
+            tty_driver: self.offset_of("tty_struct", "driver")?,
+            tty_driver_major: self.offset_of("tty_driver", "major")?,
+            tty_driver_minor_start: self.offset_of("tty_driver", "minor_start")?,
+            // Only with audit: without it, 0 says so.
+            task_loginuid: self.offset_of("task_struct", "loginuid").unwrap_or(0),
             ..self.io_uring_offsets().unwrap_or_default()
         })
     }

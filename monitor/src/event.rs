@@ -72,6 +72,18 @@ pub struct Process {
     /// The role it acts for (`rules/roles.toml`), once resolved.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<Arc<str>>,
+    /// The audit login uid: who logged in, whatever uid the process took since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_uid: Option<u32>,
+    /// The login uid's name, when it resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_user: Option<Arc<str>>,
+    /// The controlling terminal (`pts/3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<Arc<str>>,
+    /// Executables of its ancestors when it was created, parent first.
+    #[serde(default, skip_serializing_if = "<[Arc<str>]>::is_empty")]
+    pub ancestry: Arc<[Arc<str>]>,
 }
 
 /// What was done; serialized with a `kind` tag.

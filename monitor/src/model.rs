@@ -382,6 +382,20 @@ pub struct ProcessContext {
     /// The systemd unit (service or session scope).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<Arc<str>>,
+    /// Executables of its ancestors when it was created, parent first (at
+    /// most [`crate::enrich::process::ANCESTRY_MAX`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestry: Vec<String>,
+    /// The audit login uid: who logged in, whatever uid the process took
+    /// since (`sudo`, `su`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_uid: Option<u32>,
+    /// The login uid's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub login_user: Option<Arc<str>>,
+    /// The controlling terminal (`pts/3`); none for services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<Arc<str>>,
 }
 
 /// The longest command line a record keeps, bytes.
@@ -406,6 +420,10 @@ impl ProcessContext {
             ppid: p.ppid,
             cmdline,
             unit: p.unit.clone(),
+            ancestry: p.ancestry.iter().map(|a| a.to_string()).collect(),
+            login_uid: p.login_uid,
+            login_user: p.login_user.clone(),
+            tty: p.tty.clone(),
         }
     }
 }

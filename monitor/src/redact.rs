@@ -119,8 +119,13 @@ pub fn redact_record(detector: &Detector, rec: &mut Record) {
         redact_field(detector, &mut e, "exe", &mut found);
         rec.exe = Some(e.into());
     }
-    if let Some(line) = rec.context.as_mut().and_then(|c| c.cmdline.as_mut()) {
-        redact_field(detector, line, "cmdline", &mut found);
+    if let Some(c) = rec.context.as_mut() {
+        if let Some(line) = c.cmdline.as_mut() {
+            redact_field(detector, line, "cmdline", &mut found);
+        }
+        for exe in &mut c.ancestry {
+            redact_field(detector, exe, "ancestry", &mut found);
+        }
     }
     rec.findings.extend(found);
 }

@@ -53,7 +53,8 @@ pub struct FilterArgs {
     /// Only this role.
     #[arg(long)]
     pub role: Option<String>,
-    /// Only this user name.
+    /// Only this user: the process's user, or the user who logged in to
+    /// start it (so `sudo` and `su` sessions count).
     #[arg(long)]
     pub user: Option<String>,
     /// Only this data class.
@@ -569,11 +570,22 @@ pub fn records_table(records: &[Record], alerts: bool, style: &TableStyle) -> St
     for r in records {
         // Names are an attacker's to choose: nothing in a cell moves the
         // cursor, rings, starts a new row or reverses the text.
-        let user = visible(
-            &r.user
+        let mut user = r
+            .user
+            .as_deref()
+            .map_or_else(|| r.uid.to_string(), str::to_owned);
+        // Who logged in, when the process took another uid (`root (maria)`).
+        if let Some(login) = r.context.as_ref().and_then(|c| {
+            c.login_user
                 .as_deref()
-                .map_or_else(|| r.uid.to_string(), str::to_owned),
-        );
+                .map(str::to_owned)
+                .or_else(|| c.login_uid.map(|u| u.to_string()))
+        }) {
+            if login != user {
+                user = format!("{user} ({login})");
+            }
+        }
+        let user = visible(&user);
         let role = visible(&r.role);
         let found = findings(r, style.wide);
         rows.push(if alerts {

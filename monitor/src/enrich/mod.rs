@@ -166,7 +166,7 @@ impl Enricher {
         let mut detail_exe = None;
         let mut argv: Arc<[String]> = Arc::from(Vec::new());
         match rec.body {
-            Body::Exec(_) => {
+            Body::Exec(x) => {
                 if !rec.strs[0].is_none() {
                     detail_exe = Some(Arc::from(paths::from_components(&rec.strs[0])));
                 }
@@ -177,8 +177,13 @@ impl Enricher {
                     }
                 }
                 argv = args.into();
-                self.procs
-                    .on_exec(h.tgid, h.ppid, detail_exe.clone(), argv.clone());
+                self.procs.on_exec(
+                    h.tgid,
+                    h.ppid,
+                    detail_exe.clone(),
+                    argv.clone(),
+                    process::Login::from_kernel(x.loginuid, x.tty),
+                );
             }
             Body::Fork(f) => self.procs.on_fork(h.tgid, f.child_pid),
             _ => {}
@@ -233,10 +238,8 @@ impl Enricher {
 
     fn process(&mut self, rec: &Record<'_>) -> Process {
         let h = &rec.header;
-        let known = self.procs.get(h.tgid);
-        let (exe, cmdline) = known
-            .map(|p| (p.exe.clone(), p.cmdline.clone()))
-            .unwrap_or_else(|| (None, Arc::from(Vec::new())));
+        let known = self.procs.get(h.tgid).cloned().unwrap_or_default();
+        let login_uid = known.login.uid;
         let cgroup = self.cgroups.get(h.cgroup_id);
         let comm_len = h.comm.iter().position(|&c| c == 0).unwrap_or(COMM_LEN);
         Process {
@@ -248,12 +251,16 @@ impl Enricher {
             user: self.names.user(h.uid),
             group: self.names.group(h.gid),
             comm: paths::text(&h.comm[..comm_len]),
-            exe,
-            cmdline,
+            exe: known.exe,
+            cmdline: known.cmdline,
             cgroup_id: h.cgroup_id,
             unit: cgroup.as_ref().and_then(|c| c.unit.clone()),
             role: None,
             cgroup: cgroup.map(|c| c.path),
+            login_uid,
+            login_user: login_uid.and_then(|u| self.names.user(u)),
+            tty: known.login.tty,
+            ancestry: known.ancestry,
         }
     }
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 /// How many exited processes are remembered (for late events and lineage).
 const EXITED_KEPT: usize = 4096;
+/// How many ancestors' executables a process's ancestry keeps.
+pub const ANCESTRY_MAX: usize = 8;
 
 /// What is known about one process.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,6 +21,44 @@ pub struct ProcInfo {
     pub exe: Option<Arc<str>>,
     /// Command line.
     pub cmdline: Arc<[String]>,
+    /// How the process's user logged in: the audit login uid and the
+    /// controlling terminal (inherited; set again at each exec).
+    pub login: Login,
+    /// The executables of its ancestors when it was created, parent first
+    /// (at most [`ANCESTRY_MAX`]); a parent that exits later stays named.
+    pub ancestry: Arc<[Arc<str>]>,
+}
+
+/// The login a process belongs to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Login {
+    /// The audit login uid: who logged in, whatever uid the process has
+    /// since taken (`sudo`, `su`). `None` when no login set it.
+    pub uid: Option<u32>,
+    /// The controlling terminal (`pts/3`), if any.
+    pub tty: Option<Arc<str>>,
+}
+
+impl Login {
+    /// From the kernel's values: a login uid (`u32::MAX` is unset) and a
+    /// terminal's device number as [`monitor_common::tty_dev`] encodes it (0 is none).
+    pub fn from_kernel(loginuid: u32, tty: u32) -> Self {
+        Self {
+            uid: (loginuid != u32::MAX).then_some(loginuid),
+            tty: (tty != 0).then(|| Arc::from(tty_name(tty >> 20, tty & 0xf_ffff))),
+        }
+    }
+}
+
+/// A terminal's name from its device number (`Documentation/admin-guide/devices.txt`).
+pub fn tty_name(major: u32, minor: u32) -> String {
+    match major {
+        136..=143 => format!("pts/{}", (major - 136) * 256 + minor),
+        4 if minor < 64 => format!("tty{minor}"),
+        4 => format!("ttyS{}", minor - 64),
+        5 if minor == 1 => "console".to_owned(),
+        _ => format!("tty({major}:{minor})"),
+    }
 }
 
 /// Live processes by pid, plus the most recently exited ones.
@@ -48,7 +88,31 @@ impl ProcessTable {
                 table.live.insert(pid, info);
             }
         }
+        let pids: Vec<u32> = table.live.keys().copied().collect();
+        for pid in pids {
+            let ancestry = table.ancestry_of(table.live[&pid].ppid);
+            table.live.get_mut(&pid).expect("seeded").ancestry = ancestry;
+        }
         table
+    }
+
+    /// The ancestry a child of `parent` has: the parent's executable, then
+    /// the parent's own ancestry (its ancestors' as they were at its birth;
+    /// for processes seeded from `/proc`, the chain of live parents).
+    fn ancestry_of(&self, parent: u32) -> Arc<[Arc<str>]> {
+        let mut chain = Vec::new();
+        let mut next = Some(parent);
+        while let Some(pid) = next.filter(|&p| p > 0 && chain.len() < ANCESTRY_MAX) {
+            let Some(info) = self.get(pid) else { break };
+            chain.push(info.exe.clone().unwrap_or_else(|| Arc::from("")));
+            if !info.ancestry.is_empty() {
+                let room = ANCESTRY_MAX - chain.len();
+                chain.extend(info.ancestry.iter().take(room).cloned());
+                break;
+            }
+            next = Some(info.ppid).filter(|&pp| pp != pid && pid > 1);
+        }
+        chain.into()
     }
 
     /// Rewrites every known command line (to mask sensitive values).
@@ -77,12 +141,33 @@ impl ProcessTable {
     pub fn on_fork(&mut self, parent: u32, child: u32) {
         let mut info = self.get(parent).cloned().unwrap_or_default();
         info.ppid = parent;
+        info.ancestry = self.ancestry_of(parent);
         self.live.insert(child, info);
     }
 
-    /// `pid` executed a new program.
-    pub fn on_exec(&mut self, pid: u32, ppid: u32, exe: Option<Arc<str>>, cmdline: Arc<[String]>) {
-        self.live.insert(pid, ProcInfo { ppid, exe, cmdline });
+    /// `pid` executed a new program; the kernel read its login at the exec.
+    pub fn on_exec(
+        &mut self,
+        pid: u32,
+        ppid: u32,
+        exe: Option<Arc<str>>,
+        cmdline: Arc<[String]>,
+        login: Login,
+    ) {
+        let ancestry = match self.live.get(&pid) {
+            Some(p) if p.ppid == ppid && !p.ancestry.is_empty() => p.ancestry.clone(),
+            _ => self.ancestry_of(ppid),
+        };
+        self.live.insert(
+            pid,
+            ProcInfo {
+                ppid,
+                exe,
+                cmdline,
+                login,
+                ancestry,
+            },
+        );
     }
 
     /// `pid` exited; it stays findable among the recently exited.
@@ -112,10 +197,22 @@ fn read_proc(dir: &Path) -> Option<ProcInfo> {
     let cmdline = std::fs::read(dir.join("cmdline"))
         .map(|raw| split_args(&raw))
         .unwrap_or_default();
+    // Field 7 of stat is tty_nr: minor in bits 0-7 and 20-31, major in 8-19.
+    let tty_nr: u32 = after.split_whitespace().nth(4)?.parse().ok()?;
+    let (major, minor) = (
+        (tty_nr >> 8) & 0xfff,
+        (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00),
+    );
+    let loginuid = std::fs::read_to_string(dir.join("loginuid"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(u32::MAX);
     Some(ProcInfo {
         ppid,
         exe,
         cmdline: cmdline.into(),
+        login: Login::from_kernel(loginuid, monitor_common::tty_dev(major, minor)),
+        ancestry: Arc::from(Vec::new()),
     })
 }
 
@@ -139,25 +236,84 @@ mod tests {
         assert_eq!(me.ppid, std::os::unix::process::parent_id());
         assert!(me.exe.is_some());
         assert!(!me.cmdline.is_empty());
+        let parent = table.get(me.ppid).expect("parent seeded");
+        assert_eq!(me.ancestry.first(), parent.exe.as_ref());
     }
 
     #[test]
     fn fork_inherits_exec_replaces_exit_remembers() {
         let mut t = ProcessTable::default();
-        t.on_exec(10, 1, Some("/bin/sh".into()), vec!["sh".to_owned()].into());
+        let login = Login::from_kernel(1000, monitor_common::tty_dev(136, 3));
+        t.on_exec(
+            10,
+            1,
+            Some("/bin/sh".into()),
+            vec!["sh".to_owned()].into(),
+            login.clone(),
+        );
         t.on_fork(10, 11);
         assert_eq!(t.get(11).unwrap().exe.as_deref(), Some("/bin/sh"));
         assert_eq!(t.get(11).unwrap().ppid, 10);
+        assert_eq!(t.get(11).unwrap().login, login);
         t.on_exec(
             11,
             10,
             Some("/bin/cat".into()),
             vec!["cat".to_owned()].into(),
+            login.clone(),
         );
         assert_eq!(&t.get(11).unwrap().cmdline[..], ["cat"]);
+        assert_eq!(t.get(11).unwrap().login.tty.as_deref(), Some("pts/3"));
+        assert_eq!(t.get(11).unwrap().login.uid, Some(1000));
+        assert_eq!(&t.get(11).unwrap().ancestry[..], [Arc::from("/bin/sh")]);
         t.on_exit(11);
         assert_eq!(t.get(11).unwrap().exe.as_deref(), Some("/bin/cat"));
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn ancestry_outlives_the_parent_and_is_bounded() {
+        let mut t = ProcessTable::default();
+        t.on_exec(
+            2,
+            1,
+            Some("/usr/sbin/sshd".into()),
+            Arc::from(Vec::new()),
+            Login::default(),
+        );
+        // A chain: sshd -> 3 (bash) -> 4 (sudo) -> ... each a fork then an exec.
+        for pid in 3..20u32 {
+            t.on_fork(pid - 1, pid);
+            let exe = format!("/bin/p{pid}");
+            t.on_exec(
+                pid,
+                pid - 1,
+                Some(exe.as_str().into()),
+                Arc::from(Vec::new()),
+                Login::default(),
+            );
+        }
+        t.on_exit(18);
+        t.on_fork(19, 30);
+        let chain = &t.get(30).unwrap().ancestry;
+        assert_eq!(chain.len(), ANCESTRY_MAX);
+        assert_eq!(&*chain[0], "/bin/p19");
+        assert_eq!(&*chain[1], "/bin/p18", "an exited parent stays named");
+        let short = &t.get(5).unwrap().ancestry;
+        assert_eq!(
+            short.iter().map(|a| &**a).collect::<Vec<_>>(),
+            ["/bin/p4", "/bin/p3", "/usr/sbin/sshd"]
+        );
+    }
+
+    #[test]
+    fn terminals_are_named_as_the_kernel_numbers_them() {
+        assert_eq!(tty_name(136, 0), "pts/0");
+        assert_eq!(tty_name(137, 2), "pts/258");
+        assert_eq!(tty_name(4, 1), "tty1");
+        assert_eq!(tty_name(4, 64), "ttyS0");
+        assert_eq!(tty_name(5, 1), "console");
+        assert_eq!(Login::from_kernel(u32::MAX, 0), Login::default());
     }
 
     #[test]

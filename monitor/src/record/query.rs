@@ -22,7 +22,7 @@ pub struct Filter {
     /// Only this role.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// Only this user name.
+    /// Only this user name: the process's, or the login's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Only this data class.
@@ -102,10 +102,12 @@ impl Filter {
         r.time_ns >= since
             && r.time_ns < until
             && self.role.as_deref().is_none_or(|x| x == &*r.role)
-            && self
-                .user
-                .as_deref()
-                .is_none_or(|x| r.user.as_deref() == Some(x))
+            && self.user.as_deref().is_none_or(|x| {
+                r.user.as_deref() == Some(x)
+                    || r.context
+                        .as_ref()
+                        .is_some_and(|c| c.login_user.as_deref() == Some(x))
+            })
             && self
                 .class
                 .as_deref()

@@ -29,7 +29,7 @@ fn body_layouts() {
     assert_eq!(offset_of!(NetBody, family), 16);
     assert_eq!(offset_of!(NetBody, port), 18);
     assert_eq!(offset_of!(NetBody, addr), 24);
-    assert_eq!(size_of::<ExecBody>(), 8);
+    assert_eq!(size_of::<ExecBody>(), 16);
     assert_eq!(size_of::<ForkBody>(), 16);
     assert_eq!(size_of::<ExitBody>(), 8);
     assert_eq!(size_of::<EventBody>(), 72);
@@ -58,7 +58,7 @@ fn payload_layout() {
 
 #[test]
 fn globals_layout() {
-    assert_eq!(size_of::<KernelOffsets>(), 42 * 4);
+    assert_eq!(size_of::<KernelOffsets>(), 49 * 4);
     assert_eq!(size_of::<ClassDirKey>(), 16);
     assert_eq!(offset_of!(ClassDirKey, ino), 8);
     assert_eq!(size_of::<SensorConfig>(), 8);
