@@ -312,6 +312,23 @@ fn daemon_never_reports_itself_and_publishes_status() {
     let live: Value = serde_json::from_slice(&asked.stdout).unwrap();
     assert_eq!(live["pid"], own);
     assert!(live["kernel"]["emitted"].as_u64().unwrap() > 0, "{live}");
+    // The rules in force, each with where it came from and its digest.
+    let rules: Vec<&str> = live["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.starts_with("classes.toml=") && r.contains("@sha256:")),
+        "{live}"
+    );
+    assert!(
+        live["rules_loaded"].as_str().unwrap().starts_with("20"),
+        "{live}"
+    );
 
     let human = Command::new(common::monitor_bin())
         .args(["status", "--status-file"])
@@ -320,7 +337,10 @@ fn daemon_never_reports_itself_and_publishes_status() {
         .unwrap();
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(
-        text.contains("running") && text.contains("DROPPED total:"),
+        text.contains("running")
+            && text.contains("DROPPED total:")
+            && text.contains("[RULES]")
+            && text.contains("(up "),
         "{text}"
     );
 }

@@ -149,12 +149,34 @@ pub struct Status {
     /// Bytes the store takes on disk.
     #[serde(default)]
     pub store_bytes: u64,
+    /// The rule files in force, `NAME=FROM@sha256:HEX` each.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// When the rules in force were loaded (RFC 3339).
+    #[serde(default)]
+    pub rules_loaded: String,
     /// The last refused reload ("TIME: ERROR"), since the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reload_error: Option<String>,
 }
 
 impl Status {
+    /// How long the daemon had run when this snapshot was taken (`3d 4h`,
+    /// `2h 13m`, `5m 2s`).
+    pub fn uptime(&self) -> Option<String> {
+        let at = |s: &str| humantime::parse_rfc3339_weak(s).ok();
+        let secs = at(&self.updated)?
+            .duration_since(at(&self.started)?)
+            .ok()?
+            .as_secs();
+        let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+        Some(match (d, h, m) {
+            (0, 0, _) => format!("{m}m {s}s"),
+            (0, _, _) => format!("{h}h {m}m"),
+            _ => format!("{d}d {h}h"),
+        })
+    }
+
     /// Records lost anywhere: ring buffer full, undecodable, or refused by a sink.
     pub fn dropped(&self) -> u64 {
         self.kernel.ringbuf_full
@@ -206,10 +228,29 @@ impl Status {
         let p = &self.pipeline;
         let r = &self.record;
         let mut out = format!(
-            "monitor {}: {state}, pid {}, started {}\nupdated {}\n",
-            self.version, self.pid, self.started, self.updated
+            "monitor {}: {state}, pid {}, started {}{}\nupdated {}\n",
+            self.version,
+            self.pid,
+            self.started,
+            self.uptime()
+                .map(|u| format!(" (up {u})"))
+                .unwrap_or_default(),
+            self.updated
         );
         let mut t = Table(&mut out);
+        t.section("RULES");
+        t.row(
+            "loaded",
+            if self.rules_loaded.is_empty() {
+                "-".to_owned()
+            } else {
+                self.rules_loaded.clone()
+            },
+        );
+        for file in &self.rules {
+            let (name, from) = file.split_once('=').unwrap_or((file, ""));
+            t.row(name, from.to_owned());
+        }
         let (tracepoints, other): (Vec<&String>, Vec<&String>) =
             self.attached.iter().partition(|a| a.contains(':'));
         t.section("PROBES");
@@ -367,5 +408,32 @@ mod tests {
             "{}",
             back.render()
         );
+    }
+
+    #[test]
+    fn the_report_names_the_rules_in_force_and_the_uptime() {
+        let status = Status {
+            started: "2026-12-04T08:00:00.5Z".into(),
+            updated: "2026-12-04T10:13:07Z".into(),
+            rules_loaded: "2026-12-04T09:00:00Z".into(),
+            rules: vec!["roles.toml=/etc/monitor/rules/roles.toml@sha256:0123456789abcdef".into()],
+            ..Default::default()
+        };
+        let text = status.render();
+        assert!(
+            text.contains("started 2026-12-04T08:00:00.5Z (up 2h 13m)"),
+            "{text}"
+        );
+        assert!(text.contains("\n[RULES]\n  loaded                2026-12-04T09:00:00Z\n  roles.toml            /etc/monitor/rules/roles.toml@sha256:0123456789abcdef\n"), "{text}");
+        let days = Status {
+            updated: "2026-12-07T12:00:00Z".into(),
+            ..status.clone()
+        };
+        assert_eq!(days.uptime().as_deref(), Some("3d 3h"));
+        let minutes = Status {
+            updated: "2026-12-04T08:05:02.5Z".into(),
+            ..status
+        };
+        assert_eq!(minutes.uptime().as_deref(), Some("5m 2s"));
     }
 }

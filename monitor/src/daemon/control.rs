@@ -306,6 +306,8 @@ fn reload(opts: &Options, d: &mut Daemon) {
             let object = format!("{} rules {}{changes}", dir.display(), rules.describe());
             d.live.publish(&rules);
             d.status.reload_error = None;
+            d.status.rules = rules.files_in_force();
+            d.status.rules_loaded = now();
             tracing::info!(sinks = %changes, "rules reloaded");
             let record = Record {
                 action: Action::Reload,

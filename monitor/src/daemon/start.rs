@@ -104,6 +104,7 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     check_privileges()?;
     let rules = RuleSet::load(Some(&opts.rules_dir))
         .map_err(|e| anyhow::anyhow!("refusing to start: invalid rules\n{e}"))?;
+    let rules_in_force = rules.files_in_force();
     if !opts.rules_dir.is_dir() {
         tracing::warn!(
             "rules directory {} does not exist: running on the shipped rules only (`monitor rules show FILE` prints one to start an override from)",
@@ -278,6 +279,8 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         tls_not_covered: crate::sensor::TLS_NOT_COVERED.to_owned(),
         side_doors_not_covered: crate::sensor::SIDE_DOORS_NOT_COVERED.to_owned(),
         prevention: crate::sensor::PREVENTION.to_owned(),
+        rules: rules_in_force,
+        rules_loaded: now(),
         ..Status::default()
     };
     *published.write().expect("status lock") = status.clone();

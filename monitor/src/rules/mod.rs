@@ -243,12 +243,16 @@ impl RuleSet {
     /// Which files are in force and what they held: `NAME=FROM@sha256:HEX`
     /// each (the first 16 hex digits), for the record.
     pub fn describe(&self) -> String {
+        self.files_in_force().join(" ")
+    }
+
+    /// Each file in force as `NAME=FROM@sha256:HEX` (the first 16 hex digits).
+    pub fn files_in_force(&self) -> Vec<String> {
         self.sources
             .iter()
             .zip(&self.digests)
             .map(|((name, from), d)| format!("{name}={from}@sha256:{}", &d[..16]))
-            .collect::<Vec<_>>()
-            .join(" ")
+            .collect()
     }
 }
 
