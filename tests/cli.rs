@@ -173,9 +173,19 @@ fn scan_walks_a_directory_and_exits_like_grep() {
     let text = String::from_utf8_lossy(&out.stdout);
     let summary = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{text}{summary}");
-    let card = format!("{}/chat.txt:2:6: CREDIT_CARD", store.display());
+    let card = format!("{}/chat.txt:2:6: ", store.display());
     let mail = format!("{}/.cache/.env:2:6: EMAIL_ADDRESS", store.display());
     assert!(text.contains(&card) && text.contains(&mail), "{text}");
+    // The columns line up across files.
+    let kind_at: Vec<usize> = text
+        .lines()
+        .map(|l| {
+            l.find("CREDIT_CARD")
+                .or_else(|| l.find("EMAIL_ADDRESS"))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(kind_at[0], kind_at[1], "{text}");
     assert!(
         text.contains("411111******1111") && !text.contains("4111 1111"),
         "{text}"
@@ -199,4 +209,30 @@ fn scan_walks_a_directory_and_exits_like_grep() {
     let missing = scan(&[dir.join("nope").to_str().unwrap()]);
     assert_eq!(missing.status.code(), Some(2));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn scan_shows_a_hostile_file_name_without_reaching_the_terminal_raw() {
+    let dir = std::env::temp_dir().join(format!("monitor-scan-esc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("esc\x1b[2J\u{202e}name.txt"),
+        "card 4111 1111 1111 1111\n",
+    )
+    .unwrap();
+    let out = Command::new(monitor_bin())
+        .arg("scan")
+        .arg(&dir)
+        .arg("--key-file")
+        .arg(dir.join("fingerprint.key"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        !text.contains('\x1b') && !text.contains('\u{202e}') && text.contains("CREDIT_CARD"),
+        "{text:?}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

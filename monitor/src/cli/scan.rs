@@ -116,12 +116,16 @@ pub fn run(opts: &ScanOptions) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     let mut per_kind: std::collections::BTreeMap<String, u64> = Default::default();
     let (mut files, mut with_findings) = (0u64, 0u64);
+    let mut rows = Aligned::default();
     let mut scan_one =
         |name: &[u8], input: &[u8], out: &mut dyn std::io::Write| -> anyhow::Result<()> {
             files += 1;
             // A name is shown as the record shows it (`\xNN` for a byte that is
             // not UTF-8, `\\` for a backslash).
             let name = crate::enrich::paths::text(name);
+            // Names are an attacker's to choose: nothing in one moves the
+            // terminal's cursor or reverses the text.
+            let shown = super::analyst::visible(&name);
             let findings: Vec<_> = detector
                 .scan(input)
                 .into_iter()
@@ -149,13 +153,16 @@ pub fn run(opts: &ScanOptions) -> anyhow::Result<Outcome> {
                     }
                     Format::Text => {
                         let (line, col) = lines.at(f.start);
-                        writeln!(
+                        rows.push(
+                            format!("{shown}:{line}:{col}:"),
+                            format!(
+                                "{:<16} {:<28} {:.2}  {}",
+                                f.kind.name(),
+                                f.masked,
+                                f.score,
+                                f.fingerprint
+                            ),
                             out,
-                            "{name}:{line}:{col}: {:<16} {:<28} {:.2}  {}",
-                            f.kind.name(),
-                            f.masked,
-                            f.score,
-                            f.fingerprint
                         )?;
                     }
                 }
@@ -211,6 +218,7 @@ pub fn run(opts: &ScanOptions) -> anyhow::Result<Outcome> {
             )?;
         }
     }
+    rows.flush(&mut out)?;
     out.flush()?;
     let kinds: Vec<String> = per_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
     eprintln!(
@@ -225,6 +233,47 @@ pub fn run(opts: &ScanOptions) -> anyhow::Result<Outcome> {
         }
     );
     Ok(outcome)
+}
+
+/// Text findings, their `path:line:col:` padded to one width, written in
+/// blocks so a large tree is not held whole: the width is the longest
+/// location so far (at most [`Aligned::MAX_WIDTH`]), so it only grows.
+#[derive(Default)]
+struct Aligned {
+    rows: Vec<(String, String)>,
+    width: usize,
+}
+
+impl Aligned {
+    /// Rows held before they are written.
+    const BLOCK: usize = 4096;
+    /// Widest a location pads to; a longer one is written whole.
+    const MAX_WIDTH: usize = 72;
+
+    fn push(
+        &mut self,
+        location: String,
+        rest: String,
+        out: &mut dyn std::io::Write,
+    ) -> std::io::Result<()> {
+        self.rows.push((location, rest));
+        if self.rows.len() >= Self::BLOCK {
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+        for (location, _) in &self.rows {
+            self.width = self
+                .width
+                .max(location.chars().count().min(Self::MAX_WIDTH));
+        }
+        for (location, rest) in self.rows.drain(..) {
+            writeln!(out, "{location:<w$} {rest}", w = self.width)?;
+        }
+        Ok(())
+    }
 }
 
 /// Line starts of a text, for `line:col` (both from 1; the column counts
