@@ -736,24 +736,32 @@ fn fit(rows: &mut [Vec<String>], width: usize, drop: &[usize]) -> bool {
 }
 
 /// Renders a role summary for people.
-pub fn summary_text(s: &RoleSummary) -> String {
+pub fn summary_text(s: &RoleSummary, style: &TableStyle) -> String {
+    // Each line is `  COUNT  NAME`: a name is cut in the middle to fit.
+    let fit = |name: &str| match style.width {
+        Some(w) => cut_middle(&visible(name), w.saturating_sub(12).max(MIN_LAST)),
+        None => visible(name),
+    };
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
     let mut out = format!(
-        "role {}: {} records, {} alerts\n",
-        visible(&s.role),
-        s.records,
-        s.alerts
+        "role {}: {} record{}, {} alert{}\n",
+        fit(&s.role),
+        thousands(s.records),
+        plural(s.records),
+        thousands(s.alerts),
+        plural(s.alerts)
     );
     out.push_str("by action and class:\n");
     for (k, n) in &s.by_action_class {
-        out.push_str(&format!("  {n:>8}  {k}\n"));
+        out.push_str(&format!("  {n:>8}  {}\n", fit(k)));
     }
     out.push_str("by user:\n");
     for (k, n) in &s.by_user {
-        out.push_str(&format!("  {n:>8}  {}\n", visible(k)));
+        out.push_str(&format!("  {n:>8}  {}\n", fit(k)));
     }
     out.push_str("most touched:\n");
     for (k, n) in &s.top_objects {
-        out.push_str(&format!("  {n:>8}  {}\n", visible(k)));
+        out.push_str(&format!("  {n:>8}  {}\n", fit(k)));
     }
     out
 }
@@ -1067,6 +1075,66 @@ TIME                  SEVERITY  USER     ROLE           PROCESS       RULE      
                 && row.contains("cat[4242]")
                 && row.ends_with("(+32 more)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn summaries_fit_the_terminal_and_nothing_reaches_it_raw() {
+        let records = table_records();
+        let hostile = records[1].object.clone();
+        let hidden = |c: char| {
+            (c.is_control() && c != '\n')
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        };
+        let role = RoleSummary {
+            role: "billing-agent".into(),
+            records: 2,
+            alerts: 1,
+            by_action_class: [("read cardholder-data".to_owned(), 2)].into(),
+            by_user: [("maria\u{1b}[2J".to_owned(), 2)].into(),
+            top_objects: vec![(hostile, 2)],
+        };
+        let mut alerts = records.clone();
+        for r in &mut alerts {
+            r.alert.get_or_insert(crate::model::Alert {
+                explain: None,
+                severity: Severity::Medium,
+                rule: "class-read".into(),
+                message: "m".into(),
+            });
+        }
+        let alerts = AlertSummary::of(&alerts);
+        for width in [80, 160] {
+            let style = TableStyle {
+                width: Some(width),
+                utc: true,
+                ..TableStyle::default()
+            };
+            for text in [summary_text(&role, &style), alerts.text(&style)] {
+                assert!(!text.chars().any(hidden), "{text:?}");
+                for l in text.lines() {
+                    assert!(l.chars().count() <= width, "{width}: {l}\n{text}");
+                }
+                assert!(text.contains("/srv/cardhol"), "{text}");
+            }
+        }
+        assert_eq!(
+            summary_text(
+                &role,
+                &TableStyle {
+                    width: Some(80),
+                    ..TableStyle::default()
+                }
+            ),
+            "\
+role billing-agent: 2 records, 1 alert
+by action and class:
+         2  read cardholder-data
+by user:
+         2  maria\\u{1b}[2J
+most touched:
+         2  /srv/cardholder/disputes/2026/12/e…J\\u{a}fake row\\xff\\u{202e}vsc.csv
+"
         );
     }
 

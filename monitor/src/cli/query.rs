@@ -121,7 +121,8 @@ impl Role {
         if self.common.json {
             println!("{}", serde_json::to_string_pretty(&summary)?);
         } else {
-            print!("{}", analyst::summary_text(&summary));
+            let style = analyst::TableStyle::for_stdout(self.common.wide, self.common.utc, 0);
+            print!("{}", analyst::summary_text(&summary, &style));
         }
         Ok(ExitCode::SUCCESS)
     }
