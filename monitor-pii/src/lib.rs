@@ -313,6 +313,22 @@ fn reveal(raw: &[u8]) -> Option<Vec<u8>> {
 /// spans, the highest-priority type wins, then the higher score, then the
 /// longer span. Identical duplicates (a value seen raw and decoded) collapse.
 fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
+    // Digits inside a credential (a Slack token's team and user ids, a key's
+    // body) are part of it, not a card or a phone number.
+    let tokens: Vec<(usize, usize)> = cands
+        .iter()
+        .filter(|c| !c.decoded && c.kind.is_some_and(PiiType::is_credential))
+        .map(|c| (c.start, c.end))
+        .collect();
+    if !tokens.is_empty() {
+        cands.retain(|c| {
+            c.decoded
+                || c.kind.is_none_or(PiiType::is_credential)
+                || !tokens
+                    .iter()
+                    .any(|&(s, e)| s <= c.start && c.end <= e && (s, e) != (c.start, c.end))
+        });
+    }
     cands.sort_by_key(|c| (c.start, std::cmp::Reverse(c.end)));
     let mut out = Vec::with_capacity(cands.len());
     let mut i = 0;
@@ -471,6 +487,17 @@ mod tests {
         let f = found("account number 4111111111111111");
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].0, "CREDIT_CARD");
+    }
+
+    #[test]
+    fn digits_inside_a_credential_are_the_credential() {
+        // A Slack token whose user id passes Luhn, after a payment word.
+        let f =
+            found("payment token xoxb-37816193616-046674534568-Hyf2ExJ9jjemDGq0RKqULWkl recently");
+        assert_eq!(
+            f.iter().map(|(k, _, _)| k.as_str()).collect::<Vec<_>>(),
+            ["SLACK_TOKEN"]
+        );
     }
 
     #[test]

@@ -57,6 +57,14 @@ impl Candidate {
 const TRIGGERS: &[&str] = &[
     "AKIA",
     "ASIA",
+    "ABIA",
+    "ACCA",
+    "A3T",
+    "AIza",
+    "sk_",
+    "rk_",
+    "hooks.slack.com/",
+    "xapp-",
     "github_pat_",
     "ghp_",
     "gho_",
@@ -74,7 +82,7 @@ const TRIGGERS: &[&str] = &[
     "Mr",
     "Ms",
 ];
-const SECRET_TRIGGERS: usize = 12;
+const SECRET_TRIGGERS: usize = 20;
 
 /// Compiled pieces shared by every scan.
 pub struct Scanner {
@@ -937,7 +945,40 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
     let token = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
     let bounded = |e: usize| !text.get(e).is_some_and(|&c| token(c));
     match trigger {
-        b"AKIA" | b"ASIA" => {
+        b"A3T" => {
+            // A3T and one more, then 16 (an older AWS key form).
+            let k = run(
+                text,
+                tend,
+                |c| c.is_ascii_uppercase() || c.is_ascii_digit(),
+                18,
+            );
+            let e = tend + k;
+            if k == 17 && bounded(e) && validate::entropy(&text[tend..e]) > 2.5 {
+                out.push(Candidate::new(PiiType::AwsAccessKey, start, e, 0.85));
+            }
+        }
+        b"AIza" => {
+            // Google API keys: AIza and 35 of [A-Za-z0-9_-].
+            let k = run(text, tend, token, 36);
+            let e = tend + k;
+            if k == 35 && bounded(e) && validate::entropy(&text[tend..e]) > 3.0 {
+                out.push(Candidate::new(PiiType::ApiKey, start, e, 0.9));
+            }
+        }
+        b"sk_" | b"rk_" => stripe(text, start, tend, out),
+        b"hooks.slack.com/" => slack_webhook(text, start, tend, out),
+        b"xapp-" => {
+            // Slack app-level tokens: xapp-1-A0123ABCD-1234567890123-<hex>.
+            let k = run(text, tend, |c| word(c) || c == b'-', 140);
+            let e = tend + k;
+            let body = &text[tend..e];
+            let parts = body.split(|&c| c == b'-').count();
+            if k >= 40 && parts >= 4 && bounded(e) && validate::entropy(body) > 3.0 {
+                out.push(Candidate::new(PiiType::SlackToken, start, e, 0.9));
+            }
+        }
+        b"AKIA" | b"ASIA" | b"ABIA" | b"ACCA" => {
             let k = run(
                 text,
                 tend,
@@ -966,7 +1007,13 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
             }
         }
         b"xox" => {
-            // xoxb-, xoxp-, xoxa-, xoxr-, xoxs-, xoxe-
+            // xoxb-, xoxp-, xoxa-, xoxr-, xoxs-, xoxe-; a refresh token
+            // `xoxe.xoxp-` is one token.
+            let tend = if text[tend..].starts_with(b"e.xox") {
+                tend + 5
+            } else {
+                tend
+            };
             if !matches!(
                 text.get(tend),
                 Some(b'b' | b'p' | b'a' | b'r' | b's' | b'e')
@@ -1005,6 +1052,66 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
     }
 }
 
+/// Stripe secret and restricted keys: `sk_` or `rk_`, `live_`/`test_`/`prod_`,
+/// then 10 to 99 alphanumerics (publishable `pk_` keys are not secrets).
+fn stripe(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
+    let rest = &text[tend..];
+    let Some(mode) = [&b"live_"[..], b"test_", b"prod_"]
+        .into_iter()
+        .find(|m| rest.starts_with(m))
+    else {
+        return;
+    };
+    let body_start = tend + mode.len();
+    let k = run(text, body_start, |c| c.is_ascii_alphanumeric(), 100);
+    let e = body_start + k;
+    let bounded = !text
+        .get(e)
+        .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-');
+    let body = &text[body_start..e];
+    if (10..=99).contains(&k)
+        && bounded
+        && body.iter().any(u8::is_ascii_digit)
+        && validate::entropy(body) > 3.0
+    {
+        out.push(Candidate::new(PiiType::ApiKey, start, e, 0.9));
+    }
+}
+
+/// A Slack incoming-webhook URL (its path is the credential), from the
+/// scheme when there is one.
+fn slack_webhook(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
+    let rest = &text[tend..];
+    let Some(kind) = [&b"services/"[..], b"workflows/", b"triggers/"]
+        .into_iter()
+        .find(|k| rest.starts_with(k))
+    else {
+        return;
+    };
+    let path_start = tend + kind.len();
+    let k = run(
+        text,
+        path_start,
+        |c| c.is_ascii_alphanumeric() || matches!(c, b'/' | b'+'),
+        120,
+    );
+    let path = &text[path_start..path_start + k];
+    if k < 40 || validate::entropy(path) < 3.5 {
+        return;
+    }
+    let from = if text[..start].ends_with(b"https://") {
+        start - 8
+    } else {
+        start
+    };
+    out.push(Candidate::new(
+        PiiType::SlackToken,
+        from,
+        path_start + k,
+        0.9,
+    ));
+}
+
 fn jwt(text: &[u8], start: usize, out: &mut Vec<Candidate>) {
     use base64::Engine as _;
     let b64u = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
@@ -1037,7 +1144,7 @@ fn private_key(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>)
         return;
     };
     let label = &text[tend..tend + dash];
-    if !label.ends_with(b"PRIVATE KEY") {
+    if !label.ends_with(b"PRIVATE KEY") && !label.ends_with(b"PRIVATE KEY BLOCK") {
         return;
     }
     let body_start = tend + dash + 5;
@@ -1062,6 +1169,17 @@ fn private_key(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>)
                 )
         }
     };
+    // A placeholder (`...`, `<key here>`, a line of X) is not a key: a real
+    // body holds at least 64 base64 characters and looks random.
+    let body: Vec<u8> = text[body_start..end]
+        .iter()
+        .copied()
+        .filter(|&c| c.is_ascii_alphanumeric() || c == b'+' || c == b'/')
+        .collect();
+    let armored = &body[..body.len().min(4096)];
+    if body.len() < 64 || validate::entropy(armored) < 4.0 {
+        return;
+    }
     out.push(Candidate::new(PiiType::PrivateKey, start, end, 0.99));
 }
 
@@ -1595,7 +1713,60 @@ mod tests {
         assert!(kinds("pip install sk-learn-toolkit-aaaaaaaaaaaa").is_empty());
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl";
         assert!(has(jwt, PiiType::Jwt, jwt));
-        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEow==\n-----END RSA PRIVATE KEY-----";
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----";
         assert!(has(pem, PiiType::PrivateKey, pem));
+    }
+
+    #[test]
+    fn more_secret_families() {
+        // Stripe secret and restricted keys; not publishable ones, not `task_test_`.
+        for key in [
+            "sk_live_51HqLyjWDarjtT1zdp7dcXWyhp",
+            "rk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "sk_test_51OuEMLAlTWGaDypq4P5cuDHbuKeG4tAGPYHJpEXQ7zE8mKK3jkhTFPvCxnSSK5zB5EQZrJsYd",
+        ] {
+            assert!(
+                has(&format!("STRIPE_KEY=\"{key}\""), PiiType::ApiKey, key),
+                "{key}"
+            );
+        }
+        assert!(kinds("pk_live_51HqLyjWDarjtT1zdp7dcXWyhp").is_empty());
+        assert!(kinds("nonMatchingToken := \"task_test_51HqLyjWDarjtT1zdp7dcXWyhp\"").is_empty());
+        assert!(kinds("sk_live_aaaaaaaaaaaaaaaaaaaaaaaa").is_empty());
+        // Google API keys.
+        let g = "AIzaSyDaGmWKa4JsXZ-HjGw7ISLn_3namBGewQe";
+        assert!(has(&format!("key={g}&q=1"), PiiType::ApiKey, g));
+        assert!(kinds("AIzaSyDaGmWKa4JsXZ-HjGw7IS").is_empty());
+        // Slack webhooks, app tokens, refresh tokens.
+        let hook =
+            "https://hooks.slack.com/services/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";
+        assert!(has(&format!("url: {hook}\n"), PiiType::SlackToken, hook));
+        assert!(kinds("see https://hooks.slack.com/services/ for docs").is_empty());
+        let app =
+            "xapp-1-A0123BCDEFG-1234567890123-0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6071";
+        assert!(has(app, PiiType::SlackToken, app));
+        let refresh = "xoxe.xoxp-1-Mi0yLTExNzcwODE3MTIzLTExNzcwODE3NjU1LTExOTE0OTc4ODY3ODctOTQ0";
+        assert!(has(refresh, PiiType::SlackToken, refresh));
+        // Older AWS key forms.
+        for key in [
+            "ABIAZ4X7QPLM2NB8KD5R",
+            "ACCAZ4X7QPLM2NB8KD5R",
+            "A3TXZ4X7QPLM2NB8KD5R",
+        ] {
+            assert!(
+                has(&format!("id={key}"), PiiType::AwsAccessKey, key),
+                "{key}"
+            );
+        }
+        // PGP private key blocks; placeholders are not keys.
+        let pgp = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF8Qx2sBCADHk1tYzN3Qw9v0rP7aL5mE2sJ8kT4uB6nC1oD3fG9hI0jK7lM2\nnO4pQ6rS8tU0vW2xY4zA6bC8dE0fG2hI4jK6lM8nO0pQ2rS4tU6vW8xY0zA2bC4d\n-----END PGP PRIVATE KEY BLOCK-----";
+        assert!(has(pgp, PiiType::PrivateKey, pgp));
+        for dummy in [
+            "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY-----\nXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX\n-----END RSA PRIVATE KEY-----",
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n<your key here>\n-----END OPENSSH PRIVATE KEY-----",
+        ] {
+            assert!(kinds(dummy).is_empty(), "{dummy}");
+        }
     }
 }

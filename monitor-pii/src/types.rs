@@ -120,6 +120,19 @@ impl PiiType {
         usize::from(PRIORITY[self as usize])
     }
 
+    /// A credential: a key, token or private key, whose digits are its own.
+    pub fn is_credential(self) -> bool {
+        matches!(
+            self,
+            PiiType::PrivateKey
+                | PiiType::AwsAccessKey
+                | PiiType::GithubToken
+                | PiiType::SlackToken
+                | PiiType::ApiKey
+                | PiiType::Jwt
+        )
+    }
+
     /// Default reporting threshold on the score.
     pub fn default_threshold(self) -> f32 {
         0.5
