@@ -535,6 +535,14 @@ pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> Masked {
             }
             _ => out.push_str("***"),
         },
+        Some(IpAddress) if raw.contains(&b':') => {
+            // IPv6: the first two groups (the network's prefix) stay.
+            let mut parts = raw.split(|&c| c == b':');
+            out.push_text(parts.next().unwrap_or_default());
+            out.push(':');
+            out.push_text(parts.next().unwrap_or_default());
+            out.push_str(":*");
+        }
         Some(IpAddress) => {
             let mut parts = raw.split(|&c| c == b'.');
             out.push_text(parts.next().unwrap_or_default());
@@ -631,13 +639,18 @@ mod tests {
         );
         assert_eq!(mask(Some(PiiType::Person), b"John Smith", b""), "J. S.");
         assert_eq!(mask(Some(PiiType::Cvv), b"123", b"123"), "***");
-        let cases: [(PiiType, &[u8], &str); 6] = [
+        let cases: [(PiiType, &[u8], &str); 7] = [
             (
                 PiiType::IbanCode,
                 b"GB82 WEST 1234 5698 7654 32",
                 "GB82**************5432",
             ),
             (PiiType::IpAddress, b"10.1.2.3", "10.1.*.*"),
+            (
+                PiiType::IpAddress,
+                b"2001:db8:85a3::8a2e:370:7334",
+                "2001:db8:*",
+            ),
             (PiiType::DateOfBirth, b"03/15/1985", "1985-**-**"),
             (
                 PiiType::StreetAddress,

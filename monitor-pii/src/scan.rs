@@ -117,6 +117,7 @@ impl Scanner {
     pub fn scan(&self, text: &[u8], out: &mut Vec<Candidate>) {
         numeric_groups::<true>(self, text, out);
         emails(text, out);
+        ipv6(text, out);
         for m in self.triggers.find_iter(text) {
             if m.pattern().as_usize() < SECRET_TRIGGERS {
                 secret(text, m.start(), m.end(), out);
@@ -894,6 +895,73 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
     Some(e)
 }
 
+/// IPv6 addresses in every RFC 4291 / 5952 form: full, compressed (`::`),
+/// with an embedded IPv4 tail and a zone id (`%eth0`). Each `::` or a colon
+/// between hex digits is a seed; the span of hex digits, colons and dots
+/// around it must parse as an address (so a time, `12:30:45`, or a MAC
+/// address, six groups with no `::`, does not) and hold at least three
+/// groups or five hex digits (`::1` alone is not worth a finding).
+fn ipv6(text: &[u8], out: &mut Vec<Candidate>) {
+    let part = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+    let mut done = 0;
+    for colon in memchr::memchr_iter(b':', text) {
+        if colon < done {
+            continue;
+        }
+        let before = colon.checked_sub(1).map(|i| text[i]);
+        let after = text.get(colon + 1).copied();
+        let seed = matches!(before, Some(c) if c.is_ascii_hexdigit() || c == b':')
+            && matches!(after, Some(c) if c.is_ascii_hexdigit() || c == b':');
+        if !seed {
+            continue;
+        }
+        let mut s = colon;
+        while s > 0 && part(text[s - 1]) && colon - s < 45 {
+            s -= 1;
+        }
+        let mut e = colon + 1;
+        while e < text.len() && part(text[e]) && e - s < 45 {
+            e += 1;
+        }
+        // Trailing punctuation: a sentence's full stop, a lone colon.
+        while e > colon + 1 && matches!(text[e - 1], b'.') {
+            e -= 1;
+        }
+        while s < colon && text[s] == b'.' {
+            s += 1;
+        }
+        done = e;
+        // A word glued on either side (`std::io`, `0x1f:`) is not an address.
+        if s > 0 && (text[s - 1].is_ascii_alphanumeric() || text[s - 1] == b'_')
+            || text
+                .get(e)
+                .is_some_and(|&c| c.is_ascii_alphanumeric() && c != b'%')
+        {
+            continue;
+        }
+        let Ok(addr) = std::str::from_utf8(&text[s..e]) else {
+            continue;
+        };
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            continue;
+        }
+        let groups = addr.split(':').filter(|g| !g.is_empty()).count();
+        let hex = addr.bytes().filter(u8::is_ascii_hexdigit).count();
+        if groups < 3 && hex < 5 {
+            continue;
+        }
+        // A zone id: `%` and an interface name.
+        if text.get(e) == Some(&b'%') {
+            let k = run(text, e + 1, |c| c.is_ascii_alphanumeric() || c == b'_', 16);
+            if k > 0 {
+                e += 1 + k;
+                done = e;
+            }
+        }
+        out.push(Candidate::new(PiiType::IpAddress, s, e, 0.85));
+    }
+}
+
 fn emails(text: &[u8], out: &mut Vec<Candidate>) {
     let local_ok =
         |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
@@ -1374,6 +1442,25 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Every IPv6 address with some substance is found, in its canonical
+        /// (compressed) form and written out in full.
+        #[test]
+        fn ipv6_addresses_are_found(bits in proptest::prelude::any::<u128>()) {
+            let addr = std::net::Ipv6Addr::from(bits);
+            let short = addr.to_string();
+            let segs = addr.segments();
+            let full = segs.map(|g| format!("{g:04x}")).join(":");
+            for form in [short, full] {
+                let groups = form.split(':').filter(|g| !g.is_empty()).count();
+                let hex = form.bytes().filter(u8::is_ascii_hexdigit).count();
+                if groups < 3 && hex < 5 {
+                    continue;
+                }
+                let text = format!("peer [{form}] connected");
+                proptest::prop_assert!(has(&text, PiiType::IpAddress, &form), "{} {:?}", form, kinds(&text));
+            }
+        }
+
         /// The street gate must pass every number the grammar takes.
         #[test]
         fn the_street_gate_hides_no_address(
@@ -1622,6 +1709,38 @@ mod tests {
             "jane.doe@example.com"
         ));
         assert!(has("from 10.1.2.3 ok", PiiType::IpAddress, "10.1.2.3"));
+        for addr in [
+            "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+            "2001:db8:85a3::8a2e:370:7334",
+            "fe80::1ff:fe23:4567:890a%eth0",
+            "::ffff:192.0.2.128",
+            "2001:db8::1",
+            "FE80::0202:B3FF:FE1E:8329",
+        ] {
+            assert!(
+                has(
+                    &format!("client {addr}, port 443."),
+                    PiiType::IpAddress,
+                    addr
+                ),
+                "{addr}: {:?}",
+                kinds(&format!("client {addr}, port 443."))
+            );
+        }
+        for not in [
+            "at 12:30:45 today",
+            "mac 00:1A:2B:3C:4D:5E here",
+            "use std::io::Read",
+            "ratio 3:2:1",
+            "loopback ::1 only",
+            "2026-12-04T03:50:00Z",
+        ] {
+            assert!(
+                kinds(not).iter().all(|(k, _)| *k != PiiType::IpAddress),
+                "{not}: {:?}",
+                kinds(not)
+            );
+        }
         assert!(kinds("version 1.2.3.4.5").is_empty());
         // Four of five dotted parts are no address, whichever end is left out.
         assert!(kinds("at 10.6.0.10.159 now").is_empty());

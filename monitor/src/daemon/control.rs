@@ -63,6 +63,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 let snapshot = d.counters.lock().expect("counters lock").clone();
                 refresh(d, &snapshot);
+                crate::record::release_free_memory();
                 // For the metrics endpoint and `monitor status` over the socket.
                 *d.published.write().expect("status lock") = d.status.clone();
                 log_stats(&d.status, &mut last_dropped);
