@@ -458,6 +458,12 @@ pub mod words {
         "birthday",
         "date of birth",
         "b-day",
+        "geboren",
+        "geburtsdatum",
+        "naissance",
+        "nacimiento",
+        "nacido",
+        "nacida",
     ];
     /// Words before a number that make it a reference, not personal data.
     pub const REFERENCE: &[&str] = &[

@@ -88,6 +88,9 @@ const SECRET_TRIGGERS: usize = 20;
 pub struct Scanner {
     triggers: AhoCorasick,
     street: Regex,
+    /// A day and a month name before a year (`March 3, 1985`, `3rd of
+    /// March 1985`, `3. März 1985`, `3 de marzo de 1985`).
+    month_day: Regex,
     words: context::Hotwords,
 }
 
@@ -106,9 +109,19 @@ impl Scanner {
             r"(?:,\s[A-Z][A-Za-z .'-]{1,30},\s[A-Z]{2}\s[0-9]{5}(?:-[0-9]{4})?)?"
         ))
         .expect("static address grammar");
+        let months = MONTHS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect::<Vec<_>>()
+            .join("|");
+        let month_day = Regex::new(&format!(
+            r"(?i)(?:\b(?P<m1>{months})\.?\s+(?P<d1>\d{{1,2}})(?:st|nd|rd|th)?,?|\b(?P<d2>\d{{1,2}})(?:st|nd|rd|th|er|\.)?\s+(?:of\s+|de\s+)?(?P<m2>{months})\.?,?(?:\s+de)?)\s+$"
+        ))
+        .expect("static month grammar");
         Self {
             triggers,
             street,
+            month_day,
             words: context::Hotwords::new(),
         }
     }
@@ -474,6 +487,135 @@ fn shapes<const GATED: bool>(
     if nb == 3 && matches!(sep, b'/' | b'-' | b'.') {
         date_of_birth(cx, text, span, out);
     }
+    if nb == 1 && n == 4 {
+        date_of_birth_in_words(sc, cx, text, span, out);
+    }
+}
+
+/// Month names and abbreviations (en, de, fr, es), longest first within a
+/// language so the alternation takes the whole word, with their numbers.
+const MONTHS: &[(&str, u32)] = &[
+    ("january", 1),
+    ("february", 2),
+    ("march", 3),
+    ("april", 4),
+    ("may", 5),
+    ("june", 6),
+    ("july", 7),
+    ("august", 8),
+    ("september", 9),
+    ("october", 10),
+    ("november", 11),
+    ("december", 12),
+    ("sept", 9),
+    ("jan", 1),
+    ("feb", 2),
+    ("mar", 3),
+    ("apr", 4),
+    ("jun", 6),
+    ("jul", 7),
+    ("aug", 8),
+    ("sep", 9),
+    ("oct", 10),
+    ("nov", 11),
+    ("dec", 12),
+    ("januar", 1),
+    ("jänner", 1),
+    ("februar", 2),
+    ("märz", 3),
+    ("maerz", 3),
+    ("mai", 5),
+    ("juni", 6),
+    ("juli", 7),
+    ("oktober", 10),
+    ("dezember", 12),
+    ("okt", 10),
+    ("dez", 12),
+    ("janvier", 1),
+    ("février", 2),
+    ("fevrier", 2),
+    ("mars", 3),
+    ("avril", 4),
+    ("juin", 6),
+    ("juillet", 7),
+    ("août", 8),
+    ("aout", 8),
+    ("septembre", 9),
+    ("octobre", 10),
+    ("novembre", 11),
+    ("décembre", 12),
+    ("decembre", 12),
+    ("janv", 1),
+    ("févr", 2),
+    ("avr", 4),
+    ("juil", 7),
+    ("déc", 12),
+    ("enero", 1),
+    ("febrero", 2),
+    ("marzo", 3),
+    ("abril", 4),
+    ("mayo", 5),
+    ("junio", 6),
+    ("julio", 7),
+    ("agosto", 8),
+    ("septiembre", 9),
+    ("setiembre", 9),
+    ("octubre", 10),
+    ("noviembre", 11),
+    ("diciembre", 12),
+    ("ene", 1),
+    ("abr", 4),
+    ("ago", 8),
+    ("dic", 12),
+];
+
+/// A birth date written with a month name, ending in the four-digit year
+/// `span` holds, after a birth word: the month and day are read off the
+/// text before the year.
+#[cold]
+fn date_of_birth_in_words(
+    sc: &Scanner,
+    cx: &Near<'_>,
+    text: &[u8],
+    span: &Span<'_>,
+    out: &mut Vec<Candidate>,
+) {
+    let Span {
+        start, end, digits, ..
+    } = *span;
+    let year = validate::num(digits);
+    // A birth word shortly before, first: most years are not birth dates.
+    if !(1900..=2030).contains(&year)
+        || !text[..start].ends_with(b" ")
+        || !cx.before(Cat::Birth, 72)
+    {
+        return;
+    }
+    // The day and month sit in the 40 bytes before the year (from a
+    // character's first byte).
+    let mut from = start.saturating_sub(40);
+    while from < start && (text[from] & 0xC0) == 0x80 {
+        from += 1;
+    }
+    let window = &text[from..start];
+    let Some(c) = sc.month_day.captures(window) else {
+        return;
+    };
+    let (Some(m), Some(d)) = (
+        c.name("m1").or_else(|| c.name("m2")),
+        c.name("d1").or_else(|| c.name("d2")),
+    ) else {
+        return;
+    };
+    let name = String::from_utf8_lossy(m.as_bytes()).to_lowercase();
+    let Some(&(_, month)) = MONTHS.iter().find(|(n, _)| *n == name) else {
+        return;
+    };
+    let day = validate::num(d.as_bytes());
+    let from = from + c.get(0).map_or(0, |w| w.start());
+    if validate::date(year, month, day) {
+        out.push(Candidate::new(PiiType::DateOfBirth, from, end, 0.85));
+    }
 }
 
 fn card(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {
@@ -547,14 +689,19 @@ fn ssn_like(cx: &Near<'_>, span: &Span<'_>, out: &mut Vec<Candidate>) {
     } = *span;
     let nb = span.blocks();
     let shaped = nb == 3
-        && matches!(sep, b'-' | b' ')
+        && matches!(sep, b'-' | b' ' | b'.')
         && g.block_len(a) == 3
         && g.block_len(a + 1) == 2
         && g.block_len(a + 2) == 4;
     if nb != 1 && !shaped {
         return;
     }
-    let (base, boost) = if shaped { (0.6, 0.35) } else { (0.2, 0.45) };
+    // Dots (`078.05.1123`) are a rarer way to write one: less on shape alone.
+    let (base, boost) = match (shaped, sep) {
+        (true, b'.') => (0.5, 0.45),
+        (true, _) => (0.6, 0.35),
+        _ => (0.2, 0.45),
+    };
     if validate::itin(digits) {
         let score = score_context(cx, base + 0.05, boost, Cat::Ssn);
         out.push(Candidate::new(PiiType::UsItin, start, end, score));
@@ -864,7 +1011,7 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
             len += 1;
             i += 1;
             end = i;
-        } else if c == b' '
+        } else if matches!(c, b' ' | b'-')
             && len % 4 == 0
             && text
                 .get(i + 1)
@@ -883,7 +1030,7 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
     let mut seen = 0;
     let mut e = start;
     while seen < want && e < end {
-        if text[e] != b' ' {
+        if !matches!(text[e], b' ' | b'-') {
             seen += 1;
         }
         e += 1;
@@ -989,7 +1136,12 @@ fn emails(text: &[u8], out: &mut Vec<Candidate>) {
             continue;
         };
         let tld = &domain[dot + 1..];
-        if tld.len() < 2 || !tld.iter().all(u8::is_ascii_alphabetic) || domain.contains(&b'@') {
+        // A top-level domain is letters, or punycode (`xn--p1ai`).
+        let tld_ok = tld.iter().all(u8::is_ascii_alphabetic)
+            || tld.starts_with(b"xn--")
+                && tld.len() > 4
+                && tld[4..].iter().all(u8::is_ascii_alphanumeric);
+        if tld.len() < 2 || !tld_ok || domain.contains(&b'@') {
             continue;
         }
         if text[s..at].ends_with(b".") || domain.windows(2).any(|w| w == b"..") {
@@ -1834,6 +1986,66 @@ mod tests {
         assert!(has(jwt, PiiType::Jwt, jwt));
         let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\nVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n-----END RSA PRIVATE KEY-----";
         assert!(has(pem, PiiType::PrivateKey, pem));
+    }
+
+    #[test]
+    fn birth_dates_in_words() {
+        for (text, value) in [
+            ("DOB: March 3, 1985", "March 3, 1985"),
+            ("born on the 3rd of March 1985.", "3rd of March 1985"),
+            ("date of birth 14 Feb 1990", "14 Feb 1990"),
+            ("geboren am 3. März 1985", "3. März 1985"),
+            ("date de naissance : 1er avril 1979", "1er avril 1979"),
+            (
+                "fecha de nacimiento 3 de marzo de 1985",
+                "3 de marzo de 1985",
+            ),
+        ] {
+            assert!(
+                has(text, PiiType::DateOfBirth, value),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
+        for text in [
+            "the meeting is on March 3, 1985 at noon",
+            "born in May 1985",
+            "DOB: February 30, 1985",
+            "birthday party on March 3, 2099",
+        ] {
+            assert!(
+                kinds(text).iter().all(|(k, _)| *k != PiiType::DateOfBirth),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
+    }
+
+    #[test]
+    fn shapes_peers_write() {
+        assert!(has(
+            "my ssn is 078.05.1123 ok",
+            PiiType::UsSsn,
+            "078.05.1123"
+        ));
+        let dashed = "DE89-3704-0044-0532-0130-00";
+        assert!(has(
+            &format!("IBAN {dashed} please"),
+            PiiType::IbanCode,
+            dashed
+        ));
+        let libya = "LY83002048000020100120361";
+        assert!(has(
+            &format!("IBAN {libya} please"),
+            PiiType::IbanCode,
+            libya
+        ));
+        let puny = "bob@xn--80ak6aa92e.xn--p1ai";
+        assert!(has(
+            &format!("mail {puny} now"),
+            PiiType::EmailAddress,
+            puny
+        ));
     }
 
     #[test]
