@@ -131,6 +131,7 @@ impl Scanner {
         numeric_groups::<true>(self, text, out);
         emails(text, out);
         ipv6(text, out);
+        assigned_secrets(text, out);
         for m in self.triggers.find_iter(text) {
             if m.pattern().as_usize() < SECRET_TRIGGERS {
                 secret(text, m.start(), m.end(), out);
@@ -1109,6 +1110,114 @@ fn ipv6(text: &[u8], out: &mut Vec<Candidate>) {
     }
 }
 
+/// Names whose value is a secret, as the end of a key in an assignment
+/// (`client_secret`, `DB_PASSWORD`, `api_token`), lower case.
+const SECRET_NAMES: &[&[u8]] = &[
+    b"secret",
+    b"password",
+    b"passwd",
+    b"pwd",
+    b"token",
+    b"api_key",
+    b"apikey",
+    b"api-key",
+    b"access_key",
+    b"secret_key",
+    b"private_key",
+];
+
+/// Values that stand for a secret rather than being one.
+const PLACEHOLDERS: &[&[u8]] = &[
+    b"example",
+    b"changeme",
+    b"change_me",
+    b"placeholder",
+    b"dummy",
+    b"redacted",
+    b"your",
+    b"xxxx",
+    b"****",
+    b"....",
+    b"<",
+    b"${",
+    b"{{",
+    b"%(",
+    b"null",
+    b"none",
+    b"true",
+    b"false",
+    b"password",
+    b"secret",
+];
+
+/// Generic assignments of a secret: `client_secret = "…"`, `passwd: …`,
+/// `"api_token": "…"`, `DB_PASSWORD=…`. The key must end in a secret's
+/// name; the value must look random (no spaces, at least 8 characters,
+/// letters and digits, entropy over 3) and not be a placeholder.
+fn assigned_secrets(text: &[u8], out: &mut Vec<Candidate>) {
+    let key_ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
+    for op in memchr::memchr2_iter(b'=', b':', text) {
+        // The key: skip a closing quote and spaces, then the name.
+        let mut k = op;
+        while k > 0 && text[k - 1] == b' ' && op - k < 4 {
+            k -= 1;
+        }
+        if k > 0 && text[k - 1] == b']' {
+            k -= 1;
+        }
+        if k > 0 && matches!(text[k - 1], b'"' | b'\'') {
+            k -= 1;
+        }
+        let key_end = k;
+        while k > 0 && key_ok(text[k - 1]) && key_end - k < 40 {
+            k -= 1;
+        }
+        let key = &text[k..key_end];
+        if key.len() < 3
+            || !SECRET_NAMES
+                .iter()
+                .any(|n| key.len() >= n.len() && key[key.len() - n.len()..].eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        // The value: `=>`, spaces and an opening quote first.
+        let mut v = op + 1;
+        if text.get(v) == Some(&b'>') {
+            v += 1;
+        }
+        while v < text.len() && text[v] == b' ' && v - op < 4 {
+            v += 1;
+        }
+        let quote = text.get(v).copied().filter(|c| matches!(c, b'"' | b'\''));
+        if quote.is_some() {
+            v += 1;
+        }
+        let value_ok = |c: u8| {
+            c.is_ascii_graphic() && !matches!(c, b'"' | b'\'' | b',' | b';' | b'&' | b'}' | b')')
+        };
+        let n = run(text, v, value_ok, 128);
+        let value = &text[v..v + n];
+        let closed = match quote {
+            Some(q) => text.get(v + n) == Some(&q),
+            None => !text.get(v + n).is_some_and(|c| c.is_ascii_graphic()) || n < 128,
+        };
+        let letters = value.iter().filter(|c| c.is_ascii_alphabetic()).count();
+        let digits = value.iter().filter(|c| c.is_ascii_digit()).count();
+        let placeholder = PLACEHOLDERS
+            .iter()
+            .any(|p| value.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p)));
+        if (8..128).contains(&n)
+            && closed
+            && letters > 0
+            && digits > 0
+            && !placeholder
+            && validate::entropy(value) > 3.0
+        {
+            out.push(Candidate::new(PiiType::ApiKey, v, v + n, 0.8));
+        }
+    }
+}
+
 fn emails(text: &[u8], out: &mut Vec<Candidate>) {
     let local_ok =
         |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
@@ -2046,6 +2155,46 @@ mod tests {
             PiiType::EmailAddress,
             puny
         ));
+    }
+
+    #[test]
+    fn secrets_assigned_to_secret_names() {
+        for (text, value) in [
+            ("client_secret = \"Zr8vQ2mX9pL4kT7w\"", "Zr8vQ2mX9pL4kT7w"),
+            ("DB_PASSWORD=h7Gq2Lx9Vw4Pz", "h7Gq2Lx9Vw4Pz"),
+            ("passwd: s3cR3t-Pa55w0rd!", "s3cR3t-Pa55w0rd!"),
+            (
+                "{\"api_token\": \"a81f2c9e77b04d0e9f3c\"}",
+                "a81f2c9e77b04d0e9f3c",
+            ),
+            (
+                "$config['api_key'] => 'q8Rk2mZp7Lw4Nx9T';",
+                "q8Rk2mZp7Lw4Nx9T",
+            ),
+        ] {
+            assert!(
+                has(text, PiiType::ApiKey, value),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
+        for text in [
+            "password = \"changeme123\"",
+            "client_secret = \"${CLIENT_SECRET}\"",
+            "api_key: <your-api-key-1>",
+            "token: xxxxxxxx1234",
+            "password: hunter",
+            "password_hint = 1234",
+            "\"max_tokens\": 4096",
+            "tokens: 12 used of 4000",
+            "the secret: we meet at 10",
+        ] {
+            assert!(
+                kinds(text).iter().all(|(k, _)| *k != PiiType::ApiKey),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
     }
 
     #[test]
