@@ -335,6 +335,31 @@ impl Hotwords {
         hit
     }
 
+    /// The span of the hotword of `cat` ending nearest before `start`, within
+    /// `dist` bytes of it.
+    pub fn nearest_before(
+        &self,
+        text: &[u8],
+        start: usize,
+        cat: Cat,
+        dist: usize,
+    ) -> Option<(usize, usize)> {
+        let reach = (dist + self.longest[cat as usize]).min(BEFORE);
+        let mut best: Option<(usize, usize)> = None;
+        self.each_in(
+            text,
+            start.saturating_sub(reach),
+            start,
+            Some(cat),
+            |ms, me, _| {
+                if start - me <= dist && best.is_none_or(|(_, e)| me > e) {
+                    best = Some((ms, me));
+                }
+            },
+        );
+        best
+    }
+
     /// Calls `found(start, end, category)` for every hotword (of category
     /// `only`, if given) lying wholly in `text[lo..hi]` and starting a word.
     fn each_in(

@@ -761,6 +761,38 @@ impl PairGate {
     }
 }
 
+/// Whether the 3 or 4 digits at `start..end`, after a CVV word, are the
+/// code itself: the first number after the word, not an amount (`$129`,
+/// `129.00`), an extension (`ext 1234`, `x1234`), an expiry (`exp 1227`),
+/// nor the value of a JSON key `"cid"` (a client or content id).
+#[cold]
+fn cvv_stands_alone(sc: &Scanner, text: &[u8], start: usize, end: usize) -> bool {
+    let Some((hs, he)) = sc
+        .words
+        .nearest_before(text, start, Cat::Cvv, CVV_GATE.dist)
+    else {
+        return false;
+    };
+    let between = &text[he..start];
+    if between.iter().any(u8::is_ascii_digit) {
+        return false;
+    }
+    let quoted_cid = text[hs..he].eq_ignore_ascii_case(b"cid")
+        && hs > 0
+        && text[hs - 1] == b'"'
+        && text.get(he) == Some(&b'"');
+    let currency = text[..start].ends_with(b"$")
+        || text[..start].ends_with("€".as_bytes())
+        || text[..start].ends_with("£".as_bytes())
+        || text[start.saturating_sub(4)..start].eq_ignore_ascii_case(b"usd ");
+    let decimal = text.get(end) == Some(&b'.') && text.get(end + 1).is_some_and(u8::is_ascii_digit);
+    let lead = &text[start.saturating_sub(6)..start];
+    let lead = lead.to_ascii_lowercase();
+    let extension = lead.ends_with(b"x") || lead.windows(3).any(|w| w == b"ext");
+    let expiry = lead.windows(3).any(|w| w == b"exp");
+    !(quoted_cid || currency || decimal || extension || expiry)
+}
+
 fn single_block<const GATED: bool>(
     sc: &Scanner,
     cx: &Near<'_>,
@@ -778,6 +810,7 @@ fn single_block<const GATED: bool>(
     let n = digits.len();
     if (3..=4).contains(&n)
         && *cvv_before.get_or_init(|| CVV_GATE.hotword_before::<GATED>(cx, text))
+        && cvv_stands_alone(sc, text, start, end)
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
@@ -1924,6 +1957,25 @@ mod tests {
             "123"
         ));
         assert!(!has("we have 123 apples", PiiType::Cvv, "123"));
+        // Numbers near a CVV word that are not the code.
+        for text in [
+            "security code 123, amount $129",
+            "cvv ok, total $129",
+            "security code: call ext 1234",
+            "cvv verified, card exp 1227",
+            "cvv 123 then 456",
+            "{\"cid\":219,\"sub\":\"x\"}",
+            "security code charge 129.00",
+        ] {
+            let cvvs: Vec<_> = kinds(text)
+                .into_iter()
+                .filter(|(k, _)| *k == PiiType::Cvv)
+                .map(|(_, v)| v)
+                .collect();
+            assert!(cvvs.iter().all(|v| v == "123"), "{text}: {cvvs:?}");
+        }
+        assert!(has("CID 1234 on the front", PiiType::Cvv, "1234"));
+        assert!(has("{\"cvv\": \"321\"}", PiiType::Cvv, "321"));
     }
 
     #[test]
