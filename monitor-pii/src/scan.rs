@@ -413,8 +413,12 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
     for a in 0..g.n {
         let (start, end) = g.blocks[a];
         if end - start <= 2 {
-            // Too short for any shape but a house number.
+            // Too short for any shape but a house number, or a country code
+            // before an area code in parentheses.
             street_address(sc, text, start, end, out);
+            if start > 0 && text[start - 1] == b'+' {
+                phone_area_in_parens(cx, text, start, out);
+            }
         } else if end - start <= MAX_DIGITS {
             let span = Span {
                 g,
@@ -478,6 +482,9 @@ fn shapes<const GATED: bool>(
     // looks up answers their account question.
     if n >= 6 {
         phone(cx, text, span, out);
+    }
+    if n <= 3 && span.start > 0 && text[span.start - 1] == b'+' {
+        phone_area_in_parens(cx, text, span.start, out);
     }
     if nb == 1 {
         single_block::<GATED>(sc, cx, text, span, out);
@@ -941,6 +948,49 @@ fn phone(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) 
     let (base, boost) = if shaped { (0.6, 0.3) } else { (0.25, 0.4) };
     let score = score_context(cx, base, boost, Cat::Phone);
     out.push(Candidate::new(PiiType::PhoneNumber, start, end, score));
+}
+
+/// `+CC (A) NNNN NNNN`: a country code, the area code in parentheses (its
+/// trunk zero sometimes kept, `(0)20`), then groups of digits; 8 to 15
+/// digits in all, as E.164 allows.
+#[cold]
+fn phone_area_in_parens(cx: &Near<'_>, text: &[u8], start: usize, out: &mut Vec<Candidate>) {
+    let mut digits = Vec::with_capacity(16);
+    let mut i = start;
+    let mut end = start;
+    let mut parens = 0;
+    while i < text.len() && digits.len() <= 15 {
+        let c = text[i];
+        if c.is_ascii_digit() {
+            digits.push(c);
+            i += 1;
+            end = i;
+        } else if c == b'(' && parens == 0 && text.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            parens = 1;
+            i += 1;
+        } else if c == b')' && parens == 1 {
+            parens = 2;
+            i += 1;
+        } else if matches!(c, b' ' | b'-' | b'.')
+            && text
+                .get(i + 1)
+                .is_some_and(|&d| d.is_ascii_digit() || d == b'(')
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    if parens != 2
+        || !(8..=15).contains(&digits.len())
+        || text.get(end).is_some_and(|&c| is_alnum(c))
+    {
+        return;
+    }
+    if validate::e164_country_code(&digits).is_some() {
+        let score = score_context(cx, 0.7, 0.2, Cat::Phone);
+        out.push(Candidate::new(PiiType::PhoneNumber, start - 1, end, score));
+    }
 }
 
 /// `(AAA) EEE-NNNN`: the group parser stops at the mixed separators.
@@ -2184,6 +2234,19 @@ mod tests {
 
     #[test]
     fn shapes_peers_write() {
+        for phone in [
+            "+44 (20) 7123 4567",
+            "+44 (0)20 7123 4567",
+            "+49 (30) 1234-5678",
+        ] {
+            let text = format!("call {phone} now");
+            assert!(
+                has(&text, PiiType::PhoneNumber, phone),
+                "{phone}: {:?}",
+                kinds(&text)
+            );
+        }
+        assert!(kinds("score +3 (2) points").is_empty());
         assert!(has(
             "my ssn is 078.05.1123 ok",
             PiiType::UsSsn,
