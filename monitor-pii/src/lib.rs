@@ -20,6 +20,7 @@ pub mod context;
 pub mod decode;
 pub mod eval;
 pub mod mask;
+pub mod names;
 pub mod rules;
 pub mod scan;
 pub mod stream;

@@ -310,11 +310,7 @@ mod tests {
     use monitor_common::{EventHeader, EventKind, PayloadBody, PayloadOp, SockInfo, StrKind};
 
     /// Sends `bytes` on connection `conn_id` of fd 7 of process 4242.
-    fn send(
-        (stage, enricher): &mut (PayloadStage, crate::enrich::Enricher),
-        conn_id: u64,
-        bytes: &[u8],
-    ) -> Event {
+    fn send(stage: &mut PayloadStage, conn_id: u64, bytes: &[u8]) -> Event {
         // SAFETY: all-zero is a valid header (plain integers).
         let mut header: EventHeader = unsafe { std::mem::zeroed() };
         header.kind = EventKind::Payload as u32;
@@ -343,20 +339,25 @@ mod tests {
             strs: [none; monitor_common::MAX_STRS],
             payload: bytes,
         };
-        let mut event = enricher.enrich(&record);
+        // The event the enricher makes of it, as far as this stage reads it.
+        let mut event: Event = serde_json::from_value(serde_json::json!({
+            "time": "2026-12-04T00:00:00Z", "mono_ns": 1,
+            "process": {"pid": 4242, "tid": 4242, "ppid": 1, "uid": 0, "gid": 0,
+                        "comm": "bot", "cgroup_id": 1},
+            "kind": "payload", "op": "write", "direction": "out", "tls": false, "fd": 7,
+            "bytes": bytes.len(), "captured": bytes.len(), "conn_id": conn_id,
+            "stream_offset": 0, "digest": ""
+        }))
+        .expect("a payload event");
         stage.process(&record, &mut event);
         event
     }
 
-    fn stage() -> (PayloadStage, crate::enrich::Enricher) {
-        let detector = Detector::new(
+    fn stage() -> PayloadStage {
+        PayloadStage::new(std::sync::Arc::new(Detector::new(
             monitor_pii::PiiRules::defaults(),
             monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
-        );
-        (
-            PayloadStage::new(std::sync::Arc::new(detector)),
-            crate::enrich::Enricher::new(None),
-        )
+        )))
     }
 
     #[test]
@@ -367,9 +368,9 @@ mod tests {
             send(&mut stage, conn_id, hello);
         }
         // One process sending on fd 7 again and again holds one stream, not one per connection.
-        assert_eq!(stage.0.len(), 1);
-        assert_eq!(stage.0.evicted(), 0);
-        assert_eq!(stage.0.hosts.len(), 1);
+        assert_eq!(stage.len(), 1);
+        assert_eq!(stage.evicted(), 0);
+        assert_eq!(stage.hosts.len(), 1);
         // A new connection on the fd does not inherit the old one's name.
         let event = send(&mut stage, u64::MAX, b"{\"no\": \"host\"}");
         let Detail::Payload(info) = &event.detail else {

@@ -1,0 +1,472 @@
+//! Person names in running text: a given name from the lists of the
+//! countries a contact center serves, with a surname or a cue beside it.
+//!
+//! The lists (`data/`, sources and licences in `data/README.md`) are the
+//! given names common in GB, IE, US, IT, PT, ES, FR, BE, NL, DE, AT, CH and
+//! IN, and the US census surnames that cover 85% of the population (most
+//! European and Indian family names among them). A name is reported when:
+//! - a given name is followed by a capitalised word (a middle initial
+//!   between): `Maria Lopez`, `John Q. Public`; more surely when that word
+//!   is a known surname;
+//! - a given name that is also a common word (Will, May, Grant, Rose...)
+//!   is followed by a known surname: `Grant Miller`;
+//! - a given name stands alone after a cue (`hi Maria`, `this is Maria`,
+//!   `speaking with`, `thanks,`) or before one (`Maria here`), or as a
+//!   speaker label at the start of a line (`Maria: hello`);
+//! - written `Lopez, Maria` or in capitals `MARIA LOPEZ` (both known).
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use crate::bytemask;
+use crate::scan::Candidate;
+use crate::types::PiiType;
+
+/// The name lists, read once.
+struct Lists {
+    first: HashSet<&'static str>,
+    last: HashSet<&'static str>,
+}
+
+fn lists() -> &'static Lists {
+    static LISTS: OnceLock<Lists> = OnceLock::new();
+    LISTS.get_or_init(|| Lists {
+        first: include_str!("../data/first_names.txt").lines().collect(),
+        last: include_str!("../data/surnames.txt").lines().collect(),
+    })
+}
+
+/// Given names that are more often ordinary words, places or months: only
+/// with a known surname after them, or a cue.
+const AMBIGUOUS: &[&str] = &[
+    "amber",
+    "an",
+    "angel",
+    "april",
+    "august",
+    "austin",
+    "bill",
+    "carol",
+    "chase",
+    "chelsea",
+    "crystal",
+    "daisy",
+    "dale",
+    "dallas",
+    "dawn",
+    "dean",
+    "destiny",
+    "don",
+    "earl",
+    "ernest",
+    "faith",
+    "florence",
+    "frank",
+    "gene",
+    "georgia",
+    "glen",
+    "grace",
+    "grant",
+    "guy",
+    "hazel",
+    "heather",
+    "holly",
+    "hope",
+    "hunter",
+    "iris",
+    "jordan",
+    "joy",
+    "june",
+    "lance",
+    "lee",
+    "lily",
+    "madison",
+    "major",
+    "mark",
+    "max",
+    "may",
+    "neil",
+    "norman",
+    "olive",
+    "pat",
+    "pearl",
+    "penny",
+    "ray",
+    "robin",
+    "rose",
+    "ruby",
+    "sandy",
+    "scott",
+    "shelby",
+    "sol",
+    "spencer",
+    "sue",
+    "summer",
+    "sydney",
+    "victoria",
+    "violet",
+    "virginia",
+    "wade",
+    "ward",
+    "warren",
+    "will",
+    "paris",
+    "india",
+    "china",
+    "lane",
+    "sky",
+    "river",
+    "art",
+    "star",
+    "miles",
+    "price",
+    "young",
+    "king",
+    "page",
+    "case",
+    "else",
+    "van",
+    "von",
+    "del",
+    "della",
+    "dino",
+    "gay",
+    "long",
+    "son",
+    "sun",
+    "lord",
+    "christian",
+    "marina",
+    "mercedes",
+    "jean",
+    "ken",
+    "kim",
+    "tom",
+    "ali",
+    "andrea",
+    "ha",
+    "la",
+    "le",
+    "de",
+    "da",
+    "di",
+    "do",
+    "du",
+    "el",
+    "al",
+    "ma",
+    "mi",
+    "mo",
+    "my",
+    "no",
+    "so",
+    "to",
+];
+
+/// Capitalised words that follow a given name without being a surname.
+const NOT_SURNAMES: &[&str] = &[
+    "the",
+    "and",
+    "or",
+    "but",
+    "if",
+    "i",
+    "in",
+    "on",
+    "at",
+    "to",
+    "is",
+    "was",
+    "are",
+    "were",
+    "will",
+    "can",
+    "could",
+    "would",
+    "should",
+    "has",
+    "have",
+    "had",
+    "from",
+    "for",
+    "with",
+    "by",
+    "of",
+    "as",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "he",
+    "she",
+    "we",
+    "they",
+    "you",
+    "his",
+    "her",
+    "our",
+    "your",
+    "their",
+    "a",
+    "an",
+    "hi",
+    "hello",
+    "thanks",
+    "thank",
+    "yes",
+    "no",
+    "ok",
+    "okay",
+    "please",
+    "dear",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "street",
+    "st",
+    "avenue",
+    "ave",
+    "road",
+    "rd",
+    "lane",
+    "drive",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "agent",
+    "customer",
+    "support",
+    "team",
+    "account",
+    "card",
+    "bank",
+    "inc",
+    "ltd",
+    "llc",
+    "corp",
+    "company",
+    "group",
+    "api",
+    "id",
+];
+
+/// Words shortly before a lone given name that make it one.
+const CUES_BEFORE: &[&str] = &[
+    "hi ",
+    "hello ",
+    "hey ",
+    "dear ",
+    "thanks ",
+    "thanks, ",
+    "thank you ",
+    "thank you, ",
+    "this is ",
+    "name is ",
+    "i'm ",
+    "i am ",
+    "speaking with ",
+    "speaking to ",
+    "talking to ",
+    "talked to ",
+    "spoke with ",
+    "spoke to ",
+    "ask for ",
+    "transfer to ",
+    "regards, ",
+    "regards,\n",
+    "cheers, ",
+    "cheers,\n",
+    "best, ",
+    "best,\n",
+    "sincerely, ",
+    "sincerely,\n",
+    "agent (",
+    "customer (",
+    "caller ",
+    "named ",
+    "called ",
+];
+
+/// The longest given name or surname looked up.
+const MAX_WORD: usize = 24;
+
+/// Appends a candidate for each person name found in running text.
+pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
+    let lists = lists();
+    let mut next = 0;
+    for (base, chunk) in (0..text.len())
+        .step_by(bytemask::BLOCK)
+        .map(|b| (b, &text[b..(b + bytemask::BLOCK).min(text.len())]))
+    {
+        let mut upper = bytemask::in_range(chunk, b'A', b'Z');
+        while upper != 0 {
+            let i = base + upper.trailing_zeros() as usize;
+            upper &= upper - 1;
+            if i < next || (i > 0 && is_word(text[i - 1])) {
+                continue;
+            }
+            if let Some(end) = at_word(lists, text, i, out) {
+                next = end;
+            }
+        }
+    }
+}
+
+/// Bytes of a word: letters (any script's, as UTF-8), apostrophes, hyphens.
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c >= 0x80 || c == b'\'' || c == b'-'
+}
+
+/// The word starting at `i` (it ends at the first byte that is no letter;
+/// an apostrophe or hyphen inside is kept), and its lower-case form.
+fn word(text: &[u8], i: usize) -> Option<(usize, String)> {
+    let mut e = i;
+    while e < text.len() && is_word(text[e]) && e - i <= MAX_WORD {
+        e += 1;
+    }
+    while e > i && matches!(text[e - 1], b'\'' | b'-') {
+        e -= 1;
+    }
+    if e - i < 2 || e - i > MAX_WORD {
+        return None;
+    }
+    let w = std::str::from_utf8(&text[i..e]).ok()?;
+    Some((e, w.to_lowercase()))
+}
+
+/// Whether `w` (as written) is capitalised: an upper-case first letter.
+fn capitalised(text: &[u8], i: usize) -> bool {
+    text.get(i).is_some_and(u8::is_ascii_uppercase)
+}
+
+/// Looks for a name starting with the capitalised word at `i`; returns
+/// where the match ends when one was pushed.
+fn at_word(lists: &Lists, text: &[u8], i: usize, out: &mut Vec<Candidate>) -> Option<usize> {
+    let (e1, w1) = word(text, i)?;
+    let all_caps = text[i..e1].iter().all(|c| !c.is_ascii_lowercase());
+    let is_first = lists.first.contains(w1.as_str());
+    let ambiguous = AMBIGUOUS.contains(&w1.as_str());
+    // `Lopez, Maria`.
+    if !is_first && lists.last.contains(w1.as_str()) && text[e1..].starts_with(b", ") {
+        let j = e1 + 2;
+        if capitalised(text, j) {
+            if let Some((e2, w2)) = word(text, j) {
+                if lists.first.contains(w2.as_str()) && !AMBIGUOUS.contains(&w2.as_str()) {
+                    out.push(Candidate::new(PiiType::Person, i, e2, 0.75));
+                    return Some(e2);
+                }
+            }
+        }
+    }
+    if !is_first {
+        return None;
+    }
+    // What follows: a middle initial (`Q.`, `Q`), then a capitalised word.
+    let mut j = e1;
+    if text.get(j) == Some(&b' ')
+        && text.get(j + 1).is_some_and(u8::is_ascii_uppercase)
+        && matches!(text.get(j + 2), Some(b'.' | b' '))
+    {
+        j += if text.get(j + 2) == Some(&b'.') { 3 } else { 2 };
+    }
+    if text.get(j) == Some(&b' ') && capitalised(text, j + 1) {
+        if let Some((e2, w2)) = word(text, j + 1) {
+            let caps2 = text[j + 1..e2].iter().all(|c| !c.is_ascii_lowercase());
+            let known = lists.last.contains(w2.as_str());
+            let plain = !NOT_SURNAMES.contains(&w2.as_str());
+            // In capitals, both must be known: headings are capitals too.
+            let score = match (all_caps || caps2, ambiguous, known, plain) {
+                (true, false, true, true) if all_caps && caps2 => Some(0.75),
+                (true, _, _, _) => None,
+                (false, false, true, true) => Some(0.85),
+                (false, false, false, true) => Some(0.7),
+                (false, true, true, true) => Some(0.7),
+                _ => None,
+            };
+            if let Some(score) = score {
+                out.push(Candidate::new(PiiType::Person, i, e2, score));
+                return Some(e2);
+            }
+        }
+    }
+    if all_caps {
+        return None;
+    }
+    // A lone given name: a cue before, `here` after, or a speaker label.
+    let before = &text[i.saturating_sub(16)..i];
+    let cued = CUES_BEFORE.iter().any(|c| {
+        before.len() >= c.len()
+            && before[before.len() - c.len()..].eq_ignore_ascii_case(c.as_bytes())
+    }) || text[e1..].starts_with(b" here")
+        || (text[e1..].starts_with(b": ") && (i == 0 || text[i - 1] == b'\n'));
+    if cued {
+        out.push(Candidate::new(PiiType::Person, i, e1, 0.7));
+        return Some(e1);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        running_text(text.as_bytes(), &mut out);
+        out.iter().map(|c| &text[c.start..c.end]).collect()
+    }
+
+    #[test]
+    fn names_in_running_text() {
+        for (text, name) in [
+            ("I spoke to Maria Lopez about the refund", "Maria Lopez"),
+            ("customer John Q. Public called", "John Q. Public"),
+            ("hi Priya, your card is on its way", "Priya"),
+            ("thanks, Siobhan", "Siobhan"),
+            ("this is Jürgen from billing", "Jürgen"),
+            ("Rahul here, calling about my bill", "Rahul"),
+            ("Maria: my card was charged twice", "Maria"),
+            ("account holder: Lopez, Maria", "Lopez, Maria"),
+            ("NAME ON CARD: MARIA LOPEZ", "MARIA LOPEZ"),
+            ("Grant Miller asked for a callback", "Grant Miller"),
+            ("forwarded to Giulia Rossi in Milan", "Giulia Rossi"),
+        ] {
+            assert!(names(text).contains(&name), "{text}: {:?}", names(text));
+        }
+    }
+
+    #[test]
+    fn words_that_are_also_names_are_not_names_alone() {
+        for text in [
+            "Will you send the statement?",
+            "May I have your account number",
+            "Grant access to the billing folder",
+            "Mark the ticket as resolved",
+            "The Refund Policy applies",
+            "Frank discussion with the team",
+            "PLEASE CALL BACK",
+            "Maria",
+            "Thomas The Tank",
+        ] {
+            assert!(names(text).is_empty(), "{text}: {:?}", names(text));
+        }
+    }
+}
