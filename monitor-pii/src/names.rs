@@ -26,6 +26,8 @@ use crate::types::PiiType;
 struct Lists {
     first: HashSet<&'static str>,
     last: HashSet<&'static str>,
+    ambiguous: HashSet<&'static str>,
+    not_surnames: HashSet<&'static str>,
 }
 
 fn lists() -> &'static Lists {
@@ -33,6 +35,8 @@ fn lists() -> &'static Lists {
     LISTS.get_or_init(|| Lists {
         first: include_str!("../data/first_names.txt").lines().collect(),
         last: include_str!("../data/surnames.txt").lines().collect(),
+        ambiguous: AMBIGUOUS.iter().copied().collect(),
+        not_surnames: NOT_SURNAMES.iter().copied().collect(),
     })
 }
 
@@ -312,14 +316,21 @@ const MAX_WORD: usize = 24;
 pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
     let lists = lists();
     let mut next = 0;
+    // Bit 63 of the previous block's letters: whether its last byte was one.
+    let mut carry = 0u64;
     for (base, chunk) in (0..text.len())
         .step_by(bytemask::BLOCK)
         .map(|b| (b, &text[b..(b + bytemask::BLOCK).min(text.len())]))
     {
-        let mut upper = bytemask::in_range(chunk, b'A', b'Z');
-        while upper != 0 {
-            let i = base + upper.trailing_zeros() as usize;
-            upper &= upper - 1;
+        let upper = bytemask::in_range(chunk, b'A', b'Z');
+        let letters = upper | bytemask::in_range(chunk, b'a', b'z');
+        // Capitals that start a word: no ASCII letter just before (the
+        // other word bytes are checked one by one below).
+        let mut starts = upper & !((letters << 1) | carry);
+        carry = letters >> 63;
+        while starts != 0 {
+            let i = base + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
             if i < next || (i > 0 && is_word(text[i - 1])) {
                 continue;
             }
@@ -335,9 +346,26 @@ fn is_word(c: u8) -> bool {
     c.is_ascii_alphabetic() || c >= 0x80 || c == b'\'' || c == b'-'
 }
 
-/// The word starting at `i` (it ends at the first byte that is no letter;
-/// an apostrophe or hyphen inside is kept), and its lower-case form.
-fn word(text: &[u8], i: usize) -> Option<(usize, String)> {
+/// A word's lower-case form: ASCII in place, anything else through
+/// `str::to_lowercase`.
+enum Lower {
+    Ascii([u8; MAX_WORD], usize),
+    Other(String),
+}
+
+impl Lower {
+    fn as_str(&self) -> &str {
+        match self {
+            // SAFETY-free: ASCII bytes are UTF-8.
+            Lower::Ascii(b, n) => std::str::from_utf8(&b[..*n]).unwrap_or_default(),
+            Lower::Other(s) => s,
+        }
+    }
+}
+
+/// Where the word starting at `i` ends (at the first byte that is no
+/// letter; an apostrophe or hyphen inside is kept).
+fn word_end(text: &[u8], i: usize) -> Option<usize> {
     let mut e = i;
     while e < text.len() && is_word(text[e]) && e - i <= MAX_WORD {
         e += 1;
@@ -345,11 +373,80 @@ fn word(text: &[u8], i: usize) -> Option<(usize, String)> {
     while e > i && matches!(text[e - 1], b'\'' | b'-') {
         e -= 1;
     }
-    if e - i < 2 || e - i > MAX_WORD {
-        return None;
+    (2..=MAX_WORD).contains(&(e - i)).then_some(e)
+}
+
+/// The lower-case form of `text[i..e]`.
+fn lower(text: &[u8], i: usize, e: usize) -> Option<Lower> {
+    let w = &text[i..e];
+    if w.is_ascii() {
+        let mut b = [0u8; MAX_WORD];
+        for (d, s) in b.iter_mut().zip(w) {
+            *d = s.to_ascii_lowercase();
+        }
+        return Some(Lower::Ascii(b, w.len()));
     }
-    let w = std::str::from_utf8(&text[i..e]).ok()?;
-    Some((e, w.to_lowercase()))
+    Some(Lower::Other(std::str::from_utf8(w).ok()?.to_lowercase()))
+}
+
+/// The word starting at `i` and its lower-case form.
+fn word(text: &[u8], i: usize) -> Option<(usize, Lower)> {
+    let e = word_end(text, i)?;
+    Some((e, lower(text, i, e)?))
+}
+
+/// The last word of each cue in [`CUES_BEFORE`]: a lone name is checked
+/// against the cues only when the word before it is one of these.
+const CUE_ENDS: &[&[u8]] = &[
+    b"hi",
+    b"hello",
+    b"hey",
+    b"dear",
+    b"thanks",
+    b"you",
+    b"is",
+    b"i'm",
+    b"am",
+    b"with",
+    b"to",
+    b"for",
+    b"regards",
+    b"cheers",
+    b"best",
+    b"sincerely",
+    b"agent",
+    b"customer",
+    b"caller",
+    b"named",
+    b"called",
+];
+
+/// Whether a cue ends just before `i`.
+fn cued_before(text: &[u8], i: usize) -> bool {
+    // The word before: skip the separator (` `, `, `, `,\n`, ` (`).
+    let mut k = i;
+    while k > 0 && matches!(text[k - 1], b' ' | b',' | b'\n' | b'(') && i - k < 3 {
+        k -= 1;
+    }
+    let mut s = k;
+    while s > 0 && (text[s - 1].is_ascii_alphabetic() || text[s - 1] == b'\'') && k - s < 10 {
+        s -= 1;
+    }
+    if s == k || k - s > 9 {
+        return false;
+    }
+    let mut w = [0u8; 9];
+    for (d, c) in w.iter_mut().zip(&text[s..k]) {
+        *d = c.to_ascii_lowercase();
+    }
+    if !CUE_ENDS.contains(&&w[..k - s]) {
+        return false;
+    }
+    let before = &text[i.saturating_sub(16)..i];
+    CUES_BEFORE.iter().any(|c| {
+        before.len() >= c.len()
+            && before[before.len() - c.len()..].eq_ignore_ascii_case(c.as_bytes())
+    })
 }
 
 /// Whether `w` (as written) is capitalised: an upper-case first letter.
@@ -360,16 +457,37 @@ fn capitalised(text: &[u8], i: usize) -> bool {
 /// Looks for a name starting with the capitalised word at `i`; returns
 /// where the match ends when one was pushed.
 fn at_word(lists: &Lists, text: &[u8], i: usize, out: &mut Vec<Candidate>) -> Option<usize> {
-    let (e1, w1) = word(text, i)?;
+    let e1 = word_end(text, i)?;
+    // Glued to digits or an underscore: an identifier.
+    if text
+        .get(e1)
+        .is_some_and(|&c| c.is_ascii_digit() || c == b'_')
+    {
+        return None;
+    }
+    // What could make it a name, from the bytes around it alone: most
+    // capitalised words start a sentence and have none of these.
+    let rest = &text[e1..];
+    let next_cap = rest.first() == Some(&b' ') && rest.get(1).is_some_and(u8::is_ascii_uppercase);
+    let comma_then_cap = rest.starts_with(b", ") && rest.get(2).is_some_and(u8::is_ascii_uppercase);
+    let label = rest.starts_with(b": ") && (i == 0 || text[i - 1] == b'\n');
+    let here = rest.starts_with(b" here");
+    if !(next_cap || comma_then_cap || label || here || cued_before(text, i)) {
+        return None;
+    }
+    let w1 = lower(text, i, e1)?;
     let all_caps = text[i..e1].iter().all(|c| !c.is_ascii_lowercase());
     let is_first = lists.first.contains(w1.as_str());
-    let ambiguous = AMBIGUOUS.contains(&w1.as_str());
+    if !is_first && !comma_then_cap {
+        return None;
+    }
+    let ambiguous = is_first && lists.ambiguous.contains(w1.as_str());
     // `Lopez, Maria`.
-    if !is_first && lists.last.contains(w1.as_str()) && text[e1..].starts_with(b", ") {
+    if !is_first && comma_then_cap && lists.last.contains(w1.as_str()) {
         let j = e1 + 2;
         if capitalised(text, j) {
             if let Some((e2, w2)) = word(text, j) {
-                if lists.first.contains(w2.as_str()) && !AMBIGUOUS.contains(&w2.as_str()) {
+                if lists.first.contains(w2.as_str()) && !lists.ambiguous.contains(w2.as_str()) {
                     out.push(Candidate::new(PiiType::Person, i, e2, 0.75));
                     return Some(e2);
                 }
@@ -391,7 +509,7 @@ fn at_word(lists: &Lists, text: &[u8], i: usize, out: &mut Vec<Candidate>) -> Op
         if let Some((e2, w2)) = word(text, j + 1) {
             let caps2 = text[j + 1..e2].iter().all(|c| !c.is_ascii_lowercase());
             let known = lists.last.contains(w2.as_str());
-            let plain = !NOT_SURNAMES.contains(&w2.as_str());
+            let plain = !lists.not_surnames.contains(w2.as_str());
             // In capitals, both must be known: headings are capitals too.
             let score = match (all_caps || caps2, ambiguous, known, plain) {
                 (true, false, true, true) if all_caps && caps2 => Some(0.75),

