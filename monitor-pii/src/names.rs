@@ -334,7 +334,18 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
             if i < next || (i > 0 && is_word(text[i - 1])) {
                 continue;
             }
-            if let Some(end) = at_word(lists, text, i, out) {
+            // The word's end from the mask when it ends in this block on a
+            // byte that is no word byte (the common case).
+            let bit = i - base;
+            let run = (!(letters >> bit)).trailing_zeros() as usize;
+            let e = i + run;
+            let e1 = if bit + run < chunk.len() && !is_word(text[e]) {
+                (2..=MAX_WORD).contains(&run).then_some(e)
+            } else {
+                word_end(text, i)
+            };
+            let Some(e1) = e1 else { continue };
+            if let Some(end) = at_word(lists, text, i, e1, out) {
                 next = end;
             }
         }
@@ -454,10 +465,15 @@ fn capitalised(text: &[u8], i: usize) -> bool {
     text.get(i).is_some_and(u8::is_ascii_uppercase)
 }
 
-/// Looks for a name starting with the capitalised word at `i`; returns
+/// Looks for a name starting with the capitalised word `text[i..e1]`; returns
 /// where the match ends when one was pushed.
-fn at_word(lists: &Lists, text: &[u8], i: usize, out: &mut Vec<Candidate>) -> Option<usize> {
-    let e1 = word_end(text, i)?;
+fn at_word(
+    lists: &Lists,
+    text: &[u8],
+    i: usize,
+    e1: usize,
+    out: &mut Vec<Candidate>,
+) -> Option<usize> {
     // Glued to digits or an underscore: an identifier.
     if text
         .get(e1)
