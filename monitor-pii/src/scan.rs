@@ -88,6 +88,11 @@ const MORE_SECRET_TRIGGERS: &[&str] = &[
     "_prod_",
     "hooks.slack.com/",
     "xapp-",
+    // JWT headers that are pretty-printed JSON: `{\n  "`, `{\n\t`, `{\r\n`, `{ "`.
+    "ewog",
+    "ewoJ",
+    "ew0K",
+    "eyAi",
 ];
 
 /// Compiled pieces shared by every scan.
@@ -1498,7 +1503,7 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
                 out.push(Candidate::new(PiiType::ApiKey, start, e, 0.85));
             }
         }
-        b"eyJ" => jwt(text, start, out),
+        b"eyJ" | b"ewog" | b"ewoJ" | b"ew0K" | b"eyAi" => jwt(text, start, out),
         _ => private_key(text, start, tend, out),
     }
 }
@@ -2346,6 +2351,26 @@ mod tests {
         ] {
             assert!(lacks(text, PiiType::ApiKey), "{text}: {:?}", kinds(text));
         }
+    }
+
+    #[test]
+    fn jwts_with_pretty_printed_headers() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        for header in [
+            "{\n  \"alg\": \"HS256\"\n}",
+            "{\r\n\"alg\":\"RS256\"}",
+            "{ \"alg\": \"none\" }",
+        ] {
+            let jwt = format!("{}.{}.c2lnbmF0dXJl", b64(header), b64("{\"sub\":\"42\"}"));
+            assert!(
+                has(&format!("Bearer {jwt}"), PiiType::Jwt, &jwt),
+                "{header:?}"
+            );
+        }
+        // base64 of other pretty-printed JSON is no token.
+        let not = format!("{}.{}.c2ln", b64("{\n  \"a\": 1\n}"), b64("{}"));
+        assert!(lacks(&not, PiiType::Jwt));
     }
 
     #[test]
