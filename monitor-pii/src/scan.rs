@@ -2354,6 +2354,28 @@ mod tests {
     }
 
     #[test]
+    fn three_cards_in_a_row_are_three() {
+        for sep in [" ", ", ", "\n", "; "] {
+            for cards in [
+                ["4111111111111111", "5500000000000004", "340000000000009"],
+                ["4012888888881881", "4012888888881881", "4012888888881881"],
+                [
+                    "4111 1111 1111 1111",
+                    "5500 0000 0000 0004",
+                    "3400 000000 00009",
+                ],
+            ] {
+                let text = format!("cards {}", cards.join(sep));
+                let found: Vec<_> = kinds(&text)
+                    .into_iter()
+                    .filter(|(k, _)| *k == PiiType::CreditCard)
+                    .collect();
+                assert_eq!(found.len(), 3, "{text:?}: {found:?}");
+            }
+        }
+    }
+
+    #[test]
     fn jwts_with_pretty_printed_headers() {
         use base64::Engine as _;
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
