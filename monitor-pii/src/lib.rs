@@ -316,18 +316,28 @@ fn reveal(raw: &[u8]) -> Option<Vec<u8>> {
 fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
     // Digits inside a credential (a Slack token's team and user ids, a key's
     // body) are part of it, not a card or a phone number.
-    let tokens: Vec<(usize, usize)> = cands
+    let mut tokens: Vec<(usize, usize)> = cands
         .iter()
         .filter(|c| !c.decoded && c.kind.is_some_and(PiiType::is_credential))
         .map(|c| (c.start, c.end))
         .collect();
     if !tokens.is_empty() {
+        // By start, each with the furthest end of any token starting at or
+        // before it: a candidate lies inside a token when the token
+        // starting last at or before it reaches its end.
+        tokens.sort_unstable();
+        let mut reach = Vec::with_capacity(tokens.len());
+        let mut furthest = 0;
+        for &(_, e) in &tokens {
+            furthest = furthest.max(e);
+            reach.push(furthest);
+        }
         cands.retain(|c| {
-            c.decoded
-                || c.kind.is_none_or(PiiType::is_credential)
-                || !tokens
-                    .iter()
-                    .any(|&(s, e)| s <= c.start && c.end <= e && (s, e) != (c.start, c.end))
+            if c.decoded || c.kind.is_none_or(PiiType::is_credential) {
+                return true;
+            }
+            let k = tokens.partition_point(|&(s, _)| s <= c.start);
+            k == 0 || reach[k - 1] < c.end
         });
     }
     cands.sort_by_key(|c| (c.start, std::cmp::Reverse(c.end)));
