@@ -119,13 +119,10 @@ pub fn redact_record(detector: &Detector, rec: &mut Record) {
         redact_field(detector, &mut e, "exe", &mut found);
         rec.exe = Some(e.into());
     }
-    if let Some(c) = rec.context.as_mut() {
-        if let Some(line) = c.cmdline.as_mut() {
-            redact_field(detector, line, "cmdline", &mut found);
-        }
-        for exe in &mut c.ancestry {
-            redact_field(detector, exe, "ancestry", &mut found);
-        }
+    // The ancestry was masked as it entered the process table (once per
+    // process, not once per record).
+    if let Some(line) = rec.context.as_mut().and_then(|c| c.cmdline.as_mut()) {
+        redact_field(detector, line, "cmdline", &mut found);
     }
     rec.findings.extend(found);
 }

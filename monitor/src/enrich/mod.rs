@@ -121,7 +121,8 @@ impl Enricher {
     pub fn new(scrubber: Option<Arc<monitor_pii::Detector>>) -> Self {
         let mut procs = ProcessTable::from_proc(Path::new("/proc"));
         if let Some(d) = &scrubber {
-            procs.scrub_cmdlines(|a| scrub(d, a));
+            let d = d.clone();
+            procs.scrub_with(Arc::new(move |a| scrub(&d, a)));
         }
         Self {
             procs,

@@ -61,12 +61,18 @@ pub fn tty_name(major: u32, minor: u32) -> String {
     }
 }
 
+/// Masks sensitive values in a string kept for the record.
+pub type Scrub = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// Live processes by pid, plus the most recently exited ones.
 #[derive(Default)]
 pub struct ProcessTable {
     live: HashMap<u32, ProcInfo>,
     exited: HashMap<u32, ProcInfo>,
     exited_order: VecDeque<u32>,
+    /// Applied to each executable as it enters an ancestry, so a record's
+    /// ancestry is masked once per process, not once per record.
+    scrub: Option<Scrub>,
 }
 
 impl ProcessTable {
@@ -104,7 +110,11 @@ impl ProcessTable {
         let mut next = Some(parent);
         while let Some(pid) = next.filter(|&p| p > 0 && chain.len() < ANCESTRY_MAX) {
             let Some(info) = self.get(pid) else { break };
-            chain.push(info.exe.clone().unwrap_or_else(|| Arc::from("")));
+            let exe = info.exe.clone().unwrap_or_else(|| Arc::from(""));
+            chain.push(match &self.scrub {
+                Some(f) => Arc::from(f(&exe)),
+                None => exe,
+            });
             if !info.ancestry.is_empty() {
                 let room = ANCESTRY_MAX - chain.len();
                 chain.extend(info.ancestry.iter().take(room).cloned());
@@ -115,11 +125,14 @@ impl ProcessTable {
         chain.into()
     }
 
-    /// Rewrites every known command line (to mask sensitive values).
-    pub fn scrub_cmdlines(&mut self, f: impl Fn(&str) -> String) {
+    /// Rewrites every known command line and ancestry with `f` (to mask
+    /// sensitive values), and applies it to every ancestry from now on.
+    pub fn scrub_with(&mut self, f: Scrub) {
         for info in self.live.values_mut() {
             info.cmdline = info.cmdline.iter().map(|a| f(a)).collect::<Vec<_>>().into();
+            info.ancestry = info.ancestry.iter().map(|a| Arc::from(f(a))).collect();
         }
+        self.scrub = Some(f);
     }
 
     /// Number of live processes known.
@@ -303,6 +316,31 @@ mod tests {
         assert_eq!(
             short.iter().map(|a| &**a).collect::<Vec<_>>(),
             ["/bin/p4", "/bin/p3", "/usr/sbin/sshd"]
+        );
+    }
+
+    #[test]
+    fn ancestry_is_masked_as_it_enters_the_table() {
+        let mut t = ProcessTable::default();
+        t.scrub_with(Arc::new(|s: &str| {
+            s.replace("4111111111111111", "411111******1111")
+        }));
+        t.on_exec(
+            2,
+            1,
+            Some("/tmp/cust_4111111111111111/run".into()),
+            Arc::from(Vec::new()),
+            Login::default(),
+        );
+        t.on_fork(2, 3);
+        assert_eq!(
+            &t.get(3).unwrap().ancestry[..],
+            [Arc::from("/tmp/cust_411111******1111/run")]
+        );
+        // The executable itself stays as it is, for the role rules.
+        assert_eq!(
+            t.get(2).unwrap().exe.as_deref(),
+            Some("/tmp/cust_4111111111111111/run")
         );
     }
 
