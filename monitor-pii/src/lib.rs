@@ -15,6 +15,7 @@
 //! - [`synth`] makes labeled synthetic text for the benchmarks and the evaluation corpus;
 //!   [`eval`] scores findings against labels.
 
+mod address;
 pub mod bytemask;
 pub mod context;
 pub mod decode;

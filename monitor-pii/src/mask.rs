@@ -566,14 +566,22 @@ pub fn mask(kind: Option<PiiType>, raw: &[u8], normalized: &[u8]) -> Masked {
             // The ASCII case of the rule below, with no UTF-8 pass: the last
             // word before the first comma (the street's suffix).
             let first = raw.split(|&c| c == b',').next().unwrap_or_default();
-            out.push_str("*** ");
-            out.push_text(ascii_words(first).last().unwrap_or_default());
+            let last = ascii_words(first).last().unwrap_or_default();
+            out.push_str("***");
+            if !last.iter().any(u8::is_ascii_digit) {
+                out.push_str(" ");
+                out.push_text(last);
+            }
         }
         Some(StreetAddress) => {
             let first = raw.split(|&c| c == b',').next().unwrap_or_default();
             let s = String::from_utf8_lossy(first);
-            out.push_str("*** ");
-            out.push_str(s.split_whitespace().last().unwrap_or(""));
+            let last = s.split_whitespace().last().unwrap_or("");
+            out.push_str("***");
+            if !last.bytes().any(|c| c.is_ascii_digit()) {
+                out.push_str(" ");
+                out.push_str(last);
+            }
         }
         Some(Person) if raw.is_ascii() => {
             // The ASCII case of the rule below: each word's initial.
@@ -728,8 +736,12 @@ mod tests {
                 person.push('.');
             }
             let mut street = Masked::new();
-            street.push_str("*** ");
-            street.push_str(text.split(',').next().unwrap_or("").split_whitespace().last().unwrap_or(""));
+            let last = text.split(',').next().unwrap_or("").split_whitespace().last().unwrap_or("");
+            street.push_str("***");
+            if !last.bytes().any(|c| c.is_ascii_digit()) {
+                street.push(' ');
+                street.push_str(last);
+            }
             proptest::prop_assert_eq!(mask(Some(PiiType::Person), raw.as_bytes(), b""), person);
             proptest::prop_assert_eq!(mask(Some(PiiType::StreetAddress), raw.as_bytes(), b""), street);
         }
