@@ -211,6 +211,12 @@ impl RunStarts {
         starts
     }
 
+    /// Forgets the block read, so a position before the last one returned
+    /// can be asked for.
+    fn rewind(&mut self) {
+        self.base = usize::MAX;
+    }
+
     /// The first run start at or after `i`.
     fn next_from(&mut self, classes: &mut Classes<'_>, i: usize) -> Option<usize> {
         let len = classes.text().len();
@@ -244,6 +250,10 @@ struct Group {
     blocks: [(usize, usize); MAX_BLOCKS],
     seps: [u8; MAX_BLOCKS],
     n: usize,
+    /// Full, with more blocks after it: the next group starts again at its
+    /// middle, so a value across the cut (the third of three cards in a
+    /// row) is read whole.
+    full: bool,
 }
 
 impl Group {
@@ -308,6 +318,9 @@ fn parse_group(classes: &mut Classes<'_>, start: usize, g: &mut Group) -> usize 
         i += skip;
     }
     g.n = n;
+    g.full = n == MAX_BLOCKS
+        && matches!(text.get(i), Some(b' ' | b'-' | b'.' | b'/' | b':' | b')'))
+        && text.get(i + 1).is_some_and(u8::is_ascii_digit);
     i
 }
 
@@ -320,10 +333,13 @@ fn numeric_groups<const GATED: bool>(sc: &Scanner, text: &[u8], out: &mut Vec<Ca
         blocks: [(0, 0); MAX_BLOCKS],
         seps: [0; MAX_BLOCKS],
         n: 0,
+        full: false,
     };
     let mut classes = Classes::new(text);
     let mut runs = RunStarts::new();
     let mut i = 0;
+    // After a full group: the candidates it pushed (`out[lo..hi]`) and its end.
+    let mut reread: Option<(usize, usize, usize)> = None;
     while let Some(j) = runs.next_from(&mut classes, i) {
         i = j;
         if i > 0 && is_alnum(text[i - 1]) {
@@ -347,9 +363,34 @@ fn numeric_groups<const GATED: bool>(sc: &Scanner, text: &[u8], out: &mut Vec<Ca
             .get(end)
             .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_');
         if !glued {
+            let before = out.len();
             classify::<GATED>(sc, text, &g, out);
-            // The group ends at a byte that is no digit, letter or `_`.
-            i = end;
+            if let Some((lo, hi, limit)) = reread.take() {
+                // What the previous group found in the blocks read again.
+                let mut k = before;
+                while k < out.len() {
+                    let c = &out[k];
+                    if c.end <= limit
+                        && out[lo..hi]
+                            .iter()
+                            .any(|p| (p.start, p.end, p.kind) == (c.start, c.end, c.kind))
+                    {
+                        out.remove(k);
+                    } else {
+                        k += 1;
+                    }
+                }
+            }
+            if g.full {
+                reread = Some((before, out.len(), end));
+                // Again from the group's middle (the run starts before
+                // `end` are read anew).
+                i = g.blocks[MAX_BLOCKS / 2].0;
+                runs.rewind();
+            } else {
+                // The group ends at a byte that is no digit, letter or `_`.
+                i = end;
+            }
         } else {
             if g.n == 1 {
                 street_address(sc, text, g.blocks[0].0, g.blocks[0].1, out);
@@ -455,8 +496,10 @@ fn classify<const GATED: bool>(sc: &Scanner, text: &[u8], g: &Group, out: &mut V
 /// out of a longer group cost no call.
 #[inline]
 fn joined_shape_fits(text: &[u8], start: usize, sep: u8, n: usize, lens: &[usize]) -> bool {
-    // E.164 takes any block lengths.
-    if start > 0 && text[start - 1] == b'+' && (8..=15).contains(&n) {
+    // E.164 takes any block lengths, and so does a national number.
+    if start > 0 && text[start - 1] == b'+' && (8..=15).contains(&n)
+        || trunk_zero_fits(text, start, sep, n)
+    {
         return true;
     }
     // Cards are 4-4-4 (3 blocks, 12 digits) to 4-4-4-4-3 (5 blocks), or 4-6-5.
@@ -472,6 +515,17 @@ fn joined_shape_fits(text: &[u8], start: usize, sep: u8, n: usize, lens: &[usize
         4 => card || sep == b'.' || lens == [1, 3, 3, 4],
         _ => card,
     }
+}
+
+/// A national phone number's shape: a trunk zero then a non-zero digit, 9
+/// to 11 digits in all, blocks joined by spaces or hyphens.
+#[inline]
+fn trunk_zero_fits(text: &[u8], start: usize, sep: u8, n: usize) -> bool {
+    (9..=11).contains(&n)
+        && matches!(sep, b' ' | b'-')
+        && text[start] == b'0'
+        && text.get(start + 1).is_some_and(|&c| c != b'0')
+        && (start == 0 || text[start - 1] != b'+')
 }
 
 /// Tries every shape that `span`'s digit count, block count and separator allow.
@@ -714,6 +768,19 @@ fn ssn_like(cx: &Near<'_>, span: &Span<'_>, out: &mut Vec<Candidate>) {
         && g.block_len(a) == 3
         && g.block_len(a + 1) == 2
         && g.block_len(a + 2) == 4;
+    // A routing number written 4-4-1 (`3222-7162-7`), as on a check.
+    let routing_shaped = nb == 3
+        && sep == b'-'
+        && g.block_len(a) == 4
+        && g.block_len(a + 1) == 4
+        && g.block_len(a + 2) == 1;
+    if routing_shaped {
+        if validate::aba_routing(digits) {
+            let score = score_context(cx, 0.6, 0.3, Cat::Routing);
+            out.push(Candidate::new(PiiType::UsBankRouting, start, end, score));
+        }
+        return;
+    }
     if nb != 1 && !shaped {
         return;
     }
@@ -868,6 +935,13 @@ fn phone(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) 
     let nb = lens.len();
     let n = digits.len();
     let plus = start > 0 && text[start - 1] == b'+';
+    if !plus && trunk_zero_fits(text, start, sep, n) && nb >= 2 {
+        // A national number with its trunk zero (`07700 900123`,
+        // `090-1234-5678`): only beside a phone's words.
+        let score = score_context(cx, 0.3, 0.4, Cat::Phone);
+        out.push(Candidate::new(PiiType::PhoneNumber, start, end, score));
+        return;
+    }
     // Every shape below but E.164 has ten or eleven digits, or is "(AAA) EEE".
     if !plus && !matches!(n, 10 | 11) && lens != [3, 3] {
         return;
@@ -1090,14 +1164,23 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
 /// around it must parse as an address (so a time, `12:30:45`, or a MAC
 /// address, six groups with no `::`, does not) and hold at least three
 /// groups or five hex digits (`::1` alone is not worth a finding).
-/// One pass over every `:` and `=`: IPv6 seeds and secret assignments.
+/// One pass over every `:`, `=` and `",`: IPv6 seeds and secret assignments.
 fn colons_and_equals(text: &[u8], out: &mut Vec<Candidate>) {
     let mut ipv6_done = 0;
+    // Whether the last byte of the previous block was a quote.
+    let mut quote_carry = 0;
     // In blocks, as bit masks: JSON and logs hold a colon every few dozen
     // bytes, too many for a search that stops at each.
     for base in (0..text.len()).step_by(bytemask::BLOCK) {
         let chunk = &text[base..(base + bytemask::BLOCK).min(text.len())];
-        let mut ops = bytemask::in_range(chunk, b':', b':') | bytemask::in_range(chunk, b'=', b'=');
+        // A comma right after a quote too: a name and a value passed
+        // together, `getenv("api_token", "…")`.
+        let quotes = bytemask::in_range(chunk, b'"', b'"');
+        let after_quote = (quotes << 1) | quote_carry;
+        quote_carry = quotes >> 63;
+        let mut ops = bytemask::in_range(chunk, b':', b':')
+            | bytemask::in_range(chunk, b'=', b'=')
+            | (bytemask::in_range(chunk, b',', b',') & after_quote);
         while ops != 0 {
             let at = base + ops.trailing_zeros() as usize;
             ops &= ops - 1;
@@ -1191,7 +1274,35 @@ const SECRET_NAMES: &[&[u8]] = &[
     b"access_key",
     b"secret_key",
     b"private_key",
+    b"credentials",
+    b"credential",
+    b"_auth",
 ];
+
+/// Google API keys published as examples (the Firebase SDKs' samples, as
+/// gitleaks lists them): public, so no finding.
+const PUBLIC_GOOGLE_KEYS: &[&[u8]] = &[
+    b"AIzaSyabcdefghijklmnopqrstuvwxyz1234567",
+    b"AIzaSyAnLA7NfeLquW1tJFpx_eQCxoX-oo6YyIs",
+    b"AIzaSyCkEhVjf3pduRDt6d1yKOMitrUEke8agEM",
+    b"AIzaSyDMAScliyLx7F0NPDEJi1QmyCgHIAODrlU",
+    b"AIzaSyD3asb-2pEZVqMkmL6M9N6nHZRR_znhrh0",
+    b"AIzayDNSXIbFmlXbIE6mCzDLQAqITYefhixbX4A",
+    b"AIzaSyAdOS2zB6NCsk1pCdZ4-P6GBdi_UUPwX7c",
+    b"AIzaSyASWm6HmTMdYWpgMnjRBjxcQ9CKctWmLd4",
+    b"AIzaSyANUvH9H9BsUccjsu2pCmEkOPjjaXeDQgY",
+    b"AIzaSyA5_iVawFQ8ABuTZNUdcwERLJv_a_p4wtM",
+    b"AIzaSyA4UrcGxgwQFTfaI3no3t7Lt1sjmdnP5sQ",
+    b"AIzaSyDSb51JiIcB6OJpwwMicseKRhhrOq1cS7g",
+    b"AIzaSyBF2RrAIm4a0mO64EShQfqfd2AFnzAvvuU",
+    b"AIzaSyBcE-OOIbhjyR83gm4r2MFCu4MJmprNXsw",
+    b"AIzaSyB8qGxt4ec15vitgn44duC5ucxaOi4FmqE",
+    b"AIzaSyA8vmApnrHNFE0bApF4hoZ11srVL_n0nvY",
+];
+
+/// Key names that hold no secret although they end in a secret's name:
+/// public and publishable keys, anti-forgery tokens, package coordinates.
+const NOT_SECRET_NAMES: &[&[u8]] = &[b"public", b"publishable", b"csrf", b"xsrf", b"jsonwebtoken"];
 
 /// Values that stand for a secret rather than being one.
 const PLACEHOLDERS: &[&[u8]] = &[
@@ -1241,7 +1352,7 @@ fn assigned_secret(text: &[u8], op: usize, out: &mut Vec<Candidate>) {
         let tail = text[k.saturating_sub(3)..k].to_ascii_lowercase();
         if !matches!(
             &tail[..],
-            b"ret" | b"ord" | b"swd" | b"pwd" | b"ken" | b"key"
+            b"ret" | b"ord" | b"swd" | b"pwd" | b"ken" | b"key" | b"als" | b"ial" | b"uth"
         ) {
             return;
         }
@@ -1253,6 +1364,9 @@ fn assigned_secret(text: &[u8], op: usize, out: &mut Vec<Candidate>) {
             || !SECRET_NAMES
                 .iter()
                 .any(|n| key.len() >= n.len() && key[key.len() - n.len()..].eq_ignore_ascii_case(n))
+            || NOT_SECRET_NAMES
+                .iter()
+                .any(|n| key.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n)))
         {
             return;
         }
@@ -1356,7 +1470,11 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
             // Google API keys: AIza and 35 of [A-Za-z0-9_-].
             let k = run(text, tend, token, 36);
             let e = tend + k;
-            if k == 35 && bounded(e) && validate::entropy(&text[tend..e]) > 3.0 {
+            if k == 35
+                && bounded(e)
+                && validate::entropy(&text[tend..e]) > 3.0
+                && !PUBLIC_GOOGLE_KEYS.contains(&&text[start..e])
+            {
                 out.push(Candidate::new(PiiType::ApiKey, start, e, 0.9));
             }
         }
@@ -1408,19 +1526,38 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
             } else {
                 tend
             };
-            if !matches!(
-                text.get(tend),
-                Some(b'b' | b'p' | b'a' | b'r' | b's' | b'e')
-            ) || text.get(tend + 1) != Some(&b'-')
+            let kind = text.get(tend).copied();
+            if !matches!(kind, Some(b'b' | b'p' | b'a' | b'r' | b's' | b'e' | b'o'))
+                || text.get(tend + 1) != Some(&b'-')
             {
                 return;
             }
             let tend = tend + 2;
-            let k = run(text, tend, |c| word(c) || c == b'-', 120);
+            let k = run(text, tend, |c| word(c) || c == b'-', 512);
             let e = tend + k;
             let body = &text[tend..e];
             let digits = body.iter().filter(|c| c.is_ascii_digit()).count();
-            if k >= 20 && bounded(e) && digits >= 6 && validate::entropy(body) > 3.0 {
+            // Team and user ids: a version (`1`, `2`) or eight digits and
+            // more; legacy `xoxo-`/`xoxs-` tokens have shorter ones.
+            let ids_ok = matches!(kind, Some(b'o' | b's'))
+                || body
+                    .split(|&c| c == b'-')
+                    .filter(|g| g.iter().all(u8::is_ascii_digit))
+                    .all(|g| g.len() <= 1 || g.len() >= 8);
+            // A token cut short by a placeholder (`…-####`) is none.
+            let placeholder = body.ends_with(b"-") || matches!(text.get(e), Some(b'#' | b'*'));
+            // The digits of its ids carry much of its randomness, so a
+            // token with the full shape needs less entropy.
+            let shaped = body.iter().filter(|&&c| c == b'-').count() >= 3;
+            let entropy = validate::entropy(body);
+            if k >= 20
+                && k < 512
+                && bounded(e)
+                && digits >= 6
+                && ids_ok
+                && !placeholder
+                && (entropy > 3.0 || shaped && entropy > 2.5)
+            {
                 out.push(Candidate::new(PiiType::SlackToken, start, e, 0.9));
             }
         }
@@ -2102,6 +2239,104 @@ mod tests {
             let text = format!("spoke with {not_title} Zorblat Quenk today");
             assert!(!has(&text, PiiType::Person, "Zorblat Quenk"), "{not_title}");
         }
+    }
+
+    #[test]
+    fn three_cards_in_a_row_are_three_findings() {
+        let text = "4012888888881881 4012-8888-8888-1881 4012 8888 8888 1881";
+        for card in [
+            "4012888888881881",
+            "4012-8888-8888-1881",
+            "4012 8888 8888 1881",
+        ] {
+            let at = text.rfind(card).unwrap();
+            assert!(
+                kinds(text)
+                    .iter()
+                    .any(|(k, s)| *k == PiiType::CreditCard && s == &text[at..at + card.len()]),
+                "{card}: {:?}",
+                kinds(text)
+            );
+        }
+        // UATP and Dankort numbers are cards too.
+        assert!(has(
+            "122000000000003",
+            PiiType::CreditCard,
+            "122000000000003"
+        ));
+        assert!(has(
+            "5019717010103742",
+            PiiType::CreditCard,
+            "5019717010103742"
+        ));
+    }
+
+    #[test]
+    fn routing_numbers_written_four_four_one_need_no_word() {
+        assert!(has("3222-7162-7", PiiType::UsBankRouting, "3222-7162-7"));
+        // The checksum still decides.
+        assert!(!has("3222-7162-8", PiiType::UsBankRouting, "3222-7162-8"));
+    }
+
+    #[test]
+    fn national_numbers_with_a_trunk_zero_beside_a_phone_word() {
+        for number in [
+            "09-7625400",
+            "090-1234-5678",
+            "07700 900123",
+            "0161 496 0753",
+        ] {
+            let text = format!("my phone number is {number}");
+            assert!(has(&text, PiiType::PhoneNumber, number), "{text}");
+            // Alone, the shape is too common (references, codes) to count.
+            let bare = format!("reference {number} attached");
+            assert!(!has(&bare, PiiType::PhoneNumber, number), "{bare}");
+        }
+    }
+
+    #[test]
+    fn peers_secret_vectors() {
+        // Slack refresh and config tokens are long; legacy ones have short ids.
+        let long = format!(
+            "xoxe.xoxp-1-{}",
+            "Mi0yLTM0MTQwNDE0MDE3Ni0zNjU5NDY0Njg4MTct".repeat(4)
+        );
+        assert!(has(&format!("t = \"{long}\""), PiiType::SlackToken, &long));
+        let legacy = "xoxo-523423-234243-234233-e039d02840a0b9379c";
+        assert!(has(legacy, PiiType::SlackToken, legacy));
+        let workspace = "xoxa-2-511111111-31111111111-3111111111111-e039d02840a0b9379c";
+        assert!(has(workspace, PiiType::SlackToken, workspace));
+        // Short ids and placeholders are not tokens.
+        for fake in [
+            "xoxp-1234-1234-1234-4ddbc191d40ee098cbaae6f3523ada2d",
+            "xoxp-572370529330-573807301142-572331691188-####################",
+        ] {
+            assert!(
+                kinds(fake).iter().all(|(k, _)| *k != PiiType::SlackToken),
+                "{fake}"
+            );
+        }
+        // Google's published example keys are public.
+        assert!(kinds("AIzaSyabcdefghijklmnopqrstuvwxyz1234567").is_empty());
+        // Public tokens, anti-forgery tokens and package coordinates hold no secret.
+        for text in [
+            "publicToken = \"9Cnzj4p4WGeKLs1Pt8QuKUpRKfFLfRYC9AIKjbJTWit\"",
+            "csrf-token=Mj2qykJO5rELyHgezQ69nzUX0i3OH67V7+V4eUrLfpuyOuxmiW9rhROG/Whikle15syazJOkrjJa3U2AbhIvUw==",
+            "notes = \"Maven - io.jsonwebtoken:jjwt-jackson-0.11.2\"",
+        ] {
+            assert!(kinds(text).iter().all(|(k, _)| *k != PiiType::ApiKey), "{text}");
+        }
+        // A name and a value passed together, and credentials by name.
+        assert!(has(
+            "GetEnvOrDefault(\"api_token\", \"dafa7817-e246-48f3-91a7-e87653d587b8\")",
+            PiiType::ApiKey,
+            "dafa7817-e246-48f3-91a7-e87653d587b8"
+        ));
+        assert!(has(
+            "\"credentials\" : \"0afae57f3ccfd9d7f5767067bc48b30f719e271ba470488056e37ab35d4b6506\"",
+            PiiType::ApiKey,
+            "0afae57f3ccfd9d7f5767067bc48b30f719e271ba470488056e37ab35d4b6506"
+        ));
     }
 
     #[test]

@@ -56,6 +56,18 @@ pub fn card_issuer(digits: &[u8]) -> Option<&'static str> {
     if p2 == 62 && (16..=19).contains(&n) {
         return Some("unionpay");
     }
+    if (2200..=2204).contains(&p4) && (16..=19).contains(&n) {
+        return Some("mir");
+    }
+    if (p2 == 60 || p2 == 81 || p2 == 82 || p3 == 508) && n == 16 {
+        return Some("rupay");
+    }
+    if p4 == 5019 && n == 16 {
+        return Some("dankort");
+    }
+    if digits[0] == b'1' && n == 15 {
+        return Some("uatp");
+    }
     if (p4 == 5018
         || p4 == 5020
         || p4 == 5038

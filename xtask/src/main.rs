@@ -6,12 +6,14 @@
 //! - `fuzz`: every fuzz target for a short, fixed time.
 //! - `bench sensor`: the sensor throughput and loss benchmark.
 //! - `gen-pii-corpus`, `eval-pii`: the detector's labeled corpus and its scores.
+//! - `eval-peers`: the detector on gitleaks' and Presidio's own test vectors.
 //! - `eval-anomaly`: the anomaly detectors on a synthetic month.
 //! - `package`, `install`: the .deb, and an install without dpkg.
 
 mod bench;
 mod fuzz;
 mod package;
+mod peers;
 mod pii;
 mod setup;
 
@@ -47,6 +49,9 @@ enum Task {
     GenPiiCorpus,
     /// Precision, recall and F1 per PII type on the labeled corpus.
     EvalPii,
+    /// The detector on gitleaks' rule vectors and Presidio's recognizer
+    /// cases: recall and false flags per family, agreement per type.
+    EvalPeers,
     /// The anomaly detectors on a synthetic month: recall per detector,
     /// false alerts per role-day, alerts per incident.
     EvalAnomaly,
@@ -102,6 +107,10 @@ fn main() -> anyhow::Result<()> {
         Task::EvalPii => {
             setup::run()?;
             pii::evaluate()
+        }
+        Task::EvalPeers => {
+            setup::run()?;
+            peers::evaluate()
         }
         Task::EvalAnomaly => {
             setup::run()?;

@@ -21,7 +21,7 @@ pub fn generate() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spans(v: &Value, list: &str) -> Vec<Span> {
+pub(crate) fn spans(v: &Value, list: &str) -> Vec<Span> {
     v[list]
         .as_array()
         .map(|a| {
@@ -106,11 +106,13 @@ fn corpus_records(src: &str) -> anyhow::Result<Vec<Record>> {
         .collect()
 }
 
-/// Runs `monitor scan --jsonl` over `records` and scores its findings.
-fn score(records: &[Record]) -> anyhow::Result<BTreeMap<String, TypeScore>> {
+/// Runs `monitor scan --jsonl` over `(id, text)` pairs: the findings of each.
+pub(crate) fn scan_texts<'a>(
+    texts: impl Iterator<Item = (u64, &'a str)>,
+) -> anyhow::Result<BTreeMap<u64, Vec<Span>>> {
     let mut input = String::new();
-    for r in records {
-        input.push_str(&serde_json::json!({"id": r.id, "text": r.text}).to_string());
+    for (id, text) in texts {
+        input.push_str(&serde_json::json!({"id": id, "text": text}).to_string());
         input.push('\n');
     }
     let key = std::env::temp_dir().join(format!("monitor-eval-key-{}", std::process::id()));
@@ -140,13 +142,18 @@ fn score(records: &[Record]) -> anyhow::Result<BTreeMap<String, TypeScore>> {
     if !out.status.success() {
         bail!("monitor scan failed: {}", out.status);
     }
-    let results: BTreeMap<u64, Vec<Span>> = String::from_utf8(out.stdout)?
+    String::from_utf8(out.stdout)?
         .lines()
         .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("scan output is JSON");
-            (v["id"].as_u64().unwrap_or(u64::MAX), spans(&v, "findings"))
+            let v: Value = serde_json::from_str(l).context("scan output is JSON")?;
+            Ok((v["id"].as_u64().unwrap_or(u64::MAX), spans(&v, "findings")))
         })
-        .collect();
+        .collect()
+}
+
+/// Runs `monitor scan --jsonl` over `records` and scores its findings.
+fn score(records: &[Record]) -> anyhow::Result<BTreeMap<String, TypeScore>> {
+    let results = scan_texts(records.iter().map(|r| (r.id, r.text.as_str())))?;
     let mut scores: BTreeMap<String, TypeScore> = BTreeMap::new();
     for r in records {
         let found = results.get(&r.id).cloned().unwrap_or_default();

@@ -74,7 +74,7 @@ pub struct Options {
     /// The record store's page cache, MiB (sled's default is 1 GiB). It
     /// bounds what queries and verification keep cached; sled's own page
     /// table still grows with the store.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::record::DEFAULT_CACHE_BYTES >> 20)]
     pub store_cache_mib: u64,
     /// Days records are kept.
     #[arg(long, default_value_t = 365)]

@@ -72,7 +72,7 @@ pub enum StoreError {
 /// vendored sled evicts within a few pages of this (see
 /// `vendor/sled/PATCHES.md`); beyond it sled keeps a few dozen bytes per
 /// page of the store.
-pub const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+pub const DEFAULT_CACHE_BYTES: u64 = 16 << 20;
 
 /// Keeps the C allocator from holding on to memory the store once used.
 /// Call it once, first thing in the process.
