@@ -1550,8 +1550,7 @@ fn secret(text: &[u8], start: usize, tend: usize, out: &mut Vec<Candidate>) {
             // token with the full shape needs less entropy.
             let shaped = body.iter().filter(|&&c| c == b'-').count() >= 3;
             let entropy = validate::entropy(body);
-            if k >= 20
-                && k < 512
+            if (20..512).contains(&k)
                 && bounded(e)
                 && digits >= 6
                 && ids_ok
