@@ -23,20 +23,27 @@ use crate::types::PiiType;
 
 /// The compiled pieces: the locality grammar and the cue words.
 pub(crate) struct Grammar {
-    /// What may follow a street: units, then locality and postcode.
-    tail: Regex,
+    /// What may follow a street: units.
+    units: Regex,
+    /// Then its locality and postcode.
+    place: Regex,
     /// Words that announce an address (`address`, `lives at`, `ship to`).
     cues: AhoCorasick,
 }
 
-/// Everything after the street: direction, units, then the locality
-/// segments ending in a postcode (or a US/CA region and code), then a
-/// country. Anchored at the street's end.
-const TAIL: &str = concat!(
+/// What may follow a street before its locality: a direction, then units.
+/// Anchored at the street's end.
+const UNITS: &str = concat!(
     r"^(?:\s(?:NW|NE|SW|SE|N\.?|S\.?|E\.?|W\.?|North|South|East|West|Upper|Lower|Sur|Norte|Oriente|Poniente)\b)?",
     // Units: Apt 4B, Suite 200, Flat 3, Piso 2º, Bus 4, 2. OG.
     r"(?:,?\s{1,3}(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|Room|Rm|Bldg|Building|Piso|Puerta|Pta|Depto|Dpto|Departamento|Int|Interior|App|Appt|Bus|Esc|Escalera|Étage|Etage|Stiege|Top|Whg|Wohnung|No|Nr|Blk|Block|Lot|\#)\.?\s?\#?[0-9A-Za-z][0-9A-Za-z./º°ª-]{0,7})*",
-    r"(?P<place>",
+);
+
+/// The locality after the units: segments (a neighbourhood, a city, a
+/// county or state) ending in a postcode (or a US/CA region and code),
+/// then a country. Anchored where the units end.
+const PLACE: &str = concat!(
+    r"^",
     // Locality segments: a neighbourhood, a city, a county or state.
     r"(?:(?:,[ \t]*|[ \t]+[-–][ \t]+|[ \t]*(?:\r?\n|\\n)[ \t]*)",
     r"(?:\p{Lu}\p{Ll}{0,2}\.|\p{Lu}[\p{L}'’-]*)(?:[ \t](?:(?:\p{Lu}\p{Ll}{0,2}\.|\p{Lu}[\p{L}'’-]*)|de|del|la|di|do|da|sur|am|upon|on|City)){0,3}){0,3}",
@@ -62,7 +69,6 @@ const TAIL: &str = concat!(
     r")",
     // The city after a postcode that precedes it (C.P. 06700, Ciudad de México).
     r"(?:,[ \t]*(?:CDMX|Ciudad de México|Mexico City|México|Mexico|United States|USA|U\.S\.A\.|United Kingdom|UK|Ireland|Germany|Deutschland|France|Spain|España|Italy|Italia|Netherlands|Nederland|India|Austria|Österreich|Switzerland|Schweiz|Suisse|Brazil|Brasil|Philippines|Canada)\b)?",
-    r")?",
 );
 
 /// Words that announce an address, matched without regard to case in the
@@ -106,7 +112,8 @@ impl Grammar {
     /// Compiles the grammar.
     pub(crate) fn new() -> Self {
         Self {
-            tail: Regex::new(TAIL).expect("static address grammar"),
+            units: Regex::new(UNITS).expect("static address grammar"),
+            place: Regex::new(PLACE).expect("static address grammar"),
             cues: AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostFirst)
@@ -126,9 +133,21 @@ pub(crate) fn at_number(
     digits_end: usize,
     out: &mut Vec<Candidate>,
 ) {
-    if digits_end - start > 6 {
-        return;
+    // Most numbers have neither a word after them (a gap, a comma, a
+    // house number's letter) nor a gap before them (a street's name):
+    // dates, times, amounts. They cost two byte compares.
+    let next = text.get(digits_end).copied().unwrap_or(0);
+    let word_after =
+        matches!(next, b' ' | b'\t' | b',' | 0xC2 | 0xE2) || next.is_ascii_alphabetic();
+    let gap_before = start > 0 && matches!(text[start - 1], b' ' | b'\t' | 0xA0 | 0xAF);
+    if digits_end - start <= 6 && (word_after || gap_before) {
+        street(g, text, start, digits_end, out);
     }
+}
+
+/// [`at_number`] past its first check.
+#[inline(never)]
+fn street(g: &Grammar, text: &[u8], start: usize, digits_end: usize, out: &mut Vec<Candidate>) {
     if let Some(street) = number_first(text, start, digits_end) {
         report(g, text, street, out);
     } else if let Some(street) = street_first(text, start, digits_end) {
@@ -149,9 +168,12 @@ struct Street {
 #[inline(never)]
 fn report(g: &Grammar, text: &[u8], street: Street, out: &mut Vec<Candidate>) {
     let window = &text[street.end..(street.end + 200).min(text.len())];
-    let found = g.tail.captures(window);
-    let mut tail = found.as_ref().and_then(|c| c.get(0)).map_or(0, |m| m.end());
-    let locality = found.is_some_and(|c| c.name("place").is_some());
+    // Two searches rather than one with groups: a regex's groups cost a
+    // slower engine than the DFA that answers where a match ends.
+    let units = g.units.find(window).map_or(0, |m| m.end());
+    let place = g.place.find(&window[units..]).map(|m| m.end());
+    let locality = place.is_some();
+    let mut tail = units + place.unwrap_or(0);
     // A full stop after a whole word ends the sentence, not an abbreviation.
     if tail > 0 && window[tail - 1] == b'.' {
         let letters = window[..tail - 1]
@@ -179,16 +201,29 @@ fn report(g: &Grammar, text: &[u8], street: Street, out: &mut Vec<Candidate>) {
     ));
 }
 
-/// A word: letters (any UTF-8 sequence counts as letters), digits and the
-/// marks inside names (`O'Connell`, `Karl-Marx-Allee`, `Str.`).
-fn is_word_byte(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'\'' | b'.' | b'-' | b'/') || c >= 0x80
-}
+/// The bytes of a word, by value: letters (any UTF-8 sequence counts as
+/// letters), digits and the marks inside names (`O'Connell`,
+/// `Karl-Marx-Allee`, `Str.`).
+static WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'.' | b'-' | b'/') || b >= 0x80;
+        c += 1;
+    }
+    t
+};
 
 /// The word starting at `at`: its end.
 fn word_end(text: &[u8], at: usize) -> usize {
+    let limit = text.len().min(at + 32);
     let mut p = at;
-    while p < text.len() && p - at < 32 && is_word_byte(text[p]) && gap(text, p).is_none() {
+    while p < limit && WORD_BYTE[usize::from(text[p])] {
+        // A no-break space is two or three bytes over 0x7F: a gap, not a letter.
+        if text[p] >= 0x80 && gap(text, p).is_some() {
+            break;
+        }
         p += 1;
     }
     p
@@ -218,7 +253,11 @@ fn gap_before(text: &[u8], p: usize) -> Option<usize> {
 /// The word ending at `end`: its start.
 fn word_start(text: &[u8], end: usize) -> usize {
     let mut p = end;
-    while p > 0 && end - p < 32 && is_word_byte(text[p - 1]) && gap_before(text, p).is_none() {
+    let limit = end.saturating_sub(32);
+    while p > limit && WORD_BYTE[usize::from(text[p - 1])] {
+        if text[p - 1] >= 0x80 && gap_before(text, p).is_some() {
+            break;
+        }
         p -= 1;
     }
     p
@@ -258,6 +297,39 @@ fn english_type(w: &[u8]) -> Option<bool> {
         | b"glen" | b"cove" | b"bend" | b"crossing" | b"estate" | b"gate" => false,
         _ => return None,
     })
+}
+
+/// Words of running text that no lower-case street name holds.
+fn function_word(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"a" | b"an"
+            | b"the"
+            | b"of"
+            | b"to"
+            | b"in"
+            | b"on"
+            | b"at"
+            | b"for"
+            | b"and"
+            | b"or"
+            | b"is"
+            | b"are"
+            | b"was"
+            | b"with"
+            | b"from"
+            | b"by"
+            | b"per"
+            | b"more"
+            | b"days"
+            | b"minutes"
+            | b"hours"
+            | b"times"
+            | b"items"
+            | b"years"
+            | b"months"
+            | b"weeks"
+    )
 }
 
 /// Street types written right after the number (`12 rue de la Paix`).
@@ -351,15 +423,24 @@ fn number_first(text: &[u8], start: usize, digits_end: usize) -> Option<Street> 
         return name_after_type(text, start, first_end);
     }
     let caps = capitalized(&text[first..first_end]) || text[first].is_ascii_digit();
+    // A lower-case name (chat: `42 oak street`) has at most two words, and
+    // no word of running text (`20 minutes on the way`).
+    let words = if caps { NAME_WORDS } else { 2 };
+    if !caps && function_word(first_word) {
+        return None;
+    }
     // The name's words, then the type word: the first strong one, or
     // else the last weak one (`Maple Hill Street`, `Oak Park`).
     let mut w = first;
     let mut end = first_end;
     let mut weak = None;
-    for k in 0..=NAME_WORDS {
+    for k in 0..=words {
         if k > 0 {
             let word = &text[w..end];
             let lw = lower(word, &mut buf);
+            if !caps && function_word(lw) {
+                return weak;
+            }
             if let Some(strong) = english_type(lw) {
                 let end = if word.ends_with(b".") && !lw.ends_with(b"st.") && lw.len() > 4 {
                     end - 1

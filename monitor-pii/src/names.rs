@@ -15,12 +15,15 @@
 //!   speaker label at the start of a line (`Maria: hello`);
 //! - written `Lopez, Maria` or in capitals `MARIA LOPEZ` (both known).
 
-use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use crate::bytemask;
 use crate::scan::Candidate;
 use crate::types::PiiType;
+
+/// A set of names with a fast, fixed hasher: a lookup per capitalised word
+/// is on the scan's hot path, where SipHash cost a few percent.
+type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 
 /// The name lists, read once.
 struct Lists {

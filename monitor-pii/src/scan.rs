@@ -673,6 +673,10 @@ fn date_of_birth_in_words(
         from += 1;
     }
     let window = &text[from..start];
+    // The DFA answers whether; only a match pays for the groups.
+    if !sc.month_day.is_match(window) {
+        return;
+    }
     let Some(c) = sc.month_day.captures(window) else {
         return;
     };
@@ -1349,9 +1353,16 @@ fn assigned_secret(text: &[u8], op: usize, out: &mut Vec<Candidate>) {
         let key_end = k;
         // Every secret name ends in one of these: most keys are ruled out
         // before their name is read.
-        let tail = text[k.saturating_sub(3)..k].to_ascii_lowercase();
+        if k < 3 {
+            return;
+        }
+        let tail = [
+            text[k - 3].to_ascii_lowercase(),
+            text[k - 2].to_ascii_lowercase(),
+            text[k - 1].to_ascii_lowercase(),
+        ];
         if !matches!(
-            &tail[..],
+            &tail,
             b"ret" | b"ord" | b"swd" | b"pwd" | b"ken" | b"key" | b"als" | b"ial" | b"uth"
         ) {
             return;
