@@ -299,40 +299,122 @@ impl LineIndex {
     }
 }
 
+/// `--jsonl`: one `{"id": ..., "findings": [...]}` line per input line.
+/// The record is parsed into borrowed raw fields (only the text is
+/// decoded, and only when it holds escapes); the id is echoed as written.
 fn scan_jsonl(
     detector: &Detector,
     reader: Box<dyn std::io::Read>,
     opts: &ScanOptions,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<u64> {
+    use std::borrow::Cow;
+    use std::collections::HashMap;
+
+    use serde_json::value::RawValue;
+
     let mut bad = 0;
-    for (n, line) in BufReader::new(reader).lines().enumerate() {
-        let line = line.with_context(|| format!("reading line {}", n + 1))?;
+    let mut reader = BufReader::with_capacity(1 << 16, reader);
+    let mut line = String::new();
+    for n in 1.. {
+        line.clear();
+        if reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading line {n}"))?
+            == 0
+        {
+            break;
+        }
         if line.trim().is_empty() {
             continue;
         }
-        let record: Value = match serde_json::from_str(&line) {
+        let record: HashMap<Cow<'_, str>, &RawValue> = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
                 bad += 1;
-                eprintln!("monitor scan: line {}: not JSON: {e}", n + 1);
+                eprintln!("monitor scan: line {n}: not a JSON object: {e}");
                 continue;
             }
         };
-        let Some(text) = record.get(&opts.text_field).and_then(Value::as_str) else {
+        let text = record
+            .get(opts.text_field.as_str())
+            .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok());
+        let Some(text) = text else {
             bad += 1;
             eprintln!(
-                "monitor scan: line {}: no string field `{}`",
-                n + 1,
+                "monitor scan: line {n}: no string field `{}`",
                 opts.text_field
             );
             continue;
         };
-        let id = record.get(&opts.id_field).cloned().unwrap_or(Value::Null);
+        let id = record
+            .get(opts.id_field.as_str())
+            .map_or("null", |raw| raw.get());
         let findings = detector.scan(text.as_bytes());
-        serde_json::to_writer(&mut *out, &json!({ "id": id, "findings": findings }))?;
-        writeln!(out)?;
+        write!(out, "{{\"id\":{id},\"findings\":")?;
+        serde_json::to_writer(&mut *out, &findings)?;
+        out.write_all(b"}\n")?;
     }
     out.flush()?;
     Ok(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> ScanOptions {
+        ScanOptions {
+            inputs: vec![PathBuf::from("-")],
+            min_severity: None,
+            format: Format::Text,
+            jsonl: true,
+            text_field: "text".into(),
+            id_field: "id".into(),
+            rules: None,
+            key_file: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn json_lines_give_one_answer_each_and_count_the_bad_ones() {
+        let detector = Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[7; 32]));
+        let input = concat!(
+            "{\"id\": {\"conv\": \"a-1\", \"turn\": 3}, \"text\": \"card 4111 1111 1111 1111\"}\n",
+            "\n",
+            "{\"text\": \"line one\\ncall 415-555-0132\", \"id\": 7}\n",
+            "not json\n",
+            "[1, 2]\n",
+            "{\"id\": 9, \"text\": 12}\n",
+            "{\"id\": 10, \"body\": \"no text field\"}\n",
+            "{\"text\": \"nothing here\"}\n",
+        );
+        let mut out = Vec::new();
+        let bad = scan_jsonl(
+            &detector,
+            Box::new(std::io::Cursor::new(input.as_bytes().to_vec())),
+            &options(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(bad, 4, "not JSON, not an object, a number, no field");
+        let lines: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3);
+        // The id comes back as it was written, whatever its JSON type.
+        assert_eq!(lines[0]["id"], json!({"conv": "a-1", "turn": 3}));
+        assert_eq!(lines[0]["findings"][0]["type"], "CREDIT_CARD");
+        assert_eq!(lines[0]["findings"][0]["start"], 5);
+        // Offsets are into the decoded text (the escape is one byte).
+        assert_eq!(lines[1]["id"], 7);
+        assert_eq!(lines[1]["findings"][0]["type"], "PHONE_NUMBER");
+        assert_eq!(lines[1]["findings"][0]["start"], 14);
+        assert_eq!(lines[2]["id"], Value::Null);
+        assert_eq!(lines[2]["findings"], json!([]));
+        // No raw value leaves the detector.
+        assert!(!lines[0].to_string().contains("4111 1111 1111 1111"));
+    }
 }
