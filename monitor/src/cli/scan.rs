@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use monitor_pii::{Detector, FingerprintKey, PiiRules};
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Where the daemon keeps the per-host fingerprint key.
 pub const DEFAULT_KEY_FILE: &str = "/var/lib/monitor/fingerprint.key";
@@ -362,6 +362,7 @@ fn scan_jsonl(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn options() -> ScanOptions {
         ScanOptions {
