@@ -1919,6 +1919,88 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// A national number with a trunk zero is a phone beside a phone's
+        /// word, and nothing without one.
+        #[test]
+        fn national_numbers_need_a_phone_word(
+            second in 1u8..=9,
+            rest in proptest::collection::vec(0u8..=9, 7..=9),
+            cut in 2usize..=4,
+            sep in proptest::sample::select(vec![" ", "-"]),
+        ) {
+            let digits: String = std::iter::once(0)
+                .chain(std::iter::once(second))
+                .chain(rest)
+                .map(|d| char::from(b'0' + d))
+                .collect();
+            let number = format!("{}{sep}{}", &digits[..cut], &digits[cut..]);
+            let called = format!("please call me on {number} tonight");
+            proptest::prop_assert!(has(&called, PiiType::PhoneNumber, &number), "{:?} {:?}", called, kinds(&called));
+            let plain = format!("the batch {number} was shipped");
+            proptest::prop_assert!(!has(&plain, PiiType::PhoneNumber, &number), "{:?}", plain);
+        }
+
+        /// A routing number written 4-4-1 is found when its check digit
+        /// holds, and not when it does not.
+        #[test]
+        fn routing_numbers_four_four_one(
+            prefix in proptest::sample::select(vec![1u32, 5, 12, 21, 26, 32, 61, 67, 72, 80]),
+            body in 0u32..1_000_000,
+            wrong in 1u8..=9,
+        ) {
+            let first8 = format!("{prefix:02}{body:06}");
+            let check = validate::aba_check_digit(first8.as_bytes());
+            let good = format!("{}-{}-{}", &first8[..4], &first8[4..], char::from(check));
+            let text = format!("use {good} please");
+            proptest::prop_assert!(has(&text, PiiType::UsBankRouting, &good), "{:?}", text);
+            let bad_digit = b'0' + (check - b'0' + wrong) % 10;
+            let bad = format!("{}-{}-{}", &first8[..4], &first8[4..], char::from(bad_digit));
+            let text = format!("use {bad} please");
+            proptest::prop_assert!(!has(&text, PiiType::UsBankRouting, &bad), "{:?}", text);
+        }
+
+        /// Slack bot tokens with real ids are found; ids of two to seven
+        /// digits are not.
+        #[test]
+        fn slack_token_ids(
+            team in "[1-9][0-9]{9,12}",
+            user in "[1-9][0-9]{9,12}",
+            secret in "[a-zA-Z0-9]{24}",
+            short in "[1-9][0-9]{1,6}",
+        ) {
+            let token = format!("xoxb-{team}-{user}-{secret}");
+            proptest::prop_assume!(validate::entropy(token[5..].as_bytes()) > 3.0);
+            let text = format!("token: {token}");
+            proptest::prop_assert!(has(&text, PiiType::SlackToken, &token), "{:?}", text);
+            let fake = format!("xoxb-{short}-{user}-{secret}");
+            let text = format!("token: {fake}");
+            proptest::prop_assert!(kinds(&text).iter().all(|(k, _)| *k != PiiType::SlackToken), "{:?}", text);
+        }
+
+        /// Stripe secret keys are found; publishable keys are not.
+        #[test]
+        fn stripe_secret_keys(mode in proptest::sample::select(vec!["live", "test", "prod"]), body in "[a-zA-Z]{12}[0-9]{4}[a-zA-Z0-9]{8}") {
+            let key = format!("sk_{mode}_{body}");
+            let text = format!("STRIPE_KEY={key}");
+            proptest::prop_assert!(has(&text, PiiType::ApiKey, &key), "{:?}", text);
+            let public = format!("pk_{mode}_{body}");
+            let text = format!("key {public} here");
+            proptest::prop_assert!(lacks(&text, PiiType::ApiKey), "{:?}", text);
+        }
+
+        /// Google API keys are found at 35 characters after `AIza`, not at 34.
+        #[test]
+        fn google_api_keys(body in "[A-Za-z0-9_-]{35}") {
+            proptest::prop_assume!(validate::entropy(body.as_bytes()) > 3.0);
+            let key = format!("AIza{body}");
+            let text = format!("key={key}&x");
+            proptest::prop_assert!(has(&text, PiiType::ApiKey, &key), "{:?}", text);
+            let short = format!("key={}&x", &key[..key.len() - 1]);
+            proptest::prop_assert!(kinds(&short).iter().all(|(k, _)| *k != PiiType::ApiKey), "{:?}", short);
+        }
+    }
+
+    proptest::proptest! {
         /// Every IPv6 address with some substance is found, in its canonical
         /// (compressed) form and written out in full.
         #[test]
