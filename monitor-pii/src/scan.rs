@@ -95,6 +95,12 @@ const MORE_SECRET_TRIGGERS: &[&str] = &[
     "eyAi",
 ];
 
+/// Cues before a name written in lower case, as chat often is (`my name
+/// is maria lopez`): in the second pass too, after
+/// [`MORE_SECRET_TRIGGERS`] (four more, with `i'm ` and `this is `, cost
+/// that pass its fast search: clean text fell from 1.16 to 0.70 GiB/s).
+const LOWER_CASE_NAME_CUES: &[&str] = &["name is ", "name's "];
+
 /// Compiled pieces shared by every scan.
 pub struct Scanner {
     triggers: AhoCorasick,
@@ -115,7 +121,7 @@ impl Scanner {
             .expect("static trigger set");
         let more_triggers = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
-            .build(MORE_SECRET_TRIGGERS)
+            .build(MORE_SECRET_TRIGGERS.iter().chain(LOWER_CASE_NAME_CUES))
             .expect("static trigger set");
 
         let months = MONTHS
@@ -150,7 +156,11 @@ impl Scanner {
             }
         }
         for m in self.more_triggers.find_iter(text) {
-            secret(text, m.start(), m.end(), out);
+            if m.pattern().as_usize() < MORE_SECRET_TRIGGERS.len() {
+                secret(text, m.start(), m.end(), out);
+            } else {
+                crate::names::lower_case_after_cue(text, m.end(), out);
+            }
         }
     }
 }
@@ -1969,7 +1979,7 @@ mod tests {
             short in "[1-9][0-9]{1,6}",
         ) {
             let token = format!("xoxb-{team}-{user}-{secret}");
-            proptest::prop_assume!(validate::entropy(token[5..].as_bytes()) > 3.0);
+            proptest::prop_assume!(validate::entropy(&token.as_bytes()[5..]) > 3.0);
             let text = format!("token: {token}");
             proptest::prop_assert!(has(&text, PiiType::SlackToken, &token), "{:?}", text);
             let fake = format!("xoxb-{short}-{user}-{secret}");
