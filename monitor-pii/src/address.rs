@@ -263,8 +263,7 @@ fn word_start(text: &[u8], end: usize) -> usize {
     p
 }
 
-/// The word without a trailing comma or full stop that ends a sentence, in
-/// ASCII lower case into `buf`.
+/// The word (its first 32 bytes) in ASCII lower case, into `buf`.
 fn lower<'b>(word: &[u8], buf: &'b mut [u8; 32]) -> &'b [u8] {
     let n = word.len().min(32);
     for (b, &c) in buf.iter_mut().zip(&word[..n]) {
@@ -565,8 +564,8 @@ fn standalone_type(w: &[u8]) -> Option<bool> {
 
 /// `Hauptstraße 12`, `Berliner Straße 5`, `Calle Mayor, 5`, `Via Roma n. 10`.
 fn street_first(text: &[u8], start: usize, digits_end: usize) -> Option<Street> {
-    // The number's own end: a letter (5a) or a second number (12-14) stays
-    // with it, anything glued beyond is no house number.
+    // The number's own end: a letter (5a) stays with it; anything glued
+    // beyond is no house number.
     let mut end = digits_end;
     if text.get(end).is_some_and(u8::is_ascii_alphabetic) {
         end += 1;
