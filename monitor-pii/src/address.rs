@@ -34,7 +34,7 @@ pub(crate) struct Grammar {
 /// What may follow a street before its locality: a direction, then units.
 /// Anchored at the street's end.
 const UNITS: &str = concat!(
-    r"^(?:\s(?:NW|NE|SW|SE|N\.?|S\.?|E\.?|W\.?|North|South|East|West|Upper|Lower|Sur|Norte|Oriente|Poniente)\b)?",
+    r"^(?:\s(?:NW|NE|SW|SE|N\.?|S\.?|E\.?|W\.?|North|South|East|West|Upper|Lower|Sur|Norte|Oriente|Poniente)(?-u:\b))?",
     // Units: Apt 4B, Suite 200, Flat 3, Piso 2º, Bus 4, 2. OG.
     r"(?:,?\s{1,3}(?:Apt|Apartment|Suite|Ste|Unit|Flat|Fl|Floor|Room|Rm|Bldg|Building|Piso|Puerta|Pta|Depto|Dpto|Departamento|Int|Interior|App|Appt|Bus|Esc|Escalera|Étage|Etage|Stiege|Top|Whg|Wohnung|No|Nr|Blk|Block|Lot|\#)\.?\s?\#?[0-9A-Za-z][0-9A-Za-z./º°ª-]{0,7})*",
 );
@@ -50,25 +50,25 @@ const PLACE: &str = concat!(
     r"(?:,[ \t]*|[ \t]+[-–][ \t]+|[ \t]*(?:\r?\n|\\n)[ \t]*|[ \t]+)",
     r"(?:",
     // US and CA: a region and its code.
-    r"[A-Z]{2}[ \t]+(?:\d{5}(?:-\d{4})?|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d)\b",
+    r"[A-Z]{2}[ \t]+(?:\d{5}(?:-\d{4})?|[A-Z]\d[A-Z][ \t]?\d[A-Z]\d)(?-u:\b)",
     // GB postcodes.
-    r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}\b",
+    r"|[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}(?-u:\b)",
     // IE: Dublin districts, Eircodes.
-    r"|(?:Dublin[ \t]|D)\d{1,2}W?(?:,[ \t]*[AC-FHKNPRTV-Y]\d{2}[ \t]?[AC-FHKNPRTV-Y\d]{4})?\b",
-    r"|[AC-FHKNPRTV-Y]\d{2}[ \t]?[AC-FHKNPRTV-Y\d]{4}\b",
+    r"|(?:Dublin[ \t]|D)\d{1,2}W?(?:,[ \t]*[AC-FHKNPRTV-Y]\d{2}[ \t]?[AC-FHKNPRTV-Y\d]{4})?(?-u:\b)",
+    r"|[AC-FHKNPRTV-Y]\d{2}[ \t]?[AC-FHKNPRTV-Y\d]{4}(?-u:\b)",
     // MX: the postcode after C.P.
-    r"|C\.?[ \t]?P\.?:?[ \t]?\d{5}\b",
+    r"|C\.?[ \t]?P\.?:?[ \t]?\d{5}(?-u:\b)",
     // IN: the PIN code.
-    r"|PIN(?:[ \t]?[Cc]ode)?:?[ \t]?\d{6}\b",
+    r"|PIN(?:[ \t]?[Cc]ode)?:?[ \t]?\d{6}(?-u:\b)",
     // BR: the CEP.
-    r"|\d{5}-\d{3}\b",
+    r"|\d{5}-\d{3}(?-u:\b)",
     // DE, AT, CH, FR, ES, IT, NL, MX: the postcode, then the city (and a province).
-    r"|(?:[A-Z]{1,2}-)?\d{4,5}(?:[ \t]?[A-Z]{2})?[ \t]+(?:\p{Lu}\p{Ll}{0,2}\.|\p{Lu}[\p{L}'’-]*)(?:[ \t-](?:(?:\p{Lu}\p{Ll}{0,2}\.|\p{Lu}[\p{L}'’-]*)|am|an|der|de|del|la|sur|en|im|bei)){0,3}(?:[ \t]\(?[A-Z]{2}\)?\b)?",
+    r"|(?:[A-Z]{1,2}-)?\d{4,5}(?:[ \t]?[A-Z]{2})?[ \t]+(?:\p{Lu}\p{Ll}{0,2}\.|\p{Lu}[\p{L}'’-]*)(?:[ \t-](?:(?:\p{Lu}\p{Ll}{0,2}\.|\p{Lu}[\p{L}'’-]*)|am|an|der|de|del|la|sur|en|im|bei)){0,3}(?:[ \t]\(?[A-Z]{2}\)?(?-u:\b))?",
     // IN, PH and others: the city, then the code.
-    r"|\d{4,6}(?:-\d{3,4})?\b",
+    r"|\d{4,6}(?:-\d{3,4})?(?-u:\b)",
     r")",
     // The city after a postcode that precedes it (C.P. 06700, Ciudad de México).
-    r"(?:,[ \t]*(?:CDMX|Ciudad de México|Mexico City|México|Mexico|United States|USA|U\.S\.A\.|United Kingdom|UK|Ireland|Germany|Deutschland|France|Spain|España|Italy|Italia|Netherlands|Nederland|India|Austria|Österreich|Switzerland|Schweiz|Suisse|Brazil|Brasil|Philippines|Canada)\b)?",
+    r"(?:,[ \t]*(?:CDMX|Ciudad de México|Mexico City|México|Mexico|United States|USA|U\.S\.A\.|United Kingdom|UK|Ireland|Germany|Deutschland|France|Spain|España|Italy|Italia|Netherlands|Nederland|India|Austria|Österreich|Switzerland|Schweiz|Suisse|Brazil|Brasil|Philippines|Canada)(?-u:\b))?",
 );
 
 /// Words that announce an address, matched without regard to case in the

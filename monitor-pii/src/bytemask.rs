@@ -46,8 +46,13 @@ pub fn in_range(chunk: &[u8], lo: u8, hi: u8) -> u64 {
     )
 }
 
-/// `whole` on a whole block; on a short tail, `byte` on each byte (bits
-/// past its end are clear).
+/// From this many bytes on, a tail is padded and read in lanes rather
+/// than byte by byte.
+const TAIL_IN_LANES: usize = 8;
+
+/// `whole` on a whole block; on a short tail, `whole` on the tail padded
+/// with zeros, or `byte` on each byte of a very short one (bits past its
+/// end are clear).
 #[inline]
 fn bits_of(
     chunk: &[u8],
@@ -57,6 +62,13 @@ fn bits_of(
     debug_assert!(chunk.len() <= BLOCK);
     match <&[u8; BLOCK]>::try_from(chunk) {
         Ok(block) => whole(block),
+        Err(_) if chunk.len() >= TAIL_IN_LANES => {
+            // A short text is mostly tail: pad it to a block and take the
+            // lanes' answer for the bytes it has.
+            let mut block = [0u8; BLOCK];
+            block[..chunk.len()].copy_from_slice(chunk);
+            whole(&block) & (u64::MAX >> (BLOCK - chunk.len()))
+        }
         Err(_) => chunk
             .iter()
             .enumerate()

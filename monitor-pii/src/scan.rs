@@ -130,7 +130,7 @@ impl Scanner {
             .collect::<Vec<_>>()
             .join("|");
         let month_day = Regex::new(&format!(
-            r"(?i)(?:\b(?P<m1>{months})\.?\s+(?P<d1>\d{{1,2}})(?:st|nd|rd|th)?,?|\b(?P<d2>\d{{1,2}})(?:st|nd|rd|th|er|\.)?\s+(?:of\s+|de\s+)?(?P<m2>{months})\.?,?(?:\s+de)?)\s+$"
+            r"(?i)(?:(?-u:\b)(?:{months})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?|(?-u:\b)\d{{1,2}}(?:st|nd|rd|th|er|\.)?\s+(?:of\s+|de\s+)?(?:{months})\.?,?(?:\s+de)?)\s+$"
         ))
         .expect("static month grammar");
         Self {
@@ -683,28 +683,39 @@ fn date_of_birth_in_words(
         from += 1;
     }
     let window = &text[from..start];
-    // The DFA answers whether; only a match pays for the groups.
-    if !sc.month_day.is_match(window) {
-        return;
-    }
-    let Some(c) = sc.month_day.captures(window) else {
+    // The DFA finds the words; their day and month are read by hand (the
+    // groups would cost a backtracking search).
+    let Some(m) = sc.month_day.find(window) else {
         return;
     };
-    let (Some(m), Some(d)) = (
-        c.name("m1").or_else(|| c.name("m2")),
-        c.name("d1").or_else(|| c.name("d2")),
-    ) else {
+    let Some((month, day)) = month_and_day(m.as_bytes()) else {
         return;
     };
-    let name = String::from_utf8_lossy(m.as_bytes()).to_lowercase();
-    let Some(&(_, month)) = MONTHS.iter().find(|(n, _)| *n == name) else {
-        return;
-    };
-    let day = validate::num(d.as_bytes());
-    let from = from + c.get(0).map_or(0, |w| w.start());
+    let from = from + m.start();
     if validate::date(year, month, day) {
         out.push(Candidate::new(PiiType::DateOfBirth, from, end, 0.85));
     }
+}
+
+/// The month (1-12) and day written in `words` (a match of the month
+/// grammar): its month name and its first run of digits.
+fn month_and_day(words: &[u8]) -> Option<(u32, u32)> {
+    let mut month = None;
+    let mut day = None;
+    // Runs of letters (a byte past ASCII belongs to a letter: `März`) and
+    // of digits.
+    for run in words.split(|c| c.is_ascii() && !c.is_ascii_alphanumeric()) {
+        let digits = run.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits > 0 {
+            day = day.or(Some(validate::num(&run[..digits])));
+            continue;
+        }
+        if month.is_none() {
+            let name = String::from_utf8_lossy(run).to_lowercase();
+            month = MONTHS.iter().find(|(n, _)| *n == name).map(|&(_, m)| m);
+        }
+    }
+    Some((month?, day?))
 }
 
 fn card(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Candidate>) {

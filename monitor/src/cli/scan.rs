@@ -300,46 +300,50 @@ impl LineIndex {
 }
 
 /// `--jsonl`: one `{"id": ..., "findings": [...]}` line per input line.
-/// The record is parsed into borrowed raw fields (only the text is
-/// decoded, and only when it holds escapes); the id is echoed as written.
+/// The record is read in one pass that keeps only the two fields asked
+/// for: the text borrowed from the line (decoded only when it holds
+/// escapes), the id echoed as written. A line that is not a JSON object
+/// with a string text (or not UTF-8) is counted and reported, not fatal.
 fn scan_jsonl(
     detector: &Detector,
     reader: Box<dyn std::io::Read>,
     opts: &ScanOptions,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<u64> {
-    use std::borrow::Cow;
-    use std::collections::HashMap;
-
-    use serde_json::value::RawValue;
+    use serde::de::DeserializeSeed as _;
 
     let mut bad = 0;
     let mut reader = BufReader::with_capacity(1 << 16, reader);
-    let mut line = String::new();
+    let mut line = Vec::new();
+    let fields = jsonl::Fields {
+        text: &opts.text_field,
+        id: &opts.id_field,
+    };
     for n in 1.. {
         line.clear();
         if reader
-            .read_line(&mut line)
+            .read_until(b'\n', &mut line)
             .with_context(|| format!("reading line {n}"))?
             == 0
         {
             break;
         }
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let record: HashMap<Cow<'_, str>, &RawValue> = match serde_json::from_str(&line) {
-            Ok(v) => v,
+        let mut de = serde_json::Deserializer::from_slice(&line);
+        let record = match fields
+            .deserialize(&mut de)
+            .and_then(|r| de.end().map(|()| r))
+        {
+            Ok(r) => r,
             Err(e) => {
                 bad += 1;
                 eprintln!("monitor scan: line {n}: not a JSON object: {e}");
                 continue;
             }
         };
-        let text = record
-            .get(opts.text_field.as_str())
-            .and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok());
-        let Some(text) = text else {
+        let Some(text) = record.text else {
             bad += 1;
             eprintln!(
                 "monitor scan: line {n}: no string field `{}`",
@@ -347,9 +351,7 @@ fn scan_jsonl(
             );
             continue;
         };
-        let id = record
-            .get(opts.id_field.as_str())
-            .map_or("null", |raw| raw.get());
+        let id = record.id.map_or("null", |raw| raw.get());
         let findings = detector.scan(text.as_bytes());
         write!(out, "{{\"id\":{id},\"findings\":")?;
         serde_json::to_writer(&mut *out, &findings)?;
@@ -357,6 +359,153 @@ fn scan_jsonl(
     }
     out.flush()?;
     Ok(bad)
+}
+
+/// The one-pass reader of a `--jsonl` record.
+mod jsonl {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::value::RawValue;
+
+    /// The names of the two fields a record is read for.
+    #[derive(Clone, Copy)]
+    pub struct Fields<'o> {
+        pub text: &'o str,
+        pub id: &'o str,
+    }
+
+    /// What a record gave: its text if that field is a string, its id as
+    /// written. A repeated field counts as its last value.
+    pub struct Record<'de> {
+        pub text: Option<Cow<'de, str>>,
+        pub id: Option<&'de RawValue>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Fields<'_> {
+        type Value = Record<'de>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Record<'de>, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Fields<'_> {
+        type Value = Record<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Record<'de>, A::Error> {
+            let mut record = Record {
+                text: None,
+                id: None,
+            };
+            while let Some(key) = map.next_key::<Str<'de>>()? {
+                if key.0 == self.text {
+                    record.text = map.next_value::<StringOrNot<'de>>()?.0;
+                } else if key.0 == self.id {
+                    record.id = Some(map.next_value()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(record)
+        }
+    }
+
+    /// A JSON string, borrowed when it holds no escape.
+    struct Str<'de>(Cow<'de, str>);
+
+    impl<'de> de::Deserialize<'de> for Str<'de> {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(StrVisitor).map(Str)
+        }
+    }
+
+    struct StrVisitor;
+
+    impl<'de> Visitor<'de> for StrVisitor {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+    }
+
+    /// Any JSON value: `Some` text for a string, `None` for anything else.
+    struct StringOrNot<'de>(Option<Cow<'de, str>>);
+
+    impl<'de> de::Deserialize<'de> for StringOrNot<'de> {
+        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(StringOrNotVisitor).map(StringOrNot)
+        }
+    }
+
+    struct StringOrNotVisitor;
+
+    macro_rules! not_a_string {
+        ($($method:ident($t:ty)),*) => {$(
+            fn $method<E: de::Error>(self, _: $t) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+        )*};
+    }
+
+    impl<'de> Visitor<'de> for StringOrNotVisitor {
+        type Value = Option<Cow<'de, str>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            StrVisitor.visit_borrowed_str(v).map(Some)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            StrVisitor.visit_str(v).map(Some)
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            StrVisitor.visit_string(v).map(Some)
+        }
+
+        not_a_string!(
+            visit_bool(bool),
+            visit_i64(i64),
+            visit_u64(u64),
+            visit_f64(f64)
+        );
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -389,22 +538,35 @@ mod tests {
             "{\"id\": 9, \"text\": 12}\n",
             "{\"id\": 10, \"body\": \"no text field\"}\n",
             "{\"text\": \"nothing here\"}\n",
+            "{\"id\": 11, \"text\": \"a\"} trailing\n",
+        );
+        let mut input = input.as_bytes().to_vec();
+        // Not UTF-8: counted, and the lines after it are still read.
+        input.extend_from_slice(b"{\"id\": 12, \"text\": \"\xff\"}\n");
+        input.extend_from_slice(
+            b"{\"id\": 13, \"text\": \"first\", \"text\": \"4111 1111 1111 1111\"}",
         );
         let mut out = Vec::new();
         let bad = scan_jsonl(
             &detector,
-            Box::new(std::io::Cursor::new(input.as_bytes().to_vec())),
+            Box::new(std::io::Cursor::new(input)),
             &options(),
             &mut out,
         )
         .unwrap();
-        assert_eq!(bad, 4, "not JSON, not an object, a number, no field");
+        assert_eq!(
+            bad, 6,
+            "not JSON, not an object, a number, no field, trailing bytes, not UTF-8"
+        );
         let lines: Vec<Value> = String::from_utf8(out)
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
+        // A repeated field counts as its last value (as a map would).
+        assert_eq!(lines[3]["id"], 13);
+        assert_eq!(lines[3]["findings"][0]["type"], "CREDIT_CARD");
         // The id comes back as it was written, whatever its JSON type.
         assert_eq!(lines[0]["id"], json!({"conv": "a-1", "turn": 3}));
         assert_eq!(lines[0]["findings"][0]["type"], "CREDIT_CARD");
