@@ -1922,9 +1922,15 @@ fn capitalized_words(text: &[u8], mut i: usize, max: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
+    /// One scanner for every test (building one compiles its grammars).
+    fn scanner() -> &'static Scanner {
+        static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+        SCANNER.get_or_init(Scanner::new)
+    }
+
     fn kinds(text: &str) -> Vec<(PiiType, String)> {
         let mut out = Vec::new();
-        Scanner::new().scan(text.as_bytes(), &mut out);
+        scanner().scan(text.as_bytes(), &mut out);
         out.iter()
             .filter(|c| c.score >= 0.5)
             .map(|c| (c.kind.unwrap(), text[c.start..c.end].to_owned()))
@@ -2018,6 +2024,93 @@ mod tests {
             proptest::prop_assert!(has(&text, PiiType::ApiKey, &key), "{:?}", text);
             let short = format!("key={}&x", &key[..key.len() - 1]);
             proptest::prop_assert!(kinds(&short).iter().all(|(k, _)| *k != PiiType::ApiKey), "{:?}", short);
+        }
+
+        /// A birth date with a month name (any language's, full or short,
+        /// in any of the orders people write) is found after a birth word
+        /// when the day exists, and not when it does not or with no birth
+        /// word.
+        #[test]
+        fn birth_dates_with_month_names(
+            pick in 0usize..MONTHS.len(),
+            year in 1930u32..=2010,
+            day_seed in 1u32..=31,
+            form in 0usize..4,
+        ) {
+            let (name, month) = MONTHS[pick];
+            let name = {
+                let mut c = name.chars();
+                c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+            };
+            let last = (28..=31).rev().find(|&d| validate::date(year, month, d)).unwrap();
+            let write = |day: u32| match form {
+                0 => format!("{name} {day}, {year}"),
+                1 => format!("{day} {name} {year}"),
+                2 => format!("{day}. {name} {year}"),
+                _ => format!("{day} de {name} de {year}"),
+            };
+            let date = write(1 + (day_seed - 1) % last);
+            let text = format!("date of birth: {date} ok");
+            proptest::prop_assert!(has(&text, PiiType::DateOfBirth, &date), "{:?} {:?}", text, kinds(&text));
+            let text = format!("the meeting on {date} ok");
+            proptest::prop_assert!(lacks(&text, PiiType::DateOfBirth), "{:?}", text);
+            let text = format!("date of birth: {} ok", write(last + 1));
+            proptest::prop_assert!(lacks(&text, PiiType::DateOfBirth), "{:?}", text);
+        }
+
+        /// An SSN written with dots is found beside its word when its parts
+        /// are ones the SSA issues, and not when its group is `00`.
+        #[test]
+        fn ssns_with_dots(area in 1u32..900, group in 1u32..100, serial in 1u32..10_000) {
+            proptest::prop_assume!(area != 666);
+            let ssn = format!("{area:03}.{group:02}.{serial:04}");
+            proptest::prop_assume!(validate::ssn(ssn.replace('.', "").as_bytes()));
+            let text = format!("my ssn is {ssn} ok");
+            proptest::prop_assert!(has(&text, PiiType::UsSsn, &ssn), "{:?} {:?}", text, kinds(&text));
+            let bad = format!("{area:03}.00.{serial:04}");
+            let text = format!("my ssn is {bad} ok");
+            proptest::prop_assert!(lacks(&text, PiiType::UsSsn), "{:?}", text);
+        }
+
+        /// A German IBAN written in dashed groups of four is found when its
+        /// check digits hold, and not with one digit changed.
+        #[test]
+        fn ibans_with_dashes(bban in "[0-9]{18}", at in 0usize..18, delta in 1u8..=9) {
+            let check = |bban: &str| {
+                // The country and `00` moved to the end, letters as numbers (D=13, E=14).
+                let r = format!("{bban}131400")
+                    .bytes()
+                    .fold(0u32, |r, d| (r * 10 + u32::from(d - b'0')) % 97);
+                98 - r
+            };
+            let dashed = |iban: &str| {
+                iban.as_bytes().chunks(4).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join("-")
+            };
+            let digits = check(&bban);
+            let good = dashed(&format!("DE{digits:02}{bban}"));
+            let text = format!("IBAN {good} please");
+            proptest::prop_assert!(has(&text, PiiType::IbanCode, &good), "{:?} {:?}", text, kinds(&text));
+            let mut wrong = bban.into_bytes();
+            wrong[at] = b'0' + (wrong[at] - b'0' + delta) % 10;
+            let bad = dashed(&format!("DE{digits:02}{}", String::from_utf8(wrong).unwrap()));
+            let text = format!("IBAN {bad} please");
+            proptest::prop_assert!(lacks(&text, PiiType::IbanCode), "{:?}", text);
+        }
+
+        /// A PGP private key block is found whole; the same armour around a
+        /// placeholder body is not a key.
+        #[test]
+        fn pgp_private_key_blocks(
+            lines in proptest::collection::vec("[A-Za-z0-9+/]{64}", 2..5),
+            filler in proptest::sample::select(vec!["X", "x", "A", "0", "."]),
+        ) {
+            let armour = |body: &str| {
+                format!("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\n{body}\n-----END PGP PRIVATE KEY BLOCK-----")
+            };
+            let key = armour(&lines.join("\n"));
+            proptest::prop_assert!(has(&key, PiiType::PrivateKey, &key), "{:?}", key);
+            let dummy = armour(&filler.repeat(64));
+            proptest::prop_assert!(lacks(&dummy, PiiType::PrivateKey), "{:?}", dummy);
         }
     }
 
