@@ -235,6 +235,22 @@ impl<'a> LazyNear<'a> {
         }
     }
 
+    /// Whether a hotword of `cat` lies wholly within `text[lo..hi]`, a
+    /// stretch of any length (the previous turn of a chat, say).
+    pub fn within(&self, cat: Cat, lo: usize, hi: usize) -> bool {
+        // Windows of a block, overlapping by half: a hotword (at most half
+        // a block long) that starts in one ends in it.
+        let mut found = false;
+        let mut w = lo;
+        while w < hi && !found {
+            let end = hi.min(w + BLOCK);
+            self.hot
+                .each_in(self.text, w, end, Some(cat), |_, _, _| found = true);
+            w += BLOCK / 2;
+        }
+        found
+    }
+
     /// Whether the full context before the span is known (then
     /// [`LazyNear::before`] costs no lookup).
     pub fn knows_before(&self) -> bool {

@@ -671,11 +671,13 @@ fn date_of_birth_in_words(
         start, end, digits, ..
     } = *span;
     let year = validate::num(digits);
-    // A birth word shortly before, first: most years are not birth dates.
-    if !(1900..=2030).contains(&year)
-        || !text[..start].ends_with(b" ")
-        || !cx.before(Cat::Birth, 72)
-    {
+    // A birth word shortly before (or a year that ends a chat turn), first:
+    // most years are not birth dates.
+    if !(1900..=2030).contains(&year) || !text[..start].ends_with(b" ") {
+        return;
+    }
+    let cued = cx.before(Cat::Birth, 72);
+    if !cued && !ends_turn(text, end) {
         return;
     }
     // The day and month sit in the 40 bytes before the year (from a
@@ -694,6 +696,9 @@ fn date_of_birth_in_words(
         return;
     };
     let from = from + m.start();
+    if !cued && !answers_birth_question(cx, text, from, end) {
+        return;
+    }
     if validate::date(year, month, day) {
         out.push(Candidate::new(PiiType::DateOfBirth, from, end, 0.85));
     }
@@ -1131,9 +1136,64 @@ fn date_of_birth(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Cand
     if !valid {
         return;
     }
-    if cx.before(Cat::Birth, 32) {
+    if cx.before(Cat::Birth, 32) || answers_birth_question(cx, text, start, end) {
         out.push(Candidate::new(PiiType::DateOfBirth, start, end, 0.85));
     }
+}
+
+/// Bytes a speaker label (`Customer:`, `[10:32] user:`) may take before
+/// an answer.
+const MAX_LABEL: usize = 40;
+
+/// How far back the turn before an answer is searched for its question.
+const PREVIOUS_TURN: usize = 160;
+
+/// Whether a date at `start..end` is given as the answer to a question
+/// about birth: it is the whole of a chat turn (after a speaker label, if
+/// any), and the turn before names a birth word (`Agent: And your date of
+/// birth?` / `Customer: 03/14/1985`). Turns end at line breaks, raw or
+/// escaped in JSON (`\n`), and at quotes (the messages of an LLM request).
+fn answers_birth_question(cx: &Near<'_>, text: &[u8], start: usize, end: usize) -> bool {
+    if !ends_turn(text, end) {
+        return false;
+    }
+    let Some(turn) = turn_start(text, start) else {
+        return false;
+    };
+    turn > 0 && cx.within(Cat::Birth, turn.saturating_sub(PREVIOUS_TURN), turn)
+}
+
+/// Whether a chat turn ends at `end`: a little punctuation at most, then a
+/// line break, a closing quote or the end of the text.
+fn ends_turn(text: &[u8], end: usize) -> bool {
+    let rest = &text[end..];
+    let k = rest
+        .iter()
+        .take(3)
+        .take_while(|c| matches!(c, b' ' | b'.' | b'!' | b','))
+        .count();
+    let rest = &rest[k..];
+    rest.is_empty() || matches!(rest[0], b'\n' | b'\r' | b'"') || rest.starts_with(b"\\n")
+}
+
+/// Where the chat turn holding `start` begins, when nothing but a speaker
+/// label comes before `start` in it.
+fn turn_start(text: &[u8], start: usize) -> Option<usize> {
+    let floor = start.saturating_sub(MAX_LABEL);
+    let mut k = start;
+    let turn = loop {
+        if k == 0 {
+            break 0;
+        }
+        match text[k - 1] {
+            b'\n' | b'"' => break k,
+            b'n' if k >= 2 && text[k - 2] == b'\\' => break k,
+            _ if k == floor => return None,
+            _ => k -= 1,
+        }
+    };
+    let label = text[turn..start].trim_ascii();
+    (label.is_empty() || label.ends_with(b":") || label.ends_with(b">")).then_some(turn)
 }
 
 /// An IBAN starting at `start` (two capitals, two check digits, then the
@@ -2618,6 +2678,46 @@ mod tests {
             "born in May 1985",
             "DOB: February 30, 1985",
             "birthday party on March 3, 2099",
+        ] {
+            assert!(
+                lacks(text, PiiType::DateOfBirth),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
+    }
+
+    #[test]
+    fn birth_dates_given_as_the_answer_to_the_turn_before() {
+        for (text, value) in [
+            (
+                "Agent: Thanks. To verify the account, can you give me your date of birth please?\nCustomer: 03/14/1985",
+                "03/14/1985",
+            ),
+            (
+                "Agent: Could you confirm the date you were born, as it appears on your passport?\nCustomer: March 14, 1985.\nAgent: Thank you.",
+                "March 14, 1985",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":"Before I look into the dispute I need to confirm the date of birth on the account."},{"role":"user","content":"14/03/1985"}]}"#,
+                "14/03/1985",
+            ),
+            (
+                r#"{"text":"Bot: What is the account holder's date of birth, as on the card application?\nUser: 1985-03-14"}"#,
+                "1985-03-14",
+            ),
+        ] {
+            assert!(
+                has(text, PiiType::DateOfBirth, value),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
+        for text in [
+            // Not the whole turn, no birth word the turn before, or too far back.
+            "Agent: Thanks. To verify the account, can you give me your date of birth please?\nCustomer: well, I moved house on 03/14/1985 to the new place",
+            "Agent: Thanks. To verify the account, can you give me the date of the last payment?\nCustomer: 03/14/2024",
+            "2024-03-14 10:00:00 INFO birthday campaign sent to the list of customers today\n2024-03-14 10:00:01 INFO done",
         ] {
             assert!(
                 lacks(text, PiiType::DateOfBirth),
