@@ -90,6 +90,27 @@ pub enum Which {
         #[arg(long, default_value_t = 100_000)]
         calls: u64,
     },
+    /// What the daemon costs the host it watches: a contact-center
+    /// workload (file opens, loopback sends, fork/exec) in interleaved
+    /// rounds with no collector, with the release daemon, and with a
+    /// count-only bpftrace program (the floor, where bpftrace is
+    /// installed); prints ratios per phase, events accounted for, and each
+    /// kernel program's run time per call. Goal: the daemon within 1.10x
+    /// of the floor, with zero drops.
+    Overhead {
+        /// Interleaved rounds per setup.
+        #[arg(long, default_value_t = 3)]
+        rounds: u64,
+        /// Open/read/close rounds per round.
+        #[arg(long, default_value_t = 300_000)]
+        opens: u64,
+        /// 200-byte sends per round.
+        #[arg(long, default_value_t = 200_000)]
+        sends: u64,
+        /// fork/exec per round.
+        #[arg(long, default_value_t = 2000)]
+        execs: u64,
+    },
     /// The daemon under a mixed workload (classified opens, sends with a
     /// card number, a process storm), its memory sampled; goal: flat after
     /// warm-up (within 10%).
@@ -121,7 +142,79 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             minutes,
             sample_secs,
         } => soak(minutes, sample_secs),
+        Which::Overhead {
+            rounds,
+            opens,
+            sends,
+            execs,
+        } => overhead(rounds, opens, sends, execs),
     }
+}
+
+fn overhead(rounds: u64, opens: u64, sends: u64, execs: u64) -> anyhow::Result<()> {
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    let out = Command::new(bench_bin())
+        .arg("overhead")
+        .args(["--rounds", &rounds.to_string()])
+        .args(["--opens", &opens.to_string()])
+        .args(["--sends", &sends.to_string()])
+        .args(["--execs", &execs.to_string()])
+        .arg("--monitor")
+        .arg(workspace_root().join("target/release/monitor"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running monitor-bench overhead")?;
+    if !out.status.success() {
+        bail!("monitor-bench overhead failed");
+    }
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("parsing the overhead report")?;
+    let w = &r["workload"];
+    println!(
+        "Overhead: the release daemon, real probes; {} rounds of {} opens of {} files, {} sends over {} connections, {} execs; medians\n",
+        r["rounds"], w["opens"], w["files"], w["sends"], w["connections"], w["execs"]
+    );
+    println!(
+        "{:<30} {:>8} {:>8} {:>8} {:>8}",
+        "setup (time vs none)", "files", "sends", "execs", "total"
+    );
+    for s in r["setups"].as_array().into_iter().flatten() {
+        let x = |k: &str| s["ratio"][k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<30} {:>7.2}x {:>7.2}x {:>7.2}x {:>7.2}x",
+            s["name"].as_str().unwrap_or("?"),
+            x("files"),
+            x("sends"),
+            x("execs"),
+            x("total")
+        );
+    }
+    match r["monitor_over_floor"].as_f64() {
+        Some(m) => println!(
+            "\nmonitor over the floor: {m:.2}x (goal <= 1.10x: {})",
+            if m <= 1.10 { "met" } else { "NOT met" }
+        ),
+        None => println!("\nno floor: bpftrace is not installed (apt-get install bpftrace)"),
+    }
+    let a = &r["accounting"];
+    println!(
+        "events: {} workload operations; {} emitted by the kernel, {} received, {} lost to a full ring buffer (goal 0: {})",
+        a["operations"],
+        a["emitted"],
+        a["received"],
+        a["ringbuf_full"],
+        if a["ringbuf_full"] == 0 { "met" } else { "NOT met" }
+    );
+    println!("\nkernel run time per call, over the daemon's rounds (costliest in total first):");
+    for p in r["probes"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<18} {:>12} calls {:>8.0} ns",
+            p["program"].as_str().unwrap_or("?"),
+            p["calls"],
+            p["ns_per_call"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    Ok(())
 }
 
 fn siem(rate: u64, seconds: u64) -> anyhow::Result<()> {

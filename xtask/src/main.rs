@@ -5,6 +5,7 @@
 //! - `test`: set up, then format check, clippy, and the whole test suite.
 //! - `fuzz`: every fuzz target for a short, fixed time.
 //! - `bench sensor`: the sensor throughput and loss benchmark.
+//! - `bench overhead`: what the daemon costs the host, against a count-only floor.
 //! - `gen-pii-corpus`, `eval-pii`: the detector's labeled corpus and its scores.
 //! - `eval-peers`: the detector on gitleaks' and Presidio's own test vectors.
 //! - `eval-anomaly`: the anomaly detectors on a synthetic month.

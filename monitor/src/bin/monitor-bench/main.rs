@@ -3,6 +3,7 @@
 
 mod anomaly_eval;
 mod bench;
+mod overhead;
 mod prevent;
 mod side_doors;
 mod siem;
@@ -64,6 +65,31 @@ enum Command {
         /// Followers (JSON-lines file sinks) attached during ingest.
         #[arg(long, default_value_t = 0)]
         followers: usize,
+    },
+    /// What the daemon costs the host: a contact-center workload with no
+    /// collector, with the daemon, and with a count-only bpftrace floor.
+    Overhead {
+        /// The `monitor` binary to run.
+        #[arg(long)]
+        monitor: PathBuf,
+        /// Interleaved rounds per setup.
+        #[arg(long, default_value_t = 3)]
+        rounds: u64,
+        /// Customer-record files.
+        #[arg(long, default_value_t = 3000)]
+        files: u64,
+        /// Open/read/close rounds.
+        #[arg(long, default_value_t = 300_000)]
+        opens: u64,
+        /// Loopback connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u64,
+        /// 200-byte sends.
+        #[arg(long, default_value_t = 200_000)]
+        sends: u64,
+        /// fork/exec/wait of `/bin/true`.
+        #[arg(long, default_value_t = 2000)]
+        execs: u64,
     },
     /// The daemon under a mixed workload for a long time, its memory sampled.
     Soak {
@@ -161,6 +187,25 @@ fn main() -> anyhow::Result<()> {
             paths,
             followers,
         } => print(&bench::run_store_bench(records, paths, followers)?),
+        Command::Overhead {
+            monitor,
+            rounds,
+            files,
+            opens,
+            connections,
+            sends,
+            execs,
+        } => print(&overhead::run(
+            &monitor,
+            overhead::Workload {
+                files: files.max(1),
+                opens,
+                connections: connections.max(1),
+                sends,
+                execs,
+            },
+            rounds.max(1),
+        )?),
         Command::Soak {
             monitor,
             minutes,
