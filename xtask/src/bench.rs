@@ -151,27 +151,38 @@ pub fn run(which: Which) -> anyhow::Result<()> {
     }
 }
 
-fn overhead(rounds: u64, opens: u64, sends: u64, execs: u64) -> anyhow::Result<()> {
+/// Builds the release daemon, runs `monitor-bench ARGS --monitor` with it
+/// (progress on stderr), and returns the JSON report it prints.
+fn monitor_bench(args: &[&str]) -> anyhow::Result<serde_json::Value> {
     cargo(&["build", "--release", "-p", "monitor"])?;
     let out = Command::new(bench_bin())
-        .arg("overhead")
-        .args(["--rounds", &rounds.to_string()])
-        .args(["--opens", &opens.to_string()])
-        .args(["--sends", &sends.to_string()])
-        .args(["--execs", &execs.to_string()])
+        .args(args)
         .arg("--monitor")
         .arg(workspace_root().join("target/release/monitor"))
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("running monitor-bench overhead")?;
+        .with_context(|| format!("running monitor-bench {}", args[0]))?;
     if !out.status.success() {
-        bail!("monitor-bench overhead failed");
+        bail!("monitor-bench {} failed", args[0]);
     }
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing the overhead report")?;
+    serde_json::from_slice(&out.stdout).with_context(|| format!("parsing the {} report", args[0]))
+}
+
+fn overhead(rounds: u64, opens: u64, sends: u64, execs: u64) -> anyhow::Result<()> {
+    let r = monitor_bench(&[
+        "overhead",
+        "--rounds",
+        &rounds.to_string(),
+        "--opens",
+        &opens.to_string(),
+        "--sends",
+        &sends.to_string(),
+        "--execs",
+        &execs.to_string(),
+    ])?;
     let w = &r["workload"];
     println!(
-        "Overhead: the release daemon, real probes; {} rounds of {} opens of {} files, {} sends over {} connections, {} execs; medians\n",
+        "Overhead: the release daemon, real probes; rounds: {}, each {} opens of {} files, {} sends over {} connections, {} execs; medians\n",
         r["rounds"], w["opens"], w["files"], w["sends"], w["connections"], w["execs"]
     );
     println!(
@@ -218,25 +229,13 @@ fn overhead(rounds: u64, opens: u64, sends: u64, execs: u64) -> anyhow::Result<(
 }
 
 fn siem(rate: u64, seconds: u64) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "monitor"])?;
-    let out = Command::new(bench_bin())
-        .args([
-            "siem",
-            "--rate",
-            &rate.to_string(),
-            "--seconds",
-            &seconds.to_string(),
-        ])
-        .arg("--monitor")
-        .arg(workspace_root().join("target/release/monitor"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running monitor-bench siem")?;
-    if !out.status.success() {
-        bail!("monitor-bench siem failed");
-    }
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing the siem report")?;
+    let r = monitor_bench(&[
+        "siem",
+        "--rate",
+        &rate.to_string(),
+        "--seconds",
+        &seconds.to_string(),
+    ])?;
     let l = |i: usize| r["latency_ms"][i].as_f64().unwrap_or(f64::NAN);
     println!("SIEM delivery: the release daemon, real probes, rsyslog over TCP on 127.0.0.1\n");
     println!(
@@ -254,19 +253,7 @@ fn siem(rate: u64, seconds: u64) -> anyhow::Result<()> {
 }
 
 fn prevent(requests: u64) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "monitor"])?;
-    let out = Command::new(bench_bin())
-        .args(["prevent", "--requests", &requests.to_string()])
-        .arg("--monitor")
-        .arg(workspace_root().join("target/release/monitor"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running monitor-bench prevent")?;
-    if !out.status.success() {
-        bail!("monitor-bench prevent failed");
-    }
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing the prevent report")?;
+    let r = monitor_bench(&["prevent", "--requests", &requests.to_string()])?;
     println!(
         "prevention: the release daemon, real probes, Python ssl request loop, {requests} requests a round\n"
     );
@@ -303,19 +290,7 @@ fn prevent(requests: u64) -> anyhow::Result<()> {
 }
 
 fn side_doors(calls: u64) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "monitor"])?;
-    let out = Command::new(bench_bin())
-        .args(["side-doors", "--calls", &calls.to_string()])
-        .arg("--monitor")
-        .arg(workspace_root().join("target/release/monitor"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running monitor-bench side-doors")?;
-    if !out.status.success() {
-        bail!("monitor-bench side-doors failed");
-    }
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing the side-doors report")?;
+    let r = monitor_bench(&["side-doors", "--calls", &calls.to_string()])?;
     println!("side doors: the release daemon, real probes, {calls} calls per workload\n");
     println!(
         "{:<38} {:>12} {:>12} {:>8}",
@@ -338,19 +313,7 @@ fn side_doors(calls: u64) -> anyhow::Result<()> {
 }
 
 fn tls_discovery() -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "monitor"])?;
-    let out = Command::new(bench_bin())
-        .arg("tls-discovery")
-        .arg("--monitor")
-        .arg(workspace_root().join("target/release/monitor"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running monitor-bench tls-discovery")?;
-    if !out.status.success() {
-        bail!("monitor-bench tls-discovery failed");
-    }
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing the tls-discovery report")?;
+    let r = monitor_bench(&["tls-discovery"])?;
     println!("TLS discovery: the release daemon, real probes\n");
     println!(
         "{:<15} {:>22} {:>26}",
@@ -380,21 +343,14 @@ fn tls_discovery() -> anyhow::Result<()> {
 }
 
 fn soak(minutes: u64, sample_secs: u64) -> anyhow::Result<()> {
-    cargo(&["build", "--release", "-p", "monitor"])?;
     println!("soak: the daemon for {minutes} min under classified opens, sends with a card number and a process storm; RSS every {sample_secs} s\n");
-    let out = Command::new(bench_bin())
-        .args(["soak", "--minutes", &minutes.to_string()])
-        .args(["--sample-secs", &sample_secs.to_string()])
-        .arg("--monitor")
-        .arg(workspace_root().join("target/release/monitor"))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running monitor-bench soak")?;
-    if !out.status.success() {
-        bail!("monitor-bench soak failed");
-    }
-    let r: serde_json::Value =
-        serde_json::from_slice(&out.stdout).context("parsing the soak report")?;
+    let r = monitor_bench(&[
+        "soak",
+        "--minutes",
+        &minutes.to_string(),
+        "--sample-secs",
+        &sample_secs.to_string(),
+    ])?;
     println!("{:>8} {:>12} {:>14}", "sample", "RSS MiB", "records stored");
     let rss = r["rss_mib"].as_array().cloned().unwrap_or_default();
     let stored = r["stored"].as_array().cloned().unwrap_or_default();
