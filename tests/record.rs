@@ -509,3 +509,69 @@ fn invalid_rules_stop_the_daemon_with_a_position() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to start: invalid rules"));
 }
+
+/// A process reading one file again and again is stored as its first read
+/// and one record counting the rest: the exact number of reads, none lost.
+#[test]
+fn a_burst_of_reads_is_counted_exactly() {
+    if !root_or_skip("a_burst_of_reads_is_counted_exactly") {
+        return;
+    }
+    let dir = TempDir::new("repeats");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cards = dir.path().join("cardholder");
+    std::fs::create_dir_all(&cards).unwrap();
+    std::fs::set_permissions(&cards, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = cards.join("customer.json");
+    std::fs::write(&file, "{\"card\": \"on file\"}").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    common::classify_dir(&dir.path().join("rules"), &cards);
+    let daemon = Daemon::start_in(dir, &[]);
+    let file_s = file.to_str().unwrap();
+
+    const READS: u64 = 700;
+    let pid = common::python_pid(
+        &cards,
+        &format!("for _ in range({READS}):\n    open({file_s:?}).read()"),
+        false,
+    );
+    // The first read is stored at once; the count when its window closes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let records = loop {
+        let records: Vec<Value> = query(&daemon, &["who-accessed", file_s, "--limit", "0"])
+            .into_iter()
+            .filter(|r| r["pid"] == pid)
+            .collect();
+        let total: u64 = records
+            .iter()
+            .map(|r| r["repeats"]["count"].as_u64().unwrap_or(1))
+            .sum();
+        if total >= READS {
+            break records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{total} of {READS} reads accounted for: {records:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let counts: Vec<u64> = records
+        .iter()
+        .map(|r| r["repeats"]["count"].as_u64().unwrap_or(1))
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), READS, "{records:#?}");
+    // A read of 700 in well under a second: one window, so two records.
+    assert!(records.len() <= 3, "{records:#?}");
+    let counted = records.iter().find(|r| r["repeats"].is_object()).unwrap();
+    assert!(counted["repeats"]["last_ns"].as_u64() >= counted["time_ns"].as_u64());
+    let table = cli(&daemon, &["who-accessed", file_s]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains(" x"), "the table shows the count: {table}");
+    // The chain holds with counted records in it.
+    let out = cli(&daemon, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

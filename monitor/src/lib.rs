@@ -12,6 +12,7 @@
 //!   (`monitor-pii`), destinations named from TLS SNI or HTTP `Host`.
 //! - [`classify`]: an event as an access to a data class.
 //! - [`judge`]: the chain of judges (policy first) that turns accesses into alerts.
+//! - [`repeat`]: the same access made again and again, counted into one record.
 //! - [`record`]: the tamper-evident store, its writer, its queries, and the
 //!   followers that read it after their own cursors.
 //! - [`sinks`]: where records go after the store (followers); [`output`]:
@@ -41,6 +42,7 @@ pub mod payload;
 pub mod pipeline;
 pub mod record;
 pub mod redact;
+pub mod repeat;
 pub mod respond;
 pub mod role;
 pub mod rules;

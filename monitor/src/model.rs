@@ -285,7 +285,7 @@ pub struct Run {
 }
 
 /// What came of an access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Allowed by policy.
@@ -367,6 +367,27 @@ pub struct Record {
     /// Where the process came from (accesses made by a process).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<ProcessContext>,
+    /// The same access made again and again, counted into this one record
+    /// (see [`crate::repeat`]); `None` for a record of one access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<Repeats>,
+}
+
+/// Accesses counted into one record: the same process, object, action,
+/// outcome, role and class, within the repeat window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repeats {
+    /// How many accesses the record stands for (the first at `time`).
+    pub count: u64,
+    /// When the last of them happened, ns since the Unix epoch.
+    pub last_ns: u64,
+}
+
+impl Record {
+    /// How many accesses the record stands for: 1 unless counted.
+    pub fn count(&self) -> u64 {
+        self.repeats.map_or(1, |r| r.count)
+    }
 }
 
 /// A process's context: what started it, how, and in which unit, so "what
@@ -481,6 +502,7 @@ impl Record {
             via: event.via.clone(),
             reason: None,
             context: Some(ProcessContext::of(p)),
+            repeats: None,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::output::EventSink;
 use crate::payload::PayloadStage;
 use crate::record::writer::RecordSender;
 use crate::redact::{redact_event, redact_record};
+use crate::repeat::{Repeats, MAX_WINDOWS};
 use crate::role::RoleResolver;
 use crate::rules::RuleSet;
 use crate::sensor::{Sensor, SensorError};
@@ -32,6 +33,8 @@ const WAIT: Duration = Duration::from_millis(20);
 const BATCH: usize = 4096;
 /// How often the shared counters are refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+/// How often closed repeat windows are stored.
+const REPEATS_EVERY: Duration = Duration::from_millis(100);
 
 /// Counters the pipeline publishes for the status report.
 #[derive(Debug, Clone, Default)]
@@ -88,6 +91,8 @@ pub struct Pipeline {
     tls_blind: Vec<String>,
     /// Processes marked for the kernel's check at TLS writes.
     enforced: std::collections::HashSet<u32>,
+    /// Repeated accesses, counted into records.
+    repeats: Repeats,
 }
 
 /// Executables listed as TLS blind spots at most.
@@ -125,7 +130,15 @@ impl Pipeline {
             shared: Arc::default(),
             tls_blind: Vec::new(),
             enforced: std::collections::HashSet::new(),
+            repeats: Repeats::new(Duration::ZERO, MAX_WINDOWS),
         }
+    }
+
+    /// Counts the same access made again within `window` into one record
+    /// (see [`crate::repeat`]); zero (the default) stores each on its own.
+    pub fn count_repeats(mut self, window: Duration) -> Self {
+        self.repeats = Repeats::new(window, MAX_WINDOWS);
+        self
     }
 
     /// The counters this pipeline publishes while it runs.
@@ -137,6 +150,7 @@ impl Pipeline {
     pub fn run(mut self, stop: &AtomicBool) -> Result<Counters, SensorError> {
         let mut last_publish = Instant::now();
         let mut last_clock = Instant::now();
+        let mut last_repeats = Instant::now();
         loop {
             let stopping = stop.load(Ordering::Relaxed);
             if !stopping {
@@ -164,6 +178,12 @@ impl Pipeline {
                 }
             }
             while self.step() == BATCH {}
+            if stopping {
+                self.close_repeats(true);
+            } else if last_repeats.elapsed() >= REPEATS_EVERY {
+                self.close_repeats(false);
+                last_repeats = Instant::now();
+            }
             if last_publish.elapsed() >= PUBLISH_EVERY || stopping {
                 self.publish();
                 last_publish = Instant::now();
@@ -180,6 +200,26 @@ impl Pipeline {
         }
     }
 
+    /// Stores the record of every repeat window that has closed (every
+    /// window, when `all`: at shutdown).
+    fn close_repeats(&mut self, all: bool) {
+        let (records, errors) = (&self.recording.records, &mut self.counters.record_errors);
+        let mut emit = |rec| {
+            if records.send(rec).is_err() {
+                *errors += 1;
+            }
+        };
+        if all {
+            self.repeats.close_all(&mut emit);
+        } else {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            self.repeats.close_due(now, &mut emit);
+        }
+        self.counters.repeats_uncounted = self.repeats.overflowed();
+    }
+
     /// Handles up to one batch of records; returns how many.
     fn step(&mut self) -> usize {
         let Self {
@@ -192,6 +232,7 @@ impl Pipeline {
             counters,
             tls_blind,
             enforced,
+            repeats,
             ..
         } = self;
         // Processes of enforcing roles to mark once the batch is read.
@@ -240,9 +281,11 @@ impl Pipeline {
                         ..
                     } = recording;
                     if let Some(rec) = assess(rules, judges, host, names.as_deref(), &event) {
-                        if recording.records.send(rec).is_err() {
-                            counters.record_errors += 1;
-                        }
+                        repeats.admit(rec, &mut |rec| {
+                            if recording.records.send(rec).is_err() {
+                                counters.record_errors += 1;
+                            }
+                        });
                     }
                     if let (false, Some(d)) = (sinks.is_empty(), &recording.names) {
                         redact_event(d, &mut event);

@@ -49,6 +49,10 @@ pub struct PipelineCounters {
     /// Records that could not be handed to the record writer (dropped).
     #[serde(default)]
     pub record_errors: u64,
+    /// Repeated accesses stored one by one because every repeat window was
+    /// taken (stored, not lost).
+    #[serde(default)]
+    pub repeats_uncounted: u64,
 }
 
 /// The access record's counters.

@@ -435,7 +435,7 @@ impl Baselines {
                     .insert(class.to_owned(), t);
             }
             if rules.is_sensitive(class) {
-                role.volume.count += 1.0;
+                role.volume.count += r.count() as f64;
                 role.volume.evidence.add(r.seq, t);
             }
         }
@@ -454,9 +454,9 @@ impl Baselines {
             if let Some(class) = file_class(r) {
                 user.classes.insert(class.to_owned(), t);
                 if rules.is_sensitive(class) {
-                    user.volume.count += 1.0;
+                    user.volume.count += r.count() as f64;
                     user.volume.evidence.add(r.seq, t);
-                    user.daily.count += 1.0;
+                    user.daily.count += r.count() as f64;
                     user.daily.evidence.add(r.seq, t);
                 }
             }

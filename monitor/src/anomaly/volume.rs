@@ -20,7 +20,14 @@ impl Volume {
         role_wide: bool,
     ) -> Option<Hit> {
         let set = s.rules.detector(self.id());
-        let x = rhythm.surge(1.0, set.sigmas, set.min_count, r.seq, r.time_ns)?;
+        // A record of repeats adds every access it stands for.
+        let x = rhythm.surge(
+            r.count() as f64,
+            set.sigmas,
+            set.min_count,
+            r.seq,
+            r.time_ns,
+        )?;
         Some(Hit {
             rule: self.id(),
             severity: set.severity,

@@ -622,7 +622,11 @@ pub fn records_table(records: &[Record], alerts: bool, style: &TableStyle) -> St
                 user,
                 role,
                 process(r, style.wide),
-                r.action.name().to_owned(),
+                // A record of repeats says how many accesses it stands for.
+                match r.count() {
+                    1 => r.action.name().to_owned(),
+                    n => format!("{} x{n}", r.action.name()),
+                },
                 visible(r.class.as_deref().unwrap_or("-")),
                 outcome.to_owned(),
                 found,

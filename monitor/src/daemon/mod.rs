@@ -76,6 +76,13 @@ pub struct Options {
     /// table still grows with the store.
     #[arg(long, default_value_t = crate::record::DEFAULT_CACHE_BYTES >> 20)]
     pub store_cache_mib: u64,
+    /// Milliseconds in which the same access made again (the same process,
+    /// file, action, outcome, role and class) is counted into one record
+    /// rather than stored each time: the first is stored at once, the rest
+    /// as one record with their count. 0 stores every access on its own.
+    /// Events printed with --events-stdout are never counted.
+    #[arg(long, default_value_t = 1000)]
+    pub repeat_window_ms: u64,
     /// Days records are kept.
     #[arg(long, default_value_t = 365)]
     pub retention_days: u64,

@@ -257,7 +257,8 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
             names: Some(detector.clone()),
             reloads: reloaded,
         },
-    );
+    )
+    .count_repeats(std::time::Duration::from_millis(opts.repeat_window_ms));
     let counters = pipeline.counters();
     let stop = Arc::new(AtomicBool::new(false));
     let pipeline = std::thread::Builder::new()
@@ -405,5 +406,6 @@ fn own_identity(host: &Arc<str>) -> Record {
         via: None,
         reason: None,
         context: None,
+        repeats: None,
     }
 }

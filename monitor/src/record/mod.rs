@@ -1193,6 +1193,7 @@ pub(crate) mod tests {
             via: None,
             reason: None,
             context: None,
+            repeats: None,
         }
     }
 

@@ -155,6 +155,12 @@ pub fn activity_document(r: &Record) -> Value {
     };
     o.insert("status_id".into(), json!(status_id));
     o.insert("status".into(), json!(status));
+    // A record of repeats: OCSF's own count, over its start and end times.
+    if let Some(rep) = r.repeats {
+        o.insert("count".into(), json!(rep.count));
+        o.insert("start_time".into(), json!(r.time_ns / 1_000_000));
+        o.insert("end_time".into(), json!(rep.last_ns / 1_000_000));
+    }
     if let Some(e) = &r.errno {
         o.insert("status_detail".into(), json!(e));
     }

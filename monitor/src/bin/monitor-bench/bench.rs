@@ -475,6 +475,7 @@ pub fn run_store_bench(
             via: None,
             reason: None,
             context: None,
+            repeats: None,
         }
     };
     let sample_bytes =

@@ -1,0 +1,287 @@
+//! Repeats as counts: the same access made again and again within a short
+//! window (a process re-reading one customer file in a loop) is stored as
+//! two records, not one per access.
+//!
+//! The first access of a window is recorded as it comes, so nothing waits
+//! for the window to close. The ones after it are counted; when the window
+//! closes, one record carries their count and the time of the last. Every
+//! access is in a record or a count: nothing is lost. Denied or failed
+//! opens, records with an alert or findings, sends and the daemon's own
+//! records are never counted: each of those matters on its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{Action, Outcome, Record, Repeats as Count};
+
+/// What makes two records the same access.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    pid: u32,
+    action: Action,
+    outcome: Outcome,
+    object: String,
+    role: Arc<str>,
+    class: Option<Arc<str>>,
+    errno: Option<String>,
+}
+
+impl Key {
+    fn of(r: &Record) -> Self {
+        Self {
+            pid: r.pid,
+            action: r.action,
+            outcome: r.outcome,
+            object: r.object.clone(),
+            role: r.role.clone(),
+            class: r.class.clone(),
+            errno: r.errno.clone(),
+        }
+    }
+}
+
+/// A window open for one key.
+#[derive(Debug)]
+struct Window {
+    /// When its first access happened (recorded as it came).
+    first_ns: u64,
+    /// The first access counted after it, the record the count goes out in.
+    counted: Option<Record>,
+    /// Accesses counted.
+    count: u64,
+    /// When the last of them happened.
+    last_ns: u64,
+}
+
+/// The repeat counter: one per pipeline.
+#[derive(Debug)]
+pub struct Repeats {
+    window_ns: u64,
+    max_windows: usize,
+    open: HashMap<Key, Window>,
+    /// Accesses recorded one by one because every window was taken.
+    overflowed: u64,
+}
+
+/// Windows open at once, at most; past it accesses are recorded one by one.
+pub const MAX_WINDOWS: usize = 65_536;
+
+impl Repeats {
+    /// A counter with windows of `window` (zero: nothing is counted).
+    pub fn new(window: Duration, max_windows: usize) -> Self {
+        Self {
+            window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
+            max_windows,
+            open: HashMap::new(),
+            overflowed: 0,
+        }
+    }
+
+    /// Accesses recorded one by one because every window was taken.
+    pub fn overflowed(&self) -> u64 {
+        self.overflowed
+    }
+
+    /// Takes `rec`: hands it to `emit` (the first of its window, or a
+    /// record that is never counted), or counts it. A window of its key
+    /// that has closed is emitted first.
+    pub fn admit(&mut self, rec: Record, emit: &mut impl FnMut(Record)) {
+        if self.window_ns == 0 || !countable(&rec) {
+            return emit(rec);
+        }
+        let key = Key::of(&rec);
+        if let Some(w) = self.open.get_mut(&key) {
+            if rec.time_ns.saturating_sub(w.first_ns) < self.window_ns {
+                w.count += 1;
+                w.last_ns = w.last_ns.max(rec.time_ns);
+                if w.counted.is_none() {
+                    w.counted = Some(rec);
+                }
+                return;
+            }
+            if let Some(done) = self.open.remove(&key).and_then(closed) {
+                emit(done);
+            }
+        }
+        if self.open.len() >= self.max_windows {
+            self.overflowed += 1;
+            return emit(rec);
+        }
+        self.open.insert(
+            key,
+            Window {
+                first_ns: rec.time_ns,
+                counted: None,
+                count: 0,
+                last_ns: rec.time_ns,
+            },
+        );
+        emit(rec);
+    }
+
+    /// Closes every window that opened at least a window's length before
+    /// `now_ns`, emitting the record of each that counted anything.
+    pub fn close_due(&mut self, now_ns: u64, emit: &mut impl FnMut(Record)) {
+        let window = self.window_ns;
+        let due: Vec<Key> = self
+            .open
+            .iter()
+            .filter(|(_, w)| now_ns.saturating_sub(w.first_ns) >= window)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(done) = self.open.remove(&key).and_then(closed) {
+                emit(done);
+            }
+        }
+    }
+
+    /// Closes every window (at shutdown).
+    pub fn close_all(&mut self, emit: &mut impl FnMut(Record)) {
+        for (_, w) in self.open.drain() {
+            if let Some(done) = closed(w) {
+                emit(done);
+            }
+        }
+    }
+}
+
+/// The record a closed window goes out in, if it counted anything.
+fn closed(w: Window) -> Option<Record> {
+    let mut rec = w.counted?;
+    rec.repeats = Some(Count {
+        count: w.count,
+        last_ns: w.last_ns,
+    });
+    Some(rec)
+}
+
+/// Whether a record may be counted with others: a file opened, allowed,
+/// with no alert, no findings and nothing sent. (A denied open is never
+/// counted: a burst of them is what `denied-then-granted` looks for, in
+/// order with the open that succeeds.)
+fn countable(r: &Record) -> bool {
+    matches!(r.action, Action::Read | Action::Write)
+        && r.outcome == Outcome::Allowed
+        && r.alert.is_none()
+        && r.findings.is_empty()
+        && r.bytes.is_none()
+        && r.run.is_none()
+        && r.repeats.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn access(pid: u32, object: &str, at_ms: u64) -> Record {
+        serde_json::from_value(serde_json::json!({
+            "seq": 0, "time": "", "time_ns": at_ms * MS, "host": "h", "pid": pid,
+            "comm": "cat", "uid": 1000, "role": "billing-agent", "action": "read",
+            "object": object, "class": "cardholder-data", "outcome": "allowed",
+        }))
+        .unwrap()
+    }
+
+    fn total(records: &[Record]) -> u64 {
+        records.iter().map(Record::count).sum()
+    }
+
+    #[test]
+    fn a_burst_is_two_records_with_the_exact_count() {
+        let mut repeats = Repeats::new(Duration::from_secs(1), MAX_WINDOWS);
+        let mut out = Vec::new();
+        for i in 0..1000 {
+            repeats.admit(access(7, "/cards/a.json", i / 2), &mut |r| out.push(r));
+        }
+        // The first went out at once; the rest wait for the window.
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].repeats, None);
+        repeats.close_due(999 * MS, &mut |r| out.push(r));
+        assert_eq!(out.len(), 1, "the window is still open");
+        repeats.close_due(1000 * MS, &mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[1].repeats,
+            Some(Count {
+                count: 999,
+                last_ns: 499 * MS
+            })
+        );
+        assert_eq!(out[1].time_ns, 0, "the first counted access");
+        assert_eq!(total(&out), 1000);
+    }
+
+    #[test]
+    fn other_processes_files_and_late_accesses_are_their_own() {
+        let mut repeats = Repeats::new(Duration::from_millis(100), MAX_WINDOWS);
+        let mut out = Vec::new();
+        let mut emit = |r| out.push(r);
+        repeats.admit(access(1, "/a", 0), &mut emit);
+        repeats.admit(access(2, "/a", 1), &mut emit);
+        repeats.admit(access(1, "/b", 2), &mut emit);
+        repeats.admit(access(1, "/a", 3), &mut emit);
+        // After the window: the old one closes, a new one opens.
+        repeats.admit(access(1, "/a", 150), &mut emit);
+        repeats.close_all(&mut emit);
+        let shown: Vec<(u32, &str, u64)> = out
+            .iter()
+            .map(|r| (r.pid, r.object.as_str(), r.count()))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (1, "/a", 1),
+                (2, "/a", 1),
+                (1, "/b", 1),
+                (1, "/a", 1),
+                (1, "/a", 1)
+            ]
+        );
+        assert_eq!(total(&out), 5);
+    }
+
+    #[test]
+    fn sends_and_denied_opens_are_never_counted() {
+        let mut repeats = Repeats::new(Duration::from_secs(1), MAX_WINDOWS);
+        let mut out = Vec::new();
+        for i in 0..10 {
+            let mut r = access(1, "/a", i);
+            r.action = Action::Send;
+            r.bytes = Some(200);
+            repeats.admit(r, &mut |r| out.push(r));
+            let mut r = access(1, "/a", i);
+            r.outcome = Outcome::Failed;
+            r.errno = Some("EACCES".into());
+            repeats.admit(r, &mut |r| out.push(r));
+        }
+        assert_eq!(out.len(), 20);
+    }
+
+    #[test]
+    fn a_full_table_records_one_by_one_and_says_so() {
+        let mut repeats = Repeats::new(Duration::from_secs(1), 2);
+        let mut out = Vec::new();
+        for (pid, at) in [(1, 0), (2, 1), (3, 2), (3, 3), (1, 4)] {
+            repeats.admit(access(pid, "/a", at), &mut |r| out.push(r));
+        }
+        repeats.close_all(&mut |r| out.push(r));
+        // Processes 1 and 2 have windows; 3 has none, so each of its
+        // accesses is recorded.
+        assert_eq!(repeats.overflowed(), 2);
+        assert_eq!(total(&out), 5);
+    }
+
+    #[test]
+    fn a_zero_window_counts_nothing() {
+        let mut repeats = Repeats::new(Duration::ZERO, MAX_WINDOWS);
+        let mut out = Vec::new();
+        for i in 0..5 {
+            repeats.admit(access(1, "/a", i), &mut |r| out.push(r));
+        }
+        assert_eq!(out.len(), 5);
+    }
+}
