@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use monitor_common::probes::{Hook, PROBES};
+use monitor_common::probes::{Hook, When, PROBES};
 use serde::Serialize;
 
 /// The workload's size.
@@ -394,10 +394,11 @@ fn bpftrace_available() -> bool {
 }
 
 /// A bpftrace program that counts every tracepoint the daemon attaches
-/// to, and does nothing else.
+/// to by default (inbound capture off), and does nothing else.
 pub fn floor_program() -> String {
     let mut tracepoints: Vec<String> = PROBES
         .iter()
+        .filter(|p| p.when == When::Always)
         .filter_map(|p| match p.hook {
             Hook::Tracepoint { category, name } => Some(format!("tracepoint:{category}:{name}")),
             Hook::Tls { .. } => None,
