@@ -80,8 +80,10 @@ pub struct Options {
     /// file, action, outcome, role and class) is counted into one record
     /// rather than stored each time: the first is stored at once, the rest
     /// as one record with their count. 0 stores every access on its own.
-    /// Events printed with --events-stdout are never counted.
-    #[arg(long, default_value_t = 1000)]
+    /// Events printed with --events-stdout are never counted. A SIGKILL
+    /// loses at most one window of counts (each window's first access is
+    /// stored at once).
+    #[arg(long, default_value_t = DEFAULT_REPEAT_WINDOW_MS)]
     pub repeat_window_ms: u64,
     /// Days records are kept.
     #[arg(long, default_value_t = 365)]
@@ -109,6 +111,10 @@ pub struct Options {
     #[arg(long = "sink-jsonl", value_name = "PATH")]
     pub sink_jsonl: Vec<PathBuf>,
 }
+
+/// The default repeat window, ms: short, as a SIGKILL loses the counts of
+/// the windows open; a loop of opens is still counted hundreds to one.
+pub const DEFAULT_REPEAT_WINDOW_MS: u64 = 250;
 
 /// How the daemon's log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
