@@ -110,6 +110,9 @@ pub enum Which {
         /// fork/exec per round.
         #[arg(long, default_value_t = 2000)]
         execs: u64,
+        /// The daemon's repeat window, ms (0: every open stored on its own).
+        #[arg(long)]
+        repeat_window_ms: Option<u64>,
     },
     /// The daemon under a mixed workload (classified opens, sends with a
     /// card number, a process storm), its memory sampled; goal: flat after
@@ -147,7 +150,8 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             opens,
             sends,
             execs,
-        } => overhead(rounds, opens, sends, execs),
+            repeat_window_ms,
+        } => overhead(rounds, opens, sends, execs, repeat_window_ms),
     }
 }
 
@@ -168,18 +172,29 @@ fn monitor_bench(args: &[&str]) -> anyhow::Result<serde_json::Value> {
     serde_json::from_slice(&out.stdout).with_context(|| format!("parsing the {} report", args[0]))
 }
 
-fn overhead(rounds: u64, opens: u64, sends: u64, execs: u64) -> anyhow::Result<()> {
-    let r = monitor_bench(&[
-        "overhead",
-        "--rounds",
-        &rounds.to_string(),
-        "--opens",
-        &opens.to_string(),
-        "--sends",
-        &sends.to_string(),
-        "--execs",
-        &execs.to_string(),
-    ])?;
+fn overhead(
+    rounds: u64,
+    opens: u64,
+    sends: u64,
+    execs: u64,
+    window: Option<u64>,
+) -> anyhow::Result<()> {
+    let mut args: Vec<String> = [
+        ("--rounds", rounds),
+        ("--opens", opens),
+        ("--sends", sends),
+        ("--execs", execs),
+    ]
+    .iter()
+    .flat_map(|(flag, n)| [flag.to_string(), n.to_string()])
+    .collect();
+    if let Some(ms) = window {
+        args.extend(["--repeat-window-ms".to_owned(), ms.to_string()]);
+    }
+    let args: Vec<&str> = std::iter::once("overhead")
+        .chain(args.iter().map(String::as_str))
+        .collect();
+    let r = monitor_bench(&args)?;
     let w = &r["workload"];
     println!(
         "Overhead: the release daemon, real probes; rounds: {}, each {} opens of {} files, {} sends over {} connections, {} execs; medians\n",

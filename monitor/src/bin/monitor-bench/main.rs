@@ -90,6 +90,9 @@ enum Command {
         /// fork/exec/wait of `/bin/true`.
         #[arg(long, default_value_t = 2000)]
         execs: u64,
+        /// The daemon's `--repeat-window-ms` (its default when not given).
+        #[arg(long)]
+        repeat_window_ms: Option<u64>,
     },
     /// The daemon under a mixed workload for a long time, its memory sampled.
     Soak {
@@ -195,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             connections,
             sends,
             execs,
+            repeat_window_ms,
         } => print(&overhead::run(
             &monitor,
             overhead::Workload {
@@ -203,6 +207,7 @@ fn main() -> anyhow::Result<()> {
                 connections: connections.max(1),
                 sends,
                 execs,
+                repeat_window_ms,
             },
             rounds.max(1),
         )?),

@@ -33,6 +33,8 @@ pub struct Workload {
     pub sends: u64,
     /// fork/exec/wait of `/bin/true`.
     pub execs: u64,
+    /// The daemon's `--repeat-window-ms` (its default when `None`).
+    pub repeat_window_ms: Option<u64>,
 }
 
 /// The workload's phases, in the order they run.
@@ -143,7 +145,7 @@ fn rounds_of(
         // Rotated each round, so no setup always runs first.
         for k in 0..setups.len() {
             let setup = setups[(k + round as usize) % setups.len()];
-            let running = start(setup, monitor, dir)?;
+            let running = start(setup, monitor, dir, workload.repeat_window_ms)?;
             let before_status = super::soak::status(dir);
             let before_probes = probe_stats()?;
             let t = phases(records, workload);
@@ -311,17 +313,17 @@ fn phases(records: &Path, w: Workload) -> anyhow::Result<[f64; 3]> {
     Ok([files_s, sends_s, t.elapsed().as_secs_f64()])
 }
 
-fn start(setup: &str, monitor: &Path, dir: &Path) -> anyhow::Result<Running> {
+fn start(setup: &str, monitor: &Path, dir: &Path, window: Option<u64>) -> anyhow::Result<Running> {
     Ok(match setup {
         "none" => Running::None,
         "monitor" => {
             let _ = std::fs::remove_dir_all(dir.join("state"));
-            let child = super::soak::start_daemon_with(
-                monitor,
-                dir,
-                &["--stats-interval", "1"],
-                Stdio::null(),
-            )?;
+            let mut args = vec!["--stats-interval".to_owned(), "1".to_owned()];
+            if let Some(ms) = window {
+                args.extend(["--repeat-window-ms".to_owned(), ms.to_string()]);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let child = super::soak::start_daemon_with(monitor, dir, &args, Stdio::null())?;
             // The status file comes once every probe is attached.
             Running::Monitor(child)
         }
