@@ -337,18 +337,25 @@ fn start(setup: &str, monitor: &Path, dir: &Path, window: Option<u64>) -> anyhow
                 .context("starting bpftrace")?;
             // bpftrace prints `Attaching N probes...` once they are live.
             let mut out = child.stdout.take().context("bpftrace's output")?;
-            let mut seen = Vec::new();
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut byte = [0u8; 1];
-            while !String::from_utf8_lossy(&seen).contains('\n') {
-                anyhow::ensure!(Instant::now() < deadline, "bpftrace did not attach");
-                if out.read(&mut byte)? == 0 {
-                    anyhow::bail!("bpftrace exited: {}", String::from_utf8_lossy(&seen));
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let mut first = Vec::new();
+                let mut byte = [0u8; 1];
+                while !first.ends_with(b"\n") && matches!(out.read(&mut byte), Ok(1)) {
+                    first.push(byte[0]);
                 }
-                seen.push(byte[0]);
+                let _ = tx.send(first);
+                // Its map printout at exit goes nowhere.
+                let _ = std::io::copy(&mut out, &mut std::io::sink());
+            });
+            match rx.recv_timeout(Duration::from_secs(60)) {
+                Ok(first) if first.ends_with(b"\n") => {}
+                other => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    anyhow::bail!("bpftrace did not attach: {other:?}");
+                }
             }
-            // Its map printout at exit goes nowhere.
-            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
             std::thread::sleep(Duration::from_millis(500));
             Running::Floor(child)
         }
@@ -360,10 +367,17 @@ fn stop(running: Running) {
         Running::None => {}
         Running::Monitor(mut child) => super::soak::stop_daemon(&mut child),
         Running::Floor(mut child) => {
+            // SIGTERM, not SIGINT: a shell's background job ignores SIGINT,
+            // and bpftrace inherits that.
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(child.id() as i32),
-                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::Signal::SIGTERM,
             );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
             let _ = child.wait();
         }
     }
