@@ -349,10 +349,7 @@ fn item6_an_unclean_stop_is_recorded_and_its_loss_bounded() {
     .collect();
     // The same open again and again: its first in each repeat window is
     // stored at once, the rest as a count when the window closes.
-    let kept: u64 = records
-        .iter()
-        .map(|r| r["repeats"]["count"].as_u64().unwrap_or(1))
-        .sum();
+    let kept: u64 = records.iter().map(common::accesses).sum();
     assert!(
         !records.is_empty() && records.len() < 100,
         "counted, not stored one by one"

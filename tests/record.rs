@@ -542,10 +542,7 @@ fn a_burst_of_reads_is_counted_exactly() {
             .into_iter()
             .filter(|r| r["pid"] == pid)
             .collect();
-        let total: u64 = records
-            .iter()
-            .map(|r| r["repeats"]["count"].as_u64().unwrap_or(1))
-            .sum();
+        let total: u64 = records.iter().map(common::accesses).sum();
         if total >= READS {
             break records;
         }
@@ -555,10 +552,7 @@ fn a_burst_of_reads_is_counted_exactly() {
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let counts: Vec<u64> = records
-        .iter()
-        .map(|r| r["repeats"]["count"].as_u64().unwrap_or(1))
-        .collect();
+    let counts: Vec<u64> = records.iter().map(common::accesses).collect();
     assert_eq!(counts.iter().sum::<u64>(), READS, "{records:#?}");
     // A read of 700 in well under a second: one window, so two records.
     assert!(records.len() <= 3, "{records:#?}");

@@ -69,6 +69,12 @@ pub fn render(s: &Status) -> String {
     );
     counter(
         &mut reg,
+        "events_repeats_uncounted",
+        "Repeated opens stored one by one because every repeat window was taken",
+        s.pipeline.repeats_uncounted,
+    );
+    counter(
+        &mut reg,
         "records_stored",
         "Records written to the record",
         s.record.stored,

@@ -313,6 +313,7 @@ impl Status {
         t.row("truncated payloads", k.payload_truncated.to_string());
         t.row("unresolved paths", k.mark_unresolved.to_string());
         t.row("streams evicted", p.streams_evicted.to_string());
+        t.row("repeats uncounted", p.repeats_uncounted.to_string());
         t.row("exits without args", k.args_missing.to_string());
         t.section("LAST ERRORS");
         t.row(

@@ -317,6 +317,12 @@ pub fn query(daemon: &Daemon, args: &[&str]) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// How many accesses a record stands for: a record of repeats carries
+/// their count (`repeats.count`), any other record is one.
+pub fn accesses(r: &Value) -> u64 {
+    r["repeats"]["count"].as_u64().unwrap_or(1)
+}
+
 /// Polls a query until a record matches (records are written in batches).
 pub fn wait_record(daemon: &Daemon, args: &[&str], pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(10);
