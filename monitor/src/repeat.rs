@@ -85,14 +85,15 @@ impl Repeats {
 
     /// Takes `rec`: hands it to `emit` (the first of its window, or a
     /// record that is never counted), or counts it. A window of its key
-    /// that has closed is emitted first.
+    /// that has closed is emitted first, and a new one opened in its place.
     pub fn admit(&mut self, rec: Record, emit: &mut impl FnMut(Record)) {
         if self.window_ns == 0 || !countable(&rec) {
             return emit(rec);
         }
         let key = Key::of(&rec);
-        if let Some(w) = self.open.get_mut(&key) {
-            if rec.time_ns.saturating_sub(w.first_ns) < self.window_ns {
+        let full = self.open.len() >= self.max_windows;
+        match self.open.get_mut(&key) {
+            Some(w) if rec.time_ns.saturating_sub(w.first_ns) < self.window_ns => {
                 w.count += 1;
                 w.last_ns = w.last_ns.max(rec.time_ns);
                 if w.counted.is_none() {
@@ -100,23 +101,17 @@ impl Repeats {
                 }
                 return;
             }
-            if let Some(done) = self.open.remove(&key).and_then(closed) {
-                emit(done);
+            Some(w) => {
+                if let Some(done) = closed(w) {
+                    emit(done);
+                }
+                *w = Window::from(rec.time_ns);
+            }
+            None if full => self.overflowed += 1,
+            None => {
+                self.open.insert(key, Window::from(rec.time_ns));
             }
         }
-        if self.open.len() >= self.max_windows {
-            self.overflowed += 1;
-            return emit(rec);
-        }
-        self.open.insert(
-            key,
-            Window {
-                first_ns: rec.time_ns,
-                counted: None,
-                count: 0,
-                last_ns: rec.time_ns,
-            },
-        );
         emit(rec);
     }
 
@@ -124,32 +119,42 @@ impl Repeats {
     /// `now_ns`, emitting the record of each that counted anything.
     pub fn close_due(&mut self, now_ns: u64, emit: &mut impl FnMut(Record)) {
         let window = self.window_ns;
-        let due: Vec<Key> = self
-            .open
-            .iter()
-            .filter(|(_, w)| now_ns.saturating_sub(w.first_ns) >= window)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            if let Some(done) = self.open.remove(&key).and_then(closed) {
-                emit(done);
+        self.open.retain(|_, w| {
+            let open = now_ns.saturating_sub(w.first_ns) < window;
+            if !open {
+                if let Some(done) = closed(w) {
+                    emit(done);
+                }
             }
-        }
+            open
+        });
     }
 
     /// Closes every window (at shutdown).
     pub fn close_all(&mut self, emit: &mut impl FnMut(Record)) {
-        for (_, w) in self.open.drain() {
-            if let Some(done) = closed(w) {
+        for (_, mut w) in self.open.drain() {
+            if let Some(done) = closed(&mut w) {
                 emit(done);
             }
         }
     }
 }
 
+impl Window {
+    /// A window opened by an access at `first_ns`, nothing counted yet.
+    fn from(first_ns: u64) -> Self {
+        Self {
+            first_ns,
+            counted: None,
+            count: 0,
+            last_ns: first_ns,
+        }
+    }
+}
+
 /// The record a closed window goes out in, if it counted anything.
-fn closed(w: Window) -> Option<Record> {
-    let mut rec = w.counted?;
+fn closed(w: &mut Window) -> Option<Record> {
+    let mut rec = w.counted.take()?;
     rec.repeats = Some(Count {
         count: w.count,
         last_ns: w.last_ns,
