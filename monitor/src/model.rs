@@ -519,6 +519,13 @@ impl Record {
     }
 }
 
+/// The wall clock now, ns since the Unix epoch (0 before it).
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Why a follower could not handle a batch (it is retried).
 pub type FollowError = Box<dyn std::error::Error + Send + Sync>;
 

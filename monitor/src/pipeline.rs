@@ -173,9 +173,7 @@ impl Pipeline {
                 self.recording.rules = rules;
                 // Recorded once in force: every record after it was judged
                 // by these rules.
-                if self.recording.records.send(record).is_err() {
-                    self.counters.record_errors += 1;
-                }
+                store(&self.recording.records, &mut self.counters.record_errors)(record);
             }
             while self.step() == BATCH {}
             if stopping {
@@ -203,19 +201,11 @@ impl Pipeline {
     /// Stores the record of every repeat window that has closed (every
     /// window, when `all`: at shutdown).
     fn close_repeats(&mut self, all: bool) {
-        let (records, errors) = (&self.recording.records, &mut self.counters.record_errors);
-        let mut emit = |rec| {
-            if records.send(rec).is_err() {
-                *errors += 1;
-            }
-        };
+        let mut emit = store(&self.recording.records, &mut self.counters.record_errors);
         if all {
             self.repeats.close_all(&mut emit);
         } else {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
-            self.repeats.close_due(now, &mut emit);
+            self.repeats.close_due(crate::model::now_ns(), &mut emit);
         }
         self.counters.repeats_uncounted = self.repeats.overflowed();
     }
@@ -281,11 +271,10 @@ impl Pipeline {
                         ..
                     } = recording;
                     if let Some(rec) = assess(rules, judges, host, names.as_deref(), &event) {
-                        repeats.admit(rec, &mut |rec| {
-                            if recording.records.send(rec).is_err() {
-                                counters.record_errors += 1;
-                            }
-                        });
+                        repeats.admit(
+                            rec,
+                            &mut store(&recording.records, &mut counters.record_errors),
+                        );
                     }
                     if let (false, Some(d)) = (sinks.is_empty(), &recording.names) {
                         redact_event(d, &mut event);
@@ -362,6 +351,16 @@ impl Pipeline {
 fn refresh_class_dirs(sensor: &mut Sensor, rules: &RuleSet) {
     if let Err(e) = sensor.set_class_dirs(&crate::classify::class_dirs(&rules.classes)) {
         tracing::error!(error = %e, "cannot update the kernel's classified directories");
+    }
+}
+
+/// Hands records to the record writer, counting each it cannot take
+/// (dropped) in `errors`.
+fn store<'a>(records: &'a RecordSender, errors: &'a mut u64) -> impl FnMut(Record) + 'a {
+    move |rec| {
+        if records.send(rec).is_err() {
+            *errors += 1;
+        }
     }
 }
 

@@ -3,10 +3,10 @@
 //! least-data `policy.toml` entry from what the role actually used, and
 //! what the current policy allows that it never used).
 
+use crate::model::now_ns;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
@@ -28,12 +28,6 @@ pub struct Baseline {
     user: Option<String>,
     #[command(flatten)]
     common: Common,
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// `time` as a short age (`3h`, `2d`).

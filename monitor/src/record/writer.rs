@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::Store;
 use crate::model::Action;
-use crate::model::{Alert, Outcome, Record, Severity};
+use crate::model::{now_ns, Alert, Outcome, Record, Severity};
 
 /// Records queued for the writer at most.
 pub const QUEUE: usize = 65_536;
@@ -131,12 +131,6 @@ pub fn spawn(
         .name("record".into())
         .spawn(move || run(&store, &rx, retention, &counters, &template))?;
     Ok((sender, handle))
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A time the store could not write.

@@ -10,9 +10,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, UNIX_EPOCH};
 
-use crate::model::{Action, FollowError, Follower, Outcome, Record, Run, RunOutcome};
+use crate::model::{now_ns, Action, FollowError, Follower, Outcome, Record, Run, RunOutcome};
 use crate::record::writer::RecordSender;
 use crate::rules::responders::{Kind, Responder, ResponderRules};
 
@@ -58,12 +58,6 @@ pub struct Runner {
     /// Storm control: by responder and incident, when it last ran (ns) and
     /// what was folded since.
     storms: HashMap<String, (u64, u64)>,
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Runner {
