@@ -146,11 +146,22 @@ fn rounds_of(
         for k in 0..setups.len() {
             let setup = setups[(k + round as usize) % setups.len()];
             let running = start(setup, monitor, dir, workload.repeat_window_ms)?;
+            // The daemon's counters and its programs' statistics, read
+            // around its rounds only.
+            let daemon = matches!(running, Running::Monitor(_));
             let before_status = super::soak::status(dir);
-            let before_probes = probe_stats()?;
+            let before_probes = if daemon {
+                probe_stats()?
+            } else {
+                BTreeMap::new()
+            };
             let t = phases(records, workload);
-            let after_probes = probe_stats()?;
-            if let Running::Monitor(_) = running {
+            let after_probes = if daemon {
+                probe_stats()?
+            } else {
+                BTreeMap::new()
+            };
+            if daemon {
                 let after = settled_status(dir);
                 let delta = |a: &str, b: &str| {
                     after[a][b]
@@ -427,7 +438,7 @@ pub fn floor_program() -> String {
 
 /// Run count and total run time (ns) of every kernel program whose name
 /// is one of the monitor's (the kernel keeps fifteen bytes of a name).
-fn probe_stats() -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+pub fn probe_stats() -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .output()

@@ -174,20 +174,9 @@ pub fn run(monitor: &Path, requests: u64) -> anyhow::Result<PreventReport> {
 
 /// The write probe's total run time and run count so far (0 before it is loaded).
 fn probe_ns_total() -> anyhow::Result<(f64, f64)> {
-    let out = Command::new("bpftool")
-        .args(["prog", "show", "--json"])
-        .output()
-        .context("bpftool (apt-get install bpftool)")?;
-    let progs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    Ok(progs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|p| p["name"] == "ssl_write_ex")
-        .fold((0.0, 0.0), |(t, n), p| {
-            (
-                t + p["run_time_ns"].as_f64().unwrap_or(0.0),
-                n + p["run_cnt"].as_f64().unwrap_or(0.0),
-            )
-        }))
+    let (calls, ns) = super::overhead::probe_stats()?
+        .get("ssl_write_ex")
+        .copied()
+        .unwrap_or_default();
+    Ok((ns as f64, calls as f64))
 }
