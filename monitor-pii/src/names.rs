@@ -660,7 +660,7 @@ mod tests {
     fn lower_case_names_after_name_is() {
         let found = |text: &str| {
             let mut out = Vec::new();
-            crate::scan::Scanner::new().scan(text.as_bytes(), &mut out);
+            crate::scan::Scanner::shared().scan(text.as_bytes(), &mut out);
             out.iter()
                 .filter(|c| c.kind == Some(PiiType::Person) && c.score >= 0.5)
                 .map(|c| text[c.start..c.end].to_owned())

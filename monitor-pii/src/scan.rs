@@ -167,6 +167,15 @@ impl Scanner {
     }
 }
 
+#[cfg(test)]
+impl Scanner {
+    /// One scanner for every test (building one compiles its grammars).
+    pub(crate) fn shared() -> &'static Scanner {
+        static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+        SCANNER.get_or_init(Scanner::new)
+    }
+}
+
 impl Default for Scanner {
     fn default() -> Self {
         Self::new()
@@ -1984,15 +1993,9 @@ fn capitalized_words(text: &[u8], mut i: usize, max: usize) -> (usize, usize) {
 mod tests {
     use super::*;
 
-    /// One scanner for every test (building one compiles its grammars).
-    fn scanner() -> &'static Scanner {
-        static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
-        SCANNER.get_or_init(Scanner::new)
-    }
-
     fn kinds(text: &str) -> Vec<(PiiType, String)> {
         let mut out = Vec::new();
-        scanner().scan(text.as_bytes(), &mut out);
+        Scanner::shared().scan(text.as_bytes(), &mut out);
         out.iter()
             .filter(|c| c.score >= 0.5)
             .map(|c| (c.kind.unwrap(), text[c.start..c.end].to_owned()))
@@ -2244,13 +2247,13 @@ mod tests {
                 }
                 text.push_str(" then ");
             }
-            let sc = Scanner::new();
+            let sc = Scanner::shared();
             let found = |gated: bool| {
                 let mut out = Vec::new();
                 if gated {
-                    numeric_groups::<true>(&sc, text.as_bytes(), &mut out);
+                    numeric_groups::<true>(sc, text.as_bytes(), &mut out);
                 } else {
-                    numeric_groups::<false>(&sc, text.as_bytes(), &mut out);
+                    numeric_groups::<false>(sc, text.as_bytes(), &mut out);
                 }
                 let mut v: Vec<_> = out
                     .iter()
