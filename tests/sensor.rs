@@ -243,6 +243,98 @@ fn exec_fork_and_exit_of_a_child() {
     assert_eq!(exit["process"]["exe"], exec["exe"]);
 }
 
+/// The kernel sends a file's path once and then its id. A rename of the
+/// file or of its directory, an unlink and a new file, a second name (hard
+/// link) and a bind mount must each show the path as it is spelt now,
+/// never the one cached before; and the cache must actually serve.
+#[test]
+fn a_renamed_or_recreated_file_is_never_reported_under_its_old_path() {
+    if !root_or_skip("a_renamed_or_recreated_file_is_never_reported_under_its_old_path") {
+        return;
+    }
+    let daemon = Daemon::start();
+    let cached = |s: &Value| s["kernel"]["path_cached"].as_u64().unwrap_or(0);
+    let before = cached(&daemon.wait_status("the sensor running", 10, |s| {
+        s["kernel"]["emitted"].as_u64().unwrap_or(0) > 0
+    }));
+    let work = TempDir::new("moved");
+    let dir = work.path();
+    const OPENS: usize = 4;
+    let script = format!(
+        r#"
+import os, subprocess
+def opens(path):
+    for _ in range({OPENS}):
+        os.close(os.open(path, os.O_RDONLY))
+def create(path):
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
+os.mkdir("d1")
+create("d1/a.txt")
+opens("d1/a.txt")
+os.rename("d1/a.txt", "d1/b.txt")
+opens("d1/b.txt")
+os.rename("d1", "d2")
+opens("d2/b.txt")
+os.unlink("d2/b.txt")
+create("d2/c.txt")
+opens("d2/c.txt")
+create("d2/b.txt")
+opens("d2/b.txt")
+os.link("d2/c.txt", "d2/e.txt")
+opens("d2/e.txt")
+opens("d2/c.txt")
+os.mkdir("m")
+subprocess.run(["mount", "--bind", "d2", "m"], check=True)
+try:
+    opens("m/c.txt")
+finally:
+    subprocess.run(["umount", "m"], check=True)
+opens("d2/c.txt")
+"#
+    );
+    let status = Command::new(python())
+        .args(["-c", &script])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let child_exit = daemon.wait_for("exit of the python child", |v| {
+        v["kind"] == "exit"
+            && v["process"]["ppid"] == std::process::id()
+            && v["process"]["comm"] == "python3"
+    });
+    let pid = pid_of(&child_exit);
+    let expected: Vec<String> = [
+        "d1/a.txt", "d1/b.txt", "d2/b.txt", "d2/c.txt", "d2/b.txt", "d2/e.txt", "d2/c.txt",
+        "m/c.txt", "d2/c.txt",
+    ]
+    .iter()
+    .flat_map(|p| std::iter::repeat_n(dir.join(p).to_string_lossy().into_owned(), OPENS))
+    .collect();
+    let prefix = format!("{}/", dir.display());
+    let reads = || -> Vec<String> {
+        daemon
+            .events()
+            .iter()
+            .filter(|v| pid_of(v) == pid && v["kind"] == "file" && v["op"] == "open")
+            .filter(|v| v["flag_names"][0] == "O_RDONLY")
+            .filter_map(|v| v["path"].as_str().map(str::to_owned))
+            .filter(|p| p.starts_with(&prefix))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while reads().len() < expected.len() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(reads(), expected);
+    // Every name after the first open of it came from the cache.
+    let served = (OPENS - 1) * 9;
+    let status = daemon.wait_status("the path cache serving", 10, |s| {
+        cached(s) >= before + served as u64
+    });
+    assert_eq!(status["pipeline"]["paths_unknown"], 0);
+}
+
 #[test]
 fn daemon_never_reports_itself_and_publishes_status() {
     if !root_or_skip("daemon_never_reports_itself_and_publishes_status") {

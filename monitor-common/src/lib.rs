@@ -173,7 +173,25 @@ pub struct FileBody {
     pub class_mark: u32,
     /// The socket a transfer (`Sendfile`, `Splice`) went to; empty otherwise.
     pub sock: SockInfo,
+    /// For a successful open: the id the kernel's path cache gave the
+    /// opened file's path (never 0). When `strs[0]` carries the path, the
+    /// daemon learns it under this id; when `strs[0]` is empty, the path is
+    /// the one learnt earlier (a cache hit: no walk, no path bytes). 0 for
+    /// every other record.
+    pub path_id: u64,
 }
+
+/// Index in the `PATH_GEN` array the kernel bumps whenever a path may have
+/// changed its spelling (a rename, unlink, rmdir or mount change, at entry
+/// and at exit). A cached path is served only while both generations are
+/// the ones it was resolved under.
+pub const PATH_GEN_KERNEL: u32 = 0;
+/// Index in the `PATH_GEN` array the daemon bumps when it forgets the paths
+/// it learnt (its table of paths by id is full) or changes the classified
+/// directories (a cached cut path carries their mark).
+pub const PATH_GEN_DAEMON: u32 = 1;
+/// Paths the kernel's path cache holds (least recently used go first).
+pub const MAX_CACHED_PATHS: u32 = 32768;
 
 /// A key of the kernel's map of classified directories (filled by the
 /// daemon from the class globs): the directory's device, as the kernel
@@ -456,8 +474,10 @@ pub const COUNTER_PAYLOAD_TRUNCATED: u32 = 4;
 pub const COUNTER_MARK_UNRESOLVED: u32 = 5;
 /// TLS writes stopped in the kernel (a card number from an enforcing role).
 pub const COUNTER_PREVENTED: u32 = 6;
+/// Successful opens whose path came from the kernel's path cache (no walk).
+pub const COUNTER_PATH_CACHED: u32 = 7;
 /// Number of counters.
-pub const COUNTER_COUNT: u32 = 7;
+pub const COUNTER_COUNT: u32 = 8;
 
 /// Byte offsets of kernel struct members, read from the kernel's BTF at start-up
 /// and handed to the programs as a global. rustc emits no CO-RE relocations,

@@ -94,6 +94,33 @@ macro_rules! syscall {
     };
 }
 
+/// The path cache's invalidation at entry and exit of a syscall that can
+/// change how an existing path is spelt (`path_moved`).
+macro_rules! moves_paths {
+    ($name:literal) => {
+        [
+            Probe {
+                program: "path_moved",
+                hook: Hook::Tracepoint {
+                    category: "syscalls",
+                    name: concat!("sys_enter_", $name),
+                },
+                when: When::Always,
+                shown: concat!("path-cache:", $name),
+            },
+            Probe {
+                program: "path_moved",
+                hook: Hook::Tracepoint {
+                    category: "syscalls",
+                    name: concat!("sys_exit_", $name),
+                },
+                when: When::Always,
+                shown: "",
+            },
+        ]
+    };
+}
+
 const fn tracepoint(program: &'static str, category: &'static str, shown: &'static str) -> Probe {
     Probe {
         program,
@@ -144,7 +171,7 @@ const GNUTLS: TlsFlavour = TlsFlavour::GnuTls;
 pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 71;
+pub const PROBE_COUNT: usize = 91;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
@@ -177,6 +204,17 @@ pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
     &syscall!("readv", "sys_exit_payload", Inbound),
     &syscall!("recvfrom", "sys_exit_payload", Inbound),
     &syscall!("recvmsg", "sys_exit_payload", Inbound),
+    // Renames, unlinks and mount changes make cached paths stale.
+    &moves_paths!("unlink"),
+    &moves_paths!("unlinkat"),
+    &moves_paths!("rename"),
+    &moves_paths!("renameat"),
+    &moves_paths!("renameat2"),
+    &moves_paths!("rmdir"),
+    &moves_paths!("mount"),
+    &moves_paths!("umount"),
+    &moves_paths!("move_mount"),
+    &moves_paths!("pivot_root"),
     &[
         tracepoint("sys_enter_close", "syscalls", "syscalls:close"),
         // Process lifecycle.

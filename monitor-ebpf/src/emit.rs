@@ -104,9 +104,9 @@ pub(crate) fn begin(kind: EventKind) -> Option<(&'static mut RawEvent, *const u8
     Some((ev, task))
 }
 
-/// Sends the used part of `ev` to the ring buffer.
+/// Sends the used part of `ev` to the ring buffer; false when it was lost.
 #[inline(always)]
-pub(crate) fn submit(ev: &mut RawEvent, cur: &Cursor) {
+pub(crate) fn submit(ev: &mut RawEvent, cur: &Cursor) -> bool {
     let mut used = cur.off;
     if used > DATA_CAP {
         used = DATA_CAP;
@@ -121,15 +121,22 @@ pub(crate) fn submit(ev: &mut RawEvent, cur: &Cursor) {
             RAW_EVENT_FIXED_LEN + used,
         )
     };
-    output(bytes);
+    output(bytes)
 }
 
-/// Copies one record to the ring buffer, counting it as sent or lost.
+/// Copies one record to the ring buffer, counting it as sent or lost;
+/// false when it was lost.
 #[inline(always)]
-pub(crate) fn output(bytes: &[u8]) {
+pub(crate) fn output(bytes: &[u8]) -> bool {
     match EVENTS.output::<[u8]>(bytes, wake_flags(bytes.len())) {
-        Ok(()) => count(COUNTER_EMITTED),
-        Err(_) => count(COUNTER_RINGBUF_FULL),
+        Ok(()) => {
+            count(COUNTER_EMITTED);
+            true
+        }
+        Err(_) => {
+            count(COUNTER_RINGBUF_FULL);
+            false
+        }
     }
 }
 

@@ -6,12 +6,16 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{EventKind, FileBody, FileOp, NetOp, SockInfo, COUNTER_ARGS_MISSING};
+use monitor_common::{
+    EventKind, FileBody, FileOp, NetOp, SockInfo, COUNTER_ARGS_MISSING, FLAG_TRUNCATED, STR_CUT,
+};
 
 use crate::emit::{begin, count, self_tgid, submit, Cursor};
 use crate::maps::{Call, SyscallArgs, ARGS, AT_FDCWD};
 use crate::net::on_net_exit;
-use crate::paths::{push_fd_path, push_path_arg, task_root};
+use crate::paths::{
+    cached_path, new_path_slot, path_key, push_fd_path, push_path_arg, remember_path, task_root,
+};
 use crate::transfer::on_transfer_exit;
 
 enter_probe!(sys_enter_open, Call::Open, 3);
@@ -132,14 +136,35 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
         dfd2,
         class_mark: 0,
         sock: SockInfo::default(),
+        path_id: 0,
     };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };
     let mut mark = 0;
     let opened = matches!(op, FileOp::Openat | FileOp::Openat2) && ret >= 0;
     if opened {
-        // The file actually opened, symlinks resolved: the caller's spelling adds nothing.
+        // The file actually opened, symlinks resolved: the caller's spelling
+        // adds nothing. A file walked a moment ago is sent as its path id.
+        let key = path_key(task, ret, &root);
+        if let Some(slot) = cached_path(&key) {
+            ev.body.file.path_id = slot.id;
+            ev.body.file.class_mark = slot.mark;
+            if slot.cut != 0 {
+                ev.header.flags |= FLAG_TRUNCATED;
+            }
+            submit(ev, &cur);
+            return;
+        }
+        let mut slot = new_path_slot();
         ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, ret, &mut mark);
+        slot.mark = mark;
+        slot.cut = u32::from(ev.strs[0].flags & STR_CUT != 0);
+        ev.body.file.path_id = slot.id;
+        ev.body.file.class_mark = mark;
+        if submit(ev, &cur) {
+            remember_path(&key, &slot);
+        }
+        return;
     } else if matches!(op, FileOp::Ftruncate) {
         ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, dfd as i64, &mut mark);
     } else {

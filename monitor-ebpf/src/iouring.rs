@@ -71,6 +71,7 @@ fn on_open(cmd: *const u8) {
         dfd2: 0,
         class_mark: 0,
         sock: SockInfo::default(),
+        path_id: 0,
     };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };

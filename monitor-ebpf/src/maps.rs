@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use monitor_common::{
     ClassDirKey, KernelOffsets, PayloadEvent, RawEvent, SensorConfig, SockInfo, COUNTER_COUNT,
-    MAX_CLASS_DIRS,
+    MAX_CACHED_PATHS, MAX_CLASS_DIRS,
 };
 
 /// Kernel struct offsets, set by the daemon at load time.
@@ -79,6 +79,23 @@ pub(crate) static ENFORCE_CGROUP: HashMap<u64, u32> = HashMap::with_max_entries(
 #[map]
 pub(crate) static PAYLOAD_SCRATCH: Array<PayloadEvent> = Array::with_max_entries(1, 0);
 
+/// The path cache: the id under which the path of `(dentry, mount)` seen
+/// from a root was sent to the daemon, and the generations it was resolved
+/// under (`paths.rs`).
+#[map]
+pub(crate) static PATH_IDS: LruHashMap<PathKey, PathSlot> =
+    LruHashMap::with_max_entries(MAX_CACHED_PATHS, 0);
+
+/// The path cache's generations: `PATH_GEN_KERNEL`, bumped here whenever a
+/// path may have changed its spelling, and `PATH_GEN_DAEMON`, bumped by the
+/// daemon.
+#[map]
+pub(crate) static PATH_GEN: Array<u64> = Array::with_max_entries(2, 0);
+
+/// The last path id handed out on each CPU.
+#[map]
+pub(crate) static PATH_NEXT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
 /// `COUNTER_*` counts, per CPU.
 #[map]
 pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
@@ -146,4 +163,30 @@ pub(crate) struct SyscallArgs {
     pub(crate) call: u32,
     pub(crate) _pad: u32,
     pub(crate) args: [u64; 6],
+}
+
+/// A file as the path walk sees it: its dentry and mount, and the root the
+/// walk stops at (a chrooted process spells the same file differently).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct PathKey {
+    pub(crate) dentry: u64,
+    pub(crate) mnt: u64,
+    pub(crate) root_dentry: u64,
+    pub(crate) root_mnt: u64,
+}
+
+/// What the path cache keeps of a walk.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct PathSlot {
+    /// The id the path was sent under.
+    pub(crate) id: u64,
+    /// `PATH_GEN` when the walk began.
+    pub(crate) kernel_gen: u64,
+    pub(crate) daemon_gen: u64,
+    /// The walk's class mark (cut paths only).
+    pub(crate) mark: u32,
+    /// 1 when the path was cut short.
+    pub(crate) cut: u32,
 }

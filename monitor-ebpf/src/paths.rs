@@ -10,7 +10,11 @@ use monitor_common::{
 };
 
 use crate::emit::{count, kptr, kread, push_kernel_str, push_user_str, str_ref, Cursor, Root};
-use crate::maps::{AT_FDCWD, CLASS_DIRS, SCRATCH};
+use crate::maps::{
+    PathKey, PathSlot, AT_FDCWD, CLASS_DIRS, PATH_GEN, PATH_IDS, PATH_NEXT, SCRATCH,
+};
+use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
+use monitor_common::{COUNTER_PATH_CACHED, PATH_GEN_DAEMON, PATH_GEN_KERNEL};
 
 /// The task's root directory.
 #[inline(always)]
@@ -239,6 +243,102 @@ pub(crate) fn fd_file(task: *const u8, fd: i64) -> *const u8 {
     }
     let fds = kptr(fdt, offset!(fdt_fd));
     kptr(fds, (fd as usize) * 8)
+}
+
+/// Attached at entry and at exit of every syscall that can change how an
+/// existing file's path is spelt (renames, unlinks, rmdir, mounts, also the
+/// daemon's own): no path cached before it is served again. Changing the
+/// generation at both ends means a walk that raced the change is not
+/// served after it.
+///
+/// The BPF target has no atomic add, so each change writes a value never
+/// written before ([`unique`]) rather than adding one: two changes that
+/// race may leave either value, but never one a cached walk was made under.
+#[tracepoint]
+pub fn path_moved(_ctx: TracePointContext) -> u32 {
+    let value = unique();
+    if let Some(p) = PATH_GEN.get_ptr_mut(PATH_GEN_KERNEL) {
+        // SAFETY: an aligned u64 in an array map.
+        unsafe { core::ptr::write_volatile(p, value) };
+    }
+    0
+}
+
+/// A value no call returns twice: the CPU in the top bits, a per-CPU count
+/// below.
+#[inline(always)]
+fn unique() -> u64 {
+    // SAFETY: helper without preconditions.
+    let cpu = unsafe { raw::bpf_get_smp_processor_id() } as u64;
+    let mut seq = 0;
+    if let Some(n) = PATH_NEXT.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe {
+            *n += 1;
+            seq = *n;
+        }
+    }
+    ((cpu + 1) << 48) | (seq & ((1 << 48) - 1))
+}
+
+fn generation(index: u32) -> u64 {
+    match PATH_GEN.get_ptr(index) {
+        // SAFETY: an aligned u64 in an array map.
+        Some(p) => unsafe { core::ptr::read_volatile(p) },
+        None => 0,
+    }
+}
+
+/// The file open at `fd`, as the path cache knows it.
+#[inline(always)]
+pub(crate) fn path_key(task: *const u8, fd: i64, root: &Root) -> PathKey {
+    let file = fd_file(task, fd);
+    let f_path = offset!(file_f_path);
+    PathKey {
+        dentry: kptr(file, f_path + offset!(path_dentry)) as u64,
+        mnt: kptr(file, f_path + offset!(path_mnt)) as u64,
+        root_dentry: root.dentry as u64,
+        root_mnt: root.mnt as u64,
+    }
+}
+
+/// The cached walk of `key`, when it was made under the current generations.
+#[inline(always)]
+pub(crate) fn cached_path(key: &PathKey) -> Option<PathSlot> {
+    if key.dentry == 0 || key.mnt == 0 {
+        return None;
+    }
+    // SAFETY: the slot is copied out at once.
+    let slot = unsafe { *PATH_IDS.get(key)? };
+    if slot.kernel_gen != generation(PATH_GEN_KERNEL)
+        || slot.daemon_gen != generation(PATH_GEN_DAEMON)
+    {
+        return None;
+    }
+    count(COUNTER_PATH_CACHED);
+    Some(slot)
+}
+
+/// A new walk about to be sent: its slot, with the generations read
+/// before the walk, and a fresh id.
+#[inline(always)]
+pub(crate) fn new_path_slot() -> PathSlot {
+    PathSlot {
+        id: unique(),
+        kernel_gen: generation(PATH_GEN_KERNEL),
+        daemon_gen: generation(PATH_GEN_DAEMON),
+        mark: 0,
+        cut: 0,
+    }
+}
+
+/// Caches a walk once its record is on the ring buffer (a hit refers to
+/// the id, so the daemon must have the path first).
+#[inline(always)]
+pub(crate) fn remember_path(key: &PathKey, slot: &PathSlot) {
+    if key.dentry != 0 && key.mnt != 0 {
+        let _ = PATH_IDS.insert(key, slot, 0);
+    }
 }
 
 /// Components of the file open at `fd`.

@@ -82,6 +82,7 @@ pub(crate) fn on_transfer_exit(a: &SyscallArgs, ret: i64) {
         dfd2: out_fd,
         class_mark: 0,
         sock: sock.unwrap_or(SockInfo::default()),
+        path_id: 0,
     };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };

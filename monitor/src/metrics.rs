@@ -75,6 +75,18 @@ pub fn render(s: &Status) -> String {
     );
     counter(
         &mut reg,
+        "events_paths_unknown",
+        "Opens sent by path id whose path the daemon no longer had",
+        s.pipeline.paths_unknown,
+    );
+    counter(
+        &mut reg,
+        "kernel_path_cached",
+        "Opens whose path came from the kernel's path cache",
+        s.kernel.path_cached,
+    );
+    counter(
+        &mut reg,
         "records_stored",
         "Records written to the record",
         s.record.stored,

@@ -291,6 +291,12 @@ impl Pipeline {
                 }
             }
         });
+        counters.paths_unknown = enricher.paths_unknown();
+        if enricher.take_forget_paths() {
+            if let Err(e) = sensor.forget_paths() {
+                tracing::warn!(error = %e, "the kernel's path cache could not be reset");
+            }
+        }
         for (tgid, cgroup) in to_mark {
             if enforced.insert(tgid) {
                 sensor.enforce(tgid, cgroup, true);

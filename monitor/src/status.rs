@@ -32,6 +32,9 @@ pub struct KernelCounters {
     /// TLS writes stopped before encryption (card number, enforcing role).
     #[serde(default)]
     pub prevented: u64,
+    /// Opens whose path came from the kernel's path cache (not walked).
+    #[serde(default)]
+    pub path_cached: u64,
 }
 
 /// Counters kept by the userspace pipeline.
@@ -53,6 +56,10 @@ pub struct PipelineCounters {
     /// taken (stored, not lost).
     #[serde(default)]
     pub repeats_uncounted: u64,
+    /// Opens sent by path id whose path the daemon no longer had (recorded
+    /// under a placeholder path; never expected).
+    #[serde(default)]
+    pub paths_unknown: u64,
 }
 
 /// The access record's counters.
@@ -288,6 +295,7 @@ impl Status {
         t.row("events/s", format!("{:.1}", self.events_per_sec));
         t.row("writes prevented", k.prevented.to_string());
         t.row("emitted (kernel)", k.emitted.to_string());
+        t.row("paths from cache", k.path_cached.to_string());
         t.row("received", p.received.to_string());
         t.row("ring buffer", format!("{} MiB", self.ring_bytes >> 20));
         t.row("processes tracked", self.processes_tracked.to_string());
@@ -314,6 +322,7 @@ impl Status {
         t.row("unresolved paths", k.mark_unresolved.to_string());
         t.row("streams evicted", p.streams_evicted.to_string());
         t.row("repeats uncounted", p.repeats_uncounted.to_string());
+        t.row("paths unknown", p.paths_unknown.to_string());
         t.row("exits without args", k.args_missing.to_string());
         t.section("LAST ERRORS");
         t.row(

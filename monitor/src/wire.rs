@@ -206,6 +206,7 @@ mod tests {
                 dfd2: 0,
                 class_mark: 0,
                 sock: Default::default(),
+                path_id: 0,
             },
         };
         let mut off = 0;

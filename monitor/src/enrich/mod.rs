@@ -4,6 +4,7 @@
 
 pub mod cgroups;
 pub mod names;
+pub mod path_ids;
 pub mod paths;
 pub mod process;
 
@@ -23,6 +24,7 @@ use crate::event::{
 use crate::wire::{Body, Record};
 use cgroups::CgroupCache;
 use names::NameCache;
+use path_ids::PathIds;
 use process::ProcessTable;
 
 /// Converts `CLOCK_MONOTONIC` readings to wall-clock time.
@@ -90,6 +92,8 @@ pub struct Enricher {
     /// Pipes a file was spliced into, by process and pipe id: the file (and
     /// its class mark) a splice out of the pipe sends.
     pipes: HashMap<(u32, u64), (String, u32)>,
+    /// Paths the kernel sends by id after the first open.
+    path_ids: PathIds,
 }
 
 /// Pipes remembered at most (the oldest go first).
@@ -131,7 +135,19 @@ impl Enricher {
             clock: WallClock::now(),
             scrubber,
             pipes: HashMap::new(),
+            path_ids: PathIds::default(),
         }
+    }
+
+    /// True once after the table of paths by id turned over: the caller
+    /// must then call `Sensor::forget_paths`.
+    pub fn take_forget_paths(&mut self) -> bool {
+        self.path_ids.take_forget()
+    }
+
+    /// Opens sent by a path id that was not known.
+    pub fn paths_unknown(&self) -> u64 {
+        self.path_ids.unknown()
     }
 
     /// Masks later command lines with `scrubber` (a reload).
@@ -192,7 +208,7 @@ impl Enricher {
         let process = self.process(rec);
         let detail = match rec.body {
             Body::File(f) => {
-                let mut access = file_access(rec, &f);
+                let mut access = file_access(rec, &f, &mut self.path_ids);
                 self.follow_pipe(h.tgid, &mut access);
                 Detail::File(access)
             }
@@ -276,7 +292,11 @@ fn errno_name(result: i64) -> Option<String> {
     (result < 0).then(|| format!("{:?}", nix::errno::Errno::from_raw((-result) as i32)))
 }
 
-fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
+fn file_access(
+    rec: &Record<'_>,
+    f: &monitor_common::FileBody,
+    path_ids: &mut PathIds,
+) -> FileAccess {
     let op = FileOp::from_u32(f.op);
     // A successful open and ftruncate carry the file itself (symlinks resolved);
     // everything else carries the caller's path and the directory it is relative to.
@@ -287,8 +307,14 @@ fn file_access(rec: &Record<'_>, f: &monitor_common::FileBody) -> FileAccess {
         Some(FileOp::Ftruncate | FileOp::Sendfile | FileOp::Splice) => true,
         _ => false,
     } && (rec.strs[0].parts().next().is_some() || rec.strs[1].is_none());
-    let path = if whole_file {
-        paths::from_components(&rec.strs[0])
+    let path = if whole_file && f.path_id != 0 && rec.strs[0].is_none() {
+        path_ids.path(f.path_id)
+    } else if whole_file {
+        let path = paths::from_components(&rec.strs[0]);
+        if f.path_id != 0 {
+            path_ids.learn(f.path_id, &path);
+        }
+        path
     } else {
         paths::resolve(&rec.strs[0], &rec.strs[1])
     };

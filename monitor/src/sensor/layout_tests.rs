@@ -19,7 +19,8 @@ fn header_layout() {
 
 #[test]
 fn body_layouts() {
-    assert_eq!(size_of::<FileBody>(), 72);
+    assert_eq!(size_of::<FileBody>(), 80);
+    assert_eq!(offset_of!(FileBody, path_id), 72);
     assert_eq!(offset_of!(FileBody, sock), 40);
     assert_eq!(offset_of!(FileBody, ret), 8);
     assert_eq!(offset_of!(FileBody, dfd2), 32);
@@ -32,7 +33,7 @@ fn body_layouts() {
     assert_eq!(size_of::<ExecBody>(), 16);
     assert_eq!(size_of::<ForkBody>(), 16);
     assert_eq!(size_of::<ExitBody>(), 8);
-    assert_eq!(size_of::<EventBody>(), 72);
+    assert_eq!(size_of::<EventBody>(), 80);
 }
 
 #[test]
@@ -40,10 +41,10 @@ fn record_layout() {
     assert_eq!(size_of::<StrRef>(), 8);
     assert_eq!(offset_of!(StrRef, flags), 6);
     assert_eq!(offset_of!(RawEvent, body), 64);
-    assert_eq!(offset_of!(RawEvent, strs), 136);
-    assert_eq!(offset_of!(RawEvent, data), 168);
-    assert_eq!(RAW_EVENT_FIXED_LEN, 168);
-    assert_eq!(size_of::<RawEvent>(), 168 + DATA_CAP);
+    assert_eq!(offset_of!(RawEvent, strs), 144);
+    assert_eq!(offset_of!(RawEvent, data), 176);
+    assert_eq!(RAW_EVENT_FIXED_LEN, 176);
+    assert_eq!(size_of::<RawEvent>(), 176 + DATA_CAP);
 }
 
 #[test]

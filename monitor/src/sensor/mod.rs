@@ -154,6 +154,7 @@ pub struct Sensor {
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     class_dirs: aya::maps::HashMap<MapData, ClassDirKey, u32>,
+    path_gen: aya::maps::Array<MapData, u64>,
     enforce_tgid: aya::maps::HashMap<MapData, u32, u32>,
     enforce_cgroup: aya::maps::HashMap<MapData, u64, u32>,
     attached: Vec<String>,
@@ -221,6 +222,8 @@ impl Sensor {
             .and_then(|m| PerCpuArray::try_from(m).map_err(|e| map_err("COUNTERS", e)))?;
         let class_dirs = take_map(&mut ebpf, "CLASS_DIRS")
             .and_then(|m| aya::maps::HashMap::try_from(m).map_err(|e| map_err("CLASS_DIRS", e)))?;
+        let path_gen = take_map(&mut ebpf, "PATH_GEN")
+            .and_then(|m| aya::maps::Array::try_from(m).map_err(|e| map_err("PATH_GEN", e)))?;
         let enforce_tgid = take_map(&mut ebpf, "ENFORCE_TGID").and_then(|m| {
             aya::maps::HashMap::try_from(m).map_err(|e| map_err("ENFORCE_TGID", e))
         })?;
@@ -231,6 +234,7 @@ impl Sensor {
             ring,
             counters,
             class_dirs,
+            path_gen,
             enforce_tgid,
             enforce_cgroup,
             attached,
@@ -432,7 +436,19 @@ impl Sensor {
                 .insert(k, mark, 0)
                 .map_err(|e| map_err("CLASS_DIRS", e))?;
         }
-        Ok(())
+        // Cached cut paths carry the old directories' marks.
+        self.forget_paths()
+    }
+
+    /// Makes the kernel's path cache walk every path again: for when the
+    /// daemon forgets the paths it learnt by id, or their marks change.
+    /// Only the daemon writes its generation, so a plain update is enough.
+    pub fn forget_paths(&mut self) -> Result<(), SensorError> {
+        let index = monitor_common::PATH_GEN_DAEMON;
+        let gen = self.path_gen.get(&index, 0).unwrap_or(0);
+        self.path_gen
+            .set(index, gen.wrapping_add(1), 0)
+            .map_err(|e| map_err("PATH_GEN", e))
     }
 
     /// The tracepoints the sensor is attached to.
@@ -497,6 +513,7 @@ impl Sensor {
             payload_truncated: read(monitor_common::COUNTER_PAYLOAD_TRUNCATED),
             mark_unresolved: read(monitor_common::COUNTER_MARK_UNRESOLVED),
             prevented: read(monitor_common::COUNTER_PREVENTED),
+            path_cached: read(monitor_common::COUNTER_PATH_CACHED),
         }
     }
 }
