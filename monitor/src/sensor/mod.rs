@@ -420,6 +420,7 @@ impl Sensor {
             .filter_map(Result::ok)
             .filter(|k| !dirs.iter().any(|(d, _)| d == k))
             .collect();
+        let mut changed = !stale.is_empty();
         for k in stale {
             let _ = self.class_dirs.remove(&k);
         }
@@ -432,12 +433,19 @@ impl Sensor {
             );
         }
         for (k, mark) in dirs.iter().take(cap) {
+            if self.class_dirs.get(k, 0).ok() == Some(*mark) {
+                continue;
+            }
+            changed = true;
             self.class_dirs
                 .insert(k, mark, 0)
                 .map_err(|e| map_err("CLASS_DIRS", e))?;
         }
         // Cached cut paths carry the old directories' marks.
-        self.forget_paths()
+        if changed {
+            self.forget_paths()?;
+        }
+        Ok(())
     }
 
     /// Makes the kernel's path cache walk every path again: for when the
