@@ -179,7 +179,22 @@ pub struct FileBody {
     /// the one learnt earlier (a cache hit: no walk, no path bytes). 0 for
     /// every other record.
     pub path_id: u64,
+    /// 0 for one access. Otherwise this record stands for that many opens
+    /// the kernel counted instead of sending (the same process, file and
+    /// flags as a record sent before); the header's time is the first of
+    /// them, [`FileBody::repeats_last_ns`] the last.
+    pub repeats: u64,
+    /// The time of the last counted open (`bpf_ktime_get_ns`).
+    pub repeats_last_ns: u64,
 }
+
+/// Open flags never counted in the kernel: an open that creates, truncates
+/// or makes a temporary file matters on its own (`O_CREAT | O_TRUNC |
+/// O_TMPFILE`).
+pub const REPEAT_NOT_COUNTED: u64 = 0o100 | 0o1000 | 0o20200000;
+/// Repeat windows the kernel keeps open at once (per process, file, flags
+/// and CPU); past it every open is sent.
+pub const MAX_REPEAT_WINDOWS: u32 = 16384;
 
 /// Index in the `PATH_GEN` array the kernel bumps whenever a path may have
 /// changed its spelling (a rename, unlink, rmdir or mount change, at entry
@@ -476,8 +491,13 @@ pub const COUNTER_MARK_UNRESOLVED: u32 = 5;
 pub const COUNTER_PREVENTED: u32 = 6;
 /// Successful opens whose path came from the kernel's path cache (no walk).
 pub const COUNTER_PATH_CACHED: u32 = 7;
+/// Opens counted in the kernel instead of sent (each one is reported in a
+/// later record's [`FileBody::repeats`]).
+pub const COUNTER_REPEATS_COUNTED: u32 = 8;
+/// Opens sent one by one because every kernel repeat window was taken.
+pub const COUNTER_REPEATS_UNCOUNTED: u32 = 9;
 /// Number of counters.
-pub const COUNTER_COUNT: u32 = 8;
+pub const COUNTER_COUNT: u32 = 10;
 
 /// Byte offsets of kernel struct members, read from the kernel's BTF at start-up
 /// and handed to the programs as a global. rustc emits no CO-RE relocations,
@@ -593,6 +613,10 @@ pub struct SensorConfig {
     pub self_tgid: u32,
     /// Most payload bytes captured per call (at most [`PAYLOAD_MAX`]).
     pub payload_limit: u32,
+    /// The kernel's repeat window, ns: a successful open of a file the same
+    /// process opened with the same flags less than this long before (and
+    /// sent a record for) is counted, not sent; 0 sends every open.
+    pub repeat_window_ns: u64,
 }
 
 #[cfg(feature = "user")]

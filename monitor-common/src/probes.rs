@@ -21,6 +21,12 @@ pub enum Hook {
         /// The function.
         symbol: &'static str,
     },
+    /// A uprobe on a function of the daemon's own binary: the daemon calls
+    /// it to have the kernel do something in its place.
+    Daemon {
+        /// The function (`#[no_mangle]` in the daemon).
+        symbol: &'static str,
+    },
 }
 
 /// A TLS implementation the sensor reads plaintext from.
@@ -170,8 +176,11 @@ const GNUTLS: TlsFlavour = TlsFlavour::GnuTls;
 /// The Go function whose calls carry outbound TLS plaintext.
 pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 
+/// The daemon's function whose calls collect the kernel's repeat counts.
+pub const FLUSH_REPEATS: &str = "monitor_flush_repeats";
+
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 91;
+pub const PROBE_COUNT: usize = 92;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
@@ -247,5 +256,14 @@ pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
         tls("ssl_read_ret", GNUTLS, "gnutls_record_recv", When::Inbound),
         // Go: at the call only; inbound Go TLS is not read.
         tls("go_tls_write", TlsFlavour::Go, GO_TLS_WRITE, When::Always),
+        // The kernel's repeat counts, collected when the daemon asks.
+        Probe {
+            program: "repeats_flush",
+            hook: Hook::Daemon {
+                symbol: FLUSH_REPEATS,
+            },
+            when: When::Always,
+            shown: "daemon:monitor_flush_repeats",
+        },
     ],
 ]);

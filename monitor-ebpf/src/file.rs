@@ -10,12 +10,13 @@ use monitor_common::{
     EventKind, FileBody, FileOp, NetOp, SockInfo, COUNTER_ARGS_MISSING, FLAG_TRUNCATED, STR_CUT,
 };
 
-use crate::emit::{begin, count, self_tgid, submit, Cursor};
+use crate::emit::{begin, count, current_task, self_tgid, submit, Cursor};
 use crate::maps::{Call, SyscallArgs, ARGS, AT_FDCWD};
 use crate::net::on_net_exit;
 use crate::paths::{
     cached_path, new_path_slot, path_key, push_fd_path, push_path_arg, remember_path, task_root,
 };
+use crate::repeats::{counted, open_window};
 use crate::transfer::on_transfer_exit;
 
 enter_probe!(sys_enter_open, Call::Open, 3);
@@ -84,17 +85,40 @@ pub fn sys_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
+/// An open's (op, dfd, path, flags, mode), or `None` for another call.
+#[inline(always)]
+fn open_args(a: &SyscallArgs) -> Option<(FileOp, i32, u64, u64, u64)> {
+    let x = &a.args;
+    match a.call {
+        c if c == Call::Open as u32 => Some((FileOp::Openat, AT_FDCWD, x[0], x[1], x[2])),
+        c if c == Call::Openat as u32 => Some((FileOp::Openat, x[0] as i32, x[1], x[2], x[3])),
+        c if c == Call::Openat2 as u32 => {
+            // struct open_how { u64 flags; u64 mode; u64 resolve; }
+            // SAFETY: user memory read by helper; failure leaves zeros.
+            let how = unsafe { bpf_probe_read_user(x[2] as *const [u64; 2]) }.unwrap_or([0, 0]);
+            Some((FileOp::Openat2, x[0] as i32, x[1], how[0], how[1]))
+        }
+        _ => None,
+    }
+}
+
 #[inline(always)]
 pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
+    if ret >= 0 {
+        if let Some((op, dfd, _, flags, mode)) = open_args(a) {
+            return on_open_exit(op, dfd, flags, mode, ret);
+        }
+    }
     let Some((ev, task)) = begin(EventKind::File) else {
         return;
     };
     let x = &a.args;
     // (op, dfd, path, dfd2, path2, flags, mode)
-    let (op, dfd, path, dfd2, path2, mut flags, mut mode) = match a.call {
-        c if c == Call::Open as u32 => (FileOp::Openat, AT_FDCWD, x[0], 0, 0, x[1], x[2]),
-        c if c == Call::Openat as u32 => (FileOp::Openat, x[0] as i32, x[1], 0, 0, x[2], x[3]),
-        c if c == Call::Openat2 as u32 => (FileOp::Openat2, x[0] as i32, x[1], 0, 0, 0, 0),
+    let (op, dfd, path, dfd2, path2, flags, mode) = match a.call {
+        _ if open_args(a).is_some() => {
+            let (op, dfd, path, flags, mode) = open_args(a).unwrap_or((FileOp::Openat, 0, 0, 0, 0));
+            (op, dfd, path, 0, 0, flags, mode)
+        }
         c if c == Call::Unlink as u32 => (FileOp::Unlinkat, AT_FDCWD, x[0], 0, 0, 0, 0),
         c if c == Call::Unlinkat as u32 => (FileOp::Unlinkat, x[0] as i32, x[1], 0, 0, x[2], 0),
         c if c == Call::Rename as u32 => (FileOp::Renameat2, AT_FDCWD, x[0], AT_FDCWD, x[1], 0, 0),
@@ -120,52 +144,12 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
         c if c == Call::Ftruncate as u32 => (FileOp::Ftruncate, x[0] as i32, 0, 0, 0, 0, x[1]),
         _ => return,
     };
-    if a.call == Call::Openat2 as u32 {
-        // struct open_how { u64 flags; u64 mode; u64 resolve; }
-        // SAFETY: user memory read by helper; failure leaves zeros.
-        let how = unsafe { bpf_probe_read_user(x[2] as *const [u64; 2]) }.unwrap_or([0, 0]);
-        flags = how[0];
-        mode = how[1];
-    }
-    ev.body.file = FileBody {
-        op: op as u32,
-        dfd,
-        ret,
-        flags,
-        mode,
-        dfd2,
-        class_mark: 0,
-        sock: SockInfo::default(),
-        path_id: 0,
-    };
+    ev.body.file = file_body(op, dfd, ret, flags, mode);
+    ev.body.file.dfd2 = dfd2;
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };
     let mut mark = 0;
-    let opened = matches!(op, FileOp::Openat | FileOp::Openat2) && ret >= 0;
-    if opened {
-        // The file actually opened, symlinks resolved: the caller's spelling
-        // adds nothing. A file walked a moment ago is sent as its path id.
-        let key = path_key(task, ret, &root);
-        if let Some(slot) = cached_path(&key) {
-            ev.body.file.path_id = slot.id;
-            ev.body.file.class_mark = slot.mark;
-            if slot.cut != 0 {
-                ev.header.flags |= FLAG_TRUNCATED;
-            }
-            submit(ev, &cur);
-            return;
-        }
-        let mut slot = new_path_slot();
-        ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, ret, &mut mark);
-        slot.mark = mark;
-        slot.cut = u32::from(ev.strs[0].flags & STR_CUT != 0);
-        ev.body.file.path_id = slot.id;
-        ev.body.file.class_mark = mark;
-        if submit(ev, &cur) {
-            remember_path(&key, &slot);
-        }
-        return;
-    } else if matches!(op, FileOp::Ftruncate) {
+    if matches!(op, FileOp::Ftruncate) {
         ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, dfd as i64, &mut mark);
     } else {
         let (d, p) = push_path_arg(ev, &mut cur, &root, task, dfd, path, &mut mark);
@@ -183,4 +167,65 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
     }
     ev.body.file.class_mark = mark;
     submit(ev, &cur);
+}
+
+#[inline(always)]
+fn file_body(op: FileOp, dfd: i32, ret: i64, flags: u64, mode: u64) -> FileBody {
+    FileBody {
+        op: op as u32,
+        dfd,
+        ret,
+        flags,
+        mode,
+        dfd2: 0,
+        class_mark: 0,
+        sock: SockInfo::default(),
+        path_id: 0,
+        repeats: 0,
+        repeats_last_ns: 0,
+    }
+}
+
+/// A successful open: the file actually opened, symlinks resolved (the
+/// caller's spelling adds nothing). A file walked a moment ago is sent as
+/// its path id; one this process opened with these flags within the
+/// repeat window is only counted (`repeats.rs`).
+#[inline(always)]
+fn on_open_exit(op: FileOp, dfd: i32, flags: u64, mode: u64, fd: i64) {
+    let task = current_task();
+    let root = task_root(task);
+    let key = path_key(task, fd, &root);
+    let cached = cached_path(&key);
+    if let Some(slot) = &cached {
+        if counted(slot.id, flags) {
+            return;
+        }
+    }
+    let Some((ev, task)) = begin(EventKind::File) else {
+        return;
+    };
+    ev.body.file = file_body(op, dfd, fd, flags, mode);
+    let mut cur = Cursor { off: 0 };
+    if let Some(slot) = cached {
+        ev.body.file.path_id = slot.id;
+        ev.body.file.class_mark = slot.mark;
+        if slot.cut != 0 {
+            ev.header.flags |= FLAG_TRUNCATED;
+        }
+        if submit(ev, &cur) {
+            open_window(ev);
+        }
+        return;
+    }
+    let mut slot = new_path_slot();
+    let mut mark = 0;
+    ev.strs[0] = push_fd_path(ev, &mut cur, &root, task, fd, &mut mark);
+    slot.mark = mark;
+    slot.cut = u32::from(ev.strs[0].flags & STR_CUT != 0);
+    ev.body.file.path_id = slot.id;
+    ev.body.file.class_mark = mark;
+    if submit(ev, &cur) {
+        remember_path(&key, &slot);
+        open_window(ev);
+    }
 }

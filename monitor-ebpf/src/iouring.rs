@@ -72,6 +72,8 @@ fn on_open(cmd: *const u8) {
         class_mark: 0,
         sock: SockInfo::default(),
         path_id: 0,
+        repeats: 0,
+        repeats_last_ns: 0,
     };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };

@@ -55,6 +55,7 @@ mod net;
 mod paths;
 mod payload;
 mod prevent;
+mod repeats;
 mod tls;
 mod transfer;
 

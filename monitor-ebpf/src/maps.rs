@@ -7,8 +7,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use monitor_common::{
-    ClassDirKey, KernelOffsets, PayloadEvent, RawEvent, SensorConfig, SockInfo, COUNTER_COUNT,
-    MAX_CACHED_PATHS, MAX_CLASS_DIRS,
+    ClassDirKey, EventBody, EventHeader, KernelOffsets, PayloadEvent, RawEvent, SensorConfig,
+    SockInfo, StrRef, COUNTER_COUNT, MAX_CACHED_PATHS, MAX_CLASS_DIRS, MAX_REPEAT_WINDOWS,
+    MAX_STRS,
 };
 
 /// Kernel struct offsets, set by the daemon at load time.
@@ -96,11 +97,23 @@ pub(crate) static PATH_GEN: Array<u64> = Array::with_max_entries(2, 0);
 #[map]
 pub(crate) static PATH_NEXT: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// Open repeat windows (`repeats.rs`). Not an LRU map: a window holding a
+/// count is never evicted; allocated as used (and freed after readers are
+/// done, so a program holding a removed window writes into no other).
+#[map]
+pub(crate) static REPEATS: HashMap<RepeatKey, RepeatWindow> =
+    HashMap::with_max_entries(MAX_REPEAT_WINDOWS, BPF_F_NO_PREALLOC);
+
+/// Per CPU: a window under construction (0) and a record of counts (1).
+#[map]
+pub(crate) static REPEAT_SCRATCH: PerCpuArray<RepeatWindow> = PerCpuArray::with_max_entries(2, 0);
+
 /// `COUNTER_*` counts, per CPU.
 #[map]
 pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_COUNT, 0);
 
 pub(crate) const AT_FDCWD: i32 = -100;
+pub(crate) const BPF_F_NO_PREALLOC: u32 = 1;
 pub(crate) const BPF_RB_NO_WAKEUP: u64 = 1;
 pub(crate) const BPF_RB_FORCE_WAKEUP: u64 = 2;
 pub(crate) const BPF_RB_AVAIL_DATA: u64 = 0;
@@ -189,4 +202,36 @@ pub(crate) struct PathSlot {
     pub(crate) mark: u32,
     /// 1 when the path was cut short.
     pub(crate) cut: u32,
+}
+
+/// A repeat window's key: the path (by id), the open flags, the process,
+/// and the CPU whose programs alone raise its count.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct RepeatKey {
+    pub(crate) path_id: u64,
+    pub(crate) flags: u64,
+    pub(crate) tgid: u32,
+    pub(crate) cpu: u32,
+}
+
+/// A repeat window: the record that opened it (laid out as a record's
+/// fixed part, so a record of its count is sent from it), then its times
+/// and counts.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct RepeatWindow {
+    pub(crate) header: EventHeader,
+    pub(crate) body: EventBody,
+    pub(crate) strs: [StrRef; MAX_STRS],
+    /// When its first open was sent.
+    pub(crate) opened_ns: u64,
+    /// The first open counted since the last collection.
+    pub(crate) since_ns: u64,
+    /// The last open counted.
+    pub(crate) last_ns: u64,
+    /// Opens counted (only ever raised, on the window's CPU).
+    pub(crate) count: u64,
+    /// Of `count`, how many were sent (written by the flush only).
+    pub(crate) reported: u64,
 }

@@ -83,6 +83,8 @@ pub(crate) fn on_transfer_exit(a: &SyscallArgs, ret: i64) {
         class_mark: 0,
         sock: sock.unwrap_or(SockInfo::default()),
         path_id: 0,
+        repeats: 0,
+        repeats_last_ns: 0,
     };
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };

@@ -258,6 +258,22 @@ pub struct FileAccess {
     /// For `sendfile` and `splice`: where the bytes went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transfer: Option<Transfer>,
+    /// For opens the kernel counted instead of sending (the same process,
+    /// file and flags as an open sent before, within the repeat window):
+    /// how many this event stands for, the first at the event's time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<Repeats>,
+}
+
+/// Accesses counted into one record or event: the same process, object,
+/// action, outcome, role and class (for the kernel's count: the same
+/// process, file and open flags), within the repeat window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repeats {
+    /// How many accesses it stands for (the first at its time).
+    pub count: u64,
+    /// When the last of them happened, ns since the Unix epoch.
+    pub last_ns: u64,
 }
 
 fn is_zero(v: &u32) -> bool {

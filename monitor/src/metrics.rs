@@ -81,6 +81,18 @@ pub fn render(s: &Status) -> String {
     );
     counter(
         &mut reg,
+        "kernel_repeats_counted",
+        "Opens counted in the kernel instead of sent (each is in a later record's count)",
+        s.kernel.repeats_counted,
+    );
+    counter(
+        &mut reg,
+        "kernel_repeats_uncounted",
+        "Opens sent one by one because every kernel repeat window was taken",
+        s.kernel.repeats_uncounted,
+    );
+    counter(
+        &mut reg,
         "kernel_path_cached",
         "Opens whose path came from the kernel's path cache",
         s.kernel.path_cached,

@@ -373,15 +373,7 @@ pub struct Record {
     pub repeats: Option<Repeats>,
 }
 
-/// Accesses counted into one record: the same process, object, action,
-/// outcome, role and class, within the repeat window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Repeats {
-    /// How many accesses the record stands for (the first at `time`).
-    pub count: u64,
-    /// When the last of them happened, ns since the Unix epoch.
-    pub last_ns: u64,
-}
+pub use crate::event::Repeats;
 
 impl Record {
     /// How many accesses the record stands for: 1 unless counted.
@@ -502,7 +494,10 @@ impl Record {
             via: event.via.clone(),
             reason: None,
             context: Some(ProcessContext::of(p)),
-            repeats: None,
+            repeats: match &event.detail {
+                Detail::File(f) => f.repeats,
+                _ => None,
+            },
         }
     }
 

@@ -175,10 +175,16 @@ impl Pipeline {
                 // by these rules.
                 store(&self.recording.records, &mut self.counters.record_errors)(record);
             }
+            // The kernel's counts are collected before the ring is drained,
+            // so that they reach the record's windows in the same round.
+            let repeats_due = stopping || last_repeats.elapsed() >= REPEATS_EVERY;
+            if repeats_due {
+                self.sensor.flush_repeats();
+            }
             while self.step() == BATCH {}
             if stopping {
                 self.close_repeats(true);
-            } else if last_repeats.elapsed() >= REPEATS_EVERY {
+            } else if repeats_due {
                 self.close_repeats(false);
                 last_repeats = Instant::now();
             }

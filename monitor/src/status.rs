@@ -35,6 +35,13 @@ pub struct KernelCounters {
     /// Opens whose path came from the kernel's path cache (not walked).
     #[serde(default)]
     pub path_cached: u64,
+    /// Opens counted in the kernel instead of sent (each is in a later
+    /// record's count).
+    #[serde(default)]
+    pub repeats_counted: u64,
+    /// Opens sent one by one because every kernel repeat window was taken.
+    #[serde(default)]
+    pub repeats_uncounted: u64,
 }
 
 /// Counters kept by the userspace pipeline.
@@ -296,6 +303,7 @@ impl Status {
         t.row("writes prevented", k.prevented.to_string());
         t.row("emitted (kernel)", k.emitted.to_string());
         t.row("paths from cache", k.path_cached.to_string());
+        t.row("opens counted (kernel)", k.repeats_counted.to_string());
         t.row("received", p.received.to_string());
         t.row("ring buffer", format!("{} MiB", self.ring_bytes >> 20));
         t.row("processes tracked", self.processes_tracked.to_string());
@@ -321,7 +329,10 @@ impl Status {
         t.row("truncated payloads", k.payload_truncated.to_string());
         t.row("unresolved paths", k.mark_unresolved.to_string());
         t.row("streams evicted", p.streams_evicted.to_string());
-        t.row("repeats uncounted", p.repeats_uncounted.to_string());
+        t.row(
+            "repeats uncounted",
+            (p.repeats_uncounted + k.repeats_uncounted).to_string(),
+        );
         t.row("paths unknown", p.paths_unknown.to_string());
         t.row("exits without args", k.args_missing.to_string());
         t.section("LAST ERRORS");

@@ -207,6 +207,8 @@ mod tests {
                 class_mark: 0,
                 sock: Default::default(),
                 path_id: 0,
+                repeats: 0,
+                repeats_last_ns: 0,
             },
         };
         let mut off = 0;

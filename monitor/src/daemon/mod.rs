@@ -30,6 +30,14 @@ pub struct Options {
     /// Print every event as one JSON line on stdout.
     #[arg(long)]
     pub events_stdout: bool,
+    /// With --events-stdout, let the kernel count repeated opens as it
+    /// does for the record (the stream then shows the first open of each
+    /// repeat window and events carrying the count of the rest). Without
+    /// it, --events-stdout turns the kernel's counting off and prints every
+    /// open.
+    #[arg(long, requires = "events_stdout")]
+    #[serde(default)]
+    pub events_counted: bool,
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 32)]
     pub ring_mib: u32,
@@ -80,9 +88,10 @@ pub struct Options {
     /// file, action, outcome, role and class) is counted into one record
     /// rather than stored each time: the first is stored at once, the rest
     /// as one record with their count. 0 stores every access on its own.
-    /// Events printed with --events-stdout are never counted. A SIGKILL
-    /// loses at most one window of counts (each window's first access is
-    /// stored at once).
+    /// The kernel counts repeated opens of one file by one process with
+    /// the same flags within the same window before they reach the daemon
+    /// (see --events-counted). A SIGKILL loses at most one window of counts
+    /// (each window's first access is stored at once).
     #[arg(long, default_value_t = DEFAULT_REPEAT_WINDOW_MS)]
     pub repeat_window_ms: u64,
     /// Days records are kept.

@@ -221,6 +221,12 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         payload_limit: opts.payload_limit,
         capture_inbound: opts.capture_inbound,
         discover_tls: !opts.no_tls_discovery,
+        // The stream shows every open unless asked to take counts.
+        repeat_window: if opts.events_stdout && !opts.events_counted {
+            std::time::Duration::ZERO
+        } else {
+            std::time::Duration::from_millis(opts.repeat_window_ms)
+        },
         ..SensorSettings::default()
     };
     for lib in &opts.tls_libraries {

@@ -209,6 +209,15 @@ impl Enricher {
         let detail = match rec.body {
             Body::File(f) => {
                 let mut access = file_access(rec, &f, &mut self.path_ids);
+                if f.repeats > 0 {
+                    let last = self.clock.system_time(f.repeats_last_ns);
+                    access.repeats = Some(crate::event::Repeats {
+                        count: f.repeats,
+                        last_ns: last
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos() as u64),
+                    });
+                }
                 self.follow_pipe(h.tgid, &mut access);
                 Detail::File(access)
             }
@@ -354,6 +363,7 @@ fn file_access(
         errno: errno_name(f.ret),
         class_mark: f.class_mark,
         transfer,
+        repeats: None,
     }
 }
 

@@ -19,7 +19,9 @@ fn header_layout() {
 
 #[test]
 fn body_layouts() {
-    assert_eq!(size_of::<FileBody>(), 80);
+    assert_eq!(size_of::<FileBody>(), 96);
+    assert_eq!(offset_of!(FileBody, repeats), 80);
+    assert_eq!(offset_of!(FileBody, repeats_last_ns), 88);
     assert_eq!(offset_of!(FileBody, path_id), 72);
     assert_eq!(offset_of!(FileBody, sock), 40);
     assert_eq!(offset_of!(FileBody, ret), 8);
@@ -33,7 +35,7 @@ fn body_layouts() {
     assert_eq!(size_of::<ExecBody>(), 16);
     assert_eq!(size_of::<ForkBody>(), 16);
     assert_eq!(size_of::<ExitBody>(), 8);
-    assert_eq!(size_of::<EventBody>(), 80);
+    assert_eq!(size_of::<EventBody>(), 96);
 }
 
 #[test]
@@ -41,10 +43,10 @@ fn record_layout() {
     assert_eq!(size_of::<StrRef>(), 8);
     assert_eq!(offset_of!(StrRef, flags), 6);
     assert_eq!(offset_of!(RawEvent, body), 64);
-    assert_eq!(offset_of!(RawEvent, strs), 144);
-    assert_eq!(offset_of!(RawEvent, data), 176);
-    assert_eq!(RAW_EVENT_FIXED_LEN, 176);
-    assert_eq!(size_of::<RawEvent>(), 176 + DATA_CAP);
+    assert_eq!(offset_of!(RawEvent, strs), 160);
+    assert_eq!(offset_of!(RawEvent, data), 192);
+    assert_eq!(RAW_EVENT_FIXED_LEN, 192);
+    assert_eq!(size_of::<RawEvent>(), 192 + DATA_CAP);
 }
 
 #[test]
@@ -62,5 +64,6 @@ fn globals_layout() {
     assert_eq!(size_of::<KernelOffsets>(), 49 * 4);
     assert_eq!(size_of::<ClassDirKey>(), 16);
     assert_eq!(offset_of!(ClassDirKey, ino), 8);
-    assert_eq!(size_of::<SensorConfig>(), 8);
+    assert_eq!(size_of::<SensorConfig>(), 16);
+    assert_eq!(offset_of!(SensorConfig, repeat_window_ns), 8);
 }

@@ -133,6 +133,8 @@ pub struct SensorSettings {
     pub discover_tls: bool,
     /// Also capture what processes receive (off by default: reads are frequent).
     pub capture_inbound: bool,
+    /// The kernel's repeat window (`repeats.rs`): zero sends every open.
+    pub repeat_window: Duration,
 }
 
 impl Default for SensorSettings {
@@ -145,6 +147,7 @@ impl Default for SensorSettings {
             tls_libraries: find_libssl(),
             discover_tls: true,
             capture_inbound: false,
+            repeat_window: Duration::ZERO,
         }
     }
 }
@@ -176,6 +179,7 @@ impl Sensor {
             payload_limit: settings
                 .payload_limit
                 .min(monitor_common::PAYLOAD_MAX as u32),
+            repeat_window_ns: u64::try_from(settings.repeat_window.as_nanos()).unwrap_or(u64::MAX),
         };
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| SensorError::Tracefs(e))? as u32;
         let mut ebpf = EbpfLoader::new()
@@ -210,6 +214,16 @@ impl Sensor {
                     attach(&mut ebpf, probe.program, category, name)?;
                 }
                 Hook::Tls { .. } => load_uprobe(&mut ebpf, probe.program)?,
+                Hook::Daemon { symbol } => {
+                    let offset = own_offset(monitor_flush_repeats as *const () as usize)?;
+                    attach_uprobe(
+                        &mut ebpf,
+                        probe.program,
+                        symbol,
+                        offset,
+                        Path::new("/proc/self/exe"),
+                    )?;
+                }
             }
             if !probe.shown.is_empty() {
                 attached.push(probe.shown.to_owned());
@@ -448,6 +462,12 @@ impl Sensor {
         Ok(())
     }
 
+    /// Has the kernel send the repeat counts it holds (`repeats_flush`):
+    /// one record per window, with the opens counted since the last call.
+    pub fn flush_repeats(&self) {
+        monitor_flush_repeats();
+    }
+
     /// Makes the kernel's path cache walk every path again: for when the
     /// daemon forgets the paths it learnt by id, or their marks change.
     /// Only the daemon writes its generation, so a plain update is enough.
@@ -522,8 +542,50 @@ impl Sensor {
             mark_unresolved: read(monitor_common::COUNTER_MARK_UNRESOLVED),
             prevented: read(monitor_common::COUNTER_PREVENTED),
             path_cached: read(monitor_common::COUNTER_PATH_CACHED),
+            repeats_counted: read(monitor_common::COUNTER_REPEATS_COUNTED),
+            repeats_uncounted: read(monitor_common::COUNTER_REPEATS_UNCOUNTED),
         }
     }
+}
+
+/// Calls of [`monitor_flush_repeats`].
+static FLUSHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The function the kernel's `repeats_flush` is attached to: calling it
+/// collects the repeat counts. It must stay a real call.
+#[no_mangle]
+#[inline(never)]
+pub extern "C" fn monitor_flush_repeats() {
+    std::hint::black_box(FLUSHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+}
+
+/// The offset in its file of `addr`, an address in this process's own
+/// executable code (from `/proc/self/maps`).
+fn own_offset(addr: usize) -> Result<u64, SensorError> {
+    let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| SensorError::Attach {
+        program: "repeats_flush".to_owned(),
+        category: "/proc/self/maps".to_owned(),
+        name: monitor_common::probes::FLUSH_REPEATS.to_owned(),
+        source: Box::new(aya::programs::ProgramError::IOError(e)),
+    })?;
+    let found = maps.lines().find_map(|line| {
+        let mut f = line.split_whitespace();
+        let (start, end) = f.next()?.split_once('-')?;
+        let (perms, offset) = (f.next()?, f.next()?);
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        let offset = u64::from_str_radix(offset, 16).ok()?;
+        (perms.contains('x') && (start..end).contains(&addr))
+            .then(|| (addr - start) as u64 + offset)
+    });
+    found.ok_or_else(|| SensorError::Attach {
+        program: "repeats_flush".to_owned(),
+        category: "/proc/self/exe".to_owned(),
+        name: monitor_common::probes::FLUSH_REPEATS.to_owned(),
+        source: Box::new(aya::programs::ProgramError::IOError(std::io::Error::other(
+            "not in an executable mapping",
+        ))),
+    })
 }
 
 fn map_err(name: &'static str, e: aya::maps::MapError) -> SensorError {

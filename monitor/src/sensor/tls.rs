@@ -63,7 +63,7 @@ fn probed_symbols() -> HashSet<&'static str> {
         .iter()
         .filter_map(|p| match p.hook {
             Hook::Tls { symbol, .. } => Some(symbol),
-            Hook::Tracepoint { .. } => None,
+            Hook::Tracepoint { .. } | Hook::Daemon { .. } => None,
         })
         .collect()
 }

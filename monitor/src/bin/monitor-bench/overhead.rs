@@ -428,7 +428,7 @@ pub fn floor_program() -> String {
         .filter(|p| p.when == When::Always)
         .filter_map(|p| match p.hook {
             Hook::Tracepoint { category, name } => Some(format!("tracepoint:{category}:{name}")),
-            Hook::Tls { .. } => None,
+            Hook::Tls { .. } | Hook::Daemon { .. } => None,
         })
         .collect();
     tracepoints.sort();
