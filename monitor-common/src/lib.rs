@@ -197,8 +197,7 @@ pub const REPEAT_NOT_COUNTED: u64 = 0o100 | 0o1000 | 0o20200000;
 pub const MAX_REPEAT_WINDOWS: u32 = 16384;
 
 /// Index in the `PATH_GEN` array the kernel bumps whenever a path may have
-/// changed its spelling (a rename, unlink, rmdir or mount change, at entry
-/// and at exit). A cached path is served only while both generations are
+/// changed its spelling (a rename or a mount change, at entry and at exit). A cached path is served only while both generations are
 /// the ones it was resolved under.
 pub const PATH_GEN_KERNEL: u32 = 0;
 /// Index in the `PATH_GEN` array the daemon bumps when it forgets the paths
@@ -603,6 +602,8 @@ pub struct KernelOffsets {
     pub tty_driver_major: u32,
     /// `tty_driver.minor_start`
     pub tty_driver_minor_start: u32,
+    /// `inode.i_generation`
+    pub inode_i_generation: u32,
 }
 
 /// Settings the daemon hands the programs as a global at load time.

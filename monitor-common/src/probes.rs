@@ -180,7 +180,7 @@ pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 pub const FLUSH_REPEATS: &str = "monitor_flush_repeats";
 
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 92;
+pub const PROBE_COUNT: usize = 86;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
@@ -213,13 +213,12 @@ pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
     &syscall!("readv", "sys_exit_payload", Inbound),
     &syscall!("recvfrom", "sys_exit_payload", Inbound),
     &syscall!("recvmsg", "sys_exit_payload", Inbound),
-    // Renames, unlinks and mount changes make cached paths stale.
-    &moves_paths!("unlink"),
-    &moves_paths!("unlinkat"),
+    // Renames and mount changes make cached paths stale. (An unlinked
+    // file's cached path cannot be served to another file: the cache's key
+    // holds the inode and its generation.)
     &moves_paths!("rename"),
     &moves_paths!("renameat"),
     &moves_paths!("renameat2"),
-    &moves_paths!("rmdir"),
     &moves_paths!("mount"),
     &moves_paths!("umount"),
     &moves_paths!("move_mount"),

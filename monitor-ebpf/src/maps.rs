@@ -179,7 +179,9 @@ pub(crate) struct SyscallArgs {
 }
 
 /// A file as the path walk sees it: its dentry and mount, and the root the
-/// walk stops at (a chrooted process spells the same file differently).
+/// walk stops at (a chrooted process spells the same file differently);
+/// and its inode with the inode's generation, so that a dentry and an inode
+/// freed by an unlink and reused for another file make another key.
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(crate) struct PathKey {
@@ -187,6 +189,8 @@ pub(crate) struct PathKey {
     pub(crate) mnt: u64,
     pub(crate) root_dentry: u64,
     pub(crate) root_mnt: u64,
+    pub(crate) inode: u64,
+    pub(crate) generation: u64,
 }
 
 /// What the path cache keeps of a walk.

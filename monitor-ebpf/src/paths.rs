@@ -246,8 +246,7 @@ pub(crate) fn fd_file(task: *const u8, fd: i64) -> *const u8 {
 }
 
 /// Attached at entry and at exit of every syscall that can change how an
-/// existing file's path is spelt (renames, unlinks, rmdir, mounts, also the
-/// daemon's own): no path cached before it is served again. Changing the
+/// existing file's path is spelt (renames and mounts, also the daemon's own): no path cached before it is served again. Changing the
 /// generation at both ends means a walk that raced the change is not
 /// served after it.
 ///
@@ -294,11 +293,15 @@ fn generation(index: u32) -> u64 {
 pub(crate) fn path_key(task: *const u8, fd: i64, root: &Root) -> PathKey {
     let file = fd_file(task, fd);
     let f_path = offset!(file_f_path);
+    let dentry = kptr(file, f_path + offset!(path_dentry));
+    let inode = kptr(dentry, offset!(dentry_d_inode));
     PathKey {
-        dentry: kptr(file, f_path + offset!(path_dentry)) as u64,
+        dentry: dentry as u64,
         mnt: kptr(file, f_path + offset!(path_mnt)) as u64,
         root_dentry: root.dentry as u64,
         root_mnt: root.mnt as u64,
+        inode: inode as u64,
+        generation: u64::from(kread::<u32>(inode, offset!(inode_i_generation))),
     }
 }
 

@@ -156,6 +156,7 @@ impl Btf {
             sock_v6_daddr: self.offset_of("sock", "__sk_common.skc_v6_daddr")?,
             dentry_d_inode: self.offset_of("dentry", "d_inode")?,
             inode_i_ino: self.offset_of("inode", "i_ino")?,
+            inode_i_generation: self.offset_of("inode", "i_generation")?,
             inode_i_sb: self.offset_of("inode", "i_sb")?,
             super_block_s_dev: self.offset_of("super_block", "s_dev")?,
             task_signal: self.offset_of("task_struct", "signal")?,

@@ -7,7 +7,9 @@
 //! closes, one record carries their count and the time of the last. Every
 //! access is in a record or a count: nothing is lost. Denied or failed
 //! opens, records with an alert or findings, sends and the daemon's own
-//! records are never counted: each of those matters on its own.
+//! records are never counted: each of those matters on its own. A record
+//! of opens the kernel already counted (`FileAccess::repeats`) joins an
+//! open window with its whole count, or goes out as it is.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,8 +96,11 @@ impl Repeats {
         let full = self.open.len() >= self.max_windows;
         match self.open.get_mut(&key) {
             Some(w) if rec.time_ns.saturating_sub(w.first_ns) < self.window_ns => {
-                w.count += 1;
-                w.last_ns = w.last_ns.max(rec.time_ns);
+                // A record the kernel counted brings its count.
+                w.count += rec.count();
+                w.last_ns = w
+                    .last_ns
+                    .max(rec.repeats.map_or(rec.time_ns, |r| r.last_ns));
                 if w.counted.is_none() {
                     w.counted = Some(rec);
                 }
@@ -173,7 +178,6 @@ fn countable(r: &Record) -> bool {
         && r.findings.is_empty()
         && r.bytes.is_none()
         && r.run.is_none()
-        && r.repeats.is_none()
 }
 
 #[cfg(test)]
@@ -218,6 +222,38 @@ mod tests {
         );
         assert_eq!(out[1].time_ns, 0, "the first counted access");
         assert_eq!(total(&out), 1000);
+    }
+
+    #[test]
+    fn counts_from_the_kernel_join_the_open_window() {
+        let mut repeats = Repeats::new(Duration::from_secs(1), MAX_WINDOWS);
+        let mut out = Vec::new();
+        let counted = |at_ms: u64, count: u64, last_ms: u64| {
+            let mut r = access(7, "/cards/a.json", at_ms);
+            r.repeats = Some(Count {
+                count,
+                last_ns: last_ms * MS,
+            });
+            r
+        };
+        // Alone, a record of counts goes out as it is.
+        repeats.admit(counted(0, 40, 90), &mut |r| out.push(r));
+        assert_eq!(total(&out), 40);
+        // In its window, the next ones add to one record.
+        repeats.admit(access(7, "/cards/a.json", 100), &mut |r| out.push(r));
+        repeats.admit(counted(200, 500, 300), &mut |r| out.push(r));
+        repeats.admit(counted(400, 7, 450), &mut |r| out.push(r));
+        assert_eq!(out.len(), 1);
+        repeats.close_all(&mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            out[1].repeats,
+            Some(Count {
+                count: 508,
+                last_ns: 450 * MS
+            })
+        );
+        assert_eq!(total(&out), 548);
     }
 
     #[test]

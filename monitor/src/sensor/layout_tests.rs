@@ -61,7 +61,7 @@ fn payload_layout() {
 
 #[test]
 fn globals_layout() {
-    assert_eq!(size_of::<KernelOffsets>(), 49 * 4);
+    assert_eq!(size_of::<KernelOffsets>(), 50 * 4);
     assert_eq!(size_of::<ClassDirKey>(), 16);
     assert_eq!(offset_of!(ClassDirKey, ino), 8);
     assert_eq!(size_of::<SensorConfig>(), 16);
