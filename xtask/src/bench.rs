@@ -224,10 +224,11 @@ fn overhead(
     }
     let a = &r["accounting"];
     println!(
-        "events: {} workload operations; {} emitted by the kernel, {} received, {} lost to a full ring buffer (goal 0: {})",
+        "events: {} workload operations; {} emitted by the kernel, {} received, {} opens counted in the kernel (each in a later record's count), {} lost to a full ring buffer (goal 0: {})",
         a["operations"],
         a["emitted"],
         a["received"],
+        a["counted"],
         a["ringbuf_full"],
         if a["ringbuf_full"] == 0 { "met" } else { "NOT met" }
     );

@@ -62,6 +62,9 @@ pub struct Accounting {
     pub received: u64,
     /// Records lost to a full ring buffer.
     pub ringbuf_full: u64,
+    /// Opens the kernel counted instead of sending (each is in a later
+    /// record's count).
+    pub counted: u64,
 }
 
 /// One kernel program's cost over the daemon's rounds.
@@ -173,6 +176,7 @@ fn rounds_of(
                 accounting.emitted += delta("kernel", "emitted");
                 accounting.received += delta("pipeline", "received");
                 accounting.ringbuf_full += delta("kernel", "ringbuf_full");
+                accounting.counted += delta("kernel", "repeats_counted");
                 for (name, (calls, ns)) in &after_probes {
                     let (c0, n0) = before_probes.get(name).copied().unwrap_or((0, 0));
                     let e = costs.entry(name.clone()).or_default();
