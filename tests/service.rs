@@ -205,8 +205,9 @@ fn exec_start_with_the_unit_s_capabilities_notifies_ready_watchdog_and_stopping(
 }
 
 /// SIGTERM in the middle of a burst: every open that returned before the
-/// signal is in the record after the shutdown, and the daemon's stop
-/// record is the record's last.
+/// signal is in the record after the shutdown (most of them as counts the
+/// kernel held until the daemon collected them on its way out), and the
+/// daemon's stop record is the record's last.
 #[test]
 fn sigterm_during_a_burst_keeps_every_event_before_it_and_ends_with_stop() {
     use std::io::BufRead as _;
@@ -222,7 +223,8 @@ fn sigterm_during_a_burst_keeps_every_event_before_it_and_ends_with_stop() {
     common::classify_dir(&dir.path().join("rules"), &cards);
     let sink = dir.path().join("records.jsonl");
     let sink_arg = sink.to_str().unwrap().to_owned();
-    let mut daemon = common::Daemon::start_in(dir, &["--sink-jsonl", &sink_arg]);
+    let mut daemon =
+        common::Daemon::start_in(dir, &["--sink-jsonl", &sink_arg, "--events-counted"]);
     // Opens in a loop, printing each one's number once it has returned.
     let mut child = Command::new(common::python())
         .args([
@@ -265,9 +267,15 @@ fn sigterm_during_a_burst_keeps_every_event_before_it_and_ends_with_stop() {
         report["last"], last["seq"],
         "the stop record is the record's last"
     );
+    let counted = records
+        .iter()
+        .filter(|r| r["pid"] == child.id() && r["repeats"]["count"].as_u64() > Some(1))
+        .count();
+    assert!(counted > 0, "the burst was counted");
     eprintln!(
-        "SIGTERM in a burst: {} opens returned before it, {reads} recorded",
-        returned + 1
+        "SIGTERM in a burst: {} opens returned before it, {reads} recorded in {} records",
+        returned + 1,
+        records.len()
     );
 }
 
