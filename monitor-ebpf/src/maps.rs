@@ -28,9 +28,11 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Syscall arguments between entry and exit, by thread.
+/// Syscall arguments between entry and exit, by thread. A plain hash (an
+/// LRU's list upkeep made every entry and exit dearer): an entry is
+/// removed at its exit, and a syscall's exit always runs.
 #[map]
-pub(crate) static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0);
 
 /// Classified directories by device and inode, with their marks: filled by
 /// the daemon from the class globs, read only to classify a cut path.

@@ -20,10 +20,20 @@ use monitor_common::{COUNTER_PATH_CACHED, PATH_GEN_DAEMON, PATH_GEN_KERNEL};
 #[inline(always)]
 pub(crate) fn task_root(task: *const u8) -> Root {
     let fs = kptr(task, offset!(task_fs));
-    Root {
-        mnt: kptr(fs, offset!(fs_root) + offset!(path_mnt)),
-        dentry: kptr(fs, offset!(fs_root) + offset!(path_dentry)),
+    let (mnt, dentry) = read_path(fs, offset!(fs_root));
+    Root { mnt, dentry }
+}
+
+/// The `(mnt, dentry)` of the `struct path` at `base + off`: one read of
+/// both where they are the two adjacent words they have always been.
+#[inline(always)]
+pub(crate) fn read_path(base: *const u8, off: usize) -> (*const u8, *const u8) {
+    let (m, d) = (offset!(path_mnt), offset!(path_dentry));
+    if m == 0 && d == 8 {
+        let w = kread::<[usize; 2]>(base, off);
+        return (w[0] as *const u8, w[1] as *const u8);
     }
+    (kptr(base, off + m), kptr(base, off + d))
 }
 
 /// A position in a path walk: a dentry on a mount, and where the walk stops.
@@ -237,11 +247,19 @@ pub(crate) fn fd_file(task: *const u8, fd: i64) -> *const u8 {
     }
     let files = kptr(task, offset!(task_files));
     let fdt = kptr(files, offset!(files_fdt));
-    let max = kread::<u32>(fdt, offset!(fdt_max_fds));
+    // `max_fds` then `fd`, as the kernel has long laid them out: one read.
+    let (max, fds) = if offset!(fdt_max_fds) == 0 && offset!(fdt_fd) == 8 {
+        let w = kread::<[usize; 2]>(fdt, 0);
+        (w[0] as u32, w[1] as *const u8)
+    } else {
+        (
+            kread::<u32>(fdt, offset!(fdt_max_fds)),
+            kptr(fdt, offset!(fdt_fd)),
+        )
+    };
     if fd as u64 >= max as u64 {
         return null();
     }
-    let fds = kptr(fdt, offset!(fdt_fd));
     kptr(fds, (fd as usize) * 8)
 }
 
@@ -292,12 +310,11 @@ fn generation(index: u32) -> u64 {
 #[inline(always)]
 pub(crate) fn path_key(task: *const u8, fd: i64, root: &Root) -> PathKey {
     let file = fd_file(task, fd);
-    let f_path = offset!(file_f_path);
-    let dentry = kptr(file, f_path + offset!(path_dentry));
+    let (mnt, dentry) = read_path(file, offset!(file_f_path));
     let inode = kptr(dentry, offset!(dentry_d_inode));
     PathKey {
         dentry: dentry as u64,
-        mnt: kptr(file, f_path + offset!(path_mnt)) as u64,
+        mnt: mnt as u64,
         root_dentry: root.dentry as u64,
         root_mnt: root.mnt as u64,
         inode: inode as u64,
