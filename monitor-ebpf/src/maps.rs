@@ -30,9 +30,12 @@ pub(crate) static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries
 
 /// Syscall arguments between entry and exit, by thread. A plain hash (an
 /// LRU's list upkeep made every entry and exit dearer): an entry is
-/// removed at its exit, and a syscall's exit always runs.
+/// removed at its exit, and a syscall's exit always runs (a thread killed
+/// in a blocking call passes its exit too). Sized for 32,768 threads
+/// blocked at once in stashed calls; past that an exit is counted as
+/// `args_missing`.
 #[map]
-pub(crate) static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0);
+pub(crate) static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(32768, 0);
 
 /// Classified directories by device and inode, with their marks: filled by
 /// the daemon from the class globs, read only to classify a cut path.

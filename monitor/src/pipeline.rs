@@ -179,7 +179,7 @@ impl Pipeline {
             // so that they reach the record's windows in the same round.
             let repeats_due = stopping || last_repeats.elapsed() >= REPEATS_EVERY;
             if repeats_due {
-                self.sensor.flush_repeats();
+                self.sensor.flush_repeats(stopping);
             }
             while self.step() == BATCH {}
             if stopping {

@@ -162,6 +162,9 @@ pub struct Sensor {
     enforce_cgroup: aya::maps::HashMap<MapData, u64, u32>,
     attached: Vec<String>,
     tls: TlsHooks,
+    /// The kernel's count of counted opens at the last collection, and when.
+    counted_at_flush: u64,
+    last_flush: std::time::Instant,
     capture_inbound: bool,
     // Dropping this detaches and unloads everything; it must outlive the maps above.
     _ebpf: Ebpf,
@@ -256,6 +259,8 @@ impl Sensor {
                 discover: settings.discover_tls,
                 ..TlsHooks::default()
             },
+            counted_at_flush: 0,
+            last_flush: std::time::Instant::now(),
             capture_inbound: settings.capture_inbound,
             _ebpf: ebpf,
         };
@@ -464,8 +469,21 @@ impl Sensor {
 
     /// Has the kernel send the repeat counts it holds (`repeats_flush`):
     /// one record per window, with the opens counted since the last call.
-    pub fn flush_repeats(&self) {
-        monitor_flush_repeats();
+    /// Walking the windows costs about a millisecond, so it is done only
+    /// when the kernel counted something since the last walk, when `force`
+    /// (at shutdown), or once a second (to remove idle windows).
+    pub fn flush_repeats(&mut self, force: bool) {
+        let counted: u64 = self
+            .counters
+            .get(&monitor_common::COUNTER_REPEATS_COUNTED, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(u64::MAX);
+        let idle_walk = self.last_flush.elapsed() >= Duration::from_secs(1);
+        if force || counted != self.counted_at_flush || idle_walk {
+            monitor_flush_repeats();
+            self.counted_at_flush = counted;
+            self.last_flush = std::time::Instant::now();
+        }
     }
 
     /// Makes the kernel's path cache walk every path again: for when the
