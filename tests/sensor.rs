@@ -17,6 +17,16 @@ fn file_event<'a>(events: &'a [Value], pid: u32, op: &str, path: &str) -> Option
     })
 }
 
+/// The pid of the python child of this test whose exit the daemon reported.
+fn exited_python_child(daemon: &Daemon) -> u64 {
+    let exit = daemon.wait_for("exit of the python child", |v| {
+        v["kind"] == "exit"
+            && v["process"]["ppid"] == std::process::id()
+            && v["process"]["comm"] == "python3"
+    });
+    pid_of(&exit)
+}
+
 #[test]
 fn file_events_of_a_short_lived_child() {
     if !root_or_skip("file_events_of_a_short_lived_child") {
@@ -53,12 +63,7 @@ except FileNotFoundError:
         .unwrap();
     assert!(status.success());
     // The child has exited; everything below is attributed after the fact.
-    let child_exit = daemon.wait_for("exit of the python child", |v| {
-        v["kind"] == "exit"
-            && v["process"]["ppid"] == std::process::id()
-            && v["process"]["comm"] == "python3"
-    });
-    let pid = pid_of(&child_exit) as u32;
+    let pid = exited_python_child(&daemon) as u32;
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
     daemon.wait_for("unlink of renamed.txt", |v| {
         pid_of(v) == pid as u64 && v["op"] == "unlink"
@@ -292,18 +297,14 @@ finally:
 opens("d2/c.txt")
 "#
     );
-    let status = Command::new(python())
+    // Its own pid: other tests of this binary run python children too.
+    let mut child = Command::new(python())
         .args(["-c", &script])
         .current_dir(dir)
-        .status()
+        .spawn()
         .unwrap();
-    assert!(status.success());
-    let child_exit = daemon.wait_for("exit of the python child", |v| {
-        v["kind"] == "exit"
-            && v["process"]["ppid"] == std::process::id()
-            && v["process"]["comm"] == "python3"
-    });
-    let pid = pid_of(&child_exit);
+    let pid = u64::from(child.id());
+    assert!(child.wait().unwrap().success());
     let expected: Vec<String> = [
         "d1/a.txt", "d1/b.txt", "d2/b.txt", "d2/c.txt", "d2/b.txt", "d2/e.txt", "d2/c.txt",
         "m/c.txt", "d2/c.txt",

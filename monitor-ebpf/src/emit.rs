@@ -91,9 +91,16 @@ pub(crate) fn begin(kind: EventKind) -> Option<(&'static mut RawEvent, *const u8
     let ev = unsafe { &mut *ev };
     let task = current_task();
     fill_header(&mut ev.header, task, kind);
+    clear_strs(&mut ev.strs);
+    Some((ev, task))
+}
+
+/// Marks every string of a record as absent.
+#[inline(always)]
+pub(crate) fn clear_strs(strs: &mut [StrRef; MAX_STRS]) {
     let mut i = 0;
     while i < MAX_STRS {
-        ev.strs[i] = StrRef {
+        strs[i] = StrRef {
             off: 0,
             len: 0,
             kind: StrKind::None as u16,
@@ -101,7 +108,6 @@ pub(crate) fn begin(kind: EventKind) -> Option<(&'static mut RawEvent, *const u8
         };
         i += 1;
     }
-    Some((ev, task))
 }
 
 /// Sends the used part of `ev` to the ring buffer; false when it was lost.

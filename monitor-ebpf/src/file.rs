@@ -169,8 +169,9 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
     submit(ev, &cur);
 }
 
+/// A file record's body: what every file record has, the rest zero.
 #[inline(always)]
-fn file_body(op: FileOp, dfd: i32, ret: i64, flags: u64, mode: u64) -> FileBody {
+pub(crate) fn file_body(op: FileOp, dfd: i32, ret: i64, flags: u64, mode: u64) -> FileBody {
     FileBody {
         op: op as u32,
         dfd,

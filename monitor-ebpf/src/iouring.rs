@@ -11,11 +11,11 @@ use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use monitor_common::{
-    EventKind, FileBody, FileOp, PayloadOp, SockInfo, FLAG_IO_URING, PAYLOAD_FD_UNKNOWN,
-    PAYLOAD_IO_URING,
+    EventKind, FileOp, PayloadOp, SockInfo, FLAG_IO_URING, PAYLOAD_FD_UNKNOWN, PAYLOAD_IO_URING,
 };
 
 use crate::emit::{begin, kptr, kread, self_tgid, submit, Cursor};
+use crate::file::file_body;
 use crate::maps::SOCKETS;
 use crate::net::sock_key;
 use crate::paths::{push_path_arg, task_root};
@@ -62,19 +62,7 @@ fn on_open(cmd: *const u8) {
     let flags = kread::<u64>(cmd, offset!(io_open_how));
     let mode = kread::<u64>(cmd, offset!(io_open_how) + 8);
     ev.header.flags |= FLAG_IO_URING;
-    ev.body.file = FileBody {
-        op: FileOp::Openat as u32,
-        dfd,
-        ret: 0,
-        flags,
-        mode,
-        dfd2: 0,
-        class_mark: 0,
-        sock: SockInfo::default(),
-        path_id: 0,
-        repeats: 0,
-        repeats_last_ns: 0,
-    };
+    ev.body.file = file_body(FileOp::Openat, dfd, 0, flags, mode);
     let root = task_root(task);
     let mut cur = Cursor { off: 0 };
     let mut mark = 0;

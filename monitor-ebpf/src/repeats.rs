@@ -19,11 +19,11 @@ use aya_ebpf::{
 };
 use core::ptr::{addr_of, read_volatile};
 use monitor_common::{
-    RawEvent, StrKind, StrRef, COUNTER_EMITTED, COUNTER_REPEATS_COUNTED, COUNTER_REPEATS_UNCOUNTED,
-    MAX_STRS, RAW_EVENT_FIXED_LEN, REPEAT_NOT_COUNTED,
+    RawEvent, COUNTER_EMITTED, COUNTER_REPEATS_COUNTED, COUNTER_REPEATS_UNCOUNTED,
+    RAW_EVENT_FIXED_LEN, REPEAT_NOT_COUNTED,
 };
 
-use crate::emit::{count, self_tgid, wake_flags};
+use crate::emit::{clear_strs, count, self_tgid, wake_flags};
 use crate::maps::{RepeatKey, RepeatWindow, CONFIG, EVENTS, REPEATS, REPEAT_SCRATCH};
 
 const BPF_NOEXIST: u64 = 1;
@@ -179,16 +179,7 @@ extern "C" fn flush_one(
     rec.body = w.body;
     rec.body.file.repeats = fresh;
     rec.body.file.repeats_last_ns = w.last_ns;
-    let mut i = 0;
-    while i < MAX_STRS {
-        rec.strs[i] = StrRef {
-            off: 0,
-            len: 0,
-            kind: StrKind::None as u16,
-            flags: 0,
-        };
-        i += 1;
-    }
+    clear_strs(&mut rec.strs);
     // SAFETY: a `RepeatWindow` starts with a record's fixed part.
     let bytes = unsafe {
         core::slice::from_raw_parts(rec as *const RepeatWindow as *const u8, RAW_EVENT_FIXED_LEN)

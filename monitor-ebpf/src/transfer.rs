@@ -69,6 +69,8 @@ pub(crate) fn on_transfer_exit(a: &SyscallArgs, ret: i64) {
             let _ = PIPE_FED.insert(&pipe, &1, 0);
         }
     }
+    // Built in place, not through `file::file_body`: the copy that takes
+    // puts `sys_exit` over the verifier's 512-byte combined stack.
     ev.body.file = FileBody {
         op: if splice {
             FileOp::Splice as u32
