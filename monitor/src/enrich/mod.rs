@@ -194,6 +194,7 @@ impl Enricher {
                     }
                 }
                 argv = args.into();
+                self.procs.keep_image(h.tgid, h.ktime_ns);
                 self.procs.on_exec(
                     h.tgid,
                     h.ppid,
@@ -264,7 +265,15 @@ impl Enricher {
 
     fn process(&mut self, rec: &Record<'_>) -> Process {
         let h = &rec.header;
-        let known = self.procs.get(h.tgid).cloned().unwrap_or_default();
+        // A record of counted opens arrives after the fact: the process
+        // may have exec'd since its first one.
+        let counted = matches!(rec.body, Body::File(f) if f.repeats > 0);
+        let known = if counted {
+            self.procs.as_of(h.tgid, h.ktime_ns)
+        } else {
+            self.procs.get(h.tgid)
+        };
+        let known = known.cloned().unwrap_or_default();
         let login_uid = known.login.uid;
         let cgroup = self.cgroups.get(h.cgroup_id);
         let comm_len = h.comm.iter().position(|&c| c == 0).unwrap_or(COMM_LEN);

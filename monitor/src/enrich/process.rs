@@ -68,6 +68,10 @@ pub type Scrub = Arc<dyn Fn(&str) -> String + Send + Sync>;
 #[derive(Default)]
 pub struct ProcessTable {
     live: HashMap<u32, ProcInfo>,
+    /// A live process's image before its last exec, and that exec's time
+    /// (monotonic ns): opens the kernel counted before the exec are
+    /// reported after it, and belong to the image that made them.
+    before_exec: HashMap<u32, (u64, ProcInfo)>,
     exited: HashMap<u32, ProcInfo>,
     exited_order: VecDeque<u32>,
     /// Applied to each executable as it enters an ancestry, so a record's
@@ -183,8 +187,26 @@ impl ProcessTable {
         );
     }
 
+    /// `pid` is about to exec (at `at_ns`, monotonic): its current image
+    /// is kept for what it did before ([`ProcessTable::as_of`]).
+    pub fn keep_image(&mut self, pid: u32, at_ns: u64) {
+        if let Some(info) = self.live.get(&pid) {
+            self.before_exec.insert(pid, (at_ns, info.clone()));
+        }
+    }
+
+    /// `pid` as it was at `at_ns` (monotonic): its image before its last
+    /// exec when that exec came later, else as [`ProcessTable::get`].
+    pub fn as_of(&self, pid: u32, at_ns: u64) -> Option<&ProcInfo> {
+        match self.before_exec.get(&pid) {
+            Some((exec_ns, before)) if at_ns < *exec_ns => Some(before),
+            _ => self.get(pid),
+        }
+    }
+
     /// `pid` exited; it stays findable among the recently exited.
     pub fn on_exit(&mut self, pid: u32) {
+        self.before_exec.remove(&pid);
         let Some(info) = self.live.remove(&pid) else {
             return;
         };
@@ -251,6 +273,30 @@ mod tests {
         assert!(!me.cmdline.is_empty());
         let parent = table.get(me.ppid).expect("parent seeded");
         assert_eq!(me.ancestry.first(), parent.exe.as_ref());
+    }
+
+    #[test]
+    fn what_a_process_did_before_an_exec_belongs_to_the_image_before() {
+        let mut t = ProcessTable::default();
+        let login = Login::from_kernel(1000, 0);
+        t.on_exec(
+            20,
+            1,
+            Some("/usr/bin/python3".into()),
+            Arc::from([]),
+            login.clone(),
+        );
+        t.keep_image(20, 5_000);
+        t.on_exec(20, 1, Some("/usr/bin/curl".into()), Arc::from([]), login);
+        let exe = |t: &ProcessTable, at| t.as_of(20, at).and_then(|p| p.exe.clone());
+        assert_eq!(exe(&t, 4_999).as_deref(), Some("/usr/bin/python3"));
+        assert_eq!(exe(&t, 5_000).as_deref(), Some("/usr/bin/curl"));
+        t.on_exit(20);
+        assert_eq!(
+            exe(&t, 4_999).as_deref(),
+            Some("/usr/bin/curl"),
+            "forgotten at exit"
+        );
     }
 
     #[test]
