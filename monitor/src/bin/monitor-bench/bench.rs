@@ -374,8 +374,8 @@ pub fn run_store_bench(
     use monitor::record::Store;
     use std::sync::Arc;
 
-    let dir = std::env::temp_dir().join(format!("monitor-store-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = crate::ScratchDir::new("store-bench");
+    let dir = scratch.path();
     let store = Arc::new(Store::open(&dir.join("record"), &dir.join("record.key"))?);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut running = Vec::new();
@@ -544,8 +544,7 @@ pub fn run_store_bench(
     let rss_after_verify = crate::soak::rss_mib(std::process::id());
     drop(running);
     drop(store);
-    let disk = dir_size(&dir);
-    std::fs::remove_dir_all(&dir).ok();
+    let disk = dir_size(dir);
     Ok(StoreBenchReport {
         records,
         batch: BATCH,

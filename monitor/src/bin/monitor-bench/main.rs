@@ -235,3 +235,28 @@ fn print(report: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(report)?);
     Ok(())
 }
+
+/// A scratch directory under the temporary directory, emptied when made
+/// and removed when dropped, on an error too (a bench's directories hold
+/// up to a gigabyte).
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// `monitor-<name>-<pid>` in the temporary directory.
+    pub fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("monitor-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        Self(path)
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -104,8 +104,8 @@ enum Running {
 
 /// Runs `rounds` interleaved rounds of every setup.
 pub fn run(monitor: &Path, workload: Workload, rounds: u64) -> anyhow::Result<OverheadReport> {
-    let dir = std::env::temp_dir().join(format!("monitor-overhead-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = crate::ScratchDir::new("overhead");
+    let dir = scratch.path();
     let records = dir.join("customers");
     std::fs::create_dir_all(&records)?;
     for i in 0..workload.files {
@@ -117,13 +117,12 @@ pub fn run(monitor: &Path, workload: Workload, rounds: u64) -> anyhow::Result<Ov
             ),
         )?;
     }
-    super::soak::classify(&dir, &records)?;
+    super::soak::classify(dir, &records)?;
     let stats = Path::new("/proc/sys/kernel/bpf_stats_enabled");
     let stats_before = std::fs::read_to_string(stats).unwrap_or_default();
     std::fs::write(stats, "1").context("enabling BPF run-time statistics")?;
-    let result = rounds_of(monitor, &dir, &records, workload, rounds);
+    let result = rounds_of(monitor, dir, &records, workload, rounds);
     let _ = std::fs::write(stats, stats_before.trim());
-    let _ = std::fs::remove_dir_all(&dir);
     result
 }
 

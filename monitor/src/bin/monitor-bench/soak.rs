@@ -37,18 +37,17 @@ pub struct SoakReport {
 
 /// Runs the soak for `minutes`, sampling every `sample_secs`.
 pub fn run(monitor: &Path, minutes: u64, sample_secs: u64) -> anyhow::Result<SoakReport> {
-    let dir = std::env::temp_dir().join(format!("monitor-soak-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = crate::ScratchDir::new("soak");
+    let dir = scratch.path();
     let cards = dir.join("cards");
     std::fs::create_dir_all(&cards)?;
     for i in 0..1000 {
         std::fs::write(cards.join(format!("customer-{i:04}.json")), "{}")?;
     }
-    classify(&dir, &cards)?;
-    let mut daemon = start_daemon(monitor, &dir)?;
-    let result = soak(&dir, &cards, daemon.id(), minutes, sample_secs);
+    classify(dir, &cards)?;
+    let mut daemon = start_daemon(monitor, dir)?;
+    let result = soak(dir, &cards, daemon.id(), minutes, sample_secs);
     stop_daemon(&mut daemon);
-    std::fs::remove_dir_all(&dir).ok();
     result
 }
 
