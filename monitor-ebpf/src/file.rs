@@ -104,25 +104,25 @@ fn open_args(a: &SyscallArgs) -> Option<(FileOp, i32, u64, u64, u64)> {
 
 #[inline(always)]
 pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
-    if ret >= 0 {
-        if let Some((op, dfd, _, flags, mode)) = open_args(a) {
-            return on_open_exit(op, dfd, flags, mode, ret);
-        }
+    let open = open_args(a);
+    if let Some((op, dfd, _, flags, mode)) = open.filter(|_| ret >= 0) {
+        return on_open_exit(op, dfd, flags, mode, ret);
     }
     let Some((ev, task)) = begin(EventKind::File) else {
         return;
     };
     let x = &a.args;
     // (op, dfd, path, dfd2, path2, flags, mode)
-    let (op, dfd, path, dfd2, path2, flags, mode) = match a.call {
-        _ if open_args(a).is_some() => {
-            let (op, dfd, path, flags, mode) = open_args(a).unwrap_or((FileOp::Openat, 0, 0, 0, 0));
-            (op, dfd, path, 0, 0, flags, mode)
+    let (op, dfd, path, dfd2, path2, flags, mode) = match (open, a.call) {
+        (Some((op, dfd, path, flags, mode)), _) => (op, dfd, path, 0, 0, flags, mode),
+        (None, c) if c == Call::Unlink as u32 => (FileOp::Unlinkat, AT_FDCWD, x[0], 0, 0, 0, 0),
+        (None, c) if c == Call::Unlinkat as u32 => {
+            (FileOp::Unlinkat, x[0] as i32, x[1], 0, 0, x[2], 0)
         }
-        c if c == Call::Unlink as u32 => (FileOp::Unlinkat, AT_FDCWD, x[0], 0, 0, 0, 0),
-        c if c == Call::Unlinkat as u32 => (FileOp::Unlinkat, x[0] as i32, x[1], 0, 0, x[2], 0),
-        c if c == Call::Rename as u32 => (FileOp::Renameat2, AT_FDCWD, x[0], AT_FDCWD, x[1], 0, 0),
-        c if c == Call::Renameat as u32 => (
+        (None, c) if c == Call::Rename as u32 => {
+            (FileOp::Renameat2, AT_FDCWD, x[0], AT_FDCWD, x[1], 0, 0)
+        }
+        (None, c) if c == Call::Renameat as u32 => (
             FileOp::Renameat2,
             x[0] as i32,
             x[1],
@@ -131,7 +131,7 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
             0,
             0,
         ),
-        c if c == Call::Renameat2 as u32 => (
+        (None, c) if c == Call::Renameat2 as u32 => (
             FileOp::Renameat2,
             x[0] as i32,
             x[1],
@@ -140,8 +140,12 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
             x[4],
             0,
         ),
-        c if c == Call::Truncate as u32 => (FileOp::Truncate, AT_FDCWD, x[0], 0, 0, 0, x[1]),
-        c if c == Call::Ftruncate as u32 => (FileOp::Ftruncate, x[0] as i32, 0, 0, 0, 0, x[1]),
+        (None, c) if c == Call::Truncate as u32 => {
+            (FileOp::Truncate, AT_FDCWD, x[0], 0, 0, 0, x[1])
+        }
+        (None, c) if c == Call::Ftruncate as u32 => {
+            (FileOp::Ftruncate, x[0] as i32, 0, 0, 0, 0, x[1])
+        }
         _ => return,
     };
     ev.body.file = file_body(op, dfd, ret, flags, mode);
