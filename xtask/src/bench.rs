@@ -163,6 +163,10 @@ fn monitor_bench(args: &[&str]) -> anyhow::Result<serde_json::Value> {
         .args(args)
         .arg("--monitor")
         .arg(workspace_root().join("target/release/monitor"))
+        // `cargo xtask` runs with cargo's LD_LIBRARY_PATH: every program a
+        // bench starts would search it first (about 90 failed opens per
+        // exec), which no host does.
+        .env_remove("LD_LIBRARY_PATH")
         .stderr(std::process::Stdio::inherit())
         .output()
         .with_context(|| format!("running monitor-bench {}", args[0]))?;
