@@ -134,16 +134,24 @@ pub(crate) fn submit(ev: &mut RawEvent, cur: &Cursor) -> bool {
 /// false when it was lost.
 #[inline(always)]
 pub(crate) fn output(bytes: &[u8]) -> bool {
-    match EVENTS.output::<[u8]>(bytes, wake_flags(bytes.len())) {
-        Ok(()) => {
-            count(COUNTER_EMITTED);
-            true
-        }
-        Err(_) => {
-            count(COUNTER_RINGBUF_FULL);
-            false
-        }
+    let sent = try_output(bytes);
+    if !sent {
+        count(COUNTER_RINGBUF_FULL);
     }
+    sent
+}
+
+/// Copies one record to the ring buffer, counting it when sent; false
+/// when the ring buffer is full (for a caller that loses nothing then).
+#[inline(always)]
+pub(crate) fn try_output(bytes: &[u8]) -> bool {
+    let sent = EVENTS
+        .output::<[u8]>(bytes, wake_flags(bytes.len()))
+        .is_ok();
+    if sent {
+        count(COUNTER_EMITTED);
+    }
+    sent
 }
 
 /// Waking the reader costs more than building a record. Wake it only when

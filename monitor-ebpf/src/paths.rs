@@ -264,9 +264,9 @@ pub(crate) fn fd_file(task: *const u8, fd: i64) -> *const u8 {
 }
 
 /// Attached at entry and at exit of every syscall that can change how an
-/// existing file's path is spelt (renames and mounts, also the daemon's own): no path cached before it is served again. Changing the
-/// generation at both ends means a walk that raced the change is not
-/// served after it.
+/// existing file's path is spelt (renames and mounts, the daemon's own
+/// too): no path cached before it is served again. Changing the generation
+/// at both ends means a walk that raced the change is not served after it.
 ///
 /// The BPF target has no atomic add, so each change writes a value never
 /// written before ([`unique`]) rather than adding one: two changes that

@@ -19,12 +19,12 @@ use aya_ebpf::{
 };
 use core::ptr::{addr_of, read_volatile};
 use monitor_common::{
-    RawEvent, COUNTER_EMITTED, COUNTER_REPEATS_COUNTED, COUNTER_REPEATS_UNCOUNTED,
-    RAW_EVENT_FIXED_LEN, REPEAT_NOT_COUNTED,
+    RawEvent, COUNTER_REPEATS_COUNTED, COUNTER_REPEATS_UNCOUNTED, RAW_EVENT_FIXED_LEN,
+    REPEAT_NOT_COUNTED,
 };
 
-use crate::emit::{clear_strs, count, self_tgid, wake_flags};
-use crate::maps::{RepeatKey, RepeatWindow, CONFIG, EVENTS, REPEATS, REPEAT_SCRATCH};
+use crate::emit::{clear_strs, count, self_tgid, try_output};
+use crate::maps::{RepeatKey, RepeatWindow, CONFIG, REPEATS, REPEAT_SCRATCH};
 
 const BPF_NOEXIST: u64 = 1;
 /// A window idle this long (or twice the window, if longer) is removed.
@@ -119,7 +119,8 @@ struct Flush {
 }
 
 /// Collects the counts: attached to the daemon's own
-/// `monitor_flush_repeats`, which it calls every 100 ms and at shutdown.
+/// `monitor_flush_repeats`, which it calls when the kernel counted
+/// something (every 100 ms at most), once a second, and at shutdown.
 #[uprobe]
 pub fn repeats_flush(_ctx: ProbeContext) -> u32 {
     if (bpf_get_current_pid_tgid() >> 32) as u32 != self_tgid() {
@@ -129,11 +130,7 @@ pub fn repeats_flush(_ctx: ProbeContext) -> u32 {
     let mut f = Flush {
         // SAFETY: helper without preconditions.
         now: unsafe { bpf_ktime_get_ns() },
-        idle: if 2 * window > IDLE_NS {
-            2 * window
-        } else {
-            IDLE_NS
-        },
+        idle: (2 * window).max(IDLE_NS),
     };
     // SAFETY: `flush_one` has the callback signature the helper expects;
     // `f` outlives the call; the map pointer is the map's definition.
@@ -186,11 +183,7 @@ extern "C" fn flush_one(
     };
     // A full ring buffer loses nothing here: the count waits for the next
     // collection.
-    if EVENTS
-        .output::<[u8]>(bytes, wake_flags(bytes.len()))
-        .is_ok()
-    {
-        count(COUNTER_EMITTED);
+    if try_output(bytes) {
         w.reported = total;
     }
     0
