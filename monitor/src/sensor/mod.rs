@@ -467,17 +467,21 @@ impl Sensor {
         Ok(())
     }
 
+    /// One `COUNTER_*` count, summed over the CPUs (0 when unreadable).
+    fn counter(&self, index: u32) -> u64 {
+        self.counters
+            .get(&index, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+
     /// Has the kernel send the repeat counts it holds (`repeats_flush`):
     /// one record per window, with the opens counted since the last call.
     /// Walking the windows costs about a millisecond, so it is done only
     /// when the kernel counted something since the last walk, when `force`
     /// (at shutdown), or once a second (to remove idle windows).
     pub fn flush_repeats(&mut self, force: bool) {
-        let counted: u64 = self
-            .counters
-            .get(&monitor_common::COUNTER_REPEATS_COUNTED, 0)
-            .map(|per_cpu| per_cpu.iter().sum())
-            .unwrap_or(u64::MAX);
+        let counted = self.counter(monitor_common::COUNTER_REPEATS_COUNTED);
         let idle_walk = self.last_flush.elapsed() >= Duration::from_secs(1);
         if force || counted != self.counted_at_flush || idle_walk {
             monitor_flush_repeats();
@@ -545,12 +549,7 @@ impl Sensor {
 
     /// The kernel's counters, summed over CPUs.
     pub fn kernel_counters(&self) -> KernelCounters {
-        let read = |index: u32| -> u64 {
-            self.counters
-                .get(&index, 0)
-                .map(|per_cpu| per_cpu.iter().sum())
-                .unwrap_or(0)
-        };
+        let read = |index: u32| self.counter(index);
         KernelCounters {
             emitted: read(COUNTER_EMITTED),
             ringbuf_full: read(COUNTER_RINGBUF_FULL),
