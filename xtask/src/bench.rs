@@ -114,6 +114,15 @@ pub enum Which {
         #[arg(long)]
         repeat_window_ms: Option<u64>,
     },
+    /// `monitor scan --jsonl` end to end, one core: JSON records in,
+    /// findings out. Two inputs: the generated evaluation records (several
+    /// kinds, up to three values each) and contact-center text one short
+    /// line a record. Prints MB/s of text (goal >= 100 MB/s per core).
+    ScanJsonl {
+        /// MB of text in each input.
+        #[arg(long, default_value_t = 64)]
+        mb: usize,
+    },
     /// The daemon under a mixed workload (classified opens, sends with a
     /// card number, a process storm), its memory sampled; goal: flat after
     /// warm-up (within 10%).
@@ -141,6 +150,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::TlsDiscovery => tls_discovery(),
         Which::SideDoors { calls } => side_doors(calls),
         Which::Prevent { requests } => prevent(requests),
+        Which::ScanJsonl { mb } => scan_jsonl(mb),
         Which::Soak {
             minutes,
             sample_secs,
@@ -646,4 +656,87 @@ pub fn eval_anomaly() -> anyhow::Result<()> {
 
 fn bench_bin() -> std::path::PathBuf {
     workspace_root().join("target/release/monitor-bench")
+}
+
+/// `{"id":N,"text":…}` lines holding at least `mb` MB of text; returns the
+/// lines and the text bytes.
+fn jsonl_input(kind: &str, mb: usize) -> (Vec<u8>, usize) {
+    let texts: Vec<String> = if kind == "records" {
+        monitor_pii::synth::eval_corpus(4000, 7)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).expect("generated JSON");
+                v["text"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect()
+    } else {
+        monitor_pii::synth::corpus_text("contact", 4 << 20, 42)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let (mut out, mut text_bytes, mut id) = (Vec::new(), 0, 0u64);
+    while text_bytes < mb << 20 {
+        for t in &texts {
+            serde_json::to_writer(&mut out, &serde_json::json!({ "id": id, "text": t }))
+                .expect("writing to a Vec");
+            out.push(b'\n');
+            text_bytes += t.len();
+            id += 1;
+        }
+    }
+    (out, text_bytes)
+}
+
+fn scan_jsonl(mb: usize) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    cargo(&["build", "--release", "-p", "monitor"])?;
+    let dir = std::env::temp_dir().join(format!("monitor-scan-jsonl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    // Created on the first run, mode 0600, as the daemon's would be.
+    let key = dir.join("key");
+    println!("monitor scan --jsonl: the release binary, one core, input from a file, output to /dev/null\n");
+    println!(
+        "{:<40} {:>8} {:>10} {:>10} {:>9} {:>10}",
+        "input", "records", "text MB", "seconds", "MB/s", "bytes/rec"
+    );
+    let mut result = Ok(());
+    for kind in ["records", "contact"] {
+        let (input, text_bytes) = jsonl_input(kind, mb);
+        let file = dir.join(format!("{kind}.jsonl"));
+        std::fs::File::create(&file)?.write_all(&input)?;
+        let records = input.iter().filter(|&&b| b == b'\n').count();
+        let mut best = f64::INFINITY;
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            let status = Command::new(workspace_root().join("target/release/monitor"))
+                .args(["scan", "--jsonl", "--key-file"])
+                .arg(&key)
+                .stdin(std::fs::File::open(&file)?)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .context("running monitor scan --jsonl")?;
+            if !status.success() {
+                result = Err(anyhow::anyhow!("monitor scan --jsonl failed: {status}"));
+            }
+            best = best.min(start.elapsed().as_secs_f64());
+        }
+        let mbs = text_bytes as f64 / 1e6 / best;
+        println!(
+            "{:<40} {:>8} {:>10.1} {:>10.3} {:>9.1} {:>10}",
+            if kind == "records" {
+                "generated records (several kinds)"
+            } else {
+                "contact-center text, a line a record"
+            },
+            records,
+            text_bytes as f64 / 1e6,
+            best,
+            mbs,
+            text_bytes / records.max(1)
+        );
+    }
+    println!("\nbest of 3 runs each; goal >= 100 MB/s of text per core");
+    std::fs::remove_dir_all(&dir)?;
+    result
 }
