@@ -46,6 +46,28 @@ fn lists() -> &'static Lists {
 /// Given names that are more often ordinary words, places or months: only
 /// with a known surname after them, or a cue.
 const AMBIGUOUS: &[&str] = &[
+    // Places first: a vocative or a possessive (`Lyon, France.`,
+    // `Georgia's tax rules`) makes them no name.
+    "france",
+    "florence",
+    "georgia",
+    "jordan",
+    "kent",
+    "madison",
+    "dallas",
+    "israel",
+    "adelaide",
+    "regina",
+    "charlotte",
+    "lourdes",
+    "orlando",
+    "santiago",
+    "dakota",
+    "brooklyn",
+    "chester",
+    "troy",
+    "milan",
+    "siena",
     "amber",
     "an",
     "angel",
@@ -268,6 +290,8 @@ const NOT_SURNAMES: &[&str] = &[
     "inc",
     "ltd",
     "llc",
+    "garden",
+    "gardens",
     "corp",
     "company",
     "group",
@@ -310,6 +334,27 @@ const CUES_BEFORE: &[&str] = &[
     "caller ",
     "named ",
     "called ",
+    "good morning ",
+    "good afternoon ",
+    "good evening ",
+    "morning ",
+    "afternoon ",
+    "evening ",
+    "customer ",
+    "agent ",
+    "supervisor ",
+    "manager ",
+    "colleague ",
+    "identified as ",
+    "shout out to ",
+    "shoutout to ",
+    "naam is ",
+    "name ist ",
+    "m'appelle ",
+    "me llamo ",
+    "soy ",
+    "mi chiamo ",
+    "sono ",
 ];
 
 /// The longest given name or surname looked up.
@@ -319,22 +364,31 @@ const MAX_WORD: usize = 24;
 pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
     let lists = lists();
     let mut next = 0;
-    // Bit 63 of the previous block's letters: whether its last byte was one.
-    let mut carry = 0u64;
+    // Bit 63 of the previous block's letters (ASCII, or any byte of a
+    // non-ASCII character): whether its last byte was one.
+    let (mut carry, mut carry_any) = (0u64, 0u64);
     for (base, chunk) in (0..text.len())
         .step_by(bytemask::BLOCK)
         .map(|b| (b, &text[b..(b + bytemask::BLOCK).min(text.len())]))
     {
         let upper = bytemask::in_range(chunk, b'A', b'Z');
         let letters = upper | bytemask::in_range(chunk, b'a', b'z');
+        let in_chunk = u64::MAX >> (bytemask::BLOCK - chunk.len());
+        let high = !bytemask::in_range(chunk, 0, 0x7F) & in_chunk;
         // Capitals that start a word: no ASCII letter just before (the
-        // other word bytes are checked one by one below).
-        let mut starts = upper & !((letters << 1) | carry);
+        // other word bytes are checked one by one below); and non-ASCII
+        // characters that start one, upper case or not (decoded below).
+        let mut starts =
+            upper & !((letters << 1) | carry) | high & !(((letters | high) << 1) | carry_any);
         carry = letters >> 63;
+        carry_any = (letters | high) >> 63;
         while starts != 0 {
             let i = base + starts.trailing_zeros() as usize;
             starts &= starts - 1;
-            if i < next || (i > 0 && is_word(text[i - 1])) {
+            if i < next
+                || (i > 0 && is_word(text[i - 1]))
+                || (!text[i].is_ascii() && !upper_case_at(text, i))
+            {
                 continue;
             }
             // The word's end from the mask when it ends in this block on a
@@ -433,6 +487,19 @@ const CUE_ENDS: &[&[u8]] = &[
     b"caller",
     b"named",
     b"called",
+    b"morning",
+    b"afternoon",
+    b"evening",
+    b"supervisor",
+    b"manager",
+    b"colleague",
+    b"as",
+    b"ist",
+    b"appelle",
+    b"llamo",
+    b"soy",
+    b"chiamo",
+    b"sono",
 ];
 
 /// Whether a cue ends just before `i`.
@@ -443,13 +510,13 @@ fn cued_before(text: &[u8], i: usize) -> bool {
         k -= 1;
     }
     let mut s = k;
-    while s > 0 && (text[s - 1].is_ascii_alphabetic() || text[s - 1] == b'\'') && k - s < 10 {
+    while s > 0 && (text[s - 1].is_ascii_alphabetic() || text[s - 1] == b'\'') && k - s < 11 {
         s -= 1;
     }
-    if s == k || k - s > 9 {
+    if s == k || k - s > 10 {
         return false;
     }
-    let mut w = [0u8; 9];
+    let mut w = [0u8; 10];
     for (d, c) in w.iter_mut().zip(&text[s..k]) {
         *d = c.to_ascii_lowercase();
     }
@@ -463,9 +530,158 @@ fn cued_before(text: &[u8], i: usize) -> bool {
     })
 }
 
-/// Whether `w` (as written) is capitalised: an upper-case first letter.
+/// Whether the word at `i` is capitalised: an upper-case first letter,
+/// ASCII or not (`Élodie`, `Łukasz`).
 fn capitalised(text: &[u8], i: usize) -> bool {
-    text.get(i).is_some_and(u8::is_ascii_uppercase)
+    match text.get(i) {
+        Some(c) if c.is_ascii() => c.is_ascii_uppercase(),
+        Some(_) => upper_case_at(text, i),
+        None => false,
+    }
+}
+
+/// Whether a non-ASCII upper-case letter starts at `i`.
+fn upper_case_at(text: &[u8], i: usize) -> bool {
+    let tail = &text[i..text.len().min(i + 4)];
+    let valid = match std::str::from_utf8(tail) {
+        Ok(s) => s,
+        Err(e) => std::str::from_utf8(&tail[..e.valid_up_to()]).unwrap_or_default(),
+    };
+    valid.chars().next().is_some_and(char::is_uppercase)
+}
+
+/// Surname particles that may stand, in lower case, between a given name
+/// and a surname (`Sanne de Vries`, `Pieter van den Berg`).
+const PARTICLES: &[&[u8]] = &[
+    b"de", b"van", b"von", b"der", b"den", b"da", b"di", b"del", b"della", b"dos", b"das", b"du",
+    b"la", b"le", b"ten", b"ter", b"y", b"bin", b"ibn", b"al", b"el", b"dela",
+];
+
+/// Field names that a person's name follows (`Reported by: Chen Wei`,
+/// `Account holder: Nguyen, Thanh`).
+/// (Not the speaker labels of a transcript: `Customer: Sure` is no name.)
+const FIELDS_BEFORE: &[&[u8]] = &[
+    b"name",
+    b"by",
+    b"from",
+    b"holder",
+    b"contact",
+    b"cardholder",
+    b"payee",
+    b"recipient",
+    b"beneficiary",
+    b"attn",
+    b"owner",
+];
+
+/// The surname particle starting `w`, if one does (followed by a space).
+fn particle_at(w: &[u8]) -> Option<usize> {
+    PARTICLES
+        .iter()
+        .find(|p| w.starts_with(p) && w.get(p.len()) == Some(&b' '))
+        .map(|p| p.len())
+}
+
+/// Role words that may come before a speaker's name in a label at the
+/// start of a line (`Agent Lars: hello`, `[10:02] Agent Lars:`).
+const ROLES: &[&[u8]] = &[
+    b"agent",
+    b"customer",
+    b"caller",
+    b"rep",
+    b"advisor",
+    b"adviser",
+    b"supervisor",
+];
+
+/// Questions whose answer, on the next line, is a name (`Agent: and your
+/// surname?` / `Customer: Kowalski`).
+const NAME_QUESTIONS: &[&[u8]] = &[
+    b"name?",
+    b"name please?",
+    b"name, please?",
+    b"surname?",
+    b"speaking with?",
+    b"speaking with today?",
+    b"speaking to?",
+    b"who is calling?",
+    b"who's calling?",
+];
+
+/// The ASCII word ending at `k` (letters only), lower-cased into `buf`.
+fn word_before(text: &[u8], k: usize, buf: &mut [u8; 12]) -> usize {
+    let mut s = k;
+    while s > 0 && text[s - 1].is_ascii_alphabetic() && k - s < buf.len() {
+        s -= 1;
+    }
+    if s > 0 && is_word(text[s - 1]) {
+        return 0;
+    }
+    for (d, c) in buf.iter_mut().zip(&text[s..k]) {
+        *d = c.to_ascii_lowercase();
+    }
+    k - s
+}
+
+/// Whether what comes before `i` on its line is a speaker label's
+/// beginning: nothing, a role word, a bracketed time, or both
+/// (`Agent Lars:`, `[10:02] Lars:`).
+fn label_start(text: &[u8], i: usize) -> bool {
+    let line = memchr::memrchr(b'\n', &text[..i]).map_or(0, |n| n + 1);
+    let mut before = text[line..i].trim_ascii();
+    if let Some(rest) = before.strip_prefix(b"[") {
+        match memchr::memchr(b']', rest) {
+            Some(close) if close <= 20 => before = rest[close + 1..].trim_ascii_start(),
+            _ => return false,
+        }
+    }
+    before.is_empty()
+        || ROLES
+            .iter()
+            .any(|r| before.len() == r.len() && before.eq_ignore_ascii_case(r))
+}
+
+/// Whether the line before the one holding `i` asks for a name, and `i`
+/// starts its line's answer (after a speaker label, if any).
+fn answers_name_question(text: &[u8], i: usize) -> bool {
+    let Some(nl) = memchr::memrchr(b'\n', &text[..i]) else {
+        return false;
+    };
+    let answer = &text[nl + 1..i];
+    let after_label = match memchr::memchr(b':', answer) {
+        Some(c) => answer[c + 1..].trim_ascii().is_empty() && c <= 24,
+        None => answer.trim_ascii().is_empty(),
+    };
+    if !after_label {
+        return false;
+    }
+    let prev = text[..nl].trim_ascii_end();
+    let start = prev.len().saturating_sub(32);
+    let tail = &prev[start..];
+    NAME_QUESTIONS
+        .iter()
+        .any(|q| tail.len() >= q.len() && tail[tail.len() - q.len()..].eq_ignore_ascii_case(q))
+}
+
+/// Whether `i` starts a sentence: only spaces between it and the text's
+/// start, a line break, or a sentence's end.
+fn sentence_start(text: &[u8], i: usize) -> bool {
+    let before = text[..i].trim_ascii_end();
+    before
+        .last()
+        .is_none_or(|c| matches!(c, b'.' | b'!' | b'?' | b'\n' | b':' | b'"' | b'>'))
+        || before.len() < i && text[before.len()..i].contains(&b'\n')
+}
+
+/// Whether the field name just before `i` (`by: `, `Name: `) is one a
+/// person's name follows.
+fn field_before(text: &[u8], i: usize) -> bool {
+    if i < 2 || &text[i - 2..i] != b": " {
+        return false;
+    }
+    let mut w = [0u8; 12];
+    let n = word_before(text, i - 2, &mut w);
+    n > 0 && FIELDS_BEFORE.contains(&&w[..n])
 }
 
 /// Looks for a name starting with the capitalised word `text[i..e1]`; returns
@@ -474,7 +690,7 @@ fn at_word(
     lists: &Lists,
     text: &[u8],
     i: usize,
-    e1: usize,
+    mut e1: usize,
     out: &mut Vec<Candidate>,
 ) -> Option<usize> {
     // Glued to digits or an underscore: an identifier.
@@ -484,47 +700,117 @@ fn at_word(
     {
         return None;
     }
+    // `Laura's request`: the name without its possessive.
+    let possessive = e1 - i > 3 && text[e1 - 2..e1].eq_ignore_ascii_case(b"'s");
+    if possessive {
+        e1 -= 2;
+    }
     // What could make it a name, from the bytes around it alone: most
     // capitalised words start a sentence and have none of these.
     let rest = &text[e1..];
-    let next_cap = rest.first() == Some(&b' ') && rest.get(1).is_some_and(u8::is_ascii_uppercase);
-    let comma_then_cap = rest.starts_with(b", ") && rest.get(2).is_some_and(u8::is_ascii_uppercase);
-    let label = rest.starts_with(b": ") && (i == 0 || text[i - 1] == b'\n');
+    let next_cap = rest.first() == Some(&b' ') && capitalised(text, e1 + 1);
+    let comma_then_cap = rest.starts_with(b", ") && capitalised(text, e1 + 2);
+    let colon = rest.starts_with(b": ");
     let here = rest.starts_with(b" here");
-    if !(next_cap || comma_then_cap || label || here || cued_before(text, i)) {
+    let vocative = i >= 2
+        && &text[i - 2..i] == b", "
+        && matches!(rest.first(), Some(b'!' | b'.' | b'?' | b','));
+    let particle = rest.first() == Some(&b' ') && particle_at(&rest[1..]).is_some();
+    let after_colon = i >= 2 && &text[i - 2..i] == b": ";
+    let at_line_start = i == 0 || text[i - 1] == b'\n';
+    // A name asked for: after a name field or on the line answering a
+    // question about it.
+    let asked = (after_colon && field_before(text, i))
+        || ((after_colon || at_line_start) && answers_name_question(text, i));
+    if !(next_cap
+        || comma_then_cap
+        || colon
+        || here
+        || vocative
+        || possessive
+        || particle
+        || asked
+        || cued_before(text, i))
+    {
         return None;
     }
+    let label = colon && label_start(text, i);
     let w1 = lower(text, i, e1)?;
     let all_caps = text[i..e1].iter().all(|c| !c.is_ascii_lowercase());
     let is_first = lists.first.contains(w1.as_str());
-    if !is_first && !comma_then_cap {
-        return None;
-    }
     let ambiguous = is_first && lists.ambiguous.contains(w1.as_str());
+    let is_last = !is_first && lists.last.contains(w1.as_str());
     // `Lopez, Maria`.
-    if !is_first && comma_then_cap && lists.last.contains(w1.as_str()) {
+    if is_last && comma_then_cap {
         let j = e1 + 2;
-        if capitalised(text, j) {
-            if let Some((e2, w2)) = word(text, j) {
-                if lists.first.contains(w2.as_str()) && !lists.ambiguous.contains(w2.as_str()) {
-                    out.push(Candidate::new(PiiType::Person, i, e2, 0.75));
+        if let Some((e2, w2)) = word(text, j) {
+            if lists.first.contains(w2.as_str()) && !lists.ambiguous.contains(w2.as_str()) {
+                out.push(Candidate::new(PiiType::Person, i, e2, 0.75));
+                return Some(e2);
+            }
+        }
+    }
+    // A name asked for: after a name field (`Reported by: Chen Wei`) or as
+    // the answer to `your surname?` on the line before. One or two
+    // capitalised words, one of them a known name.
+    if asked {
+        let known = |w: &Lower| lists.first.contains(w.as_str()) || lists.last.contains(w.as_str());
+        let mut end = e1;
+        let mut any = !ambiguous && known(&w1);
+        if next_cap {
+            if let Some((e2, w2)) = word(text, e1 + 1) {
+                if !lists.not_surnames.contains(w2.as_str()) {
+                    any |= known(&w2);
+                    end = e2;
+                }
+            }
+        } else if comma_then_cap {
+            if let Some((e2, w2)) = word(text, e1 + 2) {
+                any |= known(&w2);
+                end = e2;
+            }
+        }
+        if any && !lists.not_surnames.contains(w1.as_str()) {
+            out.push(Candidate::new(PiiType::Person, i, end, 0.7));
+            return Some(end);
+        }
+    }
+    if !is_first {
+        // `the customer Ananya Krishnan`: a cue, an unknown capitalised
+        // word and a known surname.
+        if next_cap && !all_caps && !possessive && cued_before(text, i) {
+            if let Some((e2, w2)) = word(text, e1 + 1) {
+                if lists.last.contains(w2.as_str()) && !lists.not_surnames.contains(w2.as_str()) {
+                    out.push(Candidate::new(PiiType::Person, i, e2, 0.7));
                     return Some(e2);
                 }
             }
         }
-    }
-    if !is_first {
         return None;
     }
-    // What follows: a middle initial (`Q.`, `Q`), then a capitalised word.
+    // What follows: a middle initial (`Q.`, `Q`), or surname particles
+    // (`de`, `van den`), then a capitalised word.
     let mut j = e1;
-    if text.get(j) == Some(&b' ')
-        && text.get(j + 1).is_some_and(u8::is_ascii_uppercase)
-        && matches!(text.get(j + 2), Some(b'.' | b' '))
-    {
-        j += if text.get(j + 2) == Some(&b'.') { 3 } else { 2 };
+    if !possessive {
+        if text.get(j) == Some(&b' ')
+            && text.get(j + 1).is_some_and(u8::is_ascii_uppercase)
+            && matches!(text.get(j + 2), Some(b'.' | b' '))
+        {
+            j += if text.get(j + 2) == Some(&b'.') { 3 } else { 2 };
+        }
+        let mut particles = 0;
+        while particles < 3 && text.get(j) == Some(&b' ') {
+            let Some(n) = particle_at(&text[j + 1..]) else {
+                break;
+            };
+            j += 1 + n;
+            particles += 1;
+        }
+        if particles > 0 && !capitalised(text, j + 1) {
+            j = e1;
+        }
     }
-    if text.get(j) == Some(&b' ') && capitalised(text, j + 1) {
+    if text.get(j) == Some(&b' ') && capitalised(text, j + 1) && !possessive {
         if let Some((e2, w2)) = word(text, j + 1) {
             let caps2 = text[j + 1..e2].iter().all(|c| !c.is_ascii_lowercase());
             let known = lists.last.contains(w2.as_str());
@@ -547,13 +833,14 @@ fn at_word(
     if all_caps {
         return None;
     }
-    // A lone given name: a cue before, `here` after, or a speaker label.
-    let before = &text[i.saturating_sub(16)..i];
-    let cued = CUES_BEFORE.iter().any(|c| {
-        before.len() >= c.len()
-            && before[before.len() - c.len()..].eq_ignore_ascii_case(c.as_bytes())
-    }) || text[e1..].starts_with(b" here")
-        || (text[e1..].starts_with(b": ") && (i == 0 || text[i - 1] == b'\n'));
+    // A lone given name: a cue before, `here` after, a speaker label, a
+    // vocative (`thanks for waiting, Niamh!`), or a possessive in running
+    // text (`per Laura's request`). Names that are also words only after
+    // a cue.
+    let cued = cued_before(text, i)
+        || here
+        || label
+        || (!ambiguous && (vocative || (possessive && !sentence_start(text, i))));
     if cued {
         out.push(Candidate::new(PiiType::Person, i, e1, 0.7));
         return Some(e1);
@@ -726,6 +1013,31 @@ mod tests {
             ("NAME ON CARD: MARIA LOPEZ", "MARIA LOPEZ"),
             ("Grant Miller asked for a callback", "Grant Miller"),
             ("forwarded to Giulia Rossi in Milan", "Giulia Rossi"),
+            // Capitals that are not ASCII.
+            ("Cordialement,\nÉlodie Laurent", "Élodie Laurent"),
+            ("Name: MÜLLER, Klaus", "MÜLLER, Klaus"),
+            // Surname particles.
+            ("mein Name ist Sanne de Vries und", "Sanne de Vries"),
+            (
+                "caller identified as Pieter van den Berg, verified",
+                "Pieter van den Berg",
+            ),
+            // More cues: greetings, roles, a vocative, a possessive.
+            ("Good afternoon Carlos, your loan", "Carlos"),
+            ("Transferred to supervisor Karen at 14:32", "Karen"),
+            ("Thanks for your patience, Niamh! Your case", "Niamh"),
+            ("Per Laura's request the statement was re-sent", "Laura"),
+            // Speaker labels after a time or a role.
+            ("[10:02] Agent Lars: How can I help today?", "Lars"),
+            // A name field, an answer to a name question.
+            ("Reported by: Chen Wei\nPriority: high", "Chen Wei"),
+            (
+                "Agent: and your surname?\nCustomer: Kowalski, K-O-W-A-L-S-K-I",
+                "Kowalski, K-O-W-A-L-S-K-I",
+            ),
+            ("Account holder: Nguyen, Thanh", "Nguyen, Thanh"),
+            // A cue, a capitalised word and a known surname.
+            ("the customer Zorvath Krishnan asked", "Zorvath Krishnan"),
         ] {
             assert!(names(text).contains(&name), "{text}: {:?}", names(text));
         }
@@ -743,6 +1055,16 @@ mod tests {
             "PLEASE CALL BACK",
             "Maria",
             "Thomas The Tank",
+            // Places that are also given names, in the new forms.
+            "we ship to Lyon, France.",
+            "Georgia's tax rules changed",
+            "visiting Florence, Italy",
+            // Transcript speakers are no name fields; a question about a
+            // name does not make any answer one.
+            "Customer: Sure, go ahead",
+            "Agent: What is your name?\nCustomer: Why do you need it?",
+            "The Rose Garden tour was cancelled",
+            "Per Account Policy the fee stands",
         ] {
             assert!(names(text).is_empty(), "{text}: {:?}", names(text));
         }

@@ -42,6 +42,10 @@ pub(crate) fn spans(v: &Value, list: &str) -> Vec<Span> {
 /// The hand-written set the detector is never tuned on.
 const INDEPENDENT: &str = "monitor-pii/tests/independent/records.txt";
 
+/// Hand-written records for tuning names and their context (tuned on,
+/// unlike the independent set).
+const DEVELOPMENT: &str = "monitor-pii/tests/development/records.txt";
+
 /// What the independent set must reach: every type F1 >= 0.9, names and
 /// addresses >= 0.85.
 fn independent_goal(kind: &str) -> f64 {
@@ -58,13 +62,13 @@ struct Record {
     labels: Vec<Span>,
 }
 
-/// Reads the independent set: records separated by `---` lines, labels
+/// Reads a hand-written set (the independent or the development one): records separated by `---` lines, labels
 /// written inline as `[[TYPE:value]]` (offsets are UTF-8 bytes).
 fn independent_records(src: &str) -> anyhow::Result<Vec<Record>> {
     let body = src
         .split_once("\n---\n")
         .map(|(_, rest)| rest)
-        .context("no record separator in the independent set")?;
+        .context("no record separator in a hand-written set")?;
     let mut out = Vec::new();
     for (id, raw) in body.split("\n---\n").enumerate() {
         let raw = raw.trim_end_matches('\n');
@@ -222,6 +226,15 @@ pub fn evaluate() -> anyhow::Result<()> {
     let missed_goals = print_scores(&scores, |kind| {
         GOALS.iter().find(|(k, _)| *k == kind).map(|(_, g)| *g)
     });
+    let development = independent_records(&std::fs::read_to_string(
+        workspace_root().join(DEVELOPMENT),
+    )?)?;
+    let scores = score(&development)?;
+    println!(
+        "\nThe development set: {} hand-written records of names in context, tuned on ({DEVELOPMENT})\n",
+        development.len()
+    );
+    print_scores(&scores, |_| None);
     let independent = independent_records(&std::fs::read_to_string(
         workspace_root().join(INDEPENDENT),
     )?)?;
