@@ -367,6 +367,9 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
     // Bit 63 of the previous block's letters (ASCII, or any byte of a
     // non-ASCII character): whether its last byte was one.
     let (mut carry, mut carry_any) = (0u64, 0u64);
+    // Whether any capital can be a non-ASCII one, asked once (much
+    // cheaper than a block at a time).
+    let all_ascii = text.is_ascii();
     for (base, chunk) in (0..text.len())
         .step_by(bytemask::BLOCK)
         .map(|b| (b, &text[b..(b + bytemask::BLOCK).min(text.len())]))
@@ -374,7 +377,11 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
         let upper = bytemask::in_range(chunk, b'A', b'Z');
         let letters = upper | bytemask::in_range(chunk, b'a', b'z');
         let in_chunk = u64::MAX >> (bytemask::BLOCK - chunk.len());
-        let high = !bytemask::in_range(chunk, 0, 0x7F) & in_chunk;
+        let high = if all_ascii || chunk.is_ascii() {
+            0
+        } else {
+            !bytemask::in_range(chunk, 0, 0x7F) & in_chunk
+        };
         // Capitals that start a word: no ASCII letter just before (the
         // other word bytes are checked one by one below); and non-ASCII
         // characters that start one, upper case or not (decoded below).
@@ -465,42 +472,45 @@ fn word(text: &[u8], i: usize) -> Option<(usize, Lower)> {
 
 /// The last word of each cue in [`CUES_BEFORE`]: a lone name is checked
 /// against the cues only when the word before it is one of these.
-const CUE_ENDS: &[&[u8]] = &[
-    b"hi",
-    b"hello",
-    b"hey",
-    b"dear",
-    b"thanks",
-    b"you",
-    b"is",
-    b"i'm",
-    b"am",
-    b"with",
-    b"to",
-    b"for",
-    b"regards",
-    b"cheers",
-    b"best",
-    b"sincerely",
-    b"agent",
-    b"customer",
-    b"caller",
-    b"named",
-    b"called",
-    b"morning",
-    b"afternoon",
-    b"evening",
-    b"supervisor",
-    b"manager",
-    b"colleague",
-    b"as",
-    b"ist",
-    b"appelle",
-    b"llamo",
-    b"soy",
-    b"chiamo",
-    b"sono",
-];
+fn is_cue_end(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"hi"
+            | b"hello"
+            | b"hey"
+            | b"dear"
+            | b"thanks"
+            | b"you"
+            | b"is"
+            | b"i'm"
+            | b"am"
+            | b"with"
+            | b"to"
+            | b"for"
+            | b"regards"
+            | b"cheers"
+            | b"best"
+            | b"sincerely"
+            | b"agent"
+            | b"customer"
+            | b"caller"
+            | b"named"
+            | b"called"
+            | b"morning"
+            | b"afternoon"
+            | b"evening"
+            | b"supervisor"
+            | b"manager"
+            | b"colleague"
+            | b"as"
+            | b"ist"
+            | b"appelle"
+            | b"llamo"
+            | b"soy"
+            | b"chiamo"
+            | b"sono"
+    )
+}
 
 /// Whether a cue ends just before `i`.
 fn cued_before(text: &[u8], i: usize) -> bool {
@@ -520,7 +530,7 @@ fn cued_before(text: &[u8], i: usize) -> bool {
     for (d, c) in w.iter_mut().zip(&text[s..k]) {
         *d = c.to_ascii_lowercase();
     }
-    if !CUE_ENDS.contains(&&w[..k - s]) {
+    if !is_cue_end(&w[..k - s]) {
         return false;
     }
     let before = &text[i.saturating_sub(16)..i];
@@ -550,13 +560,6 @@ fn upper_case_at(text: &[u8], i: usize) -> bool {
     valid.chars().next().is_some_and(char::is_uppercase)
 }
 
-/// Surname particles that may stand, in lower case, between a given name
-/// and a surname (`Sanne de Vries`, `Pieter van den Berg`).
-const PARTICLES: &[&[u8]] = &[
-    b"de", b"van", b"von", b"der", b"den", b"da", b"di", b"del", b"della", b"dos", b"das", b"du",
-    b"la", b"le", b"ten", b"ter", b"y", b"bin", b"ibn", b"al", b"el", b"dela",
-];
-
 /// Field names that a person's name follows (`Reported by: Chen Wei`,
 /// `Account holder: Nguyen, Thanh`).
 /// (Not the speaker labels of a transcript: `Customer: Sure` is no name.)
@@ -574,12 +577,38 @@ const FIELDS_BEFORE: &[&[u8]] = &[
     b"owner",
 ];
 
-/// The surname particle starting `w`, if one does (followed by a space).
+/// The length of the surname particle starting `w` (followed by a space),
+/// if one does: the lower-case words that may stand between a given name
+/// and a surname (`Sanne de Vries`, `Pieter van den Berg`). Asked of most
+/// capitalised words, so a match on the word, not a list walk.
 fn particle_at(w: &[u8]) -> Option<usize> {
-    PARTICLES
-        .iter()
-        .find(|p| w.starts_with(p) && w.get(p.len()) == Some(&b' '))
-        .map(|p| p.len())
+    let n = w.iter().take(6).position(|&c| c == b' ')?;
+    matches!(
+        &w[..n],
+        b"de"
+            | b"van"
+            | b"von"
+            | b"der"
+            | b"den"
+            | b"da"
+            | b"di"
+            | b"del"
+            | b"della"
+            | b"dos"
+            | b"das"
+            | b"du"
+            | b"la"
+            | b"le"
+            | b"ten"
+            | b"ter"
+            | b"y"
+            | b"bin"
+            | b"ibn"
+            | b"al"
+            | b"el"
+            | b"dela"
+    )
+    .then_some(n)
 }
 
 /// Role words that may come before a speaker's name in a label at the
@@ -627,6 +656,13 @@ fn word_before(text: &[u8], k: usize, buf: &mut [u8; 12]) -> usize {
 /// beginning: nothing, a role word, a bracketed time, or both
 /// (`Agent Lars:`, `[10:02] Lars:`).
 fn label_start(text: &[u8], i: usize) -> bool {
+    if i == 0 || text[i - 1] == b'\n' {
+        return true;
+    }
+    // A role word or a time ends in a space.
+    if text[i - 1] != b' ' {
+        return false;
+    }
     let line = memchr::memrchr(b'\n', &text[..i]).map_or(0, |n| n + 1);
     let mut before = text[line..i].trim_ascii();
     if let Some(rest) = before.strip_prefix(b"[") {
@@ -644,8 +680,13 @@ fn label_start(text: &[u8], i: usize) -> bool {
 /// Whether the line before the one holding `i` asks for a name, and `i`
 /// starts its line's answer (after a speaker label, if any).
 fn answers_name_question(text: &[u8], i: usize) -> bool {
-    let Some(nl) = memchr::memrchr(b'\n', &text[..i]) else {
-        return false;
+    let nl = match text[..i].last() {
+        Some(b'\n') => i - 1,
+        None => return false,
+        Some(_) => match memchr::memrchr(b'\n', &text[..i]) {
+            Some(nl) => nl,
+            None => return false,
+        },
     };
     let answer = &text[nl + 1..i];
     let after_label = match memchr::memchr(b':', answer) {
@@ -656,6 +697,10 @@ fn answers_name_question(text: &[u8], i: usize) -> bool {
         return false;
     }
     let prev = text[..nl].trim_ascii_end();
+    // Most lines end otherwise: one byte rules them out.
+    if prev.last() != Some(&b'?') {
+        return false;
+    }
     let start = prev.len().saturating_sub(32);
     let tail = &prev[start..];
     NAME_QUESTIONS
@@ -719,9 +764,11 @@ fn at_word(
     let after_colon = i >= 2 && &text[i - 2..i] == b": ";
     let at_line_start = i == 0 || text[i - 1] == b'\n';
     // A name asked for: after a name field or on the line answering a
-    // question about it.
-    let asked = (after_colon && field_before(text, i))
-        || ((after_colon || at_line_start) && answers_name_question(text, i));
+    // question about it (looked at last: most words are ruled out first).
+    let asked = || {
+        (after_colon && field_before(text, i))
+            || ((after_colon || at_line_start) && answers_name_question(text, i))
+    };
     if !(next_cap
         || comma_then_cap
         || colon
@@ -729,8 +776,8 @@ fn at_word(
         || vocative
         || possessive
         || particle
-        || asked
-        || cued_before(text, i))
+        || cued_before(text, i)
+        || asked())
     {
         return None;
     }
@@ -739,9 +786,8 @@ fn at_word(
     let all_caps = text[i..e1].iter().all(|c| !c.is_ascii_lowercase());
     let is_first = lists.first.contains(w1.as_str());
     let ambiguous = is_first && lists.ambiguous.contains(w1.as_str());
-    let is_last = !is_first && lists.last.contains(w1.as_str());
     // `Lopez, Maria`.
-    if is_last && comma_then_cap {
+    if !is_first && comma_then_cap && lists.last.contains(w1.as_str()) {
         let j = e1 + 2;
         if let Some((e2, w2)) = word(text, j) {
             if lists.first.contains(w2.as_str()) && !lists.ambiguous.contains(w2.as_str()) {
@@ -753,7 +799,7 @@ fn at_word(
     // A name asked for: after a name field (`Reported by: Chen Wei`) or as
     // the answer to `your surname?` on the line before. One or two
     // capitalised words, one of them a known name.
-    if asked {
+    if (after_colon || at_line_start) && asked() {
         let known = |w: &Lower| lists.first.contains(w.as_str()) || lists.last.contains(w.as_str());
         let mut end = e1;
         let mut any = !ambiguous && known(&w1);
