@@ -460,6 +460,10 @@ pub mod words {
         "security code",
         "card verification",
         "csc",
+        // The UK's "CV2"; the security code in German.
+        "cv2",
+        "card code",
+        "sicherheitscode",
     ];
     /// SSN and ITIN.
     pub const SSN: &[&str] = &[

@@ -1115,4 +1115,70 @@ mod tests {
             assert!(names(text).is_empty(), "{text}: {:?}", names(text));
         }
     }
+
+    /// The lists' entries, sorted, capitalised, as a test samples them:
+    /// given names that are no common word, surnames that are neither a
+    /// given name that is a word nor a word that follows names.
+    fn samples() -> &'static (Vec<String>, Vec<String>) {
+        static SAMPLES: OnceLock<(Vec<String>, Vec<String>)> = OnceLock::new();
+        SAMPLES.get_or_init(|| {
+            let l = lists();
+            let cap = |w: &str| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                    .unwrap_or_default()
+            };
+            let plain =
+                |w: &str| w.len() >= 2 && !l.ambiguous.contains(w) && !l.not_surnames.contains(w);
+            let pick = |set: &HashSet<&'static str>| {
+                let mut v: Vec<String> = set.iter().filter(|w| plain(w)).map(|w| cap(w)).collect();
+                v.sort();
+                v
+            };
+            let (first, last) = (pick(&l.first), pick(&l.last));
+            (first, last)
+        })
+    }
+
+    proptest::proptest! {
+        /// Names from the lists are found in each form: a vocative, a
+        /// possessive, a speaker label after a time and a role, a name
+        /// field, surname particles, the answer to a name question, a
+        /// greeting, a role before the name.
+        #[test]
+        fn listed_names_are_found_in_every_form(a in 0usize..100_000, b in 0usize..100_000, form in 0usize..8) {
+            let (firsts, lasts) = samples();
+            let (f, l) = (&firsts[a % firsts.len()], &lasts[b % lasts.len()]);
+            let (text, want) = match form {
+                0 => (format!("Thanks for waiting, {f}! Your case is open."), f.clone()),
+                1 => (format!("We closed it per {f}'s request."), f.clone()),
+                2 => (format!("[09:15] Agent {f}: how can I help?"), f.clone()),
+                3 => (format!("Reported by: {l} {f}\nPriority: high"), format!("{l} {f}")),
+                4 => (format!("the caller was {f} van der {l}, verified"), format!("{f} van der {l}")),
+                5 => (format!("Agent: and your surname?\nCustomer: {l}"), l.clone()),
+                6 => (format!("Good afternoon {f}, your loan is approved"), f.clone()),
+                _ => (format!("passed to supervisor {f} at noon"), f.clone()),
+            };
+            proptest::prop_assert!(names(&text).contains(&want.as_str()), "{:?}: {:?}", text, names(&text));
+        }
+
+        /// Words that are no names, in the same forms, are not names.
+        #[test]
+        fn words_in_those_forms_are_not_names(
+            w in proptest::sample::select(vec!["Team", "Everyone", "Support", "Sorry", "Thanks", "Today", "Refunds", "Payments", "Monday", "Weekend"]),
+            form in 0usize..7,
+        ) {
+            let text = match form {
+                0 => format!("Thanks for waiting, {w}! Your case is open."),
+                1 => format!("We closed it per {w}'s request."),
+                2 => format!("[09:15] Agent {w}: how can I help?"),
+                3 => format!("Reported by: {w} Desk\nPriority: high"),
+                4 => format!("the caller was {w} van der Desk, verified"),
+                5 => format!("Agent: and your surname?\nCustomer: {w}"),
+                _ => format!("Good afternoon {w}, your loan is approved"),
+            };
+            proptest::prop_assert!(names(&text).is_empty(), "{:?}: {:?}", text, names(&text));
+        }
+    }
 }

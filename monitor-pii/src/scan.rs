@@ -2370,6 +2370,10 @@ mod tests {
             "123"
         ));
         assert!(!has("we have 123 apples", PiiType::Cvv, "123"));
+        // The UK's CV2, and the code in German.
+        for text in ["CV2 is 123", "Sicherheitscode: 123", "the card code is 123"] {
+            assert!(has(text, PiiType::Cvv, "123"), "{text}: {:?}", kinds(text));
+        }
         // Numbers near a CVV word that are not the code.
         for text in [
             "security code 123, amount $129",
