@@ -469,9 +469,7 @@ impl Record {
         Record {
             seq: 0,
             time: event.time.clone(),
-            time_ns: when
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
+            time_ns: unix_ns(when),
             host: host.clone(),
             pid: p.pid,
             exe: p.exe.clone(),
@@ -506,9 +504,7 @@ impl Record {
         let now = SystemTime::now();
         Record {
             time: humantime::format_rfc3339_nanos(now).to_string(),
-            time_ns: now
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64),
+            time_ns: unix_ns(now),
             ..self.clone()
         }
     }
@@ -516,8 +512,12 @@ impl Record {
 
 /// The wall clock now, ns since the Unix epoch (0 before it).
 pub fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    unix_ns(SystemTime::now())
+}
+
+/// `t` in ns since the Unix epoch (0 before it).
+pub fn unix_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
 

@@ -5,7 +5,7 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -113,9 +113,7 @@ pub fn parse_time(s: &str) -> anyhow::Result<u64> {
                 let then = SystemTime::now()
                     .checked_sub(age)
                     .context("age reaches before the epoch")?;
-                return Ok(then
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_nanos() as u64));
+                return Ok(crate::model::unix_ns(then));
             }
         }
     };
@@ -815,10 +813,7 @@ mod tests {
         let yesterday = parse_time("yesterday").unwrap();
         assert!(today > yesterday && today - yesterday <= 25 * 3600 * 1_000_000_000);
         let two_hours = parse_time("2h").unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let now = crate::model::now_ns();
         assert!(now - two_hours >= 7_200_000_000_000 && now - two_hours < 7_260_000_000_000);
         let err = parse_time("04/12/2026").unwrap_err().to_string();
         assert!(err.contains("is not a time"), "{err}");

@@ -49,15 +49,18 @@ impl WallClock {
 
     /// The wall-clock time of a monotonic reading, RFC 3339 UTC.
     pub fn format(&self, mono_ns: u64) -> String {
-        let unix_ns = (mono_ns as i128 + self.offset_ns).max(0) as u128;
-        let t = UNIX_EPOCH + Duration::from_nanos(unix_ns as u64);
-        humantime::format_rfc3339_nanos(t).to_string()
+        humantime::format_rfc3339_nanos(self.system_time(mono_ns)).to_string()
     }
 
     /// The wall-clock time of a monotonic reading.
     pub fn system_time(&self, mono_ns: u64) -> SystemTime {
-        let unix_ns = (mono_ns as i128 + self.offset_ns).max(0) as u64;
-        UNIX_EPOCH + Duration::from_nanos(unix_ns)
+        UNIX_EPOCH + Duration::from_nanos(self.unix_ns(mono_ns))
+    }
+
+    /// The wall-clock time of a monotonic reading, ns since the Unix epoch
+    /// (0 before it).
+    pub fn unix_ns(&self, mono_ns: u64) -> u64 {
+        (mono_ns as i128 + self.offset_ns).max(0) as u64
     }
 }
 
@@ -211,12 +214,9 @@ impl Enricher {
             Body::File(f) => {
                 let mut access = file_access(rec, &f, &mut self.path_ids);
                 if f.repeats > 0 {
-                    let last = self.clock.system_time(f.repeats_last_ns);
                     access.repeats = Some(crate::event::Repeats {
                         count: f.repeats,
-                        last_ns: last
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_nanos() as u64),
+                        last_ns: self.clock.unix_ns(f.repeats_last_ns),
                     });
                 }
                 self.follow_pipe(h.tgid, &mut access);
