@@ -211,6 +211,20 @@ fn print_scores(scores: &BTreeMap<String, TypeScore>, goal: impl Fn(&str) -> Opt
     missed_goals
 }
 
+/// Scores the hand-written set at `path` and prints its table under a
+/// heading (`title`: N `what`); returns how many types missed `goal`.
+fn hand_written(
+    title: &str,
+    path: &str,
+    what: &str,
+    goal: impl Fn(&str) -> Option<f64>,
+) -> anyhow::Result<usize> {
+    let records = independent_records(&std::fs::read_to_string(workspace_root().join(path))?)?;
+    let scores = score(&records)?;
+    println!("\n{title}: {} {what} ({path})\n", records.len());
+    Ok(print_scores(&scores, goal))
+}
+
 /// Runs `monitor scan --jsonl` over the generated corpus and the
 /// independent set and prints P/R/F1 per type for each. Fails when the
 /// generated corpus misses a goal; the independent set's goals are
@@ -226,24 +240,18 @@ pub fn evaluate() -> anyhow::Result<()> {
     let missed_goals = print_scores(&scores, |kind| {
         GOALS.iter().find(|(k, _)| *k == kind).map(|(_, g)| *g)
     });
-    let development = independent_records(&std::fs::read_to_string(
-        workspace_root().join(DEVELOPMENT),
-    )?)?;
-    let scores = score(&development)?;
-    println!(
-        "\nThe development set: {} hand-written records of names in context, tuned on ({DEVELOPMENT})\n",
-        development.len()
-    );
-    print_scores(&scores, |_| None);
-    let independent = independent_records(&std::fs::read_to_string(
-        workspace_root().join(INDEPENDENT),
-    )?)?;
-    let scores = score(&independent)?;
-    println!(
-        "\nThe independent set: {} hand-written records, never tuned on ({INDEPENDENT})\n",
-        independent.len()
-    );
-    let missed_independent = print_scores(&scores, |kind| Some(independent_goal(kind)));
+    hand_written(
+        "The development set",
+        DEVELOPMENT,
+        "hand-written records of names in context, tuned on",
+        |_| None,
+    )?;
+    let missed_independent = hand_written(
+        "The independent set",
+        INDEPENDENT,
+        "hand-written records, never tuned on",
+        |kind| Some(independent_goal(kind)),
+    )?;
     println!("\nindependent set: {missed_independent} type(s) below the goal");
     if missed_goals > 0 {
         bail!("{missed_goals} type(s) below their F1 goal");
