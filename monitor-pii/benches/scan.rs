@@ -36,6 +36,21 @@ fn scan(c: &mut Criterion) {
         },
     );
     group.finish();
+    // What a call costs with next to nothing to read: the fixed cost each
+    // short record (a payload, a JSON line) pays.
+    let mut group = c.benchmark_group("scan_call");
+    for (name, text) in [
+        ("empty", ""),
+        (
+            "clean_78_bytes",
+            "thanks for calling, the statement was sent yesterday and the fee is reversed",
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| detector.scan(std::hint::black_box(text.as_bytes())).len())
+        });
+    }
+    group.finish();
 }
 
 criterion_group! {

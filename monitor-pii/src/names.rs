@@ -540,6 +540,14 @@ fn cued_before(text: &[u8], i: usize) -> bool {
     })
 }
 
+/// Whether the word `w` is written in capitals (`MÜLLER`; not `Lê`).
+fn in_capitals(w: &[u8]) -> bool {
+    if w.is_ascii() {
+        return !w.iter().any(u8::is_ascii_lowercase);
+    }
+    !String::from_utf8_lossy(w).chars().any(char::is_lowercase)
+}
+
 /// Whether the word at `i` is capitalised: an upper-case first letter,
 /// ASCII or not (`Élodie`, `Łukasz`).
 fn capitalised(text: &[u8], i: usize) -> bool {
@@ -783,7 +791,7 @@ fn at_word(
     }
     let label = colon && label_start(text, i);
     let w1 = lower(text, i, e1)?;
-    let all_caps = text[i..e1].iter().all(|c| !c.is_ascii_lowercase());
+    let all_caps = in_capitals(&text[i..e1]);
     let is_first = lists.first.contains(w1.as_str());
     let ambiguous = is_first && lists.ambiguous.contains(w1.as_str());
     // `Lopez, Maria`.
@@ -858,7 +866,7 @@ fn at_word(
     }
     if text.get(j) == Some(&b' ') && capitalised(text, j + 1) && !possessive {
         if let Some((e2, w2)) = word(text, j + 1) {
-            let caps2 = text[j + 1..e2].iter().all(|c| !c.is_ascii_lowercase());
+            let caps2 = in_capitals(&text[j + 1..e2]);
             let known = lists.last.contains(w2.as_str());
             let plain = !lists.not_surnames.contains(w2.as_str());
             // In capitals, both must be known: headings are capitals too.
@@ -1082,6 +1090,8 @@ mod tests {
                 "Kowalski, K-O-W-A-L-S-K-I",
             ),
             ("Account holder: Nguyen, Thanh", "Nguyen, Thanh"),
+            // A surname with a lower-case letter that is not ASCII.
+            ("Maria Lê called about the fee", "Maria Lê"),
             // A cue, a capitalised word and a known surname.
             ("the customer Zorvath Krishnan asked", "Zorvath Krishnan"),
         ] {
