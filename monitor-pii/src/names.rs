@@ -590,33 +590,29 @@ const FIELDS_BEFORE: &[&[u8]] = &[
 /// and a surname (`Sanne de Vries`, `Pieter van den Berg`). Asked of most
 /// capitalised words, so a match on the word, not a list walk.
 fn particle_at(w: &[u8]) -> Option<usize> {
-    let n = w.iter().take(6).position(|&c| c == b' ')?;
-    matches!(
-        &w[..n],
-        b"de"
-            | b"van"
-            | b"von"
-            | b"der"
-            | b"den"
-            | b"da"
-            | b"di"
-            | b"del"
-            | b"della"
-            | b"dos"
-            | b"das"
-            | b"du"
-            | b"la"
-            | b"le"
-            | b"ten"
-            | b"ter"
-            | b"y"
-            | b"bin"
-            | b"ibn"
-            | b"al"
-            | b"el"
-            | b"dela"
-    )
-    .then_some(n)
+    // Slice patterns: a decision on the first bytes, no scan for the end.
+    let n = match w {
+        [b'd', b'e', b'l', b'l', b'a', b' ', ..] => 5,
+        [b'd', b'e', b' ', ..]
+        | [b'd', b'a', b' ', ..]
+        | [b'd', b'i', b' ', ..]
+        | [b'd', b'u', b' ', ..]
+        | [b'l', b'a', b' ', ..]
+        | [b'l', b'e', b' ', ..]
+        | [b'a', b'l', b' ', ..]
+        | [b'e', b'l', b' ', ..] => 2,
+        [b'v', b'a', b'n', b' ', ..]
+        | [b'v', b'o', b'n', b' ', ..]
+        | [b'd', b'e', b'r' | b'n' | b'l', b' ', ..]
+        | [b'd', b'o' | b'a', b's', b' ', ..]
+        | [b't', b'e', b'n' | b'r', b' ', ..]
+        | [b'b', b'i', b'n', b' ', ..]
+        | [b'i', b'b', b'n', b' ', ..] => 3,
+        [b'd', b'e', b'l', b'a', b' ', ..] => 4,
+        [b'y', b' ', ..] => 1,
+        _ => return None,
+    };
+    Some(n)
 }
 
 /// Role words that may come before a speaker's name in a label at the
@@ -639,11 +635,20 @@ const NAME_QUESTIONS: &[&[u8]] = &[
     b"name, please?",
     b"surname?",
     b"speaking with?",
-    b"speaking with today?",
     b"speaking to?",
     b"who is calling?",
     b"who's calling?",
 ];
+
+/// The last word of each of [`NAME_QUESTIONS`]: a question is compared
+/// only when its last word is one of these (`how can I help you today?`
+/// is ruled out at `today`).
+fn is_name_question_end(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"name" | b"surname" | b"please" | b"with" | b"to" | b"calling"
+    )
+}
 
 /// The ASCII word ending at `k` (letters only), lower-cased into `buf`.
 fn word_before(text: &[u8], k: usize, buf: &mut [u8; 12]) -> usize {
@@ -705,8 +710,14 @@ fn answers_name_question(text: &[u8], i: usize) -> bool {
         return false;
     }
     let prev = text[..nl].trim_ascii_end();
-    // Most lines end otherwise: one byte rules them out.
+    // Most lines end otherwise: one byte rules them out, the last word
+    // most of the rest.
     if prev.last() != Some(&b'?') {
+        return false;
+    }
+    let mut w = [0u8; 12];
+    let n = word_before(prev, prev.len() - 1, &mut w);
+    if !is_name_question_end(&w[..n]) {
         return false;
     }
     let start = prev.len().saturating_sub(32);
@@ -773,9 +784,11 @@ fn at_word(
     let at_line_start = i == 0 || text[i - 1] == b'\n';
     // A name asked for: after a name field or on the line answering a
     // question about it (looked at last: most words are ruled out first).
+    // (A word before `: ` is a label, not what the label says.)
     let asked = || {
-        (after_colon && field_before(text, i))
-            || ((after_colon || at_line_start) && answers_name_question(text, i))
+        !colon
+            && ((after_colon && field_before(text, i))
+                || ((after_colon || at_line_start) && answers_name_question(text, i)))
     };
     if !(next_cap
         || comma_then_cap
@@ -1096,6 +1109,25 @@ mod tests {
             ("the customer Zorvath Krishnan asked", "Zorvath Krishnan"),
         ] {
             assert!(names(text).contains(&name), "{text}: {:?}", names(text));
+        }
+    }
+
+    #[test]
+    fn particles_are_read_from_their_first_bytes() {
+        let particles = [
+            "de", "van", "von", "der", "den", "da", "di", "del", "della", "dos", "das", "du", "la",
+            "le", "ten", "ter", "y", "bin", "ibn", "al", "el", "dela",
+        ];
+        for p in particles {
+            assert_eq!(
+                particle_at(format!("{p} Vries").as_bytes()),
+                Some(p.len()),
+                "{p}"
+            );
+            assert_eq!(particle_at(p.as_bytes()), None, "{p} with nothing after");
+        }
+        for w in ["dex ", "vanilla ", "the ", "d ", "dell ", "lea ", "", "y"] {
+            assert_eq!(particle_at(w.as_bytes()), None, "{w:?}");
         }
     }
 
