@@ -15,6 +15,7 @@
 //!   speaker label at the start of a line (`Maria: hello`);
 //! - written `Lopez, Maria` or in capitals `MARIA LOPEZ` (both known).
 
+use std::cell::OnceCell;
 use std::sync::OnceLock;
 
 use crate::bytemask;
@@ -376,10 +377,10 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
     {
         let upper = bytemask::in_range(chunk, b'A', b'Z');
         let letters = upper | bytemask::in_range(chunk, b'a', b'z');
-        let in_chunk = u64::MAX >> (bytemask::BLOCK - chunk.len());
         let high = if all_ascii || chunk.is_ascii() {
             0
         } else {
+            let in_chunk = u64::MAX >> (bytemask::BLOCK - chunk.len());
             !bytemask::in_range(chunk, 0, 0x7F) & in_chunk
         };
         // Capitals that start a word: no ASCII letter just before (the
@@ -785,11 +786,16 @@ fn at_word(
     // A name asked for: after a name field or on the line answering a
     // question about it (looked at last: most words are ruled out first).
     // (A word before `: ` is a label, not what the label says.)
+    // Both are asked at most once, whichever test first needs them.
+    let (asked_once, cued_once) = (OnceCell::new(), OnceCell::new());
     let asked = || {
-        !colon
-            && ((after_colon && field_before(text, i))
-                || ((after_colon || at_line_start) && answers_name_question(text, i)))
+        *asked_once.get_or_init(|| {
+            !colon
+                && ((after_colon && field_before(text, i))
+                    || ((after_colon || at_line_start) && answers_name_question(text, i)))
+        })
     };
+    let cued = || *cued_once.get_or_init(|| cued_before(text, i));
     if !(next_cap
         || comma_then_cap
         || colon
@@ -797,7 +803,7 @@ fn at_word(
         || vocative
         || possessive
         || particle
-        || cued_before(text, i)
+        || cued()
         || asked())
     {
         return None;
@@ -845,7 +851,7 @@ fn at_word(
     if !is_first {
         // `the customer Ananya Krishnan`: a cue, an unknown capitalised
         // word and a known surname.
-        if next_cap && !all_caps && !possessive && cued_before(text, i) {
+        if next_cap && !all_caps && !possessive && cued() {
             if let Some((e2, w2)) = word(text, e1 + 1) {
                 if lists.last.contains(w2.as_str()) && !lists.not_surnames.contains(w2.as_str()) {
                     out.push(Candidate::new(PiiType::Person, i, e2, 0.7));
@@ -904,11 +910,11 @@ fn at_word(
     // vocative (`thanks for waiting, Niamh!`), or a possessive in running
     // text (`per Laura's request`). Names that are also words only after
     // a cue.
-    let cued = cued_before(text, i)
+    let lone = cued()
         || here
         || label
         || (!ambiguous && (vocative || (possessive && !sentence_start(text, i))));
-    if cued {
+    if lone {
         out.push(Candidate::new(PiiType::Person, i, e1, 0.7));
         return Some(e1);
     }
@@ -1178,8 +1184,7 @@ mod tests {
                 v.sort();
                 v
             };
-            let (first, last) = (pick(&l.first), pick(&l.last));
-            (first, last)
+            (pick(&l.first), pick(&l.last))
         })
     }
 
