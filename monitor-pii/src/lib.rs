@@ -157,6 +157,14 @@ impl Detector {
 
     /// Every finding in `text`, ordered by offset.
     pub fn scan(&self, text: &[u8]) -> Vec<Finding> {
+        self.scan_ending_after(text, 0)
+    }
+
+    /// The findings of [`Detector::scan`] that end after `end`: the others
+    /// are chosen as `scan` chooses them (they still win or lose overlaps)
+    /// but never masked or fingerprinted. For a stream, whose text starts
+    /// with bytes already reported.
+    pub fn scan_ending_after(&self, text: &[u8], end: usize) -> Vec<Finding> {
         let mut cands = Vec::with_capacity(text.len() / 256);
         self.candidates(text, 0, &mut cands);
         cands.retain(|c| match c.kind {
@@ -167,6 +175,7 @@ impl Detector {
         let mut norm = Vec::new();
         chosen
             .into_iter()
+            .filter(|c| c.end > end)
             .map(|c| self.finding(text, &c, &mut norm))
             .collect()
     }
@@ -535,6 +544,18 @@ mod tests {
             d.fingerprint_of(&Kind::Builtin(PiiType::CreditCard), b"4111111111111111"),
             f.fingerprint
         );
+    }
+
+    #[test]
+    fn scanning_past_an_end_builds_only_what_ends_after_it() {
+        let d = detector();
+        let text = synth::corpus_text("contact", 4096, 3).into_bytes();
+        let all = d.scan(&text);
+        assert!(all.len() > 10);
+        for end in [0, 1, 100, 777, 2048, text.len() - 1, text.len()] {
+            let want: Vec<_> = all.iter().filter(|f| f.end > end).cloned().collect();
+            assert_eq!(d.scan_ending_after(&text, end), want, "past {end}");
+        }
     }
 
     #[test]

@@ -1155,7 +1155,7 @@ fn date_of_birth(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Cand
 const MAX_LABEL: usize = 40;
 
 /// How far back the turn before an answer is searched for its question.
-const PREVIOUS_TURN: usize = 160;
+pub(crate) const PREVIOUS_TURN: usize = 160;
 
 /// Whether a date at `start..end` is given as the answer to a question
 /// about birth: it is the whole of a chat turn (after a speaker label, if

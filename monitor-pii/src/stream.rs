@@ -5,11 +5,18 @@
 use crate::{Detector, Finding};
 
 /// Bytes of the previous chunks kept for values that straddle a boundary,
-/// with their hotword context. Every feed rescans this tail, so it is kept
-/// small: payload sends are often a few hundred bytes. A value longer than
-/// this split across chunks (a long JWT) is found only if its head validates
-/// on its own (a PEM block is, from its BEGIN line).
-pub const OVERLAP: usize = 256;
+/// with their context. A value that starts in them is seen whole with what
+/// it needs before it: a date answering the turn before, with the 160 bytes
+/// searched for that turn's question, when the date's speaker label and
+/// head take at most 32 bytes before the boundary (a date is short: one
+/// that starts earlier ended, and was found, before it); and a long value
+/// (an address) with its 48 bytes of hotword context. Measured on the
+/// generated corpus and the independent set cut into 37-, 97- and 200-byte
+/// chunks and into lines: every finding of the whole text is found. Every feed rescans this tail, so it is kept small: payload
+/// sends are often a few hundred bytes. A value longer than this split
+/// across chunks (a long JWT) is found only if its head validates on its
+/// own (a PEM block is, from its BEGIN line).
+pub const OVERLAP: usize = crate::scan::PREVIOUS_TURN + 32;
 /// Findings ending this close to the end of what has been seen wait for the
 /// next chunk. Zero: a payload stream may never send another chunk, so a
 /// value is reported as soon as its last byte arrives (a value that a later
@@ -73,7 +80,9 @@ impl StreamScanner {
             end.saturating_sub(HOLD as u64)
         };
         let mut out = Vec::new();
-        for mut f in detector.scan(&self.carry) {
+        // What ends in bytes already reported is not built at all.
+        let reported = self.reported_until.saturating_sub(self.carry_start) as usize;
+        for mut f in detector.scan_ending_after(&self.carry, reported) {
             let (s, e) = (
                 self.carry_start + f.start as u64,
                 self.carry_start + f.end as u64,

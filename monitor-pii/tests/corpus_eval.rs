@@ -62,3 +62,66 @@ fn detector_meets_the_f1_goals() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// A stream cut into sends finds what the whole text holds: every finding
+/// of one scan of the corpus and the independent set, written one after
+/// the other, is found (same span, same type) when they are fed in 37-,
+/// 97- and 200-byte chunks and one line at a time. This holds
+/// `stream::OVERLAP` to what split values and their context need.
+#[test]
+fn a_stream_cut_anywhere_finds_what_the_whole_text_holds() {
+    use std::collections::BTreeSet;
+    let d = Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[3; 32]));
+    let mut text = String::new();
+    for line in corpus().lines().take(600) {
+        let rec: Value = serde_json::from_str(line).unwrap();
+        text.push_str(rec["text"].as_str().unwrap());
+        text.push('\n');
+    }
+    let independent = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/independent/records.txt"
+    ))
+    .unwrap();
+    let label = regex::Regex::new(r"\[\[[A-Z_]+:(.*?)\]\]").unwrap();
+    for line in independent.lines() {
+        if !line.starts_with('#') && line != "---" {
+            text.push_str(&label.replace_all(line, "$1"));
+            text.push('\n');
+        }
+    }
+    let text = text.as_bytes();
+    let spans = |found: Vec<monitor_pii::Finding>| -> BTreeSet<(usize, usize, String)> {
+        found
+            .into_iter()
+            .map(|f| (f.start, f.end, f.kind.name().to_owned()))
+            .collect()
+    };
+    let whole = spans(d.scan(text));
+    assert!(whole.len() > 1000, "{}", whole.len());
+    let lines: Vec<usize> = text
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    let cuts = [37, 97, 200].map(|n| {
+        (
+            format!("{n}-byte chunks"),
+            (n..text.len()).step_by(n).collect(),
+        )
+    });
+    for (name, cuts) in cuts.into_iter().chain([("lines".to_owned(), lines)]) {
+        let mut stream = d.stream();
+        let mut found = Vec::new();
+        let mut at = 0;
+        for cut in cuts.into_iter().chain([text.len()]) {
+            found.extend(stream.feed(&d, &text[at..cut]));
+            at = cut;
+        }
+        found.extend(stream.finish(&d));
+        let found = spans(found);
+        let missed: Vec<_> = whole.difference(&found).collect();
+        assert!(missed.is_empty(), "{name}: missed {missed:?}");
+    }
+}

@@ -250,10 +250,17 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
         sinks.push(Box::new(JsonLines::new(std::io::stdout())));
     }
     let (reloads, reloaded) = std::sync::mpsc::channel();
+    // Only the event stream shows a payload's digest.
+    let payload = crate::payload::PayloadStage::new(detector.clone());
+    let payload = if sinks.is_empty() {
+        payload.without_digests()
+    } else {
+        payload
+    };
     let pipeline = Pipeline::new(
         sensor,
         enricher,
-        crate::payload::PayloadStage::new(detector.clone()),
+        payload,
         sinks,
         Recording {
             judges: Chain::standard(&rules),

@@ -204,7 +204,8 @@ pub fn run_payload_bench(
         monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
     ));
     let mut enricher = Enricher::new(None);
-    let mut payloads = monitor::payload::PayloadStage::new(detector);
+    // As in a daemon that only stores (no event stream to show digests).
+    let mut payloads = monitor::payload::PayloadStage::new(detector).without_digests();
 
     let mut child = Command::new(std::env::current_exe()?)
         .args([
