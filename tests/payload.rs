@@ -296,3 +296,70 @@ fn udp_sendto_names_its_destination() {
     assert_eq!(ev["remote_port"], port);
     assert_eq!(ev["findings"][0]["type"], "US_SSN");
 }
+
+/// A burst of small sends on eight connections, with payload inspection on
+/// three threads: every send is an event, each connection's offsets run in
+/// order, and each connection's split card numbers are found whole, once.
+#[test]
+fn a_burst_on_many_connections_is_inspected_in_order_by_threads() {
+    if !root_or_skip("a_burst_on_many_connections_is_inspected_in_order_by_threads") {
+        return;
+    }
+    let daemon = Daemon::start_with(&["--payload-threads", "3"]);
+    let script = r#"
+import socket, threading
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen(16)
+def drain():
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(65536), b'')], daemon=True).start()
+threading.Thread(target=drain, daemon=True).start()
+conns = [socket.create_connection(srv.getsockname()) for _ in range(8)]
+for c in conns:
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+text = b'note: the card is 4111 1111 1111 1111, exp 09/28. ' * 2
+for at in range(0, len(text), 5):
+    for c in conns:
+        c.send(text[at:at + 5])
+for c in conns:
+    c.close()
+"#;
+    let pid = run_python(script);
+    let sends_each = 100_u64.div_ceil(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let events = loop {
+        let events: Vec<Value> = payloads(&daemon, pid)
+            .into_iter()
+            .filter(|v| v["direction"] == "out" && v["remote_port"] != 0)
+            .collect();
+        if events.len() as u64 >= 8 * sends_each || std::time::Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut by_conn: std::collections::BTreeMap<u64, Vec<&Value>> = Default::default();
+    for v in &events {
+        by_conn
+            .entry(v["conn_id"].as_u64().unwrap())
+            .or_default()
+            .push(v);
+    }
+    assert_eq!(by_conn.len(), 8, "{} events", events.len());
+    for (conn, sends) in by_conn {
+        let offsets: Vec<u64> = sends
+            .iter()
+            .map(|v| v["stream_offset"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = (0..sends_each).map(|i| i * 5).collect();
+        assert_eq!(offsets, expected, "connection {conn}");
+        let cards: Vec<(u64, u64)> = sends
+            .iter()
+            .flat_map(|v| v["findings"].as_array().cloned().unwrap_or_default())
+            .filter(|f| f["type"] == "CREDIT_CARD")
+            .map(|f| (f["start"].as_u64().unwrap(), f["end"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(cards, [(18, 37), (68, 87)], "connection {conn}");
+    }
+}

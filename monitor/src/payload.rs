@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 
+use monitor_common::PayloadBody;
 use monitor_pii::{Detector, Finding, StreamScanner};
 
-use crate::event::{Detail, Event, PiiFinding};
+use crate::event::{Detail, Event, PayloadInfo, PiiFinding};
 use crate::wire::{Body, Record};
 
 /// Most streams kept; the least recently used is dropped (and counted) past this.
@@ -93,6 +94,8 @@ pub struct PayloadStage<C: StreamConsumer = std::sync::Arc<Detector>> {
     open: HashMap<(u32, i32), u64>,
     tick: u64,
     evicted: u64,
+    /// Streams kept at most.
+    max_streams: usize,
     /// Whether events get the payload's keyed digest.
     digests: bool,
 }
@@ -107,6 +110,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
             open: HashMap::new(),
             tick: 0,
             evicted: 0,
+            max_streams: MAX_STREAMS,
             digests: true,
         }
     }
@@ -148,9 +152,21 @@ impl<C: StreamConsumer> PayloadStage<C> {
         let (Body::Payload(body), Detail::Payload(info)) = (&record.body, &mut event.detail) else {
             return false;
         };
+        self.feed(record.header.tgid, body, record.payload, info)
+    }
+
+    /// [`PayloadStage::process`] for the bytes `bytes` that process `tgid`
+    /// moved, as `body` describes them, into `info`.
+    pub fn feed(
+        &mut self,
+        tgid: u32,
+        body: &PayloadBody,
+        bytes: &[u8],
+        info: &mut PayloadInfo,
+    ) -> bool {
         self.tick += 1;
         let conn = ConnKey {
-            tgid: record.header.tgid,
+            tgid,
             fd: body.fd,
             conn_id: body.sock.conn_id,
         };
@@ -159,7 +175,6 @@ impl<C: StreamConsumer> PayloadStage<C> {
             tls: info.tls,
             inbound: info.direction == "in",
         };
-        let bytes = record.payload;
         if conn.fd >= 0 {
             match self.open.insert((conn.tgid, conn.fd), conn.conn_id) {
                 Some(old) if old != conn.conn_id => self.forget_conn(ConnKey {
@@ -169,7 +184,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
                 _ => {}
             }
         }
-        if !self.streams.contains_key(&key) && self.streams.len() >= MAX_STREAMS {
+        if !self.streams.contains_key(&key) && self.streams.len() >= self.max_streams {
             self.evict_oldest();
         }
         let tick = self.tick;
@@ -240,6 +255,248 @@ impl<C: StreamConsumer> PayloadStage<C> {
             self.evicted += 1;
         }
     }
+}
+
+/// Fewest sends in a batch for [`Shards::inspect`] to run its shards on
+/// threads of their own: starting one costs tens of microseconds, a send's
+/// inspection a few.
+pub const PARALLEL_MIN: usize = 64;
+
+/// One step of a batch for [`Shards::inspect`].
+#[derive(Debug, Clone, Copy)]
+pub enum Step<'a> {
+    /// A send (or receive) to inspect: its place in the batch and what
+    /// [`PayloadStage::feed`] takes.
+    Send {
+        /// Its place in the batch.
+        index: usize,
+        /// The process.
+        tgid: u32,
+        /// The record's payload fields.
+        body: PayloadBody,
+        /// The bytes captured.
+        bytes: &'a [u8],
+    },
+    /// A process exited: its streams go, in order with its sends.
+    Exit(u32),
+}
+
+/// What inspecting one send of a batch found.
+#[derive(Debug)]
+pub struct Inspected {
+    /// The send's place in the batch.
+    pub index: usize,
+    /// Its payload fields, filled in.
+    pub info: PayloadInfo,
+    /// A TLS ClientHello written in the clear ([`PayloadStage::process`]).
+    pub hello: bool,
+}
+
+/// The payload stage sharded by connection: a (process, fd) always lands in
+/// the same shard, so one connection's sends are fed in order, while the
+/// shards of a busy batch inspect side by side on threads of their own.
+pub struct Shards<C: StreamConsumer = std::sync::Arc<Detector>> {
+    shards: Vec<PayloadStage<C>>,
+}
+
+impl<C> Shards<C>
+where
+    C: StreamConsumer + Clone + Send + Sync,
+    C::State: Send,
+{
+    /// `n` shards (at least one) handing bytes to `consumer`; together they
+    /// keep [`MAX_STREAMS`] streams.
+    pub fn new(consumer: C, n: usize) -> Self {
+        let n = n.max(1);
+        let shards = (0..n)
+            .map(|_| {
+                let mut shard = PayloadStage::new(consumer.clone());
+                shard.max_streams = MAX_STREAMS.div_ceil(n);
+                shard
+            })
+            .collect();
+        Self { shards }
+    }
+
+    /// As [`PayloadStage::without_digests`], for every shard.
+    pub fn without_digests(mut self) -> Self {
+        for shard in &mut self.shards {
+            shard.digests = false;
+        }
+        self
+    }
+
+    /// How many shards.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// As [`PayloadStage::set_consumer`], for every shard.
+    pub fn set_consumer(&mut self, consumer: C) {
+        for shard in &mut self.shards {
+            shard.set_consumer(consumer.clone());
+        }
+    }
+
+    /// As [`PayloadStage::forget_process`], in every shard.
+    pub fn forget_process(&mut self, tgid: u32) {
+        for shard in &mut self.shards {
+            if !shard.is_empty() {
+                shard.forget_process(tgid);
+            }
+        }
+    }
+
+    /// Streams dropped because there were too many.
+    pub fn evicted(&self) -> u64 {
+        self.shards.iter().map(|s| s.evicted).sum()
+    }
+
+    /// Streams kept.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(PayloadStage::len).sum()
+    }
+
+    /// True when no stream is kept.
+    pub fn is_empty(&self) -> bool {
+        self.shards.iter().all(PayloadStage::is_empty)
+    }
+
+    /// The shard of the sends of process `tgid` on `fd`.
+    fn shard_of(&self, tgid: u32, fd: i32) -> usize {
+        let key = (u64::from(tgid) << 32) | u64::from(fd as u32);
+        let mixed = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        (mixed % self.shards.len() as u64) as usize
+    }
+
+    /// As [`PayloadStage::process`], in the record's shard.
+    pub fn process(&mut self, record: &Record<'_>, event: &mut Event) -> bool {
+        let Body::Payload(body) = &record.body else {
+            return false;
+        };
+        let shard = self.shard_of(record.header.tgid, body.fd);
+        self.shards[shard].process(record, event)
+    }
+
+    /// Inspects a batch's sends, each shard its own in order (on threads of
+    /// their own when there are at least [`PARALLEL_MIN`] sends and more
+    /// than one shard); returns what each send gave, in batch order.
+    pub fn inspect(&mut self, steps: &[Step<'_>]) -> Vec<Inspected> {
+        if steps.is_empty() {
+            return Vec::new();
+        }
+        let mut per_shard: Vec<Vec<Step<'_>>> = vec![Vec::new(); self.shards.len()];
+        let mut sends = 0;
+        for step in steps {
+            match *step {
+                Step::Send { tgid, body, .. } => {
+                    sends += 1;
+                    per_shard[self.shard_of(tgid, body.fd)].push(*step);
+                }
+                Step::Exit(_) => per_shard.iter_mut().for_each(|s| s.push(*step)),
+            }
+        }
+        let mut out: Vec<Inspected> = if self.shards.len() > 1 && sends >= PARALLEL_MIN {
+            std::thread::scope(|scope| {
+                let mut work = self.shards.iter_mut().zip(per_shard);
+                let here = work.next();
+                let there: Vec<_> = work
+                    .map(|(shard, steps)| scope.spawn(move || run_shard(shard, &steps)))
+                    .collect();
+                let mut out = here.map_or_else(Vec::new, |(shard, steps)| run_shard(shard, &steps));
+                for handle in there {
+                    out.extend(handle.join().expect("a payload shard panicked"));
+                }
+                out
+            })
+        } else {
+            self.shards
+                .iter_mut()
+                .zip(per_shard)
+                .flat_map(|(shard, steps)| run_shard(shard, &steps))
+                .collect()
+        };
+        out.sort_unstable_by_key(|i| i.index);
+        out
+    }
+}
+
+/// Records copied out of the ring buffer back to back, so that a batch's
+/// sends can be inspected together before any record goes on.
+#[derive(Debug, Default)]
+pub struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    /// Appends one record as read from the ring buffer.
+    pub fn push(&mut self, record: &[u8]) {
+        self.bytes.extend_from_slice(record);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The records, in order.
+    pub fn records(&self) -> Vec<&[u8]> {
+        std::iter::once(0)
+            .chain(self.ends.iter().copied())
+            .zip(self.ends.iter().copied())
+            .map(|(from, to)| &self.bytes[from..to])
+            .collect()
+    }
+}
+
+/// The steps [`Shards::inspect`] takes for a batch of records: its sends
+/// and its exits (records that do not decode are left to the caller).
+pub fn steps<'a>(records: &[&'a [u8]]) -> Vec<Step<'a>> {
+    records
+        .iter()
+        .enumerate()
+        .filter_map(|(index, bytes)| match crate::wire::decode(bytes).ok()? {
+            Record {
+                header,
+                body: Body::Payload(body),
+                payload: bytes,
+                ..
+            } => Some(Step::Send {
+                index,
+                tgid: header.tgid,
+                body,
+                bytes,
+            }),
+            Record {
+                header,
+                body: Body::Exit(_),
+                ..
+            } => Some(Step::Exit(header.tgid)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs one shard's steps of a batch, in order.
+fn run_shard<C: StreamConsumer>(shard: &mut PayloadStage<C>, steps: &[Step<'_>]) -> Vec<Inspected> {
+    let mut out = Vec::new();
+    for step in steps {
+        match *step {
+            Step::Send {
+                index,
+                tgid,
+                body,
+                bytes,
+            } => {
+                let mut info = crate::enrich::payload_info(&body);
+                let hello = shard.feed(tgid, &body, bytes, &mut info);
+                out.push(Inspected { index, info, hello });
+            }
+            Step::Exit(tgid) => {
+                if !shard.is_empty() {
+                    shard.forget_process(tgid);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The server name from a TLS ClientHello (RFC 8446 §4.1.2, RFC 6066 §3).
@@ -416,6 +673,85 @@ mod tests {
         };
         assert_eq!(digest(stage()).len(), 32);
         assert_eq!(digest(stage().without_digests()), "");
+    }
+
+    /// A send of `bytes` by process `tgid` on `fd` (connection `fd` too).
+    fn step(index: usize, tgid: u32, fd: i32, bytes: &[u8]) -> Step<'_> {
+        Step::Send {
+            index,
+            tgid,
+            body: PayloadBody {
+                op: PayloadOp::Write as u32,
+                fd,
+                size: bytes.len() as i64,
+                captured: bytes.len() as u32,
+                flags: 0,
+                sock: SockInfo {
+                    family: 2,
+                    port: 443,
+                    conn_id: fd as u64,
+                    ..SockInfo::default()
+                },
+            },
+            bytes,
+        }
+    }
+
+    #[test]
+    fn shards_find_what_one_stage_finds_connection_by_connection() {
+        let detector = std::sync::Arc::new(Detector::new(
+            monitor_pii::PiiRules::defaults(),
+            monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
+        ));
+        // Eight connections of two processes, each sending a card number
+        // split across its sends, interleaved; process 2 exits half way and
+        // a new process 2 sends on the same fds (its streams start afresh).
+        let text = b"note: the card is 4111 1111 1111 1111, exp 09/28. ";
+        let mut steps = Vec::new();
+        for round in 0..40 {
+            let at = round * 5 % text.len();
+            let chunk = &text[at..(at + 5).min(text.len())];
+            for fd in 0..8 {
+                let tgid = 1 + fd as u32 % 2;
+                steps.push(step(steps.len(), tgid, fd, chunk));
+            }
+            if round == 20 {
+                steps.push(Step::Exit(2));
+            }
+        }
+        let sends = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Send { .. }))
+            .count();
+        assert!(sends >= PARALLEL_MIN);
+        let mut one = PayloadStage::new(detector.clone());
+        let mut want = Vec::new();
+        for s in &steps {
+            match *s {
+                Step::Send {
+                    index,
+                    tgid,
+                    body,
+                    bytes,
+                } => {
+                    let mut info = crate::enrich::payload_info(&body);
+                    one.feed(tgid, &body, bytes, &mut info);
+                    want.push((index, info.stream_offset, info.findings.len()));
+                }
+                Step::Exit(tgid) => one.forget_process(tgid),
+            }
+        }
+        assert!(want.iter().map(|w| w.2).sum::<usize>() >= 8, "{want:?}");
+        for n in [1, 3, 8] {
+            let mut shards = Shards::new(detector.clone(), n);
+            let got: Vec<_> = shards
+                .inspect(&steps)
+                .into_iter()
+                .map(|i| (i.index, i.info.stream_offset, i.info.findings.len()))
+                .collect();
+            assert_eq!(got, want, "{n} shards");
+            assert_eq!(shards.len(), one.len(), "{n} shards");
+        }
     }
 
     #[test]

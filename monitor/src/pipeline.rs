@@ -15,7 +15,7 @@ use crate::event::{Detail, Event};
 use crate::judge::{Case, Chain};
 use crate::model::{worst, Action, Record, UNASSIGNED};
 use crate::output::EventSink;
-use crate::payload::PayloadStage;
+use crate::payload::{Batch, Inspected, Shards};
 use crate::record::writer::RecordSender;
 use crate::redact::{redact_event, redact_record};
 use crate::repeat::{Repeats, MAX_WINDOWS};
@@ -82,7 +82,7 @@ pub struct Recording {
 pub struct Pipeline {
     sensor: Sensor,
     enricher: Enricher,
-    payload: PayloadStage,
+    payload: Shards,
     sinks: Vec<Box<dyn EventSink>>,
     roles: RoleResolver,
     recording: Recording,
@@ -114,7 +114,7 @@ impl Pipeline {
     pub fn new(
         mut sensor: Sensor,
         enricher: Enricher,
-        payload: PayloadStage,
+        payload: Shards,
         sinks: Vec<Box<dyn EventSink>>,
         recording: Recording,
     ) -> Self {
@@ -237,66 +237,98 @@ impl Pipeline {
         // is busy draining), and processes seen starting TLS in the clear.
         let mut discover: Vec<(u32, Seen)> = Vec::new();
         let mut hellos: Vec<(u32, Option<Arc<str>>)> = Vec::new();
-        let n = sensor.drain(BATCH, |bytes| {
-            counters.received += 1;
-            match decode(bytes) {
-                Ok(record) => {
-                    let mut event = enricher.enrich(&record);
-                    let pid = event.process.pid;
-                    let role = roles.role_of(&event.process, || enricher.ancestors(pid));
-                    let tgid = record.header.tgid;
-                    if !enforced.contains(&tgid)
-                        && !recording.rules.policy.role(&role).enforce.is_empty()
-                    {
-                        let by_cgroup = recording.rules.roles.decided_by_cgroup(&role);
-                        to_mark.push((tgid, by_cgroup.then_some(event.process.cgroup_id)));
-                    }
-                    event.process.role = Some(role);
-                    let hello = matches!(record.body, Body::Payload(_))
-                        && payload.process(&record, &mut event);
-                    if hello {
-                        hellos.push((tgid, event.process.exe.clone()));
-                    }
-                    match record.body {
-                        Body::Exec(_) => discover.push((tgid, Seen::Exec)),
-                        Body::Net(_) => discover.push((tgid, Seen::Connection)),
-                        Body::Exit(_) => {
-                            roles.forget(pid);
-                            discover.push((tgid, Seen::Exit));
-                            if !payload.is_empty() {
-                                payload.forget_process(tgid)
+        // One record, once its sends were inspected with the batch's
+        // (`Some`: by the shards, with what its own inspection gave) or
+        // not (`None`: inspected here).
+        let mut handle =
+            |payload: &mut Shards, bytes: &[u8], inspected: Option<Option<Inspected>>| {
+                let batched = inspected.is_some();
+                counters.received += 1;
+                match decode(bytes) {
+                    Ok(record) => {
+                        let mut event = enricher.enrich(&record);
+                        let pid = event.process.pid;
+                        let role = roles.role_of(&event.process, || enricher.ancestors(pid));
+                        let tgid = record.header.tgid;
+                        if !enforced.contains(&tgid)
+                            && !recording.rules.policy.role(&role).enforce.is_empty()
+                        {
+                            let by_cgroup = recording.rules.roles.decided_by_cgroup(&role);
+                            to_mark.push((tgid, by_cgroup.then_some(event.process.cgroup_id)));
+                        }
+                        event.process.role = Some(role);
+                        let hello = match (inspected, &mut event.detail) {
+                            // Inspected with the batch, in its shard.
+                            (Some(Some(done)), Detail::Payload(info)) => {
+                                *info = done.info;
+                                done.hello
+                            }
+                            (None, _) => {
+                                matches!(record.body, Body::Payload(_))
+                                    && payload.process(&record, &mut event)
+                            }
+                            _ => false,
+                        };
+                        if hello {
+                            hellos.push((tgid, event.process.exe.clone()));
+                        }
+                        match record.body {
+                            Body::Exec(_) => discover.push((tgid, Seen::Exec)),
+                            Body::Net(_) => discover.push((tgid, Seen::Connection)),
+                            Body::Exit(_) => {
+                                roles.forget(pid);
+                                discover.push((tgid, Seen::Exit));
+                                // (A batch inspected by shards forgot it in order.)
+                                if !batched && !payload.is_empty() {
+                                    payload.forget_process(tgid)
+                                }
+                            }
+                            _ => {}
+                        }
+                        let Recording {
+                            rules,
+                            judges,
+                            host,
+                            names,
+                            ..
+                        } = recording;
+                        if let Some(rec) = assess(rules, judges, host, names.as_deref(), &event) {
+                            repeats.admit(
+                                rec,
+                                &mut store(&recording.records, &mut counters.record_errors),
+                            );
+                        }
+                        if let (false, Some(d)) = (sinks.is_empty(), &recording.names) {
+                            redact_event(d, &mut event);
+                        }
+                        for sink in sinks.iter_mut() {
+                            if sink.handle(&event).is_err() {
+                                counters.sink_errors += 1;
                             }
                         }
-                        _ => {}
                     }
-                    let Recording {
-                        rules,
-                        judges,
-                        host,
-                        names,
-                        ..
-                    } = recording;
-                    if let Some(rec) = assess(rules, judges, host, names.as_deref(), &event) {
-                        repeats.admit(
-                            rec,
-                            &mut store(&recording.records, &mut counters.record_errors),
-                        );
-                    }
-                    if let (false, Some(d)) = (sinks.is_empty(), &recording.names) {
-                        redact_event(d, &mut event);
-                    }
-                    for sink in sinks.iter_mut() {
-                        if sink.handle(&event).is_err() {
-                            counters.sink_errors += 1;
-                        }
+                    Err(e) => {
+                        counters.decode_errors += 1;
+                        tracing::warn!(error = %e, "dropped an undecodable record");
                     }
                 }
-                Err(e) => {
-                    counters.decode_errors += 1;
-                    tracing::warn!(error = %e, "dropped an undecodable record");
-                }
+            };
+        let n = if payload.shards() == 1 {
+            sensor.drain(BATCH, |bytes| handle(payload, bytes, None))
+        } else {
+            // Copied out of the ring so that the sends of the whole batch
+            // are inspected, shard by shard, before any record goes on.
+            let mut batch = Batch::default();
+            let n = sensor.drain(BATCH, |bytes| batch.push(bytes));
+            let records = batch.records();
+            let steps = crate::payload::steps(&records);
+            let mut inspected = payload.inspect(&steps).into_iter().peekable();
+            for (index, bytes) in records.iter().enumerate() {
+                let done = inspected.next_if(|i| i.index == index);
+                handle(payload, bytes, Some(done));
             }
-        });
+            n
+        };
         counters.paths_unknown = enricher.paths_unknown();
         if enricher.take_forget_paths() {
             if let Err(e) = sensor.forget_paths() {

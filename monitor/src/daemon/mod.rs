@@ -94,6 +94,11 @@ pub struct Options {
     /// (each window's first access is stored at once).
     #[arg(long, default_value_t = DEFAULT_REPEAT_WINDOW_MS)]
     pub repeat_window_ms: u64,
+    /// Threads that inspect a busy batch's payload bytes for PII, each for
+    /// its share of the connections (one connection's sends stay in order,
+    /// in one thread). 0: one per core but one (at most 8).
+    #[arg(long, default_value_t = 0)]
+    pub payload_threads: usize,
     /// Days records are kept.
     #[arg(long, default_value_t = 365)]
     pub retention_days: u64,
@@ -119,6 +124,18 @@ pub struct Options {
     /// follower of the record: in order, at least once, resumed after a restart.
     #[arg(long = "sink-jsonl", value_name = "PATH")]
     pub sink_jsonl: Vec<PathBuf>,
+}
+
+impl Options {
+    /// The payload inspection threads to run (`--payload-threads`).
+    pub fn payload_shards(&self) -> usize {
+        match self.payload_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .clamp(1, 8),
+            n => n,
+        }
+    }
 }
 
 /// The default repeat window, ms: short, as a SIGKILL loses the counts of

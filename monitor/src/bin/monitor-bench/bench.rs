@@ -159,6 +159,8 @@ pub fn run_bench_child(opens: u64, rate: u64, path: &std::path::Path) -> anyhow:
 pub struct PayloadBenchReport {
     /// Whether the sensor and pipeline ran during the round.
     pub with_sensor: bool,
+    /// Threads inspecting a batch's sends (`monitor run --payload-threads`).
+    pub threads: usize,
     /// Sends the child made.
     pub sends: u64,
     /// Bytes per send.
@@ -184,6 +186,7 @@ pub fn run_payload_bench(
     size: usize,
     rate: u64,
     with_sensor: bool,
+    threads: usize,
 ) -> anyhow::Result<PayloadBenchReport> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -204,8 +207,9 @@ pub fn run_payload_bench(
         monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
     ));
     let mut enricher = Enricher::new(None);
-    // As in a daemon that only stores (no event stream to show digests).
-    let mut payloads = monitor::payload::PayloadStage::new(detector).without_digests();
+    // As in a daemon that only stores (no event stream to show digests),
+    // with `threads` inspecting a busy batch as the pipeline does.
+    let mut payloads = monitor::payload::Shards::new(detector, threads).without_digests();
 
     let mut child = Command::new(std::env::current_exe()?)
         .args([
@@ -240,19 +244,21 @@ pub fn run_payload_bench(
         let n = match sensor.as_mut() {
             Some(s) => {
                 s.wait(Duration::from_millis(20))?;
-                s.drain(usize::MAX, |bytes| {
-                    let Ok(rec) = decode(bytes) else { return };
-                    let mut ev = enricher.enrich(&rec);
-                    if let monitor::wire::Body::Payload(_) = rec.body {
-                        payloads.process(&rec, &mut ev);
-                        if let Detail::Payload(p) = &ev.detail {
-                            if ev.process.pid == child_pid && !p.tls {
-                                captured += 1;
-                                findings += p.findings.len() as u64;
-                            }
-                        }
+                let mut batch = monitor::payload::Batch::default();
+                let n = s.drain(4096, |bytes| batch.push(bytes));
+                let records = batch.records();
+                let inspected = payloads.inspect(&monitor::payload::steps(&records));
+                for done in inspected {
+                    let Ok(rec) = decode(records[done.index]) else {
+                        continue;
+                    };
+                    let ev = enricher.enrich(&rec);
+                    if ev.process.pid == child_pid && !done.info.tls {
+                        captured += 1;
+                        findings += done.info.findings.len() as u64;
                     }
-                })
+                }
+                n
             }
             None => {
                 std::thread::sleep(Duration::from_millis(20));
@@ -280,6 +286,7 @@ pub fn run_payload_bench(
     let child_secs: f64 = line.trim().parse().context("child's elapsed time")?;
     Ok(PayloadBenchReport {
         with_sensor,
+        threads,
         sends,
         size,
         target_rate: rate,

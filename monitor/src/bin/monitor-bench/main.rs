@@ -50,6 +50,10 @@ enum Command {
         /// Run without the sensor (the baseline).
         #[arg(long)]
         baseline: bool,
+        /// Threads inspecting a batch's sends, as `monitor run
+        /// --payload-threads` (the pipeline's thread is one of them).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
     },
     /// The anomaly detectors on a synthetic month: recall, false alerts,
     /// alerts per incident.
@@ -180,7 +184,14 @@ fn main() -> anyhow::Result<()> {
             size,
             rate,
             baseline,
-        } => print(&bench::run_payload_bench(sends, size, rate, !baseline)?),
+            threads,
+        } => print(&bench::run_payload_bench(
+            sends,
+            size,
+            rate,
+            !baseline,
+            threads.max(1),
+        )?),
         Command::EvalAnomaly => anomaly_eval::main(),
         Command::TlsDiscovery { monitor } => print(&tls_discovery::run(&monitor)?),
         Command::SideDoors { monitor, calls } => print(&side_doors::run(&monitor, calls)?),
