@@ -262,6 +262,14 @@ impl<C: StreamConsumer> PayloadStage<C> {
 /// inspection a few.
 pub const PARALLEL_MIN: usize = 64;
 
+/// The payload inspection threads a daemon runs unless told: one per core
+/// but one (the sender's), at most 8; one on a machine of two cores or less.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get().saturating_sub(1))
+        .clamp(1, 8)
+}
+
 /// One step of a batch for [`Shards::inspect`].
 #[derive(Debug, Clone, Copy)]
 pub enum Step<'a> {

@@ -45,6 +45,10 @@ pub enum Which {
         /// The pace of the last round, sends per second (it lasts 5 s).
         #[arg(long, default_value_t = 50_000)]
         rate: u64,
+        /// Threads inspecting a batch's sends (`monitor run
+        /// --payload-threads`; its default on this machine when not given).
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// The access record: ingest rate (batched, flushed) into a fresh store,
     /// then analyst query latency over it.
@@ -144,7 +148,11 @@ pub fn run(which: Which) -> anyhow::Result<()> {
             rate,
             seconds,
         } => sensor(opens, rate, seconds),
-        Which::Payload { sends, rate } => payload(sends, rate),
+        Which::Payload {
+            sends,
+            rate,
+            threads,
+        } => payload(sends, rate, threads),
         Which::Store { records, paths } => store(records, paths),
         Which::Siem { rate, seconds } => siem(rate, seconds),
         Which::TlsDiscovery => tls_discovery(),
@@ -402,6 +410,7 @@ fn soak(minutes: u64, sample_secs: u64) -> anyhow::Result<()> {
 /// The fields of `monitor-bench payload`'s report this task prints.
 #[derive(Deserialize)]
 struct PayloadReport {
+    threads: usize,
     sends: u64,
     child_secs: f64,
     child_rate: f64,
@@ -410,7 +419,12 @@ struct PayloadReport {
     ringbuf_full: u64,
 }
 
-fn payload_round(sends: u64, rate: u64, baseline: bool) -> anyhow::Result<PayloadReport> {
+fn payload_round(
+    sends: u64,
+    rate: u64,
+    baseline: bool,
+    threads: usize,
+) -> anyhow::Result<PayloadReport> {
     let mut cmd = Command::new(bench_bin());
     cmd.args([
         "payload",
@@ -418,6 +432,8 @@ fn payload_round(sends: u64, rate: u64, baseline: bool) -> anyhow::Result<Payloa
         &sends.to_string(),
         "--rate",
         &rate.to_string(),
+        "--threads",
+        &threads.to_string(),
     ]);
     if baseline {
         cmd.arg("--baseline");
@@ -432,12 +448,14 @@ fn payload_round(sends: u64, rate: u64, baseline: bool) -> anyhow::Result<Payloa
     serde_json::from_slice(&out.stdout).context("parsing the payload bench report")
 }
 
-fn payload(sends: u64, rate: u64) -> anyhow::Result<()> {
+fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> {
     cargo(&["build", "--release", "-p", "monitor"])?;
-    println!("payload benchmark: 200-byte loopback sends from one child, real probes, detector on every stream\n");
-    let base = payload_round(sends, 0, true)?;
-    let with = payload_round(sends, 0, false)?;
-    let paced = payload_round(rate * 5, rate, false)?;
+    // 0: the daemon's default.
+    let threads = threads.unwrap_or(0);
+    let base = payload_round(sends, 0, true, threads)?;
+    let with = payload_round(sends, 0, false, threads)?;
+    let paced = payload_round(rate * 5, rate, false, threads)?;
+    println!("payload benchmark: 200-byte loopback sends from one child, real probes, detector on every stream, {} inspection thread(s)\n", with.threads);
     println!(
         "{:<34} {:>9} {:>10} {:>12} {:>9} {:>9} {:>13}",
         "round", "sends", "seconds", "sends/s", "captured", "findings", "ringbuf_full"

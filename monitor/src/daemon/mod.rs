@@ -130,9 +130,7 @@ impl Options {
     /// The payload inspection threads to run (`--payload-threads`).
     pub fn payload_shards(&self) -> usize {
         match self.payload_threads {
-            0 => std::thread::available_parallelism()
-                .map_or(1, |n| n.get().saturating_sub(1))
-                .clamp(1, 8),
+            0 => crate::payload::default_threads(),
             n => n,
         }
     }

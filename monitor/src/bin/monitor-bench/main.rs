@@ -51,8 +51,8 @@ enum Command {
         #[arg(long)]
         baseline: bool,
         /// Threads inspecting a batch's sends, as `monitor run
-        /// --payload-threads` (the pipeline's thread is one of them).
-        #[arg(long, default_value_t = 1)]
+        /// --payload-threads` (0: its default).
+        #[arg(long, default_value_t = 0)]
         threads: usize,
     },
     /// The anomaly detectors on a synthetic month: recall, false alerts,
@@ -190,7 +190,10 @@ fn main() -> anyhow::Result<()> {
             size,
             rate,
             !baseline,
-            threads.max(1),
+            match threads {
+                0 => monitor::payload::default_threads(),
+                n => n,
+            },
         )?),
         Command::EvalAnomaly => anomaly_eval::main(),
         Command::TlsDiscovery { monitor } => print(&tls_discovery::run(&monitor)?),
