@@ -732,23 +732,12 @@ mod tests {
             .filter(|s| matches!(s, Step::Send { .. }))
             .count();
         assert!(sends >= PARALLEL_MIN);
+        // One stage taking every step in order: what the shards must match.
         let mut one = PayloadStage::new(detector.clone());
-        let mut want = Vec::new();
-        for s in &steps {
-            match *s {
-                Step::Send {
-                    index,
-                    tgid,
-                    body,
-                    bytes,
-                } => {
-                    let mut info = crate::enrich::payload_info(&body);
-                    one.feed(tgid, &body, bytes, &mut info);
-                    want.push((index, info.stream_offset, info.findings.len()));
-                }
-                Step::Exit(tgid) => one.forget_process(tgid),
-            }
-        }
+        let want: Vec<_> = run_shard(&mut one, &steps)
+            .into_iter()
+            .map(|i| (i.index, i.info.stream_offset, i.info.findings.len()))
+            .collect();
         assert!(want.iter().map(|w| w.2).sum::<usize>() >= 8, "{want:?}");
         for n in [1, 3, 8] {
             let mut shards = Shards::new(detector.clone(), n);
