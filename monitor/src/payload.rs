@@ -152,28 +152,24 @@ impl<C: StreamConsumer> PayloadStage<C> {
         let (Body::Payload(body), Detail::Payload(info)) = (&record.body, &mut event.detail) else {
             return false;
         };
-        self.feed(record.header.tgid, body, record.payload, info)
+        self.feed(record.header.tgid, body, record.payload)
+            .fill(info)
     }
 
-    /// [`PayloadStage::process`] for the bytes `bytes` that process `tgid`
-    /// moved, as `body` describes them, into `info`.
-    pub fn feed(
-        &mut self,
-        tgid: u32,
-        body: &PayloadBody,
-        bytes: &[u8],
-        info: &mut PayloadInfo,
-    ) -> bool {
+    /// Inspects the bytes `bytes` that process `tgid` moved, as `body`
+    /// describes them, in their stream.
+    pub fn feed(&mut self, tgid: u32, body: &PayloadBody, bytes: &[u8]) -> Inspection {
         self.tick += 1;
         let conn = ConnKey {
             tgid,
             fd: body.fd,
             conn_id: body.sock.conn_id,
         };
+        let tls = body.flags & monitor_common::PAYLOAD_TLS != 0;
         let key = StreamKey {
             conn,
-            tls: info.tls,
-            inbound: info.direction == "in",
+            tls,
+            inbound: body.flags & monitor_common::PAYLOAD_INBOUND != 0,
         };
         if conn.fd >= 0 {
             match self.open.insert((conn.tgid, conn.fd), conn.conn_id) {
@@ -198,13 +194,13 @@ impl<C: StreamConsumer> PayloadStage<C> {
         let mut hello = false;
         if stream.offset == 0 && !key.inbound {
             let sni = tls_sni(bytes);
-            hello = sni.is_some() && !info.tls;
+            hello = sni.is_some() && !tls;
             if let Some(host) = sni.or_else(|| http_host(bytes)) {
                 self.hosts.entry(conn).or_insert(host);
             }
         }
         stream.last_used = tick;
-        info.stream_offset = stream.offset;
+        let stream_offset = stream.offset;
         let base = stream.base;
         let findings = self.consumer.consume(&mut stream.state, bytes);
         stream.offset += body.size.max(0) as u64;
@@ -213,20 +209,25 @@ impl<C: StreamConsumer> PayloadStage<C> {
             stream.state = C::State::default();
             stream.base = stream.offset;
         }
-        info.findings = findings
-            .into_iter()
-            .map(|f| {
-                let mut f = PiiFinding::from(f);
-                f.start += base;
-                f.end += base;
-                f
-            })
-            .collect();
-        info.dest_host = self.hosts.get(&conn).cloned();
-        if self.digests {
-            info.digest = self.consumer.digest(bytes);
+        Inspection {
+            stream_offset,
+            findings: findings
+                .into_iter()
+                .map(|f| {
+                    let mut f = PiiFinding::from(f);
+                    f.start += base;
+                    f.end += base;
+                    f
+                })
+                .collect(),
+            dest_host: self.hosts.get(&conn).cloned(),
+            digest: if self.digests {
+                self.consumer.digest(bytes)
+            } else {
+                String::new()
+            },
+            hello,
         }
-        hello
     }
 
     /// Forgets a process's streams (it exited).
@@ -289,15 +290,40 @@ pub enum Step<'a> {
     Exit(u32),
 }
 
+/// What inspecting one send found: the payload fields it fills in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspection {
+    /// Bytes sent on the stream before this send.
+    pub stream_offset: u64,
+    /// What the detector found, offsets in the stream.
+    pub findings: Vec<PiiFinding>,
+    /// The destination named by the stream's first bytes (SNI or Host).
+    pub dest_host: Option<String>,
+    /// The keyed digest of the bytes (empty without digests).
+    pub digest: String,
+    /// The bytes are a TLS ClientHello written in the clear
+    /// ([`PayloadStage::process`]).
+    pub hello: bool,
+}
+
+impl Inspection {
+    /// Writes the fields into `info`; returns [`Inspection::hello`].
+    pub fn fill(self, info: &mut PayloadInfo) -> bool {
+        info.stream_offset = self.stream_offset;
+        info.findings = self.findings;
+        info.dest_host = self.dest_host;
+        info.digest = self.digest;
+        self.hello
+    }
+}
+
 /// What inspecting one send of a batch found.
 #[derive(Debug)]
 pub struct Inspected {
     /// The send's place in the batch.
     pub index: usize,
-    /// Its payload fields, filled in.
-    pub info: PayloadInfo,
-    /// A TLS ClientHello written in the clear ([`PayloadStage::process`]).
-    pub hello: bool,
+    /// What its inspection gave.
+    pub inspection: Inspection,
 }
 
 /// The payload stage sharded by connection: a (process, fd) always lands in
@@ -493,9 +519,8 @@ fn run_shard<C: StreamConsumer>(shard: &mut PayloadStage<C>, steps: &[Step<'_>])
                 body,
                 bytes,
             } => {
-                let mut info = crate::enrich::payload_info(&body);
-                let hello = shard.feed(tgid, &body, bytes, &mut info);
-                out.push(Inspected { index, info, hello });
+                let inspection = shard.feed(tgid, &body, bytes);
+                out.push(Inspected { index, inspection });
             }
             Step::Exit(tgid) => {
                 if !shard.is_empty() {
@@ -736,7 +761,13 @@ mod tests {
         let mut one = PayloadStage::new(detector.clone());
         let want: Vec<_> = run_shard(&mut one, &steps)
             .into_iter()
-            .map(|i| (i.index, i.info.stream_offset, i.info.findings.len()))
+            .map(|i| {
+                (
+                    i.index,
+                    i.inspection.stream_offset,
+                    i.inspection.findings.len(),
+                )
+            })
             .collect();
         assert!(want.iter().map(|w| w.2).sum::<usize>() >= 8, "{want:?}");
         for n in [1, 3, 8] {
@@ -744,7 +775,13 @@ mod tests {
             let got: Vec<_> = shards
                 .inspect(&steps)
                 .into_iter()
-                .map(|i| (i.index, i.info.stream_offset, i.info.findings.len()))
+                .map(|i| {
+                    (
+                        i.index,
+                        i.inspection.stream_offset,
+                        i.inspection.findings.len(),
+                    )
+                })
                 .collect();
             assert_eq!(got, want, "{n} shards");
             assert_eq!(shards.len(), one.len(), "{n} shards");

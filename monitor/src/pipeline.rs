@@ -259,10 +259,7 @@ impl Pipeline {
                         event.process.role = Some(role);
                         let hello = match (inspected, &mut event.detail) {
                             // Inspected with the batch, in its shard.
-                            (Some(Some(done)), Detail::Payload(info)) => {
-                                *info = done.info;
-                                done.hello
-                            }
+                            (Some(Some(done)), Detail::Payload(info)) => done.inspection.fill(info),
                             (None, _) => {
                                 matches!(record.body, Body::Payload(_))
                                     && payload.process(&record, &mut event)

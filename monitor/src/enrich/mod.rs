@@ -411,8 +411,7 @@ pub fn open_flag_names(flags: u64) -> Vec<String> {
     names
 }
 
-/// A payload record's fields as the event shows them, before inspection.
-pub(crate) fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
+fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
     use monitor_common::{PayloadOp, PAYLOAD_INBOUND, PAYLOAD_TLS, PAYLOAD_TRUNCATED};
     let op = match PayloadOp::from_u32(p.op) {
         Some(PayloadOp::Write) => "write",

@@ -253,9 +253,10 @@ pub fn run_payload_bench(
                         continue;
                     };
                     let ev = enricher.enrich(&rec);
-                    if ev.process.pid == child_pid && !done.info.tls {
+                    let tls = matches!(&ev.detail, Detail::Payload(p) if p.tls);
+                    if ev.process.pid == child_pid && !tls {
                         captured += 1;
-                        findings += done.info.findings.len() as u64;
+                        findings += done.inspection.findings.len() as u64;
                     }
                 }
                 n
