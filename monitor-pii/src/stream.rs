@@ -12,10 +12,11 @@ use crate::{Detector, Finding};
 /// that starts earlier ended, and was found, before it); and a long value
 /// (an address) with its 48 bytes of hotword context. Measured on the
 /// generated corpus and the independent set cut into 37-, 97- and 200-byte
-/// chunks and into lines: every finding of the whole text is found. Every feed rescans this tail, so it is kept small: payload
-/// sends are often a few hundred bytes. A value longer than this split
-/// across chunks (a long JWT) is found only if its head validates on its
-/// own (a PEM block is, from its BEGIN line).
+/// chunks and into lines: every finding of the whole text is found. Every
+/// feed rescans this tail, so it is kept small: payload sends are often a
+/// few hundred bytes. A value longer than this split across chunks (a long
+/// JWT) is found only if its head validates on its own (a PEM block is,
+/// from its BEGIN line).
 pub const OVERLAP: usize = crate::scan::PREVIOUS_TURN + 32;
 /// Findings ending this close to the end of what has been seen wait for the
 /// next chunk. Zero: a payload stream may never send another chunk, so a
@@ -87,7 +88,7 @@ impl StreamScanner {
                 self.carry_start + f.start as u64,
                 self.carry_start + f.end as u64,
             );
-            if e <= self.reported_until || e > settled {
+            if e > settled {
                 continue;
             }
             f.start = s as usize;
