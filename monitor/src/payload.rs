@@ -232,6 +232,10 @@ impl<C: StreamConsumer> PayloadStage<C> {
 
     /// Forgets a process's streams (it exited).
     pub fn forget_process(&mut self, tgid: u32) {
+        // Most exits are of processes that never sent: no walk for them.
+        if self.is_empty() {
+            return;
+        }
         self.streams.retain(|k, _| k.conn.tgid != tgid);
         self.hosts.retain(|k, _| k.tgid != tgid);
         self.open.retain(|k, _| k.0 != tgid);
@@ -263,12 +267,16 @@ impl<C: StreamConsumer> PayloadStage<C> {
 /// inspection a few.
 pub const PARALLEL_MIN: usize = 64;
 
-/// The payload inspection threads a daemon runs unless told: one per core
-/// but one (the sender's), at most 8; one on a machine of two cores or less.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get().saturating_sub(1))
-        .clamp(1, 8)
+/// The payload inspection threads to run when `asked` for (`monitor run
+/// --payload-threads`); 0 asks for the default: one per core but one (the
+/// sender's), at most 8, so one on a machine of two cores or less.
+pub fn threads(asked: usize) -> usize {
+    match asked {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .clamp(1, 8),
+        n => n,
+    }
 }
 
 /// One step of a batch for [`Shards::inspect`].
@@ -375,9 +383,7 @@ where
     /// As [`PayloadStage::forget_process`], in every shard.
     pub fn forget_process(&mut self, tgid: u32) {
         for shard in &mut self.shards {
-            if !shard.is_empty() {
-                shard.forget_process(tgid);
-            }
+            shard.forget_process(tgid);
         }
     }
 
@@ -522,11 +528,7 @@ fn run_shard<C: StreamConsumer>(shard: &mut PayloadStage<C>, steps: &[Step<'_>])
                 let inspection = shard.feed(tgid, &body, bytes);
                 out.push(Inspected { index, inspection });
             }
-            Step::Exit(tgid) => {
-                if !shard.is_empty() {
-                    shard.forget_process(tgid);
-                }
-            }
+            Step::Exit(tgid) => shard.forget_process(tgid),
         }
     }
     out

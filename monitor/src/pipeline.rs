@@ -276,7 +276,7 @@ impl Pipeline {
                                 roles.forget(pid);
                                 discover.push((tgid, Seen::Exit));
                                 // (A batch inspected by shards forgot it in order.)
-                                if !batched && !payload.is_empty() {
+                                if !batched {
                                     payload.forget_process(tgid)
                                 }
                             }

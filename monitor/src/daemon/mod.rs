@@ -126,16 +126,6 @@ pub struct Options {
     pub sink_jsonl: Vec<PathBuf>,
 }
 
-impl Options {
-    /// The payload inspection threads to run (`--payload-threads`).
-    pub fn payload_shards(&self) -> usize {
-        match self.payload_threads {
-            0 => crate::payload::default_threads(),
-            n => n,
-        }
-    }
-}
-
 /// The default repeat window, ms: short, as a SIGKILL loses the counts of
 /// the windows open; a loop of opens is still counted hundreds to one.
 pub const DEFAULT_REPEAT_WINDOW_MS: u64 = 250;

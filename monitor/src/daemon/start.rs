@@ -251,7 +251,10 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
     }
     let (reloads, reloaded) = std::sync::mpsc::channel();
     // Only the event stream shows a payload's digest.
-    let payload = crate::payload::Shards::new(detector.clone(), opts.payload_shards());
+    let payload = crate::payload::Shards::new(
+        detector.clone(),
+        crate::payload::threads(opts.payload_threads),
+    );
     let payload = if sinks.is_empty() {
         payload.without_digests()
     } else {

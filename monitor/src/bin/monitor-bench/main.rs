@@ -190,10 +190,7 @@ fn main() -> anyhow::Result<()> {
             size,
             rate,
             !baseline,
-            match threads {
-                0 => monitor::payload::default_threads(),
-                n => n,
-            },
+            monitor::payload::threads(threads),
         )?),
         Command::EvalAnomaly => anomaly_eval::main(),
         Command::TlsDiscovery { monitor } => print(&tls_discovery::run(&monitor)?),
