@@ -28,19 +28,25 @@ type HashSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 
 /// The name lists, read once.
 struct Lists {
-    first: HashSet<&'static str>,
-    last: HashSet<&'static str>,
-    ambiguous: HashSet<&'static str>,
-    not_surnames: HashSet<&'static str>,
+    first: HashSet<&'static [u8]>,
+    last: HashSet<&'static [u8]>,
+    ambiguous: HashSet<&'static [u8]>,
+    not_surnames: HashSet<&'static [u8]>,
 }
 
 fn lists() -> &'static Lists {
     static LISTS: OnceLock<Lists> = OnceLock::new();
     LISTS.get_or_init(|| Lists {
-        first: include_str!("../data/first_names.txt").lines().collect(),
-        last: include_str!("../data/surnames.txt").lines().collect(),
-        ambiguous: AMBIGUOUS.iter().copied().collect(),
-        not_surnames: NOT_SURNAMES.iter().copied().collect(),
+        first: include_str!("../data/first_names.txt")
+            .lines()
+            .map(str::as_bytes)
+            .collect(),
+        last: include_str!("../data/surnames.txt")
+            .lines()
+            .map(str::as_bytes)
+            .collect(),
+        ambiguous: AMBIGUOUS.iter().map(|w| w.as_bytes()).collect(),
+        not_surnames: NOT_SURNAMES.iter().map(|w| w.as_bytes()).collect(),
     })
 }
 
@@ -430,11 +436,12 @@ enum Lower {
 }
 
 impl Lower {
-    fn as_str(&self) -> &str {
+    /// The bytes, as the name sets hold them (no UTF-8 check: the sets
+    /// are looked up on the hot path).
+    fn as_bytes(&self) -> &[u8] {
         match self {
-            // SAFETY-free: ASCII bytes are UTF-8.
-            Lower::Ascii(b, n) => std::str::from_utf8(&b[..*n]).unwrap_or_default(),
-            Lower::Other(s) => s,
+            Lower::Ascii(b, n) => &b[..*n],
+            Lower::Other(s) => s.as_bytes(),
         }
     }
 }
@@ -811,13 +818,13 @@ fn at_word(
     let label = colon && label_start(text, i);
     let w1 = lower(text, i, e1)?;
     let all_caps = in_capitals(&text[i..e1]);
-    let is_first = lists.first.contains(w1.as_str());
-    let ambiguous = is_first && lists.ambiguous.contains(w1.as_str());
+    let is_first = lists.first.contains(w1.as_bytes());
+    let ambiguous = is_first && lists.ambiguous.contains(w1.as_bytes());
     // `Lopez, Maria`.
-    if !is_first && comma_then_cap && lists.last.contains(w1.as_str()) {
+    if !is_first && comma_then_cap && lists.last.contains(w1.as_bytes()) {
         let j = e1 + 2;
         if let Some((e2, w2)) = word(text, j) {
-            if lists.first.contains(w2.as_str()) && !lists.ambiguous.contains(w2.as_str()) {
+            if lists.first.contains(w2.as_bytes()) && !lists.ambiguous.contains(w2.as_bytes()) {
                 out.push(Candidate::new(PiiType::Person, i, e2, 0.75));
                 return Some(e2);
             }
@@ -827,12 +834,13 @@ fn at_word(
     // the answer to `your surname?` on the line before. One or two
     // capitalised words, one of them a known name.
     if (after_colon || at_line_start) && asked() {
-        let known = |w: &Lower| lists.first.contains(w.as_str()) || lists.last.contains(w.as_str());
+        let known =
+            |w: &Lower| lists.first.contains(w.as_bytes()) || lists.last.contains(w.as_bytes());
         let mut end = e1;
         let mut any = !ambiguous && known(&w1);
         if next_cap {
             if let Some((e2, w2)) = word(text, e1 + 1) {
-                if !lists.not_surnames.contains(w2.as_str()) {
+                if !lists.not_surnames.contains(w2.as_bytes()) {
                     any |= known(&w2);
                     end = e2;
                 }
@@ -843,7 +851,7 @@ fn at_word(
                 end = e2;
             }
         }
-        if any && !lists.not_surnames.contains(w1.as_str()) {
+        if any && !lists.not_surnames.contains(w1.as_bytes()) {
             out.push(Candidate::new(PiiType::Person, i, end, 0.7));
             return Some(end);
         }
@@ -853,7 +861,8 @@ fn at_word(
         // word and a known surname.
         if next_cap && !all_caps && !possessive && cued() {
             if let Some((e2, w2)) = word(text, e1 + 1) {
-                if lists.last.contains(w2.as_str()) && !lists.not_surnames.contains(w2.as_str()) {
+                if lists.last.contains(w2.as_bytes()) && !lists.not_surnames.contains(w2.as_bytes())
+                {
                     out.push(Candidate::new(PiiType::Person, i, e2, 0.7));
                     return Some(e2);
                 }
@@ -886,8 +895,8 @@ fn at_word(
     if text.get(j) == Some(&b' ') && capitalised(text, j + 1) && !possessive {
         if let Some((e2, w2)) = word(text, j + 1) {
             let caps2 = in_capitals(&text[j + 1..e2]);
-            let known = lists.last.contains(w2.as_str());
-            let plain = !lists.not_surnames.contains(w2.as_str());
+            let known = lists.last.contains(w2.as_bytes());
+            let plain = !lists.not_surnames.contains(w2.as_bytes());
             // In capitals, both must be known: headings are capitals too.
             let score = match (all_caps || caps2, ambiguous, known, plain) {
                 (true, false, true, true) if all_caps && caps2 => Some(0.75),
@@ -983,13 +992,13 @@ fn lower_case_name(text: &[u8], at: usize, cue: Cue, out: &mut Vec<Candidate>) {
     let Some((e1, w1)) = word(text, at) else {
         return;
     };
-    if !lists.first.contains(w1.as_str()) || lists.ambiguous.contains(w1.as_str()) {
+    if !lists.first.contains(w1.as_bytes()) || lists.ambiguous.contains(w1.as_bytes()) {
         return;
     }
     // A lower-case surname after it.
     if text.get(e1) == Some(&b' ') && text.get(e1 + 1).is_some_and(u8::is_ascii_lowercase) {
         if let Some((e2, w2)) = word(text, e1 + 1) {
-            if lists.last.contains(w2.as_str()) && !lists.not_surnames.contains(w2.as_str()) {
+            if lists.last.contains(w2.as_bytes()) && !lists.not_surnames.contains(w2.as_bytes()) {
                 out.push(Candidate::new(PiiType::Person, at, e2, 0.75));
                 return;
             }
@@ -1178,9 +1187,13 @@ mod tests {
                     .unwrap_or_default()
             };
             let plain =
-                |w: &str| w.len() >= 2 && !l.ambiguous.contains(w) && !l.not_surnames.contains(w);
-            let pick = |set: &HashSet<&'static str>| {
-                let mut v: Vec<String> = set.iter().filter(|w| plain(w)).map(|w| cap(w)).collect();
+                |w: &[u8]| w.len() >= 2 && !l.ambiguous.contains(w) && !l.not_surnames.contains(w);
+            let pick = |set: &HashSet<&'static [u8]>| {
+                let mut v: Vec<String> = set
+                    .iter()
+                    .filter(|w| plain(w))
+                    .map(|w| cap(std::str::from_utf8(w).expect("the lists are UTF-8")))
+                    .collect();
                 v.sort();
                 v
             };
