@@ -464,6 +464,9 @@ pub mod words {
         "cv2",
         "card code",
         "sicherheitscode",
+        // `the three digits on the back of the card`.
+        "back of the card",
+        "back of your card",
     ];
     /// SSN and ITIN.
     pub const SSN: &[&str] = &[

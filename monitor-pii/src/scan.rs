@@ -889,6 +889,54 @@ impl PairGate {
     }
 }
 
+/// The word for an account, in the languages served, when it comes right
+/// before a number (`account 483920175`, `Konto: 532013000`): alone, a
+/// few bytes further off, it says nothing (`account alert 402211`).
+const ACCOUNT_WORDS: &[&[u8]] = &[
+    b"account",
+    b"acct",
+    b"konto",
+    b"kontonummer",
+    b"compte",
+    b"cuenta",
+    b"conto",
+    b"rekening",
+    b"rekeningnummer",
+];
+
+/// Whether one of [`ACCOUNT_WORDS`] comes right before `start`: a space,
+/// a colon, `#`, `no.` or `is` between.
+fn account_named_before(text: &[u8], start: usize) -> bool {
+    let mut k = start;
+    let skip = |k: &mut usize, what: &[u8]| {
+        let hit =
+            text[..*k].len() >= what.len() && text[*k - what.len()..*k].eq_ignore_ascii_case(what);
+        if hit {
+            *k -= what.len();
+        }
+        hit
+    };
+    // Separators, then `no.`/`is`/`#`, then separators again.
+    while k > 0 && matches!(text[k - 1], b' ' | b':' | b'#') && start - k < 3 {
+        k -= 1;
+    }
+    if skip(&mut k, b"no.") || skip(&mut k, b"is") || skip(&mut k, b"nr.") {
+        while k > 0 && matches!(text[k - 1], b' ' | b':') && start - k < 8 {
+            k -= 1;
+        }
+    }
+    if k == start {
+        return false;
+    }
+    let mut s = k;
+    while s > 0 && text[s - 1].is_ascii_alphabetic() && k - s < 14 {
+        s -= 1;
+    }
+    let word = &text[s..k];
+    (s == 0 || !text[s - 1].is_ascii_alphanumeric())
+        && ACCOUNT_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w))
+}
+
 /// Whether the 3 or 4 digits at `start..end`, after a CVV word, are the
 /// code itself: the first number after the word, not an amount (`$129`,
 /// `129.00`), an extension (`ext 1234`, `x1234`), an expiry (`exp 1227`),
@@ -937,12 +985,15 @@ fn single_block<const GATED: bool>(
     } = *span;
     let n = digits.len();
     if (3..=4).contains(&n)
-        && *cvv_before.get_or_init(|| CVV_GATE.hotword_before::<GATED>(cx, text))
-        && cvv_stands_alone(sc, text, start, end)
+        && (*cvv_before.get_or_init(|| CVV_GATE.hotword_before::<GATED>(cx, text))
+            && cvv_stands_alone(sc, text, start, end)
+            || start > 0 && answers_cvv_question(cx, text, start, end))
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
-    if (6..=17).contains(&n) && ACCOUNT_GATE.hotword_before::<GATED>(cx, text) {
+    if (6..=17).contains(&n)
+        && (ACCOUNT_GATE.hotword_before::<GATED>(cx, text) || account_named_before(text, start))
+    {
         out.push(Candidate::new(PiiType::BankAccount, start, end, 0.75));
     }
     if n <= 6 {
@@ -1172,6 +1223,41 @@ fn answers_birth_question(cx: &Near<'_>, text: &[u8], start: usize, end: usize) 
     turn > 0 && cx.within(Cat::Birth, turn.saturating_sub(PREVIOUS_TURN), turn)
 }
 
+/// Whether a 3- or 4-digit number at `start..end` is given as the answer
+/// to a question about the card's security code: the whole of a chat turn
+/// (after a label and a few filler words), and the last sentence before
+/// the turn names the code (`Agent: and the three digits on the back of
+/// the card?` / `Customer: sure, 318`). Only the last sentence: `the CVV
+/// checks out. Which extension?` asks for something else.
+#[cold]
+fn answers_cvv_question(cx: &Near<'_>, text: &[u8], start: usize, end: usize) -> bool {
+    if !ends_turn(text, end) {
+        return false;
+    }
+    let Some(turn) = turn_start(text, start) else {
+        return false;
+    };
+    // A JSON key's value (`"cid":219`) is no turn of its own.
+    if turn > 0 && text[turn - 1] == b'"' && text[turn..start].starts_with(b":") {
+        return false;
+    }
+    // The turn before ends at the break `turn_start` stopped at (a line
+    // break, an escaped one, or a quote); its last sentence starts after
+    // the last `. `, `? `, `! ` or line break before that.
+    let asked_end = if text[..turn].ends_with(b"\\n") {
+        turn - 2
+    } else {
+        turn.saturating_sub(1)
+    };
+    let floor = asked_end.saturating_sub(PREVIOUS_TURN);
+    let region = &text[floor..asked_end];
+    let sentence = region
+        .windows(2)
+        .rposition(|w| matches!(w, [b'.' | b'?' | b'!', b' '] | [b'\\', b'n']) || w[1] == b'\n')
+        .map_or(floor, |k| floor + k + 2);
+    sentence < asked_end && cx.within(Cat::Cvv, sentence, asked_end)
+}
+
 /// Whether a chat turn ends at `end`: a little punctuation at most, then a
 /// line break, a closing quote or the end of the text.
 fn ends_turn(text: &[u8], end: usize) -> bool {
@@ -1201,8 +1287,56 @@ fn turn_start(text: &[u8], start: usize) -> Option<usize> {
             _ => k -= 1,
         }
     };
-    let label = text[turn..start].trim_ascii();
-    (label.is_empty() || label.ends_with(b":") || label.ends_with(b">")).then_some(turn)
+    // A speaker label, then at most a few filler words (`sure,`, `yes
+    // it's`, `ok`): a chat answer seldom comes bare.
+    let before = &text[turn..start];
+    let label_end = before
+        .iter()
+        .rposition(|&c| c == b':' || c == b'>')
+        .map_or(0, |k| k + 1);
+    let label = before[..label_end].trim_ascii();
+    let label_ok = label.is_empty() || label.ends_with(b":") || label.ends_with(b">");
+    (label_ok && only_fillers(&before[label_end..])).then_some(turn)
+}
+
+/// Words a chat answer may open with before the value itself.
+const FILLERS: &[&[u8]] = &[
+    b"sure",
+    b"yes",
+    b"yeah",
+    b"yep",
+    b"ok",
+    b"okay",
+    b"um",
+    b"umm",
+    b"uh",
+    b"er",
+    b"oh",
+    b"so",
+    b"right",
+    b"alright",
+    b"it's",
+    b"its",
+    b"it",
+    b"is",
+    b"that's",
+    b"it\xe2\x80\x99s",
+];
+
+/// Whether `lead` is nothing but up to three [`FILLERS`], separated by
+/// spaces and commas.
+fn only_fillers(lead: &[u8]) -> bool {
+    let mut words = 0;
+    for w in lead.split(|&c| matches!(c, b' ' | b',')) {
+        if w.is_empty() {
+            continue;
+        }
+        words += 1;
+        if words > 3 || !FILLERS.iter().any(|f| w.eq_ignore_ascii_case(f)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// An IBAN starting at `start` (two capitals, two check digits, then the
@@ -2266,6 +2400,50 @@ mod tests {
         }
 
         #[test]
+        fn security_codes_answering_a_question_about_them(
+            code in "[0-9]{3,4}",
+            question in proptest::sample::select(vec![
+                "What is the CVV?",
+                "and the security code on the back, please?",
+                "Please read me the three digits on the back of your card.",
+                "can I get the cvc",
+            ]),
+            lead in proptest::sample::select(vec!["", "sure, ", "yes it's ", "ok ", "um, "]),
+            other in proptest::sample::select(vec![
+                "Which extension should I transfer you to?",
+                "How many attempts have you made?",
+                "What is the amount?",
+            ]),
+        ) {
+            let answer = format!("Customer: {lead}{code}");
+            // Found when the question is about the code.
+            let text = format!("Agent: {question}\n{answer}");
+            proptest::prop_assert!(has(&text, PiiType::Cvv, &code), "{}: {:?}", text, kinds(&text));
+            // Not when the question after it is about something else.
+            let text = format!("Agent: {question} Thanks. {other}\n{answer}");
+            proptest::prop_assert!(lacks(&text, PiiType::Cvv), "{}: {:?}", text, kinds(&text));
+            // Not when more than a lead-in comes before it.
+            let text = format!("Agent: {question}\nCustomer: the card ends {code}");
+            proptest::prop_assert!(lacks(&text, PiiType::Cvv), "{}: {:?}", text, kinds(&text));
+        }
+
+        #[test]
+        fn account_numbers_after_the_word(
+            number in "[1-9][0-9]{7,11}",
+            word in proptest::sample::select(vec!["account", "Account", "acct", "Konto", "compte", "cuenta", "rekening"]),
+            sep in proptest::sample::select(vec![" ", ": ", " #", " no. ", " is "]),
+            filler in proptest::sample::select(vec![" alert ", " was opened, ticket ", " and order "]),
+        ) {
+            let text = format!("please use {word}{sep}{number} for it");
+            proptest::prop_assert!(has(&text, PiiType::BankAccount, &number), "{}: {:?}", text, kinds(&text));
+            // A word between the account word and the number: no account
+            // number (`acct` is a hotword on its own, a few words off too).
+            let word = if word == "acct" { "account" } else { word };
+            let text = format!("please use {word}{filler}{number} for it");
+            proptest::prop_assert!(lacks(&text, PiiType::BankAccount), "{}: {:?}", text, kinds(&text));
+        }
+
+        #[test]
         fn run_starts_are_digits_starting_a_word_or_after_two_capitals(
             text in proptest::collection::vec(proptest::sample::select(b"0123456789 aZQ_-".to_vec()), 0..300),
             skips in proptest::collection::vec(0usize..90, 0..8),
@@ -2728,6 +2906,74 @@ mod tests {
         ] {
             assert!(
                 lacks(text, PiiType::DateOfBirth),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
+    }
+
+    #[test]
+    fn security_codes_given_as_the_answer_to_the_turn_before() {
+        for (text, value) in [
+            (
+                "Agent: and the three digits on the back of the card?\nCustomer: yes it's 318",
+                "318",
+            ),
+            (
+                "[10:14] agent> can I get the card verification code\n[10:14] customer> ok 905",
+                "905",
+            ),
+            (
+                r#"{"messages":[{"role":"assistant","content":"Thanks. Could you read me the CVV?"},{"role":"user","content":"sure, 318"}]}"#,
+                "318",
+            ),
+            (
+                r#"{"text":"Bot: What is the security code?\nUser: 4821"}"#,
+                "4821",
+            ),
+        ] {
+            assert!(has(text, PiiType::Cvv, value), "{text}: {:?}", kinds(text));
+        }
+        for text in [
+            // The last sentence asks for something else; the answer is not
+            // the whole turn; more than filler words before it.
+            "Agent: thanks, the CVV checks out. Which extension should I transfer you to?\nCustomer: 4410",
+            "Agent: Do you have the security code handy? Also, what amount should I charge?\nCustomer: 120 dollars for now",
+            "Agent: what's the CVV?\nCustomer: it is on page 214",
+            // A JSON key's value is no chat turn.
+            r#"{"cid":219,"sub":"x"}"#,
+        ] {
+            assert!(lacks(text, PiiType::Cvv), "{text}: {:?}", kinds(text));
+        }
+    }
+
+    #[test]
+    fn account_numbers_right_after_the_word_account() {
+        for (text, value) in [
+            (
+                "My routing number is 021000021 and account 483920175",
+                "483920175",
+            ),
+            (
+                "Customer: my account is 7730051289, sort code 20-00-00",
+                "7730051289",
+            ),
+            ("Kunde: Kontonummer 532013000, bitte", "532013000"),
+            ("acct no. 55120938 was closed", "55120938"),
+        ] {
+            assert!(
+                has(text, PiiType::BankAccount, value),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
+        for text in [
+            "Customer: I got account alert 402211 on my phone",
+            "Agent: your account was credited with 2500.00, order 66120398 shipped",
+            "the subaccount 12345678 is internal",
+        ] {
+            assert!(
+                lacks(text, PiiType::BankAccount),
                 "{text}: {:?}",
                 kinds(text)
             );
