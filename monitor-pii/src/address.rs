@@ -58,6 +58,8 @@ const PLACE: &str = concat!(
     r"|[AC-FHKNPRTV-Y]\d{2}[ \t]?[AC-FHKNPRTV-Y\d]{4}(?-u:\b)",
     // MX: the postcode after C.P.
     r"|C\.?[ \t]?P\.?:?[ \t]?\d{5}(?-u:\b)",
+    // IE: a county, and an Eircode after it.
+    r"|(?:Co\.|County)[ \t]\p{Lu}\p{Ll}+(?:,?[ \t]*[AC-FHKNPRTV-Y]\d{2}[ \t]?[AC-FHKNPRTV-Y\d]{4})?(?-u:\b)",
     // IN: the PIN code.
     r"|PIN(?:[ \t]?[Cc]ode)?:?[ \t]?\d{6}(?-u:\b)",
     // BR: the CEP.
@@ -195,10 +197,58 @@ fn report(g: &Grammar, text: &[u8], street: Street, out: &mut Vec<Candidate>) {
     let score = if locality { 0.85 } else { 0.7 };
     out.push(Candidate::new(
         PiiType::StreetAddress,
-        street.start,
+        unit_before(text, street.start),
         street.end + tail,
         score,
     ));
+}
+
+/// Unit words that may come before the house number.
+const UNITS_BEFORE: &[&[u8]] = &[
+    b"flat",
+    b"apt",
+    b"apt.",
+    b"apartment",
+    b"unit",
+    b"suite",
+    b"room",
+    b"house",
+    b"door",
+];
+
+/// Where an address starting at `start` starts with the unit written
+/// before its number: `Flat 2, 14 Kings Road` (a unit and its number, a
+/// comma), or `Flat 302, Sai Residency` (the number is the flat's).
+fn unit_before(text: &[u8], start: usize) -> usize {
+    let is_unit = |end: usize| -> Option<usize> {
+        let s = word_start(text, end);
+        let mut buf = [0u8; 32];
+        (s < end && UNITS_BEFORE.contains(&lower(&text[s..end], &mut buf))).then_some(s)
+    };
+    let head = &text[..start];
+    // `Flat 302`: the unit word right before the number.
+    if let Some(word_end) = head.strip_suffix(b" ").map(<[u8]>::len) {
+        if let Some(s) = is_unit(word_end) {
+            return s;
+        }
+    }
+    // `Flat 2, 14`: the unit word, its number and a comma.
+    let Some(rest) = head.strip_suffix(b", ") else {
+        return start;
+    };
+    let id = rest
+        .iter()
+        .rev()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .count();
+    let id_start = rest.len() - id;
+    if !(1..=5).contains(&id) || !rest[id_start].is_ascii_digit() {
+        return start;
+    }
+    match rest[..id_start].strip_suffix(b" ") {
+        Some(before) => is_unit(before.len()).unwrap_or(start),
+        None => start,
+    }
 }
 
 /// The bytes of a word, by value: letters (any UTF-8 sequence counts as
@@ -415,6 +465,14 @@ fn number_first(text: &[u8], start: usize, digits_end: usize) -> Option<Street> 
     {
         return None;
     }
+    street_name(text, start, first, true)
+}
+
+/// The street name starting at `first` after the house number at
+/// `start`, up to its type word. `building`: a building's name may come
+/// first, once (`302, Sai Residency, MG Road`), when a strong type word
+/// follows it.
+fn street_name(text: &[u8], start: usize, first: usize, building: bool) -> Option<Street> {
     let mut buf = [0u8; 32];
     let first_end = word_end(text, first);
     let first_word = lower(&text[first..first_end], &mut buf);
@@ -466,6 +524,10 @@ fn number_first(text: &[u8], start: usize, digits_end: usize) -> Option<Street> 
         }
         // The next word, after one gap.
         let Some(n) = gap(text, end) else {
+            if building && caps && weak.is_none() && k > 0 && text.get(end) == Some(&b',') {
+                let next = end + 1 + gap(text, end + 1)?;
+                return street_name(text, start, next, false).filter(|s| s.strong);
+            }
             return weak;
         };
         w = end + n;
@@ -682,6 +744,24 @@ mod tests {
                 "Customer lives at 10 Downing Street, London SW1A 2AA.",
                 "10 Downing Street, London SW1A 2AA",
             ),
+            // A unit before the number; an Irish county (and its Eircode)
+            // ends an address; a building's name before the street.
+            (
+                "Customer: Flat 2, 14 Kings Road, London SW3 4NB",
+                "Flat 2, 14 Kings Road, London SW3 4NB",
+            ),
+            (
+                "it's 77 Main Street, Ballincollig, Co. Cork",
+                "77 Main Street, Ballincollig, Co. Cork",
+            ),
+            (
+                "12 Oak Lane, Ballina, County Mayo F26 X2Y4",
+                "12 Oak Lane, Ballina, County Mayo F26 X2Y4",
+            ),
+            (
+                "my address is Flat 302, Sai Residency, MG Road, Bengaluru 560001",
+                "Flat 302, Sai Residency, MG Road, Bengaluru 560001",
+            ),
             (
                 "Address: 221B Baker Street, London NW1 6XE, United Kingdom",
                 "221B Baker Street, London NW1 6XE, United Kingdom",
@@ -751,6 +831,9 @@ mod tests {
             "Order 12345 shipped",
             "Room 5 Park",
             "version 2 of the road map",
+            // A building's name needs a strong street type after it.
+            "Ticket 302, Sai Kumar, Bengaluru",
+            "5, Green Park, Road closed",
         ] {
             assert_eq!(find(text), None, "{text:?}");
         }

@@ -75,6 +75,8 @@ const AMBIGUOUS: &[&str] = &[
     "troy",
     "milan",
     "siena",
+    // `Co. Cork`: a county (or a company), not the given name.
+    "co",
     "amber",
     "an",
     "angel",
@@ -756,6 +758,29 @@ fn field_before(text: &[u8], i: usize) -> bool {
     n > 0 && FIELDS_BEFORE.contains(&&w[..n])
 }
 
+/// Where a name of two words ending at `end` ends when a third follows:
+/// a capitalised known surname or given name (`Nguyen Thi Lan`, `José
+/// García López`), not one that is also a common word.
+fn third_name(lists: &Lists, text: &[u8], end: usize) -> usize {
+    if text.get(end) != Some(&b' ') || !capitalised(text, end + 1) {
+        return end;
+    }
+    let Some((e3, w3)) = word(text, end + 1) else {
+        return end;
+    };
+    let w = w3.as_bytes();
+    let known = lists.last.contains(w) || lists.first.contains(w);
+    let plain = !lists.ambiguous.contains(w) && !lists.not_surnames.contains(w);
+    let glued = text
+        .get(e3)
+        .is_some_and(|&c| c.is_ascii_digit() || c == b'_' || c == b'\'');
+    if known && plain && !glued && !in_capitals(&text[end + 1..e3]) {
+        e3
+    } else {
+        end
+    }
+}
+
 /// Looks for a name starting with the capitalised word `text[i..e1]`; returns
 /// where the match ends when one was pushed.
 fn at_word(
@@ -852,6 +877,11 @@ fn at_word(
             }
         }
         if any && !lists.not_surnames.contains(w1.as_bytes()) {
+            let end = if next_cap {
+                third_name(lists, text, end)
+            } else {
+                end
+            };
             out.push(Candidate::new(PiiType::Person, i, end, 0.7));
             return Some(end);
         }
@@ -907,8 +937,13 @@ fn at_word(
                 _ => None,
             };
             if let Some(score) = score {
-                out.push(Candidate::new(PiiType::Person, i, e2, score));
-                return Some(e2);
+                let end = if caps2 {
+                    e2
+                } else {
+                    third_name(lists, text, e2)
+                };
+                out.push(Candidate::new(PiiType::Person, i, end, score));
+                return Some(end);
             }
         }
     }
@@ -1122,6 +1157,10 @@ mod tests {
             ("Maria Lê called about the fee", "Maria Lê"),
             // A cue, a capitalised word and a known surname.
             ("the customer Zorvath Krishnan asked", "Zorvath Krishnan"),
+            // A third name: a middle name, a second surname.
+            ("Account holder: Nguyen Thi Lan", "Nguyen Thi Lan"),
+            ("Spoke with Ms. Ana Lima Souza about it", "Ana Lima Souza"),
+            ("Hi Maria Lopez Garcia, thanks", "Maria Lopez Garcia"),
         ] {
             assert!(names(text).contains(&name), "{text}: {:?}", names(text));
         }
@@ -1149,6 +1188,8 @@ mod tests {
     #[test]
     fn words_that_are_also_names_are_not_names_alone() {
         for text in [
+            // A county, not a given name in a vocative.
+            "77 Main Street, Ballincollig, Co. Cork",
             "Will you send the statement?",
             "May I have your account number",
             "Grant access to the billing folder",

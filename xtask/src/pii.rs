@@ -243,7 +243,7 @@ pub fn evaluate() -> anyhow::Result<()> {
     hand_written(
         "The development set",
         DEVELOPMENT,
-        "hand-written records of names, security codes and account numbers in context, tuned on",
+        "hand-written records of names, security codes, account numbers and addresses in context, tuned on",
         |_| None,
     )?;
     let missed_independent = hand_written(
