@@ -1191,6 +1191,12 @@ fn date_of_birth(cx: &Near<'_>, text: &[u8], span: &Span<'_>, out: &mut Vec<Cand
             let (p0, p1, p2) = (value(0), value(1), value(2));
             validate::date(p2, p0, p1) || validate::date(p2, p1, p0)
         }
+        // A two-digit year (`07/22/91`): 19xx, or 20xx up to 30.
+        (1..=2, 1..=2, 2) => {
+            let (p0, p1, yy) = (value(0), value(1), value(2));
+            let year = if yy <= 30 { 2000 + yy } else { 1900 + yy };
+            validate::date(year, p0, p1) || validate::date(year, p1, p0)
+        }
         _ => false,
     };
     if !valid {
@@ -2225,6 +2231,26 @@ mod tests {
             proptest::prop_assert!(kinds(&short).iter().all(|(k, _)| *k != PiiType::ApiKey), "{:?}", short);
         }
 
+        /// A numeric birth date with a two-digit year is found after a
+        /// birth word, and not without one or when no day exists.
+        #[test]
+        fn birth_dates_with_two_digit_years(
+            month in 1u32..=12,
+            day in 1u32..=28,
+            yy in 0u32..100,
+            sep in proptest::sample::select(vec!["/", "-", "."]),
+        ) {
+            let date = format!("{month:02}{sep}{day:02}{sep}{yy:02}");
+            let text = format!("Customer: my DOB is {date}, thanks");
+            proptest::prop_assert!(has(&text, PiiType::DateOfBirth, &date), "{}: {:?}", text, kinds(&text));
+            // No month 13 or day 32 in either order; no birth word.
+            let bad = format!("{:02}{sep}{:02}{sep}{yy:02}", month + 12, day + 31);
+            let text = format!("Customer: my DOB is {bad}, thanks");
+            proptest::prop_assert!(lacks(&text, PiiType::DateOfBirth), "{}: {:?}", text, kinds(&text));
+            let text = format!("Release {date} of the tool");
+            proptest::prop_assert!(lacks(&text, PiiType::DateOfBirth), "{}: {:?}", text, kinds(&text));
+        }
+
         /// A birth date with a month name (any language's, full or short,
         /// in any of the orders people write) is found after a birth word
         /// when the day exists, and not when it does not or with no birth
@@ -2898,7 +2924,25 @@ mod tests {
                 kinds(text)
             );
         }
+        for (text, value) in [
+            ("Customer: my DOB is 07/22/91", "07/22/91"),
+            ("Geburtsdatum 3.4.79", "3.4.79"),
+            (
+                "Agent: and your date of birth?\nCustomer: sure, 22/07/91",
+                "22/07/91",
+            ),
+        ] {
+            assert!(
+                has(text, PiiType::DateOfBirth, value),
+                "{text}: {:?}",
+                kinds(text)
+            );
+        }
         for text in [
+            // A two-digit year with no birth word; a version; no date.
+            "Release 07/22/91 of the tool",
+            "DOB field left empty, see 1.2.3",
+            "born 13/13/91",
             // Not the whole turn, no birth word the turn before, or too far back.
             "Agent: Thanks. To verify the account, can you give me your date of birth please?\nCustomer: well, I moved house on 03/14/1985 to the new place",
             "Agent: Thanks. To verify the account, can you give me the date of the last payment?\nCustomer: 03/14/2024",
