@@ -51,6 +51,10 @@ pub struct ScanOptions {
     /// The fingerprint key (created, mode 0600, if absent).
     #[arg(long, default_value = DEFAULT_KEY_FILE)]
     pub key_file: PathBuf,
+    /// With --jsonl: threads answering lines (0: one per core). The
+    /// answers come out in input order whatever the count.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// Loads the rules (shipped defaults unless a file is given).
@@ -304,61 +308,136 @@ impl LineIndex {
 /// for: the text borrowed from the line (decoded only when it holds
 /// escapes), the id echoed as written. A line that is not a JSON object
 /// with a string text (or not UTF-8) is counted and reported, not fatal.
+/// Lines are read in batches, each answered by up to `--threads` threads
+/// sharing it in runs; the answers are written in input order.
 fn scan_jsonl(
     detector: &Detector,
     reader: Box<dyn std::io::Read>,
     opts: &ScanOptions,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<u64> {
-    use serde::de::DeserializeSeed as _;
-
-    let mut bad = 0;
-    let mut reader = BufReader::with_capacity(1 << 16, reader);
-    let mut line = Vec::new();
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
     let fields = jsonl::Fields {
         text: &opts.text_field,
         id: &opts.id_field,
     };
-    for n in 1.. {
-        line.clear();
-        if reader
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("reading line {n}"))?
-            == 0
-        {
-            break;
+    let mut reader = BufReader::with_capacity(1 << 16, reader);
+    // Line buffers, kept from batch to batch.
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let (mut first, mut bad, mut eof) = (1, 0, false);
+    while !eof {
+        let (mut n, mut bytes) = (0, 0);
+        while n < BATCH_LINES && bytes < BATCH_BYTES {
+            if lines.len() == n {
+                lines.push(Vec::new());
+            }
+            let line = &mut lines[n];
+            line.clear();
+            let read = reader
+                .read_until(b'\n', line)
+                .with_context(|| format!("reading line {}", first + n))?;
+            if read == 0 {
+                eof = true;
+                break;
+            }
+            bytes += read;
+            n += 1;
         }
+        let batch = &lines[..n];
+        // A share per thread, none too small to be worth a thread.
+        let per = batch.len().div_ceil(threads).max(MIN_LINES_PER_THREAD);
+        let answers: Vec<Answers> = if batch.len() <= per {
+            vec![answer_lines(detector, fields, first, batch)]
+        } else {
+            std::thread::scope(|s| {
+                let shares: Vec<_> = batch
+                    .chunks(per)
+                    .enumerate()
+                    .map(|(k, share)| {
+                        s.spawn(move || answer_lines(detector, fields, first + k * per, share))
+                    })
+                    .collect();
+                shares
+                    .into_iter()
+                    .map(|h| h.join().expect("a scan thread panicked"))
+                    .collect()
+            })
+        };
+        for a in answers {
+            for e in &a.errors {
+                eprintln!("monitor scan: {e}");
+            }
+            out.write_all(&a.out)?;
+            bad += a.bad;
+        }
+        first += n;
+    }
+    out.flush()?;
+    Ok(bad)
+}
+
+/// Lines read before they are answered: each thread's share of a batch
+/// costs milliseconds, so starting threads per batch costs little.
+const BATCH_LINES: usize = 8192;
+/// Bytes read before they are answered (long lines make smaller batches).
+const BATCH_BYTES: usize = 8 << 20;
+/// The fewest lines worth a thread of their own.
+const MIN_LINES_PER_THREAD: usize = 256;
+
+/// The answers to a run of lines: their output lines, the lines that
+/// could not be read, and why.
+#[derive(Default)]
+struct Answers {
+    out: Vec<u8>,
+    bad: u64,
+    errors: Vec<String>,
+}
+
+/// Answers `lines`, the first of which is line `first` of the input.
+fn answer_lines(
+    detector: &Detector,
+    fields: jsonl::Fields<'_>,
+    first: usize,
+    lines: &[Vec<u8>],
+) -> Answers {
+    use serde::de::DeserializeSeed as _;
+    use std::io::Write as _;
+
+    let mut a = Answers::default();
+    for (k, line) in lines.iter().enumerate() {
+        let n = first + k;
         if line.trim_ascii().is_empty() {
             continue;
         }
-        let mut de = serde_json::Deserializer::from_slice(&line);
+        let mut de = serde_json::Deserializer::from_slice(line);
         let record = match fields
             .deserialize(&mut de)
             .and_then(|r| de.end().map(|()| r))
         {
             Ok(r) => r,
             Err(e) => {
-                bad += 1;
-                eprintln!("monitor scan: line {n}: not a JSON object: {e}");
+                a.bad += 1;
+                a.errors.push(format!("line {n}: not a JSON object: {e}"));
                 continue;
             }
         };
         let Some(text) = record.text else {
-            bad += 1;
-            eprintln!(
-                "monitor scan: line {n}: no string field `{}`",
-                opts.text_field
-            );
+            a.bad += 1;
+            a.errors
+                .push(format!("line {n}: no string field `{}`", fields.text));
             continue;
         };
         let id = record.id.map_or("null", |raw| raw.get());
         let findings = detector.scan(text.as_bytes());
-        write!(out, "{{\"id\":{id},\"findings\":")?;
-        serde_json::to_writer(&mut *out, &findings)?;
-        out.write_all(b"}\n")?;
+        // Writing to a `Vec` cannot fail.
+        let _ = write!(a.out, "{{\"id\":{id},\"findings\":");
+        let _ = serde_json::to_writer(&mut a.out, &findings);
+        a.out.extend_from_slice(b"}\n");
     }
-    out.flush()?;
-    Ok(bad)
+    a
 }
 
 /// The one-pass reader of a `--jsonl` record.
@@ -523,6 +602,7 @@ mod tests {
             id_field: "id".into(),
             rules: None,
             key_file: PathBuf::new(),
+            threads: 1,
         }
     }
 
@@ -579,5 +659,64 @@ mod tests {
         assert_eq!(lines[2]["findings"], json!([]));
         // No raw value leaves the detector.
         assert!(!lines[0].to_string().contains("4111 1111 1111 1111"));
+    }
+
+    #[test]
+    fn threads_answer_lines_in_input_order_as_one_does() {
+        let detector = Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[7; 32]));
+        // Enough lines for two batches, each shared by the threads, with
+        // findings, empty answers and bad lines throughout.
+        let mut input = String::new();
+        let (mut want_bad, mut want_out) = (0, 0);
+        for i in 0..(BATCH_LINES + 3 * MIN_LINES_PER_THREAD + 17) {
+            if matches!(i % 5, 2 | 4) {
+                want_bad += 1;
+            } else {
+                want_out += 1;
+            }
+            let line = match i % 5 {
+                0 => json!({"id": i, "text": format!("card 4111 1111 1111 1111 ref {i}")})
+                    .to_string(),
+                1 => json!({"id": i, "text": "nothing to see"}).to_string(),
+                2 => format!("not json {i}"),
+                3 => {
+                    json!({"id": i, "text": format!("call 415-555-{:04}", i % 10_000)}).to_string()
+                }
+                _ => json!({"id": i, "body": "no text"}).to_string(),
+            };
+            input.push_str(&line);
+            input.push('\n');
+        }
+        let run = |threads: usize| {
+            let mut out = Vec::new();
+            let opts = ScanOptions {
+                threads,
+                ..options()
+            };
+            let bad = scan_jsonl(
+                &detector,
+                Box::new(std::io::Cursor::new(input.clone().into_bytes())),
+                &opts,
+                &mut out,
+            )
+            .unwrap();
+            (bad, out)
+        };
+        let (bad, one) = run(1);
+        let lines = String::from_utf8(one.clone()).unwrap();
+        assert_eq!(bad, want_bad);
+        assert_eq!(lines.lines().count(), want_out);
+        let ids: Vec<u64> = lines
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in input order");
+        for threads in [2, 3, 8] {
+            assert_eq!(run(threads), (bad, one.clone()), "{threads} threads");
+        }
     }
 }
