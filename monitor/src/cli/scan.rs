@@ -404,7 +404,6 @@ fn answer_lines(
     lines: &[Vec<u8>],
 ) -> Answers {
     use serde::de::DeserializeSeed as _;
-    use std::io::Write as _;
 
     let mut a = Answers::default();
     for (k, line) in lines.iter().enumerate() {
