@@ -515,6 +515,7 @@ fn is_cue_end(w: &[u8]) -> bool {
             | b"as"
             | b"ist"
             | b"appelle"
+            | b"m'appelle"
             | b"llamo"
             | b"soy"
             | b"chiamo"
@@ -1161,8 +1162,39 @@ mod tests {
             ("Account holder: Nguyen Thi Lan", "Nguyen Thi Lan"),
             ("Spoke with Ms. Ana Lima Souza about it", "Ana Lima Souza"),
             ("Hi Maria Lopez Garcia, thanks", "Maria Lopez Garcia"),
+            // A cue whose last word holds an apostrophe.
+            ("Client : je m'appelle Camille, j'ai un souci", "Camille"),
         ] {
             assert!(names(text).contains(&name), "{text}: {:?}", names(text));
+        }
+    }
+
+    #[test]
+    fn the_quick_word_tests_hold_every_cue_and_question() {
+        // A cue or question is compared only when its last word passes
+        // the quick test: one added to a list and not to the test would
+        // never be found.
+        // Letters and apostrophes, as `cued_before` reads the word.
+        let last_word = |phrase: &[u8]| -> Vec<u8> {
+            let end = phrase
+                .iter()
+                .rposition(u8::is_ascii_alphabetic)
+                .map_or(0, |k| k + 1);
+            let start = phrase[..end]
+                .iter()
+                .rposition(|&c| !c.is_ascii_alphabetic() && c != b'\'')
+                .map_or(0, |k| k + 1);
+            phrase[start..end].to_ascii_lowercase()
+        };
+        for q in NAME_QUESTIONS {
+            assert!(
+                is_name_question_end(&last_word(q)),
+                "{:?}",
+                String::from_utf8_lossy(q)
+            );
+        }
+        for c in CUES_BEFORE {
+            assert!(is_cue_end(&last_word(c.as_bytes())), "{c:?}");
         }
     }
 
