@@ -1564,6 +1564,24 @@ const PLACEHOLDERS: &[&[u8]] = &[
     b"secret",
 ];
 
+/// Whether a key's last three bytes are those of one of [`SECRET_NAMES`]
+/// (a test holds the two together): most keys are ruled out here.
+#[inline]
+fn ends_like_a_secret_name(tail: &[u8]) -> bool {
+    let &[a, b, c] = tail else {
+        return false;
+    };
+    let tail = [
+        a.to_ascii_lowercase(),
+        b.to_ascii_lowercase(),
+        c.to_ascii_lowercase(),
+    ];
+    matches!(
+        &tail,
+        b"ret" | b"ord" | b"swd" | b"pwd" | b"ken" | b"key" | b"als" | b"ial" | b"uth"
+    )
+}
+
 /// Generic assignments of a secret: `client_secret = "…"`, `passwd: …`,
 /// `"api_token": "…"`, `DB_PASSWORD=…`. The key must end in a secret's
 /// name; the value must look random (no spaces, at least 8 characters,
@@ -1588,15 +1606,7 @@ fn assigned_secret(text: &[u8], op: usize, out: &mut Vec<Candidate>) {
         if k < 3 {
             return;
         }
-        let tail = [
-            text[k - 3].to_ascii_lowercase(),
-            text[k - 2].to_ascii_lowercase(),
-            text[k - 1].to_ascii_lowercase(),
-        ];
-        if !matches!(
-            &tail,
-            b"ret" | b"ord" | b"swd" | b"pwd" | b"ken" | b"key" | b"als" | b"ial" | b"uth"
-        ) {
+        if !ends_like_a_secret_name(&text[k - 3..k]) {
             return;
         }
         while k > 0 && key_ok(text[k - 1]) && key_end - k < 40 {
@@ -3062,6 +3072,17 @@ mod tests {
             PiiType::EmailAddress,
             puny
         ));
+    }
+
+    #[test]
+    fn every_secret_name_passes_the_quick_tail_test() {
+        for name in SECRET_NAMES {
+            assert!(
+                ends_like_a_secret_name(&name[name.len() - 3..]),
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
+        }
     }
 
     #[test]
