@@ -256,6 +256,16 @@ fn item3_the_store_recovers_from_a_full_disk() {
     let mut daemon = Daemon::start_in(dir, &[]);
 
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    // The load stops when the test ends, passed or not: a failed wait
+    // below must not leave it opening files (and the daemon printing
+    // events into this process) for the rest of the run.
+    struct StopOnDrop(std::sync::Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stop_load = StopOnDrop(stop.clone());
     let load = {
         let stop = stop.clone();
         std::thread::spawn(move || {

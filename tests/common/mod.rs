@@ -184,12 +184,30 @@ impl Daemon {
 
     /// Stops the daemon (SIGTERM) and waits for it; its directory stays.
     pub fn stop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
+        let status = self.terminate(Duration::from_secs(60));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "monitor exited with {status:?} (None: still running 60 s after SIGTERM, killed)"
         );
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "monitor exited with {status}");
+    }
+
+    /// SIGTERM, then up to `grace` for the daemon to exit; SIGKILL after
+    /// that, so a daemon stuck in its shutdown never holds a test (and the
+    /// events it prints never pile up in the harness). The exit status, or
+    /// `None` if it had to be killed.
+    fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+        None
     }
 
     /// Kills the daemon with SIGKILL (no shutdown at all) and hands back its
@@ -271,11 +289,7 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.child.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            let _ = self.child.wait();
+            self.terminate(Duration::from_secs(20));
         }
     }
 }
