@@ -514,7 +514,6 @@ fn is_cue_end(w: &[u8]) -> bool {
             | b"colleague"
             | b"as"
             | b"ist"
-            | b"appelle"
             | b"m'appelle"
             | b"llamo"
             | b"soy"

@@ -909,8 +909,7 @@ const ACCOUNT_WORDS: &[&[u8]] = &[
 fn account_named_before(text: &[u8], start: usize) -> bool {
     let mut k = start;
     let skip = |k: &mut usize, what: &[u8]| {
-        let hit =
-            text[..*k].len() >= what.len() && text[*k - what.len()..*k].eq_ignore_ascii_case(what);
+        let hit = *k >= what.len() && text[*k - what.len()..*k].eq_ignore_ascii_case(what);
         if hit {
             *k -= what.len();
         }
@@ -987,7 +986,7 @@ fn single_block<const GATED: bool>(
     if (3..=4).contains(&n)
         && (*cvv_before.get_or_init(|| CVV_GATE.hotword_before::<GATED>(cx, text))
             && cvv_stands_alone(sc, text, start, end)
-            || start > 0 && answers_cvv_question(cx, text, start, end))
+            || start > 0 && ends_turn(text, end) && answers_cvv_question(cx, text, start))
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
@@ -1229,17 +1228,16 @@ fn answers_birth_question(cx: &Near<'_>, text: &[u8], start: usize, end: usize) 
     turn > 0 && cx.within(Cat::Birth, turn.saturating_sub(PREVIOUS_TURN), turn)
 }
 
-/// Whether a 3- or 4-digit number at `start..end` is given as the answer
+/// Whether a 3- or 4-digit number at `start` is given as the answer
 /// to a question about the card's security code: the whole of a chat turn
 /// (after a label and a few filler words), and the last sentence before
 /// the turn names the code (`Agent: and the three digits on the back of
 /// the card?` / `Customer: sure, 318`). Only the last sentence: `the CVV
-/// checks out. Which extension?` asks for something else.
+/// checks out. Which extension?` asks for something else. The caller has
+/// checked that the number ends its turn ([`ends_turn`]): most numbers do
+/// not, and are ruled out before this call.
 #[cold]
-fn answers_cvv_question(cx: &Near<'_>, text: &[u8], start: usize, end: usize) -> bool {
-    if !ends_turn(text, end) {
-        return false;
-    }
+fn answers_cvv_question(cx: &Near<'_>, text: &[u8], start: usize) -> bool {
     let Some(turn) = turn_start(text, start) else {
         return false;
     };
