@@ -16,17 +16,17 @@
 //! reported only with a postcode after it or an address cue before it.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
-use regex::bytes::Regex;
 
+use crate::anchored;
 use crate::scan::Candidate;
 use crate::types::PiiType;
 
 /// The compiled pieces: the locality grammar and the cue words.
 pub(crate) struct Grammar {
     /// What may follow a street: units.
-    units: Regex,
+    units: anchored::Grammar,
     /// Then its locality and postcode.
-    place: Regex,
+    place: anchored::Grammar,
     /// Words that announce an address (`address`, `lives at`, `ship to`).
     cues: AhoCorasick,
 }
@@ -114,8 +114,8 @@ impl Grammar {
     /// Compiles the grammar.
     pub(crate) fn new() -> Self {
         Self {
-            units: Regex::new(UNITS).expect("static address grammar"),
-            place: Regex::new(PLACE).expect("static address grammar"),
+            units: anchored::Grammar::new(UNITS).expect("static address grammar"),
+            place: anchored::Grammar::new(PLACE).expect("static address grammar"),
             cues: AhoCorasick::builder()
                 .ascii_case_insensitive(true)
                 .match_kind(MatchKind::LeftmostFirst)
@@ -170,10 +170,10 @@ struct Street {
 #[inline(never)]
 fn report(g: &Grammar, text: &[u8], street: Street, out: &mut Vec<Candidate>) {
     let window = &text[street.end..(street.end + 200).min(text.len())];
-    // Two searches rather than one with groups: a regex's groups cost a
-    // slower engine than the DFA that answers where a match ends.
-    let units = g.units.find(window).map_or(0, |m| m.end());
-    let place = g.place.find(&window[units..]).map(|m| m.end());
+    // Two searches rather than one with groups: groups cost a slower
+    // engine than the DFA that answers where a match ends.
+    let units = g.units.match_end(window).unwrap_or(0);
+    let place = g.place.match_end(&window[units..]);
     let locality = place.is_some();
     let mut tail = units + place.unwrap_or(0);
     // A full stop after a whole word ends the sentence, not an abbreviation.

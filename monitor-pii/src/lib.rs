@@ -16,6 +16,7 @@
 //!   [`eval`] scores findings against labels.
 
 mod address;
+mod anchored;
 pub mod bytemask;
 pub mod context;
 pub mod decode;
