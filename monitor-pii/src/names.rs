@@ -841,7 +841,8 @@ fn at_word(
         || possessive
         || particle
         || cued()
-        || asked())
+        || asked()
+        || after_its(text, i))
     {
         return None;
     }
@@ -962,7 +963,10 @@ fn at_word(
     let lone = cued()
         || here
         || label
-        || (!ambiguous && (vocative || (possessive && !sentence_start(text, i))));
+        || (!ambiguous
+            && (vocative
+                || (possessive && !sentence_start(text, i))
+                || (!possessive && after_its(text, i) && ends_clause(text, e1))));
     if lone {
         out.push(Candidate::new(PiiType::Person, i, e1, 0.7));
         return Some(e1);
@@ -1017,8 +1021,8 @@ pub fn lower_case_after_apostrophe(text: &[u8], out: &mut Vec<Candidate>) {
 enum Cue {
     /// `name is`: a known given name alone will do.
     Strong,
-    /// `i'm`, `it's`: a given name must end a clause or be followed by a
-    /// known surname.
+    /// `i'm`, `it's`: a given name must end a clause (see [`ends_clause`])
+    /// or be followed by a known surname.
     Weak,
 }
 
@@ -1044,15 +1048,32 @@ fn lower_case_name(text: &[u8], at: usize, cue: Cue, out: &mut Vec<Candidate>) {
             }
         }
     }
-    let clause_ends = match text.get(e1) {
-        None => true,
-        Some(&c) => matches!(c, b',' | b'.' | b'!' | b'?' | b'\n' | b';' | b')' | b'"'),
-    } || [&b" here"[..], b" from ", b" and ", b" calling"]
-        .iter()
-        .any(|w| text[e1..].starts_with(w));
-    if cue == Cue::Strong || clause_ends {
+    if cue == Cue::Strong || ends_clause(text, e1) {
         out.push(Candidate::new(PiiType::Person, at, e1, 0.7));
     }
+}
+
+/// Whether a clause ends at `e` (a name after a weak cue such as `it's`
+/// must end one): punctuation, the end, or `here`, `again`, `from`,
+/// `and`, `calling` after it.
+fn ends_clause(text: &[u8], e: usize) -> bool {
+    (match text.get(e) {
+        None => true,
+        Some(&c) => matches!(c, b',' | b'.' | b'!' | b'?' | b'\n' | b';' | b')' | b'"'),
+    }) || [&b" here"[..], b" again", b" from ", b" and ", b" calling"]
+        .iter()
+        .any(|w| text[e..].starts_with(w))
+}
+
+/// Whether the weak cue `it's` (or `it’s`), a word of its own, ends just
+/// before `i`.
+fn after_its(text: &[u8], i: usize) -> bool {
+    let before = &text[..i];
+    [&b"it's "[..], "it’s ".as_bytes()].iter().any(|cue| {
+        before.len() >= cue.len()
+            && before[before.len() - cue.len()..].eq_ignore_ascii_case(cue)
+            && (before.len() == cue.len() || !is_word(before[before.len() - cue.len() - 1]))
+    })
 }
 
 #[cfg(test)]
@@ -1118,6 +1139,33 @@ mod tests {
             "it'll be sarah.",
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
+    }
+
+    #[test]
+    fn capitalised_names_after_it_is() {
+        for text in [
+            "hi it's Marco",
+            "cheers mate, it's Callum again",
+            "It’s Priya here",
+            "it's Siobhan, calling about my card",
+        ] {
+            let name = ["Marco", "Callum", "Priya", "Siobhan"]
+                .into_iter()
+                .find(|n| text.contains(n))
+                .unwrap();
+            assert_eq!(names(text), [name], "{text}");
+        }
+        // A word after the name, names that are also words, and `it's`
+        // inside a word are not enough.
+        for text in [
+            "it's Marco trying to help",
+            "it's April.",
+            "it's Chase, the bank.",
+            "bit's Marco.",
+            "the app says it's Pending.",
+        ] {
+            assert!(names(text).is_empty(), "{text}: {:?}", names(text));
         }
     }
 

@@ -968,6 +968,60 @@ fn cvv_stands_alone(sc: &Scanner, text: &[u8], start: usize, end: usize) -> bool
     !(quoted_cid || currency || decimal || extension || expiry)
 }
 
+/// A card security code written after its card's number and expiry, as
+/// pasted card details and payment logs have it (`4111… 12/26 123`,
+/// `card …, exp 10/28, code 412`): the expiry (`MM/YY` or `MM/YYYY`) right
+/// before it, separators and `code` at most between, and a card number
+/// (a candidate already pushed) ending shortly before the expiry with no
+/// digit between; no lower-case word after it.
+fn follows_card_and_expiry(text: &[u8], start: usize, end: usize, out: &[Candidate]) -> bool {
+    // A word after it makes it a count (`12/26 100 units`).
+    if text.get(end) == Some(&b' ') && text.get(end + 1).is_some_and(u8::is_ascii_lowercase) {
+        return false;
+    }
+    let separators = |mut k: usize| {
+        while k > 0
+            && start - k < 8
+            && matches!(text[k - 1], b' ' | b',' | b';' | b'|' | b':' | b'\t')
+        {
+            k -= 1;
+        }
+        k
+    };
+    let mut k = separators(start);
+    if k == start || k < 5 {
+        return false;
+    }
+    if text[k - 4..k].eq_ignore_ascii_case(b"code") {
+        k = separators(k - 4);
+    }
+    // The expiry's year, then its month.
+    let digits_before = |k: usize| {
+        text[..k]
+            .iter()
+            .rev()
+            .take(5)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let year = digits_before(k);
+    if !matches!(year, 2 | 4) || k < year + 2 || text[k - year - 1] != b'/' {
+        return false;
+    }
+    let month_end = k - year - 1;
+    let m = digits_before(month_end);
+    let month_start = month_end - m;
+    if !(1..=2).contains(&m) || !(1..=12).contains(&validate::num(&text[month_start..month_end])) {
+        return false;
+    }
+    out.iter().rev().take(8).any(|c| {
+        c.kind == Some(PiiType::CreditCard)
+            && c.end <= month_start
+            && month_start - c.end <= 24
+            && !text[c.end..month_start].iter().any(u8::is_ascii_digit)
+    })
+}
+
 fn single_block<const GATED: bool>(
     sc: &Scanner,
     cx: &Near<'_>,
@@ -986,7 +1040,8 @@ fn single_block<const GATED: bool>(
     if (3..=4).contains(&n)
         && (*cvv_before.get_or_init(|| CVV_GATE.hotword_before::<GATED>(cx, text))
             && cvv_stands_alone(sc, text, start, end)
-            || start > 0 && ends_turn(text, end) && answers_cvv_question(cx, text, start))
+            || start > 0 && ends_turn(text, end) && answers_cvv_question(cx, text, start)
+            || follows_card_and_expiry(text, start, end, out))
     {
         out.push(Candidate::new(PiiType::Cvv, start, end, 0.85));
     }
@@ -2458,6 +2513,28 @@ mod tests {
             proptest::prop_assert!(lacks(&text, PiiType::Cvv), "{}: {:?}", text, kinds(&text));
             // Not when more than a lead-in comes before it.
             let text = format!("Agent: {question}\nCustomer: the card ends {code}");
+            proptest::prop_assert!(lacks(&text, PiiType::Cvv), "{}: {:?}", text, kinds(&text));
+        }
+
+        #[test]
+        fn security_codes_after_their_card_and_expiry(
+            body in "4[0-9]{14}",
+            month in 1u32..=12,
+            year in proptest::sample::select(vec!["26", "2027"]),
+            code in "[0-9]{3,4}",
+            join in proptest::sample::select(vec![" ", " | ", ", exp ", " expiry date: "]),
+            before in proptest::sample::select(vec![" ", ", ", " | ", ", code ", " code: "]),
+        ) {
+            let card = format!("{body}{}", crate::synth::luhn_digit(&body));
+            let text = format!("card {card}{join}{month:02}/{year}{before}{code}");
+            proptest::prop_assert!(has(&text, PiiType::Cvv, &code), "{}: {:?}", text, kinds(&text));
+            // Not after a month that is none, a date with a digit between it
+            // and the card, or with a word after it.
+            let text = format!("card {card}{join}{}/{year}{before}{code}", month + 12);
+            proptest::prop_assert!(lacks(&text, PiiType::Cvv), "{}: {:?}", text, kinds(&text));
+            let text = format!("card {card} and 2 more, {month:02}/{year}{before}{code}");
+            proptest::prop_assert!(lacks(&text, PiiType::Cvv), "{}: {:?}", text, kinds(&text));
+            let text = format!("card {card}{join}{month:02}/{year}{before}{code} units");
             proptest::prop_assert!(lacks(&text, PiiType::Cvv), "{}: {:?}", text, kinds(&text));
         }
 
