@@ -362,6 +362,33 @@ const CUES_BEFORE: &[&str] = &[
     "identified as ",
     "shout out to ",
     "shoutout to ",
+    // Greetings and thanks in the other languages served.
+    "hola ",
+    "gracias ",
+    "gracias, ",
+    "bonjour ",
+    "merci ",
+    "merci, ",
+    "salut ",
+    "hallo ",
+    "danke ",
+    "danke, ",
+    "ciao ",
+    "buongiorno ",
+    "grazie ",
+    "grazie, ",
+    // Family: `my sister Aoife has the card`.
+    "sister ",
+    "brother ",
+    "husband ",
+    "wife ",
+    "son ",
+    "daughter ",
+    "mother ",
+    "father ",
+    "mum ",
+    "mom ",
+    "dad ",
     "naam is ",
     "name ist ",
     "m'appelle ",
@@ -524,6 +551,27 @@ fn is_cue_end(w: &[u8]) -> bool {
             | b"soy"
             | b"chiamo"
             | b"sono"
+            | b"hola"
+            | b"gracias"
+            | b"bonjour"
+            | b"merci"
+            | b"salut"
+            | b"hallo"
+            | b"danke"
+            | b"ciao"
+            | b"buongiorno"
+            | b"grazie"
+            | b"sister"
+            | b"brother"
+            | b"husband"
+            | b"wife"
+            | b"son"
+            | b"daughter"
+            | b"mother"
+            | b"father"
+            | b"mum"
+            | b"mom"
+            | b"dad"
     )
 }
 
@@ -1164,6 +1212,29 @@ mod tests {
             "it's Chase, the bank.",
             "bit's Marco.",
             "the app says it's Pending.",
+        ] {
+            assert!(names(text).is_empty(), "{text}: {:?}", names(text));
+        }
+    }
+
+    #[test]
+    fn greetings_in_other_languages_and_family_words_cue_a_lone_name() {
+        for (text, name) in [
+            ("Hola Sofía, ¿en qué te puedo ayudar?", "Sofía"),
+            ("gracias, Sofía!", "Sofía"),
+            ("Bonjour Camille, merci pour votre aide.", "Camille"),
+            ("Hallo Jonas, danke für Ihre Geduld.", "Jonas"),
+            ("Ciao Giulia, come posso aiutarti?", "Giulia"),
+            ("my sister Aoife has the card", "Aoife"),
+            // A name that is also a word, after a cue, is a name.
+            ("my son Will is on the account too", "Will"),
+        ] {
+            assert_eq!(names(text), [name], "{text}");
+        }
+        for text in [
+            "my father Christmas costume arrived",
+            "the son of a friend paid it",
+            "Hola, ¿en qué te puedo ayudar?",
         ] {
             assert!(names(text).is_empty(), "{text}: {:?}", names(text));
         }

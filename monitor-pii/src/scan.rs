@@ -2517,6 +2517,21 @@ mod tests {
         }
 
         #[test]
+        fn birth_dates_after_birth_words_in_other_languages(
+            day in 1u32..=28,
+            month in 1u32..=12,
+            year in 1930u32..=2005,
+            word in proptest::sample::select(vec!["geb.", "né le", "nato il", "nata il", "data di nascita:"]),
+        ) {
+            let date = format!("{day:02}.{month:02}.{year}");
+            let text = format!("Kunde Jonas, {word} {date}, Kontakt per Mail");
+            proptest::prop_assert!(has(&text, PiiType::DateOfBirth, &date), "{}: {:?}", text, kinds(&text));
+            // Without the word, a date is a date.
+            let text = format!("Kunde Jonas, Termin {date}, Kontakt per Mail");
+            proptest::prop_assert!(lacks(&text, PiiType::DateOfBirth), "{}: {:?}", text, kinds(&text));
+        }
+
+        #[test]
         fn security_codes_after_their_card_and_expiry(
             body in "4[0-9]{14}",
             month in 1u32..=12,
