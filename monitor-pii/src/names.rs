@@ -1116,6 +1116,10 @@ fn ends_clause(text: &[u8], e: usize) -> bool {
 /// Whether the weak cue `it's` (or `it’s`), a word of its own, ends just
 /// before `i`.
 fn after_its(text: &[u8], i: usize) -> bool {
+    // Most words have no `s ` before them: asked first.
+    if i < 5 || text[i - 1] != b' ' || text[i - 2] | 0x20 != b's' {
+        return false;
+    }
     let before = &text[..i];
     [&b"it's "[..], "it’s ".as_bytes()].iter().any(|cue| {
         before.len() >= cue.len()
