@@ -52,7 +52,7 @@ fn hex(c: u8) -> Option<u8> {
 pub const REGION_MARGIN: usize = 1024;
 
 /// The stretches of `text` worth decoding: every `%XX`, form-encoded
-/// space between digits (see [`form_space_at`]) and `\u` with `margin`
+/// space (see [`form_space_at`]) and `\u` with `margin`
 /// bytes on each side, overlapping stretches merged. A value holding no
 /// escape is the same in the raw text, where it is found already; so a
 /// text with one escape is decoded around it, not whole.
@@ -88,20 +88,36 @@ fn url_escape_at(text: &[u8], p: usize) -> bool {
     text.len() > p + 2 && hex(text[p + 1]).is_some() && hex(text[p + 2]).is_some()
 }
 
-/// Whether the `+` at `p` is a form-encoded space inside a number: two
-/// digits on each side, as in a card typed with spaces and posted as
-/// `card=4111+1111+1111+1111`. (A `+` in base64 or arithmetic rarely has
-/// two digits on both sides; a stray one costs one region's decoding.)
+/// Whether the `+` at `p` is a form-encoded space:
+/// - inside a number: two digits on each side, as in a card typed with
+///   spaces and posted as `card=4111+1111+1111+1111` (a `+` in base64 or
+///   arithmetic rarely has two digits on both sides; a stray one costs
+///   one region's decoding);
+/// - or between the words of a form value (`customer=Maria+Lopez`): a
+///   word of letters starting right after `=` before it, a letter after
+///   it (base64 has no `=` but at its end).
 fn form_space_at(text: &[u8], p: usize) -> bool {
     let digits = |r: std::ops::Range<usize>| {
         text.get(r)
             .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
     };
-    p >= 2 && digits(p - 2..p) && digits(p + 1..p + 3)
+    if p >= 2 && digits(p - 2..p) && digits(p + 1..p + 3) {
+        return true;
+    }
+    if !text.get(p + 1).is_some_and(u8::is_ascii_alphabetic) {
+        return false;
+    }
+    let letters = text[..p]
+        .iter()
+        .rev()
+        .take(25)
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
+    (1..=24).contains(&letters) && p > letters && text[p - letters - 1] == b'='
 }
 
 /// `%XX` decoding and `+` as space, when the input has a `%XX` or a
-/// form-encoded space between digits.
+/// form-encoded space (see [`form_space_at`]).
 pub fn url_decoded(text: &[u8]) -> Option<View> {
     if !memchr::memchr2_iter(b'%', b'+', text).any(|p| url_escape(text, p)) {
         return None;
@@ -328,6 +344,16 @@ mod tests {
         assert!(escaped_regions(b"100% sure, \\n only", 64).is_empty());
         assert_eq!(escaped_regions(b"card=4111+1111", 64), vec![(0, 14)]);
         assert!(escaped_regions(b"C++ 1+1 +12 12+ dGVzdA+x", 64).is_empty());
+        // A form value's words: a word right after `=`, a letter after.
+        assert_eq!(
+            escaped_regions(b"GET /?customer=Maria+Lopez&x=1", 64),
+            vec![(0, 30)]
+        );
+        assert_eq!(escaped_regions(b"q=refund+status", 64), vec![(0, 15)]);
+        // Not after a space, with no word, or with no letter after.
+        for text in [&b"x = a+b"[..], b"=+a", b"n=Jo+ Li", b"n=Jo+1"] {
+            assert!(escaped_regions(text, 64).is_empty(), "{text:?}");
+        }
     }
 
     #[test]

@@ -464,6 +464,14 @@ mod tests {
             kinds.contains(&("US_SSN", "123+45+6789", "***-**-6789")),
             "{kinds:?}"
         );
+        // A name in a query string, its space a `+`.
+        let query = "GET /search?customer=Maria+Lopez&zip=94110 HTTP/1.1";
+        let f = found(query);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].0.as_str(), f[0].1.as_str()),
+            ("PERSON", "Maria+Lopez")
+        );
 
         let json = r#"{"msg":"my card is \u0034111111111111111"}"#;
         let f = found(json);
