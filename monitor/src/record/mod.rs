@@ -1306,6 +1306,32 @@ pub(crate) mod tests {
         drop(store);
     }
 
+    /// A snapshot whose write failed (a full disk) leaves a partial
+    /// `snap.*.generating` file; the store opens past it, on the last
+    /// finished snapshot and the log, with every record.
+    #[test]
+    fn an_unfinished_snapshot_does_not_stop_the_store_opening() {
+        let tmp = temp();
+        let dir = tmp.path();
+        let key = dir.join("record.key");
+        let store = Store::open(&dir.join("db"), &key).unwrap();
+        store
+            .append(&mut (0..40).map(|i| record(i, "r", "/p")).collect::<Vec<_>>())
+            .unwrap();
+        drop(store);
+        // Sorted after every finished snapshot's name: the one read first.
+        std::fs::write(
+            dir.join("db/snap.FFFFFFFFFFFFFFF0.generating"),
+            vec![0xA5; 4096],
+        )
+        .unwrap();
+        let store = Store::open(&dir.join("db"), &key).unwrap();
+        let report = store.verify().unwrap();
+        assert!(report.ok(), "{report:?}");
+        assert_eq!((report.first, report.last), (1, 40));
+        assert_eq!(store.append(&mut [record(100, "r", "/p")]).unwrap(), 41);
+    }
+
     /// The posting keys of one name, and the pairs they hold.
     fn posting_lists(store: &Store, kind: u8, name: &str) -> (usize, Vec<u64>) {
         let mut keys = 0;

@@ -457,6 +457,10 @@ pub fn read_snapshot_or_default(config: &RunningConfig) -> Result<Snapshot> {
 /// Returns `Ok(Some(snapshot))` if there was nothing written.
 fn read_snapshot(config: &RunningConfig) -> Result<Option<Snapshot>> {
     let mut candidates = config.get_snapshot_files()?;
+    // A snapshot still `.generating` was never finished (its write failed,
+    // on a full disk, or the process died first): the last finished one
+    // and the log after it are what a crash before it would have left.
+    candidates.retain(|p| !p.to_string_lossy().ends_with(".generating"));
     if candidates.is_empty() {
         debug!("no previous snapshot found");
         return Ok(None);
@@ -542,8 +546,12 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     let parent = path_1.parent().unwrap();
     std::fs::create_dir_all(parent)?;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).open(&path_1)?;
+    // Truncated: an unfinished file of the same name may be longer.
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path_1)?;
 
     // write the snapshot bytes, followed by a crc64 checksum at the end
     io_fail!(config, "snap write");
