@@ -256,6 +256,12 @@ pub struct Store {
     pending: Mutex<Pending>,
     /// Retention (write) excludes verification (read).
     trim: RwLock<()>,
+    /// Held around every sled write and flush, so one thread at a time
+    /// writes. sled 0.34 could hang on a full disk when a follower's flush
+    /// (waiting for the log to reach disk, holding sled's concurrency
+    /// guard) met the writer's batch (waiting for that guard exclusively):
+    /// the thread that writes the log out then waited too.
+    writes: Mutex<()>,
 }
 
 /// Posting lists gathered in memory over several batches before they go to
@@ -510,6 +516,7 @@ impl Store {
             grown: Condvar::new(),
             followers: Mutex::new(Vec::new()),
             trim: RwLock::new(()),
+            writes: Mutex::new(()),
         })
     }
 
@@ -574,10 +581,13 @@ impl Store {
         if !chunk.is_empty() {
             records.insert(&chunk_first.to_be_bytes(), chunk);
         }
-        t.records.apply_batch(records)?;
-        // Only what is on disk moves the head: a batch that fails here is
-        // appended again, with the same seqs, by the writer.
-        t.db.flush()?;
+        {
+            let _writes = self.writes.lock().expect("writes lock");
+            t.records.apply_batch(records)?;
+            // Only what is on disk moves the head: a batch that fails here
+            // is appended again, with the same seqs, by the writer.
+            t.db.flush()?;
+        }
         head.seq = seq;
         head.mac = prev;
         self.write_head_file(seq, &prev);
@@ -609,6 +619,7 @@ impl Store {
     /// records, where pairs a list already holds are skipped.
     fn write_postings(&self, pending: &mut Pending, through: u64) -> Result<(), StoreError> {
         let t = self.t()?;
+        let _writes = self.writes.lock().expect("writes lock");
         let mut lists: Vec<_> = pending.lists.drain().collect();
         lists.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut index = sled::Batch::default();
@@ -650,6 +661,7 @@ impl Store {
         }
         let through = self.head.lock().expect("head lock").seq;
         self.write_postings(&mut pending, through)?;
+        let _writes = self.writes.lock().expect("writes lock");
         t.db.flush()?;
         Ok(())
     }
@@ -877,6 +889,7 @@ impl Store {
         let t = self.t()?;
         self.sync()?;
         let _guard = self.trim.write().expect("trim lock");
+        let _writes = self.writes.lock().expect("writes lock");
         let followers = self.followers.lock().expect("followers lock").clone();
         let mut passed = u64::MAX;
         for name in &followers {
@@ -1069,6 +1082,7 @@ impl Store {
     /// to there), durably; returns the cursor as stored.
     pub fn advance(&self, name: &str, seq: u64) -> Result<Cursor, StoreError> {
         let t = self.t()?;
+        let _writes = self.writes.lock().expect("writes lock");
         let c = Cursor {
             seq,
             lost: self.cursor(name)?.lost,
@@ -1096,6 +1110,7 @@ impl Store {
     /// Saves follower `name`'s own state, durably.
     pub fn save_state(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         let t = self.t()?;
+        let _writes = self.writes.lock().expect("writes lock");
         t.state.insert(name, value)?;
         t.state.flush()?;
         Ok(())
@@ -1107,6 +1122,7 @@ impl Store {
     pub fn register_follower(&self, name: &str) -> Result<u64, StoreError> {
         let t = self.t()?;
         let _guard = self.trim.write().expect("trim lock");
+        let _writes = self.writes.lock().expect("writes lock");
         let mut followers = self.followers.lock().expect("followers lock");
         if !followers.iter().any(|f| f == name) {
             followers.push(name.to_owned());
