@@ -597,10 +597,14 @@ fn cued_before(text: &[u8], i: usize) -> bool {
         return false;
     }
     let before = &text[i.saturating_sub(16)..i];
-    CUES_BEFORE.iter().any(|c| {
-        before.len() >= c.len()
-            && before[before.len() - c.len()..].eq_ignore_ascii_case(c.as_bytes())
-    })
+    CUES_BEFORE
+        .iter()
+        .any(|c| ends_with_ignore_case(before, c.as_bytes()))
+}
+
+/// Whether `text` ends with `suffix`, ASCII case aside.
+fn ends_with_ignore_case(text: &[u8], suffix: &[u8]) -> bool {
+    text.len() >= suffix.len() && text[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
 }
 
 /// Whether the word `w` is written in capitals (`MÜLLER`; not `Lê`).
@@ -1122,8 +1126,7 @@ fn after_its(text: &[u8], i: usize) -> bool {
     }
     let before = &text[..i];
     [&b"it's "[..], "it’s ".as_bytes()].iter().any(|cue| {
-        before.len() >= cue.len()
-            && before[before.len() - cue.len()..].eq_ignore_ascii_case(cue)
+        ends_with_ignore_case(before, cue)
             && (before.len() == cue.len() || !is_word(before[before.len() - cue.len() - 1]))
     })
 }
