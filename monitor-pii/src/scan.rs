@@ -3017,14 +3017,6 @@ mod tests {
                 r#"{"text":"Bot: What is the account holder's date of birth, as on the card application?\nUser: 1985-03-14"}"#,
                 "1985-03-14",
             ),
-        ] {
-            assert!(
-                has(text, PiiType::DateOfBirth, value),
-                "{text}: {:?}",
-                kinds(text)
-            );
-        }
-        for (text, value) in [
             ("Customer: my DOB is 07/22/91", "07/22/91"),
             ("Geburtsdatum 3.4.79", "3.4.79"),
             (
