@@ -34,69 +34,106 @@ impl Masks {
     }
 }
 
-/// Bytes of `chunk` (at most [`BLOCK`]) within `lo..=hi` (`hi` ASCII).
-/// Much cheaper than [`Masks::of`], so a pass can rule out blocks of
-/// ordinary text before classifying them.
-pub fn in_range(chunk: &[u8], lo: u8, hi: u8) -> u64 {
-    debug_assert!(lo <= hi && hi < 0x80);
-    bits_of(
-        chunk,
-        |block| lanes::range_bits(block, lo, hi),
-        |c| (lo..=hi).contains(&c),
-    )
+/// A text read as whole blocks, for passes that ask several classes of
+/// each block. A block that runs past the text's end is read as the
+/// text's last [`BLOCK`] bytes, the answer shifted into place, so nothing
+/// is copied; only a text shorter than a block is read from a zero-padded
+/// copy, made once. (A copy per question cost more than the question:
+/// the lanes' loads wait for the copy's stores to retire.)
+pub struct Blocks<'a> {
+    text: &'a [u8],
+    /// The text padded with zeros, when it is shorter than a block.
+    short: [u8; BLOCK],
 }
 
-/// From this many bytes on, a tail is padded and read in lanes rather
-/// than byte by byte.
-const TAIL_IN_LANES: usize = 8;
-
-/// `whole` on a whole block; on a short tail, `whole` on the tail padded
-/// with zeros, or `byte` on each byte of a very short one (bits past its
-/// end are clear).
-#[inline]
-fn bits_of(
-    chunk: &[u8],
-    whole: impl FnOnce(&[u8; BLOCK]) -> u64,
-    byte: impl Fn(u8) -> bool,
-) -> u64 {
-    debug_assert!(chunk.len() <= BLOCK);
-    match <&[u8; BLOCK]>::try_from(chunk) {
-        Ok(block) => whole(block),
-        Err(_) if chunk.len() >= TAIL_IN_LANES => {
-            // A short text is mostly tail: pad it to a block and take the
-            // lanes' answer for the bytes it has.
-            let mut block = [0u8; BLOCK];
-            block[..chunk.len()].copy_from_slice(chunk);
-            whole(&block) & (u64::MAX >> (BLOCK - chunk.len()))
+impl<'a> Blocks<'a> {
+    /// The blocks of `text`.
+    #[inline]
+    pub fn new(text: &'a [u8]) -> Self {
+        let mut short = [0u8; BLOCK];
+        if text.len() < BLOCK {
+            short[..text.len()].copy_from_slice(text);
         }
-        Err(_) => chunk
-            .iter()
-            .enumerate()
-            .map(|(k, &c)| u64::from(byte(c)) << k)
-            .sum(),
+        Self { text, short }
+    }
+
+    /// The text.
+    pub fn text(&self) -> &'a [u8] {
+        self.text
+    }
+
+    /// The bytes to read for the block starting at `base`, how far down
+    /// their answer is shifted, and which of its bits are the text's; or
+    /// `None` when `base` is past the text's end.
+    #[inline(always)]
+    fn window(&self, base: usize) -> Option<(&[u8; BLOCK], usize, u64)> {
+        let n = self.text.len();
+        let whole = |at: usize| self.text[at..at + BLOCK].try_into().expect("a whole block");
+        if base + BLOCK <= n {
+            Some((whole(base), 0, u64::MAX))
+        } else if base >= n {
+            None
+        } else if n >= BLOCK {
+            // The last BLOCK bytes: byte `base + k` is their byte `k + shift`.
+            Some((whole(n - BLOCK), base + BLOCK - n, u64::MAX))
+        } else {
+            Some((&self.short, base, u64::MAX >> (BLOCK - (n - base))))
+        }
+    }
+
+    /// `whole`'s answer for the block starting at `base`: bit k for byte
+    /// `base + k`, bits past the text's end clear (0 when `base` is past it).
+    #[inline(always)]
+    fn bits(&self, base: usize, whole: impl FnOnce(&[u8; BLOCK]) -> u64) -> u64 {
+        self.window(base)
+            .map_or(0, |(block, shift, keep)| (whole(block) >> shift) & keep)
+    }
+
+    /// [`Masks::of`] the block at `base`.
+    #[inline]
+    pub fn masks(&self, base: usize) -> Masks {
+        self.window(base)
+            .map_or(Masks::default(), |(block, shift, keep)| {
+                let m = lanes::masks(block);
+                Masks {
+                    digit: (m.digit >> shift) & keep,
+                    letter: (m.letter >> shift) & keep,
+                }
+            })
+    }
+
+    /// Bytes of the block at `base` within `lo..=hi` (`hi` ASCII). Much
+    /// cheaper than [`Blocks::masks`], so a pass can rule out blocks of
+    /// ordinary text before classifying them.
+    #[inline]
+    pub fn in_range(&self, base: usize, lo: u8, hi: u8) -> u64 {
+        debug_assert!(lo <= hi && hi < 0x80);
+        self.bits(base, |b| lanes::range_bits(b, lo, hi))
+    }
+
+    /// Bytes of the block at `base` in either base64 alphabet ([`is_base64`]).
+    #[inline]
+    pub fn base64(&self, base: usize) -> u64 {
+        self.bits(base, lanes::base64_bits)
+    }
+
+    /// Bytes of the block at `base` in a superset of base64
+    /// ([`is_base64_loose`]): two range compares, so it rules out ordinary
+    /// text at a fraction of the cost of [`Blocks::base64`].
+    #[inline]
+    pub fn base64_loose(&self, base: usize) -> u64 {
+        self.bits(base, lanes::base64_loose_bits)
     }
 }
 
-/// Bytes of `chunk` (at most [`BLOCK`]) in either base64 alphabet:
-/// `A-Z a-z 0-9 + / - _`.
-pub fn base64(chunk: &[u8]) -> u64 {
-    bits_of(chunk, lanes::base64_bits, is_base64)
-}
-
-/// Bytes of `chunk` (at most [`BLOCK`]) in `+`..=`9` or `A`..=`z`: every
-/// base64 byte and a few others (`, . [ \ ] ^` and backquote). Two range
-/// compares, so it rules out ordinary text at a fraction of the cost of
-/// [`base64`].
-pub fn base64_loose(chunk: &[u8]) -> u64 {
-    bits_of(chunk, lanes::base64_loose_bits, is_base64_loose)
-}
-
-/// The byte test behind [`base64_loose`].
+/// The byte test behind [`Blocks::base64_loose`]: `+`..=`9` or `A`..=`z`,
+/// every base64 byte and a few others (`, . [ \ ] ^` and backquote).
 pub fn is_base64_loose(c: u8) -> bool {
     matches!(c, b'+'..=b'9' | b'A'..=b'z')
 }
 
-/// The byte test behind [`base64`].
+/// The byte test behind [`Blocks::base64`]: either base64 alphabet,
+/// `A-Z a-z 0-9 + / - _`.
 pub fn is_base64(c: u8) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
 }
@@ -150,6 +187,7 @@ impl Run {
 /// start) classifies each block once, and then finds a run's end with a
 /// shift and a bit scan.
 pub struct Classes<'a> {
+    blocks: Blocks<'a>,
     text: &'a [u8],
     /// Start of the block `masks` describes (a multiple of [`BLOCK`]), or
     /// `usize::MAX` before the first question.
@@ -161,6 +199,7 @@ impl<'a> Classes<'a> {
     /// Classes of `text`, none computed yet.
     pub fn new(text: &'a [u8]) -> Self {
         Self {
+            blocks: Blocks::new(text),
             text,
             base: usize::MAX,
             masks: Masks::default(),
@@ -179,7 +218,7 @@ impl<'a> Classes<'a> {
         let base = i & !(BLOCK - 1);
         if base != self.base {
             self.base = base;
-            self.masks = Masks::of(&self.text[base..self.text.len().min(base + BLOCK)]);
+            self.masks = self.blocks.masks(base);
         }
         (base, self.masks)
     }
@@ -497,17 +536,38 @@ mod tests {
             proptest::prop_assert_eq!(swar::masks(&block_of(&bytes)), want);
             let (lo, hi) = (lo.min(hi), lo.max(hi));
             let want: u64 = bytes.iter().enumerate().map(|(k, c)| u64::from((lo..=hi).contains(c)) << k).sum();
-            proptest::prop_assert_eq!(in_range(&bytes, lo, hi), want);
+            proptest::prop_assert_eq!(Blocks::new(&bytes).in_range(0, lo, hi), want);
             let len_bits = u64::MAX.checked_shr(64 - bytes.len() as u32).unwrap_or(0);
             proptest::prop_assert_eq!(swar::range_bits(&block_of(&bytes), lo, hi) & len_bits, want);
             let want: u64 = bytes.iter().enumerate().map(|(k, &c)| u64::from(is_base64(c)) << k).sum();
-            proptest::prop_assert_eq!(base64(&bytes), want);
+            proptest::prop_assert_eq!(Blocks::new(&bytes).base64(0), want);
             proptest::prop_assert_eq!(lanes::base64_bits(&block_of(&bytes)) & len_bits, want);
             proptest::prop_assert_eq!(swar::base64_bits(&block_of(&bytes)) & len_bits, want);
             let want: u64 = bytes.iter().enumerate().map(|(k, &c)| u64::from(is_base64_loose(c)) << k).sum();
-            proptest::prop_assert_eq!(base64_loose(&bytes), want);
+            proptest::prop_assert_eq!(Blocks::new(&bytes).base64_loose(0), want);
             proptest::prop_assert_eq!(lanes::base64_loose_bits(&block_of(&bytes)) & len_bits, want);
             proptest::prop_assert_eq!(swar::base64_loose_bits(&block_of(&bytes)) & len_bits, want);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn blocks_answer_as_the_byte_tests_at_any_start(
+            text in proptest::collection::vec(proptest::sample::select(b"09aZ+/:=\"\0\x7f\x80\xff -_".to_vec()), 0..200),
+            bases in proptest::collection::vec(0usize..210, 1..8),
+        ) {
+            let blocks = Blocks::new(&text);
+            for base in bases {
+                let chunk = &text[base.min(text.len())..text.len().min(base + BLOCK)];
+                let bit = |test: &dyn Fn(u8) -> bool| -> u64 {
+                    chunk.iter().enumerate().map(|(k, &c)| u64::from(test(c)) << k).sum()
+                };
+                proptest::prop_assert_eq!(blocks.masks(base), masks_by_byte(chunk));
+                proptest::prop_assert_eq!(blocks.in_range(base, 0, 0x7F), bit(&|c| c < 0x80));
+                proptest::prop_assert_eq!(blocks.in_range(base, b':', b':'), bit(&|c| c == b':'));
+                proptest::prop_assert_eq!(blocks.base64(base), bit(&is_base64));
+                proptest::prop_assert_eq!(blocks.base64_loose(base), bit(&is_base64_loose));
+            }
         }
     }
 
@@ -558,7 +618,10 @@ mod tests {
         assert_eq!(Masks::of(edges), want);
         assert_eq!(swar::masks(&block_of(edges)), want);
         let long = [b"*+,\x7f\x80\xff\0 ".as_slice(); 8].concat();
-        assert_eq!(in_range(&long, b'+', 0x7F), 0x0E0E_0E0E_0E0E_0E0E);
+        assert_eq!(
+            Blocks::new(&long).in_range(0, b'+', 0x7F),
+            0x0E0E_0E0E_0E0E_0E0E
+        );
         let block = long.as_slice().try_into().unwrap();
         assert_eq!(swar::range_bits(block, b'+', 0x7F), 0x0E0E_0E0E_0E0E_0E0E);
         // Every byte value, a block at a time, both paths.
@@ -569,10 +632,10 @@ mod tests {
                 let bit = |(k, &c): (usize, &u8)| u64::from(test(c)) << k;
                 chunk.iter().enumerate().map(bit).sum()
             };
-            assert_eq!(base64(chunk), want(is_base64));
+            assert_eq!(Blocks::new(chunk).base64(0), want(is_base64));
             assert_eq!(swar::base64_bits(block), want(is_base64));
             let loose = |c: u8| (b'+'..=b'9').contains(&c) || (b'A'..=b'z').contains(&c);
-            assert_eq!(base64_loose(chunk), want(loose));
+            assert_eq!(Blocks::new(chunk).base64_loose(0), want(loose));
             assert_eq!(swar::base64_loose_bits(block), want(loose));
         }
     }

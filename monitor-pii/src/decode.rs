@@ -197,9 +197,9 @@ const _: () = assert!(MIN_BASE64 == 16, "runs_of_16 finds runs of sixteen");
 /// then serve every run starting in the block and give where it ends.
 pub fn base64_runs(text: &[u8]) -> Vec<(usize, usize)> {
     let n = text.len();
-    let block = |base: usize| &text[base.min(n)..n.min(base + BLOCK)];
-    let superset = |base: usize| bytemask::base64_loose(block(base));
-    let exact = |base: usize| bytemask::base64(block(base));
+    let blocks = bytemask::Blocks::new(text);
+    let superset = |base: usize| blocks.base64_loose(base);
+    let exact = |base: usize| blocks.base64(base);
     let mut runs = Vec::new();
     let mut base = 0;
     let mut cur = superset(0);

@@ -411,17 +411,16 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
     // Whether any capital can be a non-ASCII one, asked once (much
     // cheaper than a block at a time).
     let all_ascii = text.is_ascii();
-    for (base, chunk) in (0..text.len())
-        .step_by(bytemask::BLOCK)
-        .map(|b| (b, &text[b..(b + bytemask::BLOCK).min(text.len())]))
-    {
-        let upper = bytemask::in_range(chunk, b'A', b'Z');
-        let letters = upper | bytemask::in_range(chunk, b'a', b'z');
+    let blocks = bytemask::Blocks::new(text);
+    for base in (0..text.len()).step_by(bytemask::BLOCK) {
+        let chunk = &text[base..(base + bytemask::BLOCK).min(text.len())];
+        let upper = blocks.in_range(base, b'A', b'Z');
+        let letters = upper | blocks.in_range(base, b'a', b'z');
         let high = if all_ascii || chunk.is_ascii() {
             0
         } else {
             let in_chunk = u64::MAX >> (bytemask::BLOCK - chunk.len());
-            !bytemask::in_range(chunk, 0, 0x7F) & in_chunk
+            !blocks.in_range(base, 0, 0x7F) & in_chunk
         };
         // Capitals that start a word: no ASCII letter just before (the
         // other word bytes are checked one by one below); and non-ASCII

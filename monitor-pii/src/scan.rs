@@ -1460,16 +1460,16 @@ fn colons_and_equals(text: &[u8], out: &mut Vec<Candidate>) {
     let mut quote_carry = 0;
     // In blocks, as bit masks: JSON and logs hold a colon every few dozen
     // bytes, too many for a search that stops at each.
+    let blocks = bytemask::Blocks::new(text);
     for base in (0..text.len()).step_by(bytemask::BLOCK) {
-        let chunk = &text[base..(base + bytemask::BLOCK).min(text.len())];
         // A comma right after a quote too: a name and a value passed
         // together, `getenv("api_token", "…")`.
-        let quotes = bytemask::in_range(chunk, b'"', b'"');
+        let quotes = blocks.in_range(base, b'"', b'"');
         let after_quote = (quotes << 1) | quote_carry;
         quote_carry = quotes >> 63;
-        let mut ops = bytemask::in_range(chunk, b':', b':')
-            | bytemask::in_range(chunk, b'=', b'=')
-            | (bytemask::in_range(chunk, b',', b',') & after_quote);
+        let mut ops = blocks.in_range(base, b':', b':')
+            | blocks.in_range(base, b'=', b'=')
+            | (blocks.in_range(base, b',', b',') & after_quote);
         while ops != 0 {
             let at = base + ops.trailing_zeros() as usize;
             ops &= ops - 1;
