@@ -405,14 +405,25 @@ fn answer_lines(
 ) -> Answers {
     use serde::de::DeserializeSeed as _;
 
-    let mut a = Answers::default();
+    // About one output byte per input byte, so the buffer seldom grows.
+    let mut a = Answers {
+        out: Vec::with_capacity(lines.iter().map(Vec::len).sum::<usize>()),
+        ..Answers::default()
+    };
+    // The text of a line that holds escapes, decoded here rather than
+    // into a new string per line.
+    let mut scratch = String::new();
     for (k, line) in lines.iter().enumerate() {
         let n = first + k;
         if line.trim_ascii().is_empty() {
             continue;
         }
         let mut de = serde_json::Deserializer::from_slice(line);
-        let record = match fields
+        let reader = jsonl::Reader {
+            fields,
+            scratch: &mut scratch,
+        };
+        let record = match reader
             .deserialize(&mut de)
             .and_then(|r| de.end().map(|()| r))
         {
@@ -423,20 +434,80 @@ fn answer_lines(
                 continue;
             }
         };
-        let Some(text) = record.text else {
-            a.bad += 1;
-            a.errors
-                .push(format!("line {n}: no string field `{}`", fields.text));
-            continue;
+        let text = match record.text {
+            Some(jsonl::Text::Borrowed(t)) => t,
+            Some(jsonl::Text::Scratch) => scratch.as_str(),
+            None => {
+                a.bad += 1;
+                a.errors
+                    .push(format!("line {n}: no string field `{}`", fields.text));
+                continue;
+            }
         };
         let id = record.id.map_or("null", |raw| raw.get());
         let findings = detector.scan(text.as_bytes());
-        // Writing to a `Vec` cannot fail.
-        let _ = write!(a.out, "{{\"id\":{id},\"findings\":");
-        let _ = serde_json::to_writer(&mut a.out, &findings);
-        a.out.extend_from_slice(b"}\n");
+        write_answer(&mut a.out, id, &findings);
     }
     a
+}
+
+/// Appends `{"id":<id>,"findings":[...]}` and a newline: the findings as
+/// their `Serialize` writes them (the same bytes, a test holds it to
+/// that), without the formatting machinery a short record paid for.
+fn write_answer(out: &mut Vec<u8>, id: &str, findings: &[monitor_pii::Finding]) {
+    use monitor_pii::Kind;
+    // Writing to a `Vec` cannot fail.
+    let string = |out: &mut Vec<u8>, s: &str| {
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    let mut numbers = itoa::Buffer::new();
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b",\"findings\":[");
+    for (k, f) in findings.iter().enumerate() {
+        if k > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"type\":");
+        match &f.kind {
+            // Built-in names are capitals and `_`: nothing to escape.
+            Kind::Builtin(t) => {
+                out.push(b'"');
+                out.extend_from_slice(t.name().as_bytes());
+                out.push(b'"');
+            }
+            Kind::Custom(name) => string(out, name),
+        }
+        out.extend_from_slice(b",\"start\":");
+        out.extend_from_slice(numbers.format(f.start).as_bytes());
+        out.extend_from_slice(b",\"end\":");
+        out.extend_from_slice(numbers.format(f.end).as_bytes());
+        out.extend_from_slice(b",\"score\":");
+        push_score(out, f.score);
+        out.extend_from_slice(b",\"masked\":");
+        string(out, f.masked.as_str());
+        // Hex digits: nothing to escape.
+        out.extend_from_slice(b",\"fingerprint\":\"");
+        out.extend_from_slice(f.fingerprint.as_str().as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.extend_from_slice(b"]}\n");
+}
+
+/// A finding's score as its `Serialize` writes it: rounded to hundredths,
+/// in the shortest form that reads back (`0.9`, `0.07`, `1.0`).
+fn push_score(out: &mut Vec<u8>, score: f32) {
+    let hundredths = (f64::from(score) * 100.0).round();
+    if !(0.0..=100.0).contains(&hundredths) {
+        let _ = serde_json::to_writer(&mut *out, &(hundredths / 100.0));
+        return;
+    }
+    let h = hundredths as u8;
+    let (units, tenths, last) = (h / 100, h / 10 % 10, h % 10);
+    out.extend_from_slice(&[b'0' + units, b'.', b'0' + tenths]);
+    if last != 0 {
+        out.push(b'0' + last);
+    }
 }
 
 /// The one-pass reader of a `--jsonl` record.
@@ -454,14 +525,29 @@ mod jsonl {
         pub id: &'o str,
     }
 
+    /// Reads a record for `fields`; a text that holds escapes is decoded
+    /// into `scratch`.
+    pub struct Reader<'o, 's> {
+        pub fields: Fields<'o>,
+        pub scratch: &'s mut String,
+    }
+
+    /// Where a record's text is.
+    pub enum Text<'de> {
+        /// In the line, as written (it holds no escape).
+        Borrowed(&'de str),
+        /// Decoded into the reader's scratch string.
+        Scratch,
+    }
+
     /// What a record gave: its text if that field is a string, its id as
     /// written. A repeated field counts as its last value.
     pub struct Record<'de> {
-        pub text: Option<Cow<'de, str>>,
+        pub text: Option<Text<'de>>,
         pub id: Option<&'de RawValue>,
     }
 
-    impl<'de> DeserializeSeed<'de> for Fields<'_> {
+    impl<'de> DeserializeSeed<'de> for Reader<'_, '_> {
         type Value = Record<'de>;
 
         fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Record<'de>, D::Error> {
@@ -469,7 +555,7 @@ mod jsonl {
         }
     }
 
-    impl<'de> Visitor<'de> for Fields<'_> {
+    impl<'de> Visitor<'de> for Reader<'_, '_> {
         type Value = Record<'de>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -482,9 +568,9 @@ mod jsonl {
                 id: None,
             };
             while let Some(key) = map.next_key::<Str<'de>>()? {
-                if key.0 == self.text {
-                    record.text = map.next_value::<StringOrNot<'de>>()?.0;
-                } else if key.0 == self.id {
+                if key.0 == self.fields.text {
+                    record.text = map.next_value_seed(TextOrNot(&mut *self.scratch))?;
+                } else if key.0 == self.fields.id {
                     record.id = Some(map.next_value()?);
                 } else {
                     map.next_value::<IgnoredAny>()?;
@@ -526,15 +612,15 @@ mod jsonl {
     }
 
     /// Any JSON value: `Some` text for a string, `None` for anything else.
-    struct StringOrNot<'de>(Option<Cow<'de, str>>);
+    struct TextOrNot<'s>(&'s mut String);
 
-    impl<'de> de::Deserialize<'de> for StringOrNot<'de> {
-        fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(StringOrNotVisitor).map(StringOrNot)
+    impl<'de> DeserializeSeed<'de> for TextOrNot<'_> {
+        type Value = Option<Text<'de>>;
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
         }
     }
-
-    struct StringOrNotVisitor;
 
     macro_rules! not_a_string {
         ($($method:ident($t:ty)),*) => {$(
@@ -544,23 +630,26 @@ mod jsonl {
         )*};
     }
 
-    impl<'de> Visitor<'de> for StringOrNotVisitor {
-        type Value = Option<Cow<'de, str>>;
+    impl<'de> Visitor<'de> for TextOrNot<'_> {
+        type Value = Option<Text<'de>>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("any JSON value")
         }
 
         fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            StrVisitor.visit_borrowed_str(v).map(Some)
+            Ok(Some(Text::Borrowed(v)))
         }
 
         fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            StrVisitor.visit_str(v).map(Some)
+            self.0.clear();
+            self.0.push_str(v);
+            Ok(Some(Text::Scratch))
         }
 
         fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            StrVisitor.visit_string(v).map(Some)
+            *self.0 = v;
+            Ok(Some(Text::Scratch))
         }
 
         not_a_string!(
@@ -658,6 +747,43 @@ mod tests {
         assert_eq!(lines[2]["findings"], json!([]));
         // No raw value leaves the detector.
         assert!(!lines[0].to_string().contains("4111 1111 1111 1111"));
+    }
+
+    #[test]
+    fn answers_are_the_bytes_serde_writes() {
+        let detector = Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[7; 32]));
+        let serde_answer = |id: &str, findings: &[monitor_pii::Finding]| {
+            let mut out = format!("{{\"id\":{id},\"findings\":").into_bytes();
+            serde_json::to_writer(&mut out, findings).unwrap();
+            out.extend_from_slice(b"}\n");
+            out
+        };
+        let corpus = monitor_pii::synth::eval_corpus(300, 11);
+        let mut findings = Vec::new();
+        for line in corpus.lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let found = detector.scan(v["text"].as_str().unwrap().as_bytes());
+            let mut out = Vec::new();
+            write_answer(&mut out, "17", &found);
+            assert_eq!(out, serde_answer("17", &found), "{line}");
+            findings.extend(found);
+        }
+        assert!(
+            findings.len() > 300,
+            "the corpus gives findings of every kind"
+        );
+        // Every score a finding can have, and a custom name that needs escapes.
+        let mut f = findings[0].clone();
+        f.kind = monitor_pii::Kind::Custom("RISK \"quoted\" \\ name".into());
+        for k in 0..=1000 {
+            f.score = k as f32 / 1000.0;
+            let mut out = Vec::new();
+            write_answer(&mut out, "{\"a\":[1]}", std::slice::from_ref(&f));
+            assert_eq!(out, serde_answer("{\"a\":[1]}", std::slice::from_ref(&f)));
+        }
+        let mut out = Vec::new();
+        write_answer(&mut out, "null", &[]);
+        assert_eq!(out, serde_answer("null", &[]));
     }
 
     #[test]
