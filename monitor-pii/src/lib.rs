@@ -30,6 +30,7 @@ pub mod synth;
 pub mod types;
 pub mod validate;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -166,19 +167,43 @@ impl Detector {
     /// but never masked or fingerprinted. For a stream, whose text starts
     /// with bytes already reported.
     pub fn scan_ending_after(&self, text: &[u8], end: usize) -> Vec<Finding> {
-        let mut cands = Vec::with_capacity(text.len() / 256);
-        self.candidates(text, 0, &mut cands);
+        thread_local! {
+            /// Each thread's working space, kept from scan to scan: a
+            /// short text paid more for allocating it than for its bytes.
+            static SCRATCH: RefCell<Scratch> = RefCell::default();
+        }
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => self.scan_with(text, end, &mut s),
+            // Not reached (a scan makes no scan), but never a panic.
+            Err(_) => self.scan_with(text, end, &mut Scratch::default()),
+        })
+    }
+
+    /// [`Detector::scan_ending_after`] in `scratch`.
+    fn scan_with(&self, text: &[u8], end: usize, scratch: &mut Scratch) -> Vec<Finding> {
+        let Scratch {
+            cands,
+            chosen,
+            norm,
+        } = scratch;
+        cands.clear();
+        self.candidates(text, 0, cands);
         cands.retain(|c| match c.kind {
             Some(t) => self.rules.enabled(t) && c.score >= self.rules.threshold(t),
             None => c.score >= self.rules.custom[c.custom as usize].threshold,
         });
-        let chosen = resolve(cands);
-        let mut norm = Vec::new();
-        chosen
-            .into_iter()
+        resolve(cands, chosen);
+        let findings = chosen
+            .iter()
             .filter(|c| c.end > end)
-            .map(|c| self.finding(text, &c, &mut norm))
-            .collect()
+            .map(|c| self.finding(text, c, norm))
+            .collect();
+        // What a huge text needed is not kept for the next.
+        for v in [cands, chosen] {
+            v.clear();
+            v.shrink_to(KEPT_CANDIDATES);
+        }
+        findings
     }
 
     /// The finding for `c`; `norm` is scratch space for the normalized value.
@@ -321,10 +346,26 @@ fn reveal(raw: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-/// Chooses among overlapping candidates: within each cluster of overlapping
-/// spans, the highest-priority type wins, then the higher score, then the
-/// longer span. Identical duplicates (a value seen raw and decoded) collapse.
-fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
+/// Candidates' room a thread keeps between scans.
+const KEPT_CANDIDATES: usize = 1024;
+
+/// Working space a scan reuses.
+#[derive(Default)]
+struct Scratch {
+    /// Every candidate.
+    cands: Vec<Candidate>,
+    /// The candidates [`resolve`] keeps.
+    chosen: Vec<Candidate>,
+    /// A finding's normalized value.
+    norm: Vec<u8>,
+}
+
+/// Chooses among overlapping candidates (into `out`, cleared first):
+/// within each cluster of overlapping spans, the highest-priority type
+/// wins, then the higher score, then the longer span. Identical
+/// duplicates (a value seen raw and decoded) collapse.
+fn resolve(cands: &mut Vec<Candidate>, out: &mut Vec<Candidate>) {
+    out.clear();
     // Digits inside a credential (a Slack token's team and user ids, a key's
     // body) are part of it, not a card or a phone number.
     let mut tokens: Vec<(usize, usize)> = cands
@@ -352,7 +393,6 @@ fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
         });
     }
     cands.sort_by_key(|c| (c.start, std::cmp::Reverse(c.end)));
-    let mut out = Vec::with_capacity(cands.len());
     let mut i = 0;
     while i < cands.len() {
         let mut j = i + 1;
@@ -384,7 +424,6 @@ fn resolve(mut cands: Vec<Candidate>) -> Vec<Candidate> {
         }
         i = j;
     }
-    out
 }
 
 #[cfg(test)]
