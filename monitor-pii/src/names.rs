@@ -413,14 +413,13 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
     let all_ascii = text.is_ascii();
     let blocks = bytemask::Blocks::new(text);
     for base in (0..text.len()).step_by(bytemask::BLOCK) {
-        let chunk = &text[base..(base + bytemask::BLOCK).min(text.len())];
         let upper = blocks.in_range(base, b'A', b'Z');
         let letters = upper | blocks.in_range(base, b'a', b'z');
-        let high = if all_ascii || chunk.is_ascii() {
+        let len = (text.len() - base).min(bytemask::BLOCK);
+        let high = if all_ascii {
             0
         } else {
-            let in_chunk = u64::MAX >> (bytemask::BLOCK - chunk.len());
-            !blocks.in_range(base, 0, 0x7F) & in_chunk
+            !blocks.in_range(base, 0, 0x7F) & (u64::MAX >> (bytemask::BLOCK - len))
         };
         // Capitals that start a word: no ASCII letter just before (the
         // other word bytes are checked one by one below); and non-ASCII
@@ -443,7 +442,7 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
             let bit = i - base;
             let run = (!(letters >> bit)).trailing_zeros() as usize;
             let e = i + run;
-            let e1 = if bit + run < chunk.len() && !is_word(text[e]) {
+            let e1 = if bit + run < len && !is_word(text[e]) {
                 (2..=MAX_WORD).contains(&run).then_some(e)
             } else {
                 word_end(text, i)
