@@ -167,6 +167,9 @@ impl Detector {
     /// but never masked or fingerprinted. For a stream, whose text starts
     /// with bytes already reported.
     pub fn scan_ending_after(&self, text: &[u8], end: usize) -> Vec<Finding> {
+        if text.is_empty() {
+            return Vec::new();
+        }
         thread_local! {
             /// Each thread's working space, kept from scan to scan: a
             /// short text paid more for allocating it than for its bytes.
