@@ -171,8 +171,8 @@ impl Detector {
             return Vec::new();
         }
         thread_local! {
-            /// Each thread's working space, kept from scan to scan: a
-            /// short text paid more for allocating it than for its bytes.
+            /// Each thread's working space, kept from scan to scan, so a
+            /// scan allocates only its findings.
             static SCRATCH: RefCell<Scratch> = RefCell::default();
         }
         SCRATCH.with(|s| match s.try_borrow_mut() {
