@@ -1066,6 +1066,60 @@ pub fn lower_case_after_apostrophe(text: &[u8], out: &mut Vec<Candidate>) {
     }
 }
 
+/// A name's part in a field of its own: `first=Jamal&last=Williams` in a
+/// query string or form body, `"given": "Aoife"` in JSON. Keys that say
+/// `name` (`first_name`, `lastName`) are read by the scan's literal pass;
+/// these say only which part. `op` is the `=` or `:` after the key. The
+/// value must be one word and a known given name (`first`, `given`) or
+/// surname (`last`, `family`), so `first=10` or `last=Monday` are not.
+pub fn name_part_field(text: &[u8], op: usize, out: &mut Vec<Candidate>) {
+    // The key, a closing quote after it.
+    let mut k = op;
+    if k > 0 && matches!(text[k - 1], b'"' | b'\'') {
+        k -= 1;
+    }
+    let key_end = k;
+    while k > 0 && text[k - 1].is_ascii_alphabetic() && key_end - k < 7 {
+        k -= 1;
+    }
+    if k > 0 && (text[k - 1].is_ascii_alphanumeric() || text[k - 1] == b'_') {
+        return;
+    }
+    let key = &text[k..key_end];
+    let given = key.eq_ignore_ascii_case(b"first") || key.eq_ignore_ascii_case(b"given");
+    if !given && !key.eq_ignore_ascii_case(b"last") && !key.eq_ignore_ascii_case(b"family") {
+        return;
+    }
+    // The value: a space and an opening quote may come first; it must
+    // end the field (nothing glued to it but a separator).
+    let mut v = op + 1;
+    while v < text.len() && matches!(text[v], b' ' | b'"' | b'\'') && v - op < 4 {
+        v += 1;
+    }
+    let Some(e) = word_end(text, v) else {
+        return;
+    };
+    if text
+        .get(e)
+        .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_')
+    {
+        return;
+    }
+    let Some(w) = lower(text, v, e) else {
+        return;
+    };
+    let w = w.as_bytes();
+    let lists = lists();
+    let known = if given {
+        lists.first.contains(w)
+    } else {
+        lists.last.contains(w) && !lists.not_surnames.contains(w)
+    };
+    if known {
+        out.push(Candidate::new(PiiType::Person, v, e, 0.7));
+    }
+}
+
 /// How much a cue before a lower-case name says.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cue {
@@ -1158,6 +1212,37 @@ mod tests {
             "the name is will",
             "the name is wrong",
             "i'm sorry to hear that",
+        ] {
+            assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
+    }
+
+    #[test]
+    fn name_parts_in_fields_of_their_own() {
+        let found = |text: &str| {
+            let mut out = Vec::new();
+            crate::scan::Scanner::shared().scan(text.as_bytes(), &mut out);
+            out.iter()
+                .filter(|c| c.kind == Some(PiiType::Person) && c.score >= 0.5)
+                .map(|c| text[c.start..c.end].to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            found("POST /update body: first=Jamal&last=Williams&city=Atlanta"),
+            ["Jamal", "Williams"]
+        );
+        assert_eq!(
+            found(r#"{"given": "Aoife", "family": "Byrne", "id": 7}"#),
+            ["Aoife", "Byrne"]
+        );
+        assert_eq!(found("GET /c?FIRST=priya&page=2"), ["priya"]);
+        // Not a name, not one word, or not a field of a name's part.
+        for text in [
+            "GET /list?first=10&last=20",
+            "GET /list?sort=last&last=Monday",
+            "first=page&last=next",
+            "worst=Jamal&lastly=Williams",
+            "first=Jamal42",
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
         }

@@ -1453,7 +1453,8 @@ fn iban(text: &[u8], start: usize, out: &mut Vec<Candidate>) -> Option<usize> {
 /// around it must parse as an address (so a time, `12:30:45`, or a MAC
 /// address, six groups with no `::`, does not) and hold at least three
 /// groups or five hex digits (`::1` alone is not worth a finding).
-/// One pass over every `:`, `=` and `",`: IPv6 seeds and secret assignments.
+/// One pass over every `:`, `=` and `",`: IPv6 seeds, secret assignments
+/// and fields that hold a name's part (`first=Jamal`).
 fn colons_and_equals(text: &[u8], out: &mut Vec<Candidate>) {
     let mut ipv6_done = 0;
     // Whether the last byte of the previous block was a quote.
@@ -1474,6 +1475,7 @@ fn colons_and_equals(text: &[u8], out: &mut Vec<Candidate>) {
             let at = base + ops.trailing_zeros() as usize;
             ops &= ops - 1;
             assigned_secret(text, at, out);
+            crate::names::name_part_field(text, at, out);
             if text[at] == b':' && at >= ipv6_done {
                 ipv6_done = ipv6(text, at, out);
             }
