@@ -447,12 +447,47 @@ pub fn running_text(text: &[u8], out: &mut Vec<Candidate>) {
             } else {
                 word_end(text, i)
             };
-            let Some(e1) = e1 else { continue };
+            let Some(e1) = e1 else {
+                if run == 1 {
+                    if let Some(end) = initials(lists, text, i, out) {
+                        next = end;
+                    }
+                }
+                continue;
+            };
             if let Some(end) = at_word(lists, text, i, e1, out) {
                 next = end;
             }
         }
     }
+}
+
+/// `J. R. Halvorsen`: two initials (a capital and a full stop each), then
+/// a known surname; returns where it ends. One initial before a surname
+/// is too often a sentence's end (`plan B. Moore said`).
+fn initials(lists: &Lists, text: &[u8], i: usize, out: &mut Vec<Candidate>) -> Option<usize> {
+    let initial = |at: usize| {
+        text.get(at).is_some_and(u8::is_ascii_uppercase)
+            && text.get(at + 1..at + 3) == Some(b". ".as_slice())
+    };
+    if !(initial(i) && initial(i + 3)) {
+        return None;
+    }
+    let s = i + 6;
+    if !text.get(s).is_some_and(u8::is_ascii_uppercase) {
+        return None;
+    }
+    let e = word_end(text, s)?;
+    if text.get(e).is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    let w = lower(text, s, e)?;
+    let w = w.as_bytes();
+    if !lists.last.contains(w) || lists.not_surnames.contains(w) {
+        return None;
+    }
+    out.push(Candidate::new(PiiType::Person, i, e, 0.7));
+    Some(e)
 }
 
 /// Bytes of a word: letters (any script's, as UTF-8), apostrophes, hyphens.
@@ -1214,6 +1249,25 @@ mod tests {
             "i'm sorry to hear that",
         ] {
             assert!(found(text).is_empty(), "{text}: {:?}", found(text));
+        }
+    }
+
+    #[test]
+    fn two_initials_and_a_known_surname() {
+        assert_eq!(
+            names("Customer: name on the card is J. R. Halvorsen"),
+            ["J. R. Halvorsen"]
+        );
+        assert_eq!(names("signed, A. K. Sharma."), ["A. K. Sharma"]);
+        // One initial, lower case, no surname after, or glued to a word.
+        for text in [
+            "we chose plan B. Moore said yes",
+            "see section A. B. the annex",
+            "the U. S. Government",
+            "X. Y. Zebras",
+            "ref J. R. Halvorsen2",
+        ] {
+            assert!(names(text).is_empty(), "{text}: {:?}", names(text));
         }
     }
 
