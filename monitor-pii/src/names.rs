@@ -1107,13 +1107,28 @@ pub fn lower_case_after_apostrophe(text: &[u8], out: &mut Vec<Candidate>) {
 /// these say only which part. `op` is the `=` or `:` after the key. The
 /// value must be one word and a known given name (`first`, `given`) or
 /// surname (`last`, `family`), so `first=10` or `last=Monday` are not.
+#[inline]
 pub fn name_part_field(text: &[u8], op: usize, out: &mut Vec<Candidate>) {
-    // The key, a closing quote after it.
+    // The key, a closing quote after it. Most keys (and most colons: times,
+    // ports) are ruled out by their last two bytes, before any call.
     let mut k = op;
     if k > 0 && matches!(text[k - 1], b'"' | b'\'') {
         k -= 1;
     }
-    let key_end = k;
+    if k >= 2
+        && matches!(
+            [text[k - 2] | 0x20, text[k - 1] | 0x20],
+            [b's', b't'] | [b'e', b'n'] | [b'l', b'y']
+        )
+    {
+        name_part_value(text, op, k, out);
+    }
+}
+
+/// [`name_part_field`] past its first check; the key ends at `key_end`.
+#[inline(never)]
+fn name_part_value(text: &[u8], op: usize, key_end: usize, out: &mut Vec<Candidate>) {
+    let mut k = key_end;
     while k > 0 && text[k - 1].is_ascii_alphabetic() && key_end - k < 7 {
         k -= 1;
     }
