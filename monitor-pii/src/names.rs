@@ -34,6 +34,13 @@ struct Lists {
     not_surnames: HashSet<&'static [u8]>,
 }
 
+impl Lists {
+    /// A known surname that is not more often a word (`Price`, `Young`).
+    fn plain_surname(&self, w: &[u8]) -> bool {
+        self.last.contains(w) && !self.not_surnames.contains(w)
+    }
+}
+
 fn lists() -> &'static Lists {
     static LISTS: OnceLock<Lists> = OnceLock::new();
     LISTS.get_or_init(|| Lists {
@@ -483,7 +490,7 @@ fn initials(lists: &Lists, text: &[u8], i: usize, out: &mut Vec<Candidate>) -> O
     }
     let w = lower(text, s, e)?;
     let w = w.as_bytes();
-    if !lists.last.contains(w) || lists.not_surnames.contains(w) {
+    if !lists.plain_surname(w) {
         return None;
     }
     out.push(Candidate::new(PiiType::Person, i, e, 0.7));
@@ -982,8 +989,7 @@ fn at_word(
         // word and a known surname.
         if next_cap && !all_caps && !possessive && cued() {
             if let Some((e2, w2)) = word(text, e1 + 1) {
-                if lists.last.contains(w2.as_bytes()) && !lists.not_surnames.contains(w2.as_bytes())
-                {
+                if lists.plain_surname(w2.as_bytes()) {
                     out.push(Candidate::new(PiiType::Person, i, e2, 0.7));
                     return Some(e2);
                 }
@@ -1163,7 +1169,7 @@ fn name_part_value(text: &[u8], op: usize, key_end: usize, out: &mut Vec<Candida
     let known = if given {
         lists.first.contains(w)
     } else {
-        lists.last.contains(w) && !lists.not_surnames.contains(w)
+        lists.plain_surname(w)
     };
     if known {
         out.push(Candidate::new(PiiType::Person, v, e, 0.7));
@@ -1196,7 +1202,7 @@ fn lower_case_name(text: &[u8], at: usize, cue: Cue, out: &mut Vec<Candidate>) {
     // A lower-case surname after it.
     if text.get(e1) == Some(&b' ') && text.get(e1 + 1).is_some_and(u8::is_ascii_lowercase) {
         if let Some((e2, w2)) = word(text, e1 + 1) {
-            if lists.last.contains(w2.as_bytes()) && !lists.not_surnames.contains(w2.as_bytes()) {
+            if lists.plain_surname(w2.as_bytes()) {
                 out.push(Candidate::new(PiiType::Person, at, e2, 0.75));
                 return;
             }
