@@ -624,6 +624,37 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_fed_joined_finds_what_one_scan_finds_each_in_the_chunk_it_ends_in() {
+        let d = detector();
+        let text = synth::corpus_text("contact", 8192, 5).into_bytes();
+        let whole = d.scan(&text);
+        assert!(whole.len() > 10, "{}", whole.len());
+        let chunks: Vec<&[u8]> = text.chunks(61).collect();
+        let mut s = d.stream();
+        let each = s.feed_joined(&d, &chunks);
+        assert_eq!(each.len(), chunks.len());
+        for (k, findings) in each.iter().enumerate() {
+            for f in findings {
+                assert!(
+                    f.end > k * 61 && f.end <= (k + 1) * 61,
+                    "{f:?} in chunk {k}"
+                );
+            }
+        }
+        assert_eq!(each.concat(), whole);
+        assert!(s.carry_len() <= stream::OVERLAP);
+        assert_eq!(s.position(), text.len() as u64);
+        assert!(s.feed_joined(&d, &[]).is_empty());
+        // A value one chunk ends and the next extends is reported once, whole.
+        let card = b"my card is 4111 1111 1111 1111 thanks";
+        let mut s = d.stream();
+        let each = s.feed_joined(&d, &[&card[..20], b"", &card[20..]]);
+        assert!(each[0].is_empty() && each[1].is_empty(), "{each:?}");
+        assert_eq!(each[2].len(), 1);
+        assert_eq!((each[2][0].start, each[2][0].end), (11, 30));
+    }
+
+    #[test]
     fn stream_memory_is_bounded() {
         let d = detector();
         let mut s = d.stream();

@@ -23,6 +23,9 @@ pub const OVERLAP: usize = crate::scan::PREVIOUS_TURN + 32;
 /// value is reported as soon as its last byte arrives (a value that a later
 /// chunk extends is then reported again, longer).
 pub const HOLD: usize = 0;
+/// Capacity a stream's carry keeps after [`StreamScanner::feed_joined`]:
+/// room for the tail and one large send.
+const KEPT_CAPACITY: usize = OVERLAP + 4096;
 
 /// The state of one stream.
 #[derive(Debug, Default)]
@@ -59,13 +62,48 @@ impl StreamScanner {
     pub fn feed(&mut self, detector: &Detector, chunk: &[u8]) -> Vec<Finding> {
         self.carry.extend_from_slice(chunk);
         let found = self.scan(detector, false);
-        // Keep the tail: everything not yet final plus context before it.
+        self.keep_tail();
+        found
+    }
+
+    /// Feeds several chunks of the stream, in order, as one: the text is
+    /// scanned once, not once a chunk with the kept tail before each, so a
+    /// burst of small sends costs about what one send of their bytes
+    /// costs. Returns each chunk's findings: those whose last byte is in
+    /// it. A value that one chunk ends and the next extends is reported
+    /// once, whole, where [`StreamScanner::feed`] chunk by chunk would also
+    /// report its first part.
+    pub fn feed_joined(&mut self, detector: &Detector, chunks: &[&[u8]]) -> Vec<Vec<Finding>> {
+        if chunks.is_empty() {
+            return Vec::new();
+        }
+        let mut ends = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            self.carry.extend_from_slice(chunk);
+            ends.push(self.position());
+        }
+        let mut each = vec![Vec::new(); chunks.len()];
+        for f in self.scan(detector, false) {
+            // Its last byte's chunk; the first of several that end there
+            // if some are empty.
+            let k = ends.partition_point(|&e| e < f.end as u64);
+            each[k.min(ends.len() - 1)].push(f);
+        }
+        self.keep_tail();
+        if self.carry.capacity() > KEPT_CAPACITY {
+            // What a long burst grew is not kept for the stream's life.
+            self.carry.shrink_to(KEPT_CAPACITY);
+        }
+        each
+    }
+
+    /// Keeps the tail: everything not yet final plus context before it.
+    fn keep_tail(&mut self) {
         if self.carry.len() > OVERLAP {
             let drop = self.carry.len() - OVERLAP;
             self.carry.drain(..drop);
             self.carry_start += drop as u64;
         }
-        found
     }
 
     /// Ends the stream: reports what was held back at the end.

@@ -66,7 +66,8 @@ fn detector_meets_the_f1_goals() {
 /// A stream cut into sends finds what the whole text holds: every finding
 /// of one scan of the corpus and the independent set, written one after
 /// the other, is found (same span, same type) when they are fed in 37-,
-/// 97- and 200-byte chunks and one line at a time. This holds
+/// 97- and 200-byte chunks and one line at a time, fed one by one or in
+/// joined bursts; each chunk reports only what ends in it. This holds
 /// `stream::OVERLAP` to what split values and their context need.
 #[test]
 fn a_stream_cut_anywhere_finds_what_the_whole_text_holds() {
@@ -112,16 +113,42 @@ fn a_stream_cut_anywhere_finds_what_the_whole_text_holds() {
         )
     });
     for (name, cuts) in cuts.into_iter().chain([("lines".to_owned(), lines)]) {
-        let mut stream = d.stream();
-        let mut found = Vec::new();
-        let mut at = 0;
-        for cut in cuts.into_iter().chain([text.len()]) {
-            found.extend(stream.feed(&d, &text[at..cut]));
-            at = cut;
+        let chunks: Vec<&[u8]> = std::iter::once(0)
+            .chain(cuts.iter().copied())
+            .zip(cuts.iter().copied().chain([text.len()]))
+            .map(|(from, to)| &text[from..to])
+            .collect();
+        // Fed one chunk at a time, and in bursts of 1 to 9 chunks joined.
+        for burst in [1, 2, 5, 9] {
+            let mut stream = d.stream();
+            let mut found = Vec::new();
+            let mut at = 0;
+            for group in chunks.chunks(burst) {
+                let each = if burst == 1 {
+                    vec![stream.feed(&d, group[0])]
+                } else {
+                    stream.feed_joined(&d, group)
+                };
+                assert_eq!(each.len(), group.len());
+                for (chunk, findings) in group.iter().zip(each) {
+                    let end = at + chunk.len();
+                    for f in &findings {
+                        assert!(
+                            f.end > at && f.end <= end,
+                            "{name}: {f:?} not in {at}..{end}"
+                        );
+                    }
+                    found.extend(findings);
+                    at = end;
+                }
+            }
+            found.extend(stream.finish(&d));
+            let found = spans(found);
+            let missed: Vec<_> = whole.difference(&found).collect();
+            assert!(
+                missed.is_empty(),
+                "{name}, {burst} joined: missed {missed:?}"
+            );
         }
-        found.extend(stream.finish(&d));
-        let found = spans(found);
-        let missed: Vec<_> = whole.difference(&found).collect();
-        assert!(missed.is_empty(), "{name}: missed {missed:?}");
     }
 }

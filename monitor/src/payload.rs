@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use monitor_common::PayloadBody;
 use monitor_pii::{Detector, Finding, StreamScanner};
 
-use crate::event::{Detail, Event, PayloadInfo, PiiFinding};
+use crate::event::{PayloadInfo, PiiFinding};
 use crate::wire::{Body, Record};
 
 /// Most streams kept; the least recently used is dropped (and counted) past this.
@@ -45,6 +45,11 @@ pub trait StreamConsumer {
     type State: Default;
     /// Takes the next bytes of a stream.
     fn consume(&self, state: &mut Self::State, bytes: &[u8]) -> Vec<Finding>;
+    /// Takes the next several pieces of a stream at once; returns each
+    /// piece's findings (those that end in it).
+    fn consume_joined(&self, state: &mut Self::State, pieces: &[&[u8]]) -> Vec<Vec<Finding>> {
+        pieces.iter().map(|p| self.consume(state, p)).collect()
+    }
     /// A keyed digest of one payload.
     fn digest(&self, bytes: &[u8]) -> String;
 }
@@ -54,6 +59,10 @@ impl StreamConsumer for Detector {
 
     fn consume(&self, state: &mut StreamScanner, bytes: &[u8]) -> Vec<Finding> {
         state.feed(self, bytes)
+    }
+
+    fn consume_joined(&self, state: &mut StreamScanner, pieces: &[&[u8]]) -> Vec<Vec<Finding>> {
+        state.feed_joined(self, pieces)
     }
 
     fn digest(&self, bytes: &[u8]) -> String {
@@ -68,6 +77,10 @@ impl StreamConsumer for std::sync::Arc<Detector> {
         state.feed(self, bytes)
     }
 
+    fn consume_joined(&self, state: &mut StreamScanner, pieces: &[&[u8]]) -> Vec<Vec<Finding>> {
+        state.feed_joined(self, pieces)
+    }
+
     fn digest(&self, bytes: &[u8]) -> String {
         Detector::digest(self, bytes).to_string()
     }
@@ -80,6 +93,45 @@ struct Stream<S> {
     /// Stream offset of the first byte `state` was given.
     base: u64,
     last_used: u64,
+}
+
+/// Most bytes of one stream's sends that [`PayloadStage::feed_batch`]
+/// scans together.
+pub const JOIN_MAX: usize = 32 * 1024;
+
+/// A stream's sends of a batch waiting to be scanned together: each send's
+/// place in the batch's output, and its bytes.
+#[derive(Default)]
+struct Waiting<'a> {
+    sends: Vec<(usize, &'a [u8])>,
+    bytes: usize,
+}
+
+/// The stream a send belongs to.
+fn stream_key(tgid: u32, body: &PayloadBody) -> StreamKey {
+    StreamKey {
+        conn: ConnKey {
+            tgid,
+            fd: body.fd,
+            conn_id: body.sock.conn_id,
+        },
+        tls: body.flags & monitor_common::PAYLOAD_TLS != 0,
+        inbound: body.flags & monitor_common::PAYLOAD_INBOUND != 0,
+    }
+}
+
+/// A stream's findings as the event carries them, offsets from the
+/// stream's first byte.
+fn with_base(findings: Vec<Finding>, base: u64) -> Vec<PiiFinding> {
+    findings
+        .into_iter()
+        .map(|f| {
+            let mut f = PiiFinding::from(f);
+            f.start += base;
+            f.end += base;
+            f
+        })
+        .collect()
 }
 
 /// The payload stage's state.
@@ -144,44 +196,111 @@ impl<C: StreamConsumer> PayloadStage<C> {
         self.streams.is_empty()
     }
 
-    /// Fills in the payload fields of `event` from `record`'s bytes; true
-    /// when they are a TLS ClientHello written in the clear (the process
-    /// starts TLS on a socket: its plaintext is readable only if some hooked
-    /// library or binary serves it).
-    pub fn process(&mut self, record: &Record<'_>, event: &mut Event) -> bool {
-        let (Body::Payload(body), Detail::Payload(info)) = (&record.body, &mut event.detail) else {
-            return false;
-        };
-        self.feed(record.header.tgid, body, record.payload)
-            .fill(info)
-    }
-
     /// Inspects the bytes `bytes` that process `tgid` moved, as `body`
     /// describes them, in their stream.
     pub fn feed(&mut self, tgid: u32, body: &PayloadBody, bytes: &[u8]) -> Inspection {
-        self.tick += 1;
-        let conn = ConnKey {
-            tgid,
-            fd: body.fd,
-            conn_id: body.sock.conn_id,
-        };
-        let tls = body.flags & monitor_common::PAYLOAD_TLS != 0;
-        let key = StreamKey {
-            conn,
-            tls,
-            inbound: body.flags & monitor_common::PAYLOAD_INBOUND != 0,
-        };
-        if conn.fd >= 0 {
-            match self.open.insert((conn.tgid, conn.fd), conn.conn_id) {
-                Some(old) if old != conn.conn_id => self.forget_conn(ConnKey {
-                    conn_id: old,
-                    ..conn
-                }),
-                _ => {}
+        let key = stream_key(tgid, body);
+        let (mut inspection, cut) = self.admit(key, body, bytes);
+        let base = self.streams[&key].base;
+        let stream = self.streams.get_mut(&key).expect("admitted");
+        let findings = self.consumer.consume(&mut stream.state, bytes);
+        inspection.findings = with_base(findings, base);
+        if cut {
+            self.restart(key);
+        }
+        inspection
+    }
+
+    /// Inspects a batch's steps in order, each stream's sends of the batch
+    /// scanned together ([`StreamConsumer::consume_joined`]): a burst of
+    /// small sends on one connection costs about one scan of their bytes,
+    /// not one scan of each with the stream's kept tail before it. Each
+    /// send gets what ends in it. A stream's waiting sends are scanned
+    /// before anything that ends or restarts it: its process's exit, its
+    /// fd's reuse, its eviction, a send cut short by the capture limit, or
+    /// [`JOIN_MAX`] bytes waiting.
+    pub fn feed_batch(&mut self, steps: &[Step<'_>]) -> Vec<Inspected> {
+        let mut out: Vec<Inspected> = Vec::new();
+        let mut waiting: HashMap<StreamKey, Waiting<'_>> = HashMap::new();
+        for step in steps {
+            match *step {
+                Step::Exit(tgid) => {
+                    self.scan_waiting(&mut waiting, &mut out, |k| k.conn.tgid == tgid);
+                    self.forget_process(tgid);
+                }
+                Step::Send {
+                    index,
+                    tgid,
+                    body,
+                    bytes,
+                } => {
+                    let key = stream_key(tgid, &body);
+                    if let Some(old) = self.reused(key.conn) {
+                        self.scan_waiting(&mut waiting, &mut out, |k| k.conn == old);
+                    }
+                    if let Some(victim) = self.victim(&key) {
+                        self.scan_waiting(&mut waiting, &mut out, |k| *k == victim);
+                    }
+                    let (inspection, cut) = self.admit(key, &body, bytes);
+                    let w = waiting.entry(key).or_default();
+                    w.sends.push((out.len(), bytes));
+                    w.bytes += bytes.len();
+                    out.push(Inspected { index, inspection });
+                    if cut || w.bytes >= JOIN_MAX {
+                        self.scan_waiting(&mut waiting, &mut out, |k| *k == key);
+                    }
+                    if cut {
+                        self.restart(key);
+                    }
+                }
             }
         }
-        if !self.streams.contains_key(&key) && self.streams.len() >= self.max_streams {
-            self.evict_oldest();
+        self.scan_waiting(&mut waiting, &mut out, |_| true);
+        out
+    }
+
+    /// Scans the waiting sends of the streams `which` picks, writing each
+    /// send's findings into its place in `out`.
+    fn scan_waiting(
+        &mut self,
+        waiting: &mut HashMap<StreamKey, Waiting<'_>>,
+        out: &mut [Inspected],
+        which: impl Fn(&StreamKey) -> bool,
+    ) {
+        let keys: Vec<StreamKey> = waiting.keys().filter(|k| which(k)).copied().collect();
+        for key in keys {
+            let Some(w) = waiting.remove(&key) else {
+                continue;
+            };
+            // Admitted, and nothing dropped it while its sends waited.
+            let Some(stream) = self.streams.get_mut(&key) else {
+                continue;
+            };
+            let pieces: Vec<&[u8]> = w.sends.iter().map(|(_, b)| *b).collect();
+            let found = self.consumer.consume_joined(&mut stream.state, &pieces);
+            for ((slot, _), findings) in w.sends.iter().zip(found) {
+                out[*slot].inspection.findings = with_base(findings, stream.base);
+            }
+        }
+    }
+
+    /// The bookkeeping of a send before its bytes are scanned: the fd's
+    /// reuse, the stream (made room for), the destination its first bytes
+    /// name, the offsets and the digest. Returns the inspection but its
+    /// findings, and whether the capture limit cut the send short (its
+    /// stream restarts once its bytes are scanned).
+    fn admit(&mut self, key: StreamKey, body: &PayloadBody, bytes: &[u8]) -> (Inspection, bool) {
+        self.tick += 1;
+        let conn = key.conn;
+        if let Some(old) = self.reused(conn) {
+            self.forget_conn(old);
+        }
+        if conn.fd >= 0 {
+            self.open.insert((conn.tgid, conn.fd), conn.conn_id);
+        }
+        if let Some(victim) = self.victim(&key) {
+            self.streams.remove(&victim);
+            self.evicted += 1;
         }
         let tick = self.tick;
         let stream = self.streams.entry(key).or_insert_with(|| Stream {
@@ -194,32 +313,17 @@ impl<C: StreamConsumer> PayloadStage<C> {
         let mut hello = false;
         if stream.offset == 0 && !key.inbound {
             let sni = tls_sni(bytes);
-            hello = sni.is_some() && !tls;
+            hello = sni.is_some() && !key.tls;
             if let Some(host) = sni.or_else(|| http_host(bytes)) {
                 self.hosts.entry(conn).or_insert(host);
             }
         }
         stream.last_used = tick;
         let stream_offset = stream.offset;
-        let base = stream.base;
-        let findings = self.consumer.consume(&mut stream.state, bytes);
         stream.offset += body.size.max(0) as u64;
-        if i64::from(body.captured) < body.size {
-            // Bytes past the capture limit were not seen: the next bytes start a new window.
-            stream.state = C::State::default();
-            stream.base = stream.offset;
-        }
-        Inspection {
+        let inspection = Inspection {
             stream_offset,
-            findings: findings
-                .into_iter()
-                .map(|f| {
-                    let mut f = PiiFinding::from(f);
-                    f.start += base;
-                    f.end += base;
-                    f
-                })
-                .collect(),
+            findings: Vec::new(),
             dest_host: self.hosts.get(&conn).cloned(),
             digest: if self.digests {
                 self.consumer.digest(bytes)
@@ -227,7 +331,44 @@ impl<C: StreamConsumer> PayloadStage<C> {
                 String::new()
             },
             hello,
+        };
+        (inspection, i64::from(body.captured) < body.size)
+    }
+
+    /// Bytes past the capture limit were not seen: the stream's next bytes
+    /// start a new window.
+    fn restart(&mut self, key: StreamKey) {
+        if let Some(stream) = self.streams.get_mut(&key) {
+            stream.state = C::State::default();
+            stream.base = stream.offset;
         }
+    }
+
+    /// The connection that `conn`'s fd carried before, if `conn` is another:
+    /// the fd was closed and reused.
+    fn reused(&self, conn: ConnKey) -> Option<ConnKey> {
+        if conn.fd < 0 {
+            return None;
+        }
+        match self.open.get(&(conn.tgid, conn.fd)) {
+            Some(&old) if old != conn.conn_id => Some(ConnKey {
+                conn_id: old,
+                ..conn
+            }),
+            _ => None,
+        }
+    }
+
+    /// The stream to evict before `key`'s is made: the least recently used,
+    /// when `key` is new and the stage is full.
+    fn victim(&self, key: &StreamKey) -> Option<StreamKey> {
+        if self.streams.contains_key(key) || self.streams.len() < self.max_streams {
+            return None;
+        }
+        self.streams
+            .iter()
+            .min_by_key(|(_, s)| s.last_used)
+            .map(|(k, _)| *k)
     }
 
     /// Forgets a process's streams (it exited).
@@ -247,18 +388,6 @@ impl<C: StreamConsumer> PayloadStage<C> {
             self.streams.remove(&StreamKey { conn, tls, inbound });
         }
         self.hosts.remove(&conn);
-    }
-
-    fn evict_oldest(&mut self) {
-        if let Some(key) = self
-            .streams
-            .iter()
-            .min_by_key(|(_, s)| s.last_used)
-            .map(|(k, _)| *k)
-        {
-            self.streams.remove(&key);
-            self.evicted += 1;
-        }
     }
 }
 
@@ -309,8 +438,9 @@ pub struct Inspection {
     pub dest_host: Option<String>,
     /// The keyed digest of the bytes (empty without digests).
     pub digest: String,
-    /// The bytes are a TLS ClientHello written in the clear
-    /// ([`PayloadStage::process`]).
+    /// The bytes are a TLS ClientHello written in the clear: the process
+    /// starts TLS on a socket, and its plaintext is readable only if some
+    /// hooked library or binary serves it.
     pub hello: bool,
 }
 
@@ -409,15 +539,6 @@ where
         (mixed % self.shards.len() as u64) as usize
     }
 
-    /// As [`PayloadStage::process`], in the record's shard.
-    pub fn process(&mut self, record: &Record<'_>, event: &mut Event) -> bool {
-        let Body::Payload(body) = &record.body else {
-            return false;
-        };
-        let shard = self.shard_of(record.header.tgid, body.fd);
-        self.shards[shard].process(record, event)
-    }
-
     /// Inspects a batch's sends, each shard its own in order (on threads of
     /// their own when there are at least [`PARALLEL_MIN`] sends and more
     /// than one shard); returns what each send gave, in batch order.
@@ -476,6 +597,11 @@ impl Batch {
         self.ends.push(self.bytes.len());
     }
 
+    /// True when no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
     /// The records, in order.
     pub fn records(&self) -> Vec<&[u8]> {
         std::iter::once(0)
@@ -514,24 +640,9 @@ pub fn steps<'a>(records: &[&'a [u8]]) -> Vec<Step<'a>> {
         .collect()
 }
 
-/// Runs one shard's steps of a batch, in order.
+/// Runs one shard's steps of a batch ([`PayloadStage::feed_batch`]).
 fn run_shard<C: StreamConsumer>(shard: &mut PayloadStage<C>, steps: &[Step<'_>]) -> Vec<Inspected> {
-    let mut out = Vec::new();
-    for step in steps {
-        match *step {
-            Step::Send {
-                index,
-                tgid,
-                body,
-                bytes,
-            } => {
-                let inspection = shard.feed(tgid, &body, bytes);
-                out.push(Inspected { index, inspection });
-            }
-            Step::Exit(tgid) => shard.forget_process(tgid),
-        }
-    }
-    out
+    shard.feed_batch(steps)
 }
 
 /// The server name from a TLS ClientHello (RFC 8446 §4.1.2, RFC 6066 §3).
@@ -612,6 +723,7 @@ fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Detail, Event};
     use monitor_common::{EventHeader, EventKind, PayloadBody, PayloadOp, SockInfo, StrKind};
 
     /// Sends `bytes` on connection `conn_id` of fd 7 of process 4242.
@@ -654,7 +766,15 @@ mod tests {
             "stream_offset": 0, "digest": ""
         }))
         .expect("a payload event");
-        stage.process(&record, &mut event);
+        let Body::Payload(body) = &record.body else {
+            unreachable!()
+        };
+        let Detail::Payload(info) = &mut event.detail else {
+            panic!("not a payload event")
+        };
+        stage
+            .feed(record.header.tgid, body, record.payload)
+            .fill(info);
         event
     }
 
@@ -768,6 +888,104 @@ mod tests {
             let mut shards = Shards::new(detector.clone(), n);
             assert_eq!(shards.inspect(&steps), want, "{n} shards");
             assert_eq!(shards.len(), one.len(), "{n} shards");
+        }
+    }
+
+    #[test]
+    fn a_batch_scans_each_connection_once_and_gives_each_send_what_ends_in_it() {
+        let detector = std::sync::Arc::new(Detector::new(
+            monitor_pii::PiiRules::defaults(),
+            monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
+        ));
+        // Six connections' texts, sent in 50-byte pieces, interleaved; the
+        // first starts with an HTTP request naming its host.
+        let mut texts: Vec<Vec<u8>> = (0..6)
+            .map(|c| monitor_pii::synth::corpus_text("contact", 2000, c).into_bytes())
+            .collect();
+        texts[0].splice(
+            0..0,
+            b"POST /v1 HTTP/1.1\r\nHost: llm.example\r\n\r\n"
+                .iter()
+                .copied(),
+        );
+        let mut steps = Vec::new();
+        let mut sent = vec![0; texts.len()];
+        while sent.iter().zip(&texts).any(|(s, t)| s < &t.len()) {
+            for (fd, text) in texts.iter().enumerate() {
+                let at = sent[fd];
+                if at < text.len() {
+                    let piece = &text[at..(at + 50).min(text.len())];
+                    steps.push(step(steps.len(), 7, fd as i32, piece));
+                    sent[fd] += piece.len();
+                }
+            }
+        }
+        // A seventh connection whose second send the capture limit cut.
+        let mut cut = step(steps.len(), 7, 6, b"first piece ");
+        steps.push(cut);
+        if let Step::Send { index, body, .. } = &mut cut {
+            *index += 1;
+            body.size = 5000;
+        }
+        steps.push(cut);
+        let mut batch = PayloadStage::new(detector.clone());
+        let got = batch.feed_batch(&steps);
+        assert_eq!(got.len(), steps.len());
+        // Each send's offsets, destination and digest are what feeding the
+        // sends one by one gives.
+        let mut one = PayloadStage::new(detector.clone());
+        for (step, got) in steps.iter().zip(&got) {
+            let Step::Send {
+                index,
+                tgid,
+                body,
+                bytes,
+            } = *step
+            else {
+                unreachable!()
+            };
+            let want = one.feed(tgid, &body, bytes);
+            assert_eq!(got.index, index);
+            assert_eq!(
+                (
+                    got.inspection.stream_offset,
+                    &got.inspection.dest_host,
+                    &got.inspection.digest
+                ),
+                (want.stream_offset, &want.dest_host, &want.digest),
+            );
+        }
+        assert_eq!(got[0].inspection.dest_host.as_deref(), Some("llm.example"));
+        assert_eq!(got.last().unwrap().inspection.stream_offset, 12);
+        assert_eq!(batch.streams.values().map(|s| s.base).max(), Some(5012));
+        // Each connection's findings are one scan of its whole text, each
+        // given to the send its last byte is in.
+        for (fd, text) in texts.iter().enumerate() {
+            let whole: Vec<(usize, usize, String)> = detector
+                .scan(text)
+                .into_iter()
+                .map(|f| (f.start, f.end, f.kind.name().to_owned()))
+                .collect();
+            assert!(!whole.is_empty(), "connection {fd}");
+            let mut found = Vec::new();
+            for (step, got) in steps.iter().zip(&got) {
+                let Step::Send { body, bytes, .. } = step else {
+                    unreachable!()
+                };
+                if body.fd != fd as i32 {
+                    continue;
+                }
+                let from = got.inspection.stream_offset as usize;
+                for f in &got.inspection.findings {
+                    let (start, end) = (f.start as usize, f.end as usize);
+                    assert!(
+                        end > from && end <= from + bytes.len(),
+                        "{f:?} beyond its send"
+                    );
+                    found.push((start, end, f.kind.clone()));
+                }
+            }
+            assert_eq!(found, whole, "connection {fd}");
         }
     }
 

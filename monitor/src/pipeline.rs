@@ -237,12 +237,11 @@ impl Pipeline {
         // is busy draining), and processes seen starting TLS in the clear.
         let mut discover: Vec<(u32, Seen)> = Vec::new();
         let mut hellos: Vec<(u32, Option<Arc<str>>)> = Vec::new();
-        // One record, once its sends were inspected with the batch's
-        // (`Some`: by the shards, with what its own inspection gave) or
-        // not (`None`: inspected here).
+        // One record: `batched` when it was copied out of the ring with
+        // the batch's sends, which were inspected first; `inspected`, a
+        // send's own inspection.
         let mut handle =
-            |payload: &mut Shards, bytes: &[u8], inspected: Option<Option<Inspected>>| {
-                let batched = inspected.is_some();
+            |payload: &mut Shards, bytes: &[u8], batched: bool, inspected: Option<Inspected>| {
                 counters.received += 1;
                 match decode(bytes) {
                     Ok(record) => {
@@ -258,12 +257,7 @@ impl Pipeline {
                         }
                         event.process.role = Some(role);
                         let hello = match (inspected, &mut event.detail) {
-                            // Inspected with the batch, in its shard.
-                            (Some(Some(done)), Detail::Payload(info)) => done.inspection.fill(info),
-                            (None, _) => {
-                                matches!(record.body, Body::Payload(_))
-                                    && payload.process(&record, &mut event)
-                            }
+                            (Some(done), Detail::Payload(info)) => done.inspection.fill(info),
                             _ => false,
                         };
                         if hello {
@@ -310,22 +304,27 @@ impl Pipeline {
                     }
                 }
             };
-        let n = if payload.shards() == 1 {
-            sensor.drain(BATCH, |bytes| handle(payload, bytes, None))
-        } else {
-            // Copied out of the ring so that the sends of the whole batch
-            // are inspected, shard by shard, before any record goes on.
-            let mut batch = Batch::default();
-            let n = sensor.drain(BATCH, |bytes| batch.push(bytes));
+        // Records before the batch's first send go on at once; from it on
+        // they are copied out of the ring, so that the sends of the rest of
+        // the batch are inspected together (each stream's scanned once, in
+        // its shard) before any record goes on.
+        let mut batch = Batch::default();
+        let n = sensor.drain(BATCH, |bytes| {
+            if batch.is_empty() && !crate::wire::is_payload(bytes) {
+                handle(payload, bytes, false, None)
+            } else {
+                batch.push(bytes)
+            }
+        });
+        if !batch.is_empty() {
             let records = batch.records();
             let steps = crate::payload::steps(&records);
             let mut inspected = payload.inspect(&steps).into_iter().peekable();
             for (index, bytes) in records.iter().enumerate() {
                 let done = inspected.next_if(|i| i.index == index);
-                handle(payload, bytes, Some(done));
+                handle(payload, bytes, true, done);
             }
-            n
-        };
+        }
         counters.paths_unknown = enricher.paths_unknown();
         if enricher.take_forget_paths() {
             if let Err(e) = sensor.forget_paths() {

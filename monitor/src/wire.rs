@@ -91,11 +91,15 @@ pub struct Record<'a> {
     pub payload: &'a [u8],
 }
 
+/// True when `bytes`, as read from the ring buffer, hold a payload record.
+pub fn is_payload(bytes: &[u8]) -> bool {
+    bytes.len() >= std::mem::size_of::<EventHeader>()
+        && u32::from_ne_bytes(bytes[..4].try_into().unwrap()) == EventKind::Payload as u32
+}
+
 /// Decodes one record as read from the ring buffer.
 pub fn decode(bytes: &[u8]) -> Result<Record<'_>, DecodeError> {
-    if bytes.len() >= std::mem::size_of::<EventHeader>()
-        && u32::from_ne_bytes(bytes[..4].try_into().unwrap()) == EventKind::Payload as u32
-    {
+    if is_payload(bytes) {
         return decode_payload(bytes);
     }
     if bytes.len() < RAW_EVENT_FIXED_LEN {
