@@ -93,18 +93,30 @@ struct Stream<S> {
     /// Stream offset of the first byte `state` was given.
     base: u64,
     last_used: u64,
+    /// This stream's sends of the batch being fed, waiting to be scanned
+    /// together: each one's place in the batch's output and in its steps.
+    waiting: Vec<(u32, u32)>,
+    /// Their bytes.
+    waiting_bytes: usize,
 }
+
+/// Places kept for a stream's waiting sends between batches.
+const KEPT_WAITING: usize = 64;
 
 /// Most bytes of one stream's sends that [`PayloadStage::feed_batch`]
 /// scans together.
 pub const JOIN_MAX: usize = 32 * 1024;
 
-/// A stream's sends of a batch waiting to be scanned together: each send's
-/// place in the batch's output, and its bytes.
-#[derive(Default)]
-struct Waiting<'a> {
-    sends: Vec<(usize, &'a [u8])>,
-    bytes: usize,
+/// The connection `conn`'s fd carried before, if `conn` is another (the fd
+/// was closed and reused); `before` is [`PayloadStage::carried`].
+fn reused(conn: ConnKey, before: Option<u64>) -> Option<ConnKey> {
+    match before {
+        Some(old) if old != conn.conn_id => Some(ConnKey {
+            conn_id: old,
+            ..conn
+        }),
+        _ => None,
+    }
 }
 
 /// The stream a send belongs to.
@@ -150,6 +162,8 @@ pub struct PayloadStage<C: StreamConsumer = std::sync::Arc<Detector>> {
     max_streams: usize,
     /// Whether events get the payload's keyed digest.
     digests: bool,
+    /// The streams with sends waiting in [`PayloadStage::feed_batch`].
+    pending: Vec<StreamKey>,
 }
 
 impl<C: StreamConsumer> PayloadStage<C> {
@@ -164,6 +178,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
             evicted: 0,
             max_streams: MAX_STREAMS,
             digests: true,
+            pending: Vec::new(),
         }
     }
 
@@ -200,11 +215,11 @@ impl<C: StreamConsumer> PayloadStage<C> {
     /// describes them, in their stream.
     pub fn feed(&mut self, tgid: u32, body: &PayloadBody, bytes: &[u8]) -> Inspection {
         let key = stream_key(tgid, body);
-        let (mut inspection, cut) = self.admit(key, body, bytes);
-        let base = self.streams[&key].base;
+        let before = self.carried(key.conn);
+        let (mut inspection, cut, _) = self.admit(key, before, body, bytes, None);
         let stream = self.streams.get_mut(&key).expect("admitted");
         let findings = self.consumer.consume(&mut stream.state, bytes);
-        inspection.findings = with_base(findings, base);
+        inspection.findings = with_base(findings, stream.base);
         if cut {
             self.restart(key);
         }
@@ -220,12 +235,11 @@ impl<C: StreamConsumer> PayloadStage<C> {
     /// fd's reuse, its eviction, a send cut short by the capture limit, or
     /// [`JOIN_MAX`] bytes waiting.
     pub fn feed_batch(&mut self, steps: &[Step<'_>]) -> Vec<Inspected> {
-        let mut out: Vec<Inspected> = Vec::new();
-        let mut waiting: HashMap<StreamKey, Waiting<'_>> = HashMap::new();
-        for step in steps {
+        let mut out: Vec<Inspected> = Vec::with_capacity(steps.len());
+        for (at, step) in steps.iter().enumerate() {
             match *step {
                 Step::Exit(tgid) => {
-                    self.scan_waiting(&mut waiting, &mut out, |k| k.conn.tgid == tgid);
+                    self.scan_waiting(steps, &mut out, |k| k.conn.tgid == tgid);
                     self.forget_process(tgid);
                 }
                 Step::Send {
@@ -235,19 +249,19 @@ impl<C: StreamConsumer> PayloadStage<C> {
                     bytes,
                 } => {
                     let key = stream_key(tgid, &body);
-                    if let Some(old) = self.reused(key.conn) {
-                        self.scan_waiting(&mut waiting, &mut out, |k| k.conn == old);
+                    let before = self.carried(key.conn);
+                    if let Some(old) = reused(key.conn, before) {
+                        self.scan_waiting(steps, &mut out, |k| k.conn == old);
                     }
                     if let Some(victim) = self.victim(&key) {
-                        self.scan_waiting(&mut waiting, &mut out, |k| *k == victim);
+                        self.scan_waiting(steps, &mut out, |k| *k == victim);
                     }
-                    let (inspection, cut) = self.admit(key, &body, bytes);
-                    let w = waiting.entry(key).or_default();
-                    w.sends.push((out.len(), bytes));
-                    w.bytes += bytes.len();
+                    let place = (out.len() as u32, at as u32);
+                    let (inspection, cut, waiting) =
+                        self.admit(key, before, &body, bytes, Some(place));
                     out.push(Inspected { index, inspection });
-                    if cut || w.bytes >= JOIN_MAX {
-                        self.scan_waiting(&mut waiting, &mut out, |k| *k == key);
+                    if cut || waiting >= JOIN_MAX {
+                        self.scan_waiting(steps, &mut out, |k| *k == key);
                     }
                     if cut {
                         self.restart(key);
@@ -255,7 +269,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
                 }
             }
         }
-        self.scan_waiting(&mut waiting, &mut out, |_| true);
+        self.scan_waiting(steps, &mut out, |_| true);
         out
     }
 
@@ -263,39 +277,64 @@ impl<C: StreamConsumer> PayloadStage<C> {
     /// send's findings into its place in `out`.
     fn scan_waiting(
         &mut self,
-        waiting: &mut HashMap<StreamKey, Waiting<'_>>,
+        steps: &[Step<'_>],
         out: &mut [Inspected],
         which: impl Fn(&StreamKey) -> bool,
     ) {
-        let keys: Vec<StreamKey> = waiting.keys().filter(|k| which(k)).copied().collect();
-        for key in keys {
-            let Some(w) = waiting.remove(&key) else {
+        let mut i = 0;
+        while i < self.pending.len() {
+            if !which(&self.pending[i]) {
+                i += 1;
                 continue;
-            };
+            }
+            let key = self.pending.swap_remove(i);
             // Admitted, and nothing dropped it while its sends waited.
             let Some(stream) = self.streams.get_mut(&key) else {
                 continue;
             };
-            let pieces: Vec<&[u8]> = w.sends.iter().map(|(_, b)| *b).collect();
-            let found = self.consumer.consume_joined(&mut stream.state, &pieces);
-            for ((slot, _), findings) in w.sends.iter().zip(found) {
-                out[*slot].inspection.findings = with_base(findings, stream.base);
+            let bytes = |at: u32| match steps[at as usize] {
+                Step::Send { bytes, .. } => bytes,
+                Step::Exit(_) => &[],
+            };
+            if let [(slot, at)] = stream.waiting[..] {
+                // One send: no joining to do.
+                let found = self.consumer.consume(&mut stream.state, bytes(at));
+                out[slot as usize].inspection.findings = with_base(found, stream.base);
+            } else {
+                let pieces: Vec<&[u8]> = stream.waiting.iter().map(|&(_, at)| bytes(at)).collect();
+                let found = self.consumer.consume_joined(&mut stream.state, &pieces);
+                for (&(slot, _), found) in stream.waiting.iter().zip(found) {
+                    out[slot as usize].inspection.findings = with_base(found, stream.base);
+                }
             }
+            stream.waiting.clear();
+            stream.waiting.shrink_to(KEPT_WAITING);
+            stream.waiting_bytes = 0;
         }
     }
 
     /// The bookkeeping of a send before its bytes are scanned: the fd's
-    /// reuse, the stream (made room for), the destination its first bytes
-    /// name, the offsets and the digest. Returns the inspection but its
-    /// findings, and whether the capture limit cut the send short (its
-    /// stream restarts once its bytes are scanned).
-    fn admit(&mut self, key: StreamKey, body: &PayloadBody, bytes: &[u8]) -> (Inspection, bool) {
+    /// reuse (`before`: the connection it carried, from
+    /// [`PayloadStage::carried`]), the stream (made room for), the destination its first bytes
+    /// name, the offsets and the digest; with `wait`, the send's place in
+    /// the batch, it waits in its stream. Returns the inspection but its
+    /// findings, whether the capture limit cut the send short (its stream
+    /// restarts once its bytes are scanned), and the bytes waiting in its
+    /// stream.
+    fn admit(
+        &mut self,
+        key: StreamKey,
+        before: Option<u64>,
+        body: &PayloadBody,
+        bytes: &[u8],
+        wait: Option<(u32, u32)>,
+    ) -> (Inspection, bool, usize) {
         self.tick += 1;
         let conn = key.conn;
-        if let Some(old) = self.reused(conn) {
+        if let Some(old) = reused(conn, before) {
             self.forget_conn(old);
         }
-        if conn.fd >= 0 {
+        if conn.fd >= 0 && before != Some(conn.conn_id) {
             self.open.insert((conn.tgid, conn.fd), conn.conn_id);
         }
         if let Some(victim) = self.victim(&key) {
@@ -308,6 +347,8 @@ impl<C: StreamConsumer> PayloadStage<C> {
             offset: 0,
             base: 0,
             last_used: tick,
+            waiting: Vec::new(),
+            waiting_bytes: 0,
         });
         // The first bytes a connection sends name its destination.
         let mut hello = false;
@@ -321,6 +362,13 @@ impl<C: StreamConsumer> PayloadStage<C> {
         stream.last_used = tick;
         let stream_offset = stream.offset;
         stream.offset += body.size.max(0) as u64;
+        if let Some(place) = wait {
+            if stream.waiting.is_empty() {
+                self.pending.push(key);
+            }
+            stream.waiting.push(place);
+            stream.waiting_bytes += bytes.len();
+        }
         let inspection = Inspection {
             stream_offset,
             findings: Vec::new(),
@@ -332,7 +380,8 @@ impl<C: StreamConsumer> PayloadStage<C> {
             },
             hello,
         };
-        (inspection, i64::from(body.captured) < body.size)
+        let waiting = stream.waiting_bytes;
+        (inspection, i64::from(body.captured) < body.size, waiting)
     }
 
     /// Bytes past the capture limit were not seen: the stream's next bytes
@@ -344,25 +393,18 @@ impl<C: StreamConsumer> PayloadStage<C> {
         }
     }
 
-    /// The connection that `conn`'s fd carried before, if `conn` is another:
-    /// the fd was closed and reused.
-    fn reused(&self, conn: ConnKey) -> Option<ConnKey> {
+    /// The connection `conn`'s fd carried last (none for a new fd).
+    fn carried(&self, conn: ConnKey) -> Option<u64> {
         if conn.fd < 0 {
             return None;
         }
-        match self.open.get(&(conn.tgid, conn.fd)) {
-            Some(&old) if old != conn.conn_id => Some(ConnKey {
-                conn_id: old,
-                ..conn
-            }),
-            _ => None,
-        }
+        self.open.get(&(conn.tgid, conn.fd)).copied()
     }
 
     /// The stream to evict before `key`'s is made: the least recently used,
     /// when `key` is new and the stage is full.
     fn victim(&self, key: &StreamKey) -> Option<StreamKey> {
-        if self.streams.contains_key(key) || self.streams.len() < self.max_streams {
+        if self.streams.len() < self.max_streams || self.streams.contains_key(key) {
             return None;
         }
         self.streams
@@ -928,6 +970,12 @@ mod tests {
             body.size = 5000;
         }
         steps.push(cut);
+        // The first connection's fd closed and reused by another.
+        let mut reuse = step(steps.len(), 7, 0, b"a new connection");
+        if let Step::Send { body, .. } = &mut reuse {
+            body.sock.conn_id = 99;
+        }
+        steps.push(reuse);
         let mut batch = PayloadStage::new(detector.clone());
         let got = batch.feed_batch(&steps);
         assert_eq!(got.len(), steps.len());
@@ -956,11 +1004,16 @@ mod tests {
             );
         }
         assert_eq!(got[0].inspection.dest_host.as_deref(), Some("llm.example"));
-        assert_eq!(got.last().unwrap().inspection.stream_offset, 12);
+        assert_eq!(got[got.len() - 2].inspection.stream_offset, 12);
+        assert_eq!(got.last().unwrap().inspection.dest_host, None);
+        assert_eq!(batch.len(), 7);
         assert_eq!(batch.streams.values().map(|s| s.base).max(), Some(5012));
         // Each connection's findings are one scan of its whole text, each
         // given to the send its last byte is in.
         for (fd, text) in texts.iter().enumerate() {
+            let fd_steps = steps.iter().zip(&got).filter(|(s, _)| {
+                matches!(s, Step::Send { body, .. } if body.fd == fd as i32 && body.sock.conn_id == fd as u64)
+            });
             let whole: Vec<(usize, usize, String)> = detector
                 .scan(text)
                 .into_iter()
@@ -968,13 +1021,10 @@ mod tests {
                 .collect();
             assert!(!whole.is_empty(), "connection {fd}");
             let mut found = Vec::new();
-            for (step, got) in steps.iter().zip(&got) {
-                let Step::Send { body, bytes, .. } = step else {
+            for (step, got) in fd_steps {
+                let Step::Send { bytes, .. } = step else {
                     unreachable!()
                 };
-                if body.fd != fd as i32 {
-                    continue;
-                }
                 let from = got.inspection.stream_offset as usize;
                 for f in &got.inspection.findings {
                     let (start, end) = (f.start as usize, f.end as usize);
