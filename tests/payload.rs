@@ -298,14 +298,21 @@ fn udp_sendto_names_its_destination() {
 }
 
 /// A burst of small sends on eight connections, with payload inspection on
-/// three threads: every send is an event, each connection's offsets run in
+/// one thread and on three (each connection's sends of a batch scanned
+/// together): every send is an event, each connection's offsets run in
 /// order, and each connection's split card numbers are found whole, once.
 #[test]
-fn a_burst_on_many_connections_is_inspected_in_order_by_threads() {
-    if !root_or_skip("a_burst_on_many_connections_is_inspected_in_order_by_threads") {
+fn a_burst_on_many_connections_is_inspected_in_order() {
+    if !root_or_skip("a_burst_on_many_connections_is_inspected_in_order") {
         return;
     }
-    let daemon = Daemon::start_with(&["--payload-threads", "3"]);
+    for threads in ["1", "3"] {
+        burst_on_many_connections(threads);
+    }
+}
+
+fn burst_on_many_connections(threads: &str) {
+    let daemon = Daemon::start_with(&["--payload-threads", threads]);
     let script = r#"
 import socket, threading
 srv = socket.socket()
@@ -346,20 +353,29 @@ for c in conns:
             .or_default()
             .push(v);
     }
-    assert_eq!(by_conn.len(), 8, "{} events", events.len());
+    assert_eq!(
+        by_conn.len(),
+        8,
+        "{threads} threads: {} events",
+        events.len()
+    );
     for (conn, sends) in by_conn {
         let offsets: Vec<u64> = sends
             .iter()
             .map(|v| v["stream_offset"].as_u64().unwrap())
             .collect();
         let expected: Vec<u64> = (0..sends_each).map(|i| i * 5).collect();
-        assert_eq!(offsets, expected, "connection {conn}");
+        assert_eq!(offsets, expected, "{threads} threads, connection {conn}");
         let cards: Vec<(u64, u64)> = sends
             .iter()
             .flat_map(|v| v["findings"].as_array().cloned().unwrap_or_default())
             .filter(|f| f["type"] == "CREDIT_CARD")
             .map(|f| (f["start"].as_u64().unwrap(), f["end"].as_u64().unwrap()))
             .collect();
-        assert_eq!(cards, [(18, 37), (68, 87)], "connection {conn}");
+        assert_eq!(
+            cards,
+            [(18, 37), (68, 87)],
+            "{threads} threads, connection {conn}"
+        );
     }
 }
