@@ -216,7 +216,11 @@ impl<C: StreamConsumer> PayloadStage<C> {
     pub fn feed(&mut self, tgid: u32, body: &PayloadBody, bytes: &[u8]) -> Inspection {
         let key = stream_key(tgid, body);
         let before = self.carried(key.conn);
-        let (mut inspection, cut, _) = self.admit(key, before, body, bytes, None);
+        if let Some(old) = reused(key.conn, before) {
+            self.forget_conn(old);
+        }
+        let victim = self.victim(&key);
+        let (mut inspection, cut, _) = self.admit(key, (before, victim), body, bytes, None);
         let stream = self.streams.get_mut(&key).expect("admitted");
         let findings = self.consumer.consume(&mut stream.state, bytes);
         inspection.findings = with_base(findings, stream.base);
@@ -252,13 +256,15 @@ impl<C: StreamConsumer> PayloadStage<C> {
                     let before = self.carried(key.conn);
                     if let Some(old) = reused(key.conn, before) {
                         self.scan_waiting(steps, &mut out, |k| k.conn == old);
+                        self.forget_conn(old);
                     }
-                    if let Some(victim) = self.victim(&key) {
+                    let victim = self.victim(&key);
+                    if let Some(victim) = victim {
                         self.scan_waiting(steps, &mut out, |k| *k == victim);
                     }
                     let place = (out.len() as u32, at as u32);
                     let (inspection, cut, waiting) =
-                        self.admit(key, before, &body, bytes, Some(place));
+                        self.admit(key, (before, victim), &body, bytes, Some(place));
                     out.push(Inspected { index, inspection });
                     if cut || waiting >= JOIN_MAX {
                         self.scan_waiting(steps, &mut out, |k| *k == key);
@@ -313,31 +319,30 @@ impl<C: StreamConsumer> PayloadStage<C> {
         }
     }
 
-    /// The bookkeeping of a send before its bytes are scanned: the fd's
-    /// reuse (`before`: the connection it carried, from
-    /// [`PayloadStage::carried`]), the stream (made room for), the destination its first bytes
-    /// name, the offsets and the digest; with `wait`, the send's place in
-    /// the batch, it waits in its stream. Returns the inspection but its
-    /// findings, whether the capture limit cut the send short (its stream
-    /// restarts once its bytes are scanned), and the bytes waiting in its
-    /// stream.
+    /// The bookkeeping of a send before its bytes are scanned, once the
+    /// connection its fd carried before is forgotten: the fd's connection,
+    /// the stream (room made for it), the destination its first bytes
+    /// name, the offsets and the digest. `room` is what
+    /// [`PayloadStage::carried`] said before that and what
+    /// [`PayloadStage::victim`] says now;
+    /// with `wait`, the send's place in the batch, it waits in its stream.
+    /// Returns the inspection but its findings, whether the capture limit
+    /// cut the send short (its stream restarts once its bytes are
+    /// scanned), and the bytes waiting in its stream.
     fn admit(
         &mut self,
         key: StreamKey,
-        before: Option<u64>,
+        room: (Option<u64>, Option<StreamKey>),
         body: &PayloadBody,
         bytes: &[u8],
         wait: Option<(u32, u32)>,
     ) -> (Inspection, bool, usize) {
         self.tick += 1;
-        let conn = key.conn;
-        if let Some(old) = reused(conn, before) {
-            self.forget_conn(old);
-        }
+        let (conn, (before, victim)) = (key.conn, room);
         if conn.fd >= 0 && before != Some(conn.conn_id) {
             self.open.insert((conn.tgid, conn.fd), conn.conn_id);
         }
-        if let Some(victim) = self.victim(&key) {
+        if let Some(victim) = victim {
             self.streams.remove(&victim);
             self.evicted += 1;
         }
@@ -1008,6 +1013,26 @@ mod tests {
         assert_eq!(got.last().unwrap().inspection.dest_host, None);
         assert_eq!(batch.len(), 7);
         assert_eq!(batch.streams.values().map(|s| s.base).max(), Some(5012));
+        // With room for only three streams, the batch evicts as sends one
+        // by one do, each evicted stream's waiting sends scanned first.
+        let (mut small, mut one) = (
+            PayloadStage::new(detector.clone()),
+            PayloadStage::new(detector.clone()),
+        );
+        (small.max_streams, one.max_streams) = (3, 3);
+        let evicting = small.feed_batch(&steps);
+        for (step, got) in steps.iter().zip(&evicting) {
+            let Step::Send {
+                tgid, body, bytes, ..
+            } = *step
+            else {
+                unreachable!()
+            };
+            assert_eq!(got.inspection, one.feed(tgid, &body, bytes));
+        }
+        assert!(small.evicted() > 200, "{}", small.evicted());
+        assert_eq!((small.evicted(), small.len()), (one.evicted(), one.len()));
+        assert!(small.pending.is_empty());
         // Each connection's findings are one scan of its whole text, each
         // given to the send its last byte is in.
         for (fd, text) in texts.iter().enumerate() {
