@@ -31,6 +31,10 @@ use crate::wire::{decode, Body};
 const WAIT: Duration = Duration::from_millis(20);
 /// Records handled between sink flushes.
 const BATCH: usize = 4096;
+/// Bytes of records in one batch at most: a batch's records from its
+/// first send on are copied out of the ring, and sends of up to 16 KiB
+/// each would otherwise make that 64 MiB.
+const BATCH_BYTES: usize = 2 << 20;
 /// How often the shared counters are refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How often closed repeat windows are stored.
@@ -181,7 +185,7 @@ impl Pipeline {
             if repeats_due {
                 self.sensor.flush_repeats(stopping);
             }
-            while self.step() == BATCH {}
+            while self.step() {}
             if stopping {
                 self.close_repeats(true);
             } else if repeats_due {
@@ -216,8 +220,9 @@ impl Pipeline {
         self.counters.repeats_uncounted = self.repeats.overflowed();
     }
 
-    /// Handles up to one batch of records; returns how many.
-    fn step(&mut self) -> usize {
+    /// Handles up to one batch of records; true when the batch was full
+    /// (more may be waiting).
+    fn step(&mut self) -> bool {
         let Self {
             sensor,
             enricher,
@@ -309,7 +314,7 @@ impl Pipeline {
         // the batch are inspected together (each stream's scanned once, in
         // its shard) before any record goes on.
         let mut batch = Batch::default();
-        let n = sensor.drain(BATCH, |bytes| {
+        let (n, read) = sensor.drain_bytes(BATCH, BATCH_BYTES, |bytes| {
             if batch.is_empty() && !crate::wire::is_payload(bytes) {
                 handle(payload, bytes, false, None)
             } else {
@@ -368,7 +373,7 @@ impl Pipeline {
                 }
             }
         }
-        n
+        n == BATCH || read >= BATCH_BYTES
     }
 
     fn publish(&mut self) -> Counters {

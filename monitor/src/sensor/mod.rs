@@ -537,14 +537,26 @@ impl Sensor {
     }
 
     /// Hands every record now in the ring buffer to `f`, at most `max`; returns how many.
-    pub fn drain(&mut self, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        let mut n = 0;
-        while n < max {
+    pub fn drain(&mut self, max: usize, f: impl FnMut(&[u8])) -> usize {
+        self.drain_bytes(max, usize::MAX, f).0
+    }
+
+    /// As [`Sensor::drain`], stopping also once records of `max_bytes` in
+    /// all were handed over; returns how many, and their bytes.
+    pub fn drain_bytes(
+        &mut self,
+        max: usize,
+        max_bytes: usize,
+        mut f: impl FnMut(&[u8]),
+    ) -> (usize, usize) {
+        let (mut n, mut bytes) = (0, 0);
+        while n < max && bytes < max_bytes {
             let Some(item) = self.ring.next() else { break };
             f(&item);
             n += 1;
+            bytes += item.len();
         }
-        n
+        (n, bytes)
     }
 
     /// The kernel's counters, summed over CPUs.
