@@ -212,22 +212,16 @@ impl<C: StreamConsumer> PayloadStage<C> {
     }
 
     /// Inspects the bytes `bytes` that process `tgid` moved, as `body`
-    /// describes them, in their stream.
+    /// describes them, in their stream: a batch of one send.
     pub fn feed(&mut self, tgid: u32, body: &PayloadBody, bytes: &[u8]) -> Inspection {
-        let key = stream_key(tgid, body);
-        let before = self.carried(key.conn);
-        if let Some(old) = reused(key.conn, before) {
-            self.forget_conn(old);
-        }
-        let victim = self.victim(&key);
-        let (mut inspection, cut, _) = self.admit(key, (before, victim), body, bytes, None);
-        let stream = self.streams.get_mut(&key).expect("admitted");
-        let findings = self.consumer.consume(&mut stream.state, bytes);
-        inspection.findings = with_base(findings, stream.base);
-        if cut {
-            self.restart(key);
-        }
-        inspection
+        let send = Step::Send {
+            index: 0,
+            tgid,
+            body: *body,
+            bytes,
+        };
+        let mut done = self.feed_batch(&[send]);
+        done.pop().expect("one send, one inspection").inspection
     }
 
     /// Inspects a batch's steps in order, each stream's sends of the batch
@@ -264,7 +258,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
                     }
                     let place = (out.len() as u32, at as u32);
                     let (inspection, cut, waiting) =
-                        self.admit(key, (before, victim), &body, bytes, Some(place));
+                        self.admit(key, (before, victim), &body, bytes, place);
                     out.push(Inspected { index, inspection });
                     if cut || waiting >= JOIN_MAX {
                         self.scan_waiting(steps, &mut out, |k| *k == key);
@@ -324,8 +318,8 @@ impl<C: StreamConsumer> PayloadStage<C> {
     /// the stream (room made for it), the destination its first bytes
     /// name, the offsets and the digest. `room` is what
     /// [`PayloadStage::carried`] said before that and what
-    /// [`PayloadStage::victim`] says now;
-    /// with `wait`, the send's place in the batch, it waits in its stream.
+    /// [`PayloadStage::victim`] says now; the send waits in its stream, at
+    /// `place` in the batch.
     /// Returns the inspection but its findings, whether the capture limit
     /// cut the send short (its stream restarts once its bytes are
     /// scanned), and the bytes waiting in its stream.
@@ -335,7 +329,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
         room: (Option<u64>, Option<StreamKey>),
         body: &PayloadBody,
         bytes: &[u8],
-        wait: Option<(u32, u32)>,
+        place: (u32, u32),
     ) -> (Inspection, bool, usize) {
         self.tick += 1;
         let (conn, (before, victim)) = (key.conn, room);
@@ -367,13 +361,11 @@ impl<C: StreamConsumer> PayloadStage<C> {
         stream.last_used = tick;
         let stream_offset = stream.offset;
         stream.offset += body.size.max(0) as u64;
-        if let Some(place) = wait {
-            if stream.waiting.is_empty() {
-                self.pending.push(key);
-            }
-            stream.waiting.push(place);
-            stream.waiting_bytes += bytes.len();
+        if stream.waiting.is_empty() {
+            self.pending.push(key);
         }
+        stream.waiting.push(place);
+        stream.waiting_bytes += bytes.len();
         let inspection = Inspection {
             stream_offset,
             findings: Vec::new(),
@@ -609,9 +601,9 @@ where
                 let mut work = self.shards.iter_mut().zip(per_shard);
                 let here = work.next();
                 let there: Vec<_> = work
-                    .map(|(shard, steps)| scope.spawn(move || run_shard(shard, &steps)))
+                    .map(|(shard, steps)| scope.spawn(move || shard.feed_batch(&steps)))
                     .collect();
-                let mut out = here.map_or_else(Vec::new, |(shard, steps)| run_shard(shard, &steps));
+                let mut out = here.map_or_else(Vec::new, |(shard, steps)| shard.feed_batch(&steps));
                 for handle in there {
                     out.extend(handle.join().expect("a payload shard panicked"));
                 }
@@ -621,7 +613,7 @@ where
             self.shards
                 .iter_mut()
                 .zip(per_shard)
-                .flat_map(|(shard, steps)| run_shard(shard, &steps))
+                .flat_map(|(shard, steps)| shard.feed_batch(&steps))
                 .collect()
         };
         out.sort_unstable_by_key(|i| i.index);
@@ -685,11 +677,6 @@ pub fn steps<'a>(records: &[&'a [u8]]) -> Vec<Step<'a>> {
             _ => None,
         })
         .collect()
-}
-
-/// Runs one shard's steps of a batch ([`PayloadStage::feed_batch`]).
-fn run_shard<C: StreamConsumer>(shard: &mut PayloadStage<C>, steps: &[Step<'_>]) -> Vec<Inspected> {
-    shard.feed_batch(steps)
 }
 
 /// The server name from a TLS ClientHello (RFC 8446 §4.1.2, RFC 6066 §3).
@@ -928,7 +915,7 @@ mod tests {
         assert!(sends >= PARALLEL_MIN);
         // One stage taking every step in order: what the shards must match.
         let mut one = PayloadStage::new(detector.clone());
-        let want = run_shard(&mut one, &steps);
+        let want = one.feed_batch(&steps);
         let found: usize = want.iter().map(|i| i.inspection.findings.len()).sum();
         assert!(found >= 8, "{want:?}");
         for n in [1, 3, 8] {

@@ -30,11 +30,11 @@ use crate::wire::{decode, Body};
 /// only once a batch is pending, so this bounds the delay of a lone event.
 const WAIT: Duration = Duration::from_millis(20);
 /// Records handled between sink flushes.
-const BATCH: usize = 4096;
+pub const BATCH: usize = 4096;
 /// Bytes of records in one batch at most: a batch's records from its
 /// first send on are copied out of the ring, and sends of up to 16 KiB
 /// each would otherwise make that 64 MiB.
-const BATCH_BYTES: usize = 2 << 20;
+pub const BATCH_BYTES: usize = 2 << 20;
 /// How often the shared counters are refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How often closed repeat windows are stored.

@@ -245,7 +245,11 @@ pub fn run_payload_bench(
             Some(s) => {
                 s.wait(Duration::from_millis(20))?;
                 let mut batch = monitor::payload::Batch::default();
-                let (n, _) = s.drain_bytes(4096, 2 << 20, |bytes| batch.push(bytes));
+                let (n, _) = s.drain_bytes(
+                    monitor::pipeline::BATCH,
+                    monitor::pipeline::BATCH_BYTES,
+                    |bytes| batch.push(bytes),
+                );
                 let records = batch.records();
                 let inspected = payloads.inspect(&monitor::payload::steps(&records));
                 for done in inspected {
