@@ -11,6 +11,7 @@
 #![no_std]
 
 pub mod probes;
+pub mod syscalls;
 
 /// Declares a `#[repr(u32)]` enum and its `from_u32` decoder from one list
 /// of variants, so that the two cannot drift apart.
@@ -479,7 +480,8 @@ pub const COUNTER_EMITTED: u32 = 0;
 pub const COUNTER_RINGBUF_FULL: u32 = 1;
 /// Records sent with [`FLAG_TRUNCATED`].
 pub const COUNTER_TRUNCATED: u32 = 2;
-/// Syscall exits seen without their entry arguments (entry missed or evicted).
+/// File and socket syscall exits whose arguments could not be read from
+/// the task's saved registers (`syscalls`).
 pub const COUNTER_ARGS_MISSING: u32 = 3;
 /// Payload records whose bytes were cut at the capture limit.
 pub const COUNTER_PAYLOAD_TRUNCATED: u32 = 4;

@@ -74,7 +74,8 @@ pub struct Probe {
     pub shown: &'static str,
 }
 
-/// A syscall's entry program and the exit program it shares with others.
+/// A syscall's entry program, which stashes its arguments, and the exit
+/// program it shares with others.
 macro_rules! syscall {
     ($name:literal, $exit:literal, $when:ident) => {
         [
@@ -97,6 +98,22 @@ macro_rules! syscall {
                 shown: "",
             },
         ]
+    };
+}
+
+/// A syscall handled at its exit alone (`sys_exit`), which reads the
+/// arguments from the task's saved registers (`syscalls`).
+macro_rules! exit_only {
+    ($name:literal) => {
+        [Probe {
+            program: "sys_exit",
+            hook: Hook::Tracepoint {
+                category: "syscalls",
+                name: concat!("sys_exit_", $name),
+            },
+            when: When::Always,
+            shown: concat!("syscalls:", $name),
+        }]
     };
 }
 
@@ -180,24 +197,25 @@ pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 pub const FLUSH_REPEATS: &str = "monitor_flush_repeats";
 
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 86;
+pub const PROBE_COUNT: usize = 71;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
-    // File and socket syscalls: the exit builds the record (`sys_exit`).
-    &syscall!("open", "sys_exit", Always),
-    &syscall!("openat", "sys_exit", Always),
-    &syscall!("openat2", "sys_exit", Always),
-    &syscall!("unlink", "sys_exit", Always),
-    &syscall!("unlinkat", "sys_exit", Always),
-    &syscall!("rename", "sys_exit", Always),
-    &syscall!("renameat", "sys_exit", Always),
-    &syscall!("renameat2", "sys_exit", Always),
-    &syscall!("truncate", "sys_exit", Always),
-    &syscall!("ftruncate", "sys_exit", Always),
-    &syscall!("connect", "sys_exit", Always),
-    &syscall!("accept", "sys_exit", Always),
-    &syscall!("accept4", "sys_exit", Always),
+    // File and socket syscalls: the exit alone builds the record
+    // (`sys_exit`), reading the arguments from the saved registers.
+    &exit_only!("open"),
+    &exit_only!("openat"),
+    &exit_only!("openat2"),
+    &exit_only!("unlink"),
+    &exit_only!("unlinkat"),
+    &exit_only!("rename"),
+    &exit_only!("renameat"),
+    &exit_only!("renameat2"),
+    &exit_only!("truncate"),
+    &exit_only!("ftruncate"),
+    &exit_only!("connect"),
+    &exit_only!("accept"),
+    &exit_only!("accept4"),
     // Sockets and the bytes sent on them (`sys_exit_payload`).
     &syscall!("socket", "sys_exit_payload", Always),
     &syscall!("write", "sys_exit_payload", Always),
@@ -206,8 +224,8 @@ pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
     &syscall!("sendmsg", "sys_exit_payload", Always),
     &syscall!("sendmmsg", "sys_exit_payload", Always),
     // Files sent to sockets by the kernel (`sys_exit`, `transfer.rs`).
-    &syscall!("sendfile64", "sys_exit", Always),
-    &syscall!("splice", "sys_exit", Always),
+    &exit_only!("sendfile64"),
+    &exit_only!("splice"),
     // Bytes received, with inbound capture only.
     &syscall!("read", "sys_exit_payload", Inbound),
     &syscall!("readv", "sys_exit_payload", Inbound),

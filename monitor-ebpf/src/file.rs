@@ -1,17 +1,21 @@
-//! File syscalls (open, unlink, rename, truncate): the entry stashes, the
-//! one `sys_exit` program shared with the socket syscalls, and the file record.
+//! File syscalls (open, unlink, rename, truncate): the one `sys_exit`
+//! program shared with the socket syscalls, which reads each call's
+//! arguments at its exit, and the file record.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, generated as raw,
+    },
     macros::tracepoint,
     programs::TracePointContext,
 };
+use monitor_common::syscalls;
 use monitor_common::{
     EventKind, FileBody, FileOp, NetOp, SockInfo, COUNTER_ARGS_MISSING, FLAG_TRUNCATED, STR_CUT,
 };
 
 use crate::emit::{begin, count, current_task, self_tgid, submit, Cursor};
-use crate::maps::{Call, SyscallArgs, ARGS, AT_FDCWD};
+use crate::maps::{Call, SyscallArgs, AT_FDCWD};
 use crate::net::on_net_exit;
 use crate::paths::{
     cached_path, new_path_slot, path_key, push_fd_path, push_path_arg, remember_path, task_root,
@@ -19,68 +23,60 @@ use crate::paths::{
 use crate::repeats::{counted, open_window};
 use crate::transfer::on_transfer_exit;
 
-enter_probe!(sys_enter_open, Call::Open, 3);
-enter_probe!(sys_enter_openat, Call::Openat, 4);
-enter_probe!(sys_enter_openat2, Call::Openat2, 3);
-enter_probe!(sys_enter_unlink, Call::Unlink, 1);
-enter_probe!(sys_enter_unlinkat, Call::Unlinkat, 3);
-enter_probe!(sys_enter_rename, Call::Rename, 2);
-enter_probe!(sys_enter_renameat, Call::Renameat, 4);
-enter_probe!(sys_enter_renameat2, Call::Renameat2, 5);
-enter_probe!(sys_enter_truncate, Call::Truncate, 2);
-enter_probe!(sys_enter_ftruncate, Call::Ftruncate, 2);
-enter_probe!(sys_enter_connect, Call::Connect, 3);
-enter_probe!(sys_enter_accept, Call::Accept, 3);
-enter_probe!(sys_enter_accept4, Call::Accept, 3);
-
-/// Syscall tracepoint records hold the arguments as 8-byte slots from offset 16.
+/// Syscall tracepoint records hold the arguments as 8-byte slots from
+/// offset 16; an exit record holds the return value there.
 pub(crate) const SYSCALL_ARGS_OFFSET: usize = 16;
+/// Where every syscall tracepoint record holds the syscall's number.
+const SYSCALL_NR_OFFSET: usize = 8;
 
+/// The current task's syscall arguments, read at its exit from the user
+/// registers the kernel saved at its entry (`monitor_common::syscalls`):
+/// no program runs at entry and no map carries them across the call.
 #[inline(always)]
-pub(crate) fn stash_args(ctx: &TracePointContext, call: Call, nargs: usize) {
-    let id = bpf_get_current_pid_tgid();
-    if (id >> 32) as u32 == self_tgid() {
-        return;
-    }
-    let mut stash = SyscallArgs {
-        call: call as u32,
-        _pad: 0,
-        args: [0; 6],
-    };
+fn exit_args(call: Call) -> Option<SyscallArgs> {
+    // SAFETY: helpers without preconditions; the pointer they give is the
+    // current task's saved registers, read by a helper that never faults.
+    let regs = unsafe { raw::bpf_task_pt_regs(raw::bpf_get_current_task_btf()) } as usize;
+    let words =
+        unsafe { bpf_probe_read_kernel((regs + syscalls::ARG_REGS_OFFSET) as *const [u64; 8]) }
+            .ok()?;
+    let mut args = [0u64; 6];
     let mut i = 0;
-    while i < nargs && i < 6 {
-        // SAFETY: the offset is inside the tracepoint record for `nargs` arguments.
-        stash.args[i] = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8 * i) }.unwrap_or(0);
+    while i < 6 {
+        args[i] = words[syscalls::ARG_REGS[i] & 7];
         i += 1;
     }
-    let _ = ARGS.insert(&id, &stash, 0);
+    Some(SyscallArgs {
+        call: call as u32,
+        _pad: 0,
+        args,
+    })
 }
 
-/// Attached to the exit tracepoint of every syscall that has an `enter_probe!`.
+/// Attached to the exit tracepoint of every file and socket syscall that
+/// is handled at exit alone: the record's syscall number says which call
+/// it is, and [`exit_args`] reads its arguments.
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     if (id >> 32) as u32 == self_tgid() {
         return 0;
     }
-    let stash = match ARGS.get_ptr(&id) {
-        // SAFETY: the pointer is valid until the map entry is removed below.
-        Some(p) => unsafe { *p },
-        None => {
-            count(COUNTER_ARGS_MISSING);
-            return 0;
-        }
+    // SAFETY: `__syscall_nr` and `ret` sit at these offsets in every sys_exit record.
+    let nr = unsafe { ctx.read_at::<i32>(SYSCALL_NR_OFFSET) }.unwrap_or(-1);
+    let Some(call) = Call::of_syscall(nr) else {
+        return 0;
     };
-    let _ = ARGS.remove(&id);
-    // SAFETY: `ret` sits at offset 16 in every sys_exit record.
+    let Some(args) = exit_args(call) else {
+        count(COUNTER_ARGS_MISSING);
+        return 0;
+    };
     let ret = unsafe { ctx.read_at::<i64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0);
-    match stash.call {
-        c if c == Call::Connect as u32 => on_net_exit(&stash, ret, NetOp::Connect),
-        c if c == Call::Accept as u32 => on_net_exit(&stash, ret, NetOp::Accept),
-        c if c == Call::Sendfile as u32 || c == Call::Splice as u32 => {
-            on_transfer_exit(&stash, ret)
-        }
-        _ => on_file_exit(&stash, ret),
+    match call {
+        Call::Connect => on_net_exit(&args, ret, NetOp::Connect),
+        Call::Accept => on_net_exit(&args, ret, NetOp::Accept),
+        Call::Sendfile | Call::Splice => on_transfer_exit(&args, ret),
+        _ => on_file_exit(&args, ret),
     }
     0
 }

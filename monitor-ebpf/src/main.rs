@@ -2,10 +2,13 @@
 //!
 //! They capture and filter for volume only; every decision is the daemon's.
 //!
-//! - `sys_enter_*` programs stash a syscall's arguments by thread id;
-//!   the one `sys_exit` program, attached to every matching exit
-//!   tracepoint, reads the result and builds the record. Reading user
-//!   memory at exit is deliberate: the kernel has just faulted it in.
+//! - File and socket syscalls are handled at exit alone: the one
+//!   `sys_exit` program, attached to each of their exit tracepoints, reads
+//!   the call's arguments from the task's saved registers, its result from
+//!   the record, and builds the record. Payload syscalls' `sys_enter_*`
+//!   programs decide at entry what to stash by thread id for
+//!   `sys_exit_payload`. Reading user memory at exit is deliberate: the
+//!   kernel has just faulted it in.
 //! - `sched_process_exec`, `task_newtask` and `sched_process_exit` keep the
 //!   daemon's process table current.
 //! - Paths are resolved here, from the dentry and mount the kernel holds,

@@ -6,6 +6,7 @@ use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
+use monitor_common::syscalls::nr;
 use monitor_common::{
     ClassDirKey, EventBody, EventHeader, KernelOffsets, PayloadEvent, RawEvent, SensorConfig,
     SockInfo, StrRef, COUNTER_COUNT, MAX_CACHED_PATHS, MAX_CLASS_DIRS, MAX_REPEAT_WINDOWS,
@@ -28,12 +29,12 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(1, 0);
 
-/// Syscall arguments between entry and exit, by thread. A plain hash (an
-/// LRU's list upkeep made every entry and exit dearer): an entry is
-/// removed at its exit, and a syscall's exit always runs (a thread killed
-/// in a blocking call passes its exit too). Sized for 32,768 threads
-/// blocked at once in stashed calls; past that an exit is counted as
-/// `args_missing`.
+/// Payload syscalls' arguments between entry and exit, by thread (their
+/// entry decides what to stash; the calls `sys_exit` handles read theirs
+/// at exit). A plain hash (an LRU's list upkeep made every entry and exit
+/// dearer): an entry is removed at its exit, and a syscall's exit always
+/// runs (a thread killed in a blocking call passes its exit too). Sized
+/// for 32,768 threads blocked at once in stashed calls.
 #[map]
 pub(crate) static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(32768, 0);
 
@@ -156,6 +157,30 @@ pub(crate) enum Call {
     Sendfile,
     Splice,
     Sendmmsg,
+}
+
+impl Call {
+    /// The call `sys_exit` handles under syscall number `nr`.
+    #[inline(always)]
+    pub(crate) fn of_syscall(nr: i32) -> Option<Call> {
+        Some(match nr {
+            nr::OPEN => Call::Open,
+            nr::OPENAT => Call::Openat,
+            nr::OPENAT2 => Call::Openat2,
+            nr::UNLINK => Call::Unlink,
+            nr::UNLINKAT => Call::Unlinkat,
+            nr::RENAME => Call::Rename,
+            nr::RENAMEAT => Call::Renameat,
+            nr::RENAMEAT2 => Call::Renameat2,
+            nr::TRUNCATE => Call::Truncate,
+            nr::FTRUNCATE => Call::Ftruncate,
+            nr::CONNECT => Call::Connect,
+            nr::ACCEPT | nr::ACCEPT4 => Call::Accept,
+            nr::SENDFILE => Call::Sendfile,
+            nr::SPLICE => Call::Splice,
+            _ => return None,
+        })
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -13,9 +13,10 @@ use monitor_common::{
 };
 
 use crate::emit::{count, current_task, fill_header, output, self_tgid};
-use crate::file::{stash_args, SYSCALL_ARGS_OFFSET};
+use crate::file::SYSCALL_ARGS_OFFSET;
 use crate::maps::{
-    Call, AF_INET, AF_INET6, ARGS, CONFIG, PAYLOAD_SCRATCH, SOCKETS, SSL_ARGS, SSL_FD, SSL_PENDING,
+    Call, SyscallArgs, AF_INET, AF_INET6, ARGS, CONFIG, PAYLOAD_SCRATCH, SOCKETS, SSL_ARGS, SSL_FD,
+    SSL_PENDING,
 };
 use crate::net::{sock_key, user_sockaddr};
 use crate::prevent::{enforced, prevent_card};
@@ -44,6 +45,27 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         let _ = SOCKETS.remove(&key);
     }
     0
+}
+
+/// Stashes a syscall's arguments by thread until its exit (`sys_exit_payload`).
+#[inline(always)]
+pub(crate) fn stash_args(ctx: &TracePointContext, call: Call, nargs: usize) {
+    let id = bpf_get_current_pid_tgid();
+    if (id >> 32) as u32 == self_tgid() {
+        return;
+    }
+    let mut stash = SyscallArgs {
+        call: call as u32,
+        _pad: 0,
+        args: [0; 6],
+    };
+    let mut i = 0;
+    while i < nargs && i < 6 {
+        // SAFETY: the offset is inside the tracepoint record for `nargs` arguments.
+        stash.args[i] = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8 * i) }.unwrap_or(0);
+        i += 1;
+    }
+    let _ = ARGS.insert(&id, &stash, 0);
 }
 
 /// Exit of `socket` and the payload syscalls. Unlike `sys_exit`, a missing

@@ -8,13 +8,9 @@ use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use monitor_common::{EventKind, FileBody, FileOp, SockInfo};
 
 use crate::emit::{begin, kptr, submit, Cursor};
-use crate::file::stash_args;
 use crate::maps::{Call, SyscallArgs, PIPE_FED, SOCKETS};
 use crate::net::sock_key;
 use crate::paths::{fd_file, push_fd_path, task_root};
-
-enter_probe!(sys_enter_sendfile64, Call::Sendfile, 4);
-enter_probe!(sys_enter_splice, Call::Splice, 6);
 
 /// The id of the pipe (or any file) open at `fd`: its dentry's address.
 #[inline(always)]

@@ -763,4 +763,41 @@ mod probe_table_tests {
             );
         }
     }
+
+    /// The syscall numbers `sys_exit` tells its calls apart by are this
+    /// machine's, and each call handled at exit alone is attached there.
+    #[test]
+    fn the_calls_handled_at_exit_have_this_machines_syscall_numbers() {
+        use monitor_common::syscalls::nr;
+        let calls = [
+            ("open", nr::OPEN, libc::SYS_open),
+            ("openat", nr::OPENAT, libc::SYS_openat),
+            ("openat2", nr::OPENAT2, libc::SYS_openat2),
+            ("unlink", nr::UNLINK, libc::SYS_unlink),
+            ("unlinkat", nr::UNLINKAT, libc::SYS_unlinkat),
+            ("rename", nr::RENAME, libc::SYS_rename),
+            ("renameat", nr::RENAMEAT, libc::SYS_renameat),
+            ("renameat2", nr::RENAMEAT2, libc::SYS_renameat2),
+            ("truncate", nr::TRUNCATE, libc::SYS_truncate),
+            ("ftruncate", nr::FTRUNCATE, libc::SYS_ftruncate),
+            ("connect", nr::CONNECT, libc::SYS_connect),
+            ("accept", nr::ACCEPT, libc::SYS_accept),
+            ("accept4", nr::ACCEPT4, libc::SYS_accept4),
+            ("sendfile64", nr::SENDFILE, libc::SYS_sendfile),
+            ("splice", nr::SPLICE, libc::SYS_splice),
+        ];
+        for (name, ours, theirs) in calls {
+            assert_eq!(i64::from(ours), theirs, "{name}");
+        }
+        let at_exit: BTreeSet<&str> = PROBES
+            .iter()
+            .filter(|p| p.program == "sys_exit")
+            .filter_map(|p| match p.hook {
+                Hook::Tracepoint { name, .. } => name.strip_prefix("sys_exit_"),
+                _ => None,
+            })
+            .collect();
+        let named: BTreeSet<&str> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(at_exit, named);
+    }
 }
