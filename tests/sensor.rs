@@ -17,14 +17,15 @@ fn file_event<'a>(events: &'a [Value], pid: u32, op: &str, path: &str) -> Option
     })
 }
 
-/// The pid of the python child of this test whose exit the daemon reported.
-fn exited_python_child(daemon: &Daemon) -> u64 {
-    let exit = daemon.wait_for("exit of the python child", |v| {
+/// Waits for the daemon to report the exit of this test's child `pid`
+/// (other tests run python children of this process at the same time).
+fn exited_child(daemon: &Daemon, pid: u32) {
+    daemon.wait_for("exit of the python child", |v| {
         v["kind"] == "exit"
+            && pid_of(v) == u64::from(pid)
             && v["process"]["ppid"] == std::process::id()
             && v["process"]["comm"] == "python3"
     });
-    pid_of(&exit)
 }
 
 #[test]
@@ -56,14 +57,15 @@ try:
 except FileNotFoundError:
     pass
 "#;
-    let status = Command::new(python())
+    let mut child = Command::new(python())
         .args(["-c", script])
         .current_dir(dir)
-        .status()
+        .spawn()
         .unwrap();
-    assert!(status.success());
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
     // The child has exited; everything below is attributed after the fact.
-    let pid = exited_python_child(&daemon) as u32;
+    exited_child(&daemon, pid);
     let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
     daemon.wait_for("unlink of renamed.txt", |v| {
         pid_of(v) == pid as u64 && v["op"] == "unlink"

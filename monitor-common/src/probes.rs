@@ -74,44 +74,17 @@ pub struct Probe {
     pub shown: &'static str,
 }
 
-/// A syscall's entry program, which stashes its arguments, and the exit
-/// program it shares with others.
-macro_rules! syscall {
-    ($name:literal, $exit:literal, $when:ident) => {
-        [
-            Probe {
-                program: concat!("sys_enter_", $name),
-                hook: Hook::Tracepoint {
-                    category: "syscalls",
-                    name: concat!("sys_enter_", $name),
-                },
-                when: When::$when,
-                shown: concat!("syscalls:", $name),
-            },
-            Probe {
-                program: $exit,
-                hook: Hook::Tracepoint {
-                    category: "syscalls",
-                    name: concat!("sys_exit_", $name),
-                },
-                when: When::$when,
-                shown: "",
-            },
-        ]
-    };
-}
-
-/// A syscall handled at its exit alone (`sys_exit`), which reads the
-/// arguments from the task's saved registers (`syscalls`).
+/// A syscall handled at its exit alone by the program `$exit`, which
+/// reads the arguments from the task's saved registers (`syscalls`).
 macro_rules! exit_only {
-    ($name:literal) => {
+    ($name:literal, $exit:literal, $when:ident) => {
         [Probe {
-            program: "sys_exit",
+            program: $exit,
             hook: Hook::Tracepoint {
                 category: "syscalls",
                 name: concat!("sys_exit_", $name),
             },
-            when: When::Always,
+            when: When::$when,
             shown: concat!("syscalls:", $name),
         }]
     };
@@ -197,40 +170,40 @@ pub const GO_TLS_WRITE: &str = "crypto/tls.(*Conn).Write";
 pub const FLUSH_REPEATS: &str = "monitor_flush_repeats";
 
 /// How many entries [`PROBES`] has.
-pub const PROBE_COUNT: usize = 71;
+pub const PROBE_COUNT: usize = 61;
 
 /// Every probe, in attach order.
 pub const PROBES: [Probe; PROBE_COUNT] = flatten(&[
     // File and socket syscalls: the exit alone builds the record
     // (`sys_exit`), reading the arguments from the saved registers.
-    &exit_only!("open"),
-    &exit_only!("openat"),
-    &exit_only!("openat2"),
-    &exit_only!("unlink"),
-    &exit_only!("unlinkat"),
-    &exit_only!("rename"),
-    &exit_only!("renameat"),
-    &exit_only!("renameat2"),
-    &exit_only!("truncate"),
-    &exit_only!("ftruncate"),
-    &exit_only!("connect"),
-    &exit_only!("accept"),
-    &exit_only!("accept4"),
+    &exit_only!("open", "sys_exit", Always),
+    &exit_only!("openat", "sys_exit", Always),
+    &exit_only!("openat2", "sys_exit", Always),
+    &exit_only!("unlink", "sys_exit", Always),
+    &exit_only!("unlinkat", "sys_exit", Always),
+    &exit_only!("rename", "sys_exit", Always),
+    &exit_only!("renameat", "sys_exit", Always),
+    &exit_only!("renameat2", "sys_exit", Always),
+    &exit_only!("truncate", "sys_exit", Always),
+    &exit_only!("ftruncate", "sys_exit", Always),
+    &exit_only!("connect", "sys_exit", Always),
+    &exit_only!("accept", "sys_exit", Always),
+    &exit_only!("accept4", "sys_exit", Always),
     // Sockets and the bytes sent on them (`sys_exit_payload`).
-    &syscall!("socket", "sys_exit_payload", Always),
-    &syscall!("write", "sys_exit_payload", Always),
-    &syscall!("writev", "sys_exit_payload", Always),
-    &syscall!("sendto", "sys_exit_payload", Always),
-    &syscall!("sendmsg", "sys_exit_payload", Always),
-    &syscall!("sendmmsg", "sys_exit_payload", Always),
+    &exit_only!("socket", "sys_exit_payload", Always),
+    &exit_only!("write", "sys_exit_payload", Always),
+    &exit_only!("writev", "sys_exit_payload", Always),
+    &exit_only!("sendto", "sys_exit_payload", Always),
+    &exit_only!("sendmsg", "sys_exit_payload", Always),
+    &exit_only!("sendmmsg", "sys_exit_payload", Always),
     // Files sent to sockets by the kernel (`sys_exit`, `transfer.rs`).
-    &exit_only!("sendfile64"),
-    &exit_only!("splice"),
+    &exit_only!("sendfile64", "sys_exit", Always),
+    &exit_only!("splice", "sys_exit", Always),
     // Bytes received, with inbound capture only.
-    &syscall!("read", "sys_exit_payload", Inbound),
-    &syscall!("readv", "sys_exit_payload", Inbound),
-    &syscall!("recvfrom", "sys_exit_payload", Inbound),
-    &syscall!("recvmsg", "sys_exit_payload", Inbound),
+    &exit_only!("read", "sys_exit_payload", Inbound),
+    &exit_only!("readv", "sys_exit_payload", Inbound),
+    &exit_only!("recvfrom", "sys_exit_payload", Inbound),
+    &exit_only!("recvmsg", "sys_exit_payload", Inbound),
     // Renames and mount changes make cached paths stale. (An unlinked
     // file's cached path cannot be served to another file: the cache's key
     // holds the inode and its generation.)

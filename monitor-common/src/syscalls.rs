@@ -1,10 +1,11 @@
 //! What the kernel programs read of a syscall at its exit, on x86-64: the
-//! calls `sys_exit` handles, by the number in the exit record, and where
-//! the task's saved user registers hold their arguments. No program runs
-//! at those calls' entry: a syscall leaves the registers it was entered
-//! with as they were, so its exit reads its arguments there.
+//! calls `sys_exit` and `sys_exit_payload` handle, by the number in the
+//! exit record, and where the task's saved user registers hold their
+//! arguments. No program runs at those calls' entry: a syscall leaves the
+//! registers it was entered with as they were, so its exit reads its
+//! arguments there.
 
-/// Syscall numbers (x86-64) of the calls handled at exit only.
+/// Syscall numbers (x86-64) of the calls handled at exit.
 pub mod nr {
     /// `open`.
     pub const OPEN: i32 = 2;
@@ -36,6 +37,26 @@ pub mod nr {
     pub const SENDFILE: i32 = 40;
     /// `splice`.
     pub const SPLICE: i32 = 275;
+    /// `socket`.
+    pub const SOCKET: i32 = 41;
+    /// `write`.
+    pub const WRITE: i32 = 1;
+    /// `writev`.
+    pub const WRITEV: i32 = 20;
+    /// `sendto`.
+    pub const SENDTO: i32 = 44;
+    /// `sendmsg`.
+    pub const SENDMSG: i32 = 46;
+    /// `sendmmsg`.
+    pub const SENDMMSG: i32 = 307;
+    /// `read`.
+    pub const READ: i32 = 0;
+    /// `readv`.
+    pub const READV: i32 = 19;
+    /// `recvfrom`.
+    pub const RECVFROM: i32 = 45;
+    /// `recvmsg`.
+    pub const RECVMSG: i32 = 47;
 }
 
 /// Byte offset in `struct pt_regs` (x86-64) of the first of the eight

@@ -2,93 +2,43 @@
 //! program shared with the socket syscalls, which reads each call's
 //! arguments at its exit, and the file record.
 
-use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_probe_read_kernel, bpf_probe_read_user, generated as raw,
-    },
-    macros::tracepoint,
-    programs::TracePointContext,
-};
-use monitor_common::syscalls;
-use monitor_common::{
-    EventKind, FileBody, FileOp, NetOp, SockInfo, COUNTER_ARGS_MISSING, FLAG_TRUNCATED, STR_CUT,
-};
+use aya_ebpf::{helpers::bpf_probe_read_user, macros::tracepoint, programs::TracePointContext};
+use monitor_common::{EventKind, FileBody, FileOp, NetOp, SockInfo, FLAG_TRUNCATED, STR_CUT};
 
-use crate::emit::{begin, count, current_task, self_tgid, submit, Cursor};
-use crate::maps::{Call, SyscallArgs, AT_FDCWD};
+use crate::emit::{begin, current_task, submit, Cursor};
+use crate::maps::AT_FDCWD;
 use crate::net::on_net_exit;
 use crate::paths::{
     cached_path, new_path_slot, path_key, push_fd_path, push_path_arg, remember_path, task_root,
 };
 use crate::repeats::{counted, open_window};
+use crate::syscall::{exiting, Call, Exit};
 use crate::transfer::on_transfer_exit;
 
-/// Syscall tracepoint records hold the arguments as 8-byte slots from
-/// offset 16; an exit record holds the return value there.
-pub(crate) const SYSCALL_ARGS_OFFSET: usize = 16;
-/// Where every syscall tracepoint record holds the syscall's number.
-const SYSCALL_NR_OFFSET: usize = 8;
-
-/// The current task's syscall arguments, read at its exit from the user
-/// registers the kernel saved at its entry (`monitor_common::syscalls`):
-/// no program runs at entry and no map carries them across the call.
-#[inline(always)]
-fn exit_args(call: Call) -> Option<SyscallArgs> {
-    // SAFETY: helpers without preconditions; the pointer they give is the
-    // current task's saved registers, read by a helper that never faults.
-    let regs = unsafe { raw::bpf_task_pt_regs(raw::bpf_get_current_task_btf()) } as usize;
-    let words =
-        unsafe { bpf_probe_read_kernel((regs + syscalls::ARG_REGS_OFFSET) as *const [u64; 8]) }
-            .ok()?;
-    let mut args = [0u64; 6];
-    let mut i = 0;
-    while i < 6 {
-        args[i] = words[syscalls::ARG_REGS[i] & 7];
-        i += 1;
-    }
-    Some(SyscallArgs {
-        call: call as u32,
-        _pad: 0,
-        args,
-    })
-}
-
-/// Attached to the exit tracepoint of every file and socket syscall that
-/// is handled at exit alone: the record's syscall number says which call
-/// it is, and [`exit_args`] reads its arguments.
+/// Attached to the exit tracepoint of every file and socket syscall
+/// (`syscall.rs` says which call it is and reads its arguments).
 #[tracepoint]
 pub fn sys_exit(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
-    if (id >> 32) as u32 == self_tgid() {
-        return 0;
-    }
-    // SAFETY: `__syscall_nr` and `ret` sit at these offsets in every sys_exit record.
-    let nr = unsafe { ctx.read_at::<i32>(SYSCALL_NR_OFFSET) }.unwrap_or(-1);
-    let Some(call) = Call::of_syscall(nr) else {
+    let Some(e) = exiting(&ctx) else {
         return 0;
     };
-    let Some(args) = exit_args(call) else {
-        count(COUNTER_ARGS_MISSING);
-        return 0;
-    };
-    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0);
-    match call {
-        Call::Connect => on_net_exit(&args, ret, NetOp::Connect),
-        Call::Accept => on_net_exit(&args, ret, NetOp::Accept),
-        Call::Sendfile | Call::Splice => on_transfer_exit(&args, ret),
-        _ => on_file_exit(&args, ret),
+    match e.call {
+        Call::Connect => on_net_exit(&e, NetOp::Connect),
+        Call::Accept => on_net_exit(&e, NetOp::Accept),
+        Call::Sendfile | Call::Splice => on_transfer_exit(&e),
+        _ => on_file_exit(&e),
     }
     0
 }
 
 /// An open's (op, dfd, path, flags, mode), or `None` for another call.
 #[inline(always)]
-fn open_args(a: &SyscallArgs) -> Option<(FileOp, i32, u64, u64, u64)> {
-    let x = &a.args;
-    match a.call {
-        c if c == Call::Open as u32 => Some((FileOp::Openat, AT_FDCWD, x[0], x[1], x[2])),
-        c if c == Call::Openat as u32 => Some((FileOp::Openat, x[0] as i32, x[1], x[2], x[3])),
-        c if c == Call::Openat2 as u32 => {
+fn open_args(e: &Exit) -> Option<(FileOp, i32, u64, u64, u64)> {
+    let x = &e.args;
+    match e.call {
+        Call::Open => Some((FileOp::Openat, AT_FDCWD, x[0], x[1], x[2])),
+        Call::Openat => Some((FileOp::Openat, x[0] as i32, x[1], x[2], x[3])),
+        Call::Openat2 => {
             // struct open_how { u64 flags; u64 mode; u64 resolve; }
             // SAFETY: user memory read by helper; failure leaves zeros.
             let how = unsafe { bpf_probe_read_user(x[2] as *const [u64; 2]) }.unwrap_or([0, 0]);
@@ -99,26 +49,23 @@ fn open_args(a: &SyscallArgs) -> Option<(FileOp, i32, u64, u64, u64)> {
 }
 
 #[inline(always)]
-pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
-    let open = open_args(a);
+pub(crate) fn on_file_exit(e: &Exit) {
+    let ret = e.ret;
+    let open = open_args(e);
     if let Some((op, dfd, _, flags, mode)) = open.filter(|_| ret >= 0) {
         return on_open_exit(op, dfd, flags, mode, ret);
     }
     let Some((ev, task)) = begin(EventKind::File) else {
         return;
     };
-    let x = &a.args;
+    let x = &e.args;
     // (op, dfd, path, dfd2, path2, flags, mode)
-    let (op, dfd, path, dfd2, path2, flags, mode) = match (open, a.call) {
+    let (op, dfd, path, dfd2, path2, flags, mode) = match (open, e.call) {
         (Some((op, dfd, path, flags, mode)), _) => (op, dfd, path, 0, 0, flags, mode),
-        (None, c) if c == Call::Unlink as u32 => (FileOp::Unlinkat, AT_FDCWD, x[0], 0, 0, 0, 0),
-        (None, c) if c == Call::Unlinkat as u32 => {
-            (FileOp::Unlinkat, x[0] as i32, x[1], 0, 0, x[2], 0)
-        }
-        (None, c) if c == Call::Rename as u32 => {
-            (FileOp::Renameat2, AT_FDCWD, x[0], AT_FDCWD, x[1], 0, 0)
-        }
-        (None, c) if c == Call::Renameat as u32 => (
+        (None, Call::Unlink) => (FileOp::Unlinkat, AT_FDCWD, x[0], 0, 0, 0, 0),
+        (None, Call::Unlinkat) => (FileOp::Unlinkat, x[0] as i32, x[1], 0, 0, x[2], 0),
+        (None, Call::Rename) => (FileOp::Renameat2, AT_FDCWD, x[0], AT_FDCWD, x[1], 0, 0),
+        (None, Call::Renameat) => (
             FileOp::Renameat2,
             x[0] as i32,
             x[1],
@@ -127,7 +74,7 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
             0,
             0,
         ),
-        (None, c) if c == Call::Renameat2 as u32 => (
+        (None, Call::Renameat2) => (
             FileOp::Renameat2,
             x[0] as i32,
             x[1],
@@ -136,12 +83,8 @@ pub(crate) fn on_file_exit(a: &SyscallArgs, ret: i64) {
             x[4],
             0,
         ),
-        (None, c) if c == Call::Truncate as u32 => {
-            (FileOp::Truncate, AT_FDCWD, x[0], 0, 0, 0, x[1])
-        }
-        (None, c) if c == Call::Ftruncate as u32 => {
-            (FileOp::Ftruncate, x[0] as i32, 0, 0, 0, 0, x[1])
-        }
+        (None, Call::Truncate) => (FileOp::Truncate, AT_FDCWD, x[0], 0, 0, 0, x[1]),
+        (None, Call::Ftruncate) => (FileOp::Ftruncate, x[0] as i32, 0, 0, 0, 0, x[1]),
         _ => return,
     };
     ev.body.file = file_body(op, dfd, ret, flags, mode);

@@ -2,13 +2,12 @@
 //!
 //! They capture and filter for volume only; every decision is the daemon's.
 //!
-//! - File and socket syscalls are handled at exit alone: the one
-//!   `sys_exit` program, attached to each of their exit tracepoints, reads
-//!   the call's arguments from the task's saved registers, its result from
-//!   the record, and builds the record. Payload syscalls' `sys_enter_*`
-//!   programs decide at entry what to stash by thread id for
-//!   `sys_exit_payload`. Reading user memory at exit is deliberate: the
-//!   kernel has just faulted it in.
+//! - Syscalls are handled at their exit alone: `sys_exit` (files,
+//!   connections, transfers) and `sys_exit_payload` (sockets and the bytes
+//!   on them), each attached to the matching exit tracepoints, learn the
+//!   call from the record's syscall number and read its arguments from the
+//!   task's saved registers ([`syscall`]). Reading user memory at exit is
+//!   deliberate: the kernel has just faulted it in.
 //! - `sched_process_exec`, `task_newtask` and `sched_process_exit` keep the
 //!   daemon's process table current.
 //! - Paths are resolved here, from the dentry and mount the kernel holds,
@@ -17,7 +16,8 @@
 //! - Records are built in a per-CPU scratch slot and only the used bytes
 //!   are copied to the ring buffer. Every lost record is counted.
 //!
-//! One module per concern: [`maps`] (maps, globals, stashes), [`emit`]
+//! One module per concern: [`maps`] (maps and globals), [`syscall`] (a
+//! call at its exit), [`emit`]
 //! (building records), [`paths`] (the dentry walk), [`file`], [`net`],
 //! [`payload`], [`tls`], [`lifecycle`] (the programs). The probe table that
 //! says what attaches where is `monitor_common::probes`, shared with the
@@ -35,20 +35,6 @@ macro_rules! offset {
     };
 }
 
-/// A `sys_enter_*` program that hands its context to `$handler`.
-macro_rules! enter_probe {
-    ($name:ident, $call:expr, $nargs:expr) => {
-        enter_probe!($name, $call, $nargs, stash_args);
-    };
-    ($name:ident, $call:expr, $nargs:expr, $handler:ident) => {
-        #[aya_ebpf::macros::tracepoint]
-        pub fn $name(ctx: aya_ebpf::programs::TracePointContext) -> u32 {
-            $handler(&ctx, $call, $nargs);
-            0
-        }
-    };
-}
-
 mod emit;
 mod file;
 mod iouring;
@@ -59,6 +45,7 @@ mod paths;
 mod payload;
 mod prevent;
 mod repeats;
+mod syscall;
 mod tls;
 mod transfer;
 

@@ -1,12 +1,10 @@
-//! The maps and globals the programs share, and the argument stashes kept
-//! between a syscall's entry and its exit. (An enforcement program's
+//! The maps and globals the programs share. (An enforcement program's
 //! per-process map, filled by userspace, belongs here too.)
 
 use aya_ebpf::{
     macros::map,
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use monitor_common::syscalls::nr;
 use monitor_common::{
     ClassDirKey, EventBody, EventHeader, KernelOffsets, PayloadEvent, RawEvent, SensorConfig,
     SockInfo, StrRef, COUNTER_COUNT, MAX_CACHED_PATHS, MAX_CLASS_DIRS, MAX_REPEAT_WINDOWS,
@@ -28,15 +26,6 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 24, 0);
 /// One record under construction per CPU.
 #[map]
 pub(crate) static SCRATCH: PerCpuArray<RawEvent> = PerCpuArray::with_max_entries(1, 0);
-
-/// Payload syscalls' arguments between entry and exit, by thread (their
-/// entry decides what to stash; the calls `sys_exit` handles read theirs
-/// at exit). A plain hash (an LRU's list upkeep made every entry and exit
-/// dearer): an entry is removed at its exit, and a syscall's exit always
-/// runs (a thread killed in a blocking call passes its exit too). Sized
-/// for 32,768 threads blocked at once in stashed calls.
-#[map]
-pub(crate) static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(32768, 0);
 
 /// Classified directories by device and inode, with their marks: filled by
 /// the daemon from the class globs, read only to classify a cut path.
@@ -129,60 +118,6 @@ pub(crate) const AF_INET: u16 = 2;
 pub(crate) const AF_INET6: u16 = 10;
 pub(crate) const CLONE_THREAD: u64 = 0x0001_0000;
 
-/// Which syscall a stash belongs to.
-#[derive(Clone, Copy)]
-#[repr(u32)]
-pub(crate) enum Call {
-    Open = 1,
-    Openat,
-    Openat2,
-    Unlink,
-    Unlinkat,
-    Rename,
-    Renameat,
-    Renameat2,
-    Truncate,
-    Ftruncate,
-    Connect,
-    Accept,
-    Socket,
-    Write,
-    Writev,
-    Sendto,
-    Sendmsg,
-    Read,
-    Readv,
-    Recvfrom,
-    Recvmsg,
-    Sendfile,
-    Splice,
-    Sendmmsg,
-}
-
-impl Call {
-    /// The call `sys_exit` handles under syscall number `nr`.
-    #[inline(always)]
-    pub(crate) fn of_syscall(nr: i32) -> Option<Call> {
-        Some(match nr {
-            nr::OPEN => Call::Open,
-            nr::OPENAT => Call::Openat,
-            nr::OPENAT2 => Call::Openat2,
-            nr::UNLINK => Call::Unlink,
-            nr::UNLINKAT => Call::Unlinkat,
-            nr::RENAME => Call::Rename,
-            nr::RENAMEAT => Call::Renameat,
-            nr::RENAMEAT2 => Call::Renameat2,
-            nr::TRUNCATE => Call::Truncate,
-            nr::FTRUNCATE => Call::Ftruncate,
-            nr::CONNECT => Call::Connect,
-            nr::ACCEPT | nr::ACCEPT4 => Call::Accept,
-            nr::SENDFILE => Call::Sendfile,
-            nr::SPLICE => Call::Splice,
-            _ => return None,
-        })
-    }
-}
-
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub(crate) struct SslArgs {
@@ -198,14 +133,6 @@ pub(crate) struct SslPending {
     pub(crate) ssl: u64,
     /// `bpf_ktime_get_ns` when it was set.
     pub(crate) at: u64,
-}
-
-#[derive(Clone, Copy)]
-#[repr(C)]
-pub(crate) struct SyscallArgs {
-    pub(crate) call: u32,
-    pub(crate) _pad: u32,
-    pub(crate) args: [u64; 6],
 }
 
 /// A file as the path walk sees it: its dentry and mount, and the root the

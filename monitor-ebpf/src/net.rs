@@ -5,11 +5,13 @@ use aya_ebpf::helpers::{bpf_ktime_get_ns, bpf_probe_read_user};
 use monitor_common::{EventKind, NetBody, NetOp, SockInfo};
 
 use crate::emit::{begin, current_task, kptr, kread, submit, Cursor};
-use crate::maps::{SyscallArgs, AF_INET, AF_INET6, SOCKETS};
+use crate::maps::{AF_INET, AF_INET6, SOCKETS};
 use crate::paths::fd_file;
+use crate::syscall::Exit;
 
 #[inline(always)]
-pub(crate) fn on_net_exit(a: &SyscallArgs, ret: i64, op: NetOp) {
+pub(crate) fn on_net_exit(a: &Exit, op: NetOp) {
+    let ret = a.ret;
     let addr_ptr = a.args[1];
     let accepted = matches!(op, NetOp::Accept) && ret >= 0;
     // The caller's sockaddr; an accept without one is answered from the socket itself.

@@ -1,5 +1,7 @@
 //! Payload capture: the bytes a process writes to (or reads from) a
 //! socket, for sockets in the socket table only; `close` empties the table.
+//! Everything happens at the calls' exit (`syscall.rs` reads their
+//! arguments), so a write to a file costs one lookup there.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated as raw},
@@ -12,33 +14,20 @@ use monitor_common::{
     MAX_IOVECS, PAYLOAD_FIXED_LEN, PAYLOAD_INBOUND, PAYLOAD_MAX, PAYLOAD_TRUNCATED,
 };
 
-use crate::emit::{count, current_task, fill_header, output, self_tgid};
-use crate::file::SYSCALL_ARGS_OFFSET;
+use crate::emit::{count, current_task, fill_header, output};
 use crate::maps::{
-    Call, SyscallArgs, AF_INET, AF_INET6, ARGS, CONFIG, PAYLOAD_SCRATCH, SOCKETS, SSL_ARGS, SSL_FD,
-    SSL_PENDING,
+    AF_INET, AF_INET6, CONFIG, PAYLOAD_SCRATCH, SOCKETS, SSL_ARGS, SSL_FD, SSL_PENDING,
 };
 use crate::net::{sock_key, user_sockaddr};
-use crate::prevent::{enforced, prevent_card};
-
-enter_probe!(sys_enter_socket, Call::Socket, 1);
-
-enter_probe!(sys_enter_write, Call::Write, 3, payload_enter);
-enter_probe!(sys_enter_writev, Call::Writev, 3, payload_enter);
-enter_probe!(sys_enter_sendto, Call::Sendto, 6, payload_enter);
-enter_probe!(sys_enter_sendmsg, Call::Sendmsg, 2, payload_enter);
-enter_probe!(sys_enter_sendmmsg, Call::Sendmmsg, 3, payload_enter);
-enter_probe!(sys_enter_read, Call::Read, 3, payload_enter);
-enter_probe!(sys_enter_readv, Call::Readv, 3, payload_enter);
-enter_probe!(sys_enter_recvfrom, Call::Recvfrom, 6, payload_enter);
-enter_probe!(sys_enter_recvmsg, Call::Recvmsg, 2, payload_enter);
+use crate::prevent::prevent_card;
+use crate::syscall::{exiting, Call, RECORD_ARGS_OFFSET};
 
 /// `close(fd)`: the socket is gone.
 #[tracepoint]
 pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: the fd argument of sys_enter_close.
-    let fd = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0);
+    let fd = unsafe { ctx.read_at::<u64>(RECORD_ARGS_OFFSET) }.unwrap_or(0);
     let key = sock_key((id >> 32) as u32, fd as i32);
     // A lookup takes no lock; most closes are not of sockets.
     if SOCKETS.get_ptr(&key).is_some() {
@@ -47,43 +36,20 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// Stashes a syscall's arguments by thread until its exit (`sys_exit_payload`).
-#[inline(always)]
-pub(crate) fn stash_args(ctx: &TracePointContext, call: Call, nargs: usize) {
-    let id = bpf_get_current_pid_tgid();
-    if (id >> 32) as u32 == self_tgid() {
-        return;
-    }
-    let mut stash = SyscallArgs {
-        call: call as u32,
-        _pad: 0,
-        args: [0; 6],
-    };
-    let mut i = 0;
-    while i < nargs && i < 6 {
-        // SAFETY: the offset is inside the tracepoint record for `nargs` arguments.
-        stash.args[i] = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8 * i) }.unwrap_or(0);
-        i += 1;
-    }
-    let _ = ARGS.insert(&id, &stash, 0);
-}
-
-/// Exit of `socket` and the payload syscalls. Unlike `sys_exit`, a missing
-/// stash is normal here (a write to a file was never stashed).
+/// Exit of `socket` and the payload syscalls. A call on a socket in the
+/// table: inside an `SSL_write` it only teaches which socket the `SSL*`
+/// writes to (its bytes are ciphertext); otherwise its bytes are sent, and
+/// an enforcing process's `write` or `sendto` holding a card number is
+/// stopped (`prevent.rs`).
 #[tracepoint]
 pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
-    let id = bpf_get_current_pid_tgid();
-    let stash = match ARGS.get_ptr(&id) {
-        // SAFETY: valid until removed below.
-        Some(p) => unsafe { *p },
-        None => return 0,
+    let Some(e) = exiting(&ctx) else {
+        return 0;
     };
-    let _ = ARGS.remove(&id);
-    // SAFETY: `ret` sits at offset 16 in every sys_exit record.
-    let ret = unsafe { ctx.read_at::<i64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0);
+    let id = bpf_get_current_pid_tgid();
     let tgid = (id >> 32) as u32;
-    let x = &stash.args;
-    if stash.call == Call::Socket as u32 {
+    let (x, ret) = (&e.args, e.ret);
+    if e.call == Call::Socket {
         let family = x[0] as u16;
         if ret >= 0 && (family == AF_INET || family == AF_INET6) {
             let info = SockInfo {
@@ -96,17 +62,20 @@ pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
         }
         return 0;
     }
-    if ret <= 0 {
-        return 0;
-    }
     let fd = x[0] as i32;
     let Some(sock) = SOCKETS.get_ptr(&sock_key(tgid, fd)) else {
         return 0;
     };
     // SAFETY: map value pointer, copied out at once.
     let mut sock = unsafe { *sock };
+    if learns_tls_socket(id, e.call, x[1], fd) {
+        return 0;
+    }
+    if ret <= 0 {
+        return 0;
+    }
     // An unconnected (UDP) socket names its destination per call.
-    if stash.call == Call::Sendto as u32 && x[4] != 0 {
+    if e.call == Call::Sendto && x[4] != 0 {
         let (family, port, addr) = user_sockaddr(x[4]);
         if family == AF_INET || family == AF_INET6 {
             sock.family = family;
@@ -114,13 +83,11 @@ pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
             sock.addr = addr;
         }
     }
-    // struct msghdr { void *name; int namelen; struct iovec *iov; size_t iovlen; ... }
     let msg_iov = |msg: u64| {
-        // SAFETY: user memory read by helper.
-        let hdr = unsafe { bpf_probe_read_user((msg + 16) as *const [u64; 2]) }.unwrap_or([0, 0]);
-        Source::Iov(hdr[0], hdr[1])
+        let (iov, count) = user_msg_iov(msg);
+        Source::Iov(iov, count)
     };
-    if stash.call == Call::Sendmmsg as u32 {
+    if e.call == Call::Sendmmsg {
         // `ret` messages went; each is a `struct mmsghdr { struct msghdr
         // msg_hdr; unsigned int msg_len; }` (64 bytes), `msg_len` at 56.
         let mut i = 0u64;
@@ -135,23 +102,52 @@ pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
         }
         return 0;
     }
-    let (op, src, flags) = match stash.call {
-        c if c == Call::Write as u32 => (PayloadOp::Write, Source::Buf(x[1]), 0),
-        c if c == Call::Sendto as u32 => (PayloadOp::Sendto, Source::Buf(x[1]), 0),
-        c if c == Call::Writev as u32 => (PayloadOp::Writev, Source::Iov(x[1], x[2]), 0),
-        c if c == Call::Sendmsg as u32 => (PayloadOp::Sendmsg, msg_iov(x[1]), 0),
-        c if c == Call::Read as u32 => (PayloadOp::Read, Source::Buf(x[1]), PAYLOAD_INBOUND),
-        c if c == Call::Recvfrom as u32 => {
-            (PayloadOp::Recvfrom, Source::Buf(x[1]), PAYLOAD_INBOUND)
-        }
-        c if c == Call::Readv as u32 => {
-            (PayloadOp::Readv, Source::Iov(x[1], x[2]), PAYLOAD_INBOUND)
-        }
-        c if c == Call::Recvmsg as u32 => (PayloadOp::Recvmsg, msg_iov(x[1]), PAYLOAD_INBOUND),
+    let (op, src, flags) = match e.call {
+        Call::Write => (PayloadOp::Write, Source::Buf(x[1]), 0),
+        Call::Sendto => (PayloadOp::Sendto, Source::Buf(x[1]), 0),
+        Call::Writev => (PayloadOp::Writev, Source::Iov(x[1], x[2]), 0),
+        Call::Sendmsg => (PayloadOp::Sendmsg, msg_iov(x[1]), 0),
+        Call::Read => (PayloadOp::Read, Source::Buf(x[1]), PAYLOAD_INBOUND),
+        Call::Recvfrom => (PayloadOp::Recvfrom, Source::Buf(x[1]), PAYLOAD_INBOUND),
+        Call::Readv => (PayloadOp::Readv, Source::Iov(x[1], x[2]), PAYLOAD_INBOUND),
+        Call::Recvmsg => (PayloadOp::Recvmsg, msg_iov(x[1]), PAYLOAD_INBOUND),
         _ => return 0,
     };
+    // `write` and `sendto` only: the iovec walk and the scan together are
+    // more than the verifier takes in one program.
+    if matches!(e.call, Call::Write | Call::Sendto) && prevent_card(op, fd, sock, 0, src, ret) {
+        return 0;
+    }
     emit_payload(op, fd, ret, flags, sock, src);
     0
+}
+
+/// Whether a call on socket `fd` (its second argument `arg`) belongs to a
+/// TLS library's write: inside an `SSL_write` it names the socket the
+/// `SSL*` writes to; a session waiting for its socket (a memory-BIO
+/// library, which writes its records outside its calls) is named by the
+/// thread's next call that writes a TLS record.
+#[inline(always)]
+fn learns_tls_socket(id: u64, call: Call, arg: u64, fd: i32) -> bool {
+    if let Some(ssl) = SSL_ARGS.get_ptr(&id) {
+        // SAFETY: map value pointer.
+        let ssl = unsafe { (*ssl).ssl };
+        let _ = SSL_FD.insert(&ssl, &fd, 0);
+        return true;
+    }
+    if let Some(p) = SSL_PENDING.get_ptr(&id) {
+        // SAFETY: map value pointer, copied out at once.
+        let p = unsafe { *p };
+        // SAFETY: helper without preconditions.
+        let stale = unsafe { bpf_ktime_get_ns() }.wrapping_sub(p.at) > SSL_PENDING_NS;
+        if stale {
+            let _ = SSL_PENDING.remove(&id);
+        } else if starts_tls_record(call, arg) {
+            let _ = SSL_FD.insert(&p.ssl, &fd, 0);
+            let _ = SSL_PENDING.remove(&id);
+        }
+    }
+    false
 }
 
 /// Where payload bytes are in user memory.
@@ -161,69 +157,6 @@ pub(crate) enum Source {
     Buf(u64),
     /// An iovec array and its length.
     Iov(u64, u64),
-}
-
-/// Stashes a payload syscall's arguments if `fd` is a socket; inside an
-/// `SSL_write` it only learns which socket the `SSL*` writes to.
-#[inline(always)]
-pub(crate) fn payload_enter(ctx: &TracePointContext, call: Call, nargs: usize) {
-    let id = bpf_get_current_pid_tgid();
-    let tgid = (id >> 32) as u32;
-    if tgid == self_tgid() {
-        return;
-    }
-    // SAFETY: the fd argument of every payload syscall.
-    let fd = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET) }.unwrap_or(0) as i32;
-    if SOCKETS.get_ptr(&sock_key(tgid, fd)).is_none() {
-        return;
-    }
-    if let Some(ssl) = SSL_ARGS.get_ptr(&id) {
-        // SAFETY: map value pointer.
-        let ssl = unsafe { (*ssl).ssl };
-        let _ = SSL_FD.insert(&ssl, &fd, 0);
-        return;
-    }
-    if let Some(p) = SSL_PENDING.get_ptr(&id) {
-        // SAFETY: map value pointer, copied out at once.
-        let p = unsafe { *p };
-        // SAFETY: helper without preconditions.
-        let stale = unsafe { bpf_ktime_get_ns() }.wrapping_sub(p.at) > SSL_PENDING_NS;
-        if stale {
-            let _ = SSL_PENDING.remove(&id);
-        } else if starts_tls_record(ctx, call) {
-            let _ = SSL_FD.insert(&p.ssl, &fd, 0);
-            let _ = SSL_PENDING.remove(&id);
-        }
-    }
-    if enforced() {
-        if let Some((op, src, size)) = outbound(ctx, call) {
-            let sock = SOCKETS
-                .get_ptr(&sock_key(tgid, fd))
-                // SAFETY: map value pointer, copied out at once.
-                .map(|s| unsafe { *s })
-                .unwrap_or_default();
-            if prevent_card(op, fd, sock, 0, src, size) {
-                return;
-            }
-        }
-    }
-    stash_args(ctx, call, nargs);
-}
-
-/// What an outbound payload syscall is about to send, read at its entry:
-/// `write` and `sendto` only (the iovec walk and the scan together are more
-/// than the verifier takes in one program, so `writev` and `sendmsg` are
-/// not checked).
-#[inline(always)]
-fn outbound(ctx: &TracePointContext, call: Call) -> Option<(PayloadOp, Source, i64)> {
-    // SAFETY: the second and third arguments of every payload syscall.
-    let a1 = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8) }.unwrap_or(0);
-    let a2 = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 16) }.unwrap_or(0);
-    match call {
-        Call::Write => Some((PayloadOp::Write, Source::Buf(a1), a2 as i64)),
-        Call::Sendto => Some((PayloadOp::Sendto, Source::Buf(a1), a2 as i64)),
-        _ => None,
-    }
 }
 
 /// The iovec array and its length of a user `struct msghdr` (16 bytes in).
@@ -256,12 +189,10 @@ const MAX_MMSG: u64 = 8;
 /// library writes its records within the same turn of its event loop).
 const SSL_PENDING_NS: u64 = 100_000_000;
 
-/// Whether an outbound call's first bytes are a TLS record header
-/// (content type 20 to 23, major version 3).
+/// Whether an outbound call's first bytes (`arg` is its second argument)
+/// are a TLS record header (content type 20 to 23, major version 3).
 #[inline(always)]
-fn starts_tls_record(ctx: &TracePointContext, call: Call) -> bool {
-    // SAFETY: the second argument of every payload syscall.
-    let arg = unsafe { ctx.read_at::<u64>(SYSCALL_ARGS_OFFSET + 8) }.unwrap_or(0);
+fn starts_tls_record(call: Call, arg: u64) -> bool {
     let first_iov = |iov: u64| {
         // SAFETY: user memory read by helper.
         unsafe { bpf_probe_read_user(iov as *const u64) }.unwrap_or(0)
@@ -269,12 +200,7 @@ fn starts_tls_record(ctx: &TracePointContext, call: Call) -> bool {
     let buf = match call {
         Call::Write | Call::Sendto => arg,
         Call::Writev => first_iov(arg),
-        // struct msghdr: the iovec array pointer is 16 bytes in.
-        Call::Sendmsg => {
-            // SAFETY: user memory read by helper.
-            let iov = unsafe { bpf_probe_read_user((arg + 16) as *const u64) }.unwrap_or(0);
-            first_iov(iov)
-        }
+        Call::Sendmsg => first_iov(user_msg_iov(arg).0),
         _ => return false,
     };
     // SAFETY: user memory read by helper.

@@ -84,7 +84,7 @@ fn ssl_socket(tgid: u32, ssl: u64) -> Option<(i32, SockInfo)> {
 }
 
 /// Marks the thread as owing `ssl` its socket: the next TLS record it
-/// writes to a socket names it (see `payload_enter`).
+/// writes to a socket names it (see `learns_tls_socket`).
 #[inline(always)]
 fn expect_socket(id: u64, ssl: u64) {
     if SSL_FD.get_ptr(&ssl).is_none() {

@@ -8,9 +8,10 @@ use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use monitor_common::{EventKind, FileBody, FileOp, SockInfo};
 
 use crate::emit::{begin, kptr, submit, Cursor};
-use crate::maps::{Call, SyscallArgs, PIPE_FED, SOCKETS};
+use crate::maps::{PIPE_FED, SOCKETS};
 use crate::net::sock_key;
 use crate::paths::{fd_file, push_fd_path, task_root};
+use crate::syscall::{Call, Exit};
 
 /// The id of the pipe (or any file) open at `fd`: its dentry's address.
 #[inline(always)]
@@ -24,13 +25,14 @@ fn file_id(task: *const u8, fd: i64) -> u64 {
 
 /// Exit of `sendfile` and `splice` (from `sys_exit`).
 #[inline(always)]
-pub(crate) fn on_transfer_exit(a: &SyscallArgs, ret: i64) {
+pub(crate) fn on_transfer_exit(a: &Exit) {
+    let ret = a.ret;
     if ret <= 0 {
         return;
     }
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let x = &a.args;
-    let splice = a.call == Call::Splice as u32;
+    let splice = a.call == Call::Splice;
     // sendfile(out, in, ...); splice(in, off_in, out, off_out, ...)
     let (out_fd, in_fd) = if splice {
         (x[2] as i32, x[0] as i32)

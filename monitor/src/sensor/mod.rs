@@ -764,8 +764,8 @@ mod probe_table_tests {
         }
     }
 
-    /// The syscall numbers `sys_exit` tells its calls apart by are this
-    /// machine's, and each call handled at exit alone is attached there.
+    /// The syscall numbers the exit programs tell their calls apart by are
+    /// this machine's, and each call is attached at its exit alone.
     #[test]
     fn the_calls_handled_at_exit_have_this_machines_syscall_numbers() {
         use monitor_common::syscalls::nr;
@@ -785,19 +785,37 @@ mod probe_table_tests {
             ("accept4", nr::ACCEPT4, libc::SYS_accept4),
             ("sendfile64", nr::SENDFILE, libc::SYS_sendfile),
             ("splice", nr::SPLICE, libc::SYS_splice),
+            ("socket", nr::SOCKET, libc::SYS_socket),
+            ("write", nr::WRITE, libc::SYS_write),
+            ("writev", nr::WRITEV, libc::SYS_writev),
+            ("sendto", nr::SENDTO, libc::SYS_sendto),
+            ("sendmsg", nr::SENDMSG, libc::SYS_sendmsg),
+            ("sendmmsg", nr::SENDMMSG, libc::SYS_sendmmsg),
+            ("read", nr::READ, libc::SYS_read),
+            ("readv", nr::READV, libc::SYS_readv),
+            ("recvfrom", nr::RECVFROM, libc::SYS_recvfrom),
+            ("recvmsg", nr::RECVMSG, libc::SYS_recvmsg),
         ];
         for (name, ours, theirs) in calls {
             assert_eq!(i64::from(ours), theirs, "{name}");
         }
+        let tracepoint = |p: &Probe| match p.hook {
+            Hook::Tracepoint { name, .. } => Some(name),
+            _ => None,
+        };
         let at_exit: BTreeSet<&str> = PROBES
             .iter()
-            .filter(|p| p.program == "sys_exit")
-            .filter_map(|p| match p.hook {
-                Hook::Tracepoint { name, .. } => name.strip_prefix("sys_exit_"),
-                _ => None,
-            })
+            .filter(|p| p.program.starts_with("sys_exit"))
+            .filter_map(|p| tracepoint(p)?.strip_prefix("sys_exit_"))
             .collect();
         let named: BTreeSet<&str> = calls.iter().map(|c| c.0).collect();
         assert_eq!(at_exit, named);
+        // None of them has a program at its entry but the path cache's
+        // invalidation (at a rename's entry and exit).
+        for p in PROBES.iter().filter(|p| p.program != "path_moved") {
+            if let Some(call) = tracepoint(p).and_then(|n| n.strip_prefix("sys_enter_")) {
+                assert!(!named.contains(call), "{p:?}");
+            }
+        }
     }
 }
