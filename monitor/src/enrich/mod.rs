@@ -7,9 +7,10 @@ pub mod names;
 pub mod path_ids;
 pub mod paths;
 pub mod process;
+mod text;
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,7 +50,7 @@ impl WallClock {
 
     /// The wall-clock time of a monotonic reading, RFC 3339 UTC.
     pub fn format(&self, mono_ns: u64) -> String {
-        humantime::format_rfc3339_nanos(self.system_time(mono_ns)).to_string()
+        text::rfc3339_nanos(self.unix_ns(mono_ns))
     }
 
     /// The wall-clock time of a monotonic reading.
@@ -458,7 +459,7 @@ fn ip_of(family: u16, a: &[u8; 16]) -> (&'static str, String) {
     if family == libc::AF_INET6 as u16 {
         ("ipv6", Ipv6Addr::from(*a).to_string())
     } else {
-        ("ipv4", Ipv4Addr::new(a[0], a[1], a[2], a[3]).to_string())
+        ("ipv4", text::ipv4([a[0], a[1], a[2], a[3]]))
     }
 }
 
