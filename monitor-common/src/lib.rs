@@ -480,8 +480,8 @@ pub const COUNTER_EMITTED: u32 = 0;
 pub const COUNTER_RINGBUF_FULL: u32 = 1;
 /// Records sent with [`FLAG_TRUNCATED`].
 pub const COUNTER_TRUNCATED: u32 = 2;
-/// File and socket syscall exits whose arguments could not be read from
-/// the task's saved registers (`syscalls`).
+/// Syscall exits whose arguments could not be read from the task's saved
+/// registers (`syscalls`).
 pub const COUNTER_ARGS_MISSING: u32 = 3;
 /// Payload records whose bytes were cut at the capture limit.
 pub const COUNTER_PAYLOAD_TRUNCATED: u32 = 4;

@@ -46,7 +46,7 @@ pub fn sys_exit_payload(ctx: TracePointContext) -> u32 {
     let Some(e) = exiting(&ctx) else {
         return 0;
     };
-    let id = bpf_get_current_pid_tgid();
+    let id = e.id;
     let tgid = (id >> 32) as u32;
     let (x, ret) = (&e.args, e.ret);
     if e.call == Call::Socket {

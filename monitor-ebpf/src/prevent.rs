@@ -211,8 +211,10 @@ fn card_in(cpu: u32, len: usize) -> bool {
 /// At a write of an enforced process (a TLS library's, or a socket
 /// syscall's): copies up to the payload limit of what `src` holds, and when
 /// it holds a card number kills the caller and reports the write as
-/// prevented. True when it did. At a TLS write nothing is sent; at a
-/// syscall the kernel completes the call before the signal lands.
+/// prevented. True when it did. At a TLS write nothing is sent; a
+/// syscall is checked at its exit, when its bytes have left (at its entry
+/// they would have left too: the kernel completes the call before the
+/// signal lands).
 #[inline(always)]
 pub(crate) fn prevent_card(
     op: PayloadOp,

@@ -85,6 +85,8 @@ impl Call {
 /// A syscall the current task is leaving.
 #[derive(Clone, Copy)]
 pub(crate) struct Exit {
+    /// The task's `pid_tgid` (thread id low, process id high).
+    pub(crate) id: u64,
     pub(crate) call: Call,
     /// The call's result.
     pub(crate) ret: i64,
@@ -97,7 +99,8 @@ pub(crate) struct Exit {
 /// are counted (`args_missing`).
 #[inline(always)]
 pub(crate) fn exiting(ctx: &TracePointContext) -> Option<Exit> {
-    if (bpf_get_current_pid_tgid() >> 32) as u32 == self_tgid() {
+    let id = bpf_get_current_pid_tgid();
+    if (id >> 32) as u32 == self_tgid() {
         return None;
     }
     // SAFETY: every syscall exit record holds the number and the result here.
@@ -118,5 +121,10 @@ pub(crate) fn exiting(ctx: &TracePointContext) -> Option<Exit> {
         args[i] = words[ARG_REGS[i] & 7];
         i += 1;
     }
-    Some(Exit { call, ret, args })
+    Some(Exit {
+        id,
+        call,
+        ret,
+        args,
+    })
 }

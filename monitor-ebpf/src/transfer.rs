@@ -4,7 +4,6 @@
 //! the fd, like an open) and the socket; the bytes themselves cannot be
 //! inspected.
 
-use aya_ebpf::helpers::bpf_get_current_pid_tgid;
 use monitor_common::{EventKind, FileBody, FileOp, SockInfo};
 
 use crate::emit::{begin, kptr, submit, Cursor};
@@ -30,7 +29,7 @@ pub(crate) fn on_transfer_exit(a: &Exit) {
     if ret <= 0 {
         return;
     }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let tgid = (a.id >> 32) as u32;
     let x = &a.args;
     let splice = a.call == Call::Splice;
     // sendfile(out, in, ...); splice(in, off_in, out, off_out, ...)
