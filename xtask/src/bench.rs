@@ -126,6 +126,9 @@ pub enum Which {
         /// MB of text in each input.
         #[arg(long, default_value_t = 64)]
         mb: usize,
+        /// Write the inputs here and keep them (to profile the scan on them).
+        #[arg(long)]
+        keep_inputs: Option<std::path::PathBuf>,
     },
     /// The daemon under a mixed workload (classified opens, sends with a
     /// card number, a process storm), its memory sampled; goal: flat after
@@ -158,7 +161,7 @@ pub fn run(which: Which) -> anyhow::Result<()> {
         Which::TlsDiscovery => tls_discovery(),
         Which::SideDoors { calls } => side_doors(calls),
         Which::Prevent { requests } => prevent(requests),
-        Which::ScanJsonl { mb } => scan_jsonl(mb),
+        Which::ScanJsonl { mb, keep_inputs } => scan_jsonl(mb, keep_inputs),
         Which::Soak {
             minutes,
             sample_secs,
@@ -706,10 +709,12 @@ fn jsonl_input(kind: &str, mb: usize) -> (Vec<u8>, usize) {
     (out, text_bytes)
 }
 
-fn scan_jsonl(mb: usize) -> anyhow::Result<()> {
+fn scan_jsonl(mb: usize, keep_inputs: Option<std::path::PathBuf>) -> anyhow::Result<()> {
     use std::io::Write as _;
     cargo(&["build", "--release", "-p", "monitor"])?;
-    let dir = std::env::temp_dir().join(format!("monitor-scan-jsonl-{}", std::process::id()));
+    let dir = keep_inputs.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("monitor-scan-jsonl-{}", std::process::id()))
+    });
     std::fs::create_dir_all(&dir)?;
     // Created on the first run, mode 0600, as the daemon's would be.
     let key = dir.join("key");
@@ -768,6 +773,8 @@ fn scan_jsonl(mb: usize) -> anyhow::Result<()> {
         }
     }
     println!("\nbest of 3 runs each; goal >= 100 MB/s of text per core (the one-thread rows)");
-    std::fs::remove_dir_all(&dir)?;
+    if keep_inputs.is_none() {
+        std::fs::remove_dir_all(&dir)?;
+    }
     result
 }
