@@ -245,6 +245,68 @@ impl<'a> Classes<'a> {
     }
 }
 
+/// Which trigger bytes a short text holds, found in one pass over it.
+/// A pass whose trigger is absent is skipped: on a record of a few dozen
+/// bytes the passes' fixed costs (a search each for `@`, for escapes, for
+/// apostrophes; the block masks of digit groups and base64 runs) were
+/// most of its scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Census {
+    /// `0-9`: digit groups.
+    pub digit: bool,
+    /// `A-Z`: capitalised names; base64, which mixes cases.
+    pub upper: bool,
+    /// A byte of a non-ASCII character: names in other scripts, `’`.
+    pub high: bool,
+    /// `@`: e-mail addresses.
+    pub at: bool,
+    /// `%`, `+` or `\`: URL and JSON escapes.
+    pub escape: bool,
+    /// `'`: `i'm`, `it's`.
+    pub apostrophe: bool,
+    /// `:`, `=` or `"`: assignments and fields.
+    pub assign: bool,
+}
+
+impl Census {
+    /// Every trigger present: what a long text is taken to hold (it holds
+    /// most of them, and each pass searches for its own anyway).
+    pub const ALL: Census = Census {
+        digit: true,
+        upper: true,
+        high: true,
+        at: true,
+        escape: true,
+        apostrophe: true,
+        assign: true,
+    };
+
+    /// Texts longer than this are not counted ([`Census::ALL`]).
+    pub const MAX_LEN: usize = 512;
+
+    /// The census of `text` ([`Census::ALL`] past [`Census::MAX_LEN`]).
+    pub fn of(text: &[u8]) -> Self {
+        if text.len() > Self::MAX_LEN {
+            return Self::ALL;
+        }
+        lanes::census(text)
+    }
+
+    /// The byte-at-a-time definition.
+    pub fn by_byte(text: &[u8]) -> Self {
+        let any = |f: fn(u8) -> bool| text.iter().any(|&c| f(c));
+        Census {
+            digit: any(|c| c.is_ascii_digit()),
+            upper: any(|c| c.is_ascii_uppercase()),
+            high: any(|c| c >= 0x80),
+            at: any(|c| c == b'@'),
+            escape: any(|c| matches!(c, b'%' | b'+' | b'\\')),
+            apostrophe: any(|c| c == b'\''),
+            assign: any(|c| matches!(c, b':' | b'=' | b'"')),
+        }
+    }
+}
+
 /// The byte-at-a-time definitions, for tests and short tails.
 pub fn masks_by_byte(chunk: &[u8]) -> Masks {
     let mut m = Masks::default();
@@ -373,6 +435,53 @@ mod lanes {
         })
     }
 
+    pub fn census(text: &[u8]) -> super::Census {
+        // SAFETY: as in `masks`.
+        unsafe { sse2_census(text) }
+    }
+
+    /// Each class's compares or-ed over the text, sixteen bytes at a time
+    /// (the tail from a zero-padded copy: a zero byte is in no class).
+    #[target_feature(enable = "sse2")]
+    fn sse2_census(text: &[u8]) -> super::Census {
+        let zero = _mm_setzero_si128();
+        let (mut digit, mut upper, mut high, mut at) = (zero, zero, zero, zero);
+        let (mut escape, mut apostrophe, mut assign) = (zero, zero, zero);
+        let mut tally = |x: __m128i| {
+            let eq = |c: u8| _mm_cmpeq_epi8(x, splat(c));
+            digit = _mm_or_si128(digit, in_range(x, b'0', b'9'));
+            upper = _mm_or_si128(upper, in_range(x, b'A', b'Z'));
+            high = _mm_or_si128(high, x);
+            at = _mm_or_si128(at, eq(b'@'));
+            escape = _mm_or_si128(
+                escape,
+                _mm_or_si128(eq(b'%'), _mm_or_si128(eq(b'+'), eq(b'\\'))),
+            );
+            apostrophe = _mm_or_si128(apostrophe, eq(b'\''));
+            assign = _mm_or_si128(
+                assign,
+                _mm_or_si128(eq(b':'), _mm_or_si128(eq(b'='), eq(b'"'))),
+            );
+        };
+        let mut chunks = text.chunks_exact(16);
+        for chunk in &mut chunks {
+            tally(load(chunk));
+        }
+        let mut tail = [0u8; 16];
+        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        tally(load(&tail));
+        let any = |v: __m128i| _mm_movemask_epi8(v) != 0;
+        super::Census {
+            digit: any(digit),
+            upper: any(upper),
+            high: any(high),
+            at: any(at),
+            escape: any(escape),
+            apostrophe: any(apostrophe),
+            assign: any(assign),
+        }
+    }
+
     #[target_feature(enable = "sse2")]
     fn sse2(block: &[u8; BLOCK]) -> Masks {
         let mut m = Masks::default();
@@ -410,6 +519,9 @@ mod lanes {
 
     pub fn letter_pairs(bytes: &[u8; 17], pairs: super::Pairs<'_>) -> bool {
         super::swar::letter_pairs(bytes, pairs)
+    }
+    pub fn census(text: &[u8]) -> super::Census {
+        super::Census::by_byte(text)
     }
 }
 
@@ -563,6 +675,17 @@ mod tests {
                 proptest::prop_assert_eq!(blocks.base64(base), bit(&is_base64));
                 proptest::prop_assert_eq!(blocks.base64_loose(base), bit(&is_base64_loose));
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_census_is_the_byte_tests(
+            text in proptest::collection::vec(proptest::sample::select(b"09AZaz@%+\\':=\"\0\x7f\x80\xff /`[".to_vec()), 0..600),
+        ) {
+            proptest::prop_assert_eq!(lanes::census(&text), Census::by_byte(&text));
+            let want = if text.len() > Census::MAX_LEN { Census::ALL } else { Census::by_byte(&text) };
+            proptest::prop_assert_eq!(Census::of(&text), want);
         }
     }
 

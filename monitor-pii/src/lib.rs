@@ -231,13 +231,16 @@ impl Detector {
     }
 
     fn candidates(&self, text: &[u8], depth: usize, out: &mut Vec<Candidate>) {
-        self.scanner.scan(text, out);
+        let census = bytemask::Census::of(text);
+        self.scanner.scan_counted(text, census, out);
         self.custom(text, out);
-        if depth > 0 {
-            return self.base64(text, depth, out);
+        if depth == 0 && census.escape {
+            self.escaped(text, out);
         }
-        self.escaped(text, out);
-        self.base64(text, depth, out);
+        // A run worth decoding mixes cases.
+        if census.upper && text.len() >= decode::MIN_BASE64 {
+            self.base64(text, depth, out);
+        }
     }
 
     /// Candidates in URL-decoded and JSON-unescaped views of the stretches
