@@ -157,6 +157,25 @@ pub fn has_letter_pair(window: &[u8], pairs: Pairs<'_>) -> bool {
     })
 }
 
+/// Where one of `pairs` (exact bytes: each first byte with the bytes that
+/// may follow it) starts in `text` (at most [`Census::MAX_LEN`] bytes), as
+/// a bit set: bit `k % 64` of word `k / 64` for position `k`. Sixteen
+/// positions per step; a pair's second byte past the end is read as zero,
+/// which no pair holds.
+pub fn pair_starts(text: &[u8], pairs: Pairs<'_>) -> [u64; Census::MAX_LEN / BLOCK] {
+    assert!(text.len() <= Census::MAX_LEN, "a short text");
+    let mut bits = [0u64; Census::MAX_LEN / BLOCK];
+    let mut k = 0;
+    while k < text.len() {
+        let mut window = [0u8; 17];
+        let n = (text.len() - k).min(17);
+        window[..n].copy_from_slice(&text[k..k + n]);
+        bits[k / BLOCK] |= lanes::exact_pairs(&window, pairs) << (k % BLOCK);
+        k += 16;
+    }
+    bits
+}
+
 /// A class of bytes [`Classes::run_end`] can skip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Run {
@@ -307,6 +326,17 @@ impl Census {
     }
 }
 
+/// [`pair_starts`]' test on sixteen positions, a byte at a time.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn exact_pairs_by_byte(bytes: &[u8; 17], pairs: Pairs<'_>) -> u64 {
+    (0..16).fold(0, |m, k| {
+        let hit = pairs
+            .iter()
+            .any(|&(first, seconds)| bytes[k] == first && seconds.contains(&bytes[k + 1]));
+        m | u64::from(hit) << k
+    })
+}
+
 /// The byte-at-a-time definitions, for tests and short tails.
 pub fn masks_by_byte(chunk: &[u8]) -> Masks {
     let mut m = Masks::default();
@@ -423,6 +453,28 @@ mod lanes {
         bits(hits) != 0
     }
 
+    /// Bit k: bytes k, k + 1 of `bytes` are one of `pairs` (k < 16).
+    #[inline(always)]
+    pub fn exact_pairs(bytes: &[u8; 17], pairs: Pairs<'_>) -> u64 {
+        // SAFETY: as in `masks`.
+        unsafe { sse2_exact_pairs(bytes, pairs) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sse2_exact_pairs(bytes: &[u8; 17], pairs: Pairs<'_>) -> u64 {
+        let x = load(&bytes[..16]);
+        let y = load(&bytes[1..]);
+        let hits = pairs
+            .iter()
+            .fold(_mm_setzero_si128(), |hits, &(first, seconds)| {
+                let next = seconds.iter().fold(_mm_setzero_si128(), |m, &c| {
+                    _mm_or_si128(m, _mm_cmpeq_epi8(y, splat(c)))
+                });
+                _mm_or_si128(hits, _mm_and_si128(_mm_cmpeq_epi8(x, splat(first)), next))
+            });
+        bits(hits)
+    }
+
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
         // SAFETY: as in `masks`.
         unsafe { sse2_base64_loose_bits(block) }
@@ -522,6 +574,9 @@ mod lanes {
     }
     pub fn census(text: &[u8]) -> super::Census {
         super::Census::by_byte(text)
+    }
+    pub fn exact_pairs(bytes: &[u8; 17], pairs: super::Pairs<'_>) -> u64 {
+        super::exact_pairs_by_byte(bytes, pairs)
     }
 }
 
@@ -675,6 +730,25 @@ mod tests {
                 proptest::prop_assert_eq!(blocks.base64(base), bit(&is_base64));
                 proptest::prop_assert_eq!(blocks.base64_loose(base), bit(&is_base64_loose));
             }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn pair_starts_are_the_byte_tests(
+            text in proptest::collection::vec(proptest::sample::select(b"AKSaenN_-Mrsx\0 ".to_vec()), 0..=Census::MAX_LEN),
+        ) {
+            let pairs: Pairs<'_> = &[(b'A', b"KS"), (b'e', b"ny"), (b'_', b"_-"), (b'-', b"-"), (b'M', b"rs")];
+            let bits = pair_starts(&text, pairs);
+            for k in 0..Census::MAX_LEN {
+                let want = k < text.len()
+                    && pairs.iter().any(|&(f, s)| text[k] == f && s.contains(text.get(k + 1).unwrap_or(&0)));
+                proptest::prop_assert_eq!(bits[k / BLOCK] >> (k % BLOCK) & 1 == 1, want, "at {}", k);
+            }
+            let mut window = [0u8; 17];
+            let n = text.len().min(17);
+            window[..n].copy_from_slice(&text[..n]);
+            proptest::prop_assert_eq!(lanes::exact_pairs(&window, pairs), exact_pairs_by_byte(&window, pairs));
         }
     }
 

@@ -106,6 +106,8 @@ const LOWER_CASE_NAME_CUES: &[&str] = &["name is ", "name's "];
 pub struct Scanner {
     triggers: AhoCorasick,
     more_triggers: AhoCorasick,
+    /// The patterns of `more_triggers`, in order.
+    more_literals: Vec<&'static str>,
     address: crate::address::Grammar,
     /// A day and a month name before a year (`March 3, 1985`, `3rd of
     /// March 1985`, `3. März 1985`, `3 de marzo de 1985`).
@@ -137,6 +139,11 @@ impl Scanner {
         Self {
             triggers,
             more_triggers,
+            more_literals: MORE_SECRET_TRIGGERS
+                .iter()
+                .chain(LOWER_CASE_NAME_CUES)
+                .copied()
+                .collect(),
             address: crate::address::Grammar::new(),
             month_day,
             words: context::Hotwords::new(),
@@ -167,18 +174,80 @@ impl Scanner {
         if census.apostrophe || census.high {
             crate::names::lower_case_after_apostrophe(text, out);
         }
-        for m in self.triggers.find_iter(text) {
-            if m.pattern().as_usize() < SECRET_TRIGGERS {
-                secret(text, m.start(), m.end(), out);
+        let trigger = |out: &mut Vec<Candidate>, start: usize, end: usize, k: usize| {
+            if k < SECRET_TRIGGERS {
+                secret(text, start, end, out);
             } else {
-                person(text, m.start(), m.end(), out);
+                person(text, start, end, out);
+            }
+        };
+        let more_trigger = |out: &mut Vec<Candidate>, start: usize, end: usize, k: usize| {
+            if k < MORE_SECRET_TRIGGERS.len() {
+                secret(text, start, end, out);
+            } else {
+                crate::names::lower_case_after_cue(text, end, out);
+            }
+        };
+        if text.len() <= Census::MAX_LEN {
+            // Aho-Corasick's fixed cost per search (tens of ns) is most of
+            // a short text's: its matches are found from the starts of
+            // the triggers' first two bytes instead, the same ones.
+            let starts = bytemask::pair_starts(text, TRIGGER_PAIRS);
+            literal_matches(text, &starts, TRIGGERS, |s, e, k| trigger(out, s, e, k));
+            literal_matches(text, &starts, &self.more_literals, |s, e, k| {
+                more_trigger(out, s, e, k)
+            });
+        } else {
+            for m in self.triggers.find_iter(text) {
+                trigger(out, m.start(), m.end(), m.pattern().as_usize());
+            }
+            for m in self.more_triggers.find_iter(text) {
+                more_trigger(out, m.start(), m.end(), m.pattern().as_usize());
             }
         }
-        for m in self.more_triggers.find_iter(text) {
-            if m.pattern().as_usize() < MORE_SECRET_TRIGGERS.len() {
-                secret(text, m.start(), m.end(), out);
-            } else {
-                crate::names::lower_case_after_cue(text, m.end(), out);
+    }
+}
+
+/// The first two bytes of every trigger ([`TRIGGERS`],
+/// [`MORE_SECRET_TRIGGERS`], [`LOWER_CASE_NAME_CUES`]); a test holds them
+/// to the lists.
+const TRIGGER_PAIRS: bytemask::Pairs<'static> = &[
+    (b'A', b"KSBCI"),
+    (b'g', b"ih"),
+    (b'x', b"oa"),
+    (b's', b"k"),
+    (b'e', b"yw"),
+    (b'-', b"-"),
+    (b'n', b"a"),
+    (b'N', b"aA"),
+    (b'M', b"rs"),
+    (b'_', b"ltp"),
+    (b'h', b"o"),
+];
+
+/// The matches of `patterns` in a short `text` that Aho-Corasick's
+/// leftmost-first search gives, in order: at each start in `starts` (the
+/// positions of [`TRIGGER_PAIRS`]) past the last match, the first pattern
+/// that matches there. `found` gets each match's start, end and pattern.
+fn literal_matches(
+    text: &[u8],
+    starts: &[u64],
+    patterns: &[&str],
+    mut found: impl FnMut(usize, usize, usize),
+) {
+    let mut next = 0;
+    for (w, &word) in starts.iter().enumerate() {
+        let mut bits = word;
+        while bits != 0 {
+            let at = w * BLOCK + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if at < next {
+                continue;
+            }
+            let rest = &text[at..];
+            if let Some(k) = patterns.iter().position(|p| rest.starts_with(p.as_bytes())) {
+                next = at + patterns[k].len();
+                found(at, next, k);
             }
         }
     }
@@ -2611,6 +2680,71 @@ mod tests {
                 // Ask from further on now and then, as the scanner does after a group.
                 i = k + 1 + skips.next().unwrap_or(0);
             }
+        }
+    }
+
+    /// Every trigger starts with one of [`TRIGGER_PAIRS`], and the short
+    /// texts' search finds what Aho-Corasick finds.
+    #[test]
+    fn short_texts_find_the_triggers_aho_corasick_finds() {
+        let sc = Scanner::shared();
+        for t in TRIGGERS
+            .iter()
+            .chain(MORE_SECRET_TRIGGERS)
+            .chain(LOWER_CASE_NAME_CUES)
+        {
+            let b = t.as_bytes();
+            assert!(
+                TRIGGER_PAIRS
+                    .iter()
+                    .any(|&(f, s)| b[0] == f && s.contains(&b[1])),
+                "{t} starts with no pair"
+            );
+        }
+        let check = |text: &[u8]| {
+            let starts = bytemask::pair_starts(text, TRIGGER_PAIRS);
+            for (ac, patterns) in [
+                (&sc.triggers, TRIGGERS),
+                (&sc.more_triggers, sc.more_literals.as_slice()),
+            ] {
+                let want: Vec<_> = ac
+                    .find_iter(text)
+                    .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+                    .collect();
+                let mut got = Vec::new();
+                literal_matches(text, &starts, patterns, |s, e, k| got.push((s, e, k)));
+                assert_eq!(got, want, "{}", String::from_utf8_lossy(text));
+            }
+        };
+        // Triggers run together, overlapping and cut short, among other bytes.
+        let pieces: Vec<&str> = TRIGGERS
+            .iter()
+            .chain(MORE_SECRET_TRIGGERS)
+            .chain(LOWER_CASE_NAME_CUES)
+            .copied()
+            .chain([
+                "na", "Nam", "ey", "gh", "-", "_", "x", " ", "e", "M", "A", "AK",
+            ])
+            .collect();
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize
+        };
+        for _ in 0..20_000 {
+            let len = next() % (Census::MAX_LEN + 1);
+            let mut text = Vec::new();
+            while text.len() < len {
+                text.extend_from_slice(pieces[next() % pieces.len()].as_bytes());
+            }
+            text.truncate(len);
+            check(&text);
+        }
+        let corpus = crate::synth::corpus_text("dense", 1 << 17, 9);
+        for line in corpus.lines() {
+            check(&line.as_bytes()[..line.len().min(Census::MAX_LEN)]);
         }
     }
 

@@ -3,7 +3,7 @@
 //! `path:line:col`, and an exit status like grep's (0 nothing found, 1
 //! findings, 2 an error).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
@@ -324,66 +324,95 @@ fn scan_jsonl(
         text: &opts.text_field,
         id: &opts.id_field,
     };
-    let mut reader = BufReader::with_capacity(1 << 16, reader);
-    // Line buffers, kept from batch to batch.
-    let mut lines: Vec<Vec<u8>> = Vec::new();
+    let mut reader = reader;
+    // Input is read a block at a time into one buffer and answered a
+    // batch of its whole lines at a time (no copy of each line); a line
+    // cut by a read waits at the front for the rest.
+    let mut buf: Vec<u8> = Vec::with_capacity(2 * READ_BYTES);
     let (mut first, mut bad, mut eof) = (1, 0, false);
     while !eof {
-        let (mut n, mut bytes) = (0, 0);
-        while n < BATCH_LINES && bytes < BATCH_BYTES {
-            if lines.len() == n {
-                lines.push(Vec::new());
-            }
-            let line = &mut lines[n];
-            line.clear();
-            let read = reader
-                .read_until(b'\n', line)
-                .with_context(|| format!("reading line {}", first + n))?;
-            if read == 0 {
-                eof = true;
-                break;
-            }
-            bytes += read;
-            n += 1;
-        }
-        let batch = &lines[..n];
-        // A share per thread, none too small to be worth a thread.
-        let per = batch.len().div_ceil(threads).max(MIN_LINES_PER_THREAD);
-        let answers: Vec<Answers> = if batch.len() <= per {
-            vec![answer_lines(detector, fields, first, batch)]
+        let read = fill(&mut reader, &mut buf, READ_BYTES)
+            .with_context(|| format!("reading line {first}"))?;
+        eof = read == 0;
+        let whole = if eof {
+            buf.len()
         } else {
-            std::thread::scope(|s| {
-                let shares: Vec<_> = batch
-                    .chunks(per)
-                    .enumerate()
-                    .map(|(k, share)| {
-                        s.spawn(move || answer_lines(detector, fields, first + k * per, share))
-                    })
-                    .collect();
-                shares
-                    .into_iter()
-                    .map(|h| h.join().expect("a scan thread panicked"))
-                    .collect()
-            })
-        };
-        for a in answers {
-            for e in &a.errors {
-                eprintln!("monitor scan: {e}");
+            match memchr::memrchr(b'\n', &buf) {
+                Some(last) => last + 1,
+                // One line longer than a read: read on.
+                None => continue,
             }
-            out.write_all(&a.out)?;
-            bad += a.bad;
+        };
+        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &buf[..whole]) {
+            lines.push(&buf[start..=end]);
+            start = end + 1;
         }
-        first += n;
+        if start < whole {
+            lines.push(&buf[start..whole]);
+        }
+        for batch in lines.chunks(BATCH_LINES) {
+            // A share per thread, none too small to be worth a thread.
+            let per = batch.len().div_ceil(threads).max(MIN_LINES_PER_THREAD);
+            let answers: Vec<Answers> = if batch.len() <= per {
+                vec![answer_lines(detector, fields, first, batch)]
+            } else {
+                std::thread::scope(|s| {
+                    let shares: Vec<_> = batch
+                        .chunks(per)
+                        .enumerate()
+                        .map(|(k, share)| {
+                            s.spawn(move || answer_lines(detector, fields, first + k * per, share))
+                        })
+                        .collect();
+                    shares
+                        .into_iter()
+                        .map(|h| h.join().expect("a scan thread panicked"))
+                        .collect()
+                })
+            };
+            for a in answers {
+                for e in &a.errors {
+                    eprintln!("monitor scan: {e}");
+                }
+                out.write_all(&a.out)?;
+                bad += a.bad;
+            }
+            first += batch.len();
+        }
+        buf.drain(..whole);
     }
     out.flush()?;
     Ok(bad)
 }
 
-/// Lines read before they are answered: each thread's share of a batch
-/// costs milliseconds, so starting threads per batch costs little.
+/// Lines answered together: each thread's share of a batch costs
+/// milliseconds, so starting threads per batch costs little.
 const BATCH_LINES: usize = 8192;
-/// Bytes read before they are answered (long lines make smaller batches).
-const BATCH_BYTES: usize = 8 << 20;
+/// Bytes read at a time (a longer line is read on until it ends).
+const READ_BYTES: usize = 1 << 20;
+
+/// Appends at least `want` bytes of `reader` to `buf`, or all it has left;
+/// returns how many (0: the input has ended).
+fn fill(reader: &mut impl std::io::Read, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let mut filled = start;
+    while filled < start + want {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(filled);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(filled);
+    Ok(filled - start)
+}
 /// The fewest lines worth a thread of their own.
 const MIN_LINES_PER_THREAD: usize = 256;
 
@@ -401,13 +430,13 @@ fn answer_lines(
     detector: &Detector,
     fields: jsonl::Fields<'_>,
     first: usize,
-    lines: &[Vec<u8>],
+    lines: &[&[u8]],
 ) -> Answers {
     use serde::de::DeserializeSeed as _;
 
     // About one output byte per input byte, so the buffer seldom grows.
     let mut a = Answers {
-        out: Vec::with_capacity(lines.iter().map(Vec::len).sum::<usize>()),
+        out: Vec::with_capacity(lines.iter().map(|l| l.len()).sum::<usize>()),
         ..Answers::default()
     };
     // The text of a line that holds escapes, decoded here rather than
@@ -784,6 +813,62 @@ mod tests {
         let mut out = Vec::new();
         write_answer(&mut out, "null", &[]);
         assert_eq!(out, serde_answer("null", &[]));
+    }
+
+    /// Input that arrives a few bytes at a time, or in one line longer
+    /// than a read, is answered line by line as if it came whole.
+    #[test]
+    fn lines_cut_by_reads_and_longer_than_a_read_are_answered_whole() {
+        /// Gives at most `step` bytes per read.
+        struct Trickle(std::io::Cursor<Vec<u8>>, usize);
+        impl std::io::Read for Trickle {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.1);
+                self.0.read(&mut buf[..n])
+            }
+        }
+        let detector = Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[7; 32]));
+        let long = format!(
+            "{} card 4111 1111 1111 1111",
+            "words ".repeat(READ_BYTES / 5)
+        );
+        let mut input = String::new();
+        for i in 0..40 {
+            let text = if i == 17 {
+                long.clone()
+            } else {
+                format!("call 415-555-{i:04} now")
+            };
+            input.push_str(&json!({"id": i, "text": text}).to_string());
+            input.push('\n');
+        }
+        // The last line has no newline.
+        input.push_str(r#"{"id": 40, "text": "mail ana@example.com"}"#);
+        let run = |step: usize| {
+            let mut out = Vec::new();
+            let reader = Trickle(std::io::Cursor::new(input.clone().into_bytes()), step);
+            let bad = scan_jsonl(&detector, Box::new(reader), &options(), &mut out).unwrap();
+            assert_eq!(bad, 0);
+            String::from_utf8(out).unwrap()
+        };
+        let whole = run(usize::MAX);
+        let answers: Vec<Value> = whole
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(answers.len(), 41);
+        for (i, a) in answers.iter().enumerate() {
+            assert_eq!(a["id"], i, "{a}");
+            let kind = match i {
+                17 => "CREDIT_CARD",
+                40 => "EMAIL_ADDRESS",
+                _ => "PHONE_NUMBER",
+            };
+            assert_eq!(a["findings"][0]["type"], kind, "{a}");
+        }
+        for step in [1, 7, 4096] {
+            assert_eq!(run(step), whole, "reads of {step} bytes");
+        }
     }
 
     #[test]
