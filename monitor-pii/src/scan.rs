@@ -188,7 +188,7 @@ impl Scanner {
                 crate::names::lower_case_after_cue(text, end, out);
             }
         };
-        if text.len() <= Census::MAX_LEN {
+        if text.len() <= bytemask::PAIR_TEXT_MAX {
             // Aho-Corasick's fixed cost per search (tens of ns) is most of
             // a short text's: its matches are found from the starts of
             // the triggers' first two bytes instead, the same ones.
@@ -245,7 +245,14 @@ fn literal_matches(
                 continue;
             }
             let rest = &text[at..];
-            if let Some(k) = patterns.iter().position(|p| rest.starts_with(p.as_bytes())) {
+            // Every pattern is two bytes or more; most are ruled out by
+            // those two before a comparison of the rest.
+            let pair = (rest[0], rest.get(1).copied());
+            let fits = |p: &&str| {
+                let p = p.as_bytes();
+                (p[0], Some(p[1])) == pair && rest.starts_with(p)
+            };
+            if let Some(k) = patterns.iter().position(fits) {
                 next = at + patterns[k].len();
                 found(at, next, k);
             }
@@ -2734,7 +2741,7 @@ mod tests {
             (seed >> 33) as usize
         };
         for _ in 0..20_000 {
-            let len = next() % (Census::MAX_LEN + 1);
+            let len = next() % (bytemask::PAIR_TEXT_MAX + 1);
             let mut text = Vec::new();
             while text.len() < len {
                 text.extend_from_slice(pieces[next() % pieces.len()].as_bytes());
@@ -2744,7 +2751,7 @@ mod tests {
         }
         let corpus = crate::synth::corpus_text("dense", 1 << 17, 9);
         for line in corpus.lines() {
-            check(&line.as_bytes()[..line.len().min(Census::MAX_LEN)]);
+            check(&line.as_bytes()[..line.len().min(bytemask::PAIR_TEXT_MAX)]);
         }
     }
 
