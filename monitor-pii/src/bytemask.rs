@@ -450,15 +450,20 @@ mod lanes {
         let fold = splat(0x20);
         let x = _mm_or_si128(load(&bytes[..16]), fold);
         let y = _mm_or_si128(load(&bytes[1..]), fold);
-        let hits = pairs
+        bits(pair_hits(x, y, pairs)) != 0
+    }
+
+    /// 0xFF in byte k where `x[k]`, `y[k]` is one of `pairs`.
+    #[target_feature(enable = "sse2")]
+    fn pair_hits(x: __m128i, y: __m128i, pairs: Pairs<'_>) -> __m128i {
+        pairs
             .iter()
             .fold(_mm_setzero_si128(), |hits, &(first, seconds)| {
                 let next = seconds.iter().fold(_mm_setzero_si128(), |m, &c| {
                     _mm_or_si128(m, _mm_cmpeq_epi8(y, splat(c)))
                 });
                 _mm_or_si128(hits, _mm_and_si128(_mm_cmpeq_epi8(x, splat(first)), next))
-            });
-        bits(hits) != 0
+            })
     }
 
     /// Bit k: bytes k, k + 1 of `bytes` are one of `pairs` (k < 16).
@@ -470,17 +475,7 @@ mod lanes {
 
     #[target_feature(enable = "sse2")]
     fn sse2_exact_pairs(bytes: &[u8; 17], pairs: Pairs<'_>) -> u64 {
-        let x = load(&bytes[..16]);
-        let y = load(&bytes[1..]);
-        let hits = pairs
-            .iter()
-            .fold(_mm_setzero_si128(), |hits, &(first, seconds)| {
-                let next = seconds.iter().fold(_mm_setzero_si128(), |m, &c| {
-                    _mm_or_si128(m, _mm_cmpeq_epi8(y, splat(c)))
-                });
-                _mm_or_si128(hits, _mm_and_si128(_mm_cmpeq_epi8(x, splat(first)), next))
-            });
-        bits(hits)
+        bits(pair_hits(load(&bytes[..16]), load(&bytes[1..]), pairs))
     }
 
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {

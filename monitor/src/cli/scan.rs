@@ -312,7 +312,7 @@ impl LineIndex {
 /// sharing it in runs; the answers are written in input order.
 fn scan_jsonl(
     detector: &Detector,
-    reader: Box<dyn std::io::Read>,
+    mut reader: Box<dyn std::io::Read>,
     opts: &ScanOptions,
     out: &mut impl std::io::Write,
 ) -> anyhow::Result<u64> {
@@ -324,7 +324,6 @@ fn scan_jsonl(
         text: &opts.text_field,
         id: &opts.id_field,
     };
-    let mut reader = reader;
     // Input is read a block at a time into one buffer and answered a
     // batch of its whole lines at a time (no copy of each line); a line
     // cut by a read waits at the front for the rest.
