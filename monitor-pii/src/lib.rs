@@ -297,6 +297,13 @@ impl Detector {
 
     fn custom(&self, text: &[u8], out: &mut Vec<Candidate>) {
         for (i, d) in self.rules.custom.iter().enumerate() {
+            let span = regex_automata::Span::from(0..text.len());
+            if d.prefixes
+                .as_ref()
+                .is_some_and(|p| p.find(text, span).is_none())
+            {
+                continue;
+            }
             for m in d.pattern.find_iter(text) {
                 if m.is_empty() || !d.validator.check(m.as_bytes()) {
                     continue;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use regex::bytes::Regex;
+use regex_automata::util::prefilter::Prefilter;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -94,6 +95,11 @@ pub struct CustomDetector {
     pub name: std::sync::Arc<str>,
     /// The pattern.
     pub pattern: Regex,
+    /// A search for the literal prefixes every match starts with, when the
+    /// pattern has some and the search is fast: a text that holds none is
+    /// passed over without a regex search (which costs a short record
+    /// tens of nanoseconds even when its own prefilter finds nothing).
+    pub prefixes: Option<Prefilter>,
     /// Words that raise the score by 0.3 when near a match (lowercase).
     pub hotwords: Vec<String>,
     /// Required check.
@@ -253,6 +259,7 @@ impl PiiRules {
             rules.custom.push(CustomDetector {
                 name: name.as_str().into(),
                 pattern,
+                prefixes: prefixes_of(c.pattern.get_ref()),
                 hotwords: c.hotwords.iter().map(|h| h.to_lowercase()).collect(),
                 validator,
                 score,
@@ -303,12 +310,63 @@ impl fmt::Display for Validator {
     }
 }
 
+/// The prefilter of `pattern`'s literal prefixes ([`CustomDetector::prefixes`]),
+/// parsed as `regex::bytes` parses it. Zero false negatives: every match
+/// starts where it reports a candidate (regex-automata's guarantee).
+fn prefixes_of(pattern: &str) -> Option<Prefilter> {
+    let config = regex_automata::util::syntax::Config::new().utf8(false);
+    let hir = regex_automata::util::syntax::parse_with(pattern, &config).ok()?;
+    Prefilter::from_hir_prefix(regex_automata::MatchKind::LeftmostFirst, &hir)
+        .filter(Prefilter::is_fast)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn error(src: &str) -> String {
         PiiRules::parse(src, "pii.toml").unwrap_err().to_string()
+    }
+
+    /// A custom pattern's prefix search never passes over a text it
+    /// matches: wherever the pattern matches, a candidate starts at or
+    /// before the match.
+    #[test]
+    fn custom_prefixes_never_miss_a_match() {
+        let patterns = [
+            r"\bCUST-[0-9]{8}\b",
+            r"(?i)\bwire (?:transfer|the (?:money|funds))\b",
+            r"(?i)\b(?:full|whole|entire|complete|long) card number\b",
+            r"EMP-[0-9]{4}|CONTRACTOR-[0-9]{3}",
+            r"[0-9]{4}-EMP",
+            r"(?-u:\xFF)ab",
+            r"x*abc",
+        ];
+        let texts: [&[u8]; 9] = [
+            b"crm id CUST-12345678 here",
+            b"please WIRE the Funds today",
+            b"read me the Full card number",
+            b"badge EMP-1234, CONTRACTOR-123",
+            b"id 1234-EMP",
+            b"bytes \xFFab here",
+            b"xxxabc",
+            b"abc",
+            b"nothing to see",
+        ];
+        assert!(prefixes_of(patterns[0]).is_some(), "a literal prefix");
+        for p in patterns {
+            let re = regex::bytes::Regex::new(p).unwrap();
+            let Some(pre) = prefixes_of(p) else { continue };
+            for t in texts {
+                let Some(m) = re.find(t) else { continue };
+                let c = pre
+                    .find(t, regex_automata::Span::from(0..t.len()))
+                    .unwrap_or_else(|| {
+                        panic!("{p} on {:?}: no candidate", String::from_utf8_lossy(t))
+                    });
+                assert!(c.start <= m.start(), "{p}");
+            }
+        }
     }
 
     #[test]
