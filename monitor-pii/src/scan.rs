@@ -6,7 +6,9 @@
 //!   ITIN, routing, account, phone, IP, date, CVV, street-address and IBAN
 //!   shapes;
 //! - `@` (memchr) for e-mail addresses;
-//! - literal triggers (one Aho-Corasick pass) for secrets and name hotwords.
+//! - literal triggers for secrets and name hotwords (two Aho-Corasick
+//!   passes; in a text of 128 bytes or less, the starts of their first two
+//!   bytes, which give the same matches without the automata's fixed cost).
 
 use std::cell::OnceCell;
 
