@@ -15,7 +15,9 @@ use serde_json::Value;
 const CARD_BODY: &str = r#"{"content": "my card is 4111 1111 1111 1111, please update it"}"#;
 
 /// A Node.js `https` POST of `CARD_BODY` (the module the LLM SDKs use),
-/// one second after start.
+/// two seconds after start: the daemon looks at the 100 MB binary at its
+/// exec (about 40 ms on an idle machine, `cargo xtask bench
+/// tls-discovery`), and a loaded test machine takes several times that.
 const NODE_CLIENT: &str = r#"
 const https = require('https');
 const [port, host, body] = process.argv.slice(2);
@@ -27,7 +29,7 @@ setTimeout(() => {
   req.on('error', () => process.exit(0));
   req.end(body);
   setTimeout(() => process.exit(0), 2000);
-}, 1000);
+}, 2000);
 "#;
 
 /// The same POST over Go's crypto/tls (net/http), one second after start.
