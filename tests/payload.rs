@@ -297,6 +297,99 @@ fn udp_sendto_names_its_destination() {
     assert_eq!(ev["findings"][0]["type"], "US_SSN");
 }
 
+/// A flood of sends on one connection into a small ring buffer, read by a
+/// daemon that cannot keep up (a debug build printing every event): the
+/// flood's sends are recorded unscanned, each one in an event that says so
+/// and in a record with the `send-not-inspected` alert (counted, not a
+/// record a send), and the status counts them. A card sent meanwhile on a
+/// quiet connection is found, when its record reached the daemon at all.
+#[test]
+fn a_flood_is_recorded_unscanned_with_an_alert() {
+    if !root_or_skip("a_flood_is_recorded_unscanned_with_an_alert") {
+        return;
+    }
+    let daemon = Daemon::start_with(&["--ring-mib", "1"]);
+    let script = r#"
+import socket, threading
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen(4)
+def drain():
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(1 << 20), b'')], daemon=True).start()
+threading.Thread(target=drain, daemon=True).start()
+flood = socket.create_connection(srv.getsockname())
+quiet = socket.create_connection(srv.getsockname())
+line = b'status ok ' * 18 + b'\n'
+for i in range(40000):
+    flood.send(line)
+    if i == 20000:
+        quiet.send(b'my card is 4111 1111 1111 1111 thanks')
+flood.close()
+quiet.close()
+"#;
+    let pid = run_python(script);
+    let status = daemon.wait_status("sends not inspected", 60, |s| {
+        s["pipeline"]["sends_not_inspected"].as_u64().unwrap_or(0) > 0
+    });
+    // Every event the daemon printed of a send not scanned is in a record's count.
+    let unscanned = |daemon: &Daemon| {
+        payloads(daemon, pid)
+            .iter()
+            .filter(|v| v["inspected"] == false)
+            .count() as u64
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (events, recorded) = loop {
+        let events = unscanned(&daemon);
+        let recorded: u64 = common::query(
+            &daemon,
+            &["alerts", "--action", "send", "--limit", "100000"],
+        )
+        .iter()
+        .filter(|r| pid_of_record(r) == pid && r["alert"]["rule"] == "send-not-inspected")
+        .map(|r| r["repeats"]["count"].as_u64().unwrap_or(1))
+        .sum();
+        if (events > 0 && events == recorded) || std::time::Instant::now() > deadline {
+            break (events, recorded);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(events > 0, "{status}");
+    assert_eq!(
+        events, recorded,
+        "events of sends not scanned against their records' counts"
+    );
+    let sends = payloads(&daemon, pid);
+    for v in &sends {
+        if v["inspected"] == false {
+            assert!(v.get("findings").is_none(), "{v}");
+            assert_eq!(v["digest"], "", "{v}");
+        }
+    }
+    if let Some(card) = sends
+        .iter()
+        .find(|v| v["bytes"] == 37 && v["direction"] == "out")
+    {
+        assert!(
+            card.get("inspected").is_none(),
+            "the quiet connection is scanned: {card}"
+        );
+        assert_eq!(card["findings"][0]["type"], "CREDIT_CARD", "{card}");
+    }
+    eprintln!(
+        "flood: {} send events, {events} not scanned, ring buffer full {}",
+        sends.len(),
+        daemon.status()["kernel"]["ringbuf_full"]
+    );
+}
+
+/// The pid of a record.
+fn pid_of_record(r: &Value) -> u64 {
+    r["pid"].as_u64().unwrap_or(0)
+}
+
 /// A burst of small sends on eight connections, with payload inspection on
 /// one thread and on three (each connection's sends of a batch scanned
 /// together): every send is an event, each connection's offsets run in

@@ -149,6 +149,21 @@ pub struct PayloadInfo {
     /// PII found, offsets in the stream; values masked and fingerprinted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<PiiFinding>,
+    /// False when the bytes were not scanned: the daemon was behind, and
+    /// this connection was one of the busiest (a flood's). Such a send is
+    /// recorded with a `send-not-inspected` alert.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub inspected: bool,
+}
+
+/// Serde's default for fields that are true unless said otherwise.
+fn yes() -> bool {
+    true
+}
+
+/// Such a field is left out when true.
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A detector finding as it appears in events and records.

@@ -81,6 +81,12 @@ pub fn render(s: &Status) -> String {
     );
     counter(
         &mut reg,
+        "events_sends_not_inspected",
+        "Sends recorded but not scanned for PII: the daemon was behind (each is recorded with an alert)",
+        s.pipeline.sends_not_inspected,
+    );
+    counter(
+        &mut reg,
         "kernel_repeats_counted",
         "Opens counted in the kernel instead of sent (each is in a later record's count)",
         s.kernel.repeats_counted,

@@ -126,6 +126,10 @@ pub struct Access {
     pub unresolved: bool,
 }
 
+/// The rule of the alert on a send recorded but not scanned for PII (the
+/// daemon was behind; see `PayloadInfo::inspected`).
+pub const NOT_INSPECTED_RULE: &str = "send-not-inspected";
+
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -220,7 +220,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
             body: *body,
             bytes,
         };
-        let mut done = self.feed_batch(&[send]);
+        let mut done = self.feed_batch(&[send], &Default::default());
         done.pop().expect("one send, one inspection").inspection
     }
 
@@ -231,8 +231,15 @@ impl<C: StreamConsumer> PayloadStage<C> {
     /// send gets what ends in it. A stream's waiting sends are scanned
     /// before anything that ends or restarts it: its process's exit, its
     /// fd's reuse, its eviction, a send cut short by the capture limit, or
-    /// [`JOIN_MAX`] bytes waiting.
-    pub fn feed_batch(&mut self, steps: &[Step<'_>]) -> Vec<Inspected> {
+    /// [`JOIN_MAX`] bytes waiting. The sends of the streams in `shed` are
+    /// not scanned: each is placed in its stream (offsets go on) and the
+    /// stream starts a new window after it, so no value is joined across
+    /// bytes that were not seen.
+    pub fn feed_batch(
+        &mut self,
+        steps: &[Step<'_>],
+        shed: &std::collections::HashSet<StreamKey>,
+    ) -> Vec<Inspected> {
         let mut out: Vec<Inspected> = Vec::with_capacity(steps.len());
         for (at, step) in steps.iter().enumerate() {
             match *step {
@@ -256,9 +263,19 @@ impl<C: StreamConsumer> PayloadStage<C> {
                     if let Some(victim) = victim {
                         self.scan_waiting(steps, &mut out, |k| *k == victim);
                     }
+                    if shed.contains(&key) {
+                        // Not scanned: what waits of the stream is scanned
+                        // first, and its next bytes start a new window.
+                        self.scan_waiting(steps, &mut out, |k| *k == key);
+                        let (inspection, _, _) =
+                            self.admit(key, (before, victim), &body, bytes, None);
+                        out.push(Inspected { index, inspection });
+                        self.restart(key);
+                        continue;
+                    }
                     let place = (out.len() as u32, at as u32);
                     let (inspection, cut, waiting) =
-                        self.admit(key, (before, victim), &body, bytes, place);
+                        self.admit(key, (before, victim), &body, bytes, Some(place));
                     out.push(Inspected { index, inspection });
                     if cut || waiting >= JOIN_MAX {
                         self.scan_waiting(steps, &mut out, |k| *k == key);
@@ -319,7 +336,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
     /// name, the offsets and the digest. `room` is what
     /// [`PayloadStage::carried`] said before that and what
     /// [`PayloadStage::victim`] says now; the send waits in its stream, at
-    /// `place` in the batch.
+    /// `place` in the batch (`None`: it is not scanned, and gets no digest).
     /// Returns the inspection but its findings, whether the capture limit
     /// cut the send short (its stream restarts once its bytes are
     /// scanned), and the bytes waiting in its stream.
@@ -329,7 +346,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
         room: (Option<u64>, Option<StreamKey>),
         body: &PayloadBody,
         bytes: &[u8],
-        place: (u32, u32),
+        place: Option<(u32, u32)>,
     ) -> (Inspection, bool, usize) {
         self.tick += 1;
         let (conn, (before, victim)) = (key.conn, room);
@@ -361,21 +378,24 @@ impl<C: StreamConsumer> PayloadStage<C> {
         stream.last_used = tick;
         let stream_offset = stream.offset;
         stream.offset += body.size.max(0) as u64;
-        if stream.waiting.is_empty() {
-            self.pending.push(key);
+        if let Some(place) = place {
+            if stream.waiting.is_empty() {
+                self.pending.push(key);
+            }
+            stream.waiting.push(place);
+            stream.waiting_bytes += bytes.len();
         }
-        stream.waiting.push(place);
-        stream.waiting_bytes += bytes.len();
         let inspection = Inspection {
             stream_offset,
             findings: Vec::new(),
             dest_host: self.hosts.get(&conn).cloned(),
-            digest: if self.digests {
+            digest: if self.digests && place.is_some() {
                 self.consumer.digest(bytes)
             } else {
                 String::new()
             },
             hello,
+            inspected: place.is_some(),
         };
         let waiting = stream.waiting_bytes;
         (inspection, i64::from(body.captured) < body.size, waiting)
@@ -481,6 +501,9 @@ pub struct Inspection {
     /// starts TLS on a socket, and its plaintext is readable only if some
     /// hooked library or binary serves it.
     pub hello: bool,
+    /// False when the send was not scanned: the daemon was behind and its
+    /// stream was one of the busiest of the batch ([`Shards::inspect_within`]).
+    pub inspected: bool,
 }
 
 impl Inspection {
@@ -490,6 +513,7 @@ impl Inspection {
         info.findings = self.findings;
         info.dest_host = self.dest_host;
         info.digest = self.digest;
+        info.inspected = self.inspected;
         self.hello
     }
 }
@@ -582,9 +606,22 @@ where
     /// their own when there are at least [`PARALLEL_MIN`] sends and more
     /// than one shard); returns what each send gave, in batch order.
     pub fn inspect(&mut self, steps: &[Step<'_>]) -> Vec<Inspected> {
+        self.inspect_within(steps, None)
+    }
+
+    /// As [`Shards::inspect`], scanning at most about `budget` of the
+    /// batch's sends when there is one (the daemon is behind, and the ring
+    /// buffer would otherwise fill and lose records of every kind). The
+    /// streams with the fewest sends in the batch are scanned first; the
+    /// busiest, a flood's, are passed over (`inspected` false) once the
+    /// budget is spent. A connection that sends little is still scanned
+    /// while another floods.
+    pub fn inspect_within(&mut self, steps: &[Step<'_>], budget: Option<usize>) -> Vec<Inspected> {
         if steps.is_empty() {
             return Vec::new();
         }
+        let shed = budget.map(|b| busiest(steps, b)).unwrap_or_default();
+        let shed = &shed;
         let mut per_shard: Vec<Vec<Step<'_>>> = vec![Vec::new(); self.shards.len()];
         let mut sends = 0;
         for step in steps {
@@ -601,9 +638,10 @@ where
                 let mut work = self.shards.iter_mut().zip(per_shard);
                 let here = work.next();
                 let there: Vec<_> = work
-                    .map(|(shard, steps)| scope.spawn(move || shard.feed_batch(&steps)))
+                    .map(|(shard, steps)| scope.spawn(move || shard.feed_batch(&steps, shed)))
                     .collect();
-                let mut out = here.map_or_else(Vec::new, |(shard, steps)| shard.feed_batch(&steps));
+                let mut out =
+                    here.map_or_else(Vec::new, |(shard, steps)| shard.feed_batch(&steps, shed));
                 for handle in there {
                     out.extend(handle.join().expect("a payload shard panicked"));
                 }
@@ -613,12 +651,38 @@ where
             self.shards
                 .iter_mut()
                 .zip(per_shard)
-                .flat_map(|(shard, steps)| shard.feed_batch(&steps))
+                .flat_map(|(shard, steps)| shard.feed_batch(&steps, shed))
                 .collect()
         };
         out.sort_unstable_by_key(|i| i.index);
         out
     }
+}
+
+/// The streams whose sends are passed over so that about `budget` of the
+/// batch's sends are scanned: streams by their number of sends, fewest
+/// first, are scanned while the sends so far stay within `budget`; every
+/// stream after that is passed over.
+fn busiest(steps: &[Step<'_>], budget: usize) -> std::collections::HashSet<StreamKey> {
+    let mut sends: HashMap<StreamKey, usize> = HashMap::new();
+    for step in steps {
+        if let Step::Send { tgid, body, .. } = step {
+            *sends.entry(stream_key(*tgid, body)).or_default() += 1;
+        }
+    }
+    let mut by_sends: Vec<(usize, StreamKey)> = sends.into_iter().map(|(k, n)| (n, k)).collect();
+    by_sends.sort_unstable_by_key(|&(n, k)| {
+        (n, k.conn.tgid, k.conn.fd, k.conn.conn_id, k.tls, k.inbound)
+    });
+    let mut scanned = 0;
+    by_sends
+        .into_iter()
+        .filter(|&(n, _)| {
+            scanned += n;
+            scanned > budget
+        })
+        .map(|(_, k)| k)
+        .collect()
 }
 
 /// Records copied out of the ring buffer back to back, so that a batch's
@@ -887,6 +951,88 @@ mod tests {
     }
 
     #[test]
+    fn behind_a_flood_is_passed_over_and_a_quiet_connection_is_still_scanned() {
+        let detector = std::sync::Arc::new(Detector::new(
+            monitor_pii::PiiRules::defaults(),
+            monitor_pii::FingerprintKey::from_bytes(&[1; 32]),
+        ));
+        for threads in [1, 3] {
+            let mut shards = Shards::new(detector.clone(), threads);
+            // Connection 5 floods 100 sends, its card split over the last
+            // two; connection 6 sends a card in two pieces among them.
+            let flood = b"card 4111 1111 ";
+            let mut steps = Vec::new();
+            for k in 0..100 {
+                steps.push(step(steps.len(), 1, 5, flood));
+                if k == 10 {
+                    steps.push(step(steps.len(), 2, 6, b"my card is 4111 1111 "));
+                }
+                if k == 60 {
+                    steps.push(step(steps.len(), 2, 6, b"1111 1111 thanks"));
+                }
+            }
+            let done = shards.inspect_within(&steps, Some(10));
+            assert_eq!(done.len(), steps.len());
+            let of = |fd: i32| -> Vec<&Inspection> {
+                done.iter()
+                    .filter(|i| matches!(steps[i.index], Step::Send { body, .. } if body.fd == fd))
+                    .map(|i| &i.inspection)
+                    .collect()
+            };
+            let (flooded, quiet) = (of(5), of(6));
+            assert!(flooded
+                .iter()
+                .all(|i| !i.inspected && i.findings.is_empty()));
+            assert!(flooded.iter().all(|i| i.digest.is_empty()));
+            let offsets: Vec<u64> = flooded.iter().map(|i| i.stream_offset).collect();
+            let want: Vec<u64> = (0..100).map(|k| k * flood.len() as u64).collect();
+            assert_eq!(
+                offsets, want,
+                "{threads} threads: offsets go on over sends not scanned"
+            );
+            assert!(quiet.iter().all(|i| i.inspected));
+            assert_eq!(quiet[1].findings.len(), 1, "{threads} threads: {quiet:?}");
+            assert_eq!(
+                (quiet[1].findings[0].start, quiet[1].findings[0].end),
+                (11, 30)
+            );
+            // Caught up: the flood's next sends are scanned again, and no
+            // value is joined across the bytes passed over.
+            let rest = [
+                step(0, 1, 5, b"1111 1111 end. "),
+                step(1, 1, 5, b"card 5500 0000 0000 0004 again"),
+            ];
+            let done = shards.inspect_within(&rest, None);
+            assert!(done.iter().all(|i| i.inspection.inspected));
+            assert!(done[0].inspection.findings.is_empty(), "{done:?}");
+            let after = 100 * flood.len() as u64;
+            assert_eq!(done[0].inspection.stream_offset, after);
+            let card = &done[1].inspection.findings;
+            assert_eq!(card.len(), 1, "{done:?}");
+            assert_eq!(card[0].start, after + 15 + 5);
+        }
+    }
+
+    #[test]
+    fn the_busiest_streams_are_passed_over_fewest_sends_first_scanned() {
+        let steps: Vec<Step<'_>> = [(1, 3), (2, 50), (3, 1), (4, 7)]
+            .iter()
+            .flat_map(|&(fd, n)| (0..n).map(move |_| fd))
+            .enumerate()
+            .map(|(i, fd)| step(i, 1, fd, b"x"))
+            .collect();
+        let fds = |budget| {
+            let mut fds: Vec<i32> = busiest(&steps, budget).iter().map(|k| k.conn.fd).collect();
+            fds.sort_unstable();
+            fds
+        };
+        assert_eq!(fds(61), Vec::<i32>::new());
+        assert_eq!(fds(11), vec![2]);
+        assert_eq!(fds(10), vec![2, 4]);
+        assert_eq!(fds(0), vec![1, 2, 3, 4]);
+    }
+
+    #[test]
     fn shards_find_what_one_stage_finds_connection_by_connection() {
         let detector = std::sync::Arc::new(Detector::new(
             monitor_pii::PiiRules::defaults(),
@@ -915,7 +1061,7 @@ mod tests {
         assert!(sends >= PARALLEL_MIN);
         // One stage taking every step in order: what the shards must match.
         let mut one = PayloadStage::new(detector.clone());
-        let want = one.feed_batch(&steps);
+        let want = one.feed_batch(&steps, &Default::default());
         let found: usize = want.iter().map(|i| i.inspection.findings.len()).sum();
         assert!(found >= 8, "{want:?}");
         for n in [1, 3, 8] {
@@ -969,7 +1115,7 @@ mod tests {
         }
         steps.push(reuse);
         let mut batch = PayloadStage::new(detector.clone());
-        let got = batch.feed_batch(&steps);
+        let got = batch.feed_batch(&steps, &Default::default());
         assert_eq!(got.len(), steps.len());
         // Each send's offsets, destination and digest are what feeding the
         // sends one by one gives.
@@ -1007,7 +1153,7 @@ mod tests {
             PayloadStage::new(detector.clone()),
         );
         (small.max_streams, one.max_streams) = (3, 3);
-        let evicting = small.feed_batch(&steps);
+        let evicting = small.feed_batch(&steps, &Default::default());
         for (step, got) in steps.iter().zip(&evicting) {
             let Step::Send {
                 tgid, body, bytes, ..

@@ -13,7 +13,7 @@ use crate::classify::classify;
 use crate::enrich::Enricher;
 use crate::event::{Detail, Event};
 use crate::judge::{Case, Chain};
-use crate::model::{worst, Action, Record, UNASSIGNED};
+use crate::model::{worst, Action, Alert, Record, Severity, NOT_INSPECTED_RULE, UNASSIGNED};
 use crate::output::EventSink;
 use crate::payload::{Batch, Inspected, Shards};
 use crate::record::writer::RecordSender;
@@ -35,6 +35,9 @@ pub const BATCH: usize = 4096;
 /// first send on are copied out of the ring, and sends of up to 16 KiB
 /// each would otherwise make that 64 MiB.
 pub const BATCH_BYTES: usize = 2 << 20;
+/// Sends of a batch scanned, at most, while the daemon is behind
+/// ([`crate::payload::Shards::inspect_within`]): an eighth of a batch.
+pub const SCAN_WHEN_BEHIND: usize = BATCH / 8;
 /// How often the shared counters are refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How often closed repeat windows are stored.
@@ -262,7 +265,11 @@ impl Pipeline {
                         }
                         event.process.role = Some(role);
                         let hello = match (inspected, &mut event.detail) {
-                            (Some(done), Detail::Payload(info)) => done.inspection.fill(info),
+                            (Some(done), Detail::Payload(info)) => {
+                                counters.sends_not_inspected +=
+                                    u64::from(!done.inspection.inspected);
+                                done.inspection.fill(info)
+                            }
                             _ => false,
                         };
                         if hello {
@@ -324,7 +331,15 @@ impl Pipeline {
         if !batch.is_empty() {
             let records = batch.records();
             let steps = crate::payload::steps(&records);
-            let mut inspected = payload.inspect(&steps).into_iter().peekable();
+            // Behind (the batch and what waits after it fill more than
+            // three quarters of the ring): the busiest connections' sends
+            // are recorded unscanned, so that the ring does not fill and
+            // lose records of every kind.
+            let budget = sensor.behind(read).then_some(SCAN_WHEN_BEHIND);
+            let mut inspected = payload
+                .inspect_within(&steps, budget)
+                .into_iter()
+                .peekable();
             for (index, bytes) in records.iter().enumerate() {
                 let done = inspected.next_if(|i| i.index == index);
                 handle(payload, bytes, true, done);
@@ -426,12 +441,21 @@ pub fn assess(
         _ => &[],
     };
     let role = event.process.role.as_deref().unwrap_or(UNASSIGNED);
-    let alert = worst(judges.judge(&Case {
+    let mut alerts = judges.judge(&Case {
         role,
         access: &access,
         findings,
         event,
-    }));
+    });
+    if matches!(&event.detail, Detail::Payload(p) if !p.inspected) {
+        alerts.push(Alert::new(
+            Severity::High,
+            NOT_INSPECTED_RULE,
+            "a send recorded but not scanned for PII: the daemon was behind, and this \
+             connection was among the busiest",
+        ));
+    }
+    let alert = worst(alerts);
     // Outbound connections off the host are kept (the anomaly learner
     // learns each role's destinations from them); other unclassified
     // accesses only when they broke a rule.
@@ -556,6 +580,29 @@ mod tests {
         assert!(run(&rules, &mut chain, &exec).is_none());
         // A payload without findings to an allowed destination: nothing to keep.
         assert!(run(&rules, &mut chain, &send("chatbot", "203.0.113.7", &[])).is_none());
+    }
+
+    #[test]
+    fn a_send_not_scanned_is_recorded_with_its_alert() {
+        let rules = RuleSet::shipped();
+        let mut chain = Chain::standard(&rules);
+        let mut e = send("chatbot", "203.0.113.7", &[]);
+        let Detail::Payload(info) = &mut e.detail else {
+            panic!("not a payload event")
+        };
+        info.inspected = false;
+        let r = run(&rules, &mut chain, &e).expect("a record of the send not scanned");
+        let alert = r.alert.expect("an alert");
+        assert_eq!(
+            (r.action, alert.rule.as_str(), alert.severity),
+            (Action::Send, NOT_INSPECTED_RULE, Severity::High)
+        );
+        assert_eq!(r.object, "203.0.113.7:443");
+        // The event says so; a scanned send's event does not carry the field.
+        let shown = serde_json::to_value(&e).unwrap();
+        assert_eq!(shown["inspected"], false);
+        let scanned = serde_json::to_value(send("chatbot", "203.0.113.7", &[])).unwrap();
+        assert!(scanned.get("inspected").is_none(), "{scanned}");
     }
 
     #[test]

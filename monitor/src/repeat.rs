@@ -1,13 +1,14 @@
 //! Repeats as counts: the same access made again and again within a short
 //! window (a process re-reading one customer file in a loop) is stored as
-//! two records, not one per access.
+//! two records, not one per access. So are a connection's sends recorded
+//! unscanned while the daemon was behind (a flood's).
 //!
 //! The first access of a window is recorded as it comes, so nothing waits
 //! for the window to close. The ones after it are counted; when the window
 //! closes, one record carries their count and the time of the last. Every
 //! access is in a record or a count: nothing is lost. Denied or failed
-//! opens, records with an alert or findings, sends and the daemon's own
-//! records are never counted: each of those matters on its own. A record
+//! opens, records with an alert or findings, other sends and the daemon's
+//! own records are never counted: each of those matters on its own. A record
 //! of opens the kernel already counted (`FileAccess::repeats`) joins an
 //! open window with its whole count, or goes out as it is.
 
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{Action, Outcome, Record, Repeats as Count};
+use crate::model::{Action, Outcome, Record, Repeats as Count, NOT_INSPECTED_RULE};
 
 /// What makes two records the same access.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -168,16 +169,24 @@ fn closed(w: &mut Window) -> Option<Record> {
 }
 
 /// Whether a record may be counted with others: a file opened, allowed,
-/// with no alert, no findings and nothing sent. (A denied open is never
+/// with no alert, no findings and nothing sent; or a send recorded
+/// unscanned while the daemon was behind. (A denied open is never
 /// counted: a burst of them is what `denied-then-granted` looks for, in
 /// order with the open that succeeds.)
 fn countable(r: &Record) -> bool {
-    matches!(r.action, Action::Read | Action::Write)
+    let plain = matches!(r.action, Action::Read | Action::Write)
         && r.outcome == Outcome::Allowed
         && r.alert.is_none()
         && r.findings.is_empty()
         && r.bytes.is_none()
-        && r.run.is_none()
+        && r.run.is_none();
+    // A flood's sends not scanned: one record a send would flood the record too.
+    let not_inspected = r.action == Action::Send
+        && r.findings.is_empty()
+        && r.alert
+            .as_ref()
+            .is_some_and(|a| a.rule == NOT_INSPECTED_RULE);
+    plain || not_inspected
 }
 
 #[cfg(test)]
@@ -222,6 +231,41 @@ mod tests {
         );
         assert_eq!(out[1].time_ns, 0, "the first counted access");
         assert_eq!(total(&out), 1000);
+    }
+
+    #[test]
+    fn a_floods_sends_not_scanned_are_counted_and_other_sends_are_not() {
+        let mut repeats = Repeats::new(Duration::from_secs(1), MAX_WINDOWS);
+        let mut out = Vec::new();
+        let send = |at_ms: u64, rule: Option<&str>| -> Record {
+            let mut r = access(7, "203.0.113.7:443", at_ms);
+            r.action = Action::Send;
+            r.class = None;
+            r.bytes = Some(200);
+            r.alert =
+                rule.map(|rule| crate::model::Alert::new(crate::model::Severity::High, rule, "x"));
+            r
+        };
+        for i in 0..500 {
+            repeats.admit(send(i, Some(NOT_INSPECTED_RULE)), &mut |r| out.push(r));
+        }
+        for i in 0..3 {
+            repeats.admit(send(i, Some("egress")), &mut |r| out.push(r));
+            repeats.admit(send(i, None), &mut |r| out.push(r));
+        }
+        assert_eq!(out.len(), 1 + 6);
+        repeats.close_all(&mut |r| out.push(r));
+        assert_eq!(out.len(), 1 + 6 + 1);
+        let not_scanned: u64 = out
+            .iter()
+            .filter(|r| {
+                r.alert
+                    .as_ref()
+                    .is_some_and(|a| a.rule == NOT_INSPECTED_RULE)
+            })
+            .map(Record::count)
+            .sum();
+        assert_eq!(not_scanned, 500);
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub struct PipelineCounters {
     /// under a placeholder path; never expected).
     #[serde(default)]
     pub paths_unknown: u64,
+    /// Sends recorded but not scanned for PII: the daemon was behind and
+    /// passed over the busiest connections (each is recorded with a
+    /// `send-not-inspected` alert).
+    #[serde(default)]
+    pub sends_not_inspected: u64,
 }
 
 /// The access record's counters.
@@ -329,6 +334,7 @@ impl Status {
         t.row("truncated payloads", k.payload_truncated.to_string());
         t.row("unresolved paths", k.mark_unresolved.to_string());
         t.row("streams evicted", p.streams_evicted.to_string());
+        t.row("sends not inspected", p.sends_not_inspected.to_string());
         t.row(
             "repeats uncounted",
             (p.repeats_uncounted + k.repeats_uncounted).to_string(),

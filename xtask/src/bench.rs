@@ -418,6 +418,8 @@ struct PayloadReport {
     child_secs: f64,
     child_rate: f64,
     captured: u64,
+    #[serde(default)]
+    not_inspected: u64,
     findings: u64,
     ringbuf_full: u64,
 }
@@ -460,8 +462,8 @@ fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> 
     let paced = payload_round(rate * 5, rate, false, threads)?;
     println!("payload benchmark: 200-byte loopback sends from one child, real probes, detector on every stream, {} inspection thread(s)\n", with.threads);
     println!(
-        "{:<34} {:>9} {:>10} {:>12} {:>9} {:>9} {:>13}",
-        "round", "sends", "seconds", "sends/s", "captured", "findings", "ringbuf_full"
+        "{:<34} {:>9} {:>10} {:>12} {:>9} {:>9} {:>9} {:>13}",
+        "round", "sends", "seconds", "sends/s", "captured", "unscanned", "findings", "ringbuf_full"
     );
     for (name, r) in [
         ("without the daemon, max rate", &base),
@@ -469,8 +471,15 @@ fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> 
         ("with the daemon, paced", &paced),
     ] {
         println!(
-            "{:<34} {:>9} {:>10.3} {:>12.0} {:>9} {:>9} {:>13}",
-            name, r.sends, r.child_secs, r.child_rate, r.captured, r.findings, r.ringbuf_full
+            "{:<34} {:>9} {:>10.3} {:>12.0} {:>9} {:>9} {:>9} {:>13}",
+            name,
+            r.sends,
+            r.child_secs,
+            r.child_rate,
+            r.captured,
+            r.not_inspected,
+            r.findings,
+            r.ringbuf_full
         );
     }
     println!();

@@ -452,6 +452,7 @@ fn payload_info(p: &monitor_common::PayloadBody) -> PayloadInfo {
         stream_offset: 0,
         digest: String::new(),
         findings: Vec::new(),
+        inspected: true,
     }
 }
 

@@ -166,6 +166,12 @@ pub struct Sensor {
     counted_at_flush: u64,
     last_flush: std::time::Instant,
     capture_inbound: bool,
+    /// Records taken from the ring buffer so far.
+    drained: u64,
+    /// Bytes of those records.
+    drained_bytes: u64,
+    /// The ring buffer's size.
+    ring_bytes: u64,
     // Dropping this detaches and unloads everything; it must outlive the maps above.
     _ebpf: Ebpf,
 }
@@ -262,6 +268,9 @@ impl Sensor {
             counted_at_flush: 0,
             last_flush: std::time::Instant::now(),
             capture_inbound: settings.capture_inbound,
+            drained: 0,
+            drained_bytes: 0,
+            ring_bytes: u64::from(settings.ring_bytes),
             _ebpf: ebpf,
         };
         for lib in &settings.tls_libraries {
@@ -556,7 +565,21 @@ impl Sensor {
             n += 1;
             bytes += item.len();
         }
+        self.drained += n as u64;
+        self.drained_bytes += bytes as u64;
         (n, bytes)
+    }
+
+    /// Whether the reader is behind: the batch just taken (`taken` bytes)
+    /// and the records still waiting in the ring buffer (those the kernel
+    /// sent and were not taken yet, at the mean size of those taken) fill
+    /// more than three quarters of it. (The last quarter holds several
+    /// batches' worth of a flood while the reader catches up.) Costs a map
+    /// read.
+    pub fn behind(&self, taken: usize) -> bool {
+        let waiting = self.counter(COUNTER_EMITTED).saturating_sub(self.drained);
+        let mean = self.drained_bytes / self.drained.max(1);
+        (taken as u64).saturating_add(waiting.saturating_mul(mean)) > self.ring_bytes / 4 * 3
     }
 
     /// The kernel's counters, summed over CPUs.

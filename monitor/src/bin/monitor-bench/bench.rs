@@ -173,6 +173,9 @@ pub struct PayloadBenchReport {
     pub child_rate: f64,
     /// The child's sends captured as payload events.
     pub captured: u64,
+    /// Of those, the sends recorded but not scanned (the inspection was
+    /// behind; the pipeline does the same).
+    pub not_inspected: u64,
     /// PII findings the detector reported in them.
     pub findings: u64,
     /// Records the kernel could not queue during the round.
@@ -238,20 +241,25 @@ pub fn run_payload_bench(
         .take()
         .context("child stdin")?
         .write_all(b"go\n")?;
-    let (mut captured, mut findings) = (0u64, 0u64);
+    let (mut captured, mut findings, mut not_inspected) = (0u64, 0u64, 0u64);
     let mut exited_at: Option<Instant> = None;
     loop {
         let n = match sensor.as_mut() {
             Some(s) => {
                 s.wait(Duration::from_millis(20))?;
                 let mut batch = monitor::payload::Batch::default();
-                let (n, _) = s.drain_bytes(
+                let (n, read) = s.drain_bytes(
                     monitor::pipeline::BATCH,
                     monitor::pipeline::BATCH_BYTES,
                     |bytes| batch.push(bytes),
                 );
                 let records = batch.records();
-                let inspected = payloads.inspect(&monitor::payload::steps(&records));
+                // As the pipeline does: behind, the busiest connections
+                // are recorded unscanned.
+                let budget = s
+                    .behind(read)
+                    .then_some(monitor::pipeline::SCAN_WHEN_BEHIND);
+                let inspected = payloads.inspect_within(&monitor::payload::steps(&records), budget);
                 for done in inspected {
                     let Ok(rec) = decode(records[done.index]) else {
                         continue;
@@ -261,6 +269,7 @@ pub fn run_payload_bench(
                     if ev.process.pid == child_pid && !tls {
                         captured += 1;
                         findings += done.inspection.findings.len() as u64;
+                        not_inspected += u64::from(!done.inspection.inspected);
                     }
                 }
                 n
@@ -298,6 +307,7 @@ pub fn run_payload_bench(
         child_secs,
         child_rate: sends as f64 / child_secs.max(1e-9),
         captured,
+        not_inspected,
         findings,
         ringbuf_full: after.ringbuf_full - before.ringbuf_full,
     })
