@@ -332,7 +332,7 @@ impl Pipeline {
             let records = batch.records();
             let steps = crate::payload::steps(&records);
             // Behind (the batch and what waits after it fill more than
-            // three quarters of the ring): the busiest connections' sends
+            // seven eighths of the ring): the busiest connections' sends
             // are recorded unscanned, so that the ring does not fill and
             // lose records of every kind.
             let budget = sensor.behind(read).then_some(SCAN_WHEN_BEHIND);

@@ -491,6 +491,10 @@ fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> 
         "goal: every send captured at {rate} sends/s: {} of {} captured (child paced at {:.0}/s)",
         paced.captured, paced.sends, paced.child_rate
     );
+    println!(
+        "at max rate: {} of {} sends recorded, {} of them unscanned (the inspection was behind), {} lost to a full ring buffer",
+        with.captured, with.sends, with.not_inspected, with.ringbuf_full
+    );
     Ok(())
 }
 

@@ -168,7 +168,8 @@ pub struct Sensor {
     capture_inbound: bool,
     /// Records taken from the ring buffer so far.
     drained: u64,
-    /// Bytes of those records.
+    /// The room those records took in the ring buffer (each with the
+    /// kernel's 8-byte header, rounded up to 8 bytes).
     drained_bytes: u64,
     /// The ring buffer's size.
     ring_bytes: u64,
@@ -564,22 +565,22 @@ impl Sensor {
             f(&item);
             n += 1;
             bytes += item.len();
+            self.drained_bytes += (item.len() as u64 + RING_HEADER).next_multiple_of(8);
         }
         self.drained += n as u64;
-        self.drained_bytes += bytes as u64;
         (n, bytes)
     }
 
     /// Whether the reader is behind: the batch just taken (`taken` bytes)
     /// and the records still waiting in the ring buffer (those the kernel
-    /// sent and were not taken yet, at the mean size of those taken) fill
-    /// more than three quarters of it. (The last quarter holds several
+    /// sent and were not taken yet, at the mean room of those taken) fill
+    /// more than seven eighths of it. (The last eighth holds a few
     /// batches' worth of a flood while the reader catches up.) Costs a map
     /// read.
     pub fn behind(&self, taken: usize) -> bool {
         let waiting = self.counter(COUNTER_EMITTED).saturating_sub(self.drained);
         let mean = self.drained_bytes / self.drained.max(1);
-        (taken as u64).saturating_add(waiting.saturating_mul(mean)) > self.ring_bytes / 4 * 3
+        (taken as u64).saturating_add(waiting.saturating_mul(mean)) > self.ring_bytes / 8 * 7
     }
 
     /// The kernel's counters, summed over CPUs.
@@ -599,6 +600,10 @@ impl Sensor {
         }
     }
 }
+
+/// Bytes of the kernel's header before each ring buffer record
+/// (`BPF_RINGBUF_HDR_SZ`).
+const RING_HEADER: u64 = 8;
 
 /// Calls of [`monitor_flush_repeats`].
 static FLUSHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
