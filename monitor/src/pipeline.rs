@@ -18,7 +18,7 @@ use crate::output::EventSink;
 use crate::payload::{Batch, Inspected, Shards};
 use crate::record::writer::RecordSender;
 use crate::redact::{redact_event, redact_record};
-use crate::repeat::{Repeats, MAX_WINDOWS};
+use crate::repeat::{Repeats, SendKey, UnscannedSends, MAX_WINDOWS};
 use crate::role::RoleResolver;
 use crate::rules::RuleSet;
 use crate::sensor::{Sensor, SensorError};
@@ -100,6 +100,8 @@ pub struct Pipeline {
     enforced: std::collections::HashSet<u32>,
     /// Repeated accesses, counted into records.
     repeats: Repeats,
+    /// Sends recorded unscanned, counted by connection.
+    unscanned: UnscannedSends,
 }
 
 /// Executables listed as TLS blind spots at most.
@@ -138,6 +140,7 @@ impl Pipeline {
             tls_blind: Vec::new(),
             enforced: std::collections::HashSet::new(),
             repeats: Repeats::new(Duration::ZERO, MAX_WINDOWS),
+            unscanned: UnscannedSends::new(Duration::ZERO, MAX_WINDOWS),
         }
     }
 
@@ -145,6 +148,7 @@ impl Pipeline {
     /// (see [`crate::repeat`]); zero (the default) stores each on its own.
     pub fn count_repeats(mut self, window: Duration) -> Self {
         self.repeats = Repeats::new(window, MAX_WINDOWS);
+        self.unscanned = UnscannedSends::new(window, MAX_WINDOWS);
         self
     }
 
@@ -220,6 +224,7 @@ impl Pipeline {
         } else {
             self.repeats.close_due(crate::model::now_ns(), &mut emit);
         }
+        self.unscanned.close_due(mono_now(), all, &mut emit);
         self.counters.repeats_uncounted = self.repeats.overflowed();
     }
 
@@ -237,6 +242,7 @@ impl Pipeline {
             tls_blind,
             enforced,
             repeats,
+            unscanned,
             ..
         } = self;
         // Processes of enforcing roles to mark once the batch is read.
@@ -295,11 +301,35 @@ impl Pipeline {
                             names,
                             ..
                         } = recording;
-                        if let Some(rec) = assess(rules, judges, host, names.as_deref(), &event) {
-                            repeats.admit(
-                                rec,
-                                &mut store(&recording.records, &mut counters.record_errors),
-                            );
+                        // A send recorded unscanned: counted in its connection's
+                        // open window, with no record made of it.
+                        let unscanned_send = match &event.detail {
+                            Detail::Payload(p) if !p.inspected => Some((
+                                SendKey {
+                                    tgid,
+                                    conn_id: p.conn_id,
+                                    tls: p.tls,
+                                },
+                                p.bytes,
+                            )),
+                            _ => None,
+                        };
+                        let counted = unscanned_send
+                            .is_some_and(|(key, bytes)| unscanned.count(key, event.mono_ns, bytes));
+                        let rec = if counted {
+                            None
+                        } else {
+                            assess(rules, judges, host, names.as_deref(), &event)
+                        };
+                        if let Some(rec) = rec {
+                            let mut emit = store(&recording.records, &mut counters.record_errors);
+                            match unscanned_send {
+                                Some((key, _)) => {
+                                    unscanned.open(key, event.mono_ns, &rec, &mut emit);
+                                    emit(rec);
+                                }
+                                None => repeats.admit(rec, &mut emit),
+                            }
                         }
                         if let (false, Some(d)) = (sinks.is_empty(), &recording.names) {
                             redact_event(d, &mut event);
@@ -405,6 +435,13 @@ impl Pipeline {
         }
         snapshot
     }
+}
+
+/// The monotonic clock now, ns (the clock of events' `mono_ns`).
+fn mono_now() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 /// Hands the kernel the classified directories as they are on disk now.

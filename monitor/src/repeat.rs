@@ -1,14 +1,15 @@
 //! Repeats as counts: the same access made again and again within a short
 //! window (a process re-reading one customer file in a loop) is stored as
 //! two records, not one per access. So are a connection's sends recorded
-//! unscanned while the daemon was behind (a flood's).
+//! unscanned while the daemon was behind (a flood's), counted before any
+//! record is made of them ([`UnscannedSends`]).
 //!
 //! The first access of a window is recorded as it comes, so nothing waits
 //! for the window to close. The ones after it are counted; when the window
 //! closes, one record carries their count and the time of the last. Every
 //! access is in a record or a count: nothing is lost. Denied or failed
-//! opens, records with an alert or findings, other sends and the daemon's
-//! own records are never counted: each of those matters on its own. A record
+//! opens, records with an alert or findings, other sends and the daemon's own
+//! records are never counted: each of those matters on its own. A record
 //! of opens the kernel already counted (`FileAccess::repeats`) joins an
 //! open window with its whole count, or goes out as it is.
 
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{Action, Outcome, Record, Repeats as Count, NOT_INSPECTED_RULE};
+use crate::model::{Action, Outcome, Record, Repeats as Count};
 
 /// What makes two records the same access.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -169,24 +170,158 @@ fn closed(w: &mut Window) -> Option<Record> {
 }
 
 /// Whether a record may be counted with others: a file opened, allowed,
-/// with no alert, no findings and nothing sent; or a send recorded
-/// unscanned while the daemon was behind. (A denied open is never
+/// with no alert, no findings and nothing sent. (A denied open is never
 /// counted: a burst of them is what `denied-then-granted` looks for, in
 /// order with the open that succeeds.)
 fn countable(r: &Record) -> bool {
-    let plain = matches!(r.action, Action::Read | Action::Write)
+    matches!(r.action, Action::Read | Action::Write)
         && r.outcome == Outcome::Allowed
         && r.alert.is_none()
         && r.findings.is_empty()
         && r.bytes.is_none()
-        && r.run.is_none();
-    // A flood's sends not scanned: one record a send would flood the record too.
-    let not_inspected = r.action == Action::Send
-        && r.findings.is_empty()
-        && r.alert
-            .as_ref()
-            .is_some_and(|a| a.rule == NOT_INSPECTED_RULE);
-    plain || not_inspected
+        && r.run.is_none()
+}
+
+/// A connection whose sends are counted: process, connection id, TLS
+/// plaintext or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SendKey {
+    /// The process.
+    pub tgid: u32,
+    /// The connection (`PayloadInfo::conn_id`).
+    pub conn_id: u64,
+    /// Plaintext from the TLS library.
+    pub tls: bool,
+}
+
+/// A window of one connection's unscanned sends.
+#[derive(Debug)]
+struct SendWindow {
+    /// The record of the first send, stored as it came.
+    first: Record,
+    /// Its monotonic time, and wall-clock time minus monotonic time.
+    first_mono: u64,
+    wall_offset: i128,
+    /// Sends counted after it, their bytes, and the monotonic times of the
+    /// first and last of them.
+    count: u64,
+    bytes: i64,
+    counted_mono: (u64, u64),
+}
+
+/// Sends recorded unscanned while the daemon was behind (a flood's: their
+/// events say `inspected: false`), counted by connection before any record
+/// is made of them. The first of a window is recorded as it comes; the
+/// rest of the window add to a count, and one record carries the count,
+/// their bytes and the time of the last when the window closes. A record
+/// made of each would cost the daemon what skipping their scan saved.
+#[derive(Debug)]
+pub struct UnscannedSends {
+    window_ns: u64,
+    max_windows: usize,
+    open: HashMap<SendKey, SendWindow>,
+}
+
+impl UnscannedSends {
+    /// A counter with windows of `window` (zero: nothing is counted).
+    pub fn new(window: Duration, max_windows: usize) -> Self {
+        Self {
+            window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
+            max_windows,
+            open: HashMap::new(),
+        }
+    }
+
+    /// Counts a send of `bytes` on `key` at monotonic time `mono_ns` in
+    /// its connection's open window; false when there is none (the send
+    /// is to be recorded, and [`UnscannedSends::open`] given its record).
+    pub fn count(&mut self, key: SendKey, mono_ns: u64, bytes: i64) -> bool {
+        let Some(w) = self.open.get_mut(&key) else {
+            return false;
+        };
+        if mono_ns.saturating_sub(w.first_mono) >= self.window_ns {
+            return false;
+        }
+        if w.count == 0 {
+            w.counted_mono.0 = mono_ns;
+        }
+        w.count += 1;
+        w.bytes += bytes.max(0);
+        w.counted_mono.1 = w.counted_mono.1.max(mono_ns);
+        true
+    }
+
+    /// Opens `key`'s window with `first`, the record of a send at
+    /// monotonic time `mono_ns` (a window of `key` that has closed is
+    /// emitted first). Past the most windows, nothing is opened: each send
+    /// is then recorded.
+    pub fn open(
+        &mut self,
+        key: SendKey,
+        mono_ns: u64,
+        first: &Record,
+        emit: &mut impl FnMut(Record),
+    ) {
+        if self.window_ns == 0 {
+            return;
+        }
+        if let Some(done) = self.open.remove(&key).and_then(closed_sends) {
+            emit(done);
+        }
+        if self.open.len() >= self.max_windows {
+            return;
+        }
+        let w = SendWindow {
+            first: first.clone(),
+            first_mono: mono_ns,
+            wall_offset: i128::from(first.time_ns) - i128::from(mono_ns),
+            count: 0,
+            bytes: 0,
+            counted_mono: (0, 0),
+        };
+        self.open.insert(key, w);
+    }
+
+    /// Emits the record of every window that opened at least a window's
+    /// length before monotonic time `now_mono` and counted anything (every
+    /// window, when `all`).
+    pub fn close_due(&mut self, now_mono: u64, all: bool, emit: &mut impl FnMut(Record)) {
+        let window = self.window_ns;
+        let due: Vec<SendKey> = self
+            .open
+            .iter()
+            .filter(|(_, w)| all || now_mono.saturating_sub(w.first_mono) >= window)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in due {
+            if let Some(done) = self.open.remove(&k).and_then(closed_sends) {
+                emit(done);
+            }
+        }
+    }
+}
+
+/// The record of a closed window's counted sends, if it counted any: the
+/// first send's record with the count, the bytes and the times of the
+/// counted ones.
+fn closed_sends(w: SendWindow) -> Option<Record> {
+    if w.count == 0 {
+        return None;
+    }
+    let wall = |mono: u64| (i128::from(mono) + w.wall_offset).max(0) as u64;
+    let time_ns = wall(w.counted_mono.0);
+    let time =
+        humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + Duration::from_nanos(time_ns));
+    Some(Record {
+        time: time.to_string(),
+        time_ns,
+        bytes: Some(w.bytes),
+        repeats: Some(Count {
+            count: w.count,
+            last_ns: wall(w.counted_mono.1),
+        }),
+        ..w.first
+    })
 }
 
 #[cfg(test)]
@@ -234,38 +369,66 @@ mod tests {
     }
 
     #[test]
-    fn a_floods_sends_not_scanned_are_counted_and_other_sends_are_not() {
-        let mut repeats = Repeats::new(Duration::from_secs(1), MAX_WINDOWS);
+    fn a_floods_unscanned_sends_are_one_record_and_a_count_per_window() {
+        let mut sends = UnscannedSends::new(Duration::from_secs(1), 2);
         let mut out = Vec::new();
-        let send = |at_ms: u64, rule: Option<&str>| -> Record {
+        let first = |at_ms: u64| {
             let mut r = access(7, "203.0.113.7:443", at_ms);
             r.action = Action::Send;
-            r.class = None;
             r.bytes = Some(200);
-            r.alert =
-                rule.map(|rule| crate::model::Alert::new(crate::model::Severity::High, rule, "x"));
             r
         };
-        for i in 0..500 {
-            repeats.admit(send(i, Some(NOT_INSPECTED_RULE)), &mut |r| out.push(r));
+        let a = SendKey {
+            tgid: 7,
+            conn_id: 1,
+            tls: false,
+        };
+        let b = SendKey {
+            tgid: 7,
+            conn_id: 2,
+            tls: false,
+        };
+        // Wall clock = monotonic + 5 s.
+        let wall = 5_000 * MS;
+        assert!(
+            !sends.count(a, 0, 200),
+            "no window yet: the send is recorded"
+        );
+        sends.open(a, 0, &first(5_000), &mut |r| out.push(r));
+        for i in 1..=500 {
+            assert!(sends.count(a, i * MS, 200));
         }
-        for i in 0..3 {
-            repeats.admit(send(i, Some("egress")), &mut |r| out.push(r));
-            repeats.admit(send(i, None), &mut |r| out.push(r));
-        }
-        assert_eq!(out.len(), 1 + 6);
-        repeats.close_all(&mut |r| out.push(r));
-        assert_eq!(out.len(), 1 + 6 + 1);
-        let not_scanned: u64 = out
-            .iter()
-            .filter(|r| {
-                r.alert
-                    .as_ref()
-                    .is_some_and(|a| a.rule == NOT_INSPECTED_RULE)
+        // Another connection has its own window.
+        assert!(!sends.count(b, 10 * MS, 100));
+        sends.open(b, 10 * MS, &first(5_010), &mut |r| out.push(r));
+        assert!(out.is_empty(), "the first records are stored by the caller");
+        // Past the window the next send is recorded, and opens a new one.
+        assert!(!sends.count(a, 1_000 * MS, 200));
+        sends.open(a, 1_000 * MS, &first(6_000), &mut |r| out.push(r));
+        assert_eq!(out.len(), 1, "the closed window's count");
+        let rec = &out[0];
+        assert_eq!(
+            rec.repeats,
+            Some(Count {
+                count: 500,
+                last_ns: wall + 500 * MS
             })
-            .map(Record::count)
-            .sum();
-        assert_eq!(not_scanned, 500);
+        );
+        assert_eq!((rec.time_ns, rec.bytes), (wall + MS, Some(500 * 200)));
+        // A window that counted nothing makes no record; at shutdown every
+        // window with a count goes.
+        assert!(sends.count(a, 1_001 * MS, 50));
+        sends.close_due(1_500 * MS, false, &mut |r| out.push(r));
+        assert_eq!(out.len(), 1, "b counted nothing, a is still open");
+        sends.close_due(1_500 * MS, true, &mut |r| out.push(r));
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].repeats.map(|c| c.count), Some(1));
+        assert_eq!(out[1].bytes, Some(50));
+        // Past the most windows, sends are recorded one by one.
+        let mut full = UnscannedSends::new(Duration::from_secs(1), 1);
+        full.open(a, 0, &first(0), &mut |r| out.push(r));
+        full.open(b, 0, &first(0), &mut |r| out.push(r));
+        assert!(full.count(a, MS, 1) && !full.count(b, MS, 1));
     }
 
     #[test]
