@@ -297,6 +297,20 @@ fn udp_sendto_names_its_destination() {
     assert_eq!(ev["findings"][0]["type"], "US_SSN");
 }
 
+/// Python that serves `srv`, a loopback listener whose connections are
+/// read to their end on threads of their own.
+const LOOPBACK_SINK: &str = r#"
+import socket, threading
+srv = socket.socket()
+srv.bind(('127.0.0.1', 0))
+srv.listen(16)
+def drain():
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(1 << 20), b'')], daemon=True).start()
+threading.Thread(target=drain, daemon=True).start()
+"#;
+
 /// A flood of sends on one connection into a small ring buffer, read by a
 /// daemon that cannot keep up (a debug build printing every event): the
 /// flood's sends are recorded unscanned, each one in an event that says so
@@ -309,16 +323,9 @@ fn a_flood_is_recorded_unscanned_with_an_alert() {
         return;
     }
     let daemon = Daemon::start_with(&["--ring-mib", "1"]);
-    let script = r#"
-import socket, threading
-srv = socket.socket()
-srv.bind(('127.0.0.1', 0))
-srv.listen(4)
-def drain():
-    while True:
-        c, _ = srv.accept()
-        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(1 << 20), b'')], daemon=True).start()
-threading.Thread(target=drain, daemon=True).start()
+    let script = format!(
+        "{LOOPBACK_SINK}{}",
+        r#"
 flood = socket.create_connection(srv.getsockname())
 quiet = socket.create_connection(srv.getsockname())
 line = b'status ok ' * 18 + b'\n'
@@ -328,8 +335,9 @@ for i in range(40000):
         quiet.send(b'my card is 4111 1111 1111 1111 thanks')
 flood.close()
 quiet.close()
-"#;
-    let pid = run_python(script);
+"#
+    );
+    let pid = run_python(&script);
     let status = daemon.wait_status("sends not inspected", 60, |s| {
         s["pipeline"]["sends_not_inspected"].as_u64().unwrap_or(0) > 0
     });
@@ -406,16 +414,9 @@ fn a_burst_on_many_connections_is_inspected_in_order() {
 
 fn burst_on_many_connections(threads: &str) {
     let daemon = Daemon::start_with(&["--payload-threads", threads]);
-    let script = r#"
-import socket, threading
-srv = socket.socket()
-srv.bind(('127.0.0.1', 0))
-srv.listen(16)
-def drain():
-    while True:
-        c, _ = srv.accept()
-        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(65536), b'')], daemon=True).start()
-threading.Thread(target=drain, daemon=True).start()
+    let script = format!(
+        "{LOOPBACK_SINK}{}",
+        r#"
 conns = [socket.create_connection(srv.getsockname()) for _ in range(8)]
 for c in conns:
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -425,8 +426,9 @@ for at in range(0, len(text), 5):
         c.send(text[at:at + 5])
 for c in conns:
     c.close()
-"#;
-    let pid = run_python(script);
+"#
+    );
+    let pid = run_python(&script);
     let sends_each = 100_u64.div_ceil(5);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let events = loop {
