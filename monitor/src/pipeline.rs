@@ -258,6 +258,15 @@ impl Pipeline {
             |payload: &mut Shards, bytes: &[u8], batched: bool, inspected: Option<Inspected>| {
                 counters.received += 1;
                 match decode(bytes) {
+                    // A flood's send, not scanned, in its connection's open
+                    // window, with no event stream to show it: counted from
+                    // the raw record, before any event is made of it.
+                    Ok(record)
+                        if sinks.is_empty()
+                            && counted_unscanned(unscanned, &record, inspected.as_ref()) =>
+                    {
+                        counters.sends_not_inspected += 1;
+                    }
                     Ok(record) => {
                         let mut event = enricher.enrich(&record);
                         let pid = event.process.pid;
@@ -435,6 +444,27 @@ impl Pipeline {
         }
         snapshot
     }
+}
+
+/// Whether `record` is a send `inspected` says was not scanned, and
+/// `unscanned` counted it in its connection's open window.
+fn counted_unscanned(
+    unscanned: &mut UnscannedSends,
+    record: &crate::wire::Record<'_>,
+    inspected: Option<&Inspected>,
+) -> bool {
+    let (Some(done), Body::Payload(body)) = (inspected, &record.body) else {
+        return false;
+    };
+    if done.inspection.inspected {
+        return false;
+    }
+    let key = SendKey {
+        tgid: record.header.tgid,
+        conn_id: body.sock.conn_id,
+        tls: body.flags & monitor_common::PAYLOAD_TLS != 0,
+    };
+    unscanned.count(key, record.header.ktime_ns, body.size)
 }
 
 /// The monotonic clock now, ns (the clock of events' `mono_ns`).
@@ -640,6 +670,77 @@ mod tests {
         assert_eq!(shown["inspected"], false);
         let scanned = serde_json::to_value(send("chatbot", "203.0.113.7", &[])).unwrap();
         assert!(scanned.get("inspected").is_none(), "{scanned}");
+    }
+
+    #[test]
+    fn an_unscanned_send_in_an_open_window_is_counted_from_its_raw_record() {
+        use monitor_common::{EventHeader, EventKind, PayloadBody, SockInfo, StrKind};
+        // SAFETY: all-zero is a valid header (plain integers).
+        let mut header: EventHeader = unsafe { std::mem::zeroed() };
+        header.kind = EventKind::Payload as u32;
+        (header.tgid, header.pid, header.ktime_ns) = (4242, 4242, 5_000);
+        let none = crate::wire::RawStr {
+            kind: StrKind::None,
+            bytes: &[],
+            cut: false,
+        };
+        let record = crate::wire::Record {
+            header,
+            body: Body::Payload(PayloadBody {
+                op: 1,
+                fd: 7,
+                size: 200,
+                captured: 200,
+                flags: monitor_common::PAYLOAD_TLS,
+                sock: SockInfo {
+                    family: 2,
+                    port: 443,
+                    conn_id: 99,
+                    ..SockInfo::default()
+                },
+            }),
+            strs: [none; monitor_common::MAX_STRS],
+            payload: &[b'x'; 200],
+        };
+        let done = |inspected| Inspected {
+            index: 0,
+            inspection: crate::payload::Inspection {
+                stream_offset: 0,
+                findings: Vec::new(),
+                dest_host: None,
+                digest: String::new(),
+                hello: false,
+                inspected,
+            },
+        };
+        // The window is opened under the key the event's own fields give.
+        let event = crate::enrich::Enricher::new(None).enrich(&record);
+        let Detail::Payload(p) = &event.detail else {
+            panic!("not a payload event")
+        };
+        let key = SendKey {
+            tgid: event.process.pid,
+            conn_id: p.conn_id,
+            tls: p.tls,
+        };
+        let mut sends = UnscannedSends::new(Duration::from_secs(1), 8);
+        let mut first = send("chatbot", "203.0.113.7", &[]);
+        if let Detail::Payload(p) = &mut first.detail {
+            p.inspected = false;
+        }
+        let rules = RuleSet::shipped();
+        let first =
+            run(&rules, &mut Chain::standard(&rules), &first).expect("the first send's record");
+        assert!(!counted_unscanned(&mut sends, &record, Some(&done(false))));
+        sends.open(key, event.mono_ns, &first, &mut |_| ());
+        assert!(!counted_unscanned(&mut sends, &record, Some(&done(true))));
+        assert!(!counted_unscanned(&mut sends, &record, None));
+        assert!(counted_unscanned(&mut sends, &record, Some(&done(false))));
+        let mut out = Vec::new();
+        sends.close_due(0, true, &mut |r| out.push(r));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].repeats.map(|c| c.count), Some(1));
+        assert_eq!(out[0].bytes, Some(200));
     }
 
     #[test]
