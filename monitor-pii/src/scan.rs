@@ -124,9 +124,16 @@ impl Scanner {
             .match_kind(MatchKind::LeftmostFirst)
             .build(TRIGGERS)
             .expect("static trigger set");
+        // One list for both searches of these triggers: the pattern
+        // numbers of each are positions in it.
+        let more_literals: Vec<&'static str> = MORE_SECRET_TRIGGERS
+            .iter()
+            .chain(LOWER_CASE_NAME_CUES)
+            .copied()
+            .collect();
         let more_triggers = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostFirst)
-            .build(MORE_SECRET_TRIGGERS.iter().chain(LOWER_CASE_NAME_CUES))
+            .build(&more_literals)
             .expect("static trigger set");
 
         let months = MONTHS
@@ -141,11 +148,7 @@ impl Scanner {
         Self {
             triggers,
             more_triggers,
-            more_literals: MORE_SECRET_TRIGGERS
-                .iter()
-                .chain(LOWER_CASE_NAME_CUES)
-                .copied()
-                .collect(),
+            more_literals,
             address: crate::address::Grammar::new(),
             month_day,
             words: context::Hotwords::new(),

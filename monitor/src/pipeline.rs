@@ -258,16 +258,18 @@ impl Pipeline {
             |payload: &mut Shards, bytes: &[u8], batched: bool, inspected: Option<Inspected>| {
                 counters.received += 1;
                 match decode(bytes) {
-                    // A flood's send, not scanned, in its connection's open
-                    // window, with no event stream to show it: counted from
-                    // the raw record, before any event is made of it.
-                    Ok(record)
-                        if sinks.is_empty()
-                            && counted_unscanned(unscanned, &record, inspected.as_ref()) =>
-                    {
-                        counters.sends_not_inspected += 1;
-                    }
                     Ok(record) => {
+                        // A flood's send, not scanned: counted in its
+                        // connection's open window, with no record made of
+                        // it (nor, with no event stream to show it, an event).
+                        let unscanned_send = unscanned_send(&record, inspected.as_ref());
+                        let counted = unscanned_send.is_some_and(|(key, bytes)| {
+                            unscanned.count(key, record.header.ktime_ns, bytes)
+                        });
+                        if counted && sinks.is_empty() {
+                            counters.sends_not_inspected += 1;
+                            return;
+                        }
                         let mut event = enricher.enrich(&record);
                         let pid = event.process.pid;
                         let role = roles.role_of(&event.process, || enricher.ancestors(pid));
@@ -310,21 +312,6 @@ impl Pipeline {
                             names,
                             ..
                         } = recording;
-                        // A send recorded unscanned: counted in its connection's
-                        // open window, with no record made of it.
-                        let unscanned_send = match &event.detail {
-                            Detail::Payload(p) if !p.inspected => Some((
-                                SendKey {
-                                    tgid,
-                                    conn_id: p.conn_id,
-                                    tls: p.tls,
-                                },
-                                p.bytes,
-                            )),
-                            _ => None,
-                        };
-                        let counted = unscanned_send
-                            .is_some_and(|(key, bytes)| unscanned.count(key, event.mono_ns, bytes));
                         let rec = if counted {
                             None
                         } else {
@@ -370,13 +357,8 @@ impl Pipeline {
         if !batch.is_empty() {
             let records = batch.records();
             let steps = crate::payload::steps(&records);
-            // Behind (the batch and what waits after it fill more than
-            // seven eighths of the ring): the busiest connections' sends
-            // are recorded unscanned, so that the ring does not fill and
-            // lose records of every kind.
-            let budget = sensor.behind(read).then_some(SCAN_WHEN_BEHIND);
             let mut inspected = payload
-                .inspect_within(&steps, budget)
+                .inspect_within(&steps, scan_budget(sensor, read))
                 .into_iter()
                 .peekable();
             for (index, bytes) in records.iter().enumerate() {
@@ -446,25 +428,34 @@ impl Pipeline {
     }
 }
 
-/// Whether `record` is a send `inspected` says was not scanned, and
-/// `unscanned` counted it in its connection's open window.
-fn counted_unscanned(
-    unscanned: &mut UnscannedSends,
+/// The sends of a batch of `taken` bytes to scan, at most
+/// ([`Shards::inspect_within`]): [`SCAN_WHEN_BEHIND`] when the daemon is
+/// behind (the batch and what waits after it fill more than seven eighths
+/// of the ring), so that the busiest connections' sends are recorded
+/// unscanned rather than the ring filling and losing records of every
+/// kind; no bound otherwise.
+pub fn scan_budget(sensor: &Sensor, taken: usize) -> Option<usize> {
+    sensor.behind(taken).then_some(SCAN_WHEN_BEHIND)
+}
+
+/// When `record` is a send `inspected` says was not scanned: its
+/// connection, as [`UnscannedSends`] counts by, and its size.
+fn unscanned_send(
     record: &crate::wire::Record<'_>,
     inspected: Option<&Inspected>,
-) -> bool {
+) -> Option<(SendKey, i64)> {
     let (Some(done), Body::Payload(body)) = (inspected, &record.body) else {
-        return false;
+        return None;
     };
     if done.inspection.inspected {
-        return false;
+        return None;
     }
     let key = SendKey {
         tgid: record.header.tgid,
         conn_id: body.sock.conn_id,
         tls: body.flags & monitor_common::PAYLOAD_TLS != 0,
     };
-    unscanned.count(key, record.header.ktime_ns, body.size)
+    Some((key, body.size))
 }
 
 /// The monotonic clock now, ns (the clock of events' `mono_ns`).
@@ -673,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unscanned_send_in_an_open_window_is_counted_from_its_raw_record() {
+    fn an_unscanned_sends_raw_record_gives_its_events_connection() {
         use monitor_common::{EventHeader, EventKind, PayloadBody, SockInfo, StrKind};
         // SAFETY: all-zero is a valid header (plain integers).
         let mut header: EventHeader = unsafe { std::mem::zeroed() };
@@ -731,11 +722,15 @@ mod tests {
         let rules = RuleSet::shipped();
         let first =
             run(&rules, &mut Chain::standard(&rules), &first).expect("the first send's record");
-        assert!(!counted_unscanned(&mut sends, &record, Some(&done(false))));
+        assert_eq!(unscanned_send(&record, Some(&done(true))), None);
+        assert_eq!(unscanned_send(&record, None), None);
+        assert_eq!(
+            unscanned_send(&record, Some(&done(false))),
+            Some((key, 200))
+        );
+        assert!(!sends.count(key, record.header.ktime_ns, 200));
         sends.open(key, event.mono_ns, &first, &mut |_| ());
-        assert!(!counted_unscanned(&mut sends, &record, Some(&done(true))));
-        assert!(!counted_unscanned(&mut sends, &record, None));
-        assert!(counted_unscanned(&mut sends, &record, Some(&done(false))));
+        assert!(sends.count(key, record.header.ktime_ns, 200));
         let mut out = Vec::new();
         sends.close_due(0, true, &mut |r| out.push(r));
         assert_eq!(out.len(), 1);

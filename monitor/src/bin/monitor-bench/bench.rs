@@ -256,9 +256,7 @@ pub fn run_payload_bench(
                 let records = batch.records();
                 // As the pipeline does: behind, the busiest connections
                 // are recorded unscanned.
-                let budget = s
-                    .behind(read)
-                    .then_some(monitor::pipeline::SCAN_WHEN_BEHIND);
+                let budget = monitor::pipeline::scan_budget(s, read);
                 let inspected = payloads.inspect_within(&monitor::payload::steps(&records), budget);
                 for done in inspected {
                     let Ok(rec) = decode(records[done.index]) else {
