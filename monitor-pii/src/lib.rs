@@ -106,8 +106,20 @@ pub struct Detector {
 impl Detector {
     /// A detector with the given rules and key.
     pub fn new(rules: PiiRules, key: FingerprintKey) -> Self {
+        // The name lists (read once per process) and the compiled grammars
+        // take about as long to build: side by side where a thread can
+        // start, else the lists are read at the first scan.
+        let scanner = std::thread::scope(|s| {
+            let lists = std::thread::Builder::new().spawn_scoped(s, names::load);
+            let scanner = Scanner::new();
+            if let Ok(lists) = lists {
+                // Reading them cannot fail: the lists are built in.
+                let _ = lists.join();
+            }
+            scanner
+        });
         Self {
-            scanner: Scanner::new(),
+            scanner,
             rules,
             key,
             margin: decode::REGION_MARGIN,

@@ -41,6 +41,11 @@ impl Lists {
     }
 }
 
+/// Reads the name lists now, not at the first scan that needs them.
+pub(crate) fn load() {
+    lists();
+}
+
 fn lists() -> &'static Lists {
     static LISTS: OnceLock<Lists> = OnceLock::new();
     LISTS.get_or_init(|| Lists {
@@ -58,7 +63,17 @@ fn set_of_lines(list: &'static str) -> HashSet<&'static [u8]> {
         list.bytes().filter(|&b| b == b'\n').count() + 1,
         Default::default(),
     );
-    set.extend(list.lines().map(str::as_bytes));
+    // Split on `\n` a word at a time (`str::lines` seeks each line's end a
+    // character at a time): the lists have no `\r`.
+    let list = list.as_bytes();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', list) {
+        set.insert(&list[start..end]);
+        start = end + 1;
+    }
+    if start < list.len() {
+        set.insert(&list[start..]);
+    }
     set
 }
 
@@ -1242,6 +1257,22 @@ fn after_its(text: &[u8], i: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each line of a list is a name as written: no `\r`, no blank line,
+    /// no space around it, and the set holds every one of them.
+    #[test]
+    fn the_lists_are_one_name_a_line() {
+        for (list, set) in [
+            (include_str!("../data/first_names.txt"), &lists().first),
+            (include_str!("../data/surnames.txt"), &lists().last),
+        ] {
+            for line in list.lines() {
+                assert!(!line.is_empty() && line.trim() == line && !line.contains('\r'));
+                assert!(set.contains(line.as_bytes()), "{line:?}");
+            }
+            assert_eq!(set.len(), list.lines().collect::<HashSet<_>>().len());
+        }
+    }
 
     /// The names the whole scan reports (every pass, not only running text).
     fn found(text: &str) -> Vec<String> {

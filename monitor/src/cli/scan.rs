@@ -342,14 +342,24 @@ fn scan_jsonl(
                 None => continue,
             }
         };
-        let mut lines: Vec<&[u8]> = Vec::new();
+        let block = &buf[..whole];
+        // UTF-8 is checked once for the whole read, so that no string of
+        // it is checked again on its own; a read that fails the check is
+        // read as bytes, each string checked as the parser meets it.
+        let checked = std::str::from_utf8(block).ok();
+        let line = |start: usize, end: usize| match checked {
+            // A line ends at a `\n` or the read's end: a character's boundary.
+            Some(text) => Line::Text(&text[start..end]),
+            None => Line::Bytes(&block[start..end]),
+        };
+        let mut lines: Vec<Line<'_>> = Vec::new();
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', &buf[..whole]) {
-            lines.push(&buf[start..=end]);
+        for end in memchr::memchr_iter(b'\n', block) {
+            lines.push(line(start, end + 1));
             start = end + 1;
         }
         if start < whole {
-            lines.push(&buf[start..whole]);
+            lines.push(line(start, whole));
         }
         for batch in lines.chunks(BATCH_LINES) {
             // A share per thread, none too small to be worth a thread.
@@ -424,18 +434,43 @@ struct Answers {
     errors: Vec<String>,
 }
 
+/// A line of input: text if its read was valid UTF-8 as a whole, else bytes.
+#[derive(Clone, Copy)]
+enum Line<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl Line<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Line::Text(t) => t.as_bytes(),
+            Line::Bytes(b) => b,
+        }
+    }
+}
+
+/// Reads one record, the whole of `de`'s input.
+fn read_record<'de, R: serde_json::de::Read<'de>>(
+    de: &mut serde_json::Deserializer<R>,
+    reader: jsonl::Reader<'_, '_>,
+) -> serde_json::Result<jsonl::Record<'de>> {
+    use serde::de::DeserializeSeed as _;
+    let record = reader.deserialize(&mut *de)?;
+    de.end()?;
+    Ok(record)
+}
+
 /// Answers `lines`, the first of which is line `first` of the input.
 fn answer_lines(
     detector: &Detector,
     fields: jsonl::Fields<'_>,
     first: usize,
-    lines: &[&[u8]],
+    lines: &[Line<'_>],
 ) -> Answers {
-    use serde::de::DeserializeSeed as _;
-
     // About one output byte per input byte, so the buffer seldom grows.
     let mut a = Answers {
-        out: Vec::with_capacity(lines.iter().map(|l| l.len()).sum::<usize>()),
+        out: Vec::with_capacity(lines.iter().map(|l| l.bytes().len()).sum::<usize>()),
         ..Answers::default()
     };
     // The text of a line that holds escapes, decoded here rather than
@@ -443,18 +478,18 @@ fn answer_lines(
     let mut scratch = String::new();
     for (k, line) in lines.iter().enumerate() {
         let n = first + k;
-        if line.trim_ascii().is_empty() {
+        if line.bytes().trim_ascii().is_empty() {
             continue;
         }
-        let mut de = serde_json::Deserializer::from_slice(line);
         let reader = jsonl::Reader {
             fields,
             scratch: &mut scratch,
         };
-        let record = match reader
-            .deserialize(&mut de)
-            .and_then(|r| de.end().map(|()| r))
-        {
+        let record = match *line {
+            Line::Text(t) => read_record(&mut serde_json::Deserializer::from_str(t), reader),
+            Line::Bytes(b) => read_record(&mut serde_json::Deserializer::from_slice(b), reader),
+        };
+        let record = match record {
             Ok(r) => r,
             Err(e) => {
                 a.bad += 1;
@@ -775,6 +810,42 @@ mod tests {
         assert_eq!(lines[2]["findings"], json!([]));
         // No raw value leaves the detector.
         assert!(!lines[0].to_string().contains("4111 1111 1111 1111"));
+    }
+
+    /// A read checked as UTF-8 whole and one read as bytes (it held a line
+    /// that is not UTF-8) answer each line alike.
+    #[test]
+    fn lines_read_as_text_or_as_bytes_answer_alike() {
+        let detector = Detector::new(PiiRules::defaults(), FingerprintKey::from_bytes(&[7; 32]));
+        let mut input = monitor_pii::synth::eval_corpus(200, 5);
+        input.push_str("{\"id\": 1, \"text\": \"call \\u0034\\u0031\\u0035-555-0132\"}\n");
+        input.push_str("{\"id\": 2, \"text\": \"Grüße, 4111 1111 1111 1111\"}\n");
+        input.push_str("not json\n");
+        let as_text: Vec<Line<'_>> = input.split_inclusive('\n').map(Line::Text).collect();
+        let as_bytes: Vec<Line<'_>> = input
+            .as_bytes()
+            .split_inclusive(|&b| b == b'\n')
+            .map(Line::Bytes)
+            .collect();
+        let fields = jsonl::Fields {
+            text: "text",
+            id: "id",
+        };
+        let text = answer_lines(&detector, fields, 1, &as_text);
+        let bytes = answer_lines(&detector, fields, 1, &as_bytes);
+        assert_eq!((text.bad, &text.errors), (1, &bytes.errors));
+        assert_eq!(text.out, bytes.out);
+        assert_eq!(text.out.iter().filter(|&&b| b == b'\n').count(), 202);
+        // Both escapes and the card were read.
+        let answers = String::from_utf8(text.out).unwrap();
+        let last: Vec<Value> = answers
+            .lines()
+            .rev()
+            .take(2)
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(last[1]["findings"][0]["type"], "PHONE_NUMBER");
+        assert_eq!(last[0]["findings"][0]["type"], "CREDIT_CARD");
     }
 
     #[test]
