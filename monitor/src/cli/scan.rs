@@ -328,6 +328,11 @@ fn scan_jsonl(
     // batch of its whole lines at a time (no copy of each line); a line
     // cut by a read waits at the front for the rest.
     let mut buf: Vec<u8> = Vec::with_capacity(2 * READ_BYTES);
+    // Kept from read to read: each is larger than the allocator's mmap
+    // threshold, so one made anew each time is mapped, faulted in page by
+    // page and unmapped.
+    let mut lines: Vec<(usize, usize)> = Vec::new();
+    let mut answers: Vec<Answers> = (0..threads).map(|_| Answers::default()).collect();
     let (mut first, mut bad, mut eof) = (1, 0, false);
     while !eof {
         let read = fill(&mut reader, &mut buf, READ_BYTES)
@@ -346,47 +351,41 @@ fn scan_jsonl(
         // UTF-8 is checked once for the whole read, so that no string of
         // it is checked again on its own; a read that fails the check is
         // read as bytes, each string checked as the parser meets it.
-        let checked = std::str::from_utf8(block).ok();
-        let line = |start: usize, end: usize| match checked {
-            // A line ends at a `\n` or the read's end: a character's boundary.
-            Some(text) => Line::Text(&text[start..end]),
-            None => Line::Bytes(&block[start..end]),
+        let block = match std::str::from_utf8(block) {
+            Ok(text) => Block::Text(text),
+            Err(_) => Block::Bytes(block),
         };
-        let mut lines: Vec<Line<'_>> = Vec::new();
+        lines.clear();
         let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', block) {
-            lines.push(line(start, end + 1));
+        for end in memchr::memchr_iter(b'\n', block.bytes()) {
+            lines.push((start, end + 1));
             start = end + 1;
         }
         if start < whole {
-            lines.push(line(start, whole));
+            lines.push((start, whole));
         }
         for batch in lines.chunks(BATCH_LINES) {
             // A share per thread, none too small to be worth a thread.
             let per = batch.len().div_ceil(threads).max(MIN_LINES_PER_THREAD);
-            let answers: Vec<Answers> = if batch.len() <= per {
-                vec![answer_lines(detector, fields, first, batch)]
+            if batch.len() <= per {
+                answer_lines(detector, fields, first, block, batch, &mut answers[0]);
             } else {
                 std::thread::scope(|s| {
-                    let shares: Vec<_> = batch
-                        .chunks(per)
-                        .enumerate()
-                        .map(|(k, share)| {
-                            s.spawn(move || answer_lines(detector, fields, first + k * per, share))
-                        })
-                        .collect();
-                    shares
-                        .into_iter()
-                        .map(|h| h.join().expect("a scan thread panicked"))
-                        .collect()
-                })
-            };
-            for a in answers {
+                    // No more shares than threads, nor than answers.
+                    let shares = batch.chunks(per).zip(answers.iter_mut());
+                    for (k, (share, a)) in shares.enumerate() {
+                        let first = first + k * per;
+                        s.spawn(move || answer_lines(detector, fields, first, block, share, a));
+                    }
+                });
+            }
+            for a in &mut answers {
                 for e in &a.errors {
                     eprintln!("monitor scan: {e}");
                 }
                 out.write_all(&a.out)?;
                 bad += a.bad;
+                a.clear();
             }
             first += batch.len();
         }
@@ -434,18 +433,27 @@ struct Answers {
     errors: Vec<String>,
 }
 
-/// A line of input: text if its read was valid UTF-8 as a whole, else bytes.
+impl Answers {
+    /// Empties them for the next run, keeping the output's room.
+    fn clear(&mut self) {
+        self.out.clear();
+        self.bad = 0;
+        self.errors.clear();
+    }
+}
+
+/// A read of input: text if it was valid UTF-8 as a whole, else bytes.
 #[derive(Clone, Copy)]
-enum Line<'a> {
+enum Block<'a> {
     Text(&'a str),
     Bytes(&'a [u8]),
 }
 
-impl Line<'_> {
+impl Block<'_> {
     fn bytes(&self) -> &[u8] {
         match self {
-            Line::Text(t) => t.as_bytes(),
-            Line::Bytes(b) => b,
+            Block::Text(t) => t.as_bytes(),
+            Block::Bytes(b) => b,
         }
     }
 }
@@ -461,33 +469,41 @@ fn read_record<'de, R: serde_json::de::Read<'de>>(
     Ok(record)
 }
 
-/// Answers `lines`, the first of which is line `first` of the input.
+/// Appends to `a` the answers to the `lines` of `block` (each a start and
+/// an end), the first of which is line `first` of the input.
 fn answer_lines(
     detector: &Detector,
     fields: jsonl::Fields<'_>,
     first: usize,
-    lines: &[Line<'_>],
-) -> Answers {
+    block: Block<'_>,
+    lines: &[(usize, usize)],
+    a: &mut Answers,
+) {
     // About one output byte per input byte, so the buffer seldom grows.
-    let mut a = Answers {
-        out: Vec::with_capacity(lines.iter().map(|l| l.bytes().len()).sum::<usize>()),
-        ..Answers::default()
-    };
+    a.out
+        .reserve(lines.iter().map(|(start, end)| end - start).sum::<usize>());
     // The text of a line that holds escapes, decoded here rather than
     // into a new string per line.
     let mut scratch = String::new();
-    for (k, line) in lines.iter().enumerate() {
+    for (k, &(start, end)) in lines.iter().enumerate() {
         let n = first + k;
-        if line.bytes().trim_ascii().is_empty() {
+        if block.bytes()[start..end].trim_ascii().is_empty() {
             continue;
         }
         let reader = jsonl::Reader {
             fields,
             scratch: &mut scratch,
         };
-        let record = match *line {
-            Line::Text(t) => read_record(&mut serde_json::Deserializer::from_str(t), reader),
-            Line::Bytes(b) => read_record(&mut serde_json::Deserializer::from_slice(b), reader),
+        let record = match block {
+            // A line ends at a `\n` or the read's end: a character's boundary.
+            Block::Text(t) => read_record(
+                &mut serde_json::Deserializer::from_str(&t[start..end]),
+                reader,
+            ),
+            Block::Bytes(b) => read_record(
+                &mut serde_json::Deserializer::from_slice(&b[start..end]),
+                reader,
+            ),
         };
         let record = match record {
             Ok(r) => r,
@@ -511,7 +527,6 @@ fn answer_lines(
         let findings = detector.scan(text.as_bytes());
         write_answer(&mut a.out, id, &findings);
     }
-    a
 }
 
 /// Appends `{"id":<id>,"findings":[...]}` and a newline: the findings as
@@ -821,18 +836,23 @@ mod tests {
         input.push_str("{\"id\": 1, \"text\": \"call \\u0034\\u0031\\u0035-555-0132\"}\n");
         input.push_str("{\"id\": 2, \"text\": \"Grüße, 4111 1111 1111 1111\"}\n");
         input.push_str("not json\n");
-        let as_text: Vec<Line<'_>> = input.split_inclusive('\n').map(Line::Text).collect();
-        let as_bytes: Vec<Line<'_>> = input
-            .as_bytes()
-            .split_inclusive(|&b| b == b'\n')
-            .map(Line::Bytes)
-            .collect();
+        let mut lines = Vec::new();
+        let mut start = 0;
+        for line in input.split_inclusive('\n') {
+            lines.push((start, start + line.len()));
+            start += line.len();
+        }
         let fields = jsonl::Fields {
             text: "text",
             id: "id",
         };
-        let text = answer_lines(&detector, fields, 1, &as_text);
-        let bytes = answer_lines(&detector, fields, 1, &as_bytes);
+        let answer = |block| {
+            let mut a = Answers::default();
+            answer_lines(&detector, fields, 1, block, &lines, &mut a);
+            a
+        };
+        let text = answer(Block::Text(&input));
+        let bytes = answer(Block::Bytes(input.as_bytes()));
         assert_eq!((text.bad, &text.errors), (1, &bytes.errors));
         assert_eq!(text.out, bytes.out);
         assert_eq!(text.out.iter().filter(|&&b| b == b'\n').count(), 202);
