@@ -593,7 +593,7 @@ mod jsonl {
     use std::borrow::Cow;
     use std::fmt;
 
-    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
     use serde_json::value::RawValue;
 
     /// The names of the two fields a record is read for.
@@ -647,7 +647,11 @@ mod jsonl {
             };
             while let Some(key) = map.next_key::<Str<'de>>()? {
                 if key.0 == self.fields.text {
-                    record.text = map.next_value_seed(TextOrNot(&mut *self.scratch))?;
+                    // Read raw and unescaped here, into the one scratch
+                    // string: serde_json would unescape it into a buffer
+                    // of its own, new for each line.
+                    let raw: &'de RawValue = map.next_value()?;
+                    record.text = text_of(raw.get(), self.scratch).map_err(de::Error::custom)?;
                 } else if key.0 == self.fields.id {
                     record.id = Some(map.next_value()?);
                 } else {
@@ -689,66 +693,79 @@ mod jsonl {
         }
     }
 
-    /// Any JSON value: `Some` text for a string, `None` for anything else.
-    struct TextOrNot<'s>(&'s mut String);
-
-    impl<'de> DeserializeSeed<'de> for TextOrNot<'_> {
-        type Value = Option<Text<'de>>;
-
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_any(self)
+    /// A raw JSON value's text if it is a string (`None` for any other
+    /// value): borrowed if it holds no escape, else unescaped into
+    /// `scratch`. The parser has checked its syntax (escapes, hex digits,
+    /// no control bytes); what is left to check is that its `\u` escapes
+    /// pair their surrogates, as serde_json checks a string it reads.
+    pub fn text_of<'de>(
+        raw: &'de str,
+        scratch: &mut String,
+    ) -> Result<Option<Text<'de>>, &'static str> {
+        let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+            return Ok(None);
+        };
+        let Some(first) = memchr::memchr(b'\\', inner.as_bytes()) else {
+            return Ok(Some(Text::Borrowed(inner)));
+        };
+        scratch.clear();
+        scratch.push_str(&inner[..first]);
+        let mut rest = &inner[first..];
+        while let Some(escaped) = rest.strip_prefix('\\') {
+            let mut chars = escaped.chars();
+            let c = match chars.next() {
+                Some('b') => '\u{8}',
+                Some('f') => '\u{c}',
+                Some('n') => '\n',
+                Some('r') => '\r',
+                Some('t') => '\t',
+                Some('u') => {
+                    let (c, after) = unicode_escape(&escaped[1..])?;
+                    chars = after.chars();
+                    c
+                }
+                // `"`, `\\`, `/`: the parser lets no other byte follow a `\\`.
+                Some(c) => c,
+                None => return Err("a string ends in a lone `\\`"),
+            };
+            scratch.push(c);
+            rest = chars.as_str();
+            let run = memchr::memchr(b'\\', rest.as_bytes()).unwrap_or(rest.len());
+            scratch.push_str(&rest[..run]);
+            rest = &rest[run..];
         }
+        Ok(Some(Text::Scratch))
     }
 
-    macro_rules! not_a_string {
-        ($($method:ident($t:ty)),*) => {$(
-            fn $method<E: de::Error>(self, _: $t) -> Result<Self::Value, E> {
-                Ok(None)
+    /// The character of the `\u` escape whose hex digits start `s`, a
+    /// surrogate pair's two escapes read as one; and what follows it.
+    fn unicode_escape(s: &str) -> Result<(char, &str), &'static str> {
+        let hex = |s: &str| {
+            s.get(..4)
+                .and_then(|h| u32::from_str_radix(h, 16).ok())
+                .ok_or("a `\\u` escape without four hex digits")
+        };
+        let n = hex(s)?;
+        let rest = &s[4..];
+        match n {
+            0xDC00..=0xDFFF => Err("a lone trailing surrogate in a hex escape"),
+            0xD800..=0xDBFF => {
+                let low = rest
+                    .strip_prefix("\\u")
+                    .map(hex)
+                    .transpose()?
+                    .filter(|low| (0xDC00..=0xDFFF).contains(low))
+                    .ok_or("a lone leading surrogate in a hex escape")?;
+                let c = 0x10000 + ((n - 0xD800) << 10) + (low - 0xDC00);
+                Ok((
+                    char::from_u32(c).expect("a surrogate pair's character"),
+                    &rest[6..],
+                ))
             }
-        )*};
-    }
-
-    impl<'de> Visitor<'de> for TextOrNot<'_> {
-        type Value = Option<Text<'de>>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("any JSON value")
-        }
-
-        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-            Ok(Some(Text::Borrowed(v)))
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            self.0.clear();
-            self.0.push_str(v);
-            Ok(Some(Text::Scratch))
-        }
-
-        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-            *self.0 = v;
-            Ok(Some(Text::Scratch))
-        }
-
-        not_a_string!(
-            visit_bool(bool),
-            visit_i64(i64),
-            visit_u64(u64),
-            visit_f64(f64)
-        );
-
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(None)
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            Ok(None)
+            _ => Ok((
+                char::from_u32(n).expect("a character outside the surrogates"),
+                rest,
+            )),
         }
     }
 }
@@ -825,6 +842,84 @@ mod tests {
         assert_eq!(lines[2]["findings"], json!([]));
         // No raw value leaves the detector.
         assert!(!lines[0].to_string().contains("4111 1111 1111 1111"));
+    }
+
+    /// The text of a JSON string token as serde_json reads it.
+    fn serde_text(token: &str) -> Result<String, ()> {
+        serde_json::from_str::<String>(token).map_err(|_| ())
+    }
+
+    /// The text of a raw value as the reader gives it.
+    fn our_text(raw: &str) -> Result<Option<String>, ()> {
+        let mut scratch = String::from("left over");
+        match jsonl::text_of(raw, &mut scratch) {
+            Ok(Some(jsonl::Text::Borrowed(t))) => Ok(Some(t.to_owned())),
+            Ok(Some(jsonl::Text::Scratch)) => Ok(Some(scratch)),
+            Ok(None) => Ok(None),
+            Err(_) => Err(()),
+        }
+    }
+
+    #[test]
+    fn strings_are_unescaped_as_serde_json_unescapes_them() {
+        for token in [
+            r#""""#,
+            r#""plain""#,
+            r#""\"\\\/\b\f\n\r\t""#,
+            r#""a\u0041\u00e9\u20AC b""#,
+            r#""\ud83d\ude00 pair""#,
+            r#""lone \ud83d""#,
+            r#""lone \ud83d\n""#,
+            r#""lone \ude00""#,
+            r#""two leads \ud83d\ud83d""#,
+            r#""café \u00e9""#,
+        ] {
+            assert_eq!(
+                our_text(token).map(Option::unwrap),
+                serde_text(token),
+                "{token}"
+            );
+        }
+        // Values that are no string have no text.
+        for raw in ["12", "null", "{\"a\":\"b\"}", "[\"x\"]", "true"] {
+            assert_eq!(our_text(raw), Ok(None), "{raw}");
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Any string token serde_json accepts (escapes, surrogates paired
+        /// or lone, any text between them) reads the same, and any it
+        /// refuses is refused.
+        #[test]
+        fn generated_strings_unescape_as_serde_json_does(
+            pieces in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "[^\"\\\\\u{0}-\u{1f}]{0,4}",
+                    proptest::sample::select(vec![
+                        r"\\", r#"\""#, r"\/", r"\b", r"\f", r"\n", r"\r", r"\t",
+                    ]).prop_map(str::to_owned),
+                    proptest::prop_oneof![
+                        0u32..0x80,
+                        0xD7F0u32..0xE010,
+                        0u32..0x10000,
+                    ].prop_map(|n| format!("\\u{n:04x}")),
+                ],
+                0..12,
+            )
+        ) {
+            let token = format!("\"{}\"", pieces.concat());
+            let ours = our_text(&token).map(Option::unwrap);
+            proptest::prop_assert_eq!(ours, serde_text(&token), "{}", token);
+        }
+
+        /// Whatever a string holds, serde_json's own escaping of it reads back.
+        #[test]
+        fn escaped_strings_read_back(text in "\\PC*") {
+            let token = serde_json::to_string(&text).unwrap();
+            proptest::prop_assert_eq!(our_text(&token), Ok(Some(text)));
+        }
     }
 
     /// A read checked as UTF-8 whole and one read as bytes (it held a line
