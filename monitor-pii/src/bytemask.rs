@@ -106,6 +106,16 @@ impl<'a> Blocks<'a> {
         self.bits(base, |b| lanes::range_bits(b, lo, hi))
     }
 
+    /// Bytes of the block at `base` equal to each of `bytes`, a mask each,
+    /// from one read of the block: what a pass that stops at several
+    /// punctuation bytes asks of each block.
+    #[inline]
+    pub fn equal<const N: usize>(&self, base: usize, bytes: [u8; N]) -> [u64; N] {
+        self.window(base).map_or([0; N], |(block, shift, keep)| {
+            lanes::equal_bits(block, bytes).map(|m| (m >> shift) & keep)
+        })
+    }
+
     /// Bytes of the block at `base` in either base64 alphabet ([`is_base64`]).
     #[inline]
     pub fn base64(&self, base: usize) -> u64 {
@@ -420,6 +430,24 @@ mod lanes {
         unsafe { sse2_base64_bits(block) }
     }
 
+    #[inline(always)]
+    pub fn equal_bits<const N: usize>(block: &[u8; BLOCK], bytes: [u8; N]) -> [u64; N] {
+        // SAFETY: as in `masks`.
+        unsafe { sse2_equal_bits(block, bytes) }
+    }
+
+    #[target_feature(enable = "sse2")]
+    fn sse2_equal_bits<const N: usize>(block: &[u8; BLOCK], bytes: [u8; N]) -> [u64; N] {
+        let mut m = [0; N];
+        for (i, b) in block.chunks_exact(16).enumerate() {
+            let x = load(b);
+            for (m, &c) in m.iter_mut().zip(&bytes) {
+                *m |= bits(_mm_cmpeq_epi8(x, splat(c))) << (16 * i);
+            }
+        }
+        m
+    }
+
     #[target_feature(enable = "sse2")]
     fn sse2_base64_bits(block: &[u8; BLOCK]) -> u64 {
         each_16(block, |x| {
@@ -568,6 +596,10 @@ mod lanes {
         super::swar::base64_bits(block)
     }
 
+    pub fn equal_bits<const N: usize>(block: &[u8; BLOCK], bytes: [u8; N]) -> [u64; N] {
+        super::swar::equal_bits(block, bytes)
+    }
+
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
         super::swar::base64_loose_bits(block)
     }
@@ -656,6 +688,17 @@ mod swar {
         })
     }
 
+    pub fn equal_bits<const N: usize>(block: &[u8; BLOCK], bytes: [u8; N]) -> [u64; N] {
+        let mut m = [0; N];
+        for (i, b) in block.chunks_exact(8).enumerate() {
+            let w = u64::from_le_bytes(b.try_into().expect("eight bytes"));
+            for (m, &c) in m.iter_mut().zip(&bytes) {
+                *m |= bits(eq(w, c)) << (8 * i);
+            }
+        }
+        m
+    }
+
     pub fn base64_loose_bits(block: &[u8; BLOCK]) -> u64 {
         let mut m = 0;
         for (i, b) in block.chunks_exact(8).enumerate() {
@@ -712,6 +755,11 @@ mod tests {
             proptest::prop_assert_eq!(Blocks::new(&bytes).base64_loose(0), want);
             proptest::prop_assert_eq!(lanes::base64_loose_bits(&block_of(&bytes)) & len_bits, want);
             proptest::prop_assert_eq!(swar::base64_loose_bits(&block_of(&bytes)) & len_bits, want);
+            let equal = [b':', b'"', 0x80, 0, lo];
+            let want = equal.map(|e| bytes.iter().enumerate().map(|(k, &c)| u64::from(c == e) << k).sum::<u64>());
+            proptest::prop_assert_eq!(Blocks::new(&bytes).equal(0, equal), want);
+            proptest::prop_assert_eq!(lanes::equal_bits(&block_of(&bytes), equal).map(|m| m & len_bits), want);
+            proptest::prop_assert_eq!(swar::equal_bits(&block_of(&bytes), equal).map(|m| m & len_bits), want);
         }
     }
 
@@ -730,6 +778,10 @@ mod tests {
                 proptest::prop_assert_eq!(blocks.masks(base), masks_by_byte(chunk));
                 proptest::prop_assert_eq!(blocks.in_range(base, 0, 0x7F), bit(&|c| c < 0x80));
                 proptest::prop_assert_eq!(blocks.in_range(base, b':', b':'), bit(&|c| c == b':'));
+                proptest::prop_assert_eq!(
+                    blocks.equal(base, [b':', 0, b'"']),
+                    [bit(&|c| c == b':'), bit(&|c| c == 0), bit(&|c| c == b'"')]
+                );
                 proptest::prop_assert_eq!(blocks.base64(base), bit(&is_base64));
                 proptest::prop_assert_eq!(blocks.base64_loose(base), bit(&is_base64_loose));
             }

@@ -1563,12 +1563,10 @@ fn colons_and_equals(text: &[u8], out: &mut Vec<Candidate>) {
     for base in (0..text.len()).step_by(bytemask::BLOCK) {
         // A comma right after a quote too: a name and a value passed
         // together, `getenv("api_token", "…")`.
-        let quotes = blocks.in_range(base, b'"', b'"');
+        let [quotes, colons, equals, commas] = blocks.equal(base, [b'"', b':', b'=', b',']);
         let after_quote = (quotes << 1) | quote_carry;
         quote_carry = quotes >> 63;
-        let mut ops = blocks.in_range(base, b':', b':')
-            | blocks.in_range(base, b'=', b'=')
-            | (blocks.in_range(base, b',', b',') & after_quote);
+        let mut ops = colons | equals | (commas & after_quote);
         while ops != 0 {
             let at = base + ops.trailing_zeros() as usize;
             ops &= ops - 1;
