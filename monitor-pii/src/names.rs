@@ -496,7 +496,8 @@ fn initials(lists: &Lists, text: &[u8], i: usize, out: &mut Vec<Candidate>) -> O
         return None;
     }
     let s = i + 6;
-    if !text.get(s).is_some_and(u8::is_ascii_uppercase) {
+    // The surname's capital may be any script's (`Á`).
+    if s >= text.len() || !upper_case_at(text, s) {
         return None;
     }
     let e = word_end(text, s)?;
@@ -1603,6 +1604,42 @@ mod tests {
                 _ => (format!("passed to supervisor {f} at noon"), f.clone()),
             };
             proptest::prop_assert!(names(&text).contains(&want.as_str()), "{:?}: {:?}", text, names(&text));
+        }
+
+        /// A name's parts in fields of their own (a query string, a
+        /// form body, JSON) and two initials before a surname, with names
+        /// from the lists, are found; their near misses (a part glued to
+        /// digits, a key that only ends like one, one initial) are not.
+        #[test]
+        fn name_parts_and_initials_from_the_lists(
+            a in 0usize..100_000,
+            b in 0usize..100_000,
+            i in b'A'..=b'Z',
+            j in b'A'..=b'Z',
+            form in 0usize..3,
+        ) {
+            let (firsts, lasts) = samples();
+            let (f, l) = (&firsts[a % firsts.len()], &lasts[b % lasts.len()]);
+            let (i, j) = (char::from(i), char::from(j));
+            let (text, want) = match form {
+                0 => (format!("POST /u body: first={f}&last={l}&city=x"), vec![f.clone(), l.clone()]),
+                1 => (format!(r#"{{"given": "{f}", "family": "{l}", "id": 7}}"#), vec![f.clone(), l.clone()]),
+                _ => (format!("name on the card is {i}. {j}. {l}"), vec![format!("{i}. {j}. {l}")]),
+            };
+            let got = found(&text);
+            for w in &want {
+                proptest::prop_assert!(got.contains(w), "{:?}: {:?}", text, got);
+            }
+            for text in [
+                format!("GET /u?first={f}42&last={l}7&page=2"),
+                format!("GET /u?worst={f}&lastly={l}"),
+            ] {
+                let got = found(&text);
+                proptest::prop_assert!(!got.contains(f) && !got.contains(l), "{:?}: {:?}", text, got);
+            }
+            let text = format!("we chose plan {i}. {l} said yes");
+            let got = found(&text);
+            proptest::prop_assert!(got.iter().all(|n| !n.starts_with(i) || !n.contains(". ")), "{:?}: {:?}", text, got);
         }
 
         /// Words that are no names, in the same forms, are not names.
