@@ -224,7 +224,8 @@ impl Pipeline {
         } else {
             self.repeats.close_due(crate::model::now_ns(), &mut emit);
         }
-        self.unscanned.close_due(mono_now(), all, &mut emit);
+        self.unscanned
+            .close_due(crate::enrich::mono_now_ns(), all, &mut emit);
         self.counters.repeats_uncounted = self.repeats.overflowed();
     }
 
@@ -456,13 +457,6 @@ fn unscanned_send(
         tls: body.flags & monitor_common::PAYLOAD_TLS != 0,
     };
     Some((key, body.size))
-}
-
-/// The monotonic clock now, ns (the clock of events' `mono_ns`).
-fn mono_now() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
 }
 
 /// Hands the kernel the classified directories as they are on disk now.

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::enrich::WallClock;
 use crate::model::{Action, Outcome, Record, Repeats as Count};
 
 /// What makes two records the same access.
@@ -199,9 +200,9 @@ pub struct SendKey {
 struct SendWindow {
     /// The record of the first send, stored as it came.
     first: Record,
-    /// Its monotonic time, and wall-clock time minus monotonic time.
+    /// Its monotonic time, and the wall clock its record was timed by.
     first_mono: u64,
-    wall_offset: i128,
+    clock: WallClock,
     /// Sends counted after it, their bytes, and the monotonic times of the
     /// first and last of them.
     count: u64,
@@ -274,7 +275,7 @@ impl UnscannedSends {
         let w = SendWindow {
             first: first.clone(),
             first_mono: mono_ns,
-            wall_offset: i128::from(first.time_ns) - i128::from(mono_ns),
+            clock: WallClock::at(mono_ns, first.time_ns),
             count: 0,
             bytes: 0,
             counted_mono: (0, 0),
@@ -287,14 +288,11 @@ impl UnscannedSends {
     /// window, when `all`).
     pub fn close_due(&mut self, now_mono: u64, all: bool, emit: &mut impl FnMut(Record)) {
         let window = self.window_ns;
-        let due: Vec<SendKey> = self
+        let due = self
             .open
-            .iter()
-            .filter(|(_, w)| all || now_mono.saturating_sub(w.first_mono) >= window)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in due {
-            if let Some(done) = self.open.remove(&k).and_then(closed_sends) {
+            .extract_if(|_, w| all || now_mono.saturating_sub(w.first_mono) >= window);
+        for (_, w) in due {
+            if let Some(done) = closed_sends(w) {
                 emit(done);
             }
         }
@@ -308,17 +306,14 @@ fn closed_sends(w: SendWindow) -> Option<Record> {
     if w.count == 0 {
         return None;
     }
-    let wall = |mono: u64| (i128::from(mono) + w.wall_offset).max(0) as u64;
-    let time_ns = wall(w.counted_mono.0);
-    let time =
-        humantime::format_rfc3339_nanos(std::time::UNIX_EPOCH + Duration::from_nanos(time_ns));
+    let (first, last) = w.counted_mono;
     Some(Record {
-        time: time.to_string(),
-        time_ns,
+        time: w.clock.format(first),
+        time_ns: w.clock.unix_ns(first),
         bytes: Some(w.bytes),
         repeats: Some(Count {
             count: w.count,
-            last_ns: wall(w.counted_mono.1),
+            last_ns: w.clock.unix_ns(last),
         }),
         ..w.first
     })

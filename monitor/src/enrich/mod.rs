@@ -35,16 +35,31 @@ pub struct WallClock {
     offset_ns: i128,
 }
 
+/// A clock's reading now, ns (0 if it cannot be read).
+fn clock_ns(id: ClockId) -> i128 {
+    clock_gettime(id)
+        .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
+        .unwrap_or(0)
+}
+
+/// `CLOCK_MONOTONIC` now, ns: the clock of events' `mono_ns`.
+pub fn mono_now_ns() -> u64 {
+    clock_ns(ClockId::CLOCK_MONOTONIC) as u64
+}
+
 impl WallClock {
     /// Reads both clocks now.
     pub fn now() -> Self {
-        let ns = |id| {
-            clock_gettime(id)
-                .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
-                .unwrap_or(0)
-        };
         Self {
-            offset_ns: ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_MONOTONIC),
+            offset_ns: clock_ns(ClockId::CLOCK_REALTIME) - clock_ns(ClockId::CLOCK_MONOTONIC),
+        }
+    }
+
+    /// The clock under which monotonic `mono_ns` was wall-clock `unix_ns`
+    /// (an event's two times).
+    pub fn at(mono_ns: u64, unix_ns: u64) -> Self {
+        Self {
+            offset_ns: i128::from(unix_ns) - i128::from(mono_ns),
         }
     }
 
