@@ -108,16 +108,21 @@ impl Detector {
     pub fn new(rules: PiiRules, key: FingerprintKey) -> Self {
         // The name lists (read once per process) and the compiled grammars
         // take about as long to build: side by side where a thread can
-        // start, else the lists are read at the first scan.
-        let scanner = std::thread::scope(|s| {
-            let lists = std::thread::Builder::new().spawn_scoped(s, names::load);
-            let scanner = Scanner::new();
-            if let Ok(lists) = lists {
-                // Reading them cannot fail: the lists are built in.
-                let _ = lists.join();
-            }
-            scanner
-        });
+        // start, else the lists are read at the first scan. A later
+        // detector (a reload) finds them read and starts no thread.
+        let scanner = if names::loaded() {
+            Scanner::new()
+        } else {
+            std::thread::scope(|s| {
+                let lists = std::thread::Builder::new().spawn_scoped(s, names::load);
+                let scanner = Scanner::new();
+                if let Ok(lists) = lists {
+                    // Reading them cannot fail: the lists are built in.
+                    let _ = lists.join();
+                }
+                scanner
+            })
+        };
         Self {
             scanner,
             rules,

@@ -41,13 +41,20 @@ impl Lists {
     }
 }
 
+/// The name lists, once read.
+static LISTS: OnceLock<Lists> = OnceLock::new();
+
+/// Whether the name lists are read already.
+pub(crate) fn loaded() -> bool {
+    LISTS.get().is_some()
+}
+
 /// Reads the name lists now, not at the first scan that needs them.
 pub(crate) fn load() {
     lists();
 }
 
 fn lists() -> &'static Lists {
-    static LISTS: OnceLock<Lists> = OnceLock::new();
     LISTS.get_or_init(|| Lists {
         first: set_of_lines(include_str!("../data/first_names.txt")),
         last: set_of_lines(include_str!("../data/surnames.txt")),
