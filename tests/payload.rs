@@ -311,9 +311,9 @@ def drain():
 threading.Thread(target=drain, daemon=True).start()
 "#;
 
-/// A flood of sends on one connection into a small ring buffer, read by a
-/// daemon that cannot keep up (a debug build printing every event): the
-/// flood's sends are recorded unscanned, each one in an event that says so
+/// A flood of sends on one connection into a small ring buffer with no
+/// backlog, read by a daemon that cannot keep up (a debug build printing
+/// every event): the flood's sends are recorded unscanned, each one in an event that says so
 /// and in a record with the `send-not-inspected` alert (counted, not a
 /// record a send), and the status counts them. A card sent meanwhile on a
 /// quiet connection is found, when its record reached the daemon at all.
@@ -322,7 +322,7 @@ fn a_flood_is_recorded_unscanned_with_an_alert() {
     if !root_or_skip("a_flood_is_recorded_unscanned_with_an_alert") {
         return;
     }
-    let daemon = Daemon::start_with(&["--ring-mib", "1"]);
+    let daemon = Daemon::start_with(&["--ring-mib", "1", "--backlog-mib", "0"]);
     let script = format!(
         "{LOOPBACK_SINK}{}",
         r#"
@@ -390,6 +390,74 @@ quiet.close()
         "flood: {} send events, {events} not scanned, ring buffer full {}",
         sends.len(),
         daemon.status()["kernel"]["ringbuf_full"]
+    );
+}
+
+/// A flood of sends with the daemon's backlog: the daemon (a debug build
+/// printing every event) falls behind, takes the ring's records into its
+/// own memory once a quarter of the ring waits, and scans every send from
+/// there, in order. No record is lost, no send is passed over, the status
+/// shows the backlog used, and both the quiet connection's card and the
+/// flood's own number are found, once each. (The flood stays within the
+/// ring, so that the test does not hang on the debug build's speed; `cargo
+/// xtask bench payload` measures floods beyond it.)
+#[test]
+fn a_flood_is_scanned_from_the_backlog() {
+    if !root_or_skip("a_flood_is_scanned_from_the_backlog") {
+        return;
+    }
+    // 60,000 records of about 336 bytes: 20 MB, 60% of the default ring.
+    const SENDS: usize = 60_000;
+    let daemon = Daemon::start_with(&["--backlog-mib", "64"]);
+    let script = format!(
+        "{LOOPBACK_SINK}{}",
+        format_args!(
+            r#"
+flood = socket.create_connection(srv.getsockname())
+quiet = socket.create_connection(srv.getsockname())
+line = b'status ok ' * 19 + b'\n'
+for i in range({SENDS}):
+    flood.send(b'ssn 123-45-6789 ' + line if i == {SENDS} - 1 else line)
+    if i == {SENDS} // 2:
+        quiet.send(b'my card is 4111 1111 1111 1111 thanks')
+flood.close()
+quiet.close()
+"#
+        )
+    );
+    let pid = run_python(&script);
+    let status = daemon.wait_status("every send handled", 180, |s| {
+        s["pipeline"]["received"].as_u64().unwrap_or(0) > SENDS as u64
+            && s["pipeline"]["backlog_bytes"] == 0
+    });
+    let sends = payloads(&daemon, pid);
+    assert_eq!(sends.len(), SENDS + 1, "{status}");
+    assert_eq!(status["kernel"]["ringbuf_full"], 0, "{status}");
+    assert_eq!(status["pipeline"]["sends_not_inspected"], 0, "{status}");
+    let peak = status["pipeline"]["backlog_peak_bytes"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(peak > 0, "the backlog was used: {status}");
+    assert!(
+        sends.iter().all(|v| v.get("inspected").is_none()),
+        "every send scanned"
+    );
+    let found = |kind: &str| {
+        sends
+            .iter()
+            .filter(|v| {
+                v["findings"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|f| f["type"] == kind))
+            })
+            .count()
+    };
+    assert_eq!(found("CREDIT_CARD"), 1, "the quiet connection's card");
+    assert_eq!(found("US_SSN"), 1, "the flood's last send");
+    eprintln!(
+        "flood: {} sends, backlog at most {:.1} MiB",
+        sends.len(),
+        peak as f64 / f64::from(1 << 20)
     );
 }
 

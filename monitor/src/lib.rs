@@ -4,7 +4,9 @@
 //! it through one pipeline, one module per stage ([`pipeline`] composes them;
 //! no stage imports another):
 //!
-//! - [`sensor`]: loads and attaches the programs, reads the ring buffer.
+//! - [`sensor`]: loads and attaches the programs, reads the ring buffer;
+//!   [`backlog`]: batches of its records, and what waits of them while the
+//!   daemon is behind.
 //! - [`enrich`]: attributes each record ([`wire`]) to a process, user,
 //!   cgroup and unit, and makes paths absolute ([`event::Event`]).
 //! - [`role`]: which role each process acts for.
@@ -27,6 +29,7 @@
 //! [`btf`] (kernel struct offsets).
 
 pub mod anomaly;
+pub mod backlog;
 pub mod btf;
 pub mod classify;
 pub mod cli;

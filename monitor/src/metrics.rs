@@ -128,6 +128,13 @@ pub fn render(s: &Status) -> String {
         "Records held in memory while the store cannot write",
         held,
     );
+    let backlog = Gauge::<i64>::default();
+    backlog.set(s.pipeline.backlog_bytes as i64);
+    reg.register(
+        "events_backlog_bytes",
+        "Bytes of records taken from the ring buffer and waiting in the daemon's memory (it is behind)",
+        backlog,
+    );
     let probes = Gauge::<i64>::default();
     probes.set(s.attached.len() as i64);
     reg.register("probes_attached", "Probes attached", probes);

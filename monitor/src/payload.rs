@@ -685,36 +685,6 @@ fn busiest(steps: &[Step<'_>], budget: usize) -> std::collections::HashSet<Strea
         .collect()
 }
 
-/// Records copied out of the ring buffer back to back, so that a batch's
-/// sends can be inspected together before any record goes on.
-#[derive(Debug, Default)]
-pub struct Batch {
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
-}
-
-impl Batch {
-    /// Appends one record as read from the ring buffer.
-    pub fn push(&mut self, record: &[u8]) {
-        self.bytes.extend_from_slice(record);
-        self.ends.push(self.bytes.len());
-    }
-
-    /// True when no record was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// The records, in order.
-    pub fn records(&self) -> Vec<&[u8]> {
-        std::iter::once(0)
-            .chain(self.ends.iter().copied())
-            .zip(self.ends.iter().copied())
-            .map(|(from, to)| &self.bytes[from..to])
-            .collect()
-    }
-}
-
 /// The steps [`Shards::inspect`] takes for a batch of records: its sends
 /// and its exits (records that do not decode are left to the caller).
 pub fn steps<'a>(records: &[&'a [u8]]) -> Vec<Step<'a>> {

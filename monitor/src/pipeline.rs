@@ -9,13 +9,14 @@ use std::time::{Duration, Instant};
 
 use std::sync::mpsc::Receiver;
 
+use crate::backlog::{Intake, Taken};
 use crate::classify::classify;
 use crate::enrich::Enricher;
 use crate::event::{Detail, Event};
 use crate::judge::{Case, Chain};
 use crate::model::{worst, Action, Alert, Record, Severity, NOT_INSPECTED_RULE, UNASSIGNED};
 use crate::output::EventSink;
-use crate::payload::{Batch, Inspected, Shards};
+use crate::payload::{Inspected, Shards};
 use crate::record::writer::RecordSender;
 use crate::redact::{redact_event, redact_record};
 use crate::repeat::{Repeats, SendKey, UnscannedSends, MAX_WINDOWS};
@@ -29,15 +30,9 @@ use crate::wire::{decode, Body};
 /// How long one wait on the ring buffer lasts. The kernel wakes the reader
 /// only once a batch is pending, so this bounds the delay of a lone event.
 const WAIT: Duration = Duration::from_millis(20);
-/// Records handled between sink flushes.
-pub const BATCH: usize = 4096;
-/// Bytes of records in one batch at most: a batch's records from its
-/// first send on are copied out of the ring, and sends of up to 16 KiB
-/// each would otherwise make that 64 MiB.
-pub const BATCH_BYTES: usize = 2 << 20;
-/// Sends of a batch scanned, at most, while the daemon is behind
-/// ([`crate::payload::Shards::inspect_within`]): an eighth of a batch.
-pub const SCAN_WHEN_BEHIND: usize = BATCH / 8;
+/// Records of a batch handled between two looks at the ring buffer
+/// ([`Intake::top_up`]).
+const TOP_UP_EVERY: usize = 1024;
 /// How often the shared counters are refreshed.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 /// How often closed repeat windows are stored.
@@ -102,6 +97,8 @@ pub struct Pipeline {
     repeats: Repeats,
     /// Sends recorded unscanned, counted by connection.
     unscanned: UnscannedSends,
+    /// The batches read from the ring, and what waits of them while behind.
+    intake: Intake,
 }
 
 /// Executables listed as TLS blind spots at most.
@@ -141,7 +138,15 @@ impl Pipeline {
             enforced: std::collections::HashSet::new(),
             repeats: Repeats::new(Duration::ZERO, MAX_WINDOWS),
             unscanned: UnscannedSends::new(Duration::ZERO, MAX_WINDOWS),
+            intake: Intake::new(0),
         }
+    }
+
+    /// Lets up to `bytes` of records wait in the daemon's memory while it
+    /// is behind, before it passes over sends (see [`crate::backlog`]).
+    pub fn backlog(mut self, bytes: usize) -> Self {
+        self.intake = Intake::new(bytes);
+        self
     }
 
     /// Counts the same access made again within `window` into one record
@@ -164,7 +169,7 @@ impl Pipeline {
         let mut last_repeats = Instant::now();
         loop {
             let stopping = stop.load(Ordering::Relaxed);
-            if !stopping {
+            if !stopping && self.intake.backlog().is_empty() {
                 self.sensor.wait(WAIT)?;
             }
             // A reload applies before the events that waited with it.
@@ -192,7 +197,10 @@ impl Pipeline {
             if repeats_due {
                 self.sensor.flush_repeats(stopping);
             }
-            while self.step() {}
+            // Behind, the rounds' other work (reloads, repeat windows, the
+            // counters) still comes around every half second.
+            let stepping = Instant::now();
+            while self.step() && (stopping || stepping.elapsed() < PUBLISH_EVERY) {}
             if stopping {
                 self.close_repeats(true);
             } else if repeats_due {
@@ -244,6 +252,7 @@ impl Pipeline {
             enforced,
             repeats,
             unscanned,
+            intake,
             ..
         } = self;
         // Processes of enforcing roles to mark once the batch is read.
@@ -347,26 +356,34 @@ impl Pipeline {
         // they are copied out of the ring, so that the sends of the rest of
         // the batch are inspected together (each stream's scanned once, in
         // its shard) before any record goes on.
-        let mut batch = Batch::default();
-        let (n, read) = sensor.drain_bytes(BATCH, BATCH_BYTES, |bytes| {
-            if batch.is_empty() && !crate::wire::is_payload(bytes) {
-                handle(payload, bytes, false, None)
-            } else {
-                batch.push(bytes)
-            }
+        let mut n = 0;
+        let Taken {
+            batch,
+            budget,
+            more,
+        } = intake.take(sensor, |bytes| {
+            n += 1;
+            handle(payload, bytes, false, None)
         });
+        n += batch.len();
         if !batch.is_empty() {
             let records = batch.records();
             let steps = crate::payload::steps(&records);
             let mut inspected = payload
-                .inspect_within(&steps, scan_budget(sensor, read))
+                .inspect_within(&steps, budget)
                 .into_iter()
                 .peekable();
             for (index, bytes) in records.iter().enumerate() {
+                // A slow batch (a burst of findings to record and print)
+                // must not let the ring fill behind it.
+                if index % TOP_UP_EVERY == TOP_UP_EVERY - 1 {
+                    intake.top_up(sensor);
+                }
                 let done = inspected.next_if(|i| i.index == index);
                 handle(payload, bytes, true, done);
             }
         }
+        intake.recycle(batch);
         counters.paths_unknown = enricher.paths_unknown();
         if enricher.take_forget_paths() {
             if let Err(e) = sensor.forget_paths() {
@@ -410,11 +427,13 @@ impl Pipeline {
                 }
             }
         }
-        n == BATCH || read >= BATCH_BYTES
+        more
     }
 
     fn publish(&mut self) -> Counters {
         self.counters.streams_evicted = self.payload.evicted();
+        self.counters.backlog_bytes = self.intake.backlog().bytes() as u64;
+        self.counters.backlog_peak_bytes = self.intake.backlog().peak() as u64;
         let snapshot = Counters {
             kernel: self.sensor.kernel_counters(),
             pipeline: self.counters,
@@ -427,16 +446,6 @@ impl Pipeline {
         }
         snapshot
     }
-}
-
-/// The sends of a batch of `taken` bytes to scan, at most
-/// ([`Shards::inspect_within`]): [`SCAN_WHEN_BEHIND`] when the daemon is
-/// behind (the batch and what waits after it fill more than seven eighths
-/// of the ring), so that the busiest connections' sends are recorded
-/// unscanned rather than the ring filling and losing records of every
-/// kind; no bound otherwise.
-pub fn scan_budget(sensor: &Sensor, taken: usize) -> Option<usize> {
-    sensor.behind(taken).then_some(SCAN_WHEN_BEHIND)
 }
 
 /// When `record` is a send `inspected` says was not scanned: its

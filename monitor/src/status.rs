@@ -72,6 +72,13 @@ pub struct PipelineCounters {
     /// `send-not-inspected` alert).
     #[serde(default)]
     pub sends_not_inspected: u64,
+    /// Bytes of records taken from the ring buffer and waiting in the
+    /// daemon's memory to be handled (the daemon is behind).
+    #[serde(default)]
+    pub backlog_bytes: u64,
+    /// The most bytes that waited there at once since the start.
+    #[serde(default)]
+    pub backlog_peak_bytes: u64,
 }
 
 /// The access record's counters.
@@ -311,6 +318,14 @@ impl Status {
         t.row("opens counted (kernel)", k.repeats_counted.to_string());
         t.row("received", p.received.to_string());
         t.row("ring buffer", format!("{} MiB", self.ring_bytes >> 20));
+        t.row(
+            "backlog",
+            format!(
+                "{:.1} MiB waiting, {:.1} MiB at most",
+                p.backlog_bytes as f64 / f64::from(1 << 20),
+                p.backlog_peak_bytes as f64 / f64::from(1 << 20)
+            ),
+        );
         t.row("processes tracked", self.processes_tracked.to_string());
         t.row("writer queue", format!("{} records", r.queued));
         t.row(

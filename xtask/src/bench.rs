@@ -422,6 +422,10 @@ struct PayloadReport {
     not_inspected: u64,
     findings: u64,
     ringbuf_full: u64,
+    #[serde(default)]
+    backlog_peak_mib: f64,
+    #[serde(default)]
+    handled_secs: f64,
 }
 
 fn payload_round(
@@ -462,8 +466,16 @@ fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> 
     let paced = payload_round(rate * 5, rate, false, threads)?;
     println!("payload benchmark: 200-byte loopback sends from one child, real probes, detector on every stream, {} inspection thread(s)\n", with.threads);
     println!(
-        "{:<34} {:>9} {:>10} {:>12} {:>9} {:>9} {:>9} {:>13}",
-        "round", "sends", "seconds", "sends/s", "captured", "unscanned", "findings", "ringbuf_full"
+        "{:<34} {:>9} {:>10} {:>12} {:>9} {:>9} {:>9} {:>13} {:>12}",
+        "round",
+        "sends",
+        "seconds",
+        "sends/s",
+        "captured",
+        "unscanned",
+        "findings",
+        "ringbuf_full",
+        "backlog MiB"
     );
     for (name, r) in [
         ("without the daemon, max rate", &base),
@@ -471,7 +483,7 @@ fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> 
         ("with the daemon, paced", &paced),
     ] {
         println!(
-            "{:<34} {:>9} {:>10.3} {:>12.0} {:>9} {:>9} {:>9} {:>13}",
+            "{:<34} {:>9} {:>10.3} {:>12.0} {:>9} {:>9} {:>9} {:>13} {:>12.1}",
             name,
             r.sends,
             r.child_secs,
@@ -479,7 +491,8 @@ fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> 
             r.captured,
             r.not_inspected,
             r.findings,
-            r.ringbuf_full
+            r.ringbuf_full,
+            r.backlog_peak_mib
         );
     }
     println!();
@@ -494,6 +507,12 @@ fn payload(sends: u64, rate: u64, threads: Option<usize>) -> anyhow::Result<()> 
     println!(
         "at max rate: {} of {} sends recorded, {} of them unscanned (the inspection was behind), {} lost to a full ring buffer",
         with.captured, with.sends, with.not_inspected, with.ringbuf_full
+    );
+    println!(
+        "at max rate: the last send handled {:.2} s after the first was sent ({:.2} s after the sender finished; at most {:.1} MiB waited in the backlog)",
+        with.handled_secs,
+        with.handled_secs - with.child_secs,
+        with.backlog_peak_mib
     );
     Ok(())
 }

@@ -99,6 +99,13 @@ pub struct Options {
     /// in one thread). 0: one per core but one (at most 8).
     #[arg(long, default_value_t = 0)]
     pub payload_threads: usize,
+    /// MiB of records the daemon takes from the ring buffer into its own
+    /// memory while it is behind (a burst of sends faster than it scans
+    /// them), so that every send is still scanned, later. Only past seven
+    /// eighths of this are the busiest connections' sends recorded
+    /// unscanned. 0: the ring buffer alone.
+    #[arg(long, default_value_t = crate::backlog::DEFAULT_BACKLOG_MIB)]
+    pub backlog_mib: u64,
     /// Days records are kept.
     #[arg(long, default_value_t = 365)]
     pub retention_days: u64,
@@ -125,6 +132,9 @@ pub struct Options {
     #[arg(long = "sink-jsonl", value_name = "PATH")]
     pub sink_jsonl: Vec<PathBuf>,
 }
+
+/// The largest backlog `--backlog-mib` takes (64 GiB).
+pub const MAX_BACKLOG_MIB: u64 = 64 << 10;
 
 /// The default repeat window, ms: short, as a SIGKILL loses the counts of
 /// the windows open; a loop of opens is still counted hundreds to one.
@@ -162,6 +172,11 @@ impl Options {
             self.ring_mib.is_power_of_two(),
             "--ring-mib must be a power of two, got {}",
             self.ring_mib
+        );
+        anyhow::ensure!(
+            self.backlog_mib <= MAX_BACKLOG_MIB,
+            "--backlog-mib must be at most {MAX_BACKLOG_MIB}, got {}",
+            self.backlog_mib
         );
         anyhow::ensure!(
             (1..=monitor_common::PAYLOAD_MAX as u32).contains(&self.payload_limit),

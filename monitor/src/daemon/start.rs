@@ -274,7 +274,8 @@ pub async fn start(opts: &Options) -> anyhow::Result<Daemon> {
             reloads: reloaded,
         },
     )
-    .count_repeats(std::time::Duration::from_millis(opts.repeat_window_ms));
+    .count_repeats(std::time::Duration::from_millis(opts.repeat_window_ms))
+    .backlog((opts.backlog_mib << 20) as usize);
     let counters = pipeline.counters();
     let stop = Arc::new(AtomicBool::new(false));
     let pipeline = std::thread::Builder::new()

@@ -578,9 +578,21 @@ impl Sensor {
     /// batches' worth of a flood while the reader catches up.) Costs a map
     /// read.
     pub fn behind(&self, taken: usize) -> bool {
+        (taken as u64).saturating_add(self.waiting_bytes()) > self.ring_bytes / 8 * 7
+    }
+
+    /// The room the records still waiting in the ring buffer take, as
+    /// estimated from the kernel's count of records sent against those
+    /// taken, at the mean room of those taken. Costs a map read.
+    pub fn waiting_bytes(&self) -> u64 {
         let waiting = self.counter(COUNTER_EMITTED).saturating_sub(self.drained);
         let mean = self.drained_bytes / self.drained.max(1);
-        (taken as u64).saturating_add(waiting.saturating_mul(mean)) > self.ring_bytes / 8 * 7
+        waiting.saturating_mul(mean)
+    }
+
+    /// The ring buffer's size in bytes.
+    pub fn ring_bytes(&self) -> u64 {
+        self.ring_bytes
     }
 
     /// The kernel's counters, summed over CPUs.

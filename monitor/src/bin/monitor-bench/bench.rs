@@ -180,6 +180,13 @@ pub struct PayloadBenchReport {
     pub findings: u64,
     /// Records the kernel could not queue during the round.
     pub ringbuf_full: u64,
+    /// The backlog's bound (`monitor run --backlog-mib`), MiB.
+    pub backlog_mib: f64,
+    /// The most of it that was taken, MiB.
+    pub backlog_peak_mib: f64,
+    /// Seconds from the child's first send until its last send was
+    /// handled (the backlog worked through).
+    pub handled_secs: f64,
 }
 
 /// Loopback sends of `size` bytes from a child, with or without the sensor and
@@ -190,6 +197,7 @@ pub fn run_payload_bench(
     rate: u64,
     with_sensor: bool,
     threads: usize,
+    backlog_bytes: usize,
 ) -> anyhow::Result<PayloadBenchReport> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
@@ -242,22 +250,26 @@ pub fn run_payload_bench(
         .context("child stdin")?
         .write_all(b"go\n")?;
     let (mut captured, mut findings, mut not_inspected) = (0u64, 0u64, 0u64);
+    let mut intake = monitor::backlog::Intake::new(backlog_bytes);
+    let mut backlog_peak = 0;
+    let go = Instant::now();
+    let mut last_handled = None;
     let mut exited_at: Option<Instant> = None;
     loop {
         let n = match sensor.as_mut() {
             Some(s) => {
-                s.wait(Duration::from_millis(20))?;
-                let mut batch = monitor::payload::Batch::default();
-                let (n, read) = s.drain_bytes(
-                    monitor::pipeline::BATCH,
-                    monitor::pipeline::BATCH_BYTES,
-                    |bytes| batch.push(bytes),
-                );
-                let records = batch.records();
-                // As the pipeline does: behind, the busiest connections
-                // are recorded unscanned.
-                let budget = monitor::pipeline::scan_budget(s, read);
-                let inspected = payloads.inspect_within(&monitor::payload::steps(&records), budget);
+                if intake.backlog().is_empty() {
+                    s.wait(Duration::from_millis(20))?;
+                }
+                // As the pipeline takes its batches: behind, through the
+                // backlog, and past that with the busiest connections
+                // recorded unscanned.
+                let taken = intake.take(s, |_| {});
+                let records = taken.batch.records();
+                let captured_before = captured;
+                let inspected =
+                    payloads.inspect_within(&monitor::payload::steps(&records), taken.budget);
+                backlog_peak = backlog_peak.max(intake.backlog().peak());
                 for done in inspected {
                     let Ok(rec) = decode(records[done.index]) else {
                         continue;
@@ -270,6 +282,11 @@ pub fn run_payload_bench(
                         not_inspected += u64::from(!done.inspection.inspected);
                     }
                 }
+                if captured > captured_before {
+                    last_handled = Some(Instant::now());
+                }
+                let n = records.len() + usize::from(taken.more);
+                intake.recycle(taken.batch);
                 n
             }
             None => {
@@ -308,6 +325,9 @@ pub fn run_payload_bench(
         not_inspected,
         findings,
         ringbuf_full: after.ringbuf_full - before.ringbuf_full,
+        backlog_mib: backlog_bytes as f64 / f64::from(1 << 20),
+        backlog_peak_mib: backlog_peak as f64 / f64::from(1 << 20),
+        handled_secs: last_handled.map_or(0.0, |t| (t - go).as_secs_f64()),
     })
 }
 

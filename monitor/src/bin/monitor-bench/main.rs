@@ -54,6 +54,9 @@ enum Command {
         /// --payload-threads` (0: its default).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// MiB of records held while behind, as `monitor run --backlog-mib`.
+        #[arg(long, default_value_t = monitor::backlog::DEFAULT_BACKLOG_MIB)]
+        backlog_mib: u64,
     },
     /// The anomaly detectors on a synthetic month: recall, false alerts,
     /// alerts per incident.
@@ -185,12 +188,14 @@ fn main() -> anyhow::Result<()> {
             rate,
             baseline,
             threads,
+            backlog_mib,
         } => print(&bench::run_payload_bench(
             sends,
             size,
             rate,
             !baseline,
             monitor::payload::threads(threads),
+            (backlog_mib.min(monitor::daemon::MAX_BACKLOG_MIB) << 20) as usize,
         )?),
         Command::EvalAnomaly => anomaly_eval::main(),
         Command::TlsDiscovery { monitor } => print(&tls_discovery::run(&monitor)?),
