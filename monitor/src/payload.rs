@@ -4,7 +4,7 @@
 //! named from the TLS ClientHello (SNI) or the HTTP `Host` header; the event
 //! gets a keyed digest and the findings, never the bytes.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _, HashSet};
 
 use monitor_common::PayloadBody;
 use monitor_pii::{Detector, Finding, StreamScanner};
@@ -235,11 +235,7 @@ impl<C: StreamConsumer> PayloadStage<C> {
     /// not scanned: each is placed in its stream (offsets go on) and the
     /// stream starts a new window after it, so no value is joined across
     /// bytes that were not seen.
-    pub fn feed_batch(
-        &mut self,
-        steps: &[Step<'_>],
-        shed: &std::collections::HashSet<StreamKey>,
-    ) -> Vec<Inspected> {
+    pub fn feed_batch(&mut self, steps: &[Step<'_>], shed: &HashSet<StreamKey>) -> Vec<Inspected> {
         let mut out: Vec<Inspected> = Vec::with_capacity(steps.len());
         for (at, step) in steps.iter().enumerate() {
             match *step {
@@ -663,7 +659,7 @@ where
 /// batch's sends are scanned: streams by their number of sends, fewest
 /// first, are scanned while the sends so far stay within `budget`; every
 /// stream after that is passed over.
-fn busiest(steps: &[Step<'_>], budget: usize) -> std::collections::HashSet<StreamKey> {
+fn busiest(steps: &[Step<'_>], budget: usize) -> HashSet<StreamKey> {
     let mut sends: HashMap<StreamKey, usize> = HashMap::new();
     for step in steps {
         if let Step::Send { tgid, body, .. } = step {

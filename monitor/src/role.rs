@@ -2,7 +2,7 @@
 //! rules (`rules/roles.toml`) and are cached per pid; a change of uid, gid,
 //! cgroup, executable or task name decides again.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 use std::ffi::CString;
 use std::sync::Arc;
 

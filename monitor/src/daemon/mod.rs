@@ -103,7 +103,7 @@ pub struct Options {
     /// memory while it is behind (a burst of sends faster than it scans
     /// them), so that every send is still scanned, later. Only past seven
     /// eighths of this are the busiest connections' sends recorded
-    /// unscanned. 0: the ring buffer alone.
+    /// unscanned. 0 (or below 2, a batch): the ring buffer alone.
     #[arg(long, default_value_t = crate::backlog::DEFAULT_BACKLOG_MIB)]
     pub backlog_mib: u64,
     /// Days records are kept.

@@ -1,7 +1,7 @@
 //! cgroup v2 id → path and systemd unit. The id the kernel reports is the
 //! inode number of the cgroup's directory under `/sys/fs/cgroup`.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! User and group names by id, through the system's name service (so LDAP
 //! and SSSD accounts resolve), cached: one lookup per id.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use nix::unistd::{Gid, Group, Uid, User};

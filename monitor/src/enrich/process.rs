@@ -3,7 +3,9 @@
 //! fork and exit events, so that events are attributed without reading
 //! `/proc` (and without the process still existing).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
