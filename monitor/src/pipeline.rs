@@ -352,10 +352,11 @@ impl Pipeline {
                     }
                 }
             };
-        // Records before the batch's first send go on at once; from it on
-        // they are copied out of the ring, so that the sends of the rest of
-        // the batch are inspected together (each stream's scanned once, in
-        // its shard) before any record goes on.
+        // Read straight from the ring, records before the batch's first
+        // send go on at once; from it on they are copied out of the ring,
+        // so that the sends of the rest of the batch are inspected together
+        // (each stream's scanned once, in its shard) before any record goes
+        // on. Behind, the batch comes whole from the backlog.
         let mut n = 0;
         let Taken {
             batch,
