@@ -31,6 +31,11 @@ pub fn render(s: &Status) -> String {
         c.inc_by(v);
         reg.register(name, help, c);
     };
+    let gauge = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        reg.register(name, help, g);
+    };
     counter(
         &mut reg,
         "kernel_events",
@@ -121,23 +126,24 @@ pub fn render(s: &Status) -> String {
         "Failed writes of the record",
         s.record.write_errors,
     );
-    let held = Gauge::<i64>::default();
-    held.set(s.record.held as i64);
-    reg.register(
+    gauge(
+        &mut reg,
         "records_held",
         "Records held in memory while the store cannot write",
-        held,
+        s.record.held,
     );
-    let backlog = Gauge::<i64>::default();
-    backlog.set(s.pipeline.backlog_bytes as i64);
-    reg.register(
+    gauge(
+        &mut reg,
         "events_backlog_bytes",
         "Bytes of records taken from the ring buffer and waiting in the daemon's memory (it is behind)",
-        backlog,
+        s.pipeline.backlog_bytes,
     );
-    let probes = Gauge::<i64>::default();
-    probes.set(s.attached.len() as i64);
-    reg.register("probes_attached", "Probes attached", probes);
+    gauge(
+        &mut reg,
+        "probes_attached",
+        "Probes attached",
+        s.attached.len() as u64,
+    );
     let lag = Family::<FollowerLabel, Gauge<i64>>::default();
     let handled = Family::<FollowerLabel, Counter<u64>>::default();
     let errors = Family::<FollowerLabel, Counter<u64>>::default();
