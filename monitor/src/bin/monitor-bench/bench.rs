@@ -251,7 +251,6 @@ pub fn run_payload_bench(
         .write_all(b"go\n")?;
     let (mut captured, mut findings, mut not_inspected) = (0u64, 0u64, 0u64);
     let mut intake = monitor::backlog::Intake::new(backlog_bytes);
-    let mut backlog_peak = 0;
     let go = Instant::now();
     let mut last_handled = None;
     let mut exited_at: Option<Instant> = None;
@@ -269,7 +268,6 @@ pub fn run_payload_bench(
                 let captured_before = captured;
                 let inspected =
                     payloads.inspect_within(&monitor::payload::steps(&records), taken.budget);
-                backlog_peak = backlog_peak.max(intake.backlog().peak());
                 for done in inspected {
                     let Ok(rec) = decode(records[done.index]) else {
                         continue;
@@ -326,7 +324,7 @@ pub fn run_payload_bench(
         findings,
         ringbuf_full: after.ringbuf_full - before.ringbuf_full,
         backlog_mib: backlog_bytes as f64 / f64::from(1 << 20),
-        backlog_peak_mib: backlog_peak as f64 / f64::from(1 << 20),
+        backlog_peak_mib: intake.backlog().peak() as f64 / f64::from(1 << 20),
         handled_secs: last_handled.map_or(0.0, |t| (t - go).as_secs_f64()),
     })
 }
