@@ -328,6 +328,148 @@ fn item3_the_store_recovers_from_a_full_disk() {
     drop(fs);
 }
 
+/// Item 3, the record's readers: while the writer fails on a full disk,
+/// reopens the store and stores a quarter of a million held records, the
+/// followers and the status (the store's head, size and record count)
+/// never wait on it. Before, the writer held the head's lock while it
+/// chained the whole held set, and while sled reopened; the daemon's
+/// status then stood still for seconds (once past a two-minute wait).
+#[test]
+fn item3_a_full_disk_never_stalls_the_records_readers() {
+    let _shared = shared();
+    use monitor::model::{FollowError, Follower, Record};
+    use monitor::record::{follow, writer, Store};
+    use std::collections::BTreeSet;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    if !root_or_skip("item3_a_full_disk_never_stalls_the_records_readers") {
+        return;
+    }
+    /// Notes every seq it is handed.
+    struct Seen(&'static str, Arc<Mutex<BTreeSet<u64>>>);
+    impl Follower for Seen {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn handle(&mut self, records: &[Record]) -> Result<(), FollowError> {
+            self.1.lock().unwrap().extend(records.iter().map(|r| r.seq));
+            Ok(())
+        }
+    }
+    let dir = TempDir::new("fullreaders");
+    let fs = Tmpfs::mount(&dir.path().join("state"), "4m");
+    let store =
+        Arc::new(Store::open(&dir.path().join("state/record"), &dir.path().join("key")).unwrap());
+    // Stamped now, so that retention (a day) keeps them all.
+    let now = monitor::model::now_ns();
+    let record = move |n: u64| -> Record {
+        serde_json::from_value(serde_json::json!({
+            "seq": 0, "time": "2026-12-06T00:00:00Z", "time_ns": now + n, "host": "h", "pid": 1,
+            "comm": "cat", "uid": 1000, "role": "billing", "action": "read",
+            "object": format!("/srv/cards/{n}/{}", "y".repeat(150)), "outcome": "allowed"
+        }))
+        .unwrap()
+    };
+    let counters = Arc::new(writer::WriterCounters::default());
+    let day = Duration::from_secs(86_400);
+    let retention = writer::Retention {
+        keep: day,
+        hold: day,
+    };
+    let (tx, writer) =
+        writer::spawn(store.clone(), retention, counters.clone(), record(0)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Vec<Arc<Mutex<BTreeSet<u64>>>> = (0..2).map(|_| Arc::default()).collect();
+    let mut followers: Vec<_> = ["anomaly", "respond"]
+        .into_iter()
+        .zip(&seen)
+        .map(|(name, seen)| {
+            let f = Box::new(Seen(name, seen.clone()));
+            follow::spawn(store.clone(), f, stop.clone()).unwrap()
+        })
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    // What `monitor status` reads of the store, every 20 ms: the longest
+    // any one read took.
+    let reader = {
+        let (store, done) = (store.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut longest = Duration::ZERO;
+            while !done.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let _ = (store.records(), store.size_on_disk(), store.head());
+                longest = longest.max(t.elapsed());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            longest
+        })
+    };
+    let producer = {
+        let (tx, done) = (tx.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !done.load(Ordering::Relaxed) && tx.send(record(n)).is_ok() {
+                n += 1;
+            }
+            n
+        })
+    };
+    let wait = |what: &str, pred: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !pred() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait("the store to fail", &|| {
+        counters.write_errors.load(Ordering::Relaxed) > 0
+    });
+    // A large held set, so that storing it takes a while.
+    wait("records held", &|| {
+        counters.held.load(Ordering::Relaxed) >= 100_000
+    });
+    fs.resize("512m");
+    wait("the held records stored", &|| {
+        counters.held.load(Ordering::Relaxed) == 0
+    });
+    done.store(true, Ordering::Relaxed);
+    let produced = producer.join().unwrap();
+    let longest = reader.join().unwrap();
+    drop(tx);
+    writer.join().unwrap();
+    // Each follower is handed every record (at least once: a batch whose
+    // cursor could not be saved is handed again).
+    wait("the followers to catch up", &|| {
+        let head = store.head();
+        seen.iter().all(|s| s.lock().unwrap().len() as u64 == head)
+    });
+    stop.store(true, Ordering::Relaxed);
+    for f in &mut followers {
+        f.join();
+    }
+    let head = store.head();
+    let stored = counters.stored.load(Ordering::Relaxed);
+    let lost = counters.failed.load(Ordering::Relaxed);
+    eprintln!(
+        "full disk, readers: {produced} produced, {stored} stored, {lost} lost, head {head}, longest read {longest:?}"
+    );
+    assert!(
+        longest < Duration::from_secs(2),
+        "a read of the store waited {longest:?} on the writer"
+    );
+    for s in &seen {
+        assert_eq!(s.lock().unwrap().last(), Some(&head));
+    }
+    assert_eq!(
+        stored + lost,
+        produced + 1,
+        "every record stored or counted lost (and the outage note)"
+    );
+    drop(store);
+    drop(fs);
+}
+
 /// Item 7: one file for both keys, or a key others can read, stops the
 /// daemon before it starts, with a message that names the file once.
 #[test]

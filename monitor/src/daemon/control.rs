@@ -273,8 +273,9 @@ pub fn update_status<'a>(
     status.tls_libraries = counters.tls_hooked.clone();
     status.tls_blind = counters.tls_blind.clone();
     status.record = writer.snapshot();
-    status.store_records = store.len();
-    status.store_bytes = store.size_on_disk();
+    // While the store reopens after a write failure, the last figures stand.
+    status.store_records = store.records().unwrap_or(status.store_records);
+    status.store_bytes = store.size_on_disk().unwrap_or(status.store_bytes);
     let head = store.head();
     status.followers = followers.map(|f| f.status(head)).collect();
 }

@@ -262,6 +262,11 @@ pub struct Store {
     /// guard) met the writer's batch (waiting for that guard exclusively):
     /// the thread that writes the log out then waited too.
     writes: Mutex<()>,
+    /// Held by the thread that appends or reopens, for the whole of it, so
+    /// that `head` is held only to read or move the head: the followers and
+    /// the status never wait on the store's I/O, nor on a long batch being
+    /// chained.
+    appending: Mutex<()>,
 }
 
 /// Posting lists gathered in memory over several batches before they go to
@@ -517,6 +522,7 @@ impl Store {
             followers: Mutex::new(Vec::new()),
             trim: RwLock::new(()),
             writes: Mutex::new(()),
+            appending: Mutex::new(()),
         })
     }
 
@@ -533,16 +539,20 @@ impl Store {
     /// failure (a full disk) sled refuses every later write until reopened.
     /// What was not on disk is gone; the head and the held postings are
     /// read back from what is. The caller appends again what it still holds.
+    ///
+    /// Readers meanwhile get [`StoreError::Reopening`] at once rather than
+    /// waiting: sled's handle is dropped and opened again outside every
+    /// lock that a reader takes.
     pub fn reopen(&self) -> Result<(), StoreError> {
+        let _appending = self.appending.lock().expect("appending lock");
         let _trim = self.trim.write().expect("trim lock");
-        let mut head = self.head.lock().expect("head lock");
-        let mut trees = self.trees.write().expect("trees lock");
-        drop(trees.take());
+        let old = self.trees.write().expect("trees lock").take();
+        drop(old);
         let fresh = Trees::open(&self.dir, LOCK_WAIT, self.cache)?;
         let (h, pending) = fresh.load()?;
-        *head = h;
+        *self.head.lock().expect("head lock") = h;
         *self.pending.lock().expect("pending lock") = pending;
-        *trees = Some(fresh);
+        *self.trees.write().expect("trees lock") = Some(fresh);
         Ok(())
     }
 
@@ -553,11 +563,14 @@ impl Store {
     /// list per batch and name (pairs of time and seq), so a batch costs
     /// sled a few writes per distinct object rather than six per record.
     pub fn append(&self, batch: &mut [Record]) -> Result<u64, StoreError> {
+        let _appending = self.appending.lock().expect("appending lock");
         let t = self.t()?;
-        let mut head = self.head.lock().expect("head lock");
-        let first = head.seq + 1;
+        let (mut seq, mut prev) = {
+            let head = self.head.lock().expect("head lock");
+            (head.seq, head.mac)
+        };
+        let first = seq + 1;
         let mut records = sled::Batch::default();
-        let (mut seq, mut prev) = (head.seq, head.mac);
         let mut chunk: Vec<u8> = Vec::new();
         let mut chunk_first = first;
         for (i, rec) in batch.iter_mut().enumerate() {
@@ -588,10 +601,13 @@ impl Store {
             // is appended again, with the same seqs, by the writer.
             t.db.flush()?;
         }
-        head.seq = seq;
-        head.mac = prev;
-        self.write_head_file(seq, &prev);
+        {
+            let mut head = self.head.lock().expect("head lock");
+            head.seq = seq;
+            head.mac = prev;
+        }
         self.grown.notify_all();
+        self.write_head_file(seq, &prev);
         let mut pending = self.pending.lock().expect("pending lock");
         for rec in batch.iter() {
             pending.add(rec);
@@ -654,6 +670,7 @@ impl Store {
 
     /// Writes the held postings (all of them, or only when due) and flushes.
     fn write_held(&self, all: bool) -> Result<(), StoreError> {
+        let _appending = self.appending.lock().expect("appending lock");
         let t = self.t()?;
         let mut pending = self.pending.lock().expect("pending lock");
         if pending.pairs == 0 || !(all || pending.due()) {
@@ -718,21 +735,16 @@ impl Store {
         Ok(None)
     }
 
-    /// Number of records stored.
-    pub fn len(&self) -> u64 {
-        let head = self.head.lock().expect("head lock").seq;
-        let anchor = self.t().and_then(|t| anchor(&t.meta)).map_or(0, |a| a.0);
-        head - anchor
+    /// Number of records stored, or `None` while the store is reopening
+    /// (or cannot be read): never waits on a write.
+    pub fn records(&self) -> Option<u64> {
+        let anchor = self.t().and_then(|t| anchor(&t.meta)).ok()?.0;
+        Some(self.head().saturating_sub(anchor))
     }
 
-    /// Bytes the store takes on disk (0 while it is closed).
-    pub fn size_on_disk(&self) -> u64 {
-        self.t().and_then(|t| Ok(t.db.size_on_disk()?)).unwrap_or(0)
-    }
-
-    /// True when nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Bytes the store takes on disk, or `None` while it is reopening.
+    pub fn size_on_disk(&self) -> Option<u64> {
+        self.t().and_then(|t| Ok(t.db.size_on_disk()?)).ok()
     }
 
     /// Notes the chain's end, once on disk, in a file beside sled's own
@@ -1318,7 +1330,7 @@ pub(crate) mod tests {
         let store = Store::open(&dir.join("db"), &key).unwrap();
         assert_eq!(store.append(&mut [record(200, "r", "/p")]).unwrap(), 7);
         assert!(store.verify().unwrap().ok());
-        assert_eq!(store.len(), 1);
+        assert_eq!(store.records(), Some(1));
         drop(store);
     }
 

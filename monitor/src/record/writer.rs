@@ -138,6 +138,8 @@ struct Outage {
     since: String,
     failures: u64,
     lost: u64,
+    /// Held records stored since (by attempts that got part of the way).
+    stored: usize,
     last_error: String,
     retry: Duration,
     next_try: Instant,
@@ -192,6 +194,7 @@ fn run(
                     since: template.stamped().time,
                     failures: 1,
                     lost: 0,
+                    stored: 0,
                     last_error: e.to_string(),
                     retry: Duration::from_millis(200),
                     next_try: Instant::now() + Duration::from_millis(200),
@@ -250,7 +253,9 @@ fn recover(
     template: &Record,
 ) -> bool {
     // sled refuses every write after an I/O error until it is reopened.
-    let result = store.reopen().and_then(|()| store.append(held));
+    let result = store
+        .reopen()
+        .and_then(|()| append_held(store, held, o, counters));
     if let Err(e) = result {
         o.failures += 1;
         o.last_error = e.to_string();
@@ -263,12 +268,7 @@ fn recover(
         }
         return false;
     }
-    counters
-        .stored
-        .fetch_add(held.len() as u64, Ordering::Relaxed);
-    let recovered = held.len();
-    held.clear();
-    counters.held.store(0, Ordering::Relaxed);
+    let recovered = o.stored;
     let mut note = vec![Record {
         action: Action::Outage,
         object: format!(
@@ -295,6 +295,29 @@ fn recover(
     write(store, &mut note, counters);
     tracing::warn!(since = %o.since, failures = o.failures, recovered, lost = o.lost, "record writes recovered");
     true
+}
+
+/// Appends the held records [`BATCH`] at a time, so that the chain's head
+/// moves (and the followers start) as they go, and no one append chains a
+/// quarter of a million records; what was stored leaves `held` even when a
+/// later batch fails.
+fn append_held(
+    store: &Store,
+    held: &mut Vec<Record>,
+    o: &mut Outage,
+    counters: &WriterCounters,
+) -> Result<(), super::StoreError> {
+    let mut stored = 0;
+    let result = held.chunks_mut(BATCH).try_for_each(|chunk| {
+        store.append(chunk)?;
+        stored += chunk.len();
+        Ok(())
+    });
+    held.drain(..stored);
+    o.stored += stored;
+    counters.stored.fetch_add(stored as u64, Ordering::Relaxed);
+    counters.held.store(held.len() as u64, Ordering::Relaxed);
+    result
 }
 
 fn write(store: &Store, batch: &mut Vec<Record>, counters: &WriterCounters) {
