@@ -902,11 +902,14 @@ impl Store {
         self.sync()?;
         let _guard = self.trim.write().expect("trim lock");
         let _writes = self.writes.lock().expect("writes lock");
+        // Read before the anchor moves: a follower with no saved cursor yet
+        // stands at the anchor, and would seem to lose nothing.
         let followers = self.followers.lock().expect("followers lock").clone();
-        let mut passed = u64::MAX;
-        for name in &followers {
-            passed = passed.min(self.cursor(name)?.seq);
-        }
+        let cursors = followers
+            .into_iter()
+            .map(|name| Ok((self.cursor(&name)?, name)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let passed = cursors.iter().map(|(c, _)| c.seq).min().unwrap_or(u64::MAX);
         let mut removed = 0;
         let mut last = 0;
         for item in t.records.iter() {
@@ -956,8 +959,7 @@ impl Store {
             }
         }
         let mut lost = Vec::new();
-        for name in followers {
-            let c = self.cursor(&name)?;
+        for (c, name) in cursors {
             if removed > 0 && c.seq < last {
                 let n = last - c.seq;
                 self.put_cursor(
@@ -1557,6 +1559,21 @@ pub(crate) mod tests {
         store.put_cursor("g", Cursor { seq: 5, lost: 0 }).unwrap();
         assert_eq!(store.register_follower("g").unwrap(), 95);
         assert_eq!(store.cursor("g").unwrap(), Cursor { seq: 100, lost: 95 });
+        drop(store);
+    }
+
+    #[test]
+    fn retention_counts_what_a_follower_with_no_cursor_yet_loses() {
+        let tmp = temp();
+        let store = Store::open(&tmp.path().join("db"), &tmp.path().join("record.key")).unwrap();
+        let mut batch: Vec<Record> = (0..40).map(|i| record(i, "r", "/p")).collect();
+        store.append(&mut batch).unwrap();
+        // Registered, never advanced: it stands at the anchor (0).
+        store.register_follower("new").unwrap();
+        let t = store.trim(u64::MAX, u64::MAX).unwrap();
+        assert_eq!((t.removed, t.last), (40, 40));
+        assert_eq!(t.lost, vec![("new".to_owned(), 40)]);
+        assert_eq!(store.cursor("new").unwrap(), Cursor { seq: 40, lost: 40 });
         drop(store);
     }
 
