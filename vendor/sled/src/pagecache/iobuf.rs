@@ -994,7 +994,13 @@ pub(in crate::pagecache) fn make_stable_inner(
                     );
                 }
             } else {
-                iobufs.interval_updated.wait(&mut waiter);
+                // bounded, so that a notify missed on some error path
+                // costs a moment, not a thread: the loop checks the
+                // global error again before waiting again.
+                let _ = iobufs.interval_updated.wait_for(
+                    &mut waiter,
+                    std::time::Duration::from_millis(100),
+                );
             }
         } else {
             debug!("make_stable({}) returning", lsn);

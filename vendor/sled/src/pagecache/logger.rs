@@ -441,7 +441,17 @@ impl Log {
                         "hit error while writing iobuf with lsn {}: {:?}",
                         lsn, e
                     );
+                    // store error before notifying so that waiting threads
+                    // will see it (as `maybe_seal_and_write_iobuf` does)
                     iobufs.config.set_global_error(e);
+
+                    let intervals = iobufs.intervals.lock();
+
+                    // having held the mutex makes this linearized
+                    // with the notify below.
+                    drop(intervals);
+
+                    let _notified = iobufs.interval_updated.notify_all();
                 }
             })?;
 
