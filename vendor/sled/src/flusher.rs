@@ -84,8 +84,9 @@ fn run(
             Err(e) => {
                 error!("failed to flush from periodic flush thread: {}", e);
 
-                #[cfg(feature = "failpoints")]
-                pagecache.set_failpoint(e);
+                // this thread stops here: whoever waits for the log to
+                // reach disk must learn why, not wait for ever.
+                pagecache.set_global_error_and_wake(e);
 
                 *shutdown = ShutdownState::ShutDown;
 
@@ -114,8 +115,7 @@ fn run(
                         e
                     );
 
-                    #[cfg(feature = "failpoints")]
-                    pagecache.set_failpoint(e);
+                    pagecache.set_global_error_and_wake(e);
 
                     *shutdown = ShutdownState::ShutDown;
 

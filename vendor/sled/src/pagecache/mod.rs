@@ -914,6 +914,22 @@ impl PageCache {
         Ok(RecoveryGuard { batch_res })
     }
 
+    /// Makes `e` the global error and wakes every thread waiting for the
+    /// log to reach disk, so that they return it rather than wait for a
+    /// write that will not come (the periodic flusher calls this when it
+    /// stops on an error).
+    pub(crate) fn set_global_error_and_wake(&self, e: Error) {
+        self.config.set_global_error(e);
+
+        let intervals = self.log.iobufs.intervals.lock();
+
+        // having held the mutex makes this linearized
+        // with the notify below.
+        drop(intervals);
+
+        let _notified = self.log.iobufs.interval_updated.notify_all();
+    }
+
     #[doc(hidden)]
     #[cfg(feature = "failpoints")]
     #[cfg(all(
