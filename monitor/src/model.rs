@@ -541,6 +541,14 @@ pub trait Follower: Send {
     /// and the cursor moves past them; an error means the same records are
     /// offered again later (with backoff).
     fn handle(&mut self, records: &[Record]) -> Result<(), FollowError>;
+
+    /// Whether a record, as the JSON it is stored as, may concern this
+    /// follower. One that does not is passed over without being parsed
+    /// (the cursor still moves past it). Must never say no to a record
+    /// `handle` would act on; the default takes every record.
+    fn wants(&self, _json: &[u8]) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

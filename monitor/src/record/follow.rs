@@ -179,15 +179,19 @@ fn follow(
             return Ok(());
         }
         let step = store
-            .read_after(cursor, BATCH)
+            .read_after_where(cursor, BATCH, |json| follower.wants(json))
             .map_err(|e| e.to_string())
-            .and_then(|batch| {
-                let Some(last) = batch.last().map(|r| r.seq) else {
+            .and_then(|read| {
+                if read.seen == 0 {
                     return Ok(None);
-                };
-                follower.handle(&batch).map_err(|e| e.to_string())?;
-                let c = store.advance(&name, last).map_err(|e| e.to_string())?;
-                Ok(Some((c, batch.len() as u64)))
+                }
+                if !read.records.is_empty() {
+                    follower.handle(&read.records).map_err(|e| e.to_string())?;
+                }
+                let c = store
+                    .advance(&name, read.through)
+                    .map_err(|e| e.to_string())?;
+                Ok(Some((c, read.seen as u64)))
             });
         match step {
             Ok(None) => {

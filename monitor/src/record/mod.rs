@@ -176,6 +176,17 @@ fn open_db(dir: &Path, wait: std::time::Duration, cache: u64) -> Result<sled::Db
     }
 }
 
+/// What [`Store::read_after_where`] read.
+#[derive(Debug, Default)]
+pub struct Read {
+    /// The records wanted, in order.
+    pub records: Vec<Record>,
+    /// The last seq looked at (the one asked after, when none was).
+    pub through: u64,
+    /// Records looked at, wanted or not.
+    pub seen: usize,
+}
+
 /// The outcome of walking the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyReport {
@@ -1105,10 +1116,26 @@ impl Store {
     /// removed by retention are simply not there: the first returned may be
     /// past `seq + 1`.
     pub fn read_after(&self, seq: u64, max: usize) -> Result<Vec<Record>, StoreError> {
+        Ok(self.read_after_where(seq, max, |_| true)?.records)
+    }
+
+    /// [`Store::read_after`] parsing only the records whose JSON `wants`
+    /// accepts: up to `max` records are looked at, and [`Read::through`]
+    /// says how far, so a reader that passed over every one still moves on.
+    pub fn read_after_where(
+        &self,
+        seq: u64,
+        max: usize,
+        wants: impl Fn(&[u8]) -> bool,
+    ) -> Result<Read, StoreError> {
         let t = self.t()?;
         // Only what is on disk: a batch whose flush failed is not handed out.
         let head = self.head();
-        let mut out = Vec::new();
+        let mut read = Read {
+            records: Vec::new(),
+            through: seq,
+            seen: 0,
+        };
         let from = t
             .records
             .range(..=(seq + 1).to_be_bytes())
@@ -1122,17 +1149,21 @@ impl Store {
                     continue;
                 }
                 if e.seq > head {
-                    return Ok(out);
+                    return Ok(read);
                 }
-                let rec = serde_json::from_slice(e.json)
-                    .map_err(|source| StoreError::Json { seq: e.seq, source })?;
-                out.push(rec);
-                if out.len() >= max {
-                    return Ok(out);
+                if wants(e.json) {
+                    let rec = serde_json::from_slice(e.json)
+                        .map_err(|source| StoreError::Json { seq: e.seq, source })?;
+                    read.records.push(rec);
+                }
+                read.through = e.seq;
+                read.seen += 1;
+                if read.seen >= max {
+                    return Ok(read);
                 }
             }
         }
-        Ok(out)
+        Ok(read)
     }
 
     /// Follower `name`'s cursor. A follower seen for the first time starts
@@ -1618,6 +1649,29 @@ pub(crate) mod tests {
         store.put_cursor("g", Cursor { seq: 5, lost: 0 }).unwrap();
         assert_eq!(store.register_follower("g").unwrap(), 95);
         assert_eq!(store.cursor("g").unwrap(), Cursor { seq: 100, lost: 95 });
+        drop(store);
+    }
+
+    #[test]
+    fn a_filtered_read_parses_only_what_is_wanted_and_says_how_far_it_looked() {
+        let tmp = temp();
+        let store = Store::open(&tmp.path().join("db"), &tmp.path().join("record.key")).unwrap();
+        let mut batch: Vec<Record> = (0..100)
+            .map(|i| record(i, "r", if i % 10 == 0 { "/wanted" } else { "/p" }))
+            .collect();
+        store.append(&mut batch).unwrap();
+        let wanted = |json: &[u8]| memchr::memmem::find(json, b"/wanted").is_some();
+        let read = store.read_after_where(5, 30, wanted).unwrap();
+        let seqs: Vec<u64> = read.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, vec![11, 21, 31]);
+        assert_eq!((read.through, read.seen), (35, 30));
+        // None wanted: it still says how far it looked.
+        let read = store.read_after_where(91, 30, |_| false).unwrap();
+        assert!(read.records.is_empty());
+        assert_eq!((read.through, read.seen), (100, 9));
+        // Past the head: nothing looked at.
+        let read = store.read_after_where(100, 30, |_| true).unwrap();
+        assert_eq!((read.through, read.seen), (100, 0));
         drop(store);
     }
 

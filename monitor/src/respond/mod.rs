@@ -228,6 +228,15 @@ impl Follower for Runner {
         NAME
     }
 
+    /// Every responder answers an alert or (a hand-off) a send with
+    /// findings; a record with neither is not parsed. Both fields are left
+    /// out of a record's JSON when empty, and a key is never escaped, so a
+    /// record without these keys has neither.
+    fn wants(&self, json: &[u8]) -> bool {
+        memchr::memmem::find(json, b"\"alert\":").is_some()
+            || memchr::memmem::find(json, b"\"findings\":").is_some()
+    }
+
     fn handle(&mut self, records: &[Record]) -> Result<(), FollowError> {
         let rules = self.live.responders();
         if !Arc::ptr_eq(&rules, &self.rules) {
@@ -318,5 +327,74 @@ mod tests {
         // Not enforcing, and the pid does not exist: skipped, and why.
         assert_eq!(runs[0].outcome, RunOutcome::Skipped);
         assert!(runs[0].detail.contains("gone"), "{}", runs[0].detail);
+    }
+
+    /// The runner's JSON filter passes over only records no responder of
+    /// any kind answers: alerts and sends with findings are all parsed.
+    #[test]
+    fn the_filter_passes_over_only_what_no_responder_answers() {
+        let mut rules = ResponderRules::parse(
+            "[[responder]]\nname = \"k\"\ntype = \"kill\"\nroles = [\"chatbot\"]\n\
+             [[responder]]\nname = \"e\"\ntype = \"exec\"\ncommand = [\"/bin/true\"]\n",
+            "responders.toml",
+            &monitor_pii::PiiRules::defaults(),
+        )
+        .unwrap();
+        // A hand-off on a detector (its pii.toml category is beside the point).
+        let handoff = Responder {
+            name: "h".into(),
+            kind: Kind::Handoff {
+                url: "http://127.0.0.1:9/".into(),
+                categories: vec!["risk".into()],
+                detectors: vec!["CREDIT_CARD".into()],
+            },
+            ..rules.responders[0].clone()
+        };
+        rules.responders.push(handoff);
+        let set = crate::rules::RuleSet {
+            responders: Arc::new(rules),
+            ..crate::rules::RuleSet::shipped()
+        };
+        let (tx, _rx) = std::sync::mpsc::sync_channel(64);
+        let runner = Runner::new(
+            crate::rules::Live::new(&set),
+            crate::record::writer::RecordSender::new(tx),
+        );
+        let plain = |action: &str, object: &str| -> Record {
+            serde_json::from_value(serde_json::json!({
+                "seq": 1, "time": "", "time_ns": 1, "host": "h", "pid": 7, "comm": "c",
+                "uid": 1, "role": "chatbot", "action": action, "object": object,
+                "outcome": "allowed"
+            }))
+            .unwrap()
+        };
+        let mut card = plain("send", "203.0.113.7:443");
+        card.findings = vec![serde_json::from_value(serde_json::json!({
+            "type": "CREDIT_CARD", "masked": "****1111", "score": 1.0,
+            "fingerprint": "0123456789abcdef0123456789abcdef", "start": 0, "end": 16
+        }))
+        .unwrap()];
+        let cases = [
+            (alert(1, 1, 7), true),
+            (card, true),
+            (plain("read", "/srv/cards/a.csv"), false),
+            (plain("send", "203.0.113.7:443"), false),
+            // A path that spells a key is escaped in the JSON: not taken for one.
+            (plain("read", "/tmp/\"alert\":{}"), false),
+        ];
+        for (r, answered) in cases {
+            let json = serde_json::to_vec(&r).unwrap();
+            let any = runner
+                .responders
+                .iter()
+                .any(|(resp, _)| Runner::incident(resp, &r).is_some());
+            assert_eq!(any, answered, "{r:?}");
+            assert_eq!(
+                runner.wants(&json),
+                answered,
+                "{}",
+                String::from_utf8_lossy(&json)
+            );
+        }
     }
 }
