@@ -81,6 +81,12 @@ pub struct PipelineCounters {
     pub backlog_peak_bytes: u64,
 }
 
+/// How long the record writer may spend on one piece of work (a batch, a
+/// retry, a retention pass over a large store) before the daemon takes it
+/// for wedged: it says so, and stops feeding the service manager's
+/// watchdog so that the service is restarted.
+pub const WRITER_STUCK: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The access record's counters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordCounters {
@@ -99,6 +105,10 @@ pub struct RecordCounters {
     /// Records waiting in the writer's queue.
     #[serde(default)]
     pub queued: u64,
+    /// Seconds the writer has spent on the work it is doing now (0 while it
+    /// waits for records); past [`WRITER_STUCK`] it is taken for wedged.
+    #[serde(default)]
+    pub busy_secs: u64,
     /// The store's last write error ("TIME: ERROR"), since the start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -328,6 +338,12 @@ impl Status {
         );
         t.row("processes tracked", self.processes_tracked.to_string());
         t.row("writer queue", format!("{} records", r.queued));
+        if r.busy_secs >= WRITER_STUCK.as_secs() {
+            t.row(
+                "writer",
+                format!("WEDGED: one write has taken {} s", r.busy_secs),
+            );
+        }
         t.row(
             "store",
             format!(

@@ -44,6 +44,7 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     let mut last_dropped = 0;
     let mut losses = Losses::default();
     let mut watch = FollowerWatch::default();
+    let mut wedged = false;
     let heartbeat = std::time::Duration::from_secs(opts.heartbeat_secs.max(1));
     let mut last_beat = std::time::Instant::now();
     // The service manager's watchdog (WatchdogSec=): pinged at half its
@@ -56,7 +57,9 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
     loop {
         tokio::select! {
             _ = dog.tick(), if watchdog => {
-                if !d.pipeline.is_finished() {
+                // A wedged writer stores nothing more: let the service
+                // manager restart the daemon rather than feign health.
+                if !d.pipeline.is_finished() && !wedged {
                     let _ = sd_notify::notify(&[NotifyState::Watchdog]);
                 }
             }
@@ -67,6 +70,15 @@ pub async fn run(opts: &Options, d: &mut Daemon) -> anyhow::Result<()> {
                 // For the metrics endpoint and `monitor status` over the socket.
                 *d.published.write().expect("status lock") = d.status.clone();
                 log_stats(&d.status, &mut last_dropped);
+                let busy = d.status.record.busy_secs;
+                if (busy >= crate::status::WRITER_STUCK.as_secs()) != wedged {
+                    wedged = !wedged;
+                    if wedged {
+                        tracing::error!(busy_secs = busy, queued = d.status.record.queued, watchdog, "the record writer is wedged in one write: records are not being stored; the service manager's watchdog is no longer fed");
+                    } else {
+                        tracing::warn!("the record writer is moving again");
+                    }
+                }
                 let _ = sd_notify::notify(&[NotifyState::Status(&service_status(&d.status))]);
                 if let Some(note) = losses.since_last(&d.status, &d.template) {
                     let _ = d.records.send(note);

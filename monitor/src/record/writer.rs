@@ -50,6 +50,9 @@ pub struct WriterCounters {
     pub queued: AtomicU64,
     /// When the store last failed to write (RFC 3339), and why.
     pub last_error: std::sync::Mutex<Option<(String, String)>>,
+    /// When (monotonic ns) the writer began the work it is doing now (a
+    /// batch, a retry, retention); 0 while it waits for records.
+    pub busy_since: AtomicU64,
 }
 
 impl WriterCounters {
@@ -62,6 +65,10 @@ impl WriterCounters {
             write_errors: self.write_errors.load(Ordering::Relaxed),
             held: self.held.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
+            busy_secs: match self.busy_since.load(Ordering::Relaxed) {
+                0 => 0,
+                since => crate::enrich::mono_now_ns().saturating_sub(since) / 1_000_000_000,
+            },
             last_error: self
                 .last_error
                 .lock()
@@ -175,6 +182,9 @@ fn run(
             Err(RecvTimeoutError::Timeout) => true,
             Err(RecvTimeoutError::Disconnected) => false,
         };
+        counters
+            .busy_since
+            .store(crate::enrich::mono_now_ns().max(1), Ordering::Relaxed);
         let stopping = batch
             .iter()
             .any(|r| r.action == Action::Stop && r.pid == template.pid);
@@ -221,12 +231,14 @@ fn run(
             if let Err(e) = store.sync() {
                 tracing::error!(error = %e, "writing the record index failed");
             }
+            counters.busy_since.store(0, Ordering::Relaxed);
             return;
         }
         if outage.is_none() && last_retention.is_none_or(|t| t.elapsed() >= RETENTION_EVERY) {
             last_retention = Some(Instant::now());
             expire(store, retention, counters, template);
         }
+        counters.busy_since.store(0, Ordering::Relaxed);
     }
 }
 
@@ -381,5 +393,41 @@ fn expire(store: &Store, retention: Retention, counters: &WriterCounters, templa
             );
         }
         Err(e) => tracing::error!(error = %e, "retention failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::tests::record;
+
+    #[test]
+    fn the_writer_says_how_long_its_work_has_taken_and_is_idle_after() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store =
+            Arc::new(Store::open(&tmp.path().join("db"), &tmp.path().join("record.key")).unwrap());
+        let counters = Arc::new(WriterCounters::default());
+        let day = Duration::from_secs(86_400);
+        let retention = Retention {
+            keep: day,
+            hold: day,
+        };
+        let (tx, writer) = spawn(store, retention, counters.clone(), record(1, "r", "x")).unwrap();
+        tx.send(record(crate::model::now_ns(), "r", "/p")).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counters.stored.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "not stored");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(tx);
+        writer.join().unwrap();
+        assert_eq!(counters.busy_since.load(Ordering::Relaxed), 0);
+        assert_eq!(counters.snapshot().busy_secs, 0);
+        // Work begun 400 s ago (monotonic) reads as 400 s busy: wedged.
+        let since = crate::enrich::mono_now_ns() - 400_000_000_000;
+        counters.busy_since.store(since, Ordering::Relaxed);
+        let busy = counters.snapshot().busy_secs;
+        assert!((400..410).contains(&busy), "{busy}");
+        assert!(busy >= crate::status::WRITER_STUCK.as_secs());
     }
 }
