@@ -56,6 +56,15 @@ pub struct WriterCounters {
 }
 
 impl WriterCounters {
+    /// Seconds the writer's current work has taken at `now` ([`mono_ns`]);
+    /// 0 while it waits.
+    fn busy_secs_at(&self, now: u64) -> u64 {
+        match self.busy_since.load(Ordering::Relaxed) {
+            0 => 0,
+            since => now.saturating_sub(since) / 1_000_000_000,
+        }
+    }
+
     /// A copy for the status report.
     pub fn snapshot(&self) -> crate::status::RecordCounters {
         crate::status::RecordCounters {
@@ -65,10 +74,7 @@ impl WriterCounters {
             write_errors: self.write_errors.load(Ordering::Relaxed),
             held: self.held.load(Ordering::Relaxed),
             queued: self.queued.load(Ordering::Relaxed),
-            busy_secs: match self.busy_since.load(Ordering::Relaxed) {
-                0 => 0,
-                since => crate::enrich::mono_now_ns().saturating_sub(since) / 1_000_000_000,
-            },
+            busy_secs: self.busy_secs_at(mono_ns()),
             last_error: self
                 .last_error
                 .lock()
@@ -77,6 +83,12 @@ impl WriterCounters {
                 .map(|(at, e)| format!("{at}: {e}")),
         }
     }
+}
+
+/// Monotonic nanoseconds since the first call, never 0 (0 is "idle").
+fn mono_ns() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_nanos()).unwrap_or(u64::MAX) | 1
 }
 
 /// The record writer has stopped: nothing more can be stored.
@@ -182,9 +194,7 @@ fn run(
             Err(RecvTimeoutError::Timeout) => true,
             Err(RecvTimeoutError::Disconnected) => false,
         };
-        counters
-            .busy_since
-            .store(crate::enrich::mono_now_ns().max(1), Ordering::Relaxed);
+        counters.busy_since.store(mono_ns(), Ordering::Relaxed);
         let stopping = batch
             .iter()
             .any(|r| r.action == Action::Stop && r.pid == template.pid);
@@ -423,11 +433,11 @@ mod tests {
         writer.join().unwrap();
         assert_eq!(counters.busy_since.load(Ordering::Relaxed), 0);
         assert_eq!(counters.snapshot().busy_secs, 0);
-        // Work begun 400 s ago (monotonic) reads as 400 s busy: wedged.
-        let since = crate::enrich::mono_now_ns() - 400_000_000_000;
-        counters.busy_since.store(since, Ordering::Relaxed);
-        let busy = counters.snapshot().busy_secs;
-        assert!((400..410).contains(&busy), "{busy}");
+        // Work begun 400 s before now reads as 400 s busy: wedged.
+        counters.busy_since.store(1_000, Ordering::Relaxed);
+        let busy = counters.busy_secs_at(1_000 + 400_000_000_000);
+        assert_eq!(busy, 400);
         assert!(busy >= crate::status::WRITER_STUCK.as_secs());
+        assert!(counters.snapshot().busy_secs < 400);
     }
 }
