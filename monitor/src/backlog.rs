@@ -73,11 +73,13 @@ impl Batch {
     }
 
     /// Moves records from the ring buffer in until the batch is full or
-    /// the ring empty; returns how many, and their bytes.
-    fn fill(&mut self, sensor: &mut Sensor) -> (usize, usize) {
+    /// the ring empty; returns how many.
+    fn fill(&mut self, sensor: &mut Sensor) -> usize {
         let room = BATCH.saturating_sub(self.len());
         let room_bytes = BATCH_BYTES.saturating_sub(self.bytes());
-        sensor.drain_bytes(room, room_bytes, |record| self.push(record))
+        sensor
+            .drain_bytes(room, room_bytes, |record| self.push(record))
+            .0
     }
 
     /// The records, in order.
@@ -233,7 +235,7 @@ impl Intake {
                 Some(open) => open,
                 None => self.empty_batch(),
             };
-            let (n, _) = batch.fill(sensor);
+            let n = batch.fill(sensor);
             let full = batch.is_full();
             if batch.is_empty() {
                 self.recycle(batch);

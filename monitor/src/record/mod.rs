@@ -1112,16 +1112,11 @@ impl Store {
         head.seq
     }
 
-    /// Up to `max` records after `seq` and up to the head, in order. Records
-    /// removed by retention are simply not there: the first returned may be
-    /// past `seq + 1`.
-    pub fn read_after(&self, seq: u64, max: usize) -> Result<Vec<Record>, StoreError> {
-        Ok(self.read_after_where(seq, max, |_| true)?.records)
-    }
-
-    /// [`Store::read_after`] parsing only the records whose JSON `wants`
-    /// accepts: up to `max` records are looked at, and [`Read::through`]
-    /// says how far, so a reader that passed over every one still moves on.
+    /// Up to `max` records after `seq` and up to the head, in order, parsing
+    /// only those whose JSON `wants` accepts: [`Read::through`] says how far
+    /// it looked, so a reader that passed over every one still moves on.
+    /// Records removed by retention are simply not there: the first looked
+    /// at may be past `seq + 1`.
     pub fn read_after_where(
         &self,
         seq: u64,
@@ -1633,10 +1628,13 @@ pub(crate) mod tests {
             let mut batch: Vec<Record> = (0..100).map(|i| record(i, "r", "/p")).collect();
             store.append(&mut batch).unwrap();
             // Reads cross chunk boundaries and start after the given seq.
-            let got = store.read_after(30, 10).unwrap();
+            let got = store.read_after_where(30, 10, |_| true).unwrap().records;
             let seqs: Vec<u64> = got.iter().map(|r| r.seq).collect();
             assert_eq!(seqs, (31..=40).collect::<Vec<_>>());
-            assert_eq!(store.read_after(100, 10).unwrap(), vec![]);
+            assert_eq!(
+                store.read_after_where(100, 10, |_| true).unwrap().records,
+                vec![]
+            );
             // A new follower starts at the anchor; its cursor is durable.
             assert_eq!(store.cursor("f").unwrap(), Cursor { seq: 0, lost: 0 });
             assert_eq!(store.register_follower("f").unwrap(), 0);
